@@ -1,0 +1,37 @@
+//! Every bound of the core in one place, with the relations between them asserted at compile
+//! time (TigerBeetle's `constants.zig` habit).
+
+/// Kafka's default `message.max.bytes`: the largest record batch a produce may carry.
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 1_048_588;
+
+/// The largest `segment.bytes` a topic may set: positions inside a segment are `u32`, and a
+/// batch must fit in one segment.
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 30;
+
+/// The smallest `segment.bytes` a topic may set (Kafka's own floor is 14 bytes; one batch
+/// header is a saner floor).
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// Bytes of log between two entries of a segment's sparse offset and time indexes (Kafka's
+/// `index.interval.bytes`).
+pub const INDEX_INTERVAL_BYTES: u32 = 4096;
+
+/// Bytes read per disk read while recovery scans a segment.
+pub const RECOVERY_READ_BYTES: u32 = 8 << 20;
+
+/// Times a read whose batch fails its checksum is retried before the log calls it corrupt:
+/// a bit flipped in transit is gone on the next read, a flipped bit on the medium is not.
+pub const READ_RETRIES_MAX: u8 = 1;
+
+/// Leader epochs kept in a partition's epoch cache before the oldest are dropped; more than
+/// this many leader changes inside the retained log is implausible.
+pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;
+
+const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(
+    SEGMENT_BYTES_MIN >= 61,
+    "a segment must hold a batch header"
+);
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);
+const _: () = assert!(RECOVERY_READ_BYTES as usize >= BATCH_BYTES_MAX_DEFAULT);
+const _: () = assert!(INDEX_INTERVAL_BYTES < RECOVERY_READ_BYTES);

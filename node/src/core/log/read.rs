@@ -1,0 +1,452 @@
+//! Reads: fetches by offset, lookups by timestamp, and the read that locates a truncation
+//! point. Each reads from the position the sparse index gives, checks every batch it passes
+//! (length, magic, CRC-32C, dense offsets), and reads again from a later position when a batch
+//! is cut by the end of the buffer. A batch that fails its check is read once more (a flip in
+//! transit is gone the next time) and then reported corrupt, never returned.
+
+use bytes::Bytes;
+
+use super::batch::{BatchHeader, BatchScan, ScanStop, visit_record_timestamps};
+use super::{DiskQueue, LogError, LogEvent, PartitionLog, Pending, ReadStart};
+use crate::core::io::{DiskOk, DiskOp, DiskResult};
+use crate::core::limits::{READ_RETRIES_MAX, RECOVERY_READ_BYTES};
+
+/// A fetch in flight.
+#[derive(Debug, Clone)]
+pub(super) struct ReadJob {
+    pub token: u64,
+    offset: u64,
+    max_offset: u64,
+    max_bytes: u32,
+    segment_base: u64,
+    position: u64,
+    retries: u8,
+}
+
+/// A lookup by timestamp in flight.
+#[derive(Debug, Clone)]
+pub(super) struct SeekJob {
+    pub token: u64,
+    timestamp: i64,
+    segment_base: u64,
+    position: u64,
+    retries: u8,
+}
+
+/// The read that finds the batch boundary a truncation cuts at.
+#[derive(Debug, Clone)]
+pub(super) struct TruncateJob {
+    pub offset: u64,
+    pub segment_base: u64,
+    pub position: u64,
+}
+
+/// What a scan of a fetch buffer found.
+enum Collected {
+    /// Whole verified batches in this byte range of the buffer (maybe empty).
+    Batches(std::ops::Range<usize>),
+    /// The wanted batch is cut by the end of the buffer: read `len` bytes from `position`.
+    ReadMore { position: usize, len: usize },
+    /// A batch at `position` failed its check.
+    Corrupt { position: usize },
+}
+
+impl PartitionLog {
+    /// Reads whole batches from `offset` on, stopping before any batch that reaches
+    /// `max_offset` (the high watermark) and after `max_bytes` (but always returning the first
+    /// batch whole, as Kafka does since KIP-74). Reads stay within one segment. The batches
+    /// come in a [`LogEvent::Read`] carrying `token`, unless the answer is known at once.
+    pub fn read(
+        &mut self,
+        token: u64,
+        offset: u64,
+        max_offset: u64,
+        max_bytes: u32,
+        out: &mut impl DiskQueue,
+    ) -> Result<ReadStart, LogError> {
+        match &self.phase {
+            super::Phase::Ready => {}
+            super::Phase::Recovering(_) => return Err(LogError::Recovering),
+            super::Phase::Failed(error) => return Err(error.clone()),
+        }
+        if offset < self.log_start_offset || offset > self.log_end_offset {
+            return Err(self.out_of_range(offset));
+        }
+        let max_offset = max_offset.min(self.log_end_offset);
+        if offset >= max_offset {
+            return Ok(ReadStart::Empty);
+        }
+        let segment = &self.segments[self.segment_index_for(offset)];
+        let job = ReadJob {
+            token,
+            offset,
+            max_offset,
+            max_bytes,
+            segment_base: segment.base_offset,
+            position: segment.position_for_offset(offset),
+            retries: 0,
+        };
+        let wanted = u64::from(max_bytes.max(1)) + u64::from(self.config.index_interval_bytes);
+        self.submit_fetch_read(job, wanted, out);
+        Ok(ReadStart::Pending)
+    }
+
+    fn out_of_range(&self, offset: u64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset,
+        }
+    }
+
+    fn submit_fetch_read(&mut self, job: ReadJob, wanted: u64, out: &mut impl DiskQueue) {
+        let Some(segment) = self.segment_by_base(job.segment_base) else {
+            // Retention or truncation removed the segment while the read was in flight.
+            let error = self.out_of_range(job.offset);
+            self.events.push_back(LogEvent::Read {
+                token: job.token,
+                result: Err(error),
+            });
+            return;
+        };
+        let len = wanted.min(segment.size_bytes.saturating_sub(job.position));
+        let op = DiskOp::Read {
+            file: segment.log_file.clone(),
+            pos: job.position,
+            len: u32::try_from(len).expect("segments are under 4 GiB"),
+        };
+        let id = out.submit(op);
+        self.pending.insert(id, Pending::Read(job));
+    }
+
+    pub(super) fn complete_read(
+        &mut self,
+        mut job: ReadJob,
+        result: DiskResult,
+        out: &mut impl DiskQueue,
+    ) {
+        let bytes = match self.read_bytes(job.segment_base, result) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.events.push_back(LogEvent::Read {
+                    token: job.token,
+                    result: Err(error),
+                });
+                return;
+            }
+        };
+        if bytes.is_empty() {
+            // The file is shorter than the log knows it to be: something lost its tail.
+            let error = self.corrupt(job.segment_base, job.position);
+            self.events.push_back(LogEvent::Read {
+                token: job.token,
+                result: Err(error),
+            });
+            return;
+        }
+        match collect(&bytes, &job, self.config.batch_bytes_max) {
+            Collected::Batches(range) => {
+                let result = Ok(bytes.slice(range));
+                self.events.push_back(LogEvent::Read {
+                    token: job.token,
+                    result,
+                });
+            }
+            Collected::ReadMore { position, len } => {
+                job.position += position as u64;
+                let wanted = (len as u64).max(u64::from(job.max_bytes));
+                self.submit_fetch_read(job, wanted, out);
+            }
+            Collected::Corrupt { position } => {
+                if job.retries < READ_RETRIES_MAX {
+                    job.retries += 1;
+                    let wanted = bytes.len() as u64;
+                    self.submit_fetch_read(job, wanted, out);
+                } else {
+                    let error = self.corrupt(job.segment_base, job.position + position as u64);
+                    self.events.push_back(LogEvent::Read {
+                        token: job.token,
+                        result: Err(error),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The bytes of a completed read, or the error to report.
+    fn read_bytes(&self, segment_base: u64, result: DiskResult) -> Result<Bytes, LogError> {
+        let file = match self.segment_by_base(segment_base) {
+            Some(segment) => segment.log_file.clone(),
+            None => return Err(self.out_of_range(segment_base)),
+        };
+        match result {
+            Ok(DiskOk::Data(bytes)) => Ok(bytes),
+            Ok(other) => panic!("a read completed with {other:?}"),
+            Err(error) => Err(LogError::Storage { file, error }),
+        }
+    }
+
+    fn corrupt(&self, segment_base: u64, position: u64) -> LogError {
+        let file = match self.segment_by_base(segment_base) {
+            Some(segment) => segment.log_file.clone(),
+            None => self.dir.clone(),
+        };
+        tracing::error!(%file, position, "batch failed its checksum on every read; not served");
+        LogError::Corrupt { file, position }
+    }
+
+    // ----- lookups by timestamp -----
+
+    /// Finds the first offset whose record timestamp is at or above `timestamp` (ListOffsets
+    /// by time). For a compressed batch, the answer is the batch's first offset. The answer
+    /// comes in a [`LogEvent::OffsetForTimestamp`] carrying `token`, unless known at once
+    /// (`Ok(Some(None))` when no record is that new).
+    pub fn offset_for_timestamp(
+        &mut self,
+        token: u64,
+        timestamp: i64,
+        out: &mut impl DiskQueue,
+    ) -> Result<Option<Option<(u64, i64)>>, LogError> {
+        match &self.phase {
+            super::Phase::Ready => {}
+            super::Phase::Recovering(_) => return Err(LogError::Recovering),
+            super::Phase::Failed(error) => return Err(error.clone()),
+        }
+        let Some(segment) = self.segments.iter().find(|s| s.max_timestamp >= timestamp) else {
+            return Ok(Some(None));
+        };
+        let job = SeekJob {
+            token,
+            timestamp,
+            segment_base: segment.base_offset,
+            position: segment.position_for_timestamp(timestamp),
+            retries: 0,
+        };
+        self.submit_seek_read(job, out);
+        Ok(None)
+    }
+
+    fn submit_seek_read(&mut self, job: SeekJob, out: &mut impl DiskQueue) {
+        let Some(segment) = self.segment_by_base(job.segment_base) else {
+            let result = Err(self.out_of_range(job.segment_base));
+            self.events.push_back(LogEvent::OffsetForTimestamp {
+                token: job.token,
+                result,
+            });
+            return;
+        };
+        let len =
+            u64::from(RECOVERY_READ_BYTES).min(segment.size_bytes.saturating_sub(job.position));
+        let op = DiskOp::Read {
+            file: segment.log_file.clone(),
+            pos: job.position,
+            len: len as u32,
+        };
+        let id = out.submit(op);
+        self.pending.insert(id, Pending::Seek(job));
+    }
+
+    pub(super) fn complete_seek(
+        &mut self,
+        mut job: SeekJob,
+        result: DiskResult,
+        out: &mut impl DiskQueue,
+    ) {
+        let token = job.token;
+        let bytes = match self.read_bytes(job.segment_base, result) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.events.push_back(LogEvent::OffsetForTimestamp {
+                    token,
+                    result: Err(error),
+                });
+                return;
+            }
+        };
+        if bytes.is_empty() {
+            return self.seek_next_segment(job, out);
+        }
+        let mut scan = BatchScan::new(&bytes, self.config.batch_bytes_max);
+        for (position, header) in scan.by_ref() {
+            if header.max_timestamp >= job.timestamp {
+                let found = first_record_at_or_after(&bytes[position..], &header, job.timestamp);
+                let result = Ok(Some(found));
+                self.events
+                    .push_back(LogEvent::OffsetForTimestamp { token, result });
+                return;
+            }
+        }
+        let scanned = scan.position() as u64;
+        match scan.stop().cloned() {
+            Some(ScanStop::Invalid { pos: position, .. }) => {
+                if job.retries < READ_RETRIES_MAX {
+                    job.retries += 1;
+                    job.position += scanned;
+                    self.submit_seek_read(job, out);
+                } else {
+                    let error = self.corrupt(job.segment_base, job.position + position as u64);
+                    let result = Err(error);
+                    self.events
+                        .push_back(LogEvent::OffsetForTimestamp { token, result });
+                }
+            }
+            Some(ScanStop::Incomplete { .. }) => {
+                job.position += scanned;
+                self.submit_seek_read(job, out);
+            }
+            None => self.seek_next_segment(job, out),
+        }
+    }
+
+    /// Continues a timestamp lookup in the next segment whose records reach the target.
+    fn seek_next_segment(&mut self, job: SeekJob, out: &mut impl DiskQueue) {
+        let next = self
+            .segments
+            .iter()
+            .find(|s| s.base_offset > job.segment_base && s.max_timestamp >= job.timestamp);
+        match next {
+            Some(segment) => {
+                let job = SeekJob {
+                    segment_base: segment.base_offset,
+                    position: segment.position_for_timestamp(job.timestamp),
+                    retries: 0,
+                    ..job
+                };
+                self.submit_seek_read(job, out);
+            }
+            None => {
+                let token = job.token;
+                self.events.push_back(LogEvent::OffsetForTimestamp {
+                    token,
+                    result: Ok(None),
+                });
+            }
+        }
+    }
+
+    // ----- locating a truncation point -----
+
+    pub(super) fn submit_truncate_read(&mut self, job: TruncateJob, out: &mut impl DiskQueue) {
+        let segment = self
+            .segment_by_base(job.segment_base)
+            .expect("truncation holds the log");
+        let position = if job.position == 0 {
+            segment.position_for_offset(job.offset)
+        } else {
+            job.position
+        };
+        let wanted = u64::from(RECOVERY_READ_BYTES).min(segment.size_bytes - position);
+        let op = DiskOp::Read {
+            file: segment.log_file.clone(),
+            pos: position,
+            len: wanted as u32,
+        };
+        let id = out.submit(op);
+        self.pending
+            .insert(id, Pending::Truncate(TruncateJob { position, ..job }));
+    }
+
+    pub(super) fn complete_truncate_read(
+        &mut self,
+        mut job: TruncateJob,
+        result: DiskResult,
+        out: &mut impl DiskQueue,
+    ) {
+        let bytes = match self.read_bytes(job.segment_base, result) {
+            Ok(bytes) => bytes,
+            Err(error) => return self.fail(error),
+        };
+        let mut scan = BatchScan::new(&bytes, self.config.batch_bytes_max);
+        for (position, header) in scan.by_ref() {
+            if header.last_offset() as u64 >= job.offset {
+                let index = self
+                    .segments
+                    .iter()
+                    .position(|s| s.base_offset == job.segment_base);
+                let index = index.expect("the segment is held while truncating");
+                let cut = job.position + position as u64;
+                self.apply_truncation(index, header.base_offset as u64, cut, out);
+                return;
+            }
+        }
+        match scan.stop().cloned() {
+            Some(ScanStop::Incomplete { .. }) if scan.position() > 0 => {
+                job.position += scan.position() as u64;
+                self.submit_truncate_read(job, out);
+            }
+            _ => {
+                let error = self.corrupt(job.segment_base, job.position + scan.position() as u64);
+                self.fail(error);
+            }
+        }
+    }
+}
+
+/// The first record of `batch` stamped at or after `timestamp`: its offset and timestamp.
+fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, timestamp: i64) -> (u64, i64) {
+    let base = header.base_offset as u64;
+    let mut found = None;
+    let visited = visit_record_timestamps(batch, header, |offset_delta, record_timestamp| {
+        if record_timestamp >= timestamp {
+            found = Some((base + offset_delta as u64, record_timestamp));
+            return false;
+        }
+        true
+    });
+    match (visited, found) {
+        (Some(()), Some(found)) => found,
+        // Compressed, or no record matched despite the header's maximum: the batch start.
+        _ => (base, header.max_timestamp),
+    }
+}
+
+/// Picks the batches a fetch returns out of a buffer read from `job.position`.
+fn collect(bytes: &[u8], job: &ReadJob, batch_bytes_max: usize) -> Collected {
+    let mut scan = BatchScan::new(bytes, batch_bytes_max);
+    let mut range: Option<std::ops::Range<usize>> = None;
+    let mut expected_next = 0u64;
+    for (position, header) in scan.by_ref() {
+        let (base, next) = (header.base_offset, header.next_offset());
+        match &mut range {
+            None => {
+                if next <= job.offset as i64 {
+                    continue;
+                }
+                if base < 0 || base as u64 > job.offset {
+                    // The batch holding the offset is missing: the file is damaged.
+                    return Collected::Corrupt { position };
+                }
+                if next as u64 > job.max_offset {
+                    return Collected::Batches(0..0);
+                }
+                range = Some(position..position + header.total_bytes());
+            }
+            Some(range) => {
+                if base < 0 || base as u64 != expected_next {
+                    break;
+                }
+                let size = header.total_bytes();
+                if next as u64 > job.max_offset || range.len() + size > job.max_bytes as usize {
+                    break;
+                }
+                range.end += size;
+            }
+        }
+        expected_next = next as u64;
+    }
+    if let Some(range) = range {
+        return Collected::Batches(range);
+    }
+    match scan.stop() {
+        Some(ScanStop::Invalid { pos, .. }) => Collected::Corrupt { position: *pos },
+        Some(ScanStop::Incomplete { pos, needed }) => Collected::ReadMore {
+            position: *pos,
+            len: *needed,
+        },
+        // The buffer ended on a batch boundary before the offset: read on from there.
+        None => Collected::ReadMore {
+            position: scan.position(),
+            len: 0,
+        },
+    }
+}

@@ -1,0 +1,468 @@
+//! Recovery: how a log finds out what its directory holds after a start or a failure.
+//!
+//! 1. List the directory. Remove leftover temporary files and indexes without a segment.
+//! 2. Read `leader-epoch-checkpoint`, if present (a damaged one is ignored and rebuilt from the
+//!    epochs the scans see).
+//! 3. For each segment in offset order: trust it through its index file when the index is
+//!    whole and records the segment file's exact length; otherwise scan it, validating every
+//!    batch (length, magic, CRC-32C, dense offsets), and rebuild its index. A scan that stops
+//!    early (a torn or corrupt tail, a batch out of place) cuts the segment there and removes
+//!    every later segment, so offsets stay dense. A checksum failure is read a second time
+//!    before it counts (a flip in transit is gone on the next read).
+//! 4. Sync every scanned segment (its bytes may have been in the page cache only), open a new
+//!    active segment if the last one was sealed, and rebuild the epoch cache.
+//!
+//! Recovery is idempotent: recovering a recovered log changes nothing.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::batch::{BatchScan, ScanStop};
+use super::epoch::{EpochCheckpoint, EpochEntry, LeaderEpochCache};
+use super::segment::{Segment, parse_file_name};
+use super::{
+    DiskQueue, EPOCH_CHECKPOINT, LogError, LogEvent, PartitionLog, Pending, Phase, SyncWait,
+};
+use crate::core::frame::decode_frame;
+use crate::core::io::{DirEntry, DiskOk, DiskOp, DiskResult, OpId};
+use crate::core::limits::{READ_RETRIES_MAX, RECOVERY_READ_BYTES};
+use crate::core::time::Instant;
+
+/// Which read of recovery an op in flight is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RecoveryStep {
+    List,
+    ReadCheckpoint,
+    ReadIndex,
+    Scan,
+}
+
+/// A segment being scanned.
+#[derive(Debug)]
+struct Scan {
+    segment: Segment,
+    file_len: u64,
+    retries: u8,
+}
+
+/// The state of a recovery in progress.
+#[derive(Debug, Default)]
+pub(super) struct Recovery {
+    /// Segment files found: base offset and length, in offset order.
+    files: Vec<(u64, u64)>,
+    /// Index files found: base offset -> length.
+    indexes: BTreeMap<u64, u64>,
+    checkpoint: Option<Vec<EpochEntry>>,
+    loaded: Vec<Segment>,
+    next: usize,
+    scan: Option<Scan>,
+    /// (epoch, first offset) each time the epoch changes in scanned batches.
+    scanned_epochs: Vec<(i32, u64)>,
+    /// Syncs of scanned segments: op and the segment's base offset.
+    scanned_syncs: Vec<(OpId, u64)>,
+    truncated_bytes: u64,
+}
+
+impl Recovery {
+    pub(super) fn start(log: &mut PartitionLog, out: &mut impl DiskQueue) -> Recovery {
+        let id = out.submit(DiskOp::List {
+            dir: log.dir.clone(),
+        });
+        log.pending
+            .insert(id, Pending::Recovery(RecoveryStep::List));
+        Recovery::default()
+    }
+}
+
+impl PartitionLog {
+    pub(super) fn complete_recovery_step(
+        &mut self,
+        now: Instant,
+        step: RecoveryStep,
+        result: DiskResult,
+        out: &mut impl DiskQueue,
+    ) {
+        let Phase::Recovering(mut recovery) = std::mem::replace(&mut self.phase, Phase::Ready)
+        else {
+            unreachable!("recovery ops are dropped when recovery ends");
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                self.phase = Phase::Recovering(recovery);
+                let file = self.dir.clone();
+                return self.fail(LogError::Storage { file, error });
+            }
+        };
+        let done = match (step, result) {
+            (RecoveryStep::List, DiskOk::Listing(entries)) => {
+                self.recovery_listed(now, &mut recovery, entries, out)
+            }
+            (RecoveryStep::ReadCheckpoint, DiskOk::Data(bytes)) => {
+                match decode_frame::<EpochCheckpoint>(&bytes) {
+                    Ok((checkpoint, _)) => recovery.checkpoint = Some(checkpoint.entries),
+                    Err(error) => {
+                        tracing::warn!(dir = %self.dir, %error, "epoch checkpoint damaged")
+                    }
+                }
+                self.recovery_load_next(now, &mut recovery, out)
+            }
+            (RecoveryStep::ReadIndex, DiskOk::Data(bytes)) => {
+                self.recovery_index_read(now, &mut recovery, &bytes, out)
+            }
+            (RecoveryStep::Scan, DiskOk::Data(bytes)) => {
+                self.recovery_scanned(now, &mut recovery, &bytes, out)
+            }
+            (step, result) => panic!("recovery step {step:?} completed with {result:?}"),
+        };
+        if done {
+            self.recovery_finish(now, *recovery, out);
+        } else {
+            self.phase = Phase::Recovering(recovery);
+        }
+    }
+
+    fn recovery_submit(&mut self, op: DiskOp, step: RecoveryStep, out: &mut impl DiskQueue) {
+        let id = out.submit(op);
+        self.pending.insert(id, Pending::Recovery(step));
+    }
+
+    fn housekeep(&mut self, op: DiskOp, out: &mut impl DiskQueue) {
+        let id = out.submit(op);
+        self.pending.insert(id, Pending::Housekeeping);
+    }
+
+    /// Sorts the listing into segments, indexes and the checkpoint. Returns whether recovery
+    /// is done (never, here: at least the checkpoint or the first segment is read next, or the
+    /// directory is empty and `recovery_load_next` finishes at once).
+    fn recovery_listed(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        entries: Vec<DirEntry>,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let mut checkpoint_len = None;
+        for entry in entries.iter().filter(|entry| !entry.is_dir) {
+            match parse_file_name(&entry.name) {
+                Some((base, "log")) => recovery.files.push((base, entry.len)),
+                Some((base, "index")) => {
+                    recovery.indexes.insert(base, entry.len);
+                }
+                _ if entry.name == EPOCH_CHECKPOINT => checkpoint_len = Some(entry.len),
+                _ if entry.name.ends_with(".tmp") => {
+                    let file = self.dir.join(&entry.name);
+                    self.housekeep(DiskOp::Remove { file }, out);
+                }
+                _ => {
+                    tracing::debug!(dir = %self.dir, name = %entry.name, "unknown file left alone")
+                }
+            }
+        }
+        recovery.files.sort_unstable();
+        let orphans: Vec<u64> = recovery
+            .indexes
+            .keys()
+            .filter(|&&base| {
+                recovery
+                    .files
+                    .binary_search_by_key(&base, |(b, _)| *b)
+                    .is_err()
+            })
+            .copied()
+            .collect();
+        for base in orphans {
+            recovery.indexes.remove(&base);
+            let file = super::segment::index_file_name(&self.dir, base);
+            self.housekeep(DiskOp::Remove { file }, out);
+        }
+        if let Some(len) = checkpoint_len {
+            let file = self.dir.join(EPOCH_CHECKPOINT);
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
+            self.recovery_submit(
+                DiskOp::Read { file, pos: 0, len },
+                RecoveryStep::ReadCheckpoint,
+                out,
+            );
+            return false;
+        }
+        self.recovery_load_next(now, recovery, out)
+    }
+
+    /// Starts loading the next segment. Returns whether recovery is done.
+    fn recovery_load_next(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let Some(&(base, len)) = recovery.files.get(recovery.next) else {
+            return true;
+        };
+        if let Some(last) = recovery.loaded.last() {
+            if base != last.next_offset {
+                tracing::warn!(dir = %self.dir, base, expected = last.next_offset, "segment gap");
+                self.recovery_drop_from(recovery, recovery.next, out);
+                return true;
+            }
+        }
+        if let Some(&index_len) = recovery.indexes.get(&base) {
+            let file = super::segment::index_file_name(&self.dir, base);
+            let len = u32::try_from(index_len).unwrap_or(u32::MAX);
+            self.recovery_submit(
+                DiskOp::Read { file, pos: 0, len },
+                RecoveryStep::ReadIndex,
+                out,
+            );
+            return false;
+        }
+        recovery.scan = Some(Scan {
+            segment: Segment::new(&self.dir, base, now),
+            file_len: len,
+            retries: 0,
+        });
+        self.recovery_scan_next(now, recovery, out)
+    }
+
+    fn recovery_index_read(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        bytes: &Bytes,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let (base, len) = recovery.files[recovery.next];
+        match Segment::decode_index(&self.dir, bytes, base, len, now) {
+            Ok(segment) => {
+                recovery.loaded.push(segment);
+                recovery.next += 1;
+                self.recovery_load_next(now, recovery, out)
+            }
+            Err(error) => {
+                tracing::info!(dir = %self.dir, base, %error, "rebuilding a segment index");
+                let segment = Segment::new(&self.dir, base, now);
+                recovery.scan = Some(Scan {
+                    segment,
+                    file_len: len,
+                    retries: 0,
+                });
+                self.recovery_scan_next(now, recovery, out)
+            }
+        }
+    }
+
+    /// Reads the next chunk of the segment being scanned, or ends its scan at the end of the
+    /// file. Returns whether recovery is done.
+    fn recovery_scan_next(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let scan = recovery.scan.as_ref().expect("a scan in progress");
+        let position = scan.segment.size_bytes;
+        if position >= scan.file_len {
+            return self.recovery_segment_scanned(now, recovery, false, out);
+        }
+        let len = u64::from(RECOVERY_READ_BYTES).min(scan.file_len - position) as u32;
+        let file = scan.segment.log_file.clone();
+        self.recovery_submit(
+            DiskOp::Read {
+                file,
+                pos: position,
+                len,
+            },
+            RecoveryStep::Scan,
+            out,
+        );
+        false
+    }
+
+    fn recovery_scanned(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        bytes: &Bytes,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let interval = self.config.index_interval_bytes;
+        let scan = recovery.scan.as_mut().expect("a scan in progress");
+        let start = scan.segment.size_bytes;
+        let mut batches = BatchScan::new(bytes, self.config.batch_bytes_max);
+        let mut misplaced = false;
+        for (position, header) in batches.by_ref() {
+            if header.base_offset < 0 || header.base_offset as u64 != scan.segment.next_offset {
+                misplaced = true;
+                break;
+            }
+            scan.segment
+                .observe_batch(start + position as u64, &header, interval);
+            let epoch = header.partition_leader_epoch;
+            if recovery
+                .scanned_epochs
+                .last()
+                .is_none_or(|(last, _)| *last != epoch)
+            {
+                recovery
+                    .scanned_epochs
+                    .push((epoch, header.base_offset as u64));
+            }
+        }
+        let valid_end = scan.segment.size_bytes;
+        let damaged = misplaced || matches!(batches.stop(), Some(ScanStop::Invalid { .. }));
+        if damaged {
+            if scan.retries < READ_RETRIES_MAX {
+                scan.retries += 1;
+                return self.recovery_scan_next(now, recovery, out);
+            }
+            return self.recovery_segment_scanned(now, recovery, true, out);
+        }
+        if let Some(ScanStop::Incomplete { needed, .. }) = batches.stop() {
+            if valid_end + *needed as u64 > scan.file_len {
+                // The file ends inside a batch: a torn write.
+                return self.recovery_segment_scanned(now, recovery, true, out);
+            }
+        }
+        if bytes.is_empty() && valid_end < scan.file_len {
+            // The file is shorter than its listing said.
+            return self.recovery_segment_scanned(now, recovery, true, out);
+        }
+        scan.retries = 0;
+        self.recovery_scan_next(now, recovery, out)
+    }
+
+    /// Ends the scan of the current segment; `cut` means its valid bytes end before its file
+    /// does. Returns whether recovery is done.
+    fn recovery_segment_scanned(
+        &mut self,
+        now: Instant,
+        recovery: &mut Recovery,
+        cut: bool,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        let Scan {
+            mut segment,
+            file_len,
+            ..
+        } = recovery.scan.take().expect("a scan");
+        let is_last = recovery.next + 1 == recovery.files.len();
+        if cut {
+            let valid = segment.size_bytes;
+            tracing::warn!(dir = %self.dir, file = %segment.log_file, valid, file_len, "cutting a torn or damaged tail");
+            recovery.truncated_bytes += file_len - valid;
+            self.recovery_drop_from(recovery, recovery.next + 1, out);
+            let id = out.submit(DiskOp::Truncate {
+                file: segment.log_file.clone(),
+                len: valid,
+            });
+            self.pending.insert(id, Pending::Data);
+        }
+        // A process crash leaves unsynced bytes readable in the page cache: make them durable
+        // before counting them as flushed.
+        let id = out.submit(DiskOp::Sync {
+            file: segment.log_file.clone(),
+        });
+        self.pending.insert(id, Pending::Sync);
+        self.syncs.push_back(SyncWait {
+            op: id,
+            target: 0,
+            done: false,
+        });
+        recovery.scanned_syncs.push((id, segment.base_offset));
+        let had_index = recovery.indexes.contains_key(&segment.base_offset);
+        if !cut && !is_last {
+            segment.sealed = true;
+            let (file, bytes) = (segment.index_file.clone(), segment.encode_index());
+            self.write_index_file(file, bytes, out);
+        } else if had_index {
+            self.housekeep(
+                DiskOp::Remove {
+                    file: segment.index_file.clone(),
+                },
+                out,
+            );
+        }
+        recovery.loaded.push(segment);
+        recovery.next += 1;
+        if cut {
+            return true;
+        }
+        self.recovery_load_next(now, recovery, out)
+    }
+
+    /// Removes the segment files from position `from` of the listing on.
+    fn recovery_drop_from(
+        &mut self,
+        recovery: &mut Recovery,
+        from: usize,
+        out: &mut impl DiskQueue,
+    ) {
+        for &(base, len) in &recovery.files[from..] {
+            recovery.truncated_bytes += len;
+            let file = super::segment::log_file_name(&self.dir, base);
+            self.housekeep(DiskOp::Remove { file }, out);
+            if recovery.indexes.contains_key(&base) {
+                let file = super::segment::index_file_name(&self.dir, base);
+                self.housekeep(DiskOp::Remove { file }, out);
+            }
+        }
+        recovery.files.truncate(from);
+    }
+
+    fn recovery_finish(&mut self, now: Instant, recovery: Recovery, out: &mut impl DiskQueue) {
+        let mut segments = recovery.loaded;
+        let needs_active = segments.last().is_none_or(|last| last.sealed);
+        if needs_active {
+            let base = segments.last().map_or(0, |last| last.next_offset);
+            let segment = Segment::new(&self.dir, base, now);
+            let id = out.submit(DiskOp::Create {
+                file: segment.log_file.clone(),
+            });
+            self.pending.insert(id, Pending::Data);
+            segments.push(segment);
+        }
+        self.segments = segments.into();
+        self.log_start_offset = self.segments[0].base_offset;
+        self.log_end_offset = self.segments.back().expect("a segment").next_offset;
+        self.sync_issued_offset = self.log_end_offset;
+        // Everything before the first scanned segment was trusted through its index (it was
+        // synced before its index was written); each scanned segment's sync makes the log
+        // durable up to the next scanned segment.
+        self.flushed_offset = recovery
+            .scanned_syncs
+            .first()
+            .map_or(self.log_end_offset, |s| s.1);
+        for (i, (id, _)) in recovery.scanned_syncs.iter().enumerate() {
+            let target = recovery
+                .scanned_syncs
+                .get(i + 1)
+                .map_or(self.log_end_offset, |s| s.1);
+            if let Some(wait) = self.syncs.iter_mut().find(|wait| wait.op == *id) {
+                wait.target = target;
+            }
+        }
+        let stored = recovery.checkpoint.clone().unwrap_or_default();
+        let mut epochs = LeaderEpochCache::from_entries(stored.clone());
+        // Entries past the log end are gone with their data; one starting exactly at the log
+        // end is an epoch a leader assigned before its first append, and is kept.
+        epochs.truncate_from_end(self.log_end_offset + 1);
+        for &(epoch, start_offset) in &recovery.scanned_epochs {
+            if start_offset < self.log_end_offset {
+                epochs.assign(epoch, start_offset);
+            }
+        }
+        epochs.truncate_from_start(self.log_start_offset);
+        self.epochs_dirty = epochs.entries() != stored.as_slice();
+        self.epochs = epochs;
+        self.phase = Phase::Ready;
+        self.advance_flushed();
+        self.events.push_back(LogEvent::Recovered {
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset,
+            truncated_bytes: recovery.truncated_bytes,
+        });
+        tracing::debug!(dir = %self.dir, start = self.log_start_offset, end = self.log_end_offset, "recovered");
+        self.invariants();
+    }
+}

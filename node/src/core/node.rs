@@ -1,0 +1,1 @@
+//! One Cairn node: routes inputs to its components and owns its timers.

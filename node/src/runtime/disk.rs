@@ -1,0 +1,640 @@
+//! [`FileDisk`]: the core's disk ops carried out on real files under one root directory.
+//!
+//! It keeps the driver contract of [`crate::core::io`]:
+//!
+//! - **Order.** [`DiskDriver::execute`] runs one op at a time, synchronously, so every op sees
+//!   the effects of all earlier ones.
+//! - **Durability.** `Sync` is `fdatasync` of the file. `Create`, `Rename` and `Remove` fsync
+//!   the directory (or directories) whose entries they changed before they report `Ok`, and
+//!   `Create` also fsyncs the parent of every directory it had to make, so a completed op
+//!   survives a power loss.
+//! - **Reads** are positional (`pread`) and return fewer than `len` bytes only at the end of
+//!   the file.
+//!
+//! Open files are cached by name, at most `open_files_max` at a time; the least recently used
+//! one is closed to make room. Closing a file with unsynced writes loses nothing: the dirty
+//! pages belong to the inode, and a later `Sync` opens the file again and flushes them. A
+//! removed or renamed file's handle is dropped, so no op ever writes through a stale handle
+//! to an inode that no longer has its old name.
+//!
+//! Errors map to [`DiskError`]: ENOSPC and EDQUOT become [`DiskError::NoSpace`], a missing
+//! file [`DiskError::NotFound`], anything else [`DiskError::Io`] with the op, the path and
+//! the OS error. Two refinements keep the contract's promises:
+//!
+//! - An `Append` that fails with ENOSPC after writing part of its bytes cuts the file back to
+//!   `pos` (the end of the file, by the `Append` contract), so "nothing of the op was
+//!   written" holds.
+//! - A `Sync` that fails with ENOSPC (delayed allocation or a thin-provisioned device found
+//!   no room at writeback) is reported as [`DiskError::Io`], not `NoSpace`: the kernel may
+//!   have dropped the dirty pages, so the core must treat the unsynced writes as lost, exactly
+//!   as for EIO.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::core::io::{DirEntry, DiskDriver, DiskError, DiskOk, DiskOp, DiskResult, FileName};
+
+/// How many files a [`FileDisk`] keeps open by default. Sockets share the process's limit of
+/// open descriptors, so a broker raises that limit well above this (Kafka's operations guide
+/// asks for 100,000), or opens its disk with [`FileDisk::with_open_files_max`].
+pub const OPEN_FILES_MAX_DEFAULT: usize = 1024;
+
+/// Real files under a root directory, driven one [`DiskOp`] at a time.
+///
+/// See the [module documentation](self) for how each op is carried out.
+#[derive(Debug)]
+pub struct FileDisk {
+    root: PathBuf,
+    open: HashMap<FileName, OpenFile>,
+    open_files_max: usize,
+    /// Counts uses of cached handles, to find the least recently used one.
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    used: u64,
+}
+
+impl FileDisk {
+    /// A disk rooted at `root`, creating the directory (and its parents) if missing, keeping
+    /// at most [`OPEN_FILES_MAX_DEFAULT`] files open.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FileDisk> {
+        FileDisk::with_open_files_max(root, OPEN_FILES_MAX_DEFAULT)
+    }
+
+    /// A disk rooted at `root` that keeps at most `open_files_max` files open.
+    ///
+    /// # Panics
+    /// If `open_files_max` is zero.
+    pub fn with_open_files_max(
+        root: impl Into<PathBuf>,
+        open_files_max: usize,
+    ) -> io::Result<FileDisk> {
+        assert!(
+            open_files_max > 0,
+            "a file disk must be able to keep one file open"
+        );
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        Ok(FileDisk {
+            root,
+            open: HashMap::new(),
+            open_files_max,
+            clock: 0,
+        })
+    }
+
+    /// The root directory every [`FileName`] is relative to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, name: &FileName) -> PathBuf {
+        self.root.join(name.as_str())
+    }
+
+    /// The cached handle of `name`, opening the existing file if it is not cached.
+    fn file(&mut self, name: &FileName) -> io::Result<&File> {
+        self.clock += 1;
+        let clock = self.clock;
+        if !self.open.contains_key(name) {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(self.path(name))?;
+            self.cache(name.clone(), file);
+        }
+        let entry = self.open.get_mut(name).expect("cached above");
+        entry.used = clock;
+        Ok(&entry.file)
+    }
+
+    fn cache(&mut self, name: FileName, file: File) {
+        if self.open.len() >= self.open_files_max && !self.open.contains_key(&name) {
+            // A linear scan, but only when the cache is full; 1024 entries is a few
+            // microseconds, far less than the open(2) that follows.
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, f)| f.used)
+                .map(|(n, _)| n.clone());
+            self.open
+                .remove(&oldest.expect("the cache is full, so not empty"));
+        }
+        self.open.insert(
+            name,
+            OpenFile {
+                file,
+                used: self.clock,
+            },
+        );
+        debug_assert!(self.open.len() <= self.open_files_max);
+    }
+
+    fn create(&mut self, name: &FileName) -> io::Result<DiskOk> {
+        let path = self.path(name);
+        let parent = path
+            .parent()
+            .expect("a file under the root has a parent")
+            .to_path_buf();
+        self.create_dirs(&parent)?;
+        let mut options = OpenOptions::new();
+        let file = options
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        self.open.remove(name);
+        self.clock += 1;
+        self.cache(name.clone(), file);
+        sync_dir(&parent)?;
+        Ok(DiskOk::Done)
+    }
+
+    /// Creates `dir` and its missing ancestors, then fsyncs the parent of each one it made so
+    /// that the new entries are durable before the file inside them is.
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut at = dir;
+        // Bounded by the depth of `dir`: the walk stops at the root, or at `/` if someone
+        // removed the root under us.
+        while !at.try_exists()? {
+            missing.push(at);
+            match at.parent() {
+                Some(parent) => at = parent,
+                None => break,
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        fs::create_dir_all(dir)?;
+        for made in missing.iter().rev() {
+            if let Some(parent) = made.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, name: &FileName, pos: u64, data: &[u8]) -> Result<DiskOk, DiskError> {
+        let file = self.file(name).map_err(|e| map_error("open", name, e))?;
+        match file.write_all_at(data, pos) {
+            Ok(()) => Ok(DiskOk::Done),
+            Err(e) if is_no_space(&e) => {
+                // Part of `data` may have landed. The contract promises nothing of the op was
+                // written, and `pos` is the end of the file, so cut back to it.
+                file.set_len(pos)
+                    .map_err(|e| map_error("truncate after ENOSPC", name, e))?;
+                Err(DiskError::NoSpace)
+            }
+            Err(e) => Err(map_error("write", name, e)),
+        }
+    }
+
+    fn sync(&mut self, name: &FileName) -> Result<DiskOk, DiskError> {
+        let file = self.file(name).map_err(|e| map_error("open", name, e))?;
+        match file.sync_data() {
+            Ok(()) => Ok(DiskOk::Done),
+            // Writeback found no room: the dirty pages may be gone, as for EIO (fsyncgate).
+            Err(e) if is_no_space(&e) => Err(DiskError::Io(format!("fdatasync {name}: {e}"))),
+            Err(e) => Err(map_error("fdatasync", name, e)),
+        }
+    }
+
+    fn read(&mut self, name: &FileName, pos: u64, len: u32) -> io::Result<DiskOk> {
+        let file = self.file(name)?;
+        let end = file.metadata()?.len();
+        // Allocate only what the file can give, so a large read near the end of the file
+        // (recovery reads 8 MiB at a time) does not hold a mostly empty buffer.
+        let want = u64::from(len).min(end.saturating_sub(pos));
+        let mut buf = vec![0u8; usize::try_from(want).expect("at most u32::MAX bytes")];
+        let mut filled = 0;
+        // Bounded: every turn reads at least one byte or stops.
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], pos + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        Ok(DiskOk::Data(Bytes::from(buf)))
+    }
+
+    fn truncate(&mut self, name: &FileName, len: u64) -> io::Result<DiskOk> {
+        self.file(name)?.set_len(len)?;
+        Ok(DiskOk::Done)
+    }
+
+    fn remove(&mut self, name: &FileName) -> io::Result<DiskOk> {
+        self.open.remove(name);
+        let path = self.path(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            // Still sync the directory: an earlier remove may have unlinked the file and then
+            // failed its directory sync, and this op must not report Ok before it is durable.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let parent = path.parent().expect("a file under the root has a parent");
+        match sync_dir(parent) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DiskOk::Done),
+            other => other.map(|()| DiskOk::Done),
+        }
+    }
+
+    fn rename(&mut self, from: &FileName, to: &FileName) -> Result<DiskOk, DiskError> {
+        self.open.remove(from);
+        self.open.remove(to);
+        let (from_path, to_path) = (self.path(from), self.path(to));
+        fs::rename(&from_path, &to_path).map_err(|e| map_error("rename", from, e))?;
+        let to_dir = to_path
+            .parent()
+            .expect("a file under the root has a parent");
+        sync_dir(to_dir).map_err(|e| map_error("fsync directory of", to, e))?;
+        let from_dir = from_path
+            .parent()
+            .expect("a file under the root has a parent");
+        if from_dir != to_dir {
+            sync_dir(from_dir).map_err(|e| map_error("fsync directory of", from, e))?;
+        }
+        Ok(DiskOk::Done)
+    }
+
+    fn list(&self, dir: &FileName) -> io::Result<DiskOk> {
+        let entries = match fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(DiskOk::Listing(vec![])),
+            Err(e) => return Err(e),
+        };
+        let mut listing = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                // Cairn names every file in UTF-8; a stranger's file cannot be one of ours.
+                tracing::warn!(dir = %dir, name = ?entry.file_name(), "skipping non-UTF-8 name");
+                continue;
+            };
+            // Follow symbolic links, so an operator may link a file or directory in.
+            let meta = match fs::metadata(entry.path()) {
+                Ok(meta) => meta,
+                // Gone between readdir and stat (or a dangling link): not an entry.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let is_dir = meta.is_dir();
+            let len = if is_dir { 0 } else { meta.len() };
+            listing.push(DirEntry { name, len, is_dir });
+        }
+        listing.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(DiskOk::Listing(listing))
+    }
+}
+
+impl DiskDriver for FileDisk {
+    fn execute(&mut self, op: DiskOp) -> DiskResult {
+        match &op {
+            DiskOp::Create { file } => self.create(file).map_err(|e| map_error("create", file, e)),
+            DiskOp::Append { file, pos, data } => self.append(file, *pos, data),
+            DiskOp::Sync { file } => self.sync(file),
+            DiskOp::Read { file, pos, len } => self
+                .read(file, *pos, *len)
+                .map_err(|e| map_error("read", file, e)),
+            DiskOp::Truncate { file, len } => self
+                .truncate(file, *len)
+                .map_err(|e| map_error("truncate", file, e)),
+            DiskOp::Remove { file } => self.remove(file).map_err(|e| map_error("remove", file, e)),
+            DiskOp::Rename { from, to } => self.rename(from, to),
+            DiskOp::List { dir } => self.list(dir).map_err(|e| map_error("list", dir, e)),
+        }
+    }
+}
+
+/// Makes the entries of directory `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+}
+
+/// The [`DiskError`] for `e`, which happened while doing `what` to `name`.
+fn map_error(what: &str, name: &FileName, e: io::Error) -> DiskError {
+    if is_no_space(&e) {
+        DiskError::NoSpace
+    } else if e.kind() == io::ErrorKind::NotFound {
+        DiskError::NotFound
+    } else {
+        DiskError::Io(format!("{what} {name}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk() -> (tempfile::TempDir, FileDisk) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let disk = FileDisk::open(dir.path().join("data")).expect("open");
+        (dir, disk)
+    }
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s)
+    }
+
+    fn create(disk: &mut FileDisk, file: &str) {
+        assert_eq!(
+            disk.execute(DiskOp::Create { file: name(file) }),
+            Ok(DiskOk::Done)
+        );
+    }
+
+    fn append(disk: &mut FileDisk, file: &str, pos: u64, data: &'static [u8]) -> DiskResult {
+        disk.execute(DiskOp::Append {
+            file: name(file),
+            pos,
+            data: Bytes::from_static(data),
+        })
+    }
+
+    fn read(disk: &mut FileDisk, file: &str, pos: u64, len: u32) -> DiskResult {
+        disk.execute(DiskOp::Read {
+            file: name(file),
+            pos,
+            len,
+        })
+    }
+
+    fn data(bytes: &'static [u8]) -> DiskResult {
+        Ok(DiskOk::Data(Bytes::from_static(bytes)))
+    }
+
+    fn entry(name: &str, len: u64, is_dir: bool) -> DirEntry {
+        DirEntry {
+            name: name.to_string(),
+            len,
+            is_dir,
+        }
+    }
+
+    #[test]
+    fn open_creates_the_root() {
+        let (dir, disk) = disk();
+        assert_eq!(disk.root(), dir.path().join("data"));
+        assert!(disk.root().is_dir());
+    }
+
+    #[test]
+    fn create_append_sync_read_round_trip() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "t-0/0.log");
+        assert_eq!(
+            append(&mut disk, "t-0/0.log", 0, b"hello "),
+            Ok(DiskOk::Done)
+        );
+        assert_eq!(
+            append(&mut disk, "t-0/0.log", 6, b"world"),
+            Ok(DiskOk::Done)
+        );
+        assert_eq!(
+            disk.execute(DiskOp::Sync {
+                file: name("t-0/0.log")
+            }),
+            Ok(DiskOk::Done)
+        );
+        assert_eq!(read(&mut disk, "t-0/0.log", 0, 11), data(b"hello world"));
+        assert_eq!(read(&mut disk, "t-0/0.log", 6, 3), data(b"wor"));
+        assert_eq!(
+            fs::read(disk.root().join("t-0/0.log")).unwrap(),
+            b"hello world"
+        );
+    }
+
+    #[test]
+    fn create_makes_parent_directories() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "a/b/c/file");
+        assert!(disk.root().join("a/b/c/file").is_file());
+    }
+
+    #[test]
+    fn create_truncates_an_existing_file() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        append(&mut disk, "f", 0, b"old bytes").unwrap();
+        create(&mut disk, "f");
+        assert_eq!(read(&mut disk, "f", 0, 100), data(b""));
+        assert_eq!(append(&mut disk, "f", 0, b"new"), Ok(DiskOk::Done));
+        assert_eq!(read(&mut disk, "f", 0, 100), data(b"new"));
+    }
+
+    #[test]
+    fn reads_past_the_end_are_short_or_empty() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        append(&mut disk, "f", 0, b"0123456789").unwrap();
+        assert_eq!(read(&mut disk, "f", 8, 100), data(b"89"));
+        assert_eq!(read(&mut disk, "f", 10, 100), data(b""));
+        assert_eq!(read(&mut disk, "f", 1_000, 100), data(b""));
+        assert_eq!(read(&mut disk, "f", 3, 0), data(b""));
+    }
+
+    #[test]
+    fn read_allocates_only_the_bytes_read() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        append(&mut disk, "f", 0, b"abc").unwrap();
+        let Ok(DiskOk::Data(bytes)) = read(&mut disk, "f", 0, 8 << 20) else {
+            panic!()
+        };
+        assert_eq!(&bytes[..], b"abc");
+        // `Bytes::from(Vec)` keeps the vector's allocation; it was sized to the file.
+        assert!(Vec::from(bytes).capacity() < 64);
+    }
+
+    #[test]
+    fn truncate_cuts_the_file() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        append(&mut disk, "f", 0, b"0123456789").unwrap();
+        let op = DiskOp::Truncate {
+            file: name("f"),
+            len: 4,
+        };
+        assert_eq!(disk.execute(op), Ok(DiskOk::Done));
+        assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123"));
+        assert_eq!(append(&mut disk, "f", 4, b"xy"), Ok(DiskOk::Done));
+        assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123xy"));
+    }
+
+    #[test]
+    fn ops_on_a_missing_file_are_not_found() {
+        let (_dir, mut disk) = disk();
+        let f = name("nope/f");
+        assert_eq!(
+            append(&mut disk, "nope/f", 0, b"x"),
+            Err(DiskError::NotFound)
+        );
+        assert_eq!(
+            disk.execute(DiskOp::Sync { file: f.clone() }),
+            Err(DiskError::NotFound)
+        );
+        assert_eq!(read(&mut disk, "nope/f", 0, 1), Err(DiskError::NotFound));
+        let op = DiskOp::Truncate {
+            file: f.clone(),
+            len: 0,
+        };
+        assert_eq!(disk.execute(op), Err(DiskError::NotFound));
+        let op = DiskOp::Rename {
+            from: f,
+            to: name("g"),
+        };
+        assert_eq!(disk.execute(op), Err(DiskError::NotFound));
+        assert!(disk.open.is_empty());
+    }
+
+    #[test]
+    fn remove_deletes_and_a_missing_file_is_ok() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "d/f");
+        assert_eq!(
+            disk.execute(DiskOp::Remove { file: name("d/f") }),
+            Ok(DiskOk::Done)
+        );
+        assert!(!disk.root().join("d/f").exists());
+        assert!(disk.open.is_empty(), "the removed file's handle is dropped");
+        assert_eq!(
+            disk.execute(DiskOp::Remove { file: name("d/f") }),
+            Ok(DiskOk::Done)
+        );
+        assert_eq!(
+            disk.execute(DiskOp::Remove { file: name("x/y") }),
+            Ok(DiskOk::Done)
+        );
+        // The handle is gone, so writing to the removed name does not reach the old inode.
+        assert_eq!(append(&mut disk, "d/f", 0, b"x"), Err(DiskError::NotFound));
+    }
+
+    #[test]
+    fn rename_replaces_the_target_and_drops_both_handles() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "a/tmp");
+        append(&mut disk, "a/tmp", 0, b"new").unwrap();
+        create(&mut disk, "b/ckpt");
+        append(&mut disk, "b/ckpt", 0, b"old contents").unwrap();
+        let op = DiskOp::Rename {
+            from: name("a/tmp"),
+            to: name("b/ckpt"),
+        };
+        assert_eq!(disk.execute(op), Ok(DiskOk::Done));
+        assert!(disk.open.is_empty());
+        assert_eq!(read(&mut disk, "b/ckpt", 0, 100), data(b"new"));
+        assert_eq!(read(&mut disk, "a/tmp", 0, 100), Err(DiskError::NotFound));
+        assert_eq!(
+            append(&mut disk, "a/tmp", 0, b"x"),
+            Err(DiskError::NotFound)
+        );
+    }
+
+    #[test]
+    fn rename_into_a_missing_directory_is_not_found() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        let op = DiskOp::Rename {
+            from: name("f"),
+            to: name("no/such/dir/f"),
+        };
+        assert_eq!(disk.execute(op), Err(DiskError::NotFound));
+        assert_eq!(read(&mut disk, "f", 0, 1), data(b""));
+    }
+
+    #[test]
+    fn list_is_sorted_with_lengths_and_directories() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "t-0/b.log");
+        append(&mut disk, "t-0/b.log", 0, b"12345").unwrap();
+        create(&mut disk, "t-0/a.index");
+        create(&mut disk, "t-0/sub/c");
+        let listing = disk.execute(DiskOp::List { dir: name("t-0") });
+        let want = vec![
+            entry("a.index", 0, false),
+            entry("b.log", 5, false),
+            entry("sub", 0, true),
+        ];
+        assert_eq!(listing, Ok(DiskOk::Listing(want)));
+        let root = disk.execute(DiskOp::List { dir: name(".") });
+        assert_eq!(root, Ok(DiskOk::Listing(vec![entry("t-0", 0, true)])));
+    }
+
+    #[test]
+    fn list_of_a_missing_directory_is_empty() {
+        let (_dir, mut disk) = disk();
+        let listing = disk.execute(DiskOp::List {
+            dir: name("missing/dir"),
+        });
+        assert_eq!(listing, Ok(DiskOk::Listing(vec![])));
+    }
+
+    #[test]
+    fn list_of_a_file_is_an_io_error() {
+        let (_dir, mut disk) = disk();
+        create(&mut disk, "f");
+        let Err(DiskError::Io(text)) = disk.execute(DiskOp::List { dir: name("f") }) else {
+            panic!("listing a file must fail")
+        };
+        assert!(text.starts_with("list f: "), "{text}");
+    }
+
+    #[test]
+    fn open_files_are_bounded_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut disk = FileDisk::with_open_files_max(dir.path(), 2).unwrap();
+        for i in 0..5u8 {
+            create(&mut disk, &format!("f{i}"));
+            assert!(disk.open.len() <= 2);
+        }
+        assert!(disk.open.contains_key(&name("f3")) && disk.open.contains_key(&name("f4")));
+        // The least recently used handle goes: touch f3, open f0, so f4 is evicted.
+        read(&mut disk, "f3", 0, 1).unwrap();
+        assert_eq!(append(&mut disk, "f0", 0, b"zero"), Ok(DiskOk::Done));
+        assert!(disk.open.contains_key(&name("f3")) && disk.open.contains_key(&name("f0")));
+        assert_eq!(
+            disk.execute(DiskOp::Sync { file: name("f0") }),
+            Ok(DiskOk::Done)
+        );
+        assert_eq!(read(&mut disk, "f0", 0, 10), data(b"zero"));
+    }
+
+    #[test]
+    fn errors_map_to_disk_errors() {
+        let f = name("t-0/0.log");
+        let enospc = io::Error::from_raw_os_error(28);
+        assert_eq!(map_error("write", &f, enospc), DiskError::NoSpace);
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        assert_eq!(map_error("write", &f, full), DiskError::NoSpace);
+        let missing = io::Error::from_raw_os_error(2);
+        assert_eq!(map_error("open", &f, missing), DiskError::NotFound);
+        let eio = io::Error::from_raw_os_error(5);
+        let DiskError::Io(text) = map_error("fdatasync", &f, eio) else {
+            panic!()
+        };
+        assert!(text.starts_with("fdatasync t-0/0.log: "), "{text}");
+    }
+}

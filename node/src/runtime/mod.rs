@@ -1,0 +1,3 @@
+//! The tokio driver of the core: real files, sockets and timers.
+
+pub mod disk;
