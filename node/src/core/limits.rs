@@ -21,7 +21,12 @@ pub const RECOVERY_READ_BYTES: u32 = 8 << 20;
 
 /// Times a read whose batch fails its checksum is retried before the log calls it corrupt:
 /// a bit flipped in transit is gone on the next read, a flipped bit on the medium is not.
-pub const READ_RETRIES_MAX: u8 = 1;
+pub const READ_RETRIES_MAX: u8 = 2;
+
+/// Times recovery reads a chunk again when it fails a check or shows an epoch change that a
+/// second read must confirm. Recovery cuts the log where the checks keep failing, so it tries
+/// harder than a fetch, which can simply report the error.
+pub const RECOVERY_READ_RETRIES_MAX: u8 = 8;
 
 /// Leader epochs kept in a partition's epoch cache before the oldest are dropped; more than
 /// this many leader changes inside the retained log is implausible.
@@ -35,3 +40,4 @@ const _: () = assert!(
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES as usize >= BATCH_BYTES_MAX_DEFAULT);
 const _: () = assert!(INDEX_INTERVAL_BYTES < RECOVERY_READ_BYTES);
+const _: () = assert!(RECOVERY_READ_RETRIES_MAX >= READ_RETRIES_MAX);

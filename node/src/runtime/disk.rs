@@ -6,8 +6,9 @@
 //!   the effects of all earlier ones.
 //! - **Durability.** `Sync` is `fdatasync` of the file. `Create`, `Rename` and `Remove` fsync
 //!   the directory (or directories) whose entries they changed before they report `Ok`, and
-//!   `Create` also fsyncs the parent of every directory it had to make, so a completed op
-//!   survives a power loss.
+//!   `Create` also fsyncs the new (or emptied) file and the parent of every directory it had
+//!   to make, so a completed op survives a power loss. `Rename` does not sync the data of
+//!   `from`: whoever renames a file syncs it first.
 //! - **Reads** are positional (`pread`) and return fewer than `len` bytes only at the end of
 //!   the file.
 //!
@@ -118,8 +119,8 @@ impl FileDisk {
 
     fn cache(&mut self, name: FileName, file: File) {
         if self.open.len() >= self.open_files_max && !self.open.contains_key(&name) {
-            // A linear scan, but only when the cache is full; 1024 entries is a few
-            // microseconds, far less than the open(2) that follows.
+            // A linear scan, but only when the cache is full; 1024 entries take a few
+            // microseconds, about what the open(2) that brought `file` took.
             let oldest = self
                 .open
                 .iter()
@@ -152,6 +153,9 @@ impl FileDisk {
             .create(true)
             .truncate(true)
             .open(&path)?;
+        // Make the new inode and, for an existing file, the truncation durable too, so that
+        // a completed Create leaves an empty file after a crash, as the simulator's disk does.
+        file.sync_all()?;
         self.open.remove(name);
         self.clock += 1;
         self.cache(name.clone(), file);

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{
-    AppendInfo, DiskQueue, LogConfig, LogError, LogEvent, OpQueue, PartitionLog, ReadStart,
-};
+use super::{AppendInfo, LogConfig, LogError, LogEvent, OpQueue, PartitionLog, ReadStart};
 use crate::core::io::{DiskDriver, FileName};
 use crate::core::time::Instant;
 
@@ -187,7 +185,10 @@ impl<D: DiskDriver> LogHarness<D> {
     pub fn truncate_to(&mut self, offset: u64) -> Result<u64, LogError> {
         self.log.truncate_to(offset, &mut self.queue)?;
         self.run();
-        Ok(self.log.log_end_offset())
+        match self.log.failure() {
+            Some(error) => Err(error.clone()),
+            None => Ok(self.log.log_end_offset()),
+        }
     }
 
     /// Applies retention with everything deletable below the log end.

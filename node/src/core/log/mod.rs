@@ -206,6 +206,15 @@ pub enum LogError {
         /// What the disk said.
         error: DiskError,
     },
+    /// The batch's leader epoch is older than one the log already holds (a fenced leader's
+    /// write, or a follower copying from a stale leader).
+    #[error("leader epoch {epoch} is older than the log's latest epoch {latest}")]
+    StaleEpoch {
+        /// The epoch of the append.
+        epoch: i32,
+        /// The newest epoch in the log's epoch cache.
+        latest: i32,
+    },
     /// Bytes on disk failed their checksum (on every retry); they are never served.
     #[error("corrupt data in {file} at byte {position}")]
     Corrupt {
@@ -310,6 +319,12 @@ struct SyncWait {
     op: OpId,
     target: u64,
     done: bool,
+    /// For the sync of a new epoch checkpoint: the rename that installs it, issued only once
+    /// the sync succeeded (a driver runs queued ops even after one failed, and renaming an
+    /// unsynced file over the checkpoint would lose it). The wait is done when the rename is.
+    then_rename: Option<(FileName, FileName)>,
+    /// Whether this wait ends with a new epoch checkpoint installed.
+    installs_checkpoint: bool,
 }
 
 /// One partition's log. See the module documentation.
@@ -328,6 +343,10 @@ pub struct PartitionLog {
     truncating: bool,
     pending: BTreeMap<OpId, Pending>,
     syncs: VecDeque<SyncWait>,
+    /// Index files of sealed segments, written once the flushed offset passes the segment's
+    /// end: an index makes recovery trust its segment without a scan, so it must never vouch
+    /// for bytes (or epochs) that are not durable.
+    sealed_indexes: VecDeque<(u64, FileName, Bytes)>,
     events: VecDeque<LogEvent>,
     housekeeping_failures: u64,
 }
@@ -358,6 +377,7 @@ impl PartitionLog {
             truncating: false,
             pending: BTreeMap::new(),
             syncs: VecDeque::new(),
+            sealed_indexes: VecDeque::new(),
             events: VecDeque::new(),
             housekeeping_failures: 0,
         };
@@ -372,6 +392,7 @@ impl PartitionLog {
             self.abandon(pending, &LogError::Recovering);
         }
         self.syncs.clear();
+        self.sealed_indexes.clear();
         self.segments.clear();
         self.truncating = false;
         self.epochs_dirty = false;
@@ -476,6 +497,7 @@ impl PartitionLog {
     ) -> Result<AppendInfo, LogError> {
         self.check_writable()?;
         let mut header = batch::validate_produced_batch(&batch, self.config.batch_bytes_max)?;
+        self.check_epoch(leader_epoch)?;
         let base_offset = self.log_end_offset;
         patch_batch(&mut batch, base_offset, leader_epoch);
         header.base_offset = base_offset as i64;
@@ -509,6 +531,7 @@ impl PartitionLog {
                 let found = header.base_offset;
                 return Err(BatchError::NonContiguous { expected, found }.into());
             }
+            self.check_epoch(header.partition_leader_epoch)?;
             expected = header.next_offset() as u64;
             batches.push((position, header));
         }
@@ -548,6 +571,13 @@ impl PartitionLog {
         }
         self.invariants();
         Ok(Some(info))
+    }
+
+    fn check_epoch(&self, epoch: i32) -> Result<(), LogError> {
+        match self.epochs.latest_epoch() {
+            Some(latest) if epoch < latest => Err(LogError::StaleEpoch { epoch, latest }),
+            _ => Ok(()),
+        }
     }
 
     /// Records that leader epoch `epoch` starts at the log end offset, as a new leader does
@@ -612,8 +642,10 @@ impl PartitionLog {
             active.index_file.clone(),
             active.encode_index(),
         );
-        self.submit_sync(log_file, target, out);
-        self.write_index_file(index_file, index, out);
+        // A sealed segment is trusted at recovery without a scan, so the epochs it holds must
+        // be on disk before it counts as durable.
+        self.submit_durability_point(log_file, target, out);
+        self.sealed_indexes.push_back((target, index_file, index));
         let segment = Segment::new(&self.dir, self.log_end_offset, now);
         let id = out.submit(DiskOp::Create {
             file: segment.log_file.clone(),
@@ -649,16 +681,27 @@ impl PartitionLog {
         if self.sync_issued_offset >= self.log_end_offset && !self.epochs_dirty {
             return;
         }
-        if self.epochs_dirty {
-            self.write_epoch_checkpoint(out);
-        }
         let file = self
             .segments
             .back()
             .expect("an active segment")
             .log_file
             .clone();
-        self.submit_sync(file, self.log_end_offset, out);
+        self.submit_durability_point(file, self.log_end_offset, out);
+    }
+
+    /// Persists the epoch cache if it changed, then syncs `file`; once both completed,
+    /// offsets below `target` are durable.
+    pub(super) fn submit_durability_point(
+        &mut self,
+        file: FileName,
+        target: u64,
+        out: &mut impl DiskQueue,
+    ) {
+        if self.epochs_dirty {
+            self.write_epoch_checkpoint(out);
+        }
+        self.submit_sync(file, target, out);
     }
 
     /// Whether appended data or epoch changes wait for a flush.
@@ -677,6 +720,8 @@ impl PartitionLog {
             op: id,
             target,
             done: false,
+            then_rename: None,
+            installs_checkpoint: false,
         });
         self.sync_issued_offset = self.sync_issued_offset.max(target);
     }
@@ -695,22 +740,21 @@ impl PartitionLog {
                 pos: 0,
                 data: bytes.freeze(),
             },
-            DiskOp::Sync { file: tmp.clone() },
         ] {
             let id = out.submit(op);
             self.pending.insert(id, Pending::Data);
         }
-        // The rename is what makes the new checkpoint durable: it counts as a sync.
-        let rename = DiskOp::Rename {
-            from: tmp,
-            to: self.dir.join(EPOCH_CHECKPOINT),
-        };
-        let id = out.submit(rename);
-        self.track_sync(id, self.log_end_offset);
+        // Queued as a sync that moves the flushed offset nowhere by itself, so the segment
+        // sync queued after it counts only once the checkpoint is installed too.
+        let id = out.submit(DiskOp::Sync { file: tmp.clone() });
+        self.track_sync(id, self.flushed_offset);
+        let wait = self.syncs.back_mut().expect("just queued");
+        wait.then_rename = Some((tmp, self.dir.join(EPOCH_CHECKPOINT)));
+        wait.installs_checkpoint = true;
         self.epochs_dirty = false;
     }
 
-    fn complete_sync(&mut self, id: OpId, result: DiskResult) {
+    fn complete_sync(&mut self, id: OpId, result: DiskResult, out: &mut impl DiskQueue) {
         if let Err(error) = result {
             // fsyncgate: after a failed fsync the unsynced tail may be gone; only a fresh
             // recovery knows what the disk holds.
@@ -721,14 +765,21 @@ impl PartitionLog {
             return;
         }
         if let Some(wait) = self.syncs.iter_mut().find(|wait| wait.op == id) {
-            wait.done = true;
+            match wait.then_rename.take() {
+                Some((from, to)) => {
+                    let rename = out.submit(DiskOp::Rename { from, to });
+                    wait.op = rename;
+                    self.pending.insert(rename, Pending::Sync);
+                }
+                None => wait.done = true,
+            }
         }
-        self.advance_flushed();
+        self.advance_flushed(out);
     }
 
     /// Moves the flushed offset over the prefix of completed syncs (once recovery is over:
     /// until then the targets of its syncs are not known).
-    fn advance_flushed(&mut self) {
+    fn advance_flushed(&mut self, out: &mut impl DiskQueue) {
         if !self.is_ready() {
             return;
         }
@@ -738,6 +789,17 @@ impl PartitionLog {
             self.flushed_offset = self
                 .flushed_offset
                 .max(wait.target.min(self.log_end_offset));
+        }
+        // An index makes recovery trust the epoch checkpoint for its segment: write none while
+        // an epoch change is not yet on disk.
+        let checkpoint_pending =
+            self.epochs_dirty || self.syncs.iter().any(|wait| wait.installs_checkpoint);
+        while let Some((target, _, _)) = self.sealed_indexes.front() {
+            if *target > self.flushed_offset || checkpoint_pending {
+                break;
+            }
+            let (_, file, bytes) = self.sealed_indexes.pop_front().expect("checked");
+            self.write_index_file(file, bytes, out);
         }
         if self.flushed_offset > before {
             self.events.push_back(LogEvent::Flushed {
@@ -776,7 +838,8 @@ impl PartitionLog {
         let job = TruncateJob {
             offset,
             segment_base: segment.base_offset,
-            position: 0,
+            at: None,
+            retries: 0,
         };
         self.truncating = true;
         self.submit_truncate_read(job, out);
@@ -865,11 +928,15 @@ impl PartitionLog {
         self.pending.insert(id, Pending::Data);
         self.log_end_offset = offset;
         self.reset_flushed_to(offset);
-        // A truncation is not durable until synced: until then the cut bytes may come back.
-        self.submit_sync(log_file, offset, out);
+        self.sealed_indexes
+            .retain(|(target, _, _)| *target <= offset);
         if self.epochs.truncate_from_end(offset) {
             self.epochs_dirty = true;
         }
+        // A truncation is not durable until synced: until then the cut bytes may come back.
+        // The epoch cache goes to disk first, so that no data appended after the truncation
+        // is ever on disk beside a checkpoint from before it.
+        self.submit_durability_point(log_file, offset, out);
         self.truncating = false;
         self.events.push_back(LogEvent::Truncated { offset });
         self.invariants();
@@ -945,7 +1012,7 @@ impl PartitionLog {
                     });
                 }
             }
-            Pending::Sync => self.complete_sync(id, result),
+            Pending::Sync => self.complete_sync(id, result, out),
             Pending::Housekeeping => {
                 if result.is_err() {
                     self.housekeeping_failures += 1;
@@ -972,6 +1039,7 @@ impl PartitionLog {
             self.abandon(pending, &error);
         }
         self.syncs.clear();
+        self.sealed_indexes.clear();
         self.truncating = false;
         self.phase = Phase::Failed(error.clone());
         self.events.push_back(LogEvent::Failed { error });

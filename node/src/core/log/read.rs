@@ -7,6 +7,8 @@
 use bytes::Bytes;
 
 use super::batch::{BatchHeader, BatchScan, ScanStop, visit_record_timestamps};
+use super::epoch::LeaderEpochCache;
+use super::segment::IndexHit;
 use super::{DiskQueue, LogError, LogEvent, PartitionLog, Pending, ReadStart};
 use crate::core::io::{DiskOk, DiskOp, DiskResult};
 use crate::core::limits::{READ_RETRIES_MAX, RECOVERY_READ_BYTES};
@@ -19,7 +21,8 @@ pub(super) struct ReadJob {
     max_offset: u64,
     max_bytes: u32,
     segment_base: u64,
-    position: u64,
+    /// Where the next read starts, and the base offset of the batch there.
+    at: IndexHit,
     retries: u8,
 }
 
@@ -29,7 +32,7 @@ pub(super) struct SeekJob {
     pub token: u64,
     timestamp: i64,
     segment_base: u64,
-    position: u64,
+    at: IndexHit,
     retries: u8,
 }
 
@@ -38,15 +41,21 @@ pub(super) struct SeekJob {
 pub(super) struct TruncateJob {
     pub offset: u64,
     pub segment_base: u64,
-    pub position: u64,
+    pub at: Option<IndexHit>,
+    pub retries: u8,
 }
 
 /// What a scan of a fetch buffer found.
 enum Collected {
     /// Whole verified batches in this byte range of the buffer (maybe empty).
     Batches(std::ops::Range<usize>),
-    /// The wanted batch is cut by the end of the buffer: read `len` bytes from `position`.
-    ReadMore { position: usize, len: usize },
+    /// The wanted batch is cut by the end of the buffer: read `len` bytes from `position`,
+    /// where the batch with base offset `base` starts.
+    ReadMore {
+        position: usize,
+        base: u64,
+        len: usize,
+    },
     /// A batch at `position` failed its check.
     Corrupt { position: usize },
 }
@@ -83,7 +92,7 @@ impl PartitionLog {
             max_offset,
             max_bytes,
             segment_base: segment.base_offset,
-            position: segment.position_for_offset(offset),
+            at: segment.locate_offset(offset),
             retries: 0,
         };
         let wanted = u64::from(max_bytes.max(1)) + u64::from(self.config.index_interval_bytes);
@@ -109,10 +118,10 @@ impl PartitionLog {
             });
             return;
         };
-        let len = wanted.min(segment.size_bytes.saturating_sub(job.position));
+        let len = wanted.min(segment.size_bytes.saturating_sub(job.at.position));
         let op = DiskOp::Read {
             file: segment.log_file.clone(),
-            pos: job.position,
+            pos: job.at.position,
             len: u32::try_from(len).expect("segments are under 4 GiB"),
         };
         let id = out.submit(op);
@@ -137,14 +146,14 @@ impl PartitionLog {
         };
         if bytes.is_empty() {
             // The file is shorter than the log knows it to be: something lost its tail.
-            let error = self.corrupt(job.segment_base, job.position);
+            let error = self.corrupt(job.segment_base, job.at.position);
             self.events.push_back(LogEvent::Read {
                 token: job.token,
                 result: Err(error),
             });
             return;
         }
-        match collect(&bytes, &job, self.config.batch_bytes_max) {
+        match collect(&bytes, &job, &self.config, &self.epochs) {
             Collected::Batches(range) => {
                 let result = Ok(bytes.slice(range));
                 self.events.push_back(LogEvent::Read {
@@ -152,8 +161,15 @@ impl PartitionLog {
                     result,
                 });
             }
-            Collected::ReadMore { position, len } => {
-                job.position += position as u64;
+            Collected::ReadMore {
+                position,
+                base,
+                len,
+            } => {
+                job.at = IndexHit {
+                    position: job.at.position + position as u64,
+                    base_offset: base,
+                };
                 let wanted = (len as u64).max(u64::from(job.max_bytes));
                 self.submit_fetch_read(job, wanted, out);
             }
@@ -163,7 +179,7 @@ impl PartitionLog {
                     let wanted = bytes.len() as u64;
                     self.submit_fetch_read(job, wanted, out);
                 } else {
-                    let error = self.corrupt(job.segment_base, job.position + position as u64);
+                    let error = self.corrupt(job.segment_base, job.at.position + position as u64);
                     self.events.push_back(LogEvent::Read {
                         token: job.token,
                         result: Err(error),
@@ -219,7 +235,7 @@ impl PartitionLog {
             token,
             timestamp,
             segment_base: segment.base_offset,
-            position: segment.position_for_timestamp(timestamp),
+            at: segment.locate_timestamp(timestamp),
             retries: 0,
         };
         self.submit_seek_read(job, out);
@@ -235,12 +251,12 @@ impl PartitionLog {
             });
             return;
         };
-        let len =
-            u64::from(RECOVERY_READ_BYTES).min(segment.size_bytes.saturating_sub(job.position));
+        let remaining = segment.size_bytes.saturating_sub(job.at.position);
+        let len = u64::from(RECOVERY_READ_BYTES).min(remaining) as u32;
         let op = DiskOp::Read {
             file: segment.log_file.clone(),
-            pos: job.position,
-            len: len as u32,
+            pos: job.at.position,
+            len,
         };
         let id = out.submit(op);
         self.pending.insert(id, Pending::Seek(job));
@@ -266,7 +282,7 @@ impl PartitionLog {
         if bytes.is_empty() {
             return self.seek_next_segment(job, out);
         }
-        let mut scan = BatchScan::new(&bytes, self.config.batch_bytes_max);
+        let mut scan = Verified::new(&bytes, job.at.base_offset, &self.epochs, &self.config);
         for (position, header) in scan.by_ref() {
             if header.max_timestamp >= job.timestamp {
                 let found = first_record_at_or_after(&bytes[position..], &header, job.timestamp);
@@ -276,22 +292,27 @@ impl PartitionLog {
                 return;
             }
         }
-        let scanned = scan.position() as u64;
-        match scan.stop().cloned() {
-            Some(ScanStop::Invalid { pos: position, .. }) => {
-                if job.retries < READ_RETRIES_MAX {
-                    job.retries += 1;
-                    job.position += scanned;
-                    self.submit_seek_read(job, out);
-                } else {
-                    let error = self.corrupt(job.segment_base, job.position + position as u64);
-                    let result = Err(error);
-                    self.events
-                        .push_back(LogEvent::OffsetForTimestamp { token, result });
-                }
+        match scan.stop {
+            Some(Stop::Damaged { position }) if job.retries >= READ_RETRIES_MAX => {
+                let error = self.corrupt(job.segment_base, job.at.position + position as u64);
+                self.events.push_back(LogEvent::OffsetForTimestamp {
+                    token,
+                    result: Err(error),
+                });
             }
-            Some(ScanStop::Incomplete { .. }) => {
-                job.position += scanned;
+            Some(Stop::Damaged { position }) => {
+                job.retries += 1;
+                job.at = IndexHit {
+                    position: job.at.position + position as u64,
+                    base_offset: scan.expected,
+                };
+                self.submit_seek_read(job, out);
+            }
+            Some(Stop::Incomplete { position, .. }) => {
+                job.at = IndexHit {
+                    position: job.at.position + position as u64,
+                    base_offset: scan.expected,
+                };
                 self.submit_seek_read(job, out);
             }
             None => self.seek_next_segment(job, out),
@@ -308,7 +329,7 @@ impl PartitionLog {
             Some(segment) => {
                 let job = SeekJob {
                     segment_base: segment.base_offset,
-                    position: segment.position_for_timestamp(job.timestamp),
+                    at: segment.locate_timestamp(job.timestamp),
                     retries: 0,
                     ..job
                 };
@@ -330,20 +351,22 @@ impl PartitionLog {
         let segment = self
             .segment_by_base(job.segment_base)
             .expect("truncation holds the log");
-        let position = if job.position == 0 {
-            segment.position_for_offset(job.offset)
-        } else {
-            job.position
-        };
-        let wanted = u64::from(RECOVERY_READ_BYTES).min(segment.size_bytes - position);
+        let at = job.at.unwrap_or_else(|| segment.locate_offset(job.offset));
+        let remaining = segment.size_bytes.saturating_sub(at.position);
+        let len = u64::from(RECOVERY_READ_BYTES).min(remaining) as u32;
         let op = DiskOp::Read {
             file: segment.log_file.clone(),
-            pos: position,
-            len: wanted as u32,
+            pos: at.position,
+            len,
         };
         let id = out.submit(op);
-        self.pending
-            .insert(id, Pending::Truncate(TruncateJob { position, ..job }));
+        self.pending.insert(
+            id,
+            Pending::Truncate(TruncateJob {
+                at: Some(at),
+                ..job
+            }),
+        );
     }
 
     pub(super) fn complete_truncate_read(
@@ -356,7 +379,8 @@ impl PartitionLog {
             Ok(bytes) => bytes,
             Err(error) => return self.fail(error),
         };
-        let mut scan = BatchScan::new(&bytes, self.config.batch_bytes_max);
+        let at = job.at.expect("a truncation read starts at a known batch");
+        let mut scan = Verified::new(&bytes, at.base_offset, &self.epochs, &self.config);
         for (position, header) in scan.by_ref() {
             if header.last_offset() as u64 >= job.offset {
                 let index = self
@@ -364,21 +388,97 @@ impl PartitionLog {
                     .iter()
                     .position(|s| s.base_offset == job.segment_base);
                 let index = index.expect("the segment is held while truncating");
-                let cut = job.position + position as u64;
+                let cut = at.position + position as u64;
                 self.apply_truncation(index, header.base_offset as u64, cut, out);
                 return;
             }
         }
-        match scan.stop().cloned() {
-            Some(ScanStop::Incomplete { .. }) if scan.position() > 0 => {
-                job.position += scan.position() as u64;
+        let resume = |position: usize| IndexHit {
+            position: at.position + position as u64,
+            base_offset: scan.expected,
+        };
+        match scan.stop {
+            Some(Stop::Incomplete { position }) if position > 0 => {
+                job.at = Some(resume(position));
                 self.submit_truncate_read(job, out);
             }
-            _ => {
-                let error = self.corrupt(job.segment_base, job.position + scan.position() as u64);
+            Some(Stop::Damaged { position }) if job.retries < READ_RETRIES_MAX => {
+                job.retries += 1;
+                job.at = Some(resume(position));
+                self.submit_truncate_read(job, out);
+            }
+            stop => {
+                let position = match stop {
+                    Some(Stop::Damaged { position } | Stop::Incomplete { position }) => position,
+                    None => bytes.len(),
+                };
+                let error = self.corrupt(job.segment_base, at.position + position as u64);
                 self.fail(error);
             }
         }
+    }
+}
+
+/// Why a [`Verified`] scan stopped before the end of its buffer.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// The batch at `position` is cut by the end of the buffer.
+    Incomplete { position: usize },
+    /// The batch at `position` failed a check.
+    Damaged { position: usize },
+}
+
+/// The batches of a buffer read from a known batch boundary, each checked: whole and valid
+/// (length, magic, CRC-32C), its base offset continuing the one before (the CRC does not cover
+/// it), and its leader epoch the one the epoch cache holds for that offset (nor that).
+struct Verified<'a> {
+    scan: BatchScan<'a>,
+    /// The base offset the next batch must have.
+    expected: u64,
+    epochs: &'a LeaderEpochCache,
+    stop: Option<Stop>,
+}
+
+impl<'a> Verified<'a> {
+    fn new(
+        bytes: &'a [u8],
+        base_offset: u64,
+        epochs: &'a LeaderEpochCache,
+        config: &super::LogConfig,
+    ) -> Verified<'a> {
+        let scan = BatchScan::new(bytes, config.batch_bytes_max);
+        Verified {
+            scan,
+            expected: base_offset,
+            epochs,
+            stop: None,
+        }
+    }
+}
+
+impl Iterator for Verified<'_> {
+    type Item = (usize, BatchHeader);
+
+    fn next(&mut self) -> Option<(usize, BatchHeader)> {
+        if self.stop.is_some() {
+            return None;
+        }
+        let Some((position, header)) = self.scan.next() else {
+            self.stop = match self.scan.stop() {
+                Some(ScanStop::Incomplete { pos, .. }) => Some(Stop::Incomplete { position: *pos }),
+                Some(ScanStop::Invalid { pos, .. }) => Some(Stop::Damaged { position: *pos }),
+                None => None,
+            };
+            return None;
+        };
+        let in_place = header.base_offset == self.expected as i64;
+        let epoch = self.epochs.epoch_for_offset(self.expected);
+        if !in_place || epoch.is_some_and(|epoch| epoch != header.partition_leader_epoch) {
+            self.stop = Some(Stop::Damaged { position });
+            return None;
+        }
+        self.expected = header.next_offset() as u64;
+        Some((position, header))
     }
 }
 
@@ -400,52 +500,50 @@ fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, timestamp: i64) 
     }
 }
 
-/// Picks the batches a fetch returns out of a buffer read from `job.position`.
-fn collect(bytes: &[u8], job: &ReadJob, batch_bytes_max: usize) -> Collected {
-    let mut scan = BatchScan::new(bytes, batch_bytes_max);
+/// Picks the batches a fetch returns out of a buffer read from `job.at`.
+fn collect(
+    bytes: &[u8],
+    job: &ReadJob,
+    config: &super::LogConfig,
+    epochs: &LeaderEpochCache,
+) -> Collected {
+    let mut scan = Verified::new(bytes, job.at.base_offset, epochs, config);
     let mut range: Option<std::ops::Range<usize>> = None;
-    let mut expected_next = 0u64;
     for (position, header) in scan.by_ref() {
-        let (base, next) = (header.base_offset, header.next_offset());
+        let next = header.next_offset() as u64;
+        let size = header.total_bytes();
         match &mut range {
-            None => {
-                if next <= job.offset as i64 {
-                    continue;
-                }
-                if base < 0 || base as u64 > job.offset {
-                    // The batch holding the offset is missing: the file is damaged.
-                    return Collected::Corrupt { position };
-                }
-                if next as u64 > job.max_offset {
-                    return Collected::Batches(0..0);
-                }
-                range = Some(position..position + header.total_bytes());
-            }
+            None if next <= job.offset => continue,
+            None if next > job.max_offset => return Collected::Batches(0..0),
+            None => range = Some(position..position + size),
             Some(range) => {
-                if base < 0 || base as u64 != expected_next {
-                    break;
-                }
-                let size = header.total_bytes();
-                if next as u64 > job.max_offset || range.len() + size > job.max_bytes as usize {
+                if next > job.max_offset || range.len() + size > job.max_bytes as usize {
                     break;
                 }
                 range.end += size;
             }
         }
-        expected_next = next as u64;
     }
     if let Some(range) = range {
+        // Whatever stopped the scan after the first batch, what was collected is verified; a
+        // damaged batch further on is reported to the fetch that starts at it.
         return Collected::Batches(range);
     }
-    match scan.stop() {
-        Some(ScanStop::Invalid { pos, .. }) => Collected::Corrupt { position: *pos },
-        Some(ScanStop::Incomplete { pos, needed }) => Collected::ReadMore {
-            position: *pos,
-            len: *needed,
-        },
+    match scan.stop {
+        Some(Stop::Damaged { position }) => Collected::Corrupt { position },
+        Some(Stop::Incomplete { position }) => {
+            let needed = super::batch::BatchHeader::parse(&bytes[position..])
+                .map_or(super::batch::BATCH_HEADER_BYTES, |h| h.total_bytes());
+            Collected::ReadMore {
+                position,
+                base: scan.expected,
+                len: needed,
+            }
+        }
         // The buffer ended on a batch boundary before the offset: read on from there.
         None => Collected::ReadMore {
-            position: scan.position(),
+            position: bytes.len(),
+            base: scan.expected,
             len: 0,
         },
     }

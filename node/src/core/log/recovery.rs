@@ -26,7 +26,7 @@ use super::{
 };
 use crate::core::frame::decode_frame;
 use crate::core::io::{DirEntry, DiskOk, DiskOp, DiskResult, OpId};
-use crate::core::limits::{READ_RETRIES_MAX, RECOVERY_READ_BYTES};
+use crate::core::limits::{RECOVERY_READ_BYTES, RECOVERY_READ_RETRIES_MAX};
 use crate::core::time::Instant;
 
 /// Which read of recovery an op in flight is.
@@ -44,6 +44,19 @@ struct Scan {
     segment: Segment,
     file_len: u64,
     retries: u8,
+    /// What each read of the current chunk showed, until two reads agree.
+    outcomes: Vec<ReadOutcome>,
+}
+
+/// What one read of a chunk showed during a recovery scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ReadOutcome {
+    /// Where its valid bytes end in the segment.
+    valid_end: u64,
+    /// The epoch changes among its batches.
+    epoch_changes: Vec<(i32, u64)>,
+    /// For a damaged read, a checksum of the bytes from the damage to the end of the chunk.
+    damage: Option<u32>,
 }
 
 /// The state of a recovery in progress.
@@ -53,7 +66,10 @@ pub(super) struct Recovery {
     files: Vec<(u64, u64)>,
     /// Index files found: base offset -> length.
     indexes: BTreeMap<u64, u64>,
+    /// The epoch checkpoint read from disk. Without one, no segment is trusted through its
+    /// index: the epochs of every segment come from scanning it.
     checkpoint: Option<Vec<EpochEntry>>,
+    checkpoint_reads: u8,
     loaded: Vec<Segment>,
     next: usize,
     scan: Option<Scan>,
@@ -61,6 +77,8 @@ pub(super) struct Recovery {
     scanned_epochs: Vec<(i32, u64)>,
     /// Syncs of scanned segments: op and the segment's base offset.
     scanned_syncs: Vec<(OpId, u64)>,
+    /// The offsets each scanned segment held: base and next offset.
+    scanned_ranges: Vec<(u64, u64)>,
     truncated_bytes: u64,
 }
 
@@ -102,6 +120,15 @@ impl PartitionLog {
             (RecoveryStep::ReadCheckpoint, DiskOk::Data(bytes)) => {
                 match decode_frame::<EpochCheckpoint>(&bytes) {
                     Ok((checkpoint, _)) => recovery.checkpoint = Some(checkpoint.entries),
+                    Err(_) if recovery.checkpoint_reads < RECOVERY_READ_RETRIES_MAX => {
+                        recovery.checkpoint_reads += 1;
+                        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                        let file = self.dir.join(EPOCH_CHECKPOINT);
+                        let op = DiskOp::Read { file, pos: 0, len };
+                        self.recovery_submit(op, RecoveryStep::ReadCheckpoint, out);
+                        self.phase = Phase::Recovering(recovery);
+                        return;
+                    }
                     Err(error) => {
                         tracing::warn!(dir = %self.dir, %error, "epoch checkpoint damaged")
                     }
@@ -207,7 +234,11 @@ impl PartitionLog {
                 return true;
             }
         }
-        if let Some(&index_len) = recovery.indexes.get(&base) {
+        let index_len = recovery
+            .indexes
+            .get(&base)
+            .filter(|_| recovery.checkpoint.is_some());
+        if let Some(&index_len) = index_len {
             let file = super::segment::index_file_name(&self.dir, base);
             let len = u32::try_from(index_len).unwrap_or(u32::MAX);
             self.recovery_submit(
@@ -221,6 +252,7 @@ impl PartitionLog {
             segment: Segment::new(&self.dir, base, now),
             file_len: len,
             retries: 0,
+            outcomes: Vec::new(),
         });
         self.recovery_scan_next(now, recovery, out)
     }
@@ -246,6 +278,7 @@ impl PartitionLog {
                     segment,
                     file_len: len,
                     retries: 0,
+                    outcomes: Vec::new(),
                 });
                 self.recovery_scan_next(now, recovery, out)
             }
@@ -288,47 +321,71 @@ impl PartitionLog {
     ) -> bool {
         let interval = self.config.index_interval_bytes;
         let scan = recovery.scan.as_mut().expect("a scan in progress");
-        let start = scan.segment.size_bytes;
+        let (start, start_offset) = (scan.segment.size_bytes, scan.segment.next_offset);
+        let epochs_before = recovery.scanned_epochs.len();
         let mut batches = BatchScan::new(bytes, self.config.batch_bytes_max);
         let mut misplaced = false;
         for (position, header) in batches.by_ref() {
-            if header.base_offset < 0 || header.base_offset as u64 != scan.segment.next_offset {
+            let epoch = header.partition_leader_epoch;
+            let last_epoch = recovery.scanned_epochs.last().map(|(epoch, _)| *epoch);
+            // Offsets are dense and epochs never go back: anything else is damage.
+            if header.base_offset < 0
+                || header.base_offset as u64 != scan.segment.next_offset
+                || last_epoch.is_some_and(|last| epoch < last)
+            {
                 misplaced = true;
                 break;
             }
             scan.segment
                 .observe_batch(start + position as u64, &header, interval);
-            let epoch = header.partition_leader_epoch;
-            if recovery
-                .scanned_epochs
-                .last()
-                .is_none_or(|(last, _)| *last != epoch)
-            {
+            if last_epoch != Some(epoch) {
                 recovery
                     .scanned_epochs
                     .push((epoch, header.base_offset as u64));
             }
         }
         let valid_end = scan.segment.size_bytes;
-        let damaged = misplaced || matches!(batches.stop(), Some(ScanStop::Invalid { .. }));
-        if damaged {
-            if scan.retries < READ_RETRIES_MAX {
+        let torn = match batches.stop() {
+            Some(ScanStop::Incomplete { needed, .. }) => valid_end + *needed as u64 > scan.file_len,
+            _ => bytes.is_empty() && valid_end < scan.file_len,
+        };
+        let damaged = misplaced || torn || matches!(batches.stop(), Some(ScanStop::Invalid { .. }));
+        let changes = &recovery.scanned_epochs[epochs_before..];
+        if damaged || !changes.is_empty() {
+            // The CRC covers neither a batch's epoch nor its length field, and a bit flipped on
+            // the way from the disk is gone on the next read: a damaged chunk or an epoch change
+            // counts only once two reads of the chunk agree on it exactly.
+            // Damage agrees only when the damaged bytes are the same: a torn or corrupt tail is,
+            // two different flips in one batch are not.
+            let damaged_bytes = &bytes[(valid_end - start) as usize..];
+            let fingerprint = if damaged {
+                crc32c::crc32c(damaged_bytes)
+            } else {
+                0
+            };
+            let outcome = ReadOutcome {
+                valid_end,
+                epoch_changes: changes.to_vec(),
+                damage: damaged.then_some(fingerprint),
+            };
+            if !scan.outcomes.contains(&outcome) {
+                let retry = scan.retries < RECOVERY_READ_RETRIES_MAX;
                 scan.retries += 1;
-                return self.recovery_scan_next(now, recovery, out);
+                scan.outcomes.push(outcome);
+                scan.segment.truncate(start_offset, start);
+                recovery.scanned_epochs.truncate(epochs_before);
+                if retry {
+                    return self.recovery_scan_next(now, recovery, out);
+                }
+                // No two reads agree: keep only what came before this chunk.
+                return self.recovery_segment_scanned(now, recovery, true, out);
             }
-            return self.recovery_segment_scanned(now, recovery, true, out);
-        }
-        if let Some(ScanStop::Incomplete { needed, .. }) = batches.stop() {
-            if valid_end + *needed as u64 > scan.file_len {
-                // The file ends inside a batch: a torn write.
+            if damaged {
                 return self.recovery_segment_scanned(now, recovery, true, out);
             }
         }
-        if bytes.is_empty() && valid_end < scan.file_len {
-            // The file is shorter than its listing said.
-            return self.recovery_segment_scanned(now, recovery, true, out);
-        }
         scan.retries = 0;
+        scan.outcomes.clear();
         self.recovery_scan_next(now, recovery, out)
     }
 
@@ -346,7 +403,11 @@ impl PartitionLog {
             file_len,
             ..
         } = recovery.scan.take().expect("a scan");
-        let is_last = recovery.next + 1 == recovery.files.len();
+        let next_base = recovery.files.get(recovery.next + 1).map(|(base, _)| *base);
+        // A segment that does not run up to the next file's base (its tail was lost) ends the
+        // log: what follows would leave a gap in the offsets.
+        let cut = cut || next_base.is_some_and(|base| base != segment.next_offset);
+        let is_last = recovery.next + 1 == recovery.files.len() || cut;
         if cut {
             let valid = segment.size_bytes;
             tracing::warn!(dir = %self.dir, file = %segment.log_file, valid, file_len, "cutting a torn or damaged tail");
@@ -368,13 +429,19 @@ impl PartitionLog {
             op: id,
             target: 0,
             done: false,
+            then_rename: None,
+            installs_checkpoint: false,
         });
         recovery.scanned_syncs.push((id, segment.base_offset));
+        recovery
+            .scanned_ranges
+            .push((segment.base_offset, segment.next_offset));
         let had_index = recovery.indexes.contains_key(&segment.base_offset);
         if !cut && !is_last {
             segment.sealed = true;
-            let (file, bytes) = (segment.index_file.clone(), segment.encode_index());
-            self.write_index_file(file, bytes, out);
+            let index = segment.encode_index();
+            self.sealed_indexes
+                .push_back((segment.next_offset, segment.index_file.clone(), index));
         } else if had_index {
             self.housekeep(
                 DiskOp::Remove {
@@ -412,6 +479,16 @@ impl PartitionLog {
 
     fn recovery_finish(&mut self, now: Instant, recovery: Recovery, out: &mut impl DiskQueue) {
         let mut segments = recovery.loaded;
+        if let Some(last) = segments
+            .last_mut()
+            .filter(|last| last.sealed && last.is_empty())
+        {
+            // An empty sealed segment (only a damaged history makes one): reopen it as the
+            // active segment rather than create a second file at the same base offset.
+            last.sealed = false;
+            let file = last.index_file.clone();
+            self.housekeep(DiskOp::Remove { file }, out);
+        }
         let needs_active = segments.last().is_none_or(|last| last.sealed);
         if needs_active {
             let base = segments.last().map_or(0, |last| last.next_offset);
@@ -443,20 +520,22 @@ impl PartitionLog {
             }
         }
         let stored = recovery.checkpoint.clone().unwrap_or_default();
-        let mut epochs = LeaderEpochCache::from_entries(stored.clone());
-        // Entries past the log end are gone with their data; one starting exactly at the log
-        // end is an epoch a leader assigned before its first append, and is kept.
-        epochs.truncate_from_end(self.log_end_offset + 1);
-        for &(epoch, start_offset) in &recovery.scanned_epochs {
-            if start_offset < self.log_end_offset {
-                epochs.assign(epoch, start_offset);
-            }
-        }
-        epochs.truncate_from_start(self.log_start_offset);
+        let epochs = rebuild_epochs(
+            &stored,
+            &recovery.scanned_ranges,
+            &recovery.scanned_epochs,
+            self.log_start_offset,
+            self.log_end_offset,
+        );
         self.epochs_dirty = epochs.entries() != stored.as_slice();
         self.epochs = epochs;
         self.phase = Phase::Ready;
-        self.advance_flushed();
+        if self.epochs_dirty {
+            // Indexes of rebuilt segments wait for the rebuilt epochs to be on disk.
+            let file = self.segments.back().expect("a segment").log_file.clone();
+            self.submit_durability_point(file, self.log_end_offset, out);
+        }
+        self.advance_flushed(out);
         self.events.push_back(LogEvent::Recovered {
             log_start_offset: self.log_start_offset,
             log_end_offset: self.log_end_offset,
@@ -465,4 +544,41 @@ impl PartitionLog {
         tracing::debug!(dir = %self.dir, start = self.log_start_offset, end = self.log_end_offset, "recovered");
         self.invariants();
     }
+}
+
+/// The epoch cache after recovery. For the segments recovery scanned, the batches are the
+/// truth (a checkpoint may predate a truncation whose data survived the crash); for the
+/// segments it trusted through their index, the checkpoint is, as it was durable before the
+/// index was written. An entry starting exactly at the log end is an epoch a leader assigned
+/// before its first append, and is kept.
+fn rebuild_epochs(
+    stored: &[EpochEntry],
+    scanned_ranges: &[(u64, u64)],
+    scanned_epochs: &[(i32, u64)],
+    log_start_offset: u64,
+    log_end_offset: u64,
+) -> LeaderEpochCache {
+    let scanned = |offset: u64| {
+        scanned_ranges
+            .iter()
+            .any(|&(b, n)| b <= offset && offset < n)
+    };
+    let mut entries: Vec<EpochEntry> = stored
+        .iter()
+        .filter(|entry| !scanned(entry.start_offset))
+        .copied()
+        .chain(
+            scanned_epochs
+                .iter()
+                .map(|&(epoch, start_offset)| EpochEntry {
+                    epoch,
+                    start_offset,
+                }),
+        )
+        .filter(|entry| entry.start_offset <= log_end_offset)
+        .collect();
+    entries.sort_by_key(|entry| (entry.start_offset, entry.epoch));
+    let mut epochs = LeaderEpochCache::from_entries(entries);
+    epochs.truncate_from_start(log_start_offset);
+    epochs
 }

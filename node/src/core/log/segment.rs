@@ -23,6 +23,17 @@ pub struct OffsetEntry {
     pub position: u32,
 }
 
+/// Where a scan may start: the batch with base offset `base_offset` starts at byte `position`.
+/// Scans check that the batches they read continue from there, because a batch's CRC does not
+/// cover its base offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexHit {
+    /// Byte position of the batch in the segment.
+    pub position: u64,
+    /// Its base offset.
+    pub base_offset: u64,
+}
+
 /// An entry of the sparse time index: before the batch at `base + relative_offset`, no record
 /// had a timestamp above `timestamp`, and that batch raised the maximum to `timestamp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,22 +188,28 @@ impl Segment {
         self.next_offset = header.next_offset() as u64;
     }
 
-    /// The byte position of the last indexed batch whose base offset is at or below `offset`:
-    /// a scan from there finds the batch holding `offset`.
-    pub fn position_for_offset(&self, offset: u64) -> u64 {
+    /// The last indexed batch whose base offset is at or below `offset`: a scan from there
+    /// finds the batch holding `offset`.
+    pub fn locate_offset(&self, offset: u64) -> IndexHit {
         let relative = offset.saturating_sub(self.base_offset);
         let at = self
             .offset_index
             .partition_point(|entry| u64::from(entry.relative_offset) <= relative);
         match at.checked_sub(1) {
-            Some(i) => u64::from(self.offset_index[i].position),
-            None => 0,
+            Some(i) => IndexHit {
+                position: u64::from(self.offset_index[i].position),
+                base_offset: self.base_offset + u64::from(self.offset_index[i].relative_offset),
+            },
+            None => IndexHit {
+                position: 0,
+                base_offset: self.base_offset,
+            },
         }
     }
 
-    /// A byte position from which a scan finds the first batch whose maximum timestamp is at
-    /// or above `timestamp`.
-    pub fn position_for_timestamp(&self, timestamp: i64) -> u64 {
+    /// A batch from which a scan finds the first batch whose maximum timestamp is at or above
+    /// `timestamp`.
+    pub fn locate_timestamp(&self, timestamp: i64) -> IndexHit {
         // The last entry whose running maximum is still below the target: every batch before
         // it is below the target too.
         let at = self
@@ -201,9 +218,12 @@ impl Segment {
         match at.checked_sub(1) {
             Some(i) => {
                 let offset = self.base_offset + u64::from(self.time_index[i].relative_offset);
-                self.position_for_offset(offset)
+                self.locate_offset(offset)
             }
-            None => 0,
+            None => IndexHit {
+                position: 0,
+                base_offset: self.base_offset,
+            },
         }
     }
 
@@ -348,17 +368,19 @@ mod tests {
         let segment = filled();
         let batch_bytes = segment.size_bytes / 50;
         assert!(segment.offset_index().len() > 5);
-        assert_eq!(segment.position_for_offset(100), 0);
+        assert_eq!(segment.locate_offset(100).position, 0);
         for offset in 100..200 {
-            let position = segment.position_for_offset(offset);
+            let hit = segment.locate_offset(offset);
+            assert!(hit.base_offset <= offset);
+            let position = hit.position;
             let batch_of_offset = (offset - 100) / 2;
             assert!(position <= batch_of_offset * batch_bytes, "offset {offset}");
             assert!(batch_of_offset * batch_bytes - position <= 200 + batch_bytes);
         }
         // Batch i has max timestamp 1_000 + 10 i + 1.
-        let position = segment.position_for_timestamp(1_250);
+        let position = segment.locate_timestamp(1_250).position;
         assert!(position <= 24 * batch_bytes);
-        assert_eq!(segment.position_for_timestamp(0), 0);
+        assert_eq!(segment.locate_timestamp(0).position, 0);
     }
 
     #[test]
@@ -384,7 +406,7 @@ mod tests {
     #[test]
     fn truncation_drops_later_entries() {
         let mut segment = filled();
-        let position = segment.position_for_offset(150);
+        let position = segment.locate_offset(150).position;
         let entry = segment
             .offset_index()
             .iter()
