@@ -107,10 +107,7 @@ impl SimDiskFaults {
             ("read_bit_flip", self.read_bit_flip),
             ("latent_sector_error", self.latent_sector_error),
         ] {
-            assert!(
-                (0.0..=1.0).contains(&p),
-                "{what} = {p} is not a probability"
-            );
+            assert!((0.0..=1.0).contains(&p), "{what} = {p} is not a probability");
         }
     }
 }
@@ -209,25 +206,18 @@ impl SimDisk {
 
     /// Every file, sorted by name.
     pub fn files(&self) -> Vec<FileName> {
-        self.files
-            .keys()
-            .map(|path| FileName::new(path.as_str()))
-            .collect()
+        self.files.keys().map(|path| FileName::new(path.as_str())).collect()
     }
 
     /// The length reads see (including unsynced writes), or `None` if `file` does not exist.
     pub fn file_len(&self, file: &FileName) -> Option<u64> {
-        self.files
-            .get(&normalize(file))
-            .map(|f| f.current.len() as u64)
+        self.files.get(&normalize(file)).map(|f| f.current.len() as u64)
     }
 
     /// The length that would survive a crash now (without torn writes), or `None` if `file`
     /// does not exist.
     pub fn durable_len(&self, file: &FileName) -> Option<u64> {
-        self.files
-            .get(&normalize(file))
-            .map(|f| f.durable.len() as u64)
+        self.files.get(&normalize(file)).map(|f| f.durable.len() as u64)
     }
 
     /// The bytes reads see, without faults, or `None` if `file` does not exist.
@@ -253,9 +243,7 @@ impl SimDisk {
     /// If `file` does not exist.
     pub fn add_bad_sector(&mut self, file: &FileName, sector: u64) {
         let f = self.files.get_mut(&normalize(file));
-        f.unwrap_or_else(|| panic!("no file {file}"))
-            .bad
-            .insert(sector);
+        f.unwrap_or_else(|| panic!("no file {file}")).bad.insert(sector);
     }
 
     /// Flips one random bit of byte `pos` of `file`, in both its durable and its current
@@ -303,16 +291,9 @@ impl SimDisk {
         }
         let parents: Vec<&str> = ancestors(path).collect();
         if let Some(file) = parents.iter().find(|p| self.files.contains_key(**p)) {
-            return Err(io_error(
-                "create",
-                path,
-                &format!("{file} is not a directory"),
-            ));
+            return Err(io_error("create", path, &format!("{file} is not a directory")));
         }
-        let full = self
-            .faults
-            .capacity_bytes
-            .is_some_and(|c| self.used_bytes() >= c);
+        let full = self.faults.capacity_bytes.is_some_and(|c| self.used_bytes() >= c);
         if full && !self.files.contains_key(path) {
             return Err(self.no_space());
         }
@@ -327,11 +308,7 @@ impl SimDisk {
         let f = self.file(path, "append")?;
         let len = f.current.len() as u64;
         if pos > len {
-            return Err(io_error(
-                "append",
-                path,
-                &format!("at {pos}, beyond the end {len}"),
-            ));
+            return Err(io_error("append", path, &format!("at {pos}, beyond the end {len}")));
         }
         let end = pos + data.len() as u64;
         if capacity.is_some_and(|c| used + end.saturating_sub(len) > c) {
@@ -353,11 +330,7 @@ impl SimDisk {
             f.current.clone_from(&f.durable);
             f.dirty.clear();
             self.stats.syncs_failed += 1;
-            return Err(io_error(
-                "fdatasync",
-                path,
-                "input/output error; unsynced writes lost",
-            ));
+            return Err(io_error("fdatasync", path, "input/output error; unsynced writes lost"));
         }
         f.durable.resize(f.current.len(), 0);
         for sector in std::mem::take(&mut f.dirty) {
@@ -397,11 +370,7 @@ impl SimDisk {
         let f = self.file(path, "truncate")?;
         let cur_len = f.current.len() as u64;
         if len > cur_len {
-            return Err(io_error(
-                "truncate",
-                path,
-                &format!("to {len}, beyond the end {cur_len}"),
-            ));
+            return Err(io_error("truncate", path, &format!("to {len}, beyond the end {cur_len}")));
         }
         f.current.truncate(len as usize);
         // Writes wholly beyond the cut are gone from the page cache; nothing of them can
@@ -425,11 +394,7 @@ impl SimDisk {
         }
         let parent = parent(to);
         if self.files.contains_key(parent) {
-            return Err(io_error(
-                "rename to",
-                to,
-                &format!("{parent} is not a directory"),
-            ));
+            return Err(io_error("rename to", to, &format!("{parent} is not a directory")));
         }
         if !(parent.is_empty() || self.dirs.contains(parent)) {
             return Err(DiskError::NotFound);
@@ -448,40 +413,22 @@ impl SimDisk {
         if !(dir.is_empty() || self.dirs.contains(dir)) {
             return Ok(DiskOk::Listing(vec![]));
         }
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
         let children = |path: &String| {
             let rest = path.strip_prefix(&prefix)?;
             (!rest.contains('/')).then(|| rest.to_string())
         };
         let mut listing: Vec<DirEntry> = Vec::new();
-        for (path, f) in self
-            .files
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
+        for (path, f) in
+            self.files.range(prefix.clone()..).take_while(|(p, _)| p.starts_with(&prefix))
         {
             if let Some(name) = children(path) {
-                listing.push(DirEntry {
-                    name,
-                    len: f.current.len() as u64,
-                    is_dir: false,
-                });
+                listing.push(DirEntry { name, len: f.current.len() as u64, is_dir: false });
             }
         }
-        for path in self
-            .dirs
-            .range(prefix.clone()..)
-            .take_while(|p| p.starts_with(&prefix))
-        {
+        for path in self.dirs.range(prefix.clone()..).take_while(|p| p.starts_with(&prefix)) {
             if let Some(name) = children(path) {
-                listing.push(DirEntry {
-                    name,
-                    len: 0,
-                    is_dir: true,
-                });
+                listing.push(DirEntry { name, len: 0, is_dir: true });
             }
         }
         listing.sort_by(|a, b| a.name.cmp(&b.name));
@@ -554,11 +501,7 @@ impl SimFile {
 
 /// `name` without `.` components: the key of a file or directory. The root is `""`.
 fn normalize(name: &FileName) -> String {
-    let parts: Vec<&str> = name
-        .as_str()
-        .split('/')
-        .filter(|part| *part != ".")
-        .collect();
+    let parts: Vec<&str> = name.as_str().split('/').filter(|part| *part != ".").collect();
     parts.join("/")
 }
 
@@ -605,16 +548,10 @@ mod tests {
             let both = f.current.len().min(f.durable.len());
             for (i, (c, d)) in f.current[..both].iter().zip(&f.durable[..both]).enumerate() {
                 let sector = i as u64 / SECTOR_BYTES;
-                assert!(
-                    c == d || f.dirty.contains(&sector),
-                    "{path}: byte {i} differs"
-                );
+                assert!(c == d || f.dirty.contains(&sector), "{path}: byte {i} differs");
             }
             if let Some(&last) = f.dirty.last() {
-                assert!(
-                    last * SECTOR_BYTES < f.current.len() as u64,
-                    "{path}: dirty {last}"
-                );
+                assert!(last * SECTOR_BYTES < f.current.len() as u64, "{path}: dirty {last}");
             }
             for dir in ancestors(path) {
                 assert!(disk.dirs.contains(dir), "{path}: no parent {dir}");
@@ -623,22 +560,12 @@ mod tests {
     }
 
     fn create(disk: &mut SimDisk, file: &str) {
-        assert_eq!(
-            run(disk, DiskOp::Create { file: name(file) }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(run(disk, DiskOp::Create { file: name(file) }), Ok(DiskOk::Done));
     }
 
     fn append(disk: &mut SimDisk, file: &str, pos: u64, data: &[u8]) -> DiskResult {
         let data = Bytes::copy_from_slice(data);
-        run(
-            disk,
-            DiskOp::Append {
-                file: name(file),
-                pos,
-                data,
-            },
-        )
+        run(disk, DiskOp::Append { file: name(file), pos, data })
     }
 
     fn sync(disk: &mut SimDisk, file: &str) -> DiskResult {
@@ -646,14 +573,7 @@ mod tests {
     }
 
     fn read(disk: &mut SimDisk, file: &str, pos: u64, len: u32) -> DiskResult {
-        run(
-            disk,
-            DiskOp::Read {
-                file: name(file),
-                pos,
-                len,
-            },
-        )
+        run(disk, DiskOp::Read { file: name(file), pos, len })
     }
 
     fn data(bytes: &[u8]) -> DiskResult {
@@ -661,11 +581,7 @@ mod tests {
     }
 
     fn entry(name: &str, len: u64, is_dir: bool) -> DirEntry {
-        DirEntry {
-            name: name.to_string(),
-            len,
-            is_dir,
-        }
+        DirEntry { name: name.to_string(), len, is_dir }
     }
 
     /// `n` bytes, each `fill`.
@@ -721,10 +637,7 @@ mod tests {
     fn append_beyond_the_end_is_an_io_error() {
         let mut disk = clean();
         create(&mut disk, "f");
-        assert!(matches!(
-            append(&mut disk, "f", 1, b"x"),
-            Err(DiskError::Io(_))
-        ));
+        assert!(matches!(append(&mut disk, "f", 1, b"x"), Err(DiskError::Io(_))));
         assert_eq!(disk.file_len(&name("f")), Some(0));
     }
 
@@ -753,10 +666,7 @@ mod tests {
         append(&mut disk, "a/2", 0, &bytes(10, 2)).unwrap();
         disk.crash();
         assert_eq!(disk.file_len(&name("a/1")), Some(0));
-        assert_eq!(
-            disk.contents(&name("a/2")),
-            Some(&bytes(3 * SECTOR_BYTES, 1)[..])
-        );
+        assert_eq!(disk.contents(&name("a/2")), Some(&bytes(3 * SECTOR_BYTES, 1)[..]));
         assert_eq!(disk.file_len(&name("b/3")), Some(0));
         assert_eq!(disk.stats().torn_sectors_kept, 0);
     }
@@ -767,35 +677,16 @@ mod tests {
         create(&mut disk, "f");
         append(&mut disk, "f", 0, b"0123456789").unwrap();
         sync(&mut disk, "f").unwrap();
-        assert_eq!(
-            run(
-                &mut disk,
-                DiskOp::Truncate {
-                    file: name("f"),
-                    len: 4
-                }
-            ),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(run(&mut disk, DiskOp::Truncate { file: name("f"), len: 4 }), Ok(DiskOk::Done));
         assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123"));
         assert_eq!(disk.durable_len(&name("f")), Some(10));
         disk.crash();
         assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123456789"));
-        run(
-            &mut disk,
-            DiskOp::Truncate {
-                file: name("f"),
-                len: 4,
-            },
-        )
-        .unwrap();
+        run(&mut disk, DiskOp::Truncate { file: name("f"), len: 4 }).unwrap();
         sync(&mut disk, "f").unwrap();
         disk.crash();
         assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123"));
-        let grow = DiskOp::Truncate {
-            file: name("f"),
-            len: 5,
-        };
+        let grow = DiskOp::Truncate { file: name("f"), len: 5 };
         assert!(matches!(run(&mut disk, grow), Err(DiskError::Io(_))));
     }
 
@@ -805,14 +696,7 @@ mod tests {
         create(&mut disk, "f");
         append(&mut disk, "f", 0, &bytes(2 * SECTOR_BYTES + 100, 1)).unwrap();
         sync(&mut disk, "f").unwrap();
-        run(
-            &mut disk,
-            DiskOp::Truncate {
-                file: name("f"),
-                len: 5000,
-            },
-        )
-        .unwrap();
+        run(&mut disk, DiskOp::Truncate { file: name("f"), len: 5000 }).unwrap();
         append(&mut disk, "f", 5000, &bytes(50, 2)).unwrap();
         sync(&mut disk, "f").unwrap();
         disk.crash();
@@ -823,10 +707,7 @@ mod tests {
 
     #[test]
     fn torn_writes_keep_some_sectors_under_a_fixed_seed() {
-        let mut disk = faulty(SimDiskFaults {
-            torn_writes: true,
-            ..SimDiskFaults::default()
-        });
+        let mut disk = faulty(SimDiskFaults { torn_writes: true, ..SimDiskFaults::default() });
         create(&mut disk, "f");
         append(&mut disk, "f", 0, &bytes(4 * SECTOR_BYTES, 1)).unwrap();
         sync(&mut disk, "f").unwrap();
@@ -835,27 +716,19 @@ mod tests {
         append(&mut disk, "f", 0, &bytes(new_len, 2)).unwrap();
         disk.crash();
         let kept = disk.stats().torn_sectors_kept;
-        assert!(
-            0 < kept && kept < 64,
-            "a fair coin per sector: kept {kept} of 64"
-        );
+        assert!(0 < kept && kept < 64, "a fair coin per sector: kept {kept} of 64");
         let contents = disk.contents(&name("f")).unwrap().to_vec();
         let mut new_sectors = 0;
         for (i, sector) in contents.chunks(SECTOR_BYTES as usize).enumerate() {
             // Each sector is all old (1, or zeros past the durable length) or all new (2).
             let first = sector[0];
             assert!(sector.iter().all(|&b| b == first), "sector {i} is mixed");
-            assert!(
-                first == 2 || first == if i < 4 { 1 } else { 0 },
-                "sector {i}: {first}"
-            );
+            assert!(first == 2 || first == if i < 4 { 1 } else { 0 }, "sector {i}: {first}");
             new_sectors += u64::from(first == 2);
         }
         assert_eq!(new_sectors, kept);
         // The length covers the last kept sector, and no more.
-        let last_kept = contents
-            .chunks(SECTOR_BYTES as usize)
-            .rposition(|s| s[0] == 2);
+        let last_kept = contents.chunks(SECTOR_BYTES as usize).rposition(|s| s[0] == 2);
         let want_len = match last_kept {
             Some(63) => new_len,
             Some(i) if i >= 4 => (i as u64 + 1) * SECTOR_BYTES,
@@ -870,10 +743,7 @@ mod tests {
         // Search a few seeds for one that keeps the half-full last sector: the length then
         // ends mid-sector, as a file system's size update can run ahead of its data.
         let mid = (0..64).any(|seed| {
-            let faults = SimDiskFaults {
-                torn_writes: true,
-                ..SimDiskFaults::default()
-            };
+            let faults = SimDiskFaults { torn_writes: true, ..SimDiskFaults::default() };
             let mut disk = SimDisk::new(seed, faults);
             create(&mut disk, "f");
             append(&mut disk, "f", 0, &bytes(SECTOR_BYTES + 10, 3)).unwrap();
@@ -902,10 +772,7 @@ mod tests {
 
     #[test]
     fn sync_failure_rate_one_fails_every_sync() {
-        let mut disk = faulty(SimDiskFaults {
-            sync_failure: 1.0,
-            ..SimDiskFaults::default()
-        });
+        let mut disk = faulty(SimDiskFaults { sync_failure: 1.0, ..SimDiskFaults::default() });
         create(&mut disk, "f");
         for _ in 0..3 {
             append(&mut disk, "f", 0, b"x").unwrap();
@@ -917,22 +784,13 @@ mod tests {
 
     #[test]
     fn bit_flips_are_transient() {
-        let faults = SimDiskFaults {
-            read_bit_flip: 1.0,
-            ..SimDiskFaults::default()
-        };
+        let faults = SimDiskFaults { read_bit_flip: 1.0, ..SimDiskFaults::default() };
         let mut disk = faulty(faults);
         create(&mut disk, "f");
         let stored = bytes(100, 0x5a);
         append(&mut disk, "f", 0, &stored).unwrap();
-        let Ok(DiskOk::Data(got)) = read(&mut disk, "f", 0, 100) else {
-            panic!()
-        };
-        let flipped: u32 = got
-            .iter()
-            .zip(&stored)
-            .map(|(a, b)| (a ^ b).count_ones())
-            .sum();
+        let Ok(DiskOk::Data(got)) = read(&mut disk, "f", 0, 100) else { panic!() };
+        let flipped: u32 = got.iter().zip(&stored).map(|(a, b)| (a ^ b).count_ones()).sum();
         assert_eq!(flipped, 1);
         assert_eq!(disk.contents(&name("f")), Some(&stored[..]));
         disk.set_faults(SimDiskFaults::default());
@@ -953,10 +811,7 @@ mod tests {
         }
         // Sectors 0 and 2 still read.
         assert_eq!(read(&mut disk, "f", 0, 10), data(&bytes(10, 1)));
-        assert_eq!(
-            read(&mut disk, "f", 2 * SECTOR_BYTES, 10),
-            data(&bytes(10, 1))
-        );
+        assert_eq!(read(&mut disk, "f", 2 * SECTOR_BYTES, 10), data(&bytes(10, 1)));
         // A rewrite serves from the page cache, and its sync heals the medium for good.
         append(&mut disk, "f", SECTOR_BYTES, &bytes(SECTOR_BYTES, 2)).unwrap();
         assert_eq!(read(&mut disk, "f", SECTOR_BYTES, 4), data(&bytes(4, 2)));
@@ -981,10 +836,7 @@ mod tests {
 
     #[test]
     fn latent_sector_errors_are_drawn_on_sync() {
-        let faults = SimDiskFaults {
-            latent_sector_error: 1.0,
-            ..SimDiskFaults::default()
-        };
+        let faults = SimDiskFaults { latent_sector_error: 1.0, ..SimDiskFaults::default() };
         let mut disk = faulty(faults);
         create(&mut disk, "f");
         append(&mut disk, "f", 0, &bytes(8 * SECTOR_BYTES, 1)).unwrap();
@@ -996,10 +848,7 @@ mod tests {
 
     #[test]
     fn no_space_writes_nothing() {
-        let capacity = SimDiskFaults {
-            capacity_bytes: Some(10),
-            ..SimDiskFaults::default()
-        };
+        let capacity = SimDiskFaults { capacity_bytes: Some(10), ..SimDiskFaults::default() };
         let mut disk = faulty(capacity);
         create(&mut disk, "f");
         append(&mut disk, "f", 0, b"12345678").unwrap();
@@ -1008,20 +857,10 @@ mod tests {
         // Overwriting in place takes no new space; filling the disk exactly is allowed.
         assert_eq!(append(&mut disk, "f", 6, b"abcd"), Ok(DiskOk::Done));
         assert_eq!(disk.used_bytes(), 10);
-        assert_eq!(
-            run(&mut disk, DiskOp::Create { file: name("g") }),
-            Err(DiskError::NoSpace)
-        );
+        assert_eq!(run(&mut disk, DiskOp::Create { file: name("g") }), Err(DiskError::NoSpace));
         assert_eq!(disk.files(), vec![name("f")]);
         // Freeing space makes room again.
-        run(
-            &mut disk,
-            DiskOp::Truncate {
-                file: name("f"),
-                len: 2,
-            },
-        )
-        .unwrap();
+        run(&mut disk, DiskOp::Truncate { file: name("f"), len: 2 }).unwrap();
         create(&mut disk, "g");
         assert_eq!(append(&mut disk, "g", 0, b"12345678"), Ok(DiskOk::Done));
         assert_eq!(disk.stats().nospace, 2);
@@ -1034,15 +873,9 @@ mod tests {
         assert_eq!(append(&mut disk, "d/f", 0, b"x"), Err(DiskError::NotFound));
         assert_eq!(sync(&mut disk, "d/f"), Err(DiskError::NotFound));
         assert_eq!(read(&mut disk, "d/f", 0, 1), Err(DiskError::NotFound));
-        let op = DiskOp::Truncate {
-            file: f.clone(),
-            len: 0,
-        };
+        let op = DiskOp::Truncate { file: f.clone(), len: 0 };
         assert_eq!(run(&mut disk, op), Err(DiskError::NotFound));
-        let op = DiskOp::Rename {
-            from: f.clone(),
-            to: name("g"),
-        };
+        let op = DiskOp::Rename { from: f.clone(), to: name("g") };
         assert_eq!(run(&mut disk, op), Err(DiskError::NotFound));
         assert_eq!(run(&mut disk, DiskOp::Remove { file: f }), Ok(DiskOk::Done));
         assert_eq!(disk.stats().syncs, 0);
@@ -1064,10 +897,7 @@ mod tests {
         create(&mut disk, "d/f");
         append(&mut disk, "d/f", 0, b"x").unwrap();
         sync(&mut disk, "d/f").unwrap();
-        assert_eq!(
-            run(&mut disk, DiskOp::Remove { file: name("d/f") }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(run(&mut disk, DiskOp::Remove { file: name("d/f") }), Ok(DiskOk::Done));
         disk.crash();
         assert!(disk.files().is_empty());
         // The directory stays, empty, as on a real file system.
@@ -1084,10 +914,7 @@ mod tests {
         create(&mut disk, "b/ckpt");
         append(&mut disk, "b/ckpt", 0, b"old contents").unwrap();
         sync(&mut disk, "b/ckpt").unwrap();
-        let op = DiskOp::Rename {
-            from: name("a/tmp"),
-            to: name("b/ckpt"),
-        };
+        let op = DiskOp::Rename { from: name("a/tmp"), to: name("b/ckpt") };
         assert_eq!(run(&mut disk, op), Ok(DiskOk::Done));
         disk.crash();
         assert_eq!(disk.files(), vec![name("b/ckpt")]);
@@ -1098,10 +925,7 @@ mod tests {
     fn rename_into_a_missing_directory_is_not_found() {
         let mut disk = clean();
         create(&mut disk, "f");
-        let op = DiskOp::Rename {
-            from: name("f"),
-            to: name("no/f"),
-        };
+        let op = DiskOp::Rename { from: name("f"), to: name("no/f") };
         assert_eq!(run(&mut disk, op), Err(DiskError::NotFound));
         assert_eq!(disk.files(), vec![name("f")]);
     }
@@ -1115,23 +939,15 @@ mod tests {
         create(&mut disk, "t-0/sub/deep/c");
         create(&mut disk, "t-00/x");
         let listing = run(&mut disk, DiskOp::List { dir: name("t-0") });
-        let want = vec![
-            entry("a.index", 0, false),
-            entry("b.log", 5, false),
-            entry("sub", 0, true),
-        ];
+        let want =
+            vec![entry("a.index", 0, false), entry("b.log", 5, false), entry("sub", 0, true)];
         assert_eq!(listing, Ok(DiskOk::Listing(want)));
         let root = run(&mut disk, DiskOp::List { dir: name(".") });
         let want = vec![entry("t-0", 0, true), entry("t-00", 0, true)];
         assert_eq!(root, Ok(DiskOk::Listing(want)));
         let missing = run(&mut disk, DiskOp::List { dir: name("t-1") });
         assert_eq!(missing, Ok(DiskOk::Listing(vec![])));
-        let file = run(
-            &mut disk,
-            DiskOp::List {
-                dir: name("t-0/b.log"),
-            },
-        );
+        let file = run(&mut disk, DiskOp::List { dir: name("t-0/b.log") });
         assert!(matches!(file, Err(DiskError::Io(_))));
     }
 
@@ -1142,9 +958,7 @@ mod tests {
         append(&mut disk, "f", 0, &bytes(10, 0)).unwrap();
         sync(&mut disk, "f").unwrap();
         disk.corrupt(&name("f"), 3);
-        let Ok(DiskOk::Data(got)) = read(&mut disk, "f", 0, 10) else {
-            panic!()
-        };
+        let Ok(DiskOk::Data(got)) = read(&mut disk, "f", 0, 10) else { panic!() };
         assert_eq!(got[3].count_ones(), 1);
         assert!(got.iter().enumerate().all(|(i, &b)| i == 3 || b == 0));
         disk.crash();
@@ -1160,40 +974,23 @@ mod tests {
         match rng.random_range(0..100) {
             0..10 => DiskOp::Create { file },
             10..45 => {
-                let pos = if rng.random_bool(0.8) {
-                    len
-                } else {
-                    rng.random_range(0..=len)
-                };
+                let pos = if rng.random_bool(0.8) { len } else { rng.random_range(0..=len) };
                 let n = rng.random_range(0..3 * SECTOR_BYTES as usize);
                 let data: Vec<u8> = (0..n).map(|_| rng.random()).collect();
-                DiskOp::Append {
-                    file,
-                    pos,
-                    data: Bytes::from(data),
-                }
+                DiskOp::Append { file, pos, data: Bytes::from(data) }
             }
             45..60 => DiskOp::Sync { file },
             60..75 => {
                 let pos = rng.random_range(0..=len + 10);
-                DiskOp::Read {
-                    file,
-                    pos,
-                    len: rng.random_range(0..10_000),
-                }
+                DiskOp::Read { file, pos, len: rng.random_range(0..10_000) }
             }
-            75..80 => DiskOp::Truncate {
-                file,
-                len: rng.random_range(0..=len),
-            },
+            75..80 => DiskOp::Truncate { file, len: rng.random_range(0..=len) },
             80..85 => DiskOp::Remove { file },
             85..92 => {
                 let to = name(FILES[rng.random_range(0..FILES.len())]);
                 DiskOp::Rename { from: file, to }
             }
-            _ => DiskOp::List {
-                dir: name(DIRS[rng.random_range(0..DIRS.len())]),
-            },
+            _ => DiskOp::List { dir: name(DIRS[rng.random_range(0..DIRS.len())]) },
         }
     }
 
@@ -1210,11 +1007,8 @@ mod tests {
                 invariants(&disk);
             }
         }
-        let files: Vec<_> = disk
-            .files()
-            .into_iter()
-            .map(|f| disk.contents(&f).unwrap().to_vec())
-            .collect();
+        let files: Vec<_> =
+            disk.files().into_iter().map(|f| disk.contents(&f).unwrap().to_vec()).collect();
         results.push(Ok(DiskOk::Data(Bytes::from(files.concat()))));
         results.push(Err(DiskError::Io(format!("{:?}", disk.stats()))));
         results
@@ -1239,10 +1033,7 @@ mod tests {
     fn modest_faults_are_exercised_and_keep_the_invariants() {
         let mut stats = SimDiskStats::default();
         for seed in 0..8 {
-            let faults = SimDiskFaults {
-                sync_failure: 0.05,
-                ..SimDiskFaults::modest()
-            };
+            let faults = SimDiskFaults { sync_failure: 0.05, ..SimDiskFaults::modest() };
             let mut disk = SimDisk::new(seed, faults);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for i in 0..1_000 {

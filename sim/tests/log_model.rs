@@ -6,7 +6,8 @@
 //! - a read returns exactly the model's batches, byte for byte: a damaged batch is never
 //!   returned (it may be refused with an error when the disk corrupts reads);
 //! - offsets are dense and increasing;
-//! and after every crash or failure and recovery:
+//!
+//! And after every crash or failure and recovery:
 //! - synced data is never lost: everything below the flushed offset at the crash is there,
 //!   unchanged;
 //! - anything above it is a batch that was once written at that offset (no phantom data);
@@ -26,26 +27,13 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append {
-        records: usize,
-        value_bytes: usize,
-        new_epoch: bool,
-    },
+    Append { records: usize, value_bytes: usize, new_epoch: bool },
     Flush,
-    Read {
-        at: u16,
-        max_bytes: u16,
-    },
-    Truncate {
-        at: u16,
-    },
+    Read { at: u16, max_bytes: u16 },
+    Truncate { at: u16 },
     Retention,
-    Advance {
-        ms: u32,
-    },
-    Crash {
-        run_first: u8,
-    },
+    Advance { ms: u32 },
+    Crash { run_first: u8 },
     Restart,
 }
 
@@ -108,21 +96,12 @@ fn check_reads(h: &mut LogHarness<SimDisk>, model: &Model, read_errors_allowed: 
     match h.read_all(model.start, 1 << 16) {
         Ok(batches) => {
             let expected: Vec<Bytes> = model.batches.values().cloned().collect();
-            assert_eq!(
-                batches, expected,
-                "the log holds exactly the model's batches"
-            );
+            assert_eq!(batches, expected, "the log holds exactly the model's batches");
             true
         }
         Err(error) => {
-            assert!(
-                read_errors_allowed,
-                "read failed without read faults: {error}"
-            );
-            assert!(matches!(
-                error,
-                LogError::Corrupt { .. } | LogError::Storage { .. }
-            ));
+            assert!(read_errors_allowed, "read failed without read faults: {error}");
+            assert!(matches!(error, LogError::Corrupt { .. } | LogError::Storage { .. }));
             false
         }
     }
@@ -174,24 +153,14 @@ fn recover_and_check(
     }
     let end = h.log.log_end_offset();
     let start = h.log.log_start_offset();
-    assert!(
-        end >= flushed.max(start),
-        "flushed data lost: end {end} < {flushed}"
-    );
+    assert!(end >= flushed.max(start), "flushed data lost: end {end} < {flushed}");
     let batches = read_everything(h, start, read_errors_allowed);
     for batch in &batches {
         let base = BatchHeader::parse(batch).unwrap().base_offset as u64;
         if base < flushed && base >= model.start {
-            assert_eq!(
-                Some(batch),
-                model.batches.get(&base),
-                "flushed batch at {base} changed"
-            );
+            assert_eq!(Some(batch), model.batches.get(&base), "flushed batch at {base} changed");
         }
-        assert!(
-            model.ever.contains(&(base, batch.clone())),
-            "phantom batch at {base}"
-        );
+        assert!(model.ever.contains(&(base, batch.clone())), "phantom batch at {base}");
     }
     model.adopt(start, &batches);
     // Idempotence: recovering the recovered log changes nothing (unless that recovery itself
@@ -200,10 +169,7 @@ fn recover_and_check(
     if h.log.failure().is_some() {
         return;
     }
-    assert_eq!(
-        (h.log.log_start_offset(), h.log.log_end_offset()),
-        (start, model.end)
-    );
+    assert_eq!((h.log.log_start_offset(), h.log.log_end_offset()), (start, model.end));
     assert_eq!(read_everything(h, start, read_errors_allowed), batches);
 }
 
@@ -211,20 +177,11 @@ fn run(ops: Vec<Op>, seed: u64, faults: SimDiskFaults) {
     let read_errors_allowed = faults.read_bit_flip > 0.0;
     let disk = SimDisk::new(seed, faults);
     let mut h = LogHarness::open(disk, DIR, config(), T0);
-    let mut model = Model {
-        batches: BTreeMap::new(),
-        start: 0,
-        end: 0,
-        ever: HashSet::new(),
-        epoch: 0,
-    };
+    let mut model =
+        Model { batches: BTreeMap::new(), start: 0, end: 0, ever: HashSet::new(), epoch: 0 };
     for op in ops {
         match op {
-            Op::Append {
-                records,
-                value_bytes,
-                new_epoch,
-            } => {
+            Op::Append { records, value_bytes, new_epoch } => {
                 if new_epoch {
                     model.epoch += 1;
                 }
@@ -352,10 +309,7 @@ fn a_corrupt_sealed_segment_is_refused_not_served() {
     let (file, base) = (sealed.log_file.clone(), sealed.base_offset);
     h.disk.corrupt(&file, 100);
     let result = h.read(base, u64::MAX, 100);
-    assert!(
-        matches!(result, Err(LogError::Corrupt { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(LogError::Corrupt { .. })), "{result:?}");
     // The rest of the log is still served.
     let next = h.log.segments().nth(1).unwrap().base_offset;
     assert!(h.read(next, u64::MAX, 100).is_ok());
@@ -367,24 +321,13 @@ fn a_corrupt_sealed_segment_is_refused_not_served() {
 #[test]
 fn a_flush_is_durable_only_once_the_segment_sync_completed() {
     let ops = vec![
-        Op::Append {
-            records: 1,
-            value_bytes: 1,
-            new_epoch: false,
-        },
+        Op::Append { records: 1, value_bytes: 1, new_epoch: false },
         Op::Crash { run_first: 1 },
-        Op::Append {
-            records: 1,
-            value_bytes: 1,
-            new_epoch: false,
-        },
+        Op::Append { records: 1, value_bytes: 1, new_epoch: false },
         Op::Flush,
     ];
-    let faults = SimDiskFaults {
-        sync_failure: 0.02,
-        torn_writes: true,
-        ..SimDiskFaults::default()
-    };
+    let faults =
+        SimDiskFaults { sync_failure: 0.02, torn_writes: true, ..SimDiskFaults::default() };
     run(ops, 8307010859024843158, faults);
 }
 
@@ -392,11 +335,7 @@ fn a_flush_is_durable_only_once_the_segment_sync_completed() {
 /// second segment at the same base offset.
 #[test]
 fn recovery_never_opens_two_segments_at_one_base_offset() {
-    let a = |records| Op::Append {
-        records,
-        value_bytes: 1,
-        new_epoch: false,
-    };
+    let a = |records| Op::Append { records, value_bytes: 1, new_epoch: false };
     let ops = vec![
         a(4),
         Op::Flush,
@@ -410,10 +349,7 @@ fn recovery_never_opens_two_segments_at_one_base_offset() {
         a(2),
         Op::Truncate { at: 13736 },
     ];
-    let faults = SimDiskFaults {
-        sync_failure: 0.02,
-        torn_writes: true,
-        ..SimDiskFaults::default()
-    };
+    let faults =
+        SimDiskFaults { sync_failure: 0.02, torn_writes: true, ..SimDiskFaults::default() };
     run(ops, 5373682104824637397, faults);
 }

@@ -41,19 +41,13 @@ pub fn encode_frame<M: prost::Message>(message: &M, out: &mut BytesMut) {
 /// Reads the frame at the start of `bytes`; returns the message and the bytes it took.
 pub fn decode_frame<M: prost::Message + Default>(bytes: &Bytes) -> Result<(M, usize), FrameError> {
     if bytes.len() < FRAME_HEADER_BYTES {
-        return Err(FrameError::Truncated {
-            available: bytes.len(),
-            needed: FRAME_HEADER_BYTES,
-        });
+        return Err(FrameError::Truncated { available: bytes.len(), needed: FRAME_HEADER_BYTES });
     }
     let len = u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes"));
     let needed = FRAME_HEADER_BYTES.saturating_add(len);
     if bytes.len() < needed {
-        return Err(FrameError::Truncated {
-            available: bytes.len(),
-            needed,
-        });
+        return Err(FrameError::Truncated { available: bytes.len(), needed });
     }
     let payload = bytes.slice(FRAME_HEADER_BYTES..needed);
     if crc32fast::hash(&payload) != crc {
@@ -77,10 +71,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_detects_damage() {
-        let sample = Sample {
-            value: 7,
-            name: "seven".into(),
-        };
+        let sample = Sample { value: 7, name: "seven".into() };
         let mut out = BytesMut::new();
         encode_frame(&sample, &mut out);
         let bytes = out.freeze();
@@ -88,14 +79,8 @@ mod tests {
 
         let mut damaged = bytes.to_vec();
         damaged[FRAME_HEADER_BYTES + 1] ^= 4;
-        assert_eq!(
-            decode_frame::<Sample>(&Bytes::from(damaged)),
-            Err(FrameError::BadChecksum)
-        );
+        assert_eq!(decode_frame::<Sample>(&Bytes::from(damaged)), Err(FrameError::BadChecksum));
         let cut = bytes.slice(..bytes.len() - 1);
-        assert!(matches!(
-            decode_frame::<Sample>(&cut),
-            Err(FrameError::Truncated { .. })
-        ));
+        assert!(matches!(decode_frame::<Sample>(&cut), Err(FrameError::Truncated { .. })));
     }
 }

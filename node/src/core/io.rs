@@ -41,10 +41,7 @@ impl FileName {
         let path: Arc<str> = path.into();
         assert!(!path.is_empty(), "empty file name");
         assert!(!path.starts_with('/'), "absolute file name {path:?}");
-        assert!(
-            !path.split('/').any(|part| part == ".." || part.is_empty()),
-            "bad name {path:?}"
-        );
+        assert!(!path.split('/').any(|part| part == ".." || part.is_empty()), "bad name {path:?}");
         FileName(path)
     }
 

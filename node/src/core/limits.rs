@@ -33,10 +33,7 @@ pub const RECOVERY_READ_RETRIES_MAX: u8 = 8;
 pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;
 
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
-const _: () = assert!(
-    SEGMENT_BYTES_MIN >= 61,
-    "a segment must hold a batch header"
-);
+const _: () = assert!(SEGMENT_BYTES_MIN >= 61, "a segment must hold a batch header");
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES as usize >= BATCH_BYTES_MAX_DEFAULT);
 const _: () = assert!(INDEX_INTERVAL_BYTES < RECOVERY_READ_BYTES);

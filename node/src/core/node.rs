@@ -1,1 +1,987 @@
 //! One Cairn node: routes inputs to its components and owns its timers.
+//!
+//! A [`Node`] holds the partition logs of one broker. It is the value drivers talk to:
+//!
+//! - getters: [`Node::partition`], [`Node::is_started`];
+//! - inputs: [`Node::handle_request`] (a client asked something), [`Node::handle_message`]
+//!   (a peer said something), [`Node::handle_disk`] (a disk op completed),
+//!   [`Node::handle_timeout`] (the deadline of [`Node::poll_timeout`] passed);
+//! - outputs: [`Node::poll_output`] until `None`, then [`Node::poll_timeout`].
+//!
+//! Durability (design §3): a partition whose durability is [`Durability::Fsync`] answers a
+//! produce with acks 1 or all only once the batch is flushed, and its high watermark is its
+//! flushed offset, so a consumer never reads what a power loss could take back. Several
+//! produces handled between two `poll_output` calls share one sync (group commit): the node
+//! flushes the partitions that have waiting acknowledgements when the driver drains outputs.
+//! Under [`Durability::Replicate`] a write is acknowledged once appended, as Kafka does.
+//!
+//! A partition lives in `partitions/<topic>-<partition>/` of the data directory. At start the
+//! node lists `partitions/` and recovers every log it finds before it takes requests for it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::io::{ConnId, DiskOk, DiskOp, DiskResult, FileName, NodeId, OpId, RequestId};
+use super::log::{DiskQueue, LogConfig, LogError, LogEvent, PartitionLog, ReadStart};
+use super::rng::{CoreRng, seeded};
+use super::time::Instant;
+use super::timer::TimerTable;
+
+/// The directory, under the data directory, that holds one directory per partition.
+pub const PARTITIONS_DIR: &str = "partitions";
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionId {
+    /// The topic's name.
+    pub topic: Arc<str>,
+    /// The partition's index in its topic.
+    pub partition: i32,
+}
+
+impl PartitionId {
+    /// Partition `partition` of `topic`.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> PartitionId {
+        PartitionId { topic: topic.into(), partition }
+    }
+
+    /// The partition's directory: `partitions/<topic>-<partition>`.
+    pub fn dir(&self) -> FileName {
+        FileName::new(format!("{PARTITIONS_DIR}/{}-{}", self.topic, self.partition))
+    }
+
+    /// The partition a directory name `<topic>-<partition>` stands for.
+    pub fn from_dir_name(name: &str) -> Option<PartitionId> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
+        (!topic.is_empty()).then(|| PartitionId::new(topic, partition))
+    }
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// When a write counts as done (a topic setting; design §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged, and visible to consumers, only once fsynced.
+    #[default]
+    Fsync,
+    /// Acknowledged once appended (in memory), as Kafka does by default.
+    Replicate,
+}
+
+/// How many acknowledgements a producer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// No answer at all.
+    None,
+    /// The leader's.
+    Leader,
+    /// Every in-sync replica's (on a single node, the leader's).
+    All,
+}
+
+/// Which offset a ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// The first offset whose record timestamp is at or after this (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// A partition's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionConfig {
+    /// The log's settings.
+    pub log: LogConfig,
+    /// When writes count as done.
+    pub durability: Durability,
+}
+
+/// What a client asks of the node.
+#[derive(Debug)]
+pub enum Request {
+    /// Create (or open) a partition's log.
+    CreatePartition {
+        /// The partition.
+        partition: PartitionId,
+        /// Its settings.
+        config: PartitionConfig,
+    },
+    /// Append one record batch a producer sent.
+    Produce {
+        /// The partition.
+        partition: PartitionId,
+        /// Acknowledgements wanted.
+        acks: Acks,
+        /// The batch, uniquely owned so the node can patch its offsets without a copy.
+        batch: BytesMut,
+    },
+    /// Read batches from an offset.
+    Fetch {
+        /// The partition.
+        partition: PartitionId,
+        /// The first offset wanted.
+        offset: u64,
+        /// A soft byte limit (the first batch is returned whole regardless).
+        max_bytes: u32,
+    },
+    /// Look up an offset.
+    ListOffsets {
+        /// The partition.
+        partition: PartitionId,
+        /// Which offset.
+        spec: OffsetSpec,
+    },
+}
+
+/// Why a request failed: each becomes a Kafka error code at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The node does not hold the partition.
+    #[error("unknown topic or partition {0}")]
+    UnknownPartition(PartitionId),
+    /// The node is still starting, or the partition is recovering: retry.
+    #[error("{0} is not ready yet")]
+    NotReady(PartitionId),
+    /// The log refused or failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The node's answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The partition's log is open.
+    PartitionCreated,
+    /// The batch was appended (and is durable, if its partition asks for that).
+    Produced {
+        /// The offset of its first record.
+        base_offset: u64,
+    },
+    /// Batches read.
+    Fetched {
+        /// Whole batches, possibly none.
+        records: Bytes,
+        /// The partition's high watermark.
+        high_watermark: u64,
+        /// The partition's log start offset.
+        log_start_offset: u64,
+    },
+    /// An offset looked up (-1 when no record is that new).
+    Offset {
+        /// The offset.
+        offset: i64,
+        /// The timestamp found (-1 unless looked up by time).
+        timestamp: i64,
+    },
+    /// The request failed.
+    Error(RequestError),
+}
+
+/// A message between nodes. Replication (issue 6) adds its variants; a single node has no
+/// peers, so none can arrive yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Answer request `id` on connection `conn`.
+    Reply {
+        /// The connection.
+        conn: ConnId,
+        /// The request being answered.
+        id: RequestId,
+        /// The answer.
+        response: Response,
+    },
+    /// Send a message to a peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// Carry out a disk op and hand its result to [`Node::handle_disk`] under `id`.
+    Disk {
+        /// The op's number.
+        id: OpId,
+        /// The op.
+        op: DiskOp,
+    },
+}
+
+/// A node's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The seed of the node's random generator.
+    pub seed: u64,
+    /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
+    /// How often partitions with unflushed data are flushed even when no producer waits.
+    pub flush_interval: Duration,
+    /// How long after a log failed the node tries to recover it.
+    pub recovery_backoff: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: NodeId(0),
+            seed: 0,
+            retention_check_interval: Duration::from_secs(300),
+            flush_interval: Duration::from_secs(1),
+            recovery_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retention,
+    Flush,
+    Recover,
+}
+
+/// What a pending disk op of the node itself (not of a log) is for.
+#[derive(Debug)]
+enum NodeOp {
+    ListPartitions,
+}
+
+#[derive(Debug)]
+struct Partition {
+    log: PartitionLog,
+    durability: Durability,
+    /// Produces waiting for their batch to be flushed: last offset, connection, request.
+    waiting_acks: VecDeque<(u64, ConnId, RequestId, u64)>,
+    /// Requests waiting for the log to be ready: connection and request.
+    waiting_create: Vec<(ConnId, RequestId)>,
+    /// Reads and lookups in flight, by token.
+    reads: HashMap<u64, (ConnId, RequestId)>,
+}
+
+impl Partition {
+    fn high_watermark(&self) -> u64 {
+        match self.durability {
+            Durability::Fsync => self.log.flushed_offset(),
+            Durability::Replicate => self.log.log_end_offset(),
+        }
+    }
+}
+
+/// Routes disk ops a log submits to the node's outputs, remembering whose they are.
+struct Outbox<'a> {
+    outputs: &'a mut VecDeque<Output>,
+    owners: &'a mut HashMap<OpId, PartitionId>,
+    next_op: &'a mut u64,
+    owner: &'a PartitionId,
+}
+
+impl DiskQueue for Outbox<'_> {
+    fn submit(&mut self, op: DiskOp) -> OpId {
+        let id = OpId(*self.next_op);
+        *self.next_op += 1;
+        self.owners.insert(id, self.owner.clone());
+        self.outputs.push_back(Output::Disk { id, op });
+        id
+    }
+}
+
+/// One Cairn node. See the module documentation.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    rng: CoreRng,
+    started: bool,
+    partitions: BTreeMap<PartitionId, Partition>,
+    op_owners: HashMap<OpId, PartitionId>,
+    node_ops: HashMap<OpId, NodeOp>,
+    next_op: u64,
+    next_token: u64,
+    outputs: VecDeque<Output>,
+    timers: TimerTable<Timer>,
+    flush_wanted: BTreeSet<PartitionId>,
+}
+
+impl Node {
+    /// A node starting at `now`: it lists its partitions and recovers each.
+    pub fn new(config: NodeConfig, now: Instant) -> Node {
+        let rng = seeded(config.seed);
+        let mut node = Node {
+            config,
+            rng,
+            started: false,
+            partitions: BTreeMap::new(),
+            op_owners: HashMap::new(),
+            node_ops: HashMap::new(),
+            next_op: 0,
+            next_token: 0,
+            outputs: VecDeque::new(),
+            timers: TimerTable::default(),
+            flush_wanted: BTreeSet::new(),
+        };
+        node.submit_node_op(
+            DiskOp::List { dir: FileName::new(PARTITIONS_DIR) },
+            NodeOp::ListPartitions,
+        );
+        node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
+        node.timers.set(Timer::Flush, now + node.config.flush_interval);
+        node
+    }
+
+    // ----- getters -----
+
+    /// Whether the node listed its partitions (each may still be recovering).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// The log of a partition, if the node holds it.
+    pub fn partition(&self, partition: &PartitionId) -> Option<&PartitionLog> {
+        self.partitions.get(partition).map(|p| &p.log)
+    }
+
+    /// The partitions the node holds.
+    pub fn partitions(&self) -> impl Iterator<Item = &PartitionId> {
+        self.partitions.keys()
+    }
+
+    /// The node's random generator (for components that need randomness).
+    pub fn rng(&mut self) -> &mut CoreRng {
+        &mut self.rng
+    }
+
+    // ----- inputs -----
+
+    /// A client's request `id` on connection `conn`.
+    pub fn handle_request(&mut self, now: Instant, conn: ConnId, id: RequestId, request: Request) {
+        match request {
+            Request::CreatePartition { partition, config } => {
+                self.create_partition(conn, id, partition, config)
+            }
+            Request::Produce { partition, acks, batch } => {
+                self.produce(now, conn, id, partition, acks, batch)
+            }
+            Request::Fetch { partition, offset, max_bytes } => {
+                self.fetch(conn, id, partition, offset, max_bytes)
+            }
+            Request::ListOffsets { partition, spec } => {
+                self.list_offsets(conn, id, partition, spec)
+            }
+        }
+        self.invariants();
+    }
+
+    /// A peer's message.
+    pub fn handle_message(&mut self, _now: Instant, _from: NodeId, message: Message) {
+        match message {}
+    }
+
+    /// The result of disk op `id`.
+    pub fn handle_disk(&mut self, now: Instant, id: OpId, result: DiskResult) {
+        if let Some(op) = self.node_ops.remove(&id) {
+            match op {
+                NodeOp::ListPartitions => self.partitions_listed(result),
+            }
+        } else if let Some(owner) = self.op_owners.remove(&id) {
+            if let Some(partition) = self.partitions.get_mut(&owner) {
+                let mut out = Outbox {
+                    outputs: &mut self.outputs,
+                    owners: &mut self.op_owners,
+                    next_op: &mut self.next_op,
+                    owner: &owner,
+                };
+                partition.log.handle_disk(now, id, result, &mut out);
+                self.drain_events(now, &owner);
+            }
+        }
+        self.invariants();
+    }
+
+    /// Time passed; call when the deadline of [`Node::poll_timeout`] is reached.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Retention => {
+                    self.apply_retention(now);
+                    self.timers.set(Timer::Retention, now + self.config.retention_check_interval);
+                }
+                Timer::Flush => {
+                    let unflushed = self.partitions.iter().filter(|(_, p)| p.log.needs_flush());
+                    let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
+                    self.flush_wanted.extend(ids);
+                    self.timers.set(Timer::Flush, now + self.config.flush_interval);
+                }
+                Timer::Recover => self.recover_failed(now),
+            }
+        }
+        self.invariants();
+    }
+
+    // ----- outputs -----
+
+    /// The next thing the driver must do. Flushes the partitions with waiting producers first,
+    /// so every produce handled since the last call shares one sync.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        while let Some(id) = self.flush_wanted.pop_first() {
+            if let Some(partition) = self.partitions.get_mut(&id) {
+                let mut out = Outbox {
+                    outputs: &mut self.outputs,
+                    owners: &mut self.op_owners,
+                    next_op: &mut self.next_op,
+                    owner: &id,
+                };
+                partition.log.flush(&mut out);
+            }
+        }
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- requests -----
+
+    fn reply(&mut self, conn: ConnId, id: RequestId, response: Response) {
+        self.outputs.push_back(Output::Reply { conn, id, response });
+    }
+
+    fn fail(&mut self, conn: ConnId, id: RequestId, error: impl Into<RequestError>) {
+        self.reply(conn, id, Response::Error(error.into()));
+    }
+
+    fn create_partition(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        partition: PartitionId,
+        config: PartitionConfig,
+    ) {
+        if let Some(existing) = self.partitions.get_mut(&partition) {
+            existing.durability = config.durability;
+            existing.log.set_config(config.log);
+            if existing.log.is_ready() {
+                self.reply(conn, id, Response::PartitionCreated);
+            } else {
+                existing.waiting_create.push((conn, id));
+            }
+            return;
+        }
+        self.open_partition(partition.clone(), config);
+        let opened = self.partitions.get_mut(&partition).expect("just opened");
+        opened.waiting_create.push((conn, id));
+    }
+
+    fn open_partition(&mut self, id: PartitionId, config: PartitionConfig) {
+        let mut out = Outbox {
+            outputs: &mut self.outputs,
+            owners: &mut self.op_owners,
+            next_op: &mut self.next_op,
+            owner: &id,
+        };
+        let log = PartitionLog::open(id.dir(), config.log, &mut out);
+        let partition = Partition {
+            log,
+            durability: config.durability,
+            waiting_acks: VecDeque::new(),
+            waiting_create: Vec::new(),
+            reads: HashMap::new(),
+        };
+        self.partitions.insert(id, partition);
+    }
+
+    fn produce(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        id: RequestId,
+        partition_id: PartitionId,
+        acks: Acks,
+        batch: BytesMut,
+    ) {
+        let Some(partition) = self.partitions.get_mut(&partition_id) else {
+            if acks != Acks::None {
+                self.fail(conn, id, RequestError::UnknownPartition(partition_id));
+            }
+            return;
+        };
+        let mut out = Outbox {
+            outputs: &mut self.outputs,
+            owners: &mut self.op_owners,
+            next_op: &mut self.next_op,
+            owner: &partition_id,
+        };
+        // A single node is the leader of epoch 0 of every partition it holds; replication
+        // (issue 6) brings real leader epochs.
+        let result = partition.log.append_as_leader(now, batch, 0, &mut out);
+        match (result, acks, partition.durability) {
+            (Err(error), Acks::None, _) => {
+                tracing::debug!(%partition_id, %error, "acks=0 produce refused");
+            }
+            (Err(error), _, _) => self.fail(conn, id, error),
+            (Ok(_), Acks::None, _) => {}
+            (Ok(info), _, Durability::Replicate) => {
+                self.reply(conn, id, Response::Produced { base_offset: info.base_offset })
+            }
+            (Ok(info), _, Durability::Fsync) => {
+                partition.waiting_acks.push_back((info.last_offset, conn, id, info.base_offset));
+                self.flush_wanted.insert(partition_id);
+            }
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        partition_id: PartitionId,
+        offset: u64,
+        max_bytes: u32,
+    ) {
+        self.next_token += 1;
+        let token = self.next_token;
+        let Some(partition) = self.partitions.get_mut(&partition_id) else {
+            return self.fail(conn, id, RequestError::UnknownPartition(partition_id));
+        };
+        let high_watermark = partition.high_watermark();
+        let mut out = Outbox {
+            outputs: &mut self.outputs,
+            owners: &mut self.op_owners,
+            next_op: &mut self.next_op,
+            owner: &partition_id,
+        };
+        match partition.log.read(token, offset, high_watermark, max_bytes, &mut out) {
+            Ok(ReadStart::Pending) => {
+                partition.reads.insert(token, (conn, id));
+            }
+            Ok(ReadStart::Empty) => {
+                let response = Response::Fetched {
+                    records: Bytes::new(),
+                    high_watermark,
+                    log_start_offset: partition.log.log_start_offset(),
+                };
+                self.reply(conn, id, response);
+            }
+            Err(error) => self.fail(conn, id, error),
+        }
+    }
+
+    fn list_offsets(
+        &mut self,
+        conn: ConnId,
+        id: RequestId,
+        partition_id: PartitionId,
+        spec: OffsetSpec,
+    ) {
+        self.next_token += 1;
+        let token = self.next_token;
+        let Some(partition) = self.partitions.get_mut(&partition_id) else {
+            return self.fail(conn, id, RequestError::UnknownPartition(partition_id));
+        };
+        if !partition.log.is_ready() {
+            return self.fail(conn, id, RequestError::NotReady(partition_id));
+        }
+        let answer = |offset: u64| Response::Offset { offset: offset as i64, timestamp: -1 };
+        let response = match spec {
+            OffsetSpec::Earliest => answer(partition.log.log_start_offset()),
+            OffsetSpec::Latest => answer(partition.high_watermark()),
+            OffsetSpec::Timestamp(timestamp) => {
+                let mut out = Outbox {
+                    outputs: &mut self.outputs,
+                    owners: &mut self.op_owners,
+                    next_op: &mut self.next_op,
+                    owner: &partition_id,
+                };
+                match partition.log.offset_for_timestamp(token, timestamp, &mut out) {
+                    Ok(None) => {
+                        partition.reads.insert(token, (conn, id));
+                        return;
+                    }
+                    Ok(Some(found)) => offset_response(found, partition.high_watermark()),
+                    Err(error) => Response::Error(error.into()),
+                }
+            }
+        };
+        self.reply(conn, id, response);
+    }
+
+    // ----- completions -----
+
+    fn partitions_listed(&mut self, result: DiskResult) {
+        self.started = true;
+        let entries = match result {
+            Ok(DiskOk::Listing(entries)) => entries,
+            Ok(other) => panic!("a listing completed with {other:?}"),
+            Err(error) => {
+                // Without a listing the node cannot know its partitions; it serves none and
+                // says so. An operator must fix the data directory.
+                tracing::error!(%error, "cannot list the partitions directory");
+                return;
+            }
+        };
+        for entry in entries.into_iter().filter(|entry| entry.is_dir) {
+            match PartitionId::from_dir_name(&entry.name) {
+                Some(id) if !self.partitions.contains_key(&id) => {
+                    self.open_partition(id, PartitionConfig::default())
+                }
+                Some(_) => {}
+                None => tracing::warn!(name = %entry.name, "not a partition directory; ignored"),
+            }
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant, id: &PartitionId) {
+        while let Some(event) = self.partitions.get_mut(id).and_then(|p| p.log.poll_event()) {
+            self.handle_log_event(now, id, event);
+        }
+    }
+
+    fn handle_log_event(&mut self, now: Instant, id: &PartitionId, event: LogEvent) {
+        let partition = self.partitions.get_mut(id).expect("events come from held partitions");
+        match event {
+            LogEvent::Recovered { .. } => {
+                for (conn, request) in std::mem::take(&mut partition.waiting_create) {
+                    self.outputs.push_back(Output::Reply {
+                        conn,
+                        id: request,
+                        response: Response::PartitionCreated,
+                    });
+                }
+            }
+            LogEvent::Flushed { offset } => {
+                while partition.waiting_acks.front().is_some_and(|(last, ..)| *last < offset) {
+                    let (_, conn, request, base_offset) =
+                        partition.waiting_acks.pop_front().expect("checked");
+                    let response = Response::Produced { base_offset };
+                    self.outputs.push_back(Output::Reply { conn, id: request, response });
+                }
+            }
+            LogEvent::Read { token, result } => {
+                let Some((conn, request)) = partition.reads.remove(&token) else {
+                    return;
+                };
+                let response = match result {
+                    Ok(records) => Response::Fetched {
+                        records,
+                        high_watermark: partition.high_watermark(),
+                        log_start_offset: partition.log.log_start_offset(),
+                    },
+                    Err(error) => Response::Error(error.into()),
+                };
+                self.outputs.push_back(Output::Reply { conn, id: request, response });
+            }
+            LogEvent::OffsetForTimestamp { token, result } => {
+                let Some((conn, request)) = partition.reads.remove(&token) else {
+                    return;
+                };
+                let response = match result {
+                    Ok(found) => offset_response(found, partition.high_watermark()),
+                    Err(error) => Response::Error(error.into()),
+                };
+                self.outputs.push_back(Output::Reply { conn, id: request, response });
+            }
+            LogEvent::Truncated { .. } => {}
+            LogEvent::Failed { error } => {
+                // Writes that waited for a flush are lost or unknown: tell their producers.
+                for (_, conn, request, _) in std::mem::take(&mut partition.waiting_acks) {
+                    let response = Response::Error(error.clone().into());
+                    self.outputs.push_back(Output::Reply { conn, id: request, response });
+                }
+                self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
+            }
+        }
+    }
+
+    fn apply_retention(&mut self, now: Instant) {
+        for (id, partition) in &mut self.partitions {
+            let mut out = Outbox {
+                outputs: &mut self.outputs,
+                owners: &mut self.op_owners,
+                next_op: &mut self.next_op,
+                owner: id,
+            };
+            let high_watermark = partition.high_watermark();
+            partition.log.apply_retention(now, high_watermark, &mut out);
+        }
+    }
+
+    fn recover_failed(&mut self, _now: Instant) {
+        for (id, partition) in &mut self.partitions {
+            if partition.log.failure().is_some() {
+                tracing::info!(%id, "recovering a failed partition log");
+                let mut out = Outbox {
+                    outputs: &mut self.outputs,
+                    owners: &mut self.op_owners,
+                    next_op: &mut self.next_op,
+                    owner: id,
+                };
+                partition.log.recover(&mut out);
+            }
+        }
+    }
+
+    fn submit_node_op(&mut self, op: DiskOp, purpose: NodeOp) {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        self.node_ops.insert(id, purpose);
+        self.outputs.push_back(Output::Disk { id, op });
+    }
+
+    /// Checks the node's invariants; a failure is a bug.
+    pub fn invariants(&self) {
+        for partition in self.partitions.values() {
+            partition.log.invariants();
+            let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
+            assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
+            assert!(partition.high_watermark() <= partition.log.log_end_offset());
+        }
+    }
+}
+
+fn offset_response(found: Option<(u64, i64)>, high_watermark: u64) -> Response {
+    match found {
+        Some((offset, timestamp)) if offset < high_watermark => {
+            Response::Offset { offset: offset as i64, timestamp }
+        }
+        _ => Response::Offset { offset: -1, timestamp: -1 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::io::DirEntry;
+    use crate::core::log::batch::build;
+
+    const T0: Instant = Instant::from_millis(1_700_000_000_000);
+
+    fn drain(node: &mut Node) -> Vec<Output> {
+        std::iter::from_fn(|| node.poll_output()).collect()
+    }
+
+    fn started_node() -> Node {
+        let mut node = Node::new(NodeConfig::default(), T0);
+        let outputs = drain(&mut node);
+        assert_eq!(
+            outputs,
+            vec![Output::Disk {
+                id: OpId(0),
+                op: DiskOp::List { dir: FileName::new("partitions") }
+            }]
+        );
+        node.handle_disk(T0, OpId(0), Ok(DiskOk::Listing(vec![])));
+        assert!(node.is_started());
+        assert_eq!(drain(&mut node), vec![]);
+        node
+    }
+
+    /// Creates `t-0` with `durability` and completes its recovery by hand.
+    fn with_partition(durability: Durability) -> (Node, PartitionId) {
+        let mut node = started_node();
+        let id = PartitionId::new("t", 0);
+        let config = PartitionConfig { durability, ..PartitionConfig::default() };
+        node.handle_request(
+            T0,
+            ConnId(1),
+            RequestId(1),
+            Request::CreatePartition { partition: id.clone(), config },
+        );
+        let dir = FileName::new("partitions/t-0");
+        assert_eq!(
+            drain(&mut node),
+            vec![Output::Disk { id: OpId(1), op: DiskOp::List { dir: dir.clone() } }]
+        );
+        node.handle_disk(T0, OpId(1), Ok(DiskOk::Listing(vec![])));
+        let outputs = drain(&mut node);
+        assert_eq!(
+            outputs,
+            vec![
+                Output::Disk {
+                    id: OpId(2),
+                    op: DiskOp::Create { file: dir.join("00000000000000000000.log") }
+                },
+                Output::Reply {
+                    conn: ConnId(1),
+                    id: RequestId(1),
+                    response: Response::PartitionCreated
+                },
+            ]
+        );
+        node.handle_disk(T0, OpId(2), Ok(DiskOk::Done));
+        (node, id)
+    }
+
+    fn produce(node: &mut Node, id: &PartitionId, request: u64, acks: Acks) {
+        let batch = build::batch(&[b"v"], 5);
+        node.handle_request(
+            T0,
+            ConnId(1),
+            RequestId(request),
+            Request::Produce { partition: id.clone(), acks, batch },
+        );
+    }
+
+    #[test]
+    fn replicate_durability_acknowledges_after_the_append() {
+        let (mut node, id) = with_partition(Durability::Replicate);
+        produce(&mut node, &id, 2, Acks::All);
+        let outputs = drain(&mut node);
+        assert_eq!(outputs.len(), 2);
+        assert!(matches!(
+            &outputs[0],
+            Output::Disk { id: OpId(3), op: DiskOp::Append { pos: 0, .. } }
+        ));
+        assert_eq!(
+            outputs[1],
+            Output::Reply {
+                conn: ConnId(1),
+                id: RequestId(2),
+                response: Response::Produced { base_offset: 0 },
+            }
+        );
+    }
+
+    #[test]
+    fn fsync_durability_acknowledges_after_one_shared_sync() {
+        let (mut node, id) = with_partition(Durability::Fsync);
+        produce(&mut node, &id, 2, Acks::All);
+        produce(&mut node, &id, 3, Acks::Leader);
+        produce(&mut node, &id, 4, Acks::None);
+        let outputs = drain(&mut node);
+        let ops: Vec<&DiskOp> = outputs
+            .iter()
+            .map(|o| match o {
+                Output::Disk { op, .. } => op,
+                other => panic!("no reply before the sync: {other:?}"),
+            })
+            .collect();
+        // Three appends, then the epoch checkpoint (epoch 0 is new), then one segment sync.
+        assert!(matches!(
+            ops[..3],
+            [DiskOp::Append { .. }, DiskOp::Append { .. }, DiskOp::Append { .. }]
+        ));
+        let syncs = ops
+            .iter()
+            .filter(|op| matches!(op, DiskOp::Sync { file } if file.as_str().ends_with(".log")))
+            .count();
+        assert_eq!(syncs, 1, "group commit: one sync for three produces");
+        // Complete every op; the checkpoint's rename comes after its sync succeeded.
+        let mut pending: VecDeque<Output> = outputs.into();
+        let mut replies = Vec::new();
+        while let Some(output) = pending.pop_front() {
+            match output {
+                Output::Disk { id, .. } => node.handle_disk(T0, id, Ok(DiskOk::Done)),
+                reply => replies.push(reply),
+            }
+            pending.extend(drain(&mut node));
+        }
+        assert_eq!(
+            replies,
+            vec![
+                Output::Reply {
+                    conn: ConnId(1),
+                    id: RequestId(2),
+                    response: Response::Produced { base_offset: 0 }
+                },
+                Output::Reply {
+                    conn: ConnId(1),
+                    id: RequestId(3),
+                    response: Response::Produced { base_offset: 1 }
+                },
+            ]
+        );
+        assert_eq!(node.partition(&id).unwrap().flushed_offset(), 3);
+    }
+
+    #[test]
+    fn unknown_partitions_and_bad_batches_are_errors() {
+        let (mut node, id) = with_partition(Durability::Replicate);
+        let missing = PartitionId::new("nope", 3);
+        node.handle_request(
+            T0,
+            ConnId(7),
+            RequestId(9),
+            Request::Fetch { partition: missing.clone(), offset: 0, max_bytes: 100 },
+        );
+        assert_eq!(
+            drain(&mut node),
+            vec![Output::Reply {
+                conn: ConnId(7),
+                id: RequestId(9),
+                response: Response::Error(RequestError::UnknownPartition(missing)),
+            }]
+        );
+        let mut bad = build::batch(&[b"v"], 5);
+        bad[30] ^= 1;
+        node.handle_request(
+            T0,
+            ConnId(7),
+            RequestId(10),
+            Request::Produce { partition: id, acks: Acks::All, batch: bad },
+        );
+        let outputs = drain(&mut node);
+        assert!(matches!(
+            &outputs[..],
+            [Output::Reply {
+                response: Response::Error(RequestError::Log(LogError::InvalidBatch(_))),
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_restart_recovers_listed_partitions() {
+        let mut node = Node::new(NodeConfig::default(), T0);
+        drain(&mut node);
+        let entries = vec![
+            DirEntry { name: "orders-2".into(), len: 0, is_dir: true },
+            DirEntry { name: "not a partition".into(), len: 0, is_dir: true },
+        ];
+        node.handle_disk(T0, OpId(0), Ok(DiskOk::Listing(entries)));
+        let outputs = drain(&mut node);
+        assert_eq!(
+            outputs,
+            vec![Output::Disk {
+                id: OpId(1),
+                op: DiskOp::List { dir: FileName::new("partitions/orders-2") },
+            }]
+        );
+        assert_eq!(node.partitions().collect::<Vec<_>>(), vec![&PartitionId::new("orders", 2)]);
+    }
+
+    #[test]
+    fn partition_directory_names_round_trip() {
+        let id = PartitionId::new("my-topic", 12);
+        assert_eq!(id.dir().as_str(), "partitions/my-topic-12");
+        assert_eq!(PartitionId::from_dir_name("my-topic-12"), Some(id));
+        assert_eq!(PartitionId::from_dir_name("topic"), None);
+        assert_eq!(PartitionId::from_dir_name("-3"), None);
+        assert_eq!(PartitionId::from_dir_name("t-x"), None);
+        assert_eq!(PartitionId::from_dir_name("t--1"), Some(PartitionId::new("t-", 1)));
+    }
+
+    #[test]
+    fn timers_fire_retention_and_flush() {
+        let mut node = started_node();
+        assert_eq!(node.poll_timeout(), Some(T0 + Duration::from_secs(1)));
+        node.handle_timeout(T0 + Duration::from_secs(1));
+        assert_eq!(node.poll_timeout(), Some(T0 + Duration::from_secs(2)));
+    }
+}

@@ -68,12 +68,7 @@ impl Sub<Duration> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:09}s",
-            self.0 / 1_000_000_000,
-            self.0 % 1_000_000_000
-        )
+        write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
     }
 }
 
@@ -87,13 +82,7 @@ mod tests {
         assert_eq!((t + Duration::from_millis(2)).as_millis(), 7);
         assert_eq!((t - Duration::from_secs(1)), Instant::ZERO);
         assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
-        assert_eq!(
-            t.saturating_duration_since(Instant::from_millis(9)),
-            Duration::ZERO
-        );
-        assert_eq!(
-            Instant::from_millis(9).saturating_duration_since(t),
-            Duration::from_millis(4)
-        );
+        assert_eq!(t.saturating_duration_since(Instant::from_millis(9)), Duration::ZERO);
+        assert_eq!(Instant::from_millis(9).saturating_duration_since(t), Duration::from_millis(4));
     }
 }

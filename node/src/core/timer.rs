@@ -15,9 +15,7 @@ pub struct TimerTable<K: Ord + Copy> {
 
 impl<K: Ord + Copy> Default for TimerTable<K> {
     fn default() -> Self {
-        TimerTable {
-            deadlines: BTreeMap::new(),
-        }
+        TimerTable { deadlines: BTreeMap::new() }
     }
 }
 
@@ -73,14 +71,8 @@ mod tests {
         timers.set(Timer::Flush, Instant::from_millis(10));
         assert_eq!(timers.next_deadline(), Some(Instant::from_millis(10)));
         assert_eq!(timers.pop_expired(Instant::from_millis(5)), None);
-        assert_eq!(
-            timers.pop_expired(Instant::from_millis(40)),
-            Some(Timer::Flush)
-        );
-        assert_eq!(
-            timers.pop_expired(Instant::from_millis(40)),
-            Some(Timer::Retention)
-        );
+        assert_eq!(timers.pop_expired(Instant::from_millis(40)), Some(Timer::Flush));
+        assert_eq!(timers.pop_expired(Instant::from_millis(40)), Some(Timer::Retention));
         assert_eq!(timers.pop_expired(Instant::from_millis(40)), None);
         assert_eq!(timers.next_deadline(), None);
     }

@@ -78,18 +78,10 @@ impl FileDisk {
         root: impl Into<PathBuf>,
         open_files_max: usize,
     ) -> io::Result<FileDisk> {
-        assert!(
-            open_files_max > 0,
-            "a file disk must be able to keep one file open"
-        );
+        assert!(open_files_max > 0, "a file disk must be able to keep one file open");
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(FileDisk {
-            root,
-            open: HashMap::new(),
-            open_files_max,
-            clock: 0,
-        })
+        Ok(FileDisk { root, open: HashMap::new(), open_files_max, clock: 0 })
     }
 
     /// The root directory every [`FileName`] is relative to.
@@ -106,10 +98,7 @@ impl FileDisk {
         self.clock += 1;
         let clock = self.clock;
         if !self.open.contains_key(name) {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(self.path(name))?;
+            let file = OpenOptions::new().read(true).write(true).open(self.path(name))?;
             self.cache(name.clone(), file);
         }
         let entry = self.open.get_mut(name).expect("cached above");
@@ -121,38 +110,19 @@ impl FileDisk {
         if self.open.len() >= self.open_files_max && !self.open.contains_key(&name) {
             // A linear scan, but only when the cache is full; 1024 entries take a few
             // microseconds, about what the open(2) that brought `file` took.
-            let oldest = self
-                .open
-                .iter()
-                .min_by_key(|(_, f)| f.used)
-                .map(|(n, _)| n.clone());
-            self.open
-                .remove(&oldest.expect("the cache is full, so not empty"));
+            let oldest = self.open.iter().min_by_key(|(_, f)| f.used).map(|(n, _)| n.clone());
+            self.open.remove(&oldest.expect("the cache is full, so not empty"));
         }
-        self.open.insert(
-            name,
-            OpenFile {
-                file,
-                used: self.clock,
-            },
-        );
+        self.open.insert(name, OpenFile { file, used: self.clock });
         debug_assert!(self.open.len() <= self.open_files_max);
     }
 
     fn create(&mut self, name: &FileName) -> io::Result<DiskOk> {
         let path = self.path(name);
-        let parent = path
-            .parent()
-            .expect("a file under the root has a parent")
-            .to_path_buf();
+        let parent = path.parent().expect("a file under the root has a parent").to_path_buf();
         self.create_dirs(&parent)?;
         let mut options = OpenOptions::new();
-        let file = options
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = options.read(true).write(true).create(true).truncate(true).open(&path)?;
         // Make the new inode and, for an existing file, the truncation durable too, so that
         // a completed Create leaves an empty file after a crash, as the simulator's disk does.
         file.sync_all()?;
@@ -196,8 +166,7 @@ impl FileDisk {
             Err(e) if is_no_space(&e) => {
                 // Part of `data` may have landed. The contract promises nothing of the op was
                 // written, and `pos` is the end of the file, so cut back to it.
-                file.set_len(pos)
-                    .map_err(|e| map_error("truncate after ENOSPC", name, e))?;
+                file.set_len(pos).map_err(|e| map_error("truncate after ENOSPC", name, e))?;
                 Err(DiskError::NoSpace)
             }
             Err(e) => Err(map_error("write", name, e)),
@@ -262,13 +231,9 @@ impl FileDisk {
         self.open.remove(to);
         let (from_path, to_path) = (self.path(from), self.path(to));
         fs::rename(&from_path, &to_path).map_err(|e| map_error("rename", from, e))?;
-        let to_dir = to_path
-            .parent()
-            .expect("a file under the root has a parent");
+        let to_dir = to_path.parent().expect("a file under the root has a parent");
         sync_dir(to_dir).map_err(|e| map_error("fsync directory of", to, e))?;
-        let from_dir = from_path
-            .parent()
-            .expect("a file under the root has a parent");
+        let from_dir = from_path.parent().expect("a file under the root has a parent");
         if from_dir != to_dir {
             sync_dir(from_dir).map_err(|e| map_error("fsync directory of", from, e))?;
         }
@@ -311,12 +276,12 @@ impl DiskDriver for FileDisk {
             DiskOp::Create { file } => self.create(file).map_err(|e| map_error("create", file, e)),
             DiskOp::Append { file, pos, data } => self.append(file, *pos, data),
             DiskOp::Sync { file } => self.sync(file),
-            DiskOp::Read { file, pos, len } => self
-                .read(file, *pos, *len)
-                .map_err(|e| map_error("read", file, e)),
-            DiskOp::Truncate { file, len } => self
-                .truncate(file, *len)
-                .map_err(|e| map_error("truncate", file, e)),
+            DiskOp::Read { file, pos, len } => {
+                self.read(file, *pos, *len).map_err(|e| map_error("read", file, e))
+            }
+            DiskOp::Truncate { file, len } => {
+                self.truncate(file, *len).map_err(|e| map_error("truncate", file, e))
+            }
             DiskOp::Remove { file } => self.remove(file).map_err(|e| map_error("remove", file, e)),
             DiskOp::Rename { from, to } => self.rename(from, to),
             DiskOp::List { dir } => self.list(dir).map_err(|e| map_error("list", dir, e)),
@@ -332,10 +297,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 fn is_no_space(e: &io::Error) -> bool {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    ) || matches!(e.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(ENOSPC) | Some(EDQUOT))
 }
 
 /// The [`DiskError`] for `e`, which happened while doing `what` to `name`.
@@ -364,26 +327,15 @@ mod tests {
     }
 
     fn create(disk: &mut FileDisk, file: &str) {
-        assert_eq!(
-            disk.execute(DiskOp::Create { file: name(file) }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(disk.execute(DiskOp::Create { file: name(file) }), Ok(DiskOk::Done));
     }
 
     fn append(disk: &mut FileDisk, file: &str, pos: u64, data: &'static [u8]) -> DiskResult {
-        disk.execute(DiskOp::Append {
-            file: name(file),
-            pos,
-            data: Bytes::from_static(data),
-        })
+        disk.execute(DiskOp::Append { file: name(file), pos, data: Bytes::from_static(data) })
     }
 
     fn read(disk: &mut FileDisk, file: &str, pos: u64, len: u32) -> DiskResult {
-        disk.execute(DiskOp::Read {
-            file: name(file),
-            pos,
-            len,
-        })
+        disk.execute(DiskOp::Read { file: name(file), pos, len })
     }
 
     fn data(bytes: &'static [u8]) -> DiskResult {
@@ -391,11 +343,7 @@ mod tests {
     }
 
     fn entry(name: &str, len: u64, is_dir: bool) -> DirEntry {
-        DirEntry {
-            name: name.to_string(),
-            len,
-            is_dir,
-        }
+        DirEntry { name: name.to_string(), len, is_dir }
     }
 
     #[test]
@@ -409,26 +357,12 @@ mod tests {
     fn create_append_sync_read_round_trip() {
         let (_dir, mut disk) = disk();
         create(&mut disk, "t-0/0.log");
-        assert_eq!(
-            append(&mut disk, "t-0/0.log", 0, b"hello "),
-            Ok(DiskOk::Done)
-        );
-        assert_eq!(
-            append(&mut disk, "t-0/0.log", 6, b"world"),
-            Ok(DiskOk::Done)
-        );
-        assert_eq!(
-            disk.execute(DiskOp::Sync {
-                file: name("t-0/0.log")
-            }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(append(&mut disk, "t-0/0.log", 0, b"hello "), Ok(DiskOk::Done));
+        assert_eq!(append(&mut disk, "t-0/0.log", 6, b"world"), Ok(DiskOk::Done));
+        assert_eq!(disk.execute(DiskOp::Sync { file: name("t-0/0.log") }), Ok(DiskOk::Done));
         assert_eq!(read(&mut disk, "t-0/0.log", 0, 11), data(b"hello world"));
         assert_eq!(read(&mut disk, "t-0/0.log", 6, 3), data(b"wor"));
-        assert_eq!(
-            fs::read(disk.root().join("t-0/0.log")).unwrap(),
-            b"hello world"
-        );
+        assert_eq!(fs::read(disk.root().join("t-0/0.log")).unwrap(), b"hello world");
     }
 
     #[test]
@@ -465,9 +399,7 @@ mod tests {
         let (_dir, mut disk) = disk();
         create(&mut disk, "f");
         append(&mut disk, "f", 0, b"abc").unwrap();
-        let Ok(DiskOk::Data(bytes)) = read(&mut disk, "f", 0, 8 << 20) else {
-            panic!()
-        };
+        let Ok(DiskOk::Data(bytes)) = read(&mut disk, "f", 0, 8 << 20) else { panic!() };
         assert_eq!(&bytes[..], b"abc");
         // `Bytes::from(Vec)` keeps the vector's allocation; it was sized to the file.
         assert!(Vec::from(bytes).capacity() < 64);
@@ -478,10 +410,7 @@ mod tests {
         let (_dir, mut disk) = disk();
         create(&mut disk, "f");
         append(&mut disk, "f", 0, b"0123456789").unwrap();
-        let op = DiskOp::Truncate {
-            file: name("f"),
-            len: 4,
-        };
+        let op = DiskOp::Truncate { file: name("f"), len: 4 };
         assert_eq!(disk.execute(op), Ok(DiskOk::Done));
         assert_eq!(read(&mut disk, "f", 0, 100), data(b"0123"));
         assert_eq!(append(&mut disk, "f", 4, b"xy"), Ok(DiskOk::Done));
@@ -492,24 +421,12 @@ mod tests {
     fn ops_on_a_missing_file_are_not_found() {
         let (_dir, mut disk) = disk();
         let f = name("nope/f");
-        assert_eq!(
-            append(&mut disk, "nope/f", 0, b"x"),
-            Err(DiskError::NotFound)
-        );
-        assert_eq!(
-            disk.execute(DiskOp::Sync { file: f.clone() }),
-            Err(DiskError::NotFound)
-        );
+        assert_eq!(append(&mut disk, "nope/f", 0, b"x"), Err(DiskError::NotFound));
+        assert_eq!(disk.execute(DiskOp::Sync { file: f.clone() }), Err(DiskError::NotFound));
         assert_eq!(read(&mut disk, "nope/f", 0, 1), Err(DiskError::NotFound));
-        let op = DiskOp::Truncate {
-            file: f.clone(),
-            len: 0,
-        };
+        let op = DiskOp::Truncate { file: f.clone(), len: 0 };
         assert_eq!(disk.execute(op), Err(DiskError::NotFound));
-        let op = DiskOp::Rename {
-            from: f,
-            to: name("g"),
-        };
+        let op = DiskOp::Rename { from: f, to: name("g") };
         assert_eq!(disk.execute(op), Err(DiskError::NotFound));
         assert!(disk.open.is_empty());
     }
@@ -518,20 +435,11 @@ mod tests {
     fn remove_deletes_and_a_missing_file_is_ok() {
         let (_dir, mut disk) = disk();
         create(&mut disk, "d/f");
-        assert_eq!(
-            disk.execute(DiskOp::Remove { file: name("d/f") }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(disk.execute(DiskOp::Remove { file: name("d/f") }), Ok(DiskOk::Done));
         assert!(!disk.root().join("d/f").exists());
         assert!(disk.open.is_empty(), "the removed file's handle is dropped");
-        assert_eq!(
-            disk.execute(DiskOp::Remove { file: name("d/f") }),
-            Ok(DiskOk::Done)
-        );
-        assert_eq!(
-            disk.execute(DiskOp::Remove { file: name("x/y") }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(disk.execute(DiskOp::Remove { file: name("d/f") }), Ok(DiskOk::Done));
+        assert_eq!(disk.execute(DiskOp::Remove { file: name("x/y") }), Ok(DiskOk::Done));
         // The handle is gone, so writing to the removed name does not reach the old inode.
         assert_eq!(append(&mut disk, "d/f", 0, b"x"), Err(DiskError::NotFound));
     }
@@ -543,28 +451,19 @@ mod tests {
         append(&mut disk, "a/tmp", 0, b"new").unwrap();
         create(&mut disk, "b/ckpt");
         append(&mut disk, "b/ckpt", 0, b"old contents").unwrap();
-        let op = DiskOp::Rename {
-            from: name("a/tmp"),
-            to: name("b/ckpt"),
-        };
+        let op = DiskOp::Rename { from: name("a/tmp"), to: name("b/ckpt") };
         assert_eq!(disk.execute(op), Ok(DiskOk::Done));
         assert!(disk.open.is_empty());
         assert_eq!(read(&mut disk, "b/ckpt", 0, 100), data(b"new"));
         assert_eq!(read(&mut disk, "a/tmp", 0, 100), Err(DiskError::NotFound));
-        assert_eq!(
-            append(&mut disk, "a/tmp", 0, b"x"),
-            Err(DiskError::NotFound)
-        );
+        assert_eq!(append(&mut disk, "a/tmp", 0, b"x"), Err(DiskError::NotFound));
     }
 
     #[test]
     fn rename_into_a_missing_directory_is_not_found() {
         let (_dir, mut disk) = disk();
         create(&mut disk, "f");
-        let op = DiskOp::Rename {
-            from: name("f"),
-            to: name("no/such/dir/f"),
-        };
+        let op = DiskOp::Rename { from: name("f"), to: name("no/such/dir/f") };
         assert_eq!(disk.execute(op), Err(DiskError::NotFound));
         assert_eq!(read(&mut disk, "f", 0, 1), data(b""));
     }
@@ -577,11 +476,8 @@ mod tests {
         create(&mut disk, "t-0/a.index");
         create(&mut disk, "t-0/sub/c");
         let listing = disk.execute(DiskOp::List { dir: name("t-0") });
-        let want = vec![
-            entry("a.index", 0, false),
-            entry("b.log", 5, false),
-            entry("sub", 0, true),
-        ];
+        let want =
+            vec![entry("a.index", 0, false), entry("b.log", 5, false), entry("sub", 0, true)];
         assert_eq!(listing, Ok(DiskOk::Listing(want)));
         let root = disk.execute(DiskOp::List { dir: name(".") });
         assert_eq!(root, Ok(DiskOk::Listing(vec![entry("t-0", 0, true)])));
@@ -590,9 +486,7 @@ mod tests {
     #[test]
     fn list_of_a_missing_directory_is_empty() {
         let (_dir, mut disk) = disk();
-        let listing = disk.execute(DiskOp::List {
-            dir: name("missing/dir"),
-        });
+        let listing = disk.execute(DiskOp::List { dir: name("missing/dir") });
         assert_eq!(listing, Ok(DiskOk::Listing(vec![])));
     }
 
@@ -619,10 +513,7 @@ mod tests {
         read(&mut disk, "f3", 0, 1).unwrap();
         assert_eq!(append(&mut disk, "f0", 0, b"zero"), Ok(DiskOk::Done));
         assert!(disk.open.contains_key(&name("f3")) && disk.open.contains_key(&name("f0")));
-        assert_eq!(
-            disk.execute(DiskOp::Sync { file: name("f0") }),
-            Ok(DiskOk::Done)
-        );
+        assert_eq!(disk.execute(DiskOp::Sync { file: name("f0") }), Ok(DiskOk::Done));
         assert_eq!(read(&mut disk, "f0", 0, 10), data(b"zero"));
     }
 
@@ -636,9 +527,7 @@ mod tests {
         let missing = io::Error::from_raw_os_error(2);
         assert_eq!(map_error("open", &f, missing), DiskError::NotFound);
         let eio = io::Error::from_raw_os_error(5);
-        let DiskError::Io(text) = map_error("fdatasync", &f, eio) else {
-            panic!()
-        };
+        let DiskError::Io(text) = map_error("fdatasync", &f, eio) else { panic!() };
         assert!(text.starts_with("fdatasync t-0/0.log: "), "{text}");
     }
 }

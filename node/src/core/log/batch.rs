@@ -184,28 +184,18 @@ pub fn validate_batch(bytes: &[u8], batch_bytes_max: usize) -> Result<BatchHeade
     let header = BatchHeader::parse(bytes)?;
     let min_length = (BATCH_HEADER_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32;
     if header.batch_length < min_length || header.total_bytes() > batch_bytes_max {
-        return Err(BatchError::BadLength {
-            length: header.batch_length,
-        });
+        return Err(BatchError::BadLength { length: header.batch_length });
     }
     if header.magic != MAGIC_V2 {
-        return Err(BatchError::BadMagic {
-            magic: header.magic,
-        });
+        return Err(BatchError::BadMagic { magic: header.magic });
     }
     let total = header.total_bytes();
     if bytes.len() < total {
-        return Err(BatchError::Truncated {
-            available: bytes.len(),
-            needed: total,
-        });
+        return Err(BatchError::Truncated { available: bytes.len(), needed: total });
     }
     let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..total]);
     if computed != header.crc {
-        return Err(BatchError::BadCrc {
-            stored: header.crc,
-            computed,
-        });
+        return Err(BatchError::BadCrc { stored: header.crc, computed });
     }
     if header.last_offset_delta < 0 || header.record_count < 0 {
         return Err(BatchError::BadRecordCount {
@@ -231,9 +221,7 @@ pub fn validate_produced_batch(
         });
     }
     if bytes.len() != header.total_bytes() {
-        return Err(BatchError::TrailingBytes(
-            bytes.len() - header.total_bytes(),
-        ));
+        return Err(BatchError::TrailingBytes(bytes.len() - header.total_bytes()));
     }
     Ok(header)
 }
@@ -283,12 +271,7 @@ pub enum ScanStop {
 impl<'a> BatchScan<'a> {
     /// Scans `bytes` from its start.
     pub fn new(bytes: &'a [u8], batch_bytes_max: usize) -> BatchScan<'a> {
-        BatchScan {
-            bytes,
-            pos: 0,
-            batch_bytes_max,
-            stop: None,
-        }
+        BatchScan { bytes, pos: 0, batch_bytes_max, stop: None }
     }
 
     /// Byte position after the last whole valid batch returned.
@@ -317,20 +300,12 @@ impl Iterator for BatchScan<'_> {
                 match BatchHeader::parse(rest) {
                     Ok(header) if header.magic != MAGIC_V2 => Err(ScanStop::Invalid {
                         pos: self.pos,
-                        error: BatchError::BadMagic {
-                            magic: header.magic,
-                        },
+                        error: BatchError::BadMagic { magic: header.magic },
                     }),
-                    _ => Err(ScanStop::Incomplete {
-                        pos: self.pos,
-                        needed,
-                    }),
+                    _ => Err(ScanStop::Incomplete { pos: self.pos, needed }),
                 }
             }
-            Err(error) => Err(ScanStop::Invalid {
-                pos: self.pos,
-                error,
-            }),
+            Err(error) => Err(ScanStop::Invalid { pos: self.pos, error }),
             Ok(header) => Ok(header),
         };
         match result {
@@ -382,10 +357,7 @@ pub fn visit_record_timestamps(
         pos += 1; // attributes
         let timestamp_delta = read_varlong(batch, &mut pos)?;
         let offset_delta = read_varlong(batch, &mut pos)?;
-        if !visit(
-            offset_delta,
-            header.base_timestamp.saturating_add(timestamp_delta),
-        ) {
+        if !visit(offset_delta, header.base_timestamp.saturating_add(timestamp_delta)) {
             return Some(());
         }
         pos = record_end;
@@ -490,10 +462,7 @@ mod tests {
         assert_eq!(header.base_offset, 42);
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(header.last_offset(), 43);
-        assert_eq!(
-            build::values(&b),
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]
-        );
+        assert_eq!(build::values(&b), vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]);
     }
 
     #[test]
@@ -502,44 +471,26 @@ mod tests {
         let mut bad_crc = good.clone();
         let last = bad_crc.len() - 1;
         bad_crc[last] ^= 1;
-        assert!(matches!(
-            validate_batch(&bad_crc, MAX),
-            Err(BatchError::BadCrc { .. })
-        ));
+        assert!(matches!(validate_batch(&bad_crc, MAX), Err(BatchError::BadCrc { .. })));
 
         let mut bad_magic = good.clone();
         bad_magic[OFFSET_MAGIC] = 1;
-        assert_eq!(
-            validate_batch(&bad_magic, MAX),
-            Err(BatchError::BadMagic { magic: 1 })
-        );
+        assert_eq!(validate_batch(&bad_magic, MAX), Err(BatchError::BadMagic { magic: 1 }));
 
         let mut bad_length = good.clone();
         bad_length[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&3i32.to_be_bytes());
-        assert_eq!(
-            validate_batch(&bad_length, MAX),
-            Err(BatchError::BadLength { length: 3 })
-        );
+        assert_eq!(validate_batch(&bad_length, MAX), Err(BatchError::BadLength { length: 3 }));
 
         assert!(matches!(
             validate_batch(&good[..good.len() - 1], MAX),
             Err(BatchError::Truncated { .. })
         ));
-        assert!(matches!(
-            validate_batch(&good[..10], MAX),
-            Err(BatchError::Truncated { .. })
-        ));
-        assert!(matches!(
-            validate_batch(&good, 20),
-            Err(BatchError::BadLength { .. })
-        ));
+        assert!(matches!(validate_batch(&good[..10], MAX), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate_batch(&good, 20), Err(BatchError::BadLength { .. })));
 
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        assert!(matches!(
-            validate_produced_batch(&two, MAX),
-            Err(BatchError::TrailingBytes(_))
-        ));
+        assert!(matches!(validate_produced_batch(&two, MAX), Err(BatchError::TrailingBytes(_))));
     }
 
     #[test]
@@ -561,10 +512,7 @@ mod tests {
         assert_eq!(scan.by_ref().count(), 1);
         assert!(matches!(
             scan.stop(),
-            Some(ScanStop::Invalid {
-                error: BatchError::BadCrc { .. },
-                ..
-            })
+            Some(ScanStop::Invalid { error: BatchError::BadCrc { .. }, .. })
         ));
     }
 

@@ -75,17 +75,10 @@ impl LeaderEpochCache {
             }
         }
         // Two epochs starting at the same offset: the older one holds nothing; drop it.
-        if self
-            .entries
-            .last()
-            .is_some_and(|last| last.start_offset == start_offset)
-        {
+        if self.entries.last().is_some_and(|last| last.start_offset == start_offset) {
             self.entries.pop();
         }
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.push(EpochEntry { epoch, start_offset });
         if self.entries.len() > EPOCH_CACHE_ENTRIES_MAX {
             self.entries.remove(0);
         }
@@ -105,10 +98,7 @@ impl LeaderEpochCache {
     /// wholly below it go, and the one that covers it now starts there. Returns whether the
     /// cache changed.
     pub fn truncate_from_start(&mut self, start_offset: u64) -> bool {
-        let covering = self
-            .entries
-            .iter()
-            .rposition(|entry| entry.start_offset <= start_offset);
+        let covering = self.entries.iter().rposition(|entry| entry.start_offset <= start_offset);
         let Some(covering) = covering else {
             return false;
         };
@@ -135,10 +125,7 @@ impl LeaderEpochCache {
         if requested == latest.epoch {
             return (requested, log_end_offset as i64);
         }
-        let higher = self
-            .entries
-            .iter()
-            .position(|entry| entry.epoch > requested);
+        let higher = self.entries.iter().position(|entry| entry.epoch > requested);
         let Some(higher) = higher else {
             return undefined;
         };
@@ -151,20 +138,13 @@ impl LeaderEpochCache {
 
     /// The epoch that offset `offset` was written in, if known.
     pub fn epoch_for_offset(&self, offset: u64) -> Option<i32> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|entry| entry.start_offset <= offset)
-            .map(|e| e.epoch)
+        self.entries.iter().rev().find(|entry| entry.start_offset <= offset).map(|e| e.epoch)
     }
 
     fn invariants(&self) {
         for pair in self.entries.windows(2) {
             assert!(pair[0].epoch < pair[1].epoch, "epochs increase: {pair:?}");
-            assert!(
-                pair[0].start_offset < pair[1].start_offset,
-                "start offsets increase"
-            );
+            assert!(pair[0].start_offset < pair[1].start_offset, "start offsets increase");
         }
     }
 }
@@ -177,10 +157,7 @@ mod tests {
         LeaderEpochCache::from_entries(
             entries
                 .iter()
-                .map(|&(epoch, start_offset)| EpochEntry {
-                    epoch,
-                    start_offset,
-                })
+                .map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset })
                 .collect(),
         )
     }
@@ -199,11 +176,7 @@ mod tests {
             (-1, (UNDEFINED_EPOCH, UNDEFINED_OFFSET)),
         ];
         for (requested, expected) in table {
-            assert_eq!(
-                c.end_offset_for(requested, 40),
-                expected,
-                "epoch {requested}"
-            );
+            assert_eq!(c.end_offset_for(requested, 40), expected, "epoch {requested}");
         }
         assert_eq!(LeaderEpochCache::default().end_offset_for(0, 5), (-1, -1));
     }
@@ -227,13 +200,7 @@ mod tests {
         assert_eq!(c.latest_epoch(), Some(3));
         assert!(!c.truncate_from_end(30));
         assert!(c.truncate_from_start(12));
-        assert_eq!(
-            c.entries(),
-            &[EpochEntry {
-                epoch: 3,
-                start_offset: 12
-            }]
-        );
+        assert_eq!(c.entries(), &[EpochEntry { epoch: 3, start_offset: 12 }]);
         assert!(!c.truncate_from_start(12));
     }
 }

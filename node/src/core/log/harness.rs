@@ -29,14 +29,7 @@ impl<D: DiskDriver> LogHarness<D> {
     pub fn open(disk: D, dir: &str, config: LogConfig, now: Instant) -> Self {
         let mut queue = OpQueue::default();
         let log = PartitionLog::open(FileName::new(dir), config, &mut queue);
-        let mut harness = LogHarness {
-            log,
-            disk,
-            queue,
-            now,
-            events: Vec::new(),
-            next_token: 0,
-        };
+        let mut harness = LogHarness { log, disk, queue, now, events: Vec::new(), next_token: 0 };
         harness.run();
         harness
     }
@@ -94,8 +87,7 @@ impl<D: DiskDriver> LogHarness<D> {
 
     /// Appends a produced batch as leader of `epoch` (without running its ops).
     pub fn append_queued(&mut self, batch: BytesMut, epoch: i32) -> Result<AppendInfo, LogError> {
-        self.log
-            .append_as_leader(self.now, batch, epoch, &mut self.queue)
+        self.log.append_as_leader(self.now, batch, epoch, &mut self.queue)
     }
 
     /// Appends a produced batch as leader of `epoch` and runs its ops.
@@ -121,10 +113,7 @@ impl<D: DiskDriver> LogHarness<D> {
     ) -> Result<Bytes, LogError> {
         self.next_token += 1;
         let token = self.next_token;
-        match self
-            .log
-            .read(token, offset, max_offset, max_bytes, &mut self.queue)?
-        {
+        match self.log.read(token, offset, max_offset, max_bytes, &mut self.queue)? {
             ReadStart::Empty => return Ok(Bytes::new()),
             ReadStart::Pending => self.run(),
         }
@@ -132,10 +121,7 @@ impl<D: DiskDriver> LogHarness<D> {
             .events
             .iter()
             .position(|event| matches!(event, LogEvent::Read { token: t, .. } if *t == token));
-        match self
-            .events
-            .remove(at.expect("a read answers once its ops ran"))
-        {
+        match self.events.remove(at.expect("a read answers once its ops ran")) {
             LogEvent::Read { result, .. } => result,
             _ => unreachable!(),
         }
@@ -162,20 +148,14 @@ impl<D: DiskDriver> LogHarness<D> {
     pub fn offset_for_timestamp(&mut self, timestamp: i64) -> Result<Option<(u64, i64)>, LogError> {
         self.next_token += 1;
         let token = self.next_token;
-        if let Some(answer) = self
-            .log
-            .offset_for_timestamp(token, timestamp, &mut self.queue)?
-        {
+        if let Some(answer) = self.log.offset_for_timestamp(token, timestamp, &mut self.queue)? {
             return Ok(answer);
         }
         self.run();
         let at = self.events.iter().position(
             |event| matches!(event, LogEvent::OffsetForTimestamp { token: t, .. } if *t == token),
         );
-        match self
-            .events
-            .remove(at.expect("a lookup answers once its ops ran"))
-        {
+        match self.events.remove(at.expect("a lookup answers once its ops ran")) {
             LogEvent::OffsetForTimestamp { result, .. } => result,
             _ => unreachable!(),
         }
@@ -316,10 +296,7 @@ pub mod conformance {
         for i in 0..10 {
             h.append(batch_of(2, 10, i), 0).unwrap();
         }
-        assert!(matches!(
-            h.read(21, u64::MAX, 100),
-            Err(LogError::OffsetOutOfRange { .. })
-        ));
+        assert!(matches!(h.read(21, u64::MAX, 100), Err(LogError::OffsetOutOfRange { .. })));
         assert_eq!(h.read(20, u64::MAX, 100).unwrap(), Bytes::new());
         // max_offset 6 (a high watermark): batches [0,2) [2,4) [4,6) only.
         let bytes = h.read(0, 6, 1 << 20).unwrap();
@@ -354,16 +331,8 @@ pub mod conformance {
         }
         h.flush();
         let before = h.read_all(0, 1 << 20).unwrap();
-        assert_eq!(
-            h.truncate_to(503).unwrap(),
-            500,
-            "mid-batch: the batch goes whole"
-        );
-        assert_eq!(
-            h.log.epochs().latest_epoch(),
-            Some(1),
-            "epoch 2 started at 500"
-        );
+        assert_eq!(h.truncate_to(503).unwrap(), 500, "mid-batch: the batch goes whole");
+        assert_eq!(h.log.epochs().latest_epoch(), Some(1), "epoch 2 started at 500");
         assert_eq!(h.truncate_to(250).unwrap(), 250);
         assert_eq!(h.read_all(0, 1 << 20).unwrap(), before[..50].to_vec());
         let info = h.append(batch_of(1, 5, 7), 3).unwrap();
@@ -377,25 +346,17 @@ pub mod conformance {
         let base = h.log.segments().nth(2).unwrap().base_offset;
         assert_eq!(h.truncate_to(base).unwrap(), base);
         assert_eq!(h.log.segments().count(), 3);
-        h.log
-            .truncate_fully_and_start_at(h.now, 1_000, &mut h.queue)
-            .unwrap();
+        h.log.truncate_fully_and_start_at(h.now, 1_000, &mut h.queue).unwrap();
         h.run();
         h.append(batch_of(1, 5, 7), 4).unwrap();
         h.flush();
         h.reopen();
-        assert_eq!(
-            (h.log.log_start_offset(), h.log.log_end_offset()),
-            (1_000, 1_001)
-        );
+        assert_eq!((h.log.log_start_offset(), h.log.log_end_offset()), (1_000, 1_001));
     }
 
     /// Retention removes whole segments from the front, by size and by time.
     pub fn retention_deletes_whole_old_segments<D: DiskDriver>(disk: D) {
-        let config = LogConfig {
-            retention_bytes: 8192,
-            ..small_config()
-        };
+        let config = LogConfig { retention_bytes: 8192, ..small_config() };
         let mut h = LogHarness::open(disk, DIR, config, T0);
         for i in 0..200 {
             h.append(batch_of(2, 100, T0.as_millis() + i), 0).unwrap();
@@ -407,14 +368,8 @@ pub mod conformance {
         assert!(h.log.size_bytes() >= 8192, "keeps at least retention.bytes");
         let start = h.log.log_start_offset();
         assert!(start > 0);
-        assert!(matches!(
-            h.read(start - 1, u64::MAX, 100),
-            Err(LogError::OffsetOutOfRange { .. })
-        ));
-        assert_eq!(
-            header(&h.read(start, u64::MAX, 1).unwrap()).base_offset as u64,
-            start
-        );
+        assert!(matches!(h.read(start - 1, u64::MAX, 100), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(header(&h.read(start, u64::MAX, 1).unwrap()).base_offset as u64, start);
         h.reopen();
         assert_eq!(h.log.log_start_offset(), start);
         // By time: a week and a bit later every sealed segment is expired.
@@ -424,15 +379,8 @@ pub mod conformance {
         h.log.set_config(config);
         h.advance(Duration::from_secs(10));
         h.apply_retention();
-        assert_eq!(
-            h.log.segments().count(),
-            1,
-            "only the active segment is left"
-        );
-        assert_eq!(
-            h.log.log_start_offset(),
-            h.log.segments().next().unwrap().base_offset
-        );
+        assert_eq!(h.log.segments().count(), 1, "only the active segment is left");
+        assert_eq!(h.log.log_start_offset(), h.log.segments().next().unwrap().base_offset);
     }
 
     /// Flushed data and the epoch cache survive a restart.
@@ -486,29 +434,16 @@ pub mod conformance {
         let file = h.log.segments().last().unwrap().log_file.clone();
         let size = h.log.segments().last().unwrap().size_bytes;
         let torn = batch_of(2, 100, 0).freeze().slice(..80);
-        h.raw(DiskOp::Append {
-            file: file.clone(),
-            pos: size,
-            data: torn,
-        })
-        .unwrap();
+        h.raw(DiskOp::Append { file: file.clone(), pos: size, data: torn }).unwrap();
         h.reopen();
         assert_eq!(h.log.log_end_offset(), 10);
-        assert!(h.take_events().iter().any(|e| matches!(
-            e,
-            LogEvent::Recovered {
-                truncated_bytes: 80,
-                ..
-            }
-        )));
-        let listing = h
-            .raw(DiskOp::List {
-                dir: FileName::new(DIR),
-            })
-            .unwrap();
-        let DiskOk::Listing(entries) = listing else {
-            panic!()
-        };
+        assert!(
+            h.take_events()
+                .iter()
+                .any(|e| matches!(e, LogEvent::Recovered { truncated_bytes: 80, .. }))
+        );
+        let listing = h.raw(DiskOp::List { dir: FileName::new(DIR) }).unwrap();
+        let DiskOk::Listing(entries) = listing else { panic!() };
         let entry = entries.iter().find(|e| e.name == file.file_name()).unwrap();
         assert_eq!(entry.len, size, "the torn bytes were cut from the file");
         let info = h.append(batch_of(1, 1, 0), 0).unwrap();
@@ -523,12 +458,8 @@ pub mod conformance {
         }
         h.flush();
         let before = h.read_all(0, 1 << 20).unwrap();
-        let sealed: Vec<FileName> = h
-            .log
-            .segments()
-            .filter(|s| s.sealed)
-            .map(|s| s.index_file.clone())
-            .collect();
+        let sealed: Vec<FileName> =
+            h.log.segments().filter(|s| s.sealed).map(|s| s.index_file.clone()).collect();
         assert!(sealed.len() >= 2);
         h.raw(DiskOp::Append {
             file: sealed[0].clone(),
@@ -536,10 +467,7 @@ pub mod conformance {
             data: Bytes::from_static(b"junk"),
         })
         .unwrap();
-        h.raw(DiskOp::Remove {
-            file: sealed[1].clone(),
-        })
-        .unwrap();
+        h.raw(DiskOp::Remove { file: sealed[1].clone() }).unwrap();
         h.reopen();
         assert_eq!(h.read_all(0, 1 << 20).unwrap(), before);
         assert_eq!(h.log.segments().filter(|s| s.sealed).count(), sealed.len());
@@ -554,29 +482,18 @@ pub mod conformance {
             crate::core::log::batch::patch_batch(&mut batch, base, epoch);
             records.extend_from_slice(&batch);
         }
-        let info = h
-            .log
-            .append_as_follower(h.now, records.clone().freeze(), &mut h.queue)
-            .unwrap();
+        let info = h.log.append_as_follower(h.now, records.clone().freeze(), &mut h.queue).unwrap();
         h.run();
         assert_eq!(info.map(|i| (i.base_offset, i.last_offset)), Some((0, 5)));
         assert_eq!(h.log.epochs().end_offset_for(1, 6), (1, 4));
-        let again = h
-            .log
-            .append_as_follower(h.now, records.freeze(), &mut h.queue);
-        assert!(
-            matches!(again, Err(LogError::InvalidBatch(_))),
-            "offsets 0.. again is a gap"
-        );
+        let again = h.log.append_as_follower(h.now, records.freeze(), &mut h.queue);
+        assert!(matches!(again, Err(LogError::InvalidBatch(_))), "offsets 0.. again is a gap");
         assert_eq!(h.log.log_end_offset(), 6);
     }
 
     /// A segment older than segment.ms rolls on the next append.
     pub fn rolling_by_age<D: DiskDriver>(disk: D) {
-        let config = LogConfig {
-            segment_ms: 1000,
-            ..LogConfig::default()
-        };
+        let config = LogConfig { segment_ms: 1000, ..LogConfig::default() };
         let mut h = LogHarness::open(disk, DIR, config, T0);
         h.append(batch_of(1, 10, 0), 0).unwrap();
         h.append(batch_of(1, 10, 0), 0).unwrap();

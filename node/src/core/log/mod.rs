@@ -153,17 +153,11 @@ impl LogConfig {
             return Err(ConfigError::SegmentBytes(self.segment_bytes));
         }
         if self.retention_ms < -1 {
-            return Err(ConfigError::Retention {
-                name: "retention.ms",
-                value: self.retention_ms,
-            });
+            return Err(ConfigError::Retention { name: "retention.ms", value: self.retention_ms });
         }
         if self.retention_bytes < -1 {
             let value = self.retention_bytes;
-            return Err(ConfigError::Retention {
-                name: "retention.bytes",
-                value,
-            });
+            return Err(ConfigError::Retention { name: "retention.bytes", value });
         }
         let batch_bytes_max = (self.segment_bytes as usize).min(RECOVERY_READ_BYTES as usize);
         if self.batch_bytes_max < 61 || self.batch_bytes_max > batch_bytes_max {
@@ -540,11 +534,7 @@ impl PartitionLog {
             Some(ScanStop::Invalid { error, .. }) => return Err(error.clone().into()),
             Some(ScanStop::Incomplete { pos, needed }) => {
                 let available = records.len() - pos;
-                return Err(BatchError::Truncated {
-                    available,
-                    needed: *needed,
-                }
-                .into());
+                return Err(BatchError::Truncated { available, needed: *needed }.into());
             }
         }
         let (Some((_, first)), Some((_, last))) = (batches.first(), batches.last()) else {
@@ -553,17 +543,10 @@ impl PartitionLog {
         let info = AppendInfo {
             base_offset: first.base_offset as u64,
             last_offset: last.last_offset() as u64,
-            max_timestamp: batches
-                .iter()
-                .map(|(_, h)| h.max_timestamp)
-                .max()
-                .unwrap_or(-1),
+            max_timestamp: batches.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1),
         };
         for (position, header) in &batches {
-            if self
-                .epochs
-                .assign(header.partition_leader_epoch, header.base_offset as u64)
-            {
+            if self.epochs.assign(header.partition_leader_epoch, header.base_offset as u64) {
                 self.epochs_dirty = true;
             }
             let bytes = records.slice(*position..*position + header.total_bytes());
@@ -601,20 +584,13 @@ impl PartitionLog {
             self.roll(now, out);
         }
         let interval = self.config.index_interval_bytes;
-        let active = self
-            .segments
-            .back_mut()
-            .expect("a ready log has an active segment");
+        let active = self.segments.back_mut().expect("a ready log has an active segment");
         if active.is_empty() {
             active.created_at = now;
         }
         let position = active.size_bytes;
         active.observe_batch(position, header, interval);
-        let op = DiskOp::Append {
-            file: active.log_file.clone(),
-            pos: position,
-            data: bytes,
-        };
+        let op = DiskOp::Append { file: active.log_file.clone(), pos: position, data: bytes };
         self.log_end_offset = active.next_offset;
         let id = out.submit(op);
         self.pending.insert(id, Pending::Data);
@@ -637,19 +613,14 @@ impl PartitionLog {
         assert!(!active.sealed);
         active.sealed = true;
         let target = active.next_offset;
-        let (log_file, index_file, index) = (
-            active.log_file.clone(),
-            active.index_file.clone(),
-            active.encode_index(),
-        );
+        let (log_file, index_file, index) =
+            (active.log_file.clone(), active.index_file.clone(), active.encode_index());
         // A sealed segment is trusted at recovery without a scan, so the epochs it holds must
         // be on disk before it counts as durable.
         self.submit_durability_point(log_file, target, out);
         self.sealed_indexes.push_back((target, index_file, index));
         let segment = Segment::new(&self.dir, self.log_end_offset, now);
-        let id = out.submit(DiskOp::Create {
-            file: segment.log_file.clone(),
-        });
+        let id = out.submit(DiskOp::Create { file: segment.log_file.clone() });
         self.pending.insert(id, Pending::Data);
         self.segments.push_back(segment);
     }
@@ -657,11 +628,7 @@ impl PartitionLog {
     fn write_index_file(&mut self, file: FileName, bytes: Bytes, out: &mut impl DiskQueue) {
         for op in [
             DiskOp::Create { file: file.clone() },
-            DiskOp::Append {
-                file: file.clone(),
-                pos: 0,
-                data: bytes,
-            },
+            DiskOp::Append { file: file.clone(), pos: 0, data: bytes },
             DiskOp::Sync { file },
         ] {
             let id = out.submit(op);
@@ -681,12 +648,7 @@ impl PartitionLog {
         if self.sync_issued_offset >= self.log_end_offset && !self.epochs_dirty {
             return;
         }
-        let file = self
-            .segments
-            .back()
-            .expect("an active segment")
-            .log_file
-            .clone();
+        let file = self.segments.back().expect("an active segment").log_file.clone();
         self.submit_durability_point(file, self.log_end_offset, out);
     }
 
@@ -729,17 +691,11 @@ impl PartitionLog {
     fn write_epoch_checkpoint(&mut self, out: &mut impl DiskQueue) {
         let tmp = self.dir.join(EPOCH_CHECKPOINT_TMP);
         let mut bytes = BytesMut::new();
-        let checkpoint = EpochCheckpoint {
-            entries: self.epochs.entries().to_vec(),
-        };
+        let checkpoint = EpochCheckpoint { entries: self.epochs.entries().to_vec() };
         encode_frame(&checkpoint, &mut bytes);
         for op in [
             DiskOp::Create { file: tmp.clone() },
-            DiskOp::Append {
-                file: tmp.clone(),
-                pos: 0,
-                data: bytes.freeze(),
-            },
+            DiskOp::Append { file: tmp.clone(), pos: 0, data: bytes.freeze() },
         ] {
             let id = out.submit(op);
             self.pending.insert(id, Pending::Data);
@@ -758,10 +714,7 @@ impl PartitionLog {
         if let Err(error) = result {
             // fsyncgate: after a failed fsync the unsynced tail may be gone; only a fresh
             // recovery knows what the disk holds.
-            self.fail(LogError::Storage {
-                file: self.dir.clone(),
-                error,
-            });
+            self.fail(LogError::Storage { file: self.dir.clone(), error });
             return;
         }
         if let Some(wait) = self.syncs.iter_mut().find(|wait| wait.op == id) {
@@ -786,9 +739,7 @@ impl PartitionLog {
         let before = self.flushed_offset;
         while self.syncs.front().is_some_and(|wait| wait.done) {
             let wait = self.syncs.pop_front().expect("checked");
-            self.flushed_offset = self
-                .flushed_offset
-                .max(wait.target.min(self.log_end_offset));
+            self.flushed_offset = self.flushed_offset.max(wait.target.min(self.log_end_offset));
         }
         // An index makes recovery trust the epoch checkpoint for its segment: write none while
         // an epoch change is not yet on disk.
@@ -802,9 +753,7 @@ impl PartitionLog {
             self.write_index_file(file, bytes, out);
         }
         if self.flushed_offset > before {
-            self.events.push_back(LogEvent::Flushed {
-                offset: self.flushed_offset,
-            });
+            self.events.push_back(LogEvent::Flushed { offset: self.flushed_offset });
         }
     }
 
@@ -819,14 +768,9 @@ impl PartitionLog {
     /// [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at) for that.
     pub fn truncate_to(&mut self, offset: u64, out: &mut impl DiskQueue) -> Result<(), LogError> {
         self.check_writable()?;
-        assert!(
-            offset >= self.log_start_offset,
-            "truncating below the log start"
-        );
+        assert!(offset >= self.log_start_offset, "truncating below the log start");
         if offset >= self.log_end_offset {
-            self.events.push_back(LogEvent::Truncated {
-                offset: self.log_end_offset,
-            });
+            self.events.push_back(LogEvent::Truncated { offset: self.log_end_offset });
             return Ok(());
         }
         let index = self.segment_index_for(offset);
@@ -835,12 +779,7 @@ impl PartitionLog {
             self.apply_truncation(index, offset, 0, out);
             return Ok(());
         }
-        let job = TruncateJob {
-            offset,
-            segment_base: segment.base_offset,
-            at: None,
-            retries: 0,
-        };
+        let job = TruncateJob { offset, segment_base: segment.base_offset, at: None, retries: 0 };
         self.truncating = true;
         self.submit_truncate_read(job, out);
         Ok(())
@@ -859,9 +798,7 @@ impl PartitionLog {
             self.remove_segment_files(&segment, Pending::Data, out);
         }
         let segment = Segment::new(&self.dir, offset, now);
-        let id = out.submit(DiskOp::Create {
-            file: segment.log_file.clone(),
-        });
+        let id = out.submit(DiskOp::Create { file: segment.log_file.clone() });
         self.pending.insert(id, Pending::Data);
         self.segments.push_back(segment);
         self.log_start_offset = offset;
@@ -880,13 +817,9 @@ impl PartitionLog {
         class: Pending,
         out: &mut impl DiskQueue,
     ) {
-        let id = out.submit(DiskOp::Remove {
-            file: segment.log_file.clone(),
-        });
+        let id = out.submit(DiskOp::Remove { file: segment.log_file.clone() });
         self.pending.insert(id, class);
-        let id = out.submit(DiskOp::Remove {
-            file: segment.index_file.clone(),
-        });
+        let id = out.submit(DiskOp::Remove { file: segment.index_file.clone() });
         self.pending.insert(id, Pending::Housekeeping);
     }
 
@@ -910,10 +843,7 @@ impl PartitionLog {
             let segment = self.segments.pop_back().expect("checked");
             self.remove_segment_files(&segment, Pending::Data, out);
         }
-        let segment = self
-            .segments
-            .back_mut()
-            .expect("the segment holding the offset");
+        let segment = self.segments.back_mut().expect("the segment holding the offset");
         let was_sealed = segment.sealed;
         segment.truncate(offset, position);
         let (log_file, index_file) = (segment.log_file.clone(), segment.index_file.clone());
@@ -921,15 +851,11 @@ impl PartitionLog {
             let id = out.submit(DiskOp::Remove { file: index_file });
             self.pending.insert(id, Pending::Housekeeping);
         }
-        let id = out.submit(DiskOp::Truncate {
-            file: log_file.clone(),
-            len: position,
-        });
+        let id = out.submit(DiskOp::Truncate { file: log_file.clone(), len: position });
         self.pending.insert(id, Pending::Data);
         self.log_end_offset = offset;
         self.reset_flushed_to(offset);
-        self.sealed_indexes
-            .retain(|(target, _, _)| *target <= offset);
+        self.sealed_indexes.retain(|(target, _, _)| *target <= offset);
         if self.epochs.truncate_from_end(offset) {
             self.epochs_dirty = true;
         }
@@ -1006,10 +932,7 @@ impl PartitionLog {
         match pending {
             Pending::Data => {
                 if let Err(error) = result {
-                    self.fail(LogError::Storage {
-                        file: self.dir.clone(),
-                        error,
-                    });
+                    self.fail(LogError::Storage { file: self.dir.clone(), error });
                 }
             }
             Pending::Sync => self.complete_sync(id, result, out),
@@ -1053,32 +976,21 @@ impl PartitionLog {
             _ => return,
         };
         let event = match pending {
-            Pending::Read(_) => LogEvent::Read {
-                token,
-                result: Err(error.clone()),
-            },
-            _ => LogEvent::OffsetForTimestamp {
-                token,
-                result: Err(error.clone()),
-            },
+            Pending::Read(_) => LogEvent::Read { token, result: Err(error.clone()) },
+            _ => LogEvent::OffsetForTimestamp { token, result: Err(error.clone()) },
         };
         self.events.push_back(event);
     }
 
     /// The index of the segment holding `offset` (the last whose base is at or below it).
     fn segment_index_for(&self, offset: u64) -> usize {
-        let after = self
-            .segments
-            .partition_point(|segment| segment.base_offset <= offset);
+        let after = self.segments.partition_point(|segment| segment.base_offset <= offset);
         assert!(after > 0, "offset {offset} below the first segment");
         after - 1
     }
 
     fn segment_by_base(&self, base: u64) -> Option<&Segment> {
-        let index = self
-            .segments
-            .binary_search_by_key(&base, |s| s.base_offset)
-            .ok()?;
+        let index = self.segments.binary_search_by_key(&base, |s| s.base_offset).ok()?;
         Some(&self.segments[index])
     }
 
@@ -1089,35 +1001,17 @@ impl PartitionLog {
         }
         let first = self.segments.front().expect("a ready log has a segment");
         let last = self.segments.back().expect("a ready log has a segment");
-        assert_eq!(
-            first.base_offset, self.log_start_offset,
-            "log start is the first segment"
-        );
-        assert_eq!(
-            last.next_offset, self.log_end_offset,
-            "log end is the active segment's end"
-        );
-        assert!(
-            self.log_start_offset <= self.flushed_offset,
-            "flushed below the log start"
-        );
-        assert!(
-            self.flushed_offset <= self.log_end_offset,
-            "flushed beyond the log end"
-        );
+        assert_eq!(first.base_offset, self.log_start_offset, "log start is the first segment");
+        assert_eq!(last.next_offset, self.log_end_offset, "log end is the active segment's end");
+        assert!(self.log_start_offset <= self.flushed_offset, "flushed below the log start");
+        assert!(self.flushed_offset <= self.log_end_offset, "flushed beyond the log end");
         assert!(!last.sealed, "the active segment is not sealed");
         for pair in self.segments.iter().collect::<Vec<_>>().windows(2) {
-            assert_eq!(
-                pair[0].next_offset, pair[1].base_offset,
-                "segments are contiguous"
-            );
+            assert_eq!(pair[0].next_offset, pair[1].base_offset, "segments are contiguous");
             assert!(pair[0].sealed, "only the last segment is active");
         }
         if let Some(last_epoch) = self.epochs.entries().last() {
-            assert!(
-                last_epoch.start_offset <= self.log_end_offset,
-                "epoch beyond log end"
-            );
+            assert!(last_epoch.start_offset <= self.log_end_offset, "epoch beyond log end");
         }
     }
 }

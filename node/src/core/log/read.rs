@@ -51,11 +51,7 @@ enum Collected {
     Batches(std::ops::Range<usize>),
     /// The wanted batch is cut by the end of the buffer: read `len` bytes from `position`,
     /// where the batch with base offset `base` starts.
-    ReadMore {
-        position: usize,
-        base: u64,
-        len: usize,
-    },
+    ReadMore { position: usize, base: u64, len: usize },
     /// A batch at `position` failed its check.
     Corrupt { position: usize },
 }
@@ -112,10 +108,7 @@ impl PartitionLog {
         let Some(segment) = self.segment_by_base(job.segment_base) else {
             // Retention or truncation removed the segment while the read was in flight.
             let error = self.out_of_range(job.offset);
-            self.events.push_back(LogEvent::Read {
-                token: job.token,
-                result: Err(error),
-            });
+            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
             return;
         };
         let len = wanted.min(segment.size_bytes.saturating_sub(job.at.position));
@@ -137,39 +130,24 @@ impl PartitionLog {
         let bytes = match self.read_bytes(job.segment_base, result) {
             Ok(bytes) => bytes,
             Err(error) => {
-                self.events.push_back(LogEvent::Read {
-                    token: job.token,
-                    result: Err(error),
-                });
+                self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
                 return;
             }
         };
         if bytes.is_empty() {
             // The file is shorter than the log knows it to be: something lost its tail.
             let error = self.corrupt(job.segment_base, job.at.position);
-            self.events.push_back(LogEvent::Read {
-                token: job.token,
-                result: Err(error),
-            });
+            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
             return;
         }
         match collect(&bytes, &job, &self.config, &self.epochs) {
             Collected::Batches(range) => {
                 let result = Ok(bytes.slice(range));
-                self.events.push_back(LogEvent::Read {
-                    token: job.token,
-                    result,
-                });
+                self.events.push_back(LogEvent::Read { token: job.token, result });
             }
-            Collected::ReadMore {
-                position,
-                base,
-                len,
-            } => {
-                job.at = IndexHit {
-                    position: job.at.position + position as u64,
-                    base_offset: base,
-                };
+            Collected::ReadMore { position, base, len } => {
+                job.at =
+                    IndexHit { position: job.at.position + position as u64, base_offset: base };
                 let wanted = (len as u64).max(u64::from(job.max_bytes));
                 self.submit_fetch_read(job, wanted, out);
             }
@@ -180,10 +158,7 @@ impl PartitionLog {
                     self.submit_fetch_read(job, wanted, out);
                 } else {
                     let error = self.corrupt(job.segment_base, job.at.position + position as u64);
-                    self.events.push_back(LogEvent::Read {
-                        token: job.token,
-                        result: Err(error),
-                    });
+                    self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
                 }
             }
         }
@@ -245,19 +220,12 @@ impl PartitionLog {
     fn submit_seek_read(&mut self, job: SeekJob, out: &mut impl DiskQueue) {
         let Some(segment) = self.segment_by_base(job.segment_base) else {
             let result = Err(self.out_of_range(job.segment_base));
-            self.events.push_back(LogEvent::OffsetForTimestamp {
-                token: job.token,
-                result,
-            });
+            self.events.push_back(LogEvent::OffsetForTimestamp { token: job.token, result });
             return;
         };
         let remaining = segment.size_bytes.saturating_sub(job.at.position);
         let len = u64::from(RECOVERY_READ_BYTES).min(remaining) as u32;
-        let op = DiskOp::Read {
-            file: segment.log_file.clone(),
-            pos: job.at.position,
-            len,
-        };
+        let op = DiskOp::Read { file: segment.log_file.clone(), pos: job.at.position, len };
         let id = out.submit(op);
         self.pending.insert(id, Pending::Seek(job));
     }
@@ -272,10 +240,7 @@ impl PartitionLog {
         let bytes = match self.read_bytes(job.segment_base, result) {
             Ok(bytes) => bytes,
             Err(error) => {
-                self.events.push_back(LogEvent::OffsetForTimestamp {
-                    token,
-                    result: Err(error),
-                });
+                self.events.push_back(LogEvent::OffsetForTimestamp { token, result: Err(error) });
                 return;
             }
         };
@@ -287,18 +252,14 @@ impl PartitionLog {
             if header.max_timestamp >= job.timestamp {
                 let found = first_record_at_or_after(&bytes[position..], &header, job.timestamp);
                 let result = Ok(Some(found));
-                self.events
-                    .push_back(LogEvent::OffsetForTimestamp { token, result });
+                self.events.push_back(LogEvent::OffsetForTimestamp { token, result });
                 return;
             }
         }
         match scan.stop {
             Some(Stop::Damaged { position }) if job.retries >= READ_RETRIES_MAX => {
                 let error = self.corrupt(job.segment_base, job.at.position + position as u64);
-                self.events.push_back(LogEvent::OffsetForTimestamp {
-                    token,
-                    result: Err(error),
-                });
+                self.events.push_back(LogEvent::OffsetForTimestamp { token, result: Err(error) });
             }
             Some(Stop::Damaged { position }) => {
                 job.retries += 1;
@@ -337,10 +298,7 @@ impl PartitionLog {
             }
             None => {
                 let token = job.token;
-                self.events.push_back(LogEvent::OffsetForTimestamp {
-                    token,
-                    result: Ok(None),
-                });
+                self.events.push_back(LogEvent::OffsetForTimestamp { token, result: Ok(None) });
             }
         }
     }
@@ -348,25 +306,13 @@ impl PartitionLog {
     // ----- locating a truncation point -----
 
     pub(super) fn submit_truncate_read(&mut self, job: TruncateJob, out: &mut impl DiskQueue) {
-        let segment = self
-            .segment_by_base(job.segment_base)
-            .expect("truncation holds the log");
+        let segment = self.segment_by_base(job.segment_base).expect("truncation holds the log");
         let at = job.at.unwrap_or_else(|| segment.locate_offset(job.offset));
         let remaining = segment.size_bytes.saturating_sub(at.position);
         let len = u64::from(RECOVERY_READ_BYTES).min(remaining) as u32;
-        let op = DiskOp::Read {
-            file: segment.log_file.clone(),
-            pos: at.position,
-            len,
-        };
+        let op = DiskOp::Read { file: segment.log_file.clone(), pos: at.position, len };
         let id = out.submit(op);
-        self.pending.insert(
-            id,
-            Pending::Truncate(TruncateJob {
-                at: Some(at),
-                ..job
-            }),
-        );
+        self.pending.insert(id, Pending::Truncate(TruncateJob { at: Some(at), ..job }));
     }
 
     pub(super) fn complete_truncate_read(
@@ -383,10 +329,7 @@ impl PartitionLog {
         let mut scan = Verified::new(&bytes, at.base_offset, &self.epochs, &self.config);
         for (position, header) in scan.by_ref() {
             if header.last_offset() as u64 >= job.offset {
-                let index = self
-                    .segments
-                    .iter()
-                    .position(|s| s.base_offset == job.segment_base);
+                let index = self.segments.iter().position(|s| s.base_offset == job.segment_base);
                 let index = index.expect("the segment is held while truncating");
                 let cut = at.position + position as u64;
                 self.apply_truncation(index, header.base_offset as u64, cut, out);
@@ -447,12 +390,7 @@ impl<'a> Verified<'a> {
         config: &super::LogConfig,
     ) -> Verified<'a> {
         let scan = BatchScan::new(bytes, config.batch_bytes_max);
-        Verified {
-            scan,
-            expected: base_offset,
-            epochs,
-            stop: None,
-        }
+        Verified { scan, expected: base_offset, epochs, stop: None }
     }
 }
 
@@ -534,17 +472,9 @@ fn collect(
         Some(Stop::Incomplete { position }) => {
             let needed = super::batch::BatchHeader::parse(&bytes[position..])
                 .map_or(super::batch::BATCH_HEADER_BYTES, |h| h.total_bytes());
-            Collected::ReadMore {
-                position,
-                base: scan.expected,
-                len: needed,
-            }
+            Collected::ReadMore { position, base: scan.expected, len: needed }
         }
         // The buffer ended on a batch boundary before the offset: read on from there.
-        None => Collected::ReadMore {
-            position: bytes.len(),
-            base: scan.expected,
-            len: 0,
-        },
+        None => Collected::ReadMore { position: bytes.len(), base: scan.expected, len: 0 },
     }
 }

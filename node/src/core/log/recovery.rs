@@ -84,11 +84,8 @@ pub(super) struct Recovery {
 
 impl Recovery {
     pub(super) fn start(log: &mut PartitionLog, out: &mut impl DiskQueue) -> Recovery {
-        let id = out.submit(DiskOp::List {
-            dir: log.dir.clone(),
-        });
-        log.pending
-            .insert(id, Pending::Recovery(RecoveryStep::List));
+        let id = out.submit(DiskOp::List { dir: log.dir.clone() });
+        log.pending.insert(id, Pending::Recovery(RecoveryStep::List));
         Recovery::default()
     }
 }
@@ -191,12 +188,7 @@ impl PartitionLog {
         let orphans: Vec<u64> = recovery
             .indexes
             .keys()
-            .filter(|&&base| {
-                recovery
-                    .files
-                    .binary_search_by_key(&base, |(b, _)| *b)
-                    .is_err()
-            })
+            .filter(|&&base| recovery.files.binary_search_by_key(&base, |(b, _)| *b).is_err())
             .copied()
             .collect();
         for base in orphans {
@@ -234,18 +226,11 @@ impl PartitionLog {
                 return true;
             }
         }
-        let index_len = recovery
-            .indexes
-            .get(&base)
-            .filter(|_| recovery.checkpoint.is_some());
+        let index_len = recovery.indexes.get(&base).filter(|_| recovery.checkpoint.is_some());
         if let Some(&index_len) = index_len {
             let file = super::segment::index_file_name(&self.dir, base);
             let len = u32::try_from(index_len).unwrap_or(u32::MAX);
-            self.recovery_submit(
-                DiskOp::Read { file, pos: 0, len },
-                RecoveryStep::ReadIndex,
-                out,
-            );
+            self.recovery_submit(DiskOp::Read { file, pos: 0, len }, RecoveryStep::ReadIndex, out);
             return false;
         }
         recovery.scan = Some(Scan {
@@ -274,12 +259,8 @@ impl PartitionLog {
             Err(error) => {
                 tracing::info!(dir = %self.dir, base, %error, "rebuilding a segment index");
                 let segment = Segment::new(&self.dir, base, now);
-                recovery.scan = Some(Scan {
-                    segment,
-                    file_len: len,
-                    retries: 0,
-                    outcomes: Vec::new(),
-                });
+                recovery.scan =
+                    Some(Scan { segment, file_len: len, retries: 0, outcomes: Vec::new() });
                 self.recovery_scan_next(now, recovery, out)
             }
         }
@@ -300,15 +281,7 @@ impl PartitionLog {
         }
         let len = u64::from(RECOVERY_READ_BYTES).min(scan.file_len - position) as u32;
         let file = scan.segment.log_file.clone();
-        self.recovery_submit(
-            DiskOp::Read {
-                file,
-                pos: position,
-                len,
-            },
-            RecoveryStep::Scan,
-            out,
-        );
+        self.recovery_submit(DiskOp::Read { file, pos: position, len }, RecoveryStep::Scan, out);
         false
     }
 
@@ -336,12 +309,9 @@ impl PartitionLog {
                 misplaced = true;
                 break;
             }
-            scan.segment
-                .observe_batch(start + position as u64, &header, interval);
+            scan.segment.observe_batch(start + position as u64, &header, interval);
             if last_epoch != Some(epoch) {
-                recovery
-                    .scanned_epochs
-                    .push((epoch, header.base_offset as u64));
+                recovery.scanned_epochs.push((epoch, header.base_offset as u64));
             }
         }
         let valid_end = scan.segment.size_bytes;
@@ -358,11 +328,7 @@ impl PartitionLog {
             // Damage agrees only when the damaged bytes are the same: a torn or corrupt tail is,
             // two different flips in one batch are not.
             let damaged_bytes = &bytes[(valid_end - start) as usize..];
-            let fingerprint = if damaged {
-                crc32c::crc32c(damaged_bytes)
-            } else {
-                0
-            };
+            let fingerprint = if damaged { crc32c::crc32c(damaged_bytes) } else { 0 };
             let outcome = ReadOutcome {
                 valid_end,
                 epoch_changes: changes.to_vec(),
@@ -398,11 +364,7 @@ impl PartitionLog {
         cut: bool,
         out: &mut impl DiskQueue,
     ) -> bool {
-        let Scan {
-            mut segment,
-            file_len,
-            ..
-        } = recovery.scan.take().expect("a scan");
+        let Scan { mut segment, file_len, .. } = recovery.scan.take().expect("a scan");
         let next_base = recovery.files.get(recovery.next + 1).map(|(base, _)| *base);
         // A segment that does not run up to the next file's base (its tail was lost) ends the
         // log: what follows would leave a gap in the offsets.
@@ -413,17 +375,12 @@ impl PartitionLog {
             tracing::warn!(dir = %self.dir, file = %segment.log_file, valid, file_len, "cutting a torn or damaged tail");
             recovery.truncated_bytes += file_len - valid;
             self.recovery_drop_from(recovery, recovery.next + 1, out);
-            let id = out.submit(DiskOp::Truncate {
-                file: segment.log_file.clone(),
-                len: valid,
-            });
+            let id = out.submit(DiskOp::Truncate { file: segment.log_file.clone(), len: valid });
             self.pending.insert(id, Pending::Data);
         }
         // A process crash leaves unsynced bytes readable in the page cache: make them durable
         // before counting them as flushed.
-        let id = out.submit(DiskOp::Sync {
-            file: segment.log_file.clone(),
-        });
+        let id = out.submit(DiskOp::Sync { file: segment.log_file.clone() });
         self.pending.insert(id, Pending::Sync);
         self.syncs.push_back(SyncWait {
             op: id,
@@ -433,22 +390,14 @@ impl PartitionLog {
             installs_checkpoint: false,
         });
         recovery.scanned_syncs.push((id, segment.base_offset));
-        recovery
-            .scanned_ranges
-            .push((segment.base_offset, segment.next_offset));
+        recovery.scanned_ranges.push((segment.base_offset, segment.next_offset));
         let had_index = recovery.indexes.contains_key(&segment.base_offset);
         if !cut && !is_last {
             segment.sealed = true;
             let index = segment.encode_index();
-            self.sealed_indexes
-                .push_back((segment.next_offset, segment.index_file.clone(), index));
+            self.sealed_indexes.push_back((segment.next_offset, segment.index_file.clone(), index));
         } else if had_index {
-            self.housekeep(
-                DiskOp::Remove {
-                    file: segment.index_file.clone(),
-                },
-                out,
-            );
+            self.housekeep(DiskOp::Remove { file: segment.index_file.clone() }, out);
         }
         recovery.loaded.push(segment);
         recovery.next += 1;
@@ -479,10 +428,7 @@ impl PartitionLog {
 
     fn recovery_finish(&mut self, now: Instant, recovery: Recovery, out: &mut impl DiskQueue) {
         let mut segments = recovery.loaded;
-        if let Some(last) = segments
-            .last_mut()
-            .filter(|last| last.sealed && last.is_empty())
-        {
+        if let Some(last) = segments.last_mut().filter(|last| last.sealed && last.is_empty()) {
             // An empty sealed segment (only a damaged history makes one): reopen it as the
             // active segment rather than create a second file at the same base offset.
             last.sealed = false;
@@ -493,9 +439,7 @@ impl PartitionLog {
         if needs_active {
             let base = segments.last().map_or(0, |last| last.next_offset);
             let segment = Segment::new(&self.dir, base, now);
-            let id = out.submit(DiskOp::Create {
-                file: segment.log_file.clone(),
-            });
+            let id = out.submit(DiskOp::Create { file: segment.log_file.clone() });
             self.pending.insert(id, Pending::Data);
             segments.push(segment);
         }
@@ -506,15 +450,9 @@ impl PartitionLog {
         // Everything before the first scanned segment was trusted through its index (it was
         // synced before its index was written); each scanned segment's sync makes the log
         // durable up to the next scanned segment.
-        self.flushed_offset = recovery
-            .scanned_syncs
-            .first()
-            .map_or(self.log_end_offset, |s| s.1);
+        self.flushed_offset = recovery.scanned_syncs.first().map_or(self.log_end_offset, |s| s.1);
         for (i, (id, _)) in recovery.scanned_syncs.iter().enumerate() {
-            let target = recovery
-                .scanned_syncs
-                .get(i + 1)
-                .map_or(self.log_end_offset, |s| s.1);
+            let target = recovery.scanned_syncs.get(i + 1).map_or(self.log_end_offset, |s| s.1);
             if let Some(wait) = self.syncs.iter_mut().find(|wait| wait.op == *id) {
                 wait.target = target;
             }
@@ -558,22 +496,13 @@ fn rebuild_epochs(
     log_start_offset: u64,
     log_end_offset: u64,
 ) -> LeaderEpochCache {
-    let scanned = |offset: u64| {
-        scanned_ranges
-            .iter()
-            .any(|&(b, n)| b <= offset && offset < n)
-    };
+    let scanned = |offset: u64| scanned_ranges.iter().any(|&(b, n)| b <= offset && offset < n);
     let mut entries: Vec<EpochEntry> = stored
         .iter()
         .filter(|entry| !scanned(entry.start_offset))
         .copied()
         .chain(
-            scanned_epochs
-                .iter()
-                .map(|&(epoch, start_offset)| EpochEntry {
-                    epoch,
-                    start_offset,
-                }),
+            scanned_epochs.iter().map(|&(epoch, start_offset)| EpochEntry { epoch, start_offset }),
         )
         .filter(|entry| entry.start_offset <= log_end_offset)
         .collect();

@@ -161,25 +161,17 @@ impl Segment {
         index_interval_bytes: u32,
     ) {
         assert_eq!(position, self.size_bytes, "batches are appended at the end");
-        assert_eq!(
-            header.base_offset as u64, self.next_offset,
-            "offsets are dense"
-        );
+        assert_eq!(header.base_offset as u64, self.next_offset, "offsets are dense");
         let relative_offset = u32::try_from(self.next_offset - self.base_offset)
             .expect("segments roll before relative offsets overflow");
         let position_u32 = u32::try_from(position).expect("segments are under 4 GiB");
         let first = self.offset_index.is_empty();
         if first || self.bytes_since_index_entry >= u64::from(index_interval_bytes) {
-            self.offset_index.push(OffsetEntry {
-                relative_offset,
-                position: position_u32,
-            });
+            self.offset_index.push(OffsetEntry { relative_offset, position: position_u32 });
             self.bytes_since_index_entry = 0;
             if header.max_timestamp > self.max_timestamp {
-                self.time_index.push(TimeEntry {
-                    timestamp: header.max_timestamp,
-                    relative_offset,
-                });
+                self.time_index
+                    .push(TimeEntry { timestamp: header.max_timestamp, relative_offset });
             }
         }
         self.bytes_since_index_entry += header.total_bytes() as u64;
@@ -192,18 +184,14 @@ impl Segment {
     /// finds the batch holding `offset`.
     pub fn locate_offset(&self, offset: u64) -> IndexHit {
         let relative = offset.saturating_sub(self.base_offset);
-        let at = self
-            .offset_index
-            .partition_point(|entry| u64::from(entry.relative_offset) <= relative);
+        let at =
+            self.offset_index.partition_point(|entry| u64::from(entry.relative_offset) <= relative);
         match at.checked_sub(1) {
             Some(i) => IndexHit {
                 position: u64::from(self.offset_index[i].position),
                 base_offset: self.base_offset + u64::from(self.offset_index[i].relative_offset),
             },
-            None => IndexHit {
-                position: 0,
-                base_offset: self.base_offset,
-            },
+            None => IndexHit { position: 0, base_offset: self.base_offset },
         }
     }
 
@@ -212,18 +200,13 @@ impl Segment {
     pub fn locate_timestamp(&self, timestamp: i64) -> IndexHit {
         // The last entry whose running maximum is still below the target: every batch before
         // it is below the target too.
-        let at = self
-            .time_index
-            .partition_point(|entry| entry.timestamp < timestamp);
+        let at = self.time_index.partition_point(|entry| entry.timestamp < timestamp);
         match at.checked_sub(1) {
             Some(i) => {
                 let offset = self.base_offset + u64::from(self.time_index[i].relative_offset);
                 self.locate_offset(offset)
             }
-            None => IndexHit {
-                position: 0,
-                base_offset: self.base_offset,
-            },
+            None => IndexHit { position: 0, base_offset: self.base_offset },
         }
     }
 
@@ -233,10 +216,8 @@ impl Segment {
         assert!(position <= self.size_bytes);
         assert!(offset >= self.base_offset && offset <= self.next_offset);
         let relative = offset - self.base_offset;
-        self.offset_index
-            .retain(|entry| u64::from(entry.relative_offset) < relative);
-        self.time_index
-            .retain(|entry| u64::from(entry.relative_offset) < relative);
+        self.offset_index.retain(|entry| u64::from(entry.relative_offset) < relative);
+        self.time_index.retain(|entry| u64::from(entry.relative_offset) < relative);
         self.max_timestamp = self.time_index.last().map_or(-1, |entry| entry.timestamp);
         self.size_bytes = position;
         self.next_offset = offset;
@@ -254,11 +235,7 @@ impl Segment {
             next_offset: self.next_offset,
             size_bytes: self.size_bytes,
             max_timestamp: self.max_timestamp,
-            index_relative_offsets: self
-                .offset_index
-                .iter()
-                .map(|e| e.relative_offset)
-                .collect(),
+            index_relative_offsets: self.offset_index.iter().map(|e| e.relative_offset).collect(),
             index_positions: self.offset_index.iter().map(|e| e.position).collect(),
             time_timestamps: self.time_index.iter().map(|e| e.timestamp).collect(),
             time_relative_offsets: self.time_index.iter().map(|e| e.relative_offset).collect(),
@@ -298,19 +275,13 @@ impl Segment {
             .index_relative_offsets
             .iter()
             .zip(&file.index_positions)
-            .map(|(&relative_offset, &position)| OffsetEntry {
-                relative_offset,
-                position,
-            })
+            .map(|(&relative_offset, &position)| OffsetEntry { relative_offset, position })
             .collect();
         segment.time_index = file
             .time_timestamps
             .iter()
             .zip(&file.time_relative_offsets)
-            .map(|(&timestamp, &relative_offset)| TimeEntry {
-                timestamp,
-                relative_offset,
-            })
+            .map(|(&timestamp, &relative_offset)| TimeEntry { timestamp, relative_offset })
             .collect();
         let span = segment.next_offset - base_offset;
         let ordered =
@@ -407,33 +378,19 @@ mod tests {
     fn truncation_drops_later_entries() {
         let mut segment = filled();
         let position = segment.locate_offset(150).position;
-        let entry = segment
-            .offset_index()
-            .iter()
-            .find(|e| u64::from(e.position) == position);
+        let entry = segment.offset_index().iter().find(|e| u64::from(e.position) == position);
         let offset = 100 + u64::from(entry.unwrap().relative_offset);
         segment.truncate(offset, position);
         assert_eq!(segment.next_offset, offset);
-        assert!(
-            segment
-                .offset_index()
-                .iter()
-                .all(|e| u64::from(e.relative_offset) < offset - 100)
-        );
+        assert!(segment.offset_index().iter().all(|e| u64::from(e.relative_offset) < offset - 100));
         assert!(!segment.sealed);
     }
 
     #[test]
     fn file_names_parse() {
         let dir = FileName::new("t-0");
-        assert_eq!(
-            log_file_name(&dir, 7).as_str(),
-            "t-0/00000000000000000007.log"
-        );
-        assert_eq!(
-            parse_file_name("00000000000000000007.log"),
-            Some((7, "log"))
-        );
+        assert_eq!(log_file_name(&dir, 7).as_str(), "t-0/00000000000000000007.log");
+        assert_eq!(parse_file_name("00000000000000000007.log"), Some((7, "log")));
         assert_eq!(parse_file_name("7.log"), None);
         assert_eq!(parse_file_name("leader-epoch-checkpoint"), None);
     }
