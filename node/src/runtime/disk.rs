@@ -36,7 +36,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::core::io::{DirEntry, DiskDriver, DiskError, DiskOk, DiskOp, DiskResult, FileName};
 
@@ -55,7 +55,16 @@ pub struct FileDisk {
     open_files_max: usize,
     /// Counts uses of cached handles, to find the least recently used one.
     clock: u64,
+    /// Read buffers, reused once every reader has dropped its bytes: a steady stream of reads
+    /// then neither page-faults fresh memory nor zero-fills a buffer for every read.
+    read_buffers: Vec<Bytes>,
 }
+
+/// Reads up to this size use a pooled buffer of this size (a fetch of Kafka's default
+/// `max.partition.fetch.bytes`, 1 MiB, plus an index interval, fits); larger reads allocate.
+const READ_BUFFER_BYTES: usize = 2 << 20;
+/// Pooled read buffers kept at most; more reads in flight than this allocate.
+const READ_BUFFERS_MAX: usize = 32;
 
 #[derive(Debug)]
 struct OpenFile {
@@ -81,7 +90,13 @@ impl FileDisk {
         assert!(open_files_max > 0, "a file disk must be able to keep one file open");
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(FileDisk { root, open: HashMap::new(), open_files_max, clock: 0 })
+        Ok(FileDisk {
+            root,
+            open: HashMap::new(),
+            open_files_max,
+            clock: 0,
+            read_buffers: Vec::new(),
+        })
     }
 
     /// The root directory every [`FileName`] is relative to.
@@ -184,24 +199,32 @@ impl FileDisk {
     }
 
     fn read(&mut self, name: &FileName, pos: u64, len: u32) -> io::Result<DiskOk> {
-        let file = self.file(name)?;
-        let end = file.metadata()?.len();
-        // Allocate only what the file can give, so a large read near the end of the file
+        let end = self.file(name)?.metadata()?.len();
+        // Take only what the file can give, so a large read near the end of the file
         // (recovery reads 8 MiB at a time) does not hold a mostly empty buffer.
-        let want = u64::from(len).min(end.saturating_sub(pos));
-        let mut buf = vec![0u8; usize::try_from(want).expect("at most u32::MAX bytes")];
-        let mut filled = 0;
-        // Bounded: every turn reads at least one byte or stops.
-        while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], pos + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+        let want = usize::try_from(u64::from(len).min(end.saturating_sub(pos)))
+            .expect("at most u32::MAX bytes");
+        let mut buffer = self.take_read_buffer(want);
+        let filled = read_fully(self.file(name)?, &mut buffer[..want], pos)?;
+        let buffer = buffer.freeze();
+        if buffer.len() == READ_BUFFER_BYTES && self.read_buffers.len() < READ_BUFFERS_MAX {
+            self.read_buffers.push(buffer.clone());
+        }
+        Ok(DiskOk::Data(buffer.slice(..filled)))
+    }
+
+    /// A buffer of at least `len` initialised bytes: a pooled one no reader holds any more,
+    /// or a new one.
+    fn take_read_buffer(&mut self, len: usize) -> BytesMut {
+        if len <= READ_BUFFER_BYTES {
+            for i in 0..self.read_buffers.len() {
+                if self.read_buffers[i].is_unique() {
+                    let pooled = self.read_buffers.swap_remove(i);
+                    return pooled.try_into_mut().expect("checked unique");
+                }
             }
         }
-        buf.truncate(filled);
-        Ok(DiskOk::Data(Bytes::from(buf)))
+        BytesMut::zeroed(len.max(READ_BUFFER_BYTES))
     }
 
     fn truncate(&mut self, name: &FileName, len: u64) -> io::Result<DiskOk> {
@@ -287,6 +310,22 @@ impl DiskDriver for FileDisk {
             DiskOp::List { dir } => self.list(dir).map_err(|e| map_error("list", dir, e)),
         }
     }
+}
+
+/// Reads into all of `buf` from byte `pos` of `file`, stopping early only at the end of the
+/// file; returns the bytes read.
+fn read_fully(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    // Bounded: every turn reads at least one byte or stops.
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Makes the entries of directory `dir` durable.
@@ -395,14 +434,30 @@ mod tests {
     }
 
     #[test]
-    fn read_allocates_only_the_bytes_read() {
+    fn reused_read_buffers_return_only_what_was_read() {
         let (_dir, mut disk) = disk();
         create(&mut disk, "f");
-        append(&mut disk, "f", 0, b"abc").unwrap();
-        let Ok(DiskOk::Data(bytes)) = read(&mut disk, "f", 0, 8 << 20) else { panic!() };
-        assert_eq!(&bytes[..], b"abc");
-        // `Bytes::from(Vec)` keeps the vector's allocation; it was sized to the file.
-        assert!(Vec::from(bytes).capacity() < 64);
+        let sevens = Bytes::from(vec![7u8; 5000]);
+        disk.execute(DiskOp::Append { file: name("f"), pos: 0, data: sevens }).unwrap();
+        let Ok(DiskOk::Data(long)) = read(&mut disk, "f", 0, 5000) else { panic!() };
+        assert_eq!(&long[..], &[7u8; 5000][..]);
+        // While the first read's bytes are held, a second read gets another buffer.
+        let Ok(DiskOk::Data(short)) = read(&mut disk, "f", 4990, 100) else { panic!() };
+        assert_eq!(&short[..], &[7u8; 10][..]);
+        drop((long, short));
+        // Both buffers are free again: the next read reuses one, and the stale bytes it held
+        // beyond the read are not part of the answer.
+        create(&mut disk, "g");
+        append(&mut disk, "g", 0, b"abc").unwrap();
+        assert_eq!(read(&mut disk, "g", 0, 100), data(b"abc"));
+        assert_eq!(disk.read_buffers.len(), 2, "pooled, not leaked");
+        // A read larger than a pooled buffer gets its own, which is not pooled.
+        let ones = Bytes::from(vec![1u8; READ_BUFFER_BYTES]);
+        disk.execute(DiskOp::Append { file: name("g"), pos: 3, data: ones }).unwrap();
+        let big = READ_BUFFER_BYTES as u32 + 3;
+        let Ok(DiskOk::Data(all)) = read(&mut disk, "g", 0, big) else { panic!() };
+        assert_eq!(all.len(), big as usize);
+        assert_eq!(disk.read_buffers.len(), 2);
     }
 
     #[test]
