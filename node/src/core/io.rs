@@ -9,9 +9,15 @@
 //!   one `fdatasync` (group commit), but an op never observes the effect of a later op, and
 //!   every op observes the effects of all earlier ones.
 //! - **Durability.** Nothing written is durable until a `Sync` of that file completed with
-//!   `Ok`. A `Rename` or `Remove` that completed with `Ok` is durable (the driver syncs the
-//!   directory). A failed `Sync` means the unsynced writes of that file may be gone
-//!   (fsyncgate: Linux may drop the dirty pages and report the error only once).
+//!   `Ok`. A `Create`, `Rename` or `Remove` that completed with `Ok` is durable (the driver
+//!   syncs the file and its directory); a `Rename` does not sync the data of the file it
+//!   moves. A failed `Sync` means the file's unsynced tail is unknown: Linux may drop the dirty
+//!   pages and report the error only once, and later reads may or may not return the lost
+//!   bytes (fsyncgate). The core relies on neither: it stops trusting the file and recovers.
+//!   A `Sync` never fails with `NoSpace` (a driver reports ENOSPC on writeback as `Io`).
+//! - **Appends** write at the end of the file: `pos` is always the file's current length. A
+//!   driver that hits ENOSPC part-way may cut the file back to `pos`, so that a `NoSpace`
+//!   append wrote nothing.
 //! - **Reads** return up to `len` bytes; fewer only at the end of the file. The bytes may be
 //!   corrupt: the core verifies checksums and never trusts them blindly.
 //!
@@ -81,7 +87,7 @@ pub enum DiskOp {
         /// The file to create.
         file: FileName,
     },
-    /// Write `data` at byte `pos` of `file`. `pos` is never beyond the file's length: the core
+    /// Write `data` at byte `pos` of `file`, which is the file's current length: the core
     /// tracks lengths and appends at the end, so this is an append with its position stated.
     Append {
         /// The file to write to; it exists.
