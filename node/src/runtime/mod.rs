@@ -1,3 +1,9 @@
 //! The tokio driver of the core: real files, sockets and timers.
+//!
+//! - [`disk`]: `FileDisk`, the disk ops on real files.
+//! - [`executor`]: the thread that runs disk ops in order, with group commit.
+//! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
 
 pub mod disk;
+pub mod driver;
+pub mod executor;
