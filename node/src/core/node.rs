@@ -316,6 +316,7 @@ pub struct Node {
     outputs: VecDeque<Output>,
     timers: TimerTable<Timer>,
     flush_wanted: BTreeSet<PartitionId>,
+    shutting_down: bool,
 }
 
 impl Node {
@@ -334,6 +335,7 @@ impl Node {
             outputs: VecDeque::new(),
             timers: TimerTable::default(),
             flush_wanted: BTreeSet::new(),
+            shutting_down: false,
         };
         node.submit_node_op(
             DiskOp::List { dir: FileName::new(PARTITIONS_DIR) },
@@ -364,6 +366,25 @@ impl Node {
     /// The node's random generator (for components that need randomness).
     pub fn rng(&mut self) -> &mut CoreRng {
         &mut self.rng
+    }
+
+    /// Whether every disk op the node issued has completed and nothing waits to be flushed:
+    /// after [`Node::begin_shutdown`], the moment a driver may stop.
+    pub fn is_quiescent(&self) -> bool {
+        self.op_owners.is_empty() && self.node_ops.is_empty() && self.flush_wanted.is_empty()
+    }
+
+    // ----- mutators -----
+
+    /// Starts a clean stop: produces are refused from now on (with a retriable error), and
+    /// every partition with unflushed data is flushed, so that producers waiting on a flush
+    /// get their answer and a restart recovers without a torn tail. The driver keeps feeding
+    /// the node until [`Node::is_quiescent`].
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        let unflushed = self.partitions.iter().filter(|(_, p)| p.log.needs_flush());
+        let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
+        self.flush_wanted.extend(ids);
     }
 
     // ----- inputs -----
@@ -516,6 +537,12 @@ impl Node {
         acks: Acks,
         batch: BytesMut,
     ) {
+        if self.shutting_down {
+            if acks != Acks::None {
+                self.fail(conn, id, RequestError::NotReady(partition_id));
+            }
+            return;
+        }
         let Some(partition) = self.partitions.get_mut(&partition_id) else {
             if acks != Acks::None {
                 self.fail(conn, id, RequestError::UnknownPartition(partition_id));
@@ -975,6 +1002,35 @@ mod tests {
         assert_eq!(PartitionId::from_dir_name("-3"), None);
         assert_eq!(PartitionId::from_dir_name("t-x"), None);
         assert_eq!(PartitionId::from_dir_name("t--1"), Some(PartitionId::new("t-", 1)));
+    }
+
+    #[test]
+    fn shutdown_flushes_and_refuses_new_writes() {
+        let (mut node, id) = with_partition(Durability::Replicate);
+        produce(&mut node, &id, 2, Acks::All);
+        let appended = drain(&mut node);
+        assert_eq!(appended.len(), 2, "an append and its answer");
+        let Output::Disk { id: append, .. } = appended[0] else { panic!() };
+        node.handle_disk(T0, append, Ok(DiskOk::Done));
+        assert!(node.is_quiescent());
+        node.begin_shutdown();
+        assert!(!node.is_quiescent(), "the unflushed append waits for a flush");
+        produce(&mut node, &id, 3, Acks::All);
+        let mut pending: VecDeque<Output> = drain(&mut node).into();
+        let mut refused = 0;
+        while let Some(output) = pending.pop_front() {
+            match output {
+                Output::Disk { id, .. } => node.handle_disk(T0, id, Ok(DiskOk::Done)),
+                Output::Reply { response: Response::Error(RequestError::NotReady(_)), .. } => {
+                    refused += 1
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            pending.extend(drain(&mut node));
+        }
+        assert_eq!(refused, 1);
+        assert!(node.is_quiescent());
+        assert_eq!(node.partition(&id).unwrap().flushed_offset(), 1);
     }
 
     #[test]
