@@ -3,7 +3,9 @@
 //! - [`disk`]: `FileDisk`, the disk ops on real files.
 //! - [`executor`]: the thread that runs disk ops in order, with group commit.
 //! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
+//! - [`http`]: `/metrics` (Prometheus) and `/health`.
 
 pub mod disk;
 pub mod driver;
 pub mod executor;
+pub mod http;
