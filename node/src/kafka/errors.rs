@@ -1,0 +1,91 @@
+//! The one place the core's errors become Kafka error codes.
+//!
+//! The choice per error follows what clients do with the code: a retriable code where the
+//! condition passes by itself (a starting node, a recovering log), so the client refreshes
+//! its metadata and retries; a fatal one where retrying the same bytes cannot help.
+
+use kafka_protocol::ResponseError;
+
+use crate::core::log::LogError;
+use crate::core::log::batch::BatchError;
+use crate::core::node::RequestError;
+
+/// No error.
+pub const NONE: i16 = 0;
+
+/// The Kafka error code for a failed core request.
+pub fn request_error_code(error: &RequestError) -> i16 {
+    match error {
+        RequestError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
+        // NOT_LEADER_OR_FOLLOWER rather than LEADER_NOT_AVAILABLE: every client handles it
+        // on produce, fetch and ListOffsets by refreshing metadata and retrying, while the
+        // Java consumer treats LEADER_NOT_AVAILABLE in a fetch answer as unexpected.
+        RequestError::NotReady(_) => ResponseError::NotLeaderOrFollower.code(),
+        RequestError::Log(error) => log_error_code(error),
+    }
+}
+
+/// The Kafka error code for a log error.
+pub fn log_error_code(error: &LogError) -> i16 {
+    match error {
+        LogError::InvalidBatch(error) => batch_error_code(error),
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        // Passing states of the log; the client retries after a metadata refresh.
+        LogError::Recovering | LogError::Truncating => ResponseError::NotLeaderOrFollower.code(),
+        // KAFKA_STORAGE_ERROR is retriable: clients refresh metadata and find the replica
+        // that can serve (Kafka answers it for a replica on a failed log directory).
+        LogError::Storage { .. } | LogError::Corrupt { .. } => {
+            ResponseError::KafkaStorageError.code()
+        }
+        // The append came from an epoch the log has moved past: this node is no longer
+        // the leader the client thinks it is.
+        LogError::StaleEpoch { .. } => ResponseError::NotLeaderOrFollower.code(),
+    }
+}
+
+/// The Kafka error code for a refused record batch: CORRUPT_MESSAGE for every kind, since
+/// the client sent bytes that are not a valid v2 batch (design §3).
+pub fn batch_error_code(_error: &BatchError) -> i16 {
+    ResponseError::CorruptMessage.code()
+}
+
+/// UNSUPPORTED_VERSION (35).
+pub fn unsupported_version_code() -> i16 {
+    ResponseError::UnsupportedVersion.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::io::{DiskError, FileName};
+    use crate::core::node::PartitionId;
+
+    #[test]
+    fn codes_match_kafkas_numbers() {
+        let partition = PartitionId::new("t", 0);
+        let file = FileName::new("partitions/t-0/00000000000000000000.log".to_owned());
+        let cases: Vec<(RequestError, i16)> = vec![
+            (RequestError::UnknownPartition(partition.clone()), 3),
+            (RequestError::NotReady(partition), 6),
+            (LogError::InvalidBatch(BatchError::BadMagic { magic: 1 }).into(), 2),
+            (LogError::InvalidBatch(BatchError::TrailingBytes(3)).into(), 2),
+            (
+                LogError::OffsetOutOfRange { offset: 9, log_start_offset: 0, log_end_offset: 5 }
+                    .into(),
+                1,
+            ),
+            (LogError::Recovering.into(), 6),
+            (LogError::Truncating.into(), 6),
+            (
+                LogError::Storage { file: file.clone(), error: DiskError::Io("EIO".into()) }.into(),
+                56,
+            ),
+            (LogError::Corrupt { file, position: 0 }.into(), 56),
+            (LogError::StaleEpoch { epoch: 1, latest: 2 }.into(), 6),
+        ];
+        for (error, code) in cases {
+            assert_eq!(request_error_code(&error), code, "{error}");
+        }
+        assert_eq!(unsupported_version_code(), 35);
+    }
+}
