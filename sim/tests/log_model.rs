@@ -353,3 +353,25 @@ fn recovery_never_opens_two_segments_at_one_base_offset() {
         SimDiskFaults { sync_failure: 0.02, torn_writes: true, ..SimDiskFaults::default() };
     run(ops, 5373682104824637397, faults);
 }
+
+/// A sticky bad sector (a latent sector error) in a sealed segment: every read over it is
+/// refused with a storage error, never answered with other bytes, and the rest of the log is
+/// still served.
+#[test]
+fn a_sticky_bad_sector_is_refused_every_time() {
+    let disk = SimDisk::new(11, SimDiskFaults::default());
+    let mut h = LogHarness::open(disk, DIR, config(), T0);
+    for _ in 0..60 {
+        h.append(batch_of(3, 200, 1), 0).unwrap();
+    }
+    h.flush();
+    let sealed = h.log.segments().find(|s| s.sealed).unwrap();
+    let (file, base, next) = (sealed.log_file.clone(), sealed.base_offset, sealed.next_offset);
+    h.disk.add_bad_sector(&file, 0);
+    for _ in 0..3 {
+        let result = h.read(base, u64::MAX, 100);
+        assert!(matches!(result, Err(LogError::Storage { .. })), "{result:?}");
+    }
+    let after = h.read(next, u64::MAX, 100).unwrap();
+    assert_eq!(BatchHeader::parse(&after).unwrap().base_offset as u64, next);
+}

@@ -246,6 +246,9 @@ pub struct BatchScan<'a> {
     pos: usize,
     batch_bytes_max: usize,
     stop: Option<ScanStop>,
+    /// Canary (issue 4): accept batches whose CRC does not match.
+    #[cfg(feature = "canary")]
+    trust_crc: bool,
 }
 
 /// Why a [`BatchScan`] stopped before the end of its buffer.
@@ -271,7 +274,21 @@ pub enum ScanStop {
 impl<'a> BatchScan<'a> {
     /// Scans `bytes` from its start.
     pub fn new(bytes: &'a [u8], batch_bytes_max: usize) -> BatchScan<'a> {
-        BatchScan { bytes, pos: 0, batch_bytes_max, stop: None }
+        BatchScan {
+            bytes,
+            pos: 0,
+            batch_bytes_max,
+            stop: None,
+            #[cfg(feature = "canary")]
+            trust_crc: false,
+        }
+    }
+
+    /// Canary (issue 4): a scan that accepts batches failing their CRC when `trust` is set.
+    #[cfg(feature = "canary")]
+    pub fn trusting_crc(mut self, trust: bool) -> BatchScan<'a> {
+        self.trust_crc = trust;
+        self
     }
 
     /// Byte position after the last whole valid batch returned.
@@ -304,6 +321,10 @@ impl Iterator for BatchScan<'_> {
                     }),
                     _ => Err(ScanStop::Incomplete { pos: self.pos, needed }),
                 }
+            }
+            #[cfg(feature = "canary")]
+            Err(BatchError::BadCrc { .. }) if self.trust_crc => {
+                BatchHeader::parse(rest).map_err(|error| ScanStop::Invalid { pos: self.pos, error })
             }
             Err(error) => Err(ScanStop::Invalid { pos: self.pos, error }),
             Ok(header) => Ok(header),

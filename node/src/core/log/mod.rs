@@ -29,6 +29,8 @@
 //!   `leader-epoch-checkpoint`. See docs/decisions/0001-storage-format.md.
 
 pub mod batch;
+#[cfg(feature = "canary")]
+pub mod canary;
 pub mod epoch;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
@@ -594,6 +596,12 @@ impl PartitionLog {
         self.log_end_offset = active.next_offset;
         let id = out.submit(op);
         self.pending.insert(id, Pending::Data);
+        // Canary (issue 4): an unsynced write treated as durable.
+        #[cfg(feature = "canary")]
+        if canary::is(canary::Canary::UnsyncedWriteDurable) {
+            self.flushed_offset = self.log_end_offset;
+            self.events.push_back(LogEvent::Flushed { offset: self.flushed_offset });
+        }
     }
 
     fn should_roll(&self, now: Instant, header: &BatchHeader) -> bool {
@@ -986,6 +994,15 @@ impl PartitionLog {
     fn segment_index_for(&self, offset: u64) -> usize {
         let after = self.segments.partition_point(|segment| segment.base_offset <= offset);
         assert!(after > 0, "offset {offset} below the first segment");
+        // Canary (issue 4, Redpanda issue 2326): off by one after retention moved the start.
+        #[cfg(feature = "canary")]
+        if canary::is(canary::Canary::LookupOffByOneAfterRetention)
+            && self.log_start_offset > 0
+            && after > 1
+            && self.segments[after - 1].base_offset == offset
+        {
+            return after - 2;
+        }
         after - 1
     }
 

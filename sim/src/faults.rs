@@ -1,0 +1,279 @@
+//! Faults: the actions a scenario's timeline or the random nemesis applies to the world.
+//!
+//! Nodes are numbered from 1 (`node = 1` is the first), as in the scenarios and the output.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::params::Params;
+
+/// A kind of fault the nemesis can draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    /// Power loss of a node: memory and unsynced writes gone; it restarts later.
+    Crash,
+    /// A node stops handling anything for a while (a long GC).
+    Pause,
+    /// Clients cannot reach a node (both directions).
+    CutClients,
+    /// A node's replies to clients are lost, requests still arrive (one way).
+    CutReplies,
+    /// A node cannot reach or be reached by anyone.
+    Isolate,
+    /// A node is cut from the other nodes (meaningful once replication lands).
+    PartitionNodes,
+    /// Messages to and from a node are delayed by a lot.
+    Clog,
+    /// A node's disk is full for a while.
+    DiskFull,
+    /// A node's disk is slow for a while.
+    SlowDisk,
+    /// The next sync of a node's disk fails (fsyncgate).
+    FailSync,
+    /// A node's clock jumps forward or drifts.
+    Clock,
+    /// One bit of a node's durable data flips (unrecoverable on a single replica).
+    Corrupt,
+    /// A sector of a node's data goes bad (unrecoverable on a single replica).
+    BadSector,
+}
+
+impl FaultKind {
+    /// Every kind, in the order of [`crate::params::FaultRates::weights`].
+    pub const ALL: [FaultKind; 13] = [
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::CutClients,
+        FaultKind::CutReplies,
+        FaultKind::Isolate,
+        FaultKind::PartitionNodes,
+        FaultKind::Clog,
+        FaultKind::DiskFull,
+        FaultKind::SlowDisk,
+        FaultKind::FailSync,
+        FaultKind::Clock,
+        FaultKind::Corrupt,
+        FaultKind::BadSector,
+    ];
+
+    /// Whether the kind destroys durable data (allowed only by the unrecoverable atlas).
+    pub fn unrecoverable(self) -> bool {
+        matches!(self, FaultKind::Corrupt | FaultKind::BadSector)
+    }
+
+    /// Its name in scenarios and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Pause => "pause",
+            FaultKind::CutClients => "cut-clients",
+            FaultKind::CutReplies => "cut-replies",
+            FaultKind::Isolate => "isolate",
+            FaultKind::PartitionNodes => "partition",
+            FaultKind::Clog => "clog",
+            FaultKind::DiskFull => "disk-full",
+            FaultKind::SlowDisk => "slow-disk",
+            FaultKind::FailSync => "fail-sync",
+            FaultKind::Clock => "clock",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::BadSector => "bad-sector",
+        }
+    }
+}
+
+/// One fault to apply. Durations end the fault on their own; `heal` ends all network faults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FaultAction {
+    /// Power loss of `node`; it restarts after `down_ms` (never, if absent).
+    Crash {
+        /// The node.
+        node: u32,
+        /// Time until it restarts.
+        down_ms: Option<u64>,
+    },
+    /// Restarts a crashed `node` through recovery.
+    Restart {
+        /// The node.
+        node: u32,
+    },
+    /// `node` handles nothing for `ms`.
+    Pause {
+        /// The node.
+        node: u32,
+        /// How long.
+        ms: u64,
+    },
+    /// Clients cannot reach `node` for `ms` (with `one_way`, only its replies are lost).
+    CutClients {
+        /// The node.
+        node: u32,
+        /// Only node -> client messages are lost.
+        #[serde(default)]
+        one_way: bool,
+        /// How long.
+        ms: u64,
+    },
+    /// Nothing reaches or leaves `node` for `ms`.
+    Isolate {
+        /// The node.
+        node: u32,
+        /// How long.
+        ms: u64,
+    },
+    /// Messages from nodes `from` to nodes `to` (and back, unless `one_way`) are lost.
+    Partition {
+        /// One side.
+        from: Vec<u32>,
+        /// The other side.
+        to: Vec<u32>,
+        /// Only `from` -> `to` is cut.
+        #[serde(default)]
+        one_way: bool,
+        /// How long (until `heal` if absent).
+        ms: Option<u64>,
+    },
+    /// Messages to and from `node` take `delay_ms` more, for `ms`.
+    Clog {
+        /// The node.
+        node: u32,
+        /// Added delay.
+        delay_ms: u64,
+        /// How long.
+        ms: u64,
+    },
+    /// Ends every network fault.
+    Heal,
+    /// `node`'s disk accepts no more bytes for `ms`.
+    DiskFull {
+        /// The node.
+        node: u32,
+        /// How long.
+        ms: u64,
+    },
+    /// `node`'s disk ops take `factor` times longer for `ms`.
+    SlowDisk {
+        /// The node.
+        node: u32,
+        /// Latency multiplier.
+        factor: u64,
+        /// How long.
+        ms: u64,
+    },
+    /// The next sync on `node` fails and loses the unsynced writes of its file.
+    FailSync {
+        /// The node.
+        node: u32,
+    },
+    /// `node`'s clock jumps by `offset_ms` (forward only: time handed to a node is
+    /// monotonic) and runs `drift_ppm` fast or slow from now on.
+    Clock {
+        /// The node.
+        node: u32,
+        /// Jump forward.
+        #[serde(default)]
+        offset_ms: u64,
+        /// Drift, parts per million.
+        #[serde(default)]
+        drift_ppm: i64,
+    },
+    /// Flips one bit of a random durable byte of a random segment file of `node`.
+    Corrupt {
+        /// The node.
+        node: u32,
+    },
+    /// Makes a random sector of a random segment file of `node` unreadable.
+    BadSector {
+        /// The node.
+        node: u32,
+    },
+}
+
+impl FaultAction {
+    /// The kind counted in coverage, if the action is a fault (not a heal or restart).
+    pub fn kind(&self) -> Option<FaultKind> {
+        Some(match self {
+            FaultAction::Crash { .. } => FaultKind::Crash,
+            FaultAction::Pause { .. } => FaultKind::Pause,
+            FaultAction::CutClients { one_way: false, .. } => FaultKind::CutClients,
+            FaultAction::CutClients { one_way: true, .. } => FaultKind::CutReplies,
+            FaultAction::Isolate { .. } => FaultKind::Isolate,
+            FaultAction::Partition { .. } => FaultKind::PartitionNodes,
+            FaultAction::Clog { .. } => FaultKind::Clog,
+            FaultAction::DiskFull { .. } => FaultKind::DiskFull,
+            FaultAction::SlowDisk { .. } => FaultKind::SlowDisk,
+            FaultAction::FailSync { .. } => FaultKind::FailSync,
+            FaultAction::Clock { .. } => FaultKind::Clock,
+            FaultAction::Corrupt { .. } => FaultKind::Corrupt,
+            FaultAction::BadSector { .. } => FaultKind::BadSector,
+            FaultAction::Restart { .. } | FaultAction::Heal => return None,
+        })
+    }
+
+    /// The nodes the action names, to validate against the cluster size.
+    pub fn nodes(&self) -> Vec<u32> {
+        match self {
+            FaultAction::Partition { from, to, .. } => from.iter().chain(to).copied().collect(),
+            FaultAction::Heal => vec![],
+            FaultAction::Crash { node, .. }
+            | FaultAction::Restart { node }
+            | FaultAction::Pause { node, .. }
+            | FaultAction::CutClients { node, .. }
+            | FaultAction::Isolate { node, .. }
+            | FaultAction::Clog { node, .. }
+            | FaultAction::DiskFull { node, .. }
+            | FaultAction::SlowDisk { node, .. }
+            | FaultAction::FailSync { node }
+            | FaultAction::Clock { node, .. }
+            | FaultAction::Corrupt { node }
+            | FaultAction::BadSector { node } => vec![*node],
+        }
+    }
+}
+
+/// Draws the nemesis's next fault, or `None` when every weight is zero.
+pub fn draw(rng: &mut ChaCha8Rng, params: &Params) -> Option<FaultAction> {
+    let total: u32 = params.faults.weights.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut pick = rng.random_range(0..total);
+    let mut kind = FaultKind::Crash;
+    for (k, w) in FaultKind::ALL.iter().zip(&params.faults.weights) {
+        if pick < *w {
+            kind = *k;
+            break;
+        }
+        pick -= w;
+    }
+    let node = rng.random_range(1..=params.nodes);
+    let ms = rng.random_range(100..=3_000);
+    Some(match kind {
+        FaultKind::Crash => FaultAction::Crash { node, down_ms: Some(rng.random_range(0..=3_000)) },
+        FaultKind::Pause => FaultAction::Pause { node, ms },
+        FaultKind::CutClients => FaultAction::CutClients { node, one_way: false, ms },
+        FaultKind::CutReplies => FaultAction::CutClients { node, one_way: true, ms },
+        FaultKind::Isolate => FaultAction::Isolate { node, ms },
+        FaultKind::PartitionNodes => {
+            let others = (1..=params.nodes).filter(|n| *n != node).collect();
+            FaultAction::Partition { from: vec![node], to: others, one_way: false, ms: Some(ms) }
+        }
+        FaultKind::Clog => FaultAction::Clog { node, delay_ms: rng.random_range(50..=1_000), ms },
+        FaultKind::DiskFull => FaultAction::DiskFull { node, ms },
+        FaultKind::SlowDisk => {
+            FaultAction::SlowDisk { node, factor: rng.random_range(5..=100), ms }
+        }
+        FaultKind::FailSync => FaultAction::FailSync { node },
+        FaultKind::Clock => {
+            let drift = params.clock_drift_ppm_max as i64;
+            FaultAction::Clock {
+                node,
+                offset_ms: rng.random_range(0..=params.clock_offset_ms_max),
+                drift_ppm: rng.random_range(-drift..=drift),
+            }
+        }
+        FaultKind::Corrupt => FaultAction::Corrupt { node },
+        FaultKind::BadSector => FaultAction::BadSector { node },
+    })
+}

@@ -1,0 +1,285 @@
+//! The parameters of one run, every one drawn from the seed (swarm testing) unless a
+//! scenario fixes it, and the banner that prints them.
+//!
+//! The seed is split into independent ChaCha streams ([`Stream`]): changing how the workload
+//! draws does not shift the faults, and so on. Parameters come from their own stream, so a
+//! scenario that fixes one parameter leaves the others as the seed drew them.
+
+use std::fmt;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The independent random streams one seed is split into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The run's parameters (swarm testing).
+    Params = 1,
+    /// Latency, loss, duplication and reordering of messages.
+    Network = 2,
+    /// Disk latencies and the disks' own fault draws.
+    Disk = 3,
+    /// What the clients do.
+    Workload = 4,
+    /// When and where faults strike.
+    Faults = 5,
+    /// Seeds of the nodes' own generators and tie-breaking.
+    Scheduling = 6,
+}
+
+/// The generator of stream `stream` of `seed`.
+pub fn stream(seed: u64, stream: Stream) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream as u64);
+    rng
+}
+
+/// How bad the disk faults of a run may be (the fault atlas, design §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atlas {
+    /// Only faults a correct node survives without losing acknowledged data: crashes with
+    /// torn writes, failed fsyncs, transient read corruption, a full disk, slow IO.
+    Recoverable,
+    /// Also faults that destroy durable data (silent corruption, latent sector errors,
+    /// misdirected writes). With one replica per partition, the only correct outcome is to
+    /// detect the damage and never serve wrong data; lost writes are expected.
+    Unrecoverable,
+}
+
+/// When a topic's writes count as done (mirrors `cairn_node::core::node::Durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicDurability {
+    /// Acknowledged once fsynced: must survive every recoverable fault.
+    Fsync,
+    /// Acknowledged once appended: a crash may lose it (not checked for lost writes).
+    Replicate,
+}
+
+/// One topic of the workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    /// Its name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: u32,
+    /// Durability.
+    pub durability: TopicDurability,
+    /// `segment.bytes`.
+    pub segment_bytes: u64,
+    /// `retention.bytes` (-1: keep everything).
+    pub retention_bytes: i64,
+}
+
+/// Rates of the random fault schedule (the nemesis), per kind; 0 disables a kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRates {
+    /// Whether the nemesis runs at all (a scenario with a fixed timeline may turn it off).
+    pub random: bool,
+    /// Mean simulated milliseconds between two faults.
+    pub interval_ms_mean: u64,
+    /// Weights of the kinds, in the order of [`crate::faults::FaultKind::ALL`].
+    pub weights: Vec<u32>,
+}
+
+/// Every parameter of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Nodes (brokers).
+    pub nodes: u32,
+    /// Topics; partition `p` of topic `t` lives on node `(t + p) % nodes`.
+    pub topics: Vec<TopicSpec>,
+    /// Simulated clients (each one history process).
+    pub clients: u32,
+    /// Length of the safety phase (faults on), simulated milliseconds.
+    pub safety_ms: u64,
+    /// Bound of the liveness phase: everything must finish within it after the faults heal.
+    pub liveness_ms: u64,
+    /// How long a client waits for an answer before it records `info`.
+    pub request_timeout_ms: u64,
+    /// Largest pause of a client between two operations.
+    pub think_ms_max: u64,
+    /// Percent of operations that are polls (the rest are sends).
+    pub poll_percent: u32,
+    /// Weights of acks 0, 1 and all.
+    pub acks_weights: [u32; 3],
+    /// Network latency bounds, microseconds.
+    pub net_latency_us: (u64, u64),
+    /// Probability a message is lost.
+    pub net_loss: f64,
+    /// Probability a message is delivered twice.
+    pub net_duplicate: f64,
+    /// Probability a message is held back (so later ones overtake it).
+    pub net_reorder: f64,
+    /// Disk op latency bounds, microseconds.
+    pub disk_latency_us: (u64, u64),
+    /// Probability a sync fails (fsyncgate).
+    pub disk_sync_failure: f64,
+    /// Probability a read comes back with a flipped bit (transient).
+    pub disk_read_bit_flip: f64,
+    /// Whether crashes tear unsynced writes at sector granularity.
+    pub disk_torn_writes: bool,
+    /// Probability a successful sync leaves a latent sector error (unrecoverable atlas only).
+    pub disk_latent_sector_error: f64,
+    /// Probability an append lands at a wrong position (unrecoverable atlas only).
+    pub disk_misdirected_write: f64,
+    /// Largest clock offset of a node, milliseconds (either direction).
+    pub clock_offset_ms_max: u64,
+    /// Largest clock drift of a node, parts per million (either direction).
+    pub clock_drift_ppm_max: u64,
+    /// The nodes' flush interval, milliseconds.
+    pub flush_interval_ms: u64,
+    /// The nodes' retention check interval, milliseconds.
+    pub retention_check_ms: u64,
+    /// The fault atlas.
+    pub atlas: Atlas,
+    /// The nemesis.
+    pub faults: FaultRates,
+}
+
+impl Params {
+    /// The parameters seed `seed` draws.
+    pub fn draw(seed: u64) -> Params {
+        let mut rng = stream(seed, Stream::Params);
+        let nodes = rng.random_range(1..=5);
+        let topic_count = rng.random_range(1..=3);
+        let topics = (0..topic_count).map(|t| draw_topic(&mut rng, t)).collect();
+        let atlas = if rng.random_bool(0.15) { Atlas::Unrecoverable } else { Atlas::Recoverable };
+        let unrecoverable = atlas == Atlas::Unrecoverable;
+        let flaky = rng.random_bool(0.7);
+        let mut params = Params {
+            nodes,
+            topics,
+            clients: rng.random_range(1..=8),
+            safety_ms: rng.random_range(5_000..=20_000),
+            liveness_ms: 30_000,
+            request_timeout_ms: rng.random_range(200..=2_000),
+            think_ms_max: rng.random_range(1..=50),
+            poll_percent: rng.random_range(10..=60),
+            acks_weights: [rng.random_range(0..=4), rng.random_range(0..=3), 6],
+            net_latency_us: (rng.random_range(50..=500), rng.random_range(500..=20_000)),
+            net_loss: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },
+            net_duplicate: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },
+            net_reorder: if flaky { rng.random_range(0.0..0.05) } else { 0.0 },
+            disk_latency_us: (rng.random_range(5..=100), rng.random_range(100..=5_000)),
+            disk_sync_failure: if flaky { rng.random_range(0.0..0.01) } else { 0.0 },
+            disk_read_bit_flip: if flaky { rng.random_range(0.0..0.005) } else { 0.0 },
+            disk_torn_writes: rng.random_bool(0.8),
+            disk_latent_sector_error: if unrecoverable { 0.002 } else { 0.0 },
+            disk_misdirected_write: if unrecoverable { 0.001 } else { 0.0 },
+            clock_offset_ms_max: if rng.random_bool(0.5) { 60_000 } else { 0 },
+            clock_drift_ppm_max: if rng.random_bool(0.5) { 500 } else { 0 },
+            flush_interval_ms: rng.random_range(50..=3_000),
+            retention_check_ms: rng.random_range(200..=3_000),
+            atlas,
+            faults: FaultRates {
+                random: true,
+                interval_ms_mean: rng.random_range(300..=3_000),
+                weights: crate::faults::FaultKind::ALL
+                    .iter()
+                    .map(|kind| if kind.unrecoverable() && !unrecoverable { 0 } else { 1 })
+                    .map(|w| w * rng.random_range(0..=4))
+                    .collect(),
+            },
+        };
+        params.draw_torn_profile(&mut rng);
+        params
+    }
+
+    /// A swarm profile drawn for some seeds: a node that crashes often while holding many
+    /// unsynced sectors (acks=0 sends, a long flush interval), so crashes tear writes.
+    fn draw_torn_profile(&mut self, rng: &mut ChaCha8Rng) {
+        if rng.random_bool(0.2) {
+            self.flush_interval_ms = 5_000;
+            self.acks_weights[0] = 4;
+            self.disk_torn_writes = true;
+            self.faults.weights[0] = 8;
+            self.faults.interval_ms_mean = self.faults.interval_ms_mean.min(1_000);
+        }
+    }
+
+    /// Every partition: topic index, partition index, and the node (index) that holds it.
+    pub fn placements(&self) -> Vec<(usize, u32, u32)> {
+        let mut out = Vec::new();
+        for (t, topic) in self.topics.iter().enumerate() {
+            for p in 0..topic.partitions {
+                out.push((t, p, (t as u32 + p) % self.nodes));
+            }
+        }
+        out
+    }
+}
+
+fn draw_topic(rng: &mut ChaCha8Rng, index: u32) -> TopicSpec {
+    let durability =
+        if rng.random_bool(0.75) { TopicDurability::Fsync } else { TopicDurability::Replicate };
+    let small = rng.random_bool(0.5);
+    let segment_bytes = if small { rng.random_range(1_024..=8_192) } else { 1 << 20 };
+    let retention_bytes = if small && rng.random_bool(0.6) {
+        segment_bytes as i64 * rng.random_range(2..=4)
+    } else {
+        -1
+    };
+    TopicSpec {
+        name: format!("t{index}"),
+        partitions: rng.random_range(1..=3),
+        durability,
+        segment_bytes,
+        retention_bytes,
+    }
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  nodes {} clients {} atlas {:?}", self.nodes, self.clients, self.atlas)?;
+        for topic in &self.topics {
+            writeln!(
+                f,
+                "  topic {} partitions {} {:?} segment.bytes {} retention.bytes {}",
+                topic.name,
+                topic.partitions,
+                topic.durability,
+                topic.segment_bytes,
+                topic.retention_bytes
+            )?;
+        }
+        writeln!(
+            f,
+            "  safety {} ms liveness {} ms timeout {} ms think <= {} ms polls {}% acks {:?}",
+            self.safety_ms,
+            self.liveness_ms,
+            self.request_timeout_ms,
+            self.think_ms_max,
+            self.poll_percent,
+            self.acks_weights
+        )?;
+        writeln!(
+            f,
+            "  net latency {:?} us loss {:.4} dup {:.4} reorder {:.4}",
+            self.net_latency_us, self.net_loss, self.net_duplicate, self.net_reorder
+        )?;
+        writeln!(
+            f,
+            "  disk latency {:?} us sync-fail {:.4} bit-flip {:.4} torn {} latent {:.4} \
+             misdirected {:.4}",
+            self.disk_latency_us,
+            self.disk_sync_failure,
+            self.disk_read_bit_flip,
+            self.disk_torn_writes,
+            self.disk_latent_sector_error,
+            self.disk_misdirected_write
+        )?;
+        writeln!(
+            f,
+            "  clock offset <= {} ms drift <= {} ppm flush {} ms retention check {} ms",
+            self.clock_offset_ms_max,
+            self.clock_drift_ppm_max,
+            self.flush_interval_ms,
+            self.retention_check_ms
+        )?;
+        write!(
+            f,
+            "  nemesis {} every ~{} ms weights {:?}",
+            self.faults.random, self.faults.interval_ms_mean, self.faults.weights
+        )
+    }
+}

@@ -1,0 +1,425 @@
+//! Running seeds: one run ([`run_seed`]) with its banner, history check and coverage, and a
+//! sweep over a range of seeds on several threads ([`sweep`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_jepsen::{AnomalyKind, Options, Validity};
+
+use crate::invariants::Violation;
+use crate::params::{Atlas, Params};
+use crate::scenario::Scenario;
+use crate::world::World;
+
+/// Events one run may take before it counts as stuck.
+pub const EVENTS_MAX: u64 = 20_000_000;
+/// The deterministic budget of the linearizability search (no wall-clock limit).
+pub const SEARCH_STEPS_MAX: u64 = 10_000_000;
+
+/// A deliberate bug to plant (needs the `canary` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryChoice {
+    /// An unsynced write treated as durable.
+    UnsyncedWriteDurable,
+    /// An off-by-one in the offset lookup after retention deleted segments.
+    LookupOffByOne,
+    /// Recovery that skips the checksum.
+    RecoverySkipsCrc,
+}
+
+impl CanaryChoice {
+    /// Every canary.
+    pub const ALL: [CanaryChoice; 3] = [
+        CanaryChoice::UnsyncedWriteDurable,
+        CanaryChoice::LookupOffByOne,
+        CanaryChoice::RecoverySkipsCrc,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CanaryChoice::UnsyncedWriteDurable => "unsynced-write-durable",
+            CanaryChoice::LookupOffByOne => "lookup-off-by-one",
+            CanaryChoice::RecoverySkipsCrc => "recovery-skips-crc",
+        }
+    }
+
+    /// The canary named `name`.
+    pub fn parse(name: &str) -> Result<CanaryChoice, String> {
+        CanaryChoice::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let names: Vec<_> = CanaryChoice::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown canary {name:?}; one of {}", names.join(", "))
+        })
+    }
+
+    /// Plants it (or none) on this thread.
+    ///
+    /// # Panics
+    /// If a canary is asked for and the simulator was built without the `canary` feature.
+    pub fn plant(choice: Option<CanaryChoice>) {
+        #[cfg(feature = "canary")]
+        {
+            use cairn_node::core::log::canary::{self, Canary};
+            canary::set(choice.map(|c| match c {
+                CanaryChoice::UnsyncedWriteDurable => Canary::UnsyncedWriteDurable,
+                CanaryChoice::LookupOffByOne => Canary::LookupOffByOneAfterRetention,
+                CanaryChoice::RecoverySkipsCrc => Canary::RecoverySkipsCrc,
+            }));
+        }
+        #[cfg(not(feature = "canary"))]
+        assert!(choice.is_none(), "built without the `canary` feature: rebuild with it");
+    }
+}
+
+/// What a run (or a sweep, summed) exercised.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Runs summed.
+    pub runs: u64,
+    /// Events handled.
+    pub events: u64,
+    /// Simulated nanoseconds.
+    pub sim_ns: u64,
+    /// Sends acknowledged (acks 1 or all).
+    pub writes_acked: u64,
+    /// Acknowledged acks=all sends read back (from the history checker).
+    pub acked_read_back: u64,
+    /// Records fetched.
+    pub records_read: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Node restarts through recovery.
+    pub restarts: u64,
+    /// Recovered logs checked byte for byte.
+    pub recoveries_checked: u64,
+    /// Leader elections (none before replication, issue 6).
+    pub elections: u64,
+    /// Bytes cut by recoveries (torn or damaged tails) are not visible yet; this counts
+    /// acknowledged offsets recovery cut under the unrecoverable atlas.
+    pub acked_lost_detected: u64,
+    /// Fetches refused because the data was corrupt (detected, not served).
+    pub corrupt_reads: u64,
+    /// Faults by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Disk events by kind.
+    pub disk: BTreeMap<&'static str, u64>,
+    /// Network events by kind.
+    pub net: BTreeMap<&'static str, u64>,
+}
+
+impl Coverage {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Coverage) {
+        self.runs += other.runs;
+        self.events += other.events;
+        self.sim_ns += other.sim_ns;
+        self.writes_acked += other.writes_acked;
+        self.acked_read_back += other.acked_read_back;
+        self.records_read += other.records_read;
+        self.crashes += other.crashes;
+        self.restarts += other.restarts;
+        self.recoveries_checked += other.recoveries_checked;
+        self.elections += other.elections;
+        self.acked_lost_detected += other.acked_lost_detected;
+        self.corrupt_reads += other.corrupt_reads;
+        for (mine, theirs) in [
+            (&mut self.faults, &other.faults),
+            (&mut self.disk, &other.disk),
+            (&mut self.net, &other.net),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k).or_default() += v;
+            }
+        }
+    }
+
+    /// Why a sweep of `seeds` random seeds exercised too little, if it did.
+    pub fn too_little(&self, seeds: u64) -> Vec<String> {
+        let mut why = Vec::new();
+        let mut want = |ok: bool, what: String| {
+            if !ok {
+                why.push(what);
+            }
+        };
+        want(
+            self.acked_read_back >= 20 * seeds,
+            format!("acked writes read back < {}", 20 * seeds),
+        );
+        want(self.crashes >= seeds / 5, format!("crashes < {}", seeds / 5));
+        want(self.recoveries_checked >= seeds / 5, format!("recoveries checked < {}", seeds / 5));
+        let kinds = self.faults.len() as u64;
+        want(seeds < 50 || kinds >= 10, format!("fault kinds exercised {kinds} < 10"));
+        let torn = self.disk.get("torn-sectors-kept").copied().unwrap_or(0);
+        want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
+        why
+    }
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  runs {} events {} simulated {:.1} s",
+            self.runs,
+            self.events,
+            self.sim_ns as f64 / 1e9
+        )?;
+        writeln!(
+            f,
+            "  writes acked {} acked read back {} records read {} corrupt reads refused {}",
+            self.writes_acked, self.acked_read_back, self.records_read, self.corrupt_reads
+        )?;
+        writeln!(
+            f,
+            "  crashes {} restarts {} recoveries checked {} elections {} truncations \
+             (acked offsets cut, unrecoverable atlas) {}",
+            self.crashes,
+            self.restarts,
+            self.recoveries_checked,
+            self.elections,
+            self.acked_lost_detected
+        )?;
+        writeln!(f, "  faults {:?}", self.faults)?;
+        writeln!(f, "  disk {:?}", self.disk)?;
+        write!(f, "  net {:?}", self.net)
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The parameters it ran with.
+    pub params: Params,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+    /// The rolling hash of every event.
+    pub hash: u64,
+    /// What it exercised.
+    pub coverage: Coverage,
+    /// Wall-clock time taken.
+    pub wall: Duration,
+    /// The history, as JSON Lines, when asked for.
+    pub history: Option<Vec<u8>>,
+}
+
+/// How to run one seed.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// A scenario that fixes parts of the run.
+    pub scenario: Option<Scenario>,
+    /// Where the scenario came from, for the replay command.
+    pub scenario_path: Option<String>,
+    /// A canary to plant.
+    pub canary: Option<CanaryChoice>,
+    /// Whether to keep the history in the outcome.
+    pub keep_history: bool,
+}
+
+impl RunSpec {
+    /// The parameters of `seed` under this spec.
+    pub fn params(&self, seed: u64) -> Result<Params, String> {
+        let mut params = Params::draw(seed);
+        if let Some(scenario) = &self.scenario {
+            scenario.apply(&mut params)?;
+        }
+        Ok(params)
+    }
+
+    /// The one-line command that replays `seed`.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let mut command = String::from("cargo run --release -p cairn-sim");
+        if self.canary.is_some() {
+            command.push_str(" --features canary");
+        }
+        command.push_str(&format!(" -- run --seed {seed}"));
+        if let Some(path) = &self.scenario_path {
+            command.push_str(&format!(" --scenario {path}"));
+        }
+        if let Some(canary) = self.canary {
+            command.push_str(&format!(" --canary {}", canary.name()));
+        }
+        command
+    }
+}
+
+/// Runs one seed to the end and checks it.
+pub fn run_seed(seed: u64, spec: &RunSpec) -> Result<Outcome, String> {
+    let params = spec.params(seed)?;
+    let timeline = spec.scenario.as_ref().map(|s| s.at.clone()).unwrap_or_default();
+    let started = Instant::now();
+    CanaryChoice::plant(spec.canary);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut world = World::new(seed, params.clone(), &timeline);
+        world.run(EVENTS_MAX);
+        world
+    }));
+    CanaryChoice::plant(None);
+    let mut world = match result {
+        Ok(world) => world,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            return Ok(Outcome {
+                seed,
+                params,
+                violation: Some(Violation::Panic { message }),
+                hash: 0,
+                coverage: Coverage { runs: 1, ..Coverage::default() },
+                wall: started.elapsed(),
+                history: None,
+            });
+        }
+    };
+    finish(&mut world);
+    let history = spec.keep_history.then(|| {
+        let mut bytes = Vec::new();
+        world.work.history.write_jsonl(&mut bytes).expect("writing to memory");
+        bytes
+    });
+    Ok(Outcome {
+        seed,
+        params,
+        violation: world.violation.take(),
+        hash: world.hash,
+        coverage: world.coverage.clone(),
+        wall: started.elapsed(),
+        history,
+    })
+}
+
+/// Checks the history and fills in the coverage the run's parts keep.
+fn finish(world: &mut World) {
+    let c = &mut world.coverage;
+    c.runs = 1;
+    c.writes_acked = world.work.acked_sends;
+    let net = world.net.stats();
+    for (k, v) in [
+        ("sent", net.sent),
+        ("lost", net.lost),
+        ("cut", net.cut),
+        ("duplicated", net.duplicated),
+        ("reordered", net.reordered),
+        ("clogged", net.clogged),
+    ] {
+        c.net.insert(k, v);
+    }
+    for node in &world.nodes {
+        let d = node.disk.disk.stats();
+        let f = node.disk.stats();
+        for (k, v) in [
+            ("ops", d.ops),
+            ("syncs-failed", d.syncs_failed),
+            ("read-bit-flips", d.read_bit_flips),
+            ("read-errors", d.read_errors),
+            ("latent-sector-errors", d.latent_sector_errors),
+            ("torn-sectors-kept", d.torn_sectors_kept),
+            ("nospace", d.nospace),
+            ("corruptions", d.corruptions),
+            ("misdirected-writes", f.misdirected_writes),
+            ("slow-ops", f.slow_ops),
+        ] {
+            *c.disk.entry(k).or_default() += v;
+        }
+    }
+    if world.violation.is_some() {
+        return;
+    }
+    let options = Options {
+        time_limit: None,
+        search_steps_max: Some(SEARCH_STEPS_MAX),
+        ..Options::default()
+    };
+    let report = match world.work.history.check(&options) {
+        Ok(report) => report,
+        Err(error) => {
+            world.violation = Some(Violation::History {
+                anomalies: BTreeMap::from([(format!("history error: {error}"), 1)]),
+            });
+            return;
+        }
+    };
+    world.coverage.acked_read_back = report.stats.acknowledged_values_read;
+    let excused = |kind: &AnomalyKind| {
+        world.params.atlas == Atlas::Unrecoverable
+            && !matches!(
+                kind,
+                AnomalyKind::Duplicate | AnomalyKind::PhantomRead | AnomalyKind::AbortedRead
+            )
+    };
+    let anomalies: BTreeMap<String, u64> = report
+        .anomaly_counts
+        .iter()
+        .filter(|(kind, count)| **count > 0 && !excused(kind))
+        .map(|(kind, count)| (kind.name().to_string(), *count))
+        .collect();
+    if !anomalies.is_empty() {
+        world.violation = Some(Violation::History { anomalies });
+    } else if report.valid == Validity::Unknown {
+        world.violation = Some(Violation::History {
+            anomalies: BTreeMap::from([("unknown verdict".to_string(), 1)]),
+        });
+    }
+}
+
+/// The result of a sweep.
+#[derive(Debug)]
+pub struct SweepResult {
+    /// Failing seeds with their violation.
+    pub failures: Vec<(u64, Violation)>,
+    /// Coverage summed over every seed.
+    pub coverage: Coverage,
+    /// Wall-clock time taken.
+    pub wall: Duration,
+}
+
+/// Runs seeds `seeds` on `jobs` threads. Stops early after `stop_after` failures if given.
+pub fn sweep(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    spec: &RunSpec,
+    stop_after: Option<usize>,
+) -> Result<SweepResult, String> {
+    spec.params(seeds.start)?;
+    let started = Instant::now();
+    let next = AtomicU64::new(seeds.start);
+    let results = Mutex::new((Vec::new(), Coverage::default()));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let outcome = run_seed(seed, spec).expect("params checked above");
+                    let mut guard = results.lock().expect("no poisoning");
+                    guard.1.add(&outcome.coverage);
+                    if let Some(violation) = outcome.violation {
+                        guard.0.push((seed, violation));
+                        if stop_after.is_some_and(|n| guard.0.len() >= n) {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let (mut failures, coverage) = results.into_inner().expect("no poisoning");
+    failures.sort_by_key(|(seed, _)| *seed);
+    Ok(SweepResult { failures, coverage, wall: started.elapsed() })
+}
+
+/// Silences the default panic message: a panic of the core is reported as a violation.
+pub fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}

@@ -1,0 +1,569 @@
+//! Simulated Kafka clients: each is one history process that sends (acks 0, 1 or all) and
+//! polls, one operation at a time, over the simulated network; then one drainer reads every
+//! partition to its end. Every operation goes into the history of design §9.
+//!
+//! What goes into the history: partitions of fsync topics without retention are recorded
+//! as they are. Sends to topics with retention are recorded with acks=1, since retention may
+//! delete an acknowledged record before anyone reads it (the online invariants still check
+//! them). Topics with `Replicate` durability acknowledge writes a crash may take back on a
+//! single replica, so their offsets can be reused; they stay out of the history and only the
+//! online invariants watch them.
+
+use std::collections::BTreeMap;
+
+use bytes::BytesMut;
+use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicPartition, Value};
+use cairn_node::core::log::batch::{BatchScan, build};
+use cairn_node::core::log::{LogConfig, LogError};
+use cairn_node::core::node::{
+    Acks, Durability, PartitionConfig, PartitionId, Request, RequestError, Response,
+};
+use rand::Rng;
+
+use crate::invariants;
+use crate::net::Endpoint;
+use crate::params::{Params, TopicDurability};
+use crate::world::{Event, World};
+
+const MS: u64 = 1_000_000;
+/// Bytes a poll asks for.
+const FETCH_BYTES_MAX: u32 = 2_048;
+
+/// A client's request as it travels the network (cloneable, so it can be duplicated).
+#[derive(Debug, Clone)]
+pub enum ClientRequest {
+    /// Create a partition (the controller's, not a client's).
+    Create {
+        /// The partition.
+        partition: PartitionId,
+        /// Its config.
+        config: PartitionConfig,
+    },
+    /// Produce one batch.
+    Produce {
+        /// The partition.
+        partition: PartitionId,
+        /// Acks.
+        acks: Acks,
+        /// The batch.
+        batch: BytesMut,
+    },
+    /// Fetch from an offset.
+    Fetch {
+        /// The partition.
+        partition: PartitionId,
+        /// The offset.
+        offset: u64,
+    },
+}
+
+impl From<ClientRequest> for Request {
+    fn from(request: ClientRequest) -> Request {
+        match request {
+            ClientRequest::Create { partition, config } => {
+                Request::CreatePartition { partition, config }
+            }
+            ClientRequest::Produce { partition, acks, batch } => {
+                Request::Produce { partition, acks, batch }
+            }
+            ClientRequest::Fetch { partition, offset } => {
+                Request::Fetch { partition, offset, max_bytes: FETCH_BYTES_MAX }
+            }
+        }
+    }
+}
+
+/// A message on the network.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    /// Client to node.
+    Request {
+        /// The client.
+        client: u32,
+        /// Its request number.
+        id: u64,
+        /// The request.
+        request: ClientRequest,
+    },
+    /// Node to client.
+    Reply {
+        /// The request answered.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
+}
+
+/// One partition of the workload.
+#[derive(Debug)]
+pub struct Part {
+    /// Its id.
+    pub id: PartitionId,
+    /// `topic-partition`, for messages.
+    pub name: String,
+    /// The node (index) holding it.
+    pub node: u32,
+    /// Its durability.
+    pub durability: TopicDurability,
+    /// Its log config.
+    pub log: LogConfig,
+    /// Whether it is in the history, and whether with the acks asked for.
+    pub recorded: bool,
+    /// Whether retention may delete records.
+    pub retention: bool,
+    /// The next value to send (unique per partition).
+    pub next_value: i64,
+    /// Offsets acknowledged (acks 1 or all, fsync topics) and their values.
+    pub acked: BTreeMap<u64, i64>,
+}
+
+impl Part {
+    /// The partition's config as the controller hands it to the node.
+    pub fn config(&self) -> PartitionConfig {
+        let durability = match self.durability {
+            TopicDurability::Fsync => Durability::Fsync,
+            TopicDurability::Replicate => Durability::Replicate,
+        };
+        PartitionConfig { log: self.log.clone(), durability }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Send { part: usize, value: i64, acks: Acks },
+    Poll { part: usize, offset: u64, is_final: bool },
+}
+
+/// One simulated client.
+#[derive(Debug)]
+struct Client {
+    pending: Option<(u64, Pending)>,
+    next_id: u64,
+    positions: Vec<u64>,
+    started: bool,
+}
+
+/// Every client, the partitions, and the history.
+#[derive(Debug)]
+pub struct Workload {
+    /// The partitions.
+    pub parts: Vec<Part>,
+    clients: Vec<Client>,
+    /// The history.
+    pub history: History,
+    /// Whether clients stopped (the liveness phase).
+    pub stopped: bool,
+    drain: Option<(usize, u64)>,
+    drain_done: bool,
+    poll_percent: u32,
+    acks_weights: [u32; 3],
+    think_ms_max: u64,
+    timeout_ms: u64,
+    /// Sends acknowledged with acks 1 or all.
+    pub acked_sends: u64,
+}
+
+impl Workload {
+    /// The workload of `params`.
+    pub fn new(params: &Params) -> Workload {
+        let parts: Vec<Part> = params
+            .placements()
+            .into_iter()
+            .map(|(t, p, node)| {
+                let topic = &params.topics[t];
+                let log = LogConfig {
+                    segment_bytes: topic.segment_bytes,
+                    retention_bytes: topic.retention_bytes,
+                    batch_bytes_max: 4096.min(topic.segment_bytes as usize),
+                    ..LogConfig::default()
+                };
+                Part {
+                    id: PartitionId::new(topic.name.as_str(), p as i32),
+                    name: format!("{}-{p}", topic.name),
+                    node,
+                    durability: topic.durability,
+                    log,
+                    recorded: topic.durability == TopicDurability::Fsync,
+                    retention: topic.retention_bytes >= 0,
+                    next_value: 0,
+                    acked: BTreeMap::new(),
+                }
+            })
+            .collect();
+        // The drainer is one more client, after the others.
+        let clients = (0..=params.clients)
+            .map(|_| Client {
+                pending: None,
+                next_id: 0,
+                positions: vec![0; parts.len()],
+                started: false,
+            })
+            .collect();
+        Workload {
+            parts,
+            clients,
+            history: History::new(),
+            stopped: false,
+            drain: None,
+            drain_done: false,
+            poll_percent: params.poll_percent,
+            acks_weights: params.acks_weights,
+            think_ms_max: params.think_ms_max,
+            timeout_ms: params.request_timeout_ms,
+            acked_sends: 0,
+        }
+    }
+
+    /// Whether the final drain read every partition to its end.
+    pub fn drained(&self) -> bool {
+        self.drain_done
+    }
+
+    fn assign_value(&self) -> Value {
+        let parts = self.parts.iter().filter(|p| p.recorded);
+        Value::Partitions(
+            parts
+                .map(|p| TopicPartition {
+                    topic: p.id.topic.to_string(),
+                    partition: p.id.partition,
+                })
+                .collect(),
+        )
+    }
+}
+
+fn send_value(part: &Part, value: i64, acks: Acks) -> Send {
+    let acks = match acks {
+        Acks::None => HAcks::Zero,
+        Acks::Leader => HAcks::Leader,
+        Acks::All if part.retention => HAcks::Leader,
+        Acks::All => HAcks::All,
+    };
+    Send::new(part.id.topic.to_string(), part.id.partition, value).with_acks(acks)
+}
+
+/// A client's turn to start an operation.
+pub(crate) fn client_wake(world: &mut World, client: u32) {
+    let c = client as usize;
+    if world.work.stopped || world.work.clients[c].pending.is_some() {
+        return;
+    }
+    let now = world.now;
+    if !world.work.clients[c].started {
+        world.work.clients[c].started = true;
+        let assign = world.work.assign_value();
+        world.work.history.invoke(now, u64::from(client), F::Assign, assign.clone());
+        world.work.history.complete(now, u64::from(client), OpType::Ok, F::Assign, assign);
+    }
+    let part = world.rng_work.random_range(0..world.work.parts.len());
+    if world.rng_work.random_range(0..100) < world.work.poll_percent {
+        let offset = world.work.clients[c].positions[part];
+        start_poll(world, client, part, offset, false);
+    } else {
+        start_send(world, client, part);
+    }
+}
+
+fn start_send(world: &mut World, client: u32, part: usize) {
+    let w = world.work.acks_weights;
+    let pick = world.rng_work.random_range(0..w.iter().sum::<u32>().max(1));
+    let acks = if pick < w[0] {
+        Acks::None
+    } else if pick < w[0] + w[1] {
+        Acks::Leader
+    } else {
+        Acks::All
+    };
+    let timestamp = world.unix_ms();
+    let p = &mut world.work.parts[part];
+    let value = p.next_value;
+    p.next_value += 1;
+    let batch = build::batch(&[&value.to_be_bytes()], timestamp);
+    let request = ClientRequest::Produce { partition: p.id.clone(), acks, batch };
+    let node = p.node;
+    if p.recorded {
+        let send = Value::Send(send_value(p, value, acks));
+        world.work.history.invoke(world.now, u64::from(client), F::Send, send);
+    }
+    let id = next_id(world, client);
+    world.send(
+        Endpoint::Client(client),
+        Endpoint::Node(node),
+        Msg::Request { client, id, request },
+    );
+    if acks == Acks::None {
+        // Fire and forget: nothing will answer.
+        let p = &world.work.parts[part];
+        if p.recorded {
+            let send = Value::Send(send_value(p, value, acks));
+            world.work.history.complete(world.now, u64::from(client), OpType::Ok, F::Send, send);
+        }
+        think(world, client);
+        return;
+    }
+    wait(world, client, id, Pending::Send { part, value, acks });
+}
+
+fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final: bool) {
+    let p = &world.work.parts[part];
+    let request = ClientRequest::Fetch { partition: p.id.clone(), offset };
+    let node = p.node;
+    if p.recorded {
+        let value =
+            if is_final { Value::Poll(Poll { is_final, records: vec![] }) } else { Value::Null };
+        world.work.history.invoke(world.now, u64::from(client), F::Poll, value);
+    }
+    let id = next_id(world, client);
+    world.send(
+        Endpoint::Client(client),
+        Endpoint::Node(node),
+        Msg::Request { client, id, request },
+    );
+    wait(world, client, id, Pending::Poll { part, offset, is_final });
+}
+
+fn next_id(world: &mut World, client: u32) -> u64 {
+    let c = &mut world.work.clients[client as usize];
+    c.next_id += 1;
+    c.next_id
+}
+
+fn wait(world: &mut World, client: u32, id: u64, pending: Pending) {
+    world.work.clients[client as usize].pending = Some((id, pending));
+    let at = world.now + world.work.timeout_ms * MS;
+    world.schedule(at, Event::ClientTimeout { client, id });
+}
+
+fn think(world: &mut World, client: u32) {
+    if client as usize == world.work.clients.len() - 1 {
+        world.schedule(world.now + MS, Event::DrainWake);
+        return;
+    }
+    let delay = world.rng_work.random_range(0..=world.work.think_ms_max * MS);
+    world.schedule(world.now + delay, Event::ClientWake { client });
+}
+
+/// A request timed out: its outcome is unknown.
+pub(crate) fn client_timeout(world: &mut World, client: u32, id: u64) {
+    let c = &mut world.work.clients[client as usize];
+    if c.pending.as_ref().is_none_or(|(pending_id, _)| *pending_id != id) {
+        return;
+    }
+    let (_, pending) = c.pending.take().expect("checked");
+    complete(world, client, &pending, OpType::Info, None);
+    think(world, client);
+}
+
+/// Records the completion of `pending`; `offset` for an acknowledged send.
+fn complete(world: &mut World, client: u32, pending: &Pending, kind: OpType, offset: Option<u64>) {
+    let process = u64::from(client);
+    match pending {
+        Pending::Send { part, value, acks } => {
+            let p = &world.work.parts[*part];
+            if p.recorded {
+                let mut send = send_value(p, *value, *acks);
+                if let Some(offset) = offset {
+                    send = send.at(offset as i64);
+                }
+                world.work.history.complete(world.now, process, kind, F::Send, Value::Send(send));
+            }
+        }
+        Pending::Poll { part, .. } => {
+            if world.work.parts[*part].recorded {
+                world.work.history.complete(world.now, process, kind, F::Poll, Value::Null);
+            }
+        }
+    }
+}
+
+/// A message reached a client.
+pub(crate) fn client_receive(world: &mut World, client: u32, msg: Msg) {
+    let Msg::Reply { id, response } = msg else { return };
+    let c = &mut world.work.clients[client as usize];
+    if c.pending.as_ref().is_none_or(|(pending_id, _)| *pending_id != id) {
+        return;
+    }
+    let (_, pending) = c.pending.take().expect("checked");
+    match pending {
+        Pending::Send { part, value, acks } => {
+            send_answered(world, client, part, value, acks, response)
+        }
+        Pending::Poll { part, offset, is_final } => {
+            poll_answered(world, client, part, offset, is_final, response)
+        }
+    }
+    think(world, client);
+}
+
+fn send_answered(
+    world: &mut World,
+    client: u32,
+    part: usize,
+    value: i64,
+    acks: Acks,
+    response: Response,
+) {
+    let pending = Pending::Send { part, value, acks };
+    match response {
+        Response::Produced { base_offset } => {
+            world.work.acked_sends += 1;
+            let p = &mut world.work.parts[part];
+            if World::is_durable(p) {
+                if let Err(v) =
+                    invariants::acked_offset_unique(&p.name, &p.acked, base_offset, value)
+                {
+                    world.violation.get_or_insert(v);
+                }
+                p.acked.insert(base_offset, value);
+            }
+            complete(world, client, &pending, OpType::Ok, Some(base_offset));
+        }
+        Response::Error(error) => {
+            let kind = if definitely_not_written(&error) { OpType::Fail } else { OpType::Info };
+            complete(world, client, &pending, kind, None);
+        }
+        other => panic!("a produce answered with {other:?}"),
+    }
+}
+
+/// Whether a produce error proves the batch was never appended.
+fn definitely_not_written(error: &RequestError) -> bool {
+    match error {
+        RequestError::UnknownPartition(_) | RequestError::NotReady(_) => true,
+        RequestError::Log(error) => matches!(
+            error,
+            LogError::Recovering
+                | LogError::Truncating
+                | LogError::InvalidBatch(_)
+                | LogError::StaleEpoch { .. }
+                | LogError::OffsetOutOfRange { .. }
+        ),
+    }
+}
+
+fn poll_answered(
+    world: &mut World,
+    client: u32,
+    part: usize,
+    offset: u64,
+    is_final: bool,
+    response: Response,
+) {
+    let process = u64::from(client);
+    let pending = Pending::Poll { part, offset, is_final };
+    match response {
+        Response::Fetched { records, high_watermark, .. } => {
+            let mut read = Vec::new();
+            for (position, header) in BatchScan::new(&records, usize::MAX >> 1) {
+                let end = position + header.total_bytes();
+                for (i, bytes) in build::values(&records[position..end]).iter().enumerate() {
+                    let value = i64::from_be_bytes(bytes[..8].try_into().expect("8-byte values"));
+                    read.push((header.base_offset as u64 + i as u64, value));
+                }
+            }
+            let p = &world.work.parts[part];
+            let offsets: Vec<u64> = read.iter().map(|(o, _)| *o).collect();
+            let mut check = invariants::fetch_in_range(&p.name, offset, &offsets, high_watermark);
+            for (o, v) in &read {
+                if World::is_durable(p) {
+                    check = check
+                        .and_then(|()| invariants::fetch_matches_acked(&p.name, &p.acked, *o, *v));
+                }
+            }
+            if let Err(v) = check {
+                world.violation.get_or_insert(v);
+            }
+            if let Some((last, _)) = read.last() {
+                world.work.clients[client as usize].positions[part] = last + 1;
+            }
+            world.coverage.records_read += read.len() as u64;
+            if p.recorded {
+                let topic = p.id.topic.to_string();
+                let records = read
+                    .iter()
+                    .map(|(o, v)| Record::new(topic.clone(), p.id.partition, *o as i64, *v))
+                    .collect();
+                let value = Value::Poll(Poll { is_final, records });
+                world.work.history.complete(world.now, process, OpType::Ok, F::Poll, value);
+            }
+            if client as usize == world.work.clients.len() - 1 {
+                let position = world.work.clients[client as usize].positions[part];
+                if read.is_empty() && position >= high_watermark {
+                    world.work.drain = Some((part + 1, 0));
+                }
+            }
+        }
+        Response::Error(RequestError::Log(LogError::OffsetOutOfRange {
+            log_start_offset,
+            log_end_offset,
+            ..
+        })) => {
+            complete(world, client, &pending, OpType::Fail, None);
+            // Retention moved the start, or a crash took back an unflushed tail: reset the
+            // position as a consumer's auto.offset.reset does, and say so in the history.
+            let position =
+                if offset < log_start_offset { log_start_offset } else { log_end_offset };
+            world.work.clients[client as usize].positions[part] = position;
+            if world.work.parts[part].recorded {
+                let assign = world.work.assign_value();
+                world.work.history.invoke(world.now, process, F::Assign, assign.clone());
+                world.work.history.complete(world.now, process, OpType::Ok, F::Assign, assign);
+            }
+        }
+        Response::Error(error) => {
+            complete(world, client, &pending, OpType::Fail, None);
+            let corrupt = matches!(error, RequestError::Log(LogError::Corrupt { .. }));
+            if corrupt {
+                world.coverage.corrupt_reads += 1;
+            }
+            let last = world.work.clients.len() - 1;
+            let damaged = corrupt || matches!(error, RequestError::Log(LogError::Storage { .. }));
+            let unrecoverable = world.params.atlas == crate::params::Atlas::Unrecoverable;
+            if damaged && unrecoverable && client as usize == last {
+                // Detect and stop: the damage is reported, never served; the drain moves on.
+                world.work.drain = Some((part + 1, 0));
+            }
+        }
+        other => panic!("a fetch answered with {other:?}"),
+    }
+}
+
+/// The drainer's turn: poll the partition it is at, or finish.
+pub(crate) fn drain_wake(world: &mut World) {
+    let drainer = (world.work.clients.len() - 1) as u32;
+    if world.work.clients[drainer as usize].pending.is_some() || world.work.drain_done {
+        return;
+    }
+    let (mut part, _) = world.work.drain.unwrap_or((0, 0));
+    if world.work.drain.is_none() && world.work.clients.iter().any(|c| c.pending.is_some()) {
+        // The drain reads what every acknowledged send wrote: it waits for the last answers
+        // (or timeouts) of the clients.
+        world.schedule(world.now + 50 * MS, Event::DrainWake);
+        return;
+    }
+    if world.work.drain.is_none() {
+        let assign = world.work.assign_value();
+        let process = u64::from(drainer);
+        world.work.history.invoke(world.now, process, F::Assign, assign.clone());
+        world.work.history.complete(world.now, process, OpType::Ok, F::Assign, assign);
+        world.work.drain = Some((0, 0));
+    }
+    while part < world.work.parts.len() && !world.work.parts[part].recorded {
+        part += 1;
+    }
+    if part >= world.work.parts.len() {
+        world.work.drain_done = true;
+        world.done = true;
+        return;
+    }
+    world.work.drain = Some((part, 0));
+    let offset = world.work.clients[drainer as usize].positions[part];
+    start_poll(world, drainer, part, offset, true);
+}
+
+/// What is still pending, for a liveness violation.
+pub(crate) fn pending_description(world: &World) -> String {
+    let (part, _) = world.work.drain.unwrap_or((0, 0));
+    let name = world.work.parts.get(part).map_or("-", |p| p.name.as_str());
+    format!("the final drain did not finish (at partition {name})")
+}

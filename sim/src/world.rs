@@ -1,0 +1,647 @@
+//! The world: one thread, one event queue, virtual time that jumps to the next event, N
+//! nodes each a real `cairn_node::core::node::Node` over its own [`FaultyDisk`], simulated
+//! clients (`workload`), the network, the faults, and the checks after every step.
+//!
+//! ```text
+//!  queue (time, seq) --pop--> Event --> node.handle_* --> poll_output --> disk ops (run now,
+//!      ^                                   |                              complete later)
+//!      |                                   +--> replies --> Network::route --> Deliver
+//!      +---- timers, deliveries, completions, client wakes, faults, heal, drain
+//! ```
+//!
+//! A run is a safety phase (faults on), then a liveness phase: at `safety_ms` every fault
+//! heals, crashed nodes restart, clients stop, and a drain must read every partition to its
+//! end within `liveness_ms`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
+use cairn_node::core::node::{Node, NodeConfig, Output, PartitionId};
+use cairn_node::core::time::Instant;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::disk::SimDiskFaults;
+use crate::faults::{self, FaultAction};
+use crate::faulty::FaultyDisk;
+use crate::invariants::{self, PartitionWatch, Violation};
+use crate::net::{Cut, Endpoint, NetConfig, Network};
+use crate::params::{Atlas, Params, Stream, TopicDurability, stream};
+use crate::run::Coverage;
+use crate::scenario::TimedFault;
+use crate::workload::{ClientRequest, Msg, Part, Workload};
+
+/// The connection id the world's controller uses to create partitions on a node.
+pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
+
+const MS: u64 = 1_000_000;
+
+/// The index of node `node` (nodes are numbered from 1).
+fn ix(node: u32) -> u32 {
+    node - 1
+}
+
+/// Something that happens at a point of simulated time.
+#[derive(Debug)]
+pub(crate) enum Event {
+    NodeTimer { node: u32, incarnation: u64 },
+    DiskDone { node: u32, incarnation: u64, id: OpId, result: DiskResult },
+    Deliver { from: Endpoint, to: Endpoint, msg: Msg },
+    ClientWake { client: u32 },
+    ClientTimeout { client: u32, id: u64 },
+    Fault(FaultAction),
+    Nemesis,
+    Heal,
+    DrainWake,
+    End,
+}
+
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+/// A node's clock: offset and drift over the world's time, never going back.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    anchor_world: u64,
+    anchor_local: u64,
+    drift_ppm: i64,
+    last: u64,
+}
+
+impl Clock {
+    fn local(&mut self, world: u64) -> u64 {
+        let elapsed = world.saturating_sub(self.anchor_world) as i128;
+        let skewed = elapsed + elapsed * self.drift_ppm as i128 / 1_000_000;
+        let local = (self.anchor_local as i128 + skewed).max(0) as u64;
+        self.last = self.last.max(local);
+        self.last
+    }
+
+    fn world(&self, local: u64) -> u64 {
+        let ahead = local.saturating_sub(self.anchor_local) as i128;
+        let elapsed = ahead * 1_000_000 / (1_000_000 + self.drift_ppm as i128);
+        self.anchor_world.saturating_add(elapsed.max(0) as u64)
+    }
+}
+
+/// One simulated node: the core value (absent while crashed), its disk and its clock.
+pub(crate) struct SimNode {
+    pub(crate) node: Option<Node>,
+    pub(crate) incarnation: u64,
+    pub(crate) disk: FaultyDisk,
+    paused_until: u64,
+    clock: Clock,
+    timer_at: Option<u64>,
+    /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
+    pub(crate) last_request: Vec<u64>,
+}
+
+/// The whole simulated world of one run.
+pub struct World {
+    pub(crate) params: Params,
+    pub(crate) now: u64,
+    t0: Instant,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    seq: u64,
+    pub(crate) rng_net: ChaCha8Rng,
+    rng_disk: ChaCha8Rng,
+    pub(crate) rng_work: ChaCha8Rng,
+    rng_faults: ChaCha8Rng,
+    rng_sched: ChaCha8Rng,
+    pub(crate) net: Network,
+    pub(crate) nodes: Vec<SimNode>,
+    pub(crate) work: Workload,
+    watches: Vec<PartitionWatch>,
+    pub(crate) hash: u64,
+    pub(crate) events: u64,
+    pub(crate) coverage: Coverage,
+    pub(crate) violation: Option<Violation>,
+    pub(crate) done: bool,
+    pub(crate) route_buf: Vec<u64>,
+}
+
+impl World {
+    /// A world for `params` and `seed`, with the scenario's `timeline`.
+    pub fn new(seed: u64, params: Params, timeline: &[TimedFault]) -> World {
+        let mut rng_sched = stream(seed, Stream::Scheduling);
+        let mut rng_disk = stream(seed, Stream::Disk);
+        let t0 = Instant::from_millis(1_700_000_000_000 + rng_sched.random_range(0..1 << 36));
+        let recoverable = params.atlas == Atlas::Recoverable;
+        let nodes = (0..params.nodes)
+            .map(|_| {
+                let faults = SimDiskFaults {
+                    capacity_bytes: None,
+                    sync_failure: params.disk_sync_failure,
+                    read_bit_flip: params.disk_read_bit_flip,
+                    latent_sector_error: if recoverable {
+                        0.0
+                    } else {
+                        params.disk_latent_sector_error
+                    },
+                    torn_writes: params.disk_torn_writes,
+                };
+                let latency = (params.disk_latency_us.0 * 1000, params.disk_latency_us.1 * 1000);
+                let misdirected = if recoverable { 0.0 } else { params.disk_misdirected_write };
+                SimNode {
+                    node: None,
+                    incarnation: 0,
+                    disk: FaultyDisk::new(rng_disk.random(), faults, latency, misdirected),
+                    paused_until: 0,
+                    clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
+                    timer_at: None,
+                    last_request: vec![0; params.clients as usize + 1],
+                }
+            })
+            .collect();
+        let net = Network::new(NetConfig {
+            latency_ns: (params.net_latency_us.0 * 1000, params.net_latency_us.1 * 1000),
+            loss: params.net_loss,
+            duplicate: params.net_duplicate,
+            reorder: params.net_reorder,
+        });
+        let work = Workload::new(&params);
+        let watches = vec![PartitionWatch::default(); work.parts.len()];
+        let mut world = World {
+            now: 0,
+            t0,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            rng_net: stream(seed, Stream::Network),
+            rng_disk,
+            rng_work: stream(seed, Stream::Workload),
+            rng_faults: stream(seed, Stream::Faults),
+            rng_sched,
+            net,
+            nodes,
+            work,
+            watches,
+            hash: 0xcbf2_9ce4_8422_2325,
+            events: 0,
+            coverage: Coverage::default(),
+            violation: None,
+            done: false,
+            route_buf: Vec::with_capacity(2),
+            params,
+        };
+        for index in 0..world.params.nodes {
+            world.start_node(index);
+        }
+        for client in 0..world.params.clients {
+            let delay = world.rng_work.random_range(0..10 * MS);
+            world.schedule(delay, Event::ClientWake { client });
+        }
+        for timed in timeline {
+            world.schedule((timed.s * 1e9) as u64, Event::Fault(timed.action.clone()));
+        }
+        if world.params.faults.random {
+            let first = world.nemesis_gap();
+            world.schedule(first, Event::Nemesis);
+        }
+        world.schedule(world.params.safety_ms * MS, Event::Heal);
+        world.schedule((world.params.safety_ms + world.params.liveness_ms) * MS, Event::End);
+        world
+    }
+
+    pub(crate) fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { time: at.max(self.now), seq: self.seq, event }));
+    }
+
+    /// The world's time as Unix milliseconds (record timestamps of the clients).
+    pub(crate) fn unix_ms(&self) -> i64 {
+        ((self.t0.as_nanos() + self.now) / MS) as i64
+    }
+
+    pub(crate) fn mix(&mut self, word: u64) {
+        self.hash = (self.hash ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+
+    /// Runs until the drain finished, the liveness bound passed, or a violation.
+    pub fn run(&mut self, events_max: u64) {
+        while !self.done && self.violation.is_none() {
+            let Some(Reverse(next)) = self.queue.pop() else { break };
+            self.now = next.time;
+            self.events += 1;
+            if self.events > events_max {
+                self.violation =
+                    Some(Violation::Liveness { what: "event budget exhausted".into() });
+                break;
+            }
+            self.step(next.event);
+        }
+        self.coverage.events = self.events;
+        self.coverage.sim_ns = self.now;
+    }
+
+    fn step(&mut self, event: Event) {
+        self.mix(self.now);
+        match event {
+            Event::NodeTimer { node, incarnation } => {
+                self.mix(1 << 32 | u64::from(node));
+                if self.defer_if_paused(node, || Event::NodeTimer { node, incarnation }) {
+                    return;
+                }
+                let n = &mut self.nodes[node as usize];
+                if n.incarnation != incarnation || n.node.is_none() {
+                    return;
+                }
+                n.timer_at = None;
+                let local = self.local_now(node);
+                let n = &mut self.nodes[node as usize];
+                let core = n.node.as_mut().expect("checked");
+                if core.poll_timeout().is_some_and(|deadline| deadline <= local) {
+                    core.handle_timeout(local);
+                }
+                self.after_node_step(node);
+            }
+            Event::DiskDone { node, incarnation, id, result } => {
+                self.mix(2 << 32 | id.0);
+                if self.nodes[node as usize].incarnation != incarnation {
+                    return;
+                }
+                if self.nodes[node as usize].paused_until > self.now {
+                    let at = self.nodes[node as usize].paused_until;
+                    self.schedule(at, Event::DiskDone { node, incarnation, id, result });
+                    return;
+                }
+                let local = self.local_now(node);
+                if let Some(core) = self.nodes[node as usize].node.as_mut() {
+                    core.handle_disk(local, id, result);
+                    self.after_node_step(node);
+                }
+            }
+            Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
+            Event::ClientWake { client } => {
+                self.mix(3 << 32 | u64::from(client));
+                crate::workload::client_wake(self, client);
+            }
+            Event::ClientTimeout { client, id } => {
+                self.mix(4 << 32 | id);
+                crate::workload::client_timeout(self, client, id);
+            }
+            Event::Fault(action) => {
+                self.mix(5 << 32);
+                self.apply(action);
+            }
+            Event::Nemesis => {
+                if let Some(action) = faults::draw(&mut self.rng_faults, &self.params) {
+                    self.apply(action);
+                }
+                let gap = self.nemesis_gap();
+                if self.now + gap < self.params.safety_ms * MS {
+                    self.schedule(self.now + gap, Event::Nemesis);
+                }
+            }
+            Event::Heal => self.heal(),
+            Event::DrainWake => crate::workload::drain_wake(self),
+            Event::End => {
+                if !self.done {
+                    let what = crate::workload::pending_description(self);
+                    self.violation = Some(Violation::Liveness { what });
+                }
+            }
+        }
+    }
+
+    fn nemesis_gap(&mut self) -> u64 {
+        let mean = self.params.faults.interval_ms_mean.max(1);
+        self.rng_faults.random_range(mean / 2..=mean * 3 / 2) * MS
+    }
+
+    fn defer_if_paused(&mut self, node: u32, event: impl FnOnce() -> Event) -> bool {
+        let until = self.nodes[node as usize].paused_until;
+        if until > self.now {
+            self.schedule(until, event());
+            return true;
+        }
+        false
+    }
+
+    /// The time as node `node` sees it.
+    fn local_now(&mut self, node: u32) -> Instant {
+        let local = self.nodes[node as usize].clock.local(self.now);
+        Instant::from_nanos(self.t0.as_nanos() + local)
+    }
+
+    fn deliver(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
+        match to {
+            Endpoint::Client(client) => {
+                self.mix(6 << 32 | u64::from(client));
+                crate::workload::client_receive(self, client, msg);
+            }
+            Endpoint::Node(node) => {
+                self.mix(7 << 32 | u64::from(node));
+                if self.nodes[node as usize].paused_until > self.now {
+                    let at = self.nodes[node as usize].paused_until;
+                    self.schedule(at, Event::Deliver { from, to, msg });
+                    return;
+                }
+                let Msg::Request { client, id, request } = msg else { return };
+                let local = self.local_now(node);
+                let n = &mut self.nodes[node as usize];
+                let Some(core) = n.node.as_mut() else { return };
+                // TCP: a duplicate or a stale request of the client's connection is dropped.
+                let last = &mut n.last_request[client as usize];
+                if id <= *last {
+                    return;
+                }
+                *last = id;
+                core.handle_request(
+                    local,
+                    ConnId(u64::from(client)),
+                    RequestId(id),
+                    request.into(),
+                );
+                self.after_node_step(node);
+            }
+        }
+    }
+
+    /// Sends `msg` from `from` to `to` through the network.
+    pub(crate) fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
+        let mut delays = std::mem::take(&mut self.route_buf);
+        self.net.route(&mut self.rng_net, self.now, from, to, &mut delays);
+        if let [first, rest @ ..] = &delays[..] {
+            for delay in rest {
+                self.schedule(self.now + delay, Event::Deliver { from, to, msg: msg.clone() });
+            }
+            self.schedule(self.now + first, Event::Deliver { from, to, msg });
+        }
+        self.route_buf = delays;
+    }
+
+    /// Drains a node's outputs, re-arms its timer, and checks the invariants.
+    fn after_node_step(&mut self, node: u32) {
+        let index = node as usize;
+        loop {
+            let Some(output) = self.nodes[index].node.as_mut().and_then(|n| n.poll_output()) else {
+                break;
+            };
+            match output {
+                Output::Disk { id, op } => {
+                    let incarnation = self.nodes[index].incarnation;
+                    let (result, at) =
+                        self.nodes[index].disk.execute(&mut self.rng_disk, self.now, op);
+                    self.mix(8 << 32 | id.0);
+                    self.schedule(at, Event::DiskDone { node, incarnation, id, result });
+                }
+                Output::Reply { conn, id, response } => {
+                    if conn == ADMIN_CONN {
+                        continue;
+                    }
+                    let client = conn.0 as u32;
+                    let msg = Msg::Reply { id: id.0, response };
+                    self.send(Endpoint::Node(node), Endpoint::Client(client), msg);
+                }
+                Output::Send { message, .. } => match message {},
+            }
+        }
+        self.arm_timer(node);
+        if let Err(violation) = self.check_node(node) {
+            self.violation.get_or_insert(violation);
+        }
+    }
+
+    fn arm_timer(&mut self, node: u32) {
+        let n = &mut self.nodes[node as usize];
+        let Some(deadline) = n.node.as_ref().and_then(|core| core.poll_timeout()) else { return };
+        let local = deadline.as_nanos().saturating_sub(self.t0.as_nanos());
+        let at = n.clock.world(local).max(self.now) + 1;
+        if n.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        n.timer_at = Some(at);
+        let incarnation = n.incarnation;
+        self.schedule(at, Event::NodeTimer { node, incarnation });
+    }
+
+    /// The online invariants of every partition on `node`.
+    fn check_node(&mut self, node: u32) -> Result<(), Violation> {
+        let recoverable = self.params.atlas == Atlas::Recoverable;
+        let n = &self.nodes[node as usize];
+        let Some(core) = n.node.as_ref() else { return Ok(()) };
+        for (index, part) in self.work.parts.iter_mut().enumerate() {
+            if part.node != node {
+                continue;
+            }
+            let watch = &mut self.watches[index];
+            let Some(log) = core.partition(&part.id).filter(|log| log.is_ready()) else {
+                watch.was_ready = false;
+                watch.last_flushed = None;
+                continue;
+            };
+            if recoverable {
+                invariants::flushed_offset_monotonic(&part.name, watch, log)?;
+                invariants::recovery_keeps_flushed(&part.name, watch, log)?;
+                if !watch.was_ready {
+                    invariants::recovered_log_is_valid(&part.name, log, &n.disk.disk)?;
+                    self.coverage.recoveries_checked += 1;
+                }
+            } else if !watch.was_ready {
+                // Detected loss: recovery cut the log. Acknowledgements above the cut are
+                // gone, as the unrecoverable atlas allows; what comes next is checked anew.
+                let end = log.log_end_offset();
+                let lost = part.acked.split_off(&end).len() as u64;
+                self.coverage.acked_lost_detected += lost;
+                watch.max_flushed = watch.max_flushed.min(end);
+            }
+            watch.was_ready = true;
+            watch.last_flushed = Some(log.flushed_offset());
+            watch.max_flushed = watch.max_flushed.max(log.flushed_offset());
+        }
+        Ok(())
+    }
+
+    fn start_node(&mut self, index: u32) {
+        let seed = self.rng_sched.random();
+        let local = self.local_now(index);
+        let config = NodeConfig {
+            node_id: cairn_node::core::io::NodeId(index + 1),
+            seed,
+            retention_check_interval: std::time::Duration::from_millis(
+                self.params.retention_check_ms,
+            ),
+            flush_interval: std::time::Duration::from_millis(self.params.flush_interval_ms),
+            recovery_backoff: std::time::Duration::from_millis(200),
+        };
+        let mut core = Node::new(config, local);
+        // The controller's metadata: the node learns which partitions it holds, with their
+        // configs. (Partition configs are not persisted by the node yet.)
+        for (i, part) in self.work.parts.iter().enumerate().filter(|(_, p)| p.node == index) {
+            let request =
+                ClientRequest::Create { partition: part.id.clone(), config: part.config() };
+            core.handle_request(local, ADMIN_CONN, RequestId(i as u64), request.into());
+        }
+        let n = &mut self.nodes[index as usize];
+        n.incarnation += 1;
+        n.node = Some(core);
+        n.timer_at = None;
+        self.after_node_step(index);
+    }
+
+    fn apply(&mut self, action: FaultAction) {
+        if let Some(kind) = action.kind() {
+            *self.coverage.faults.entry(kind.name()).or_default() += 1;
+        }
+        let now = self.now;
+        match action {
+            FaultAction::Crash { node, down_ms } => {
+                let index = ix(node);
+                let n = &mut self.nodes[index as usize];
+                if n.node.take().is_some() {
+                    n.incarnation += 1;
+                    n.disk.crash();
+                    n.paused_until = 0;
+                    self.coverage.crashes += 1;
+                }
+                if let Some(ms) = down_ms {
+                    self.schedule(now + ms * MS, Event::Fault(FaultAction::Restart { node }));
+                }
+            }
+            FaultAction::Restart { node } => {
+                let index = ix(node);
+                if self.nodes[index as usize].node.is_none() {
+                    self.coverage.restarts += 1;
+                    self.start_node(index);
+                }
+            }
+            FaultAction::Pause { node, ms } => {
+                let n = &mut self.nodes[ix(node) as usize];
+                n.paused_until = n.paused_until.max(now + ms * MS);
+            }
+            FaultAction::CutClients { node, one_way, ms } => {
+                let until = now + ms * MS;
+                let index = ix(node);
+                self.net.cut(Cut::Node(index), Cut::Clients, until);
+                if !one_way {
+                    self.net.cut(Cut::Clients, Cut::Node(index), until);
+                }
+            }
+            FaultAction::Isolate { node, ms } => {
+                let index = ix(node);
+                self.net.cut(Cut::Node(index), Cut::Anyone, now + ms * MS);
+                self.net.cut(Cut::Anyone, Cut::Node(index), now + ms * MS);
+            }
+            FaultAction::Partition { from, to, one_way, ms } => {
+                let until = ms.map_or(u64::MAX, |ms| now + ms * MS);
+                for a in &from {
+                    for b in &to {
+                        let (a, b) = (Cut::Node(a - 1), Cut::Node(b - 1));
+                        self.net.cut(a, b, until);
+                        if !one_way {
+                            self.net.cut(b, a, until);
+                        }
+                    }
+                }
+            }
+            FaultAction::Clog { node, delay_ms, ms } => {
+                self.net.clog(ix(node), delay_ms * MS, now + ms * MS);
+            }
+            FaultAction::Heal => self.net.heal(false),
+            FaultAction::DiskFull { node, ms } => {
+                self.nodes[ix(node) as usize].disk.fill(now + ms * MS)
+            }
+            FaultAction::SlowDisk { node, factor, ms } => {
+                self.nodes[ix(node) as usize].disk.slow_down(factor, now + ms * MS)
+            }
+            FaultAction::FailSync { node } => {
+                if let Some(file) = self.pick_segment(ix(node), true) {
+                    self.nodes[ix(node) as usize].disk.disk.fail_next_sync(&file);
+                }
+            }
+            FaultAction::Clock { node, offset_ms, drift_ppm } => {
+                let index = ix(node);
+                let n = &mut self.nodes[index as usize];
+                let local = n.clock.local(now);
+                n.clock = Clock {
+                    anchor_world: now,
+                    anchor_local: local + offset_ms * MS,
+                    drift_ppm: drift_ppm.clamp(-100_000, 100_000),
+                    last: local + offset_ms * MS,
+                };
+                n.timer_at = None;
+                self.arm_timer(index);
+            }
+            FaultAction::Corrupt { node } => {
+                let index = ix(node);
+                if let Some(file) = self.pick_segment(index, false) {
+                    let disk = &mut self.nodes[index as usize].disk.disk;
+                    if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
+                        let pos = self.rng_faults.random_range(0..len);
+                        disk.corrupt(&file, pos);
+                    }
+                }
+            }
+            FaultAction::BadSector { node } => {
+                let index = ix(node);
+                if let Some(file) = self.pick_segment(index, false) {
+                    let disk = &mut self.nodes[index as usize].disk.disk;
+                    if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
+                        let sector = self.rng_faults.random_range(0..len.div_ceil(4096));
+                        disk.add_bad_sector(&file, sector);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A segment file of a random partition on node `index` (the active one with `active`).
+    fn pick_segment(&mut self, index: u32, active: bool) -> Option<cairn_node::core::io::FileName> {
+        let core = self.nodes[index as usize].node.as_ref()?;
+        let ids: Vec<&PartitionId> = core.partitions().collect();
+        if ids.is_empty() {
+            return None;
+        }
+        let id = ids[self.rng_faults.random_range(0..ids.len())].clone();
+        let log = core.partition(&id)?;
+        let segments: Vec<_> = log.segments().map(|s| s.log_file.clone()).collect();
+        if active {
+            return segments.last().cloned();
+        }
+        (!segments.is_empty())
+            .then(|| segments[self.rng_faults.random_range(0..segments.len())].clone())
+    }
+
+    /// The liveness phase begins: every fault heals and the drain is scheduled.
+    fn heal(&mut self) {
+        self.mix(9 << 32);
+        self.net.heal(true);
+        for index in 0..self.params.nodes {
+            let n = &mut self.nodes[index as usize];
+            n.disk.heal();
+            n.paused_until = 0;
+            if n.node.is_none() {
+                self.coverage.restarts += 1;
+                self.start_node(index);
+            }
+        }
+        self.work.stopped = true;
+        self.schedule(self.now + 500 * MS, Event::DrainWake);
+    }
+
+    /// Whether a partition's topic is fsync-durable.
+    pub(crate) fn is_durable(part: &Part) -> bool {
+        part.durability == TopicDurability::Fsync
+    }
+}
