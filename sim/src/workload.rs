@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::BytesMut;
 use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicPartition, Value};
 use cairn_node::core::log::batch::{BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
@@ -29,50 +28,6 @@ const MS: u64 = 1_000_000;
 /// Bytes a poll asks for.
 const FETCH_BYTES_MAX: u32 = 2_048;
 
-/// A client's request as it travels the network (cloneable, so it can be duplicated).
-#[derive(Debug, Clone)]
-pub enum ClientRequest {
-    /// Create a partition (the controller's, not a client's).
-    Create {
-        /// The partition.
-        partition: PartitionId,
-        /// Its config.
-        config: PartitionConfig,
-    },
-    /// Produce one batch.
-    Produce {
-        /// The partition.
-        partition: PartitionId,
-        /// Acks.
-        acks: Acks,
-        /// The batch.
-        batch: BytesMut,
-    },
-    /// Fetch from an offset.
-    Fetch {
-        /// The partition.
-        partition: PartitionId,
-        /// The offset.
-        offset: u64,
-    },
-}
-
-impl From<ClientRequest> for Request {
-    fn from(request: ClientRequest) -> Request {
-        match request {
-            ClientRequest::Create { partition, config } => {
-                Request::CreatePartition { partition, config }
-            }
-            ClientRequest::Produce { partition, acks, batch } => {
-                Request::Produce { partition, acks, batch }
-            }
-            ClientRequest::Fetch { partition, offset } => {
-                Request::Fetch { partition, offset, max_bytes: FETCH_BYTES_MAX }
-            }
-        }
-    }
-}
-
 /// A message on the network.
 #[derive(Debug, Clone)]
 pub enum Msg {
@@ -83,7 +38,7 @@ pub enum Msg {
         /// Its request number.
         id: u64,
         /// The request.
-        request: ClientRequest,
+        request: Request,
     },
     /// Node to client.
     Reply {
@@ -279,7 +234,7 @@ fn start_send(world: &mut World, client: u32, part: usize) {
     let value = p.next_value;
     p.next_value += 1;
     let batch = build::batch(&[&value.to_be_bytes()], timestamp);
-    let request = ClientRequest::Produce { partition: p.id.clone(), acks, batch };
+    let request = Request::Produce { partition: p.id.clone(), acks, batch };
     let node = p.node;
     if p.recorded {
         let send = Value::Send(send_value(p, value, acks));
@@ -306,7 +261,7 @@ fn start_send(world: &mut World, client: u32, part: usize) {
 
 fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final: bool) {
     let p = &world.work.parts[part];
-    let request = ClientRequest::Fetch { partition: p.id.clone(), offset };
+    let request = Request::Fetch { partition: p.id.clone(), offset, max_bytes: FETCH_BYTES_MAX };
     let node = p.node;
     if p.recorded {
         let value =

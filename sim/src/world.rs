@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
-use cairn_node::core::node::{Node, NodeConfig, Output, PartitionId};
+use cairn_node::core::node::{Node, NodeConfig, Output, PartitionId, Request};
 use cairn_node::core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +30,7 @@ use crate::net::{Cut, Endpoint, NetConfig, Network};
 use crate::params::{Atlas, Params, Stream, TopicDurability, stream};
 use crate::run::Coverage;
 use crate::scenario::TimedFault;
-use crate::workload::{ClientRequest, Msg, Part, Workload};
+use crate::workload::{Msg, Part, Workload};
 
 /// The connection id the world's controller uses to create partitions on a node.
 pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
@@ -367,12 +367,7 @@ impl World {
                     return;
                 }
                 *last = id;
-                core.handle_request(
-                    local,
-                    ConnId(u64::from(client)),
-                    RequestId(id),
-                    request.into(),
-                );
+                core.handle_request(local, ConnId(u64::from(client)), RequestId(id), request);
                 self.after_node_step(node);
             }
         }
@@ -490,8 +485,8 @@ impl World {
         // configs. (Partition configs are not persisted by the node yet.)
         for (i, part) in self.work.parts.iter().enumerate().filter(|(_, p)| p.node == index) {
             let request =
-                ClientRequest::Create { partition: part.id.clone(), config: part.config() };
-            core.handle_request(local, ADMIN_CONN, RequestId(i as u64), request.into());
+                Request::CreatePartition { partition: part.id.clone(), config: part.config() };
+            core.handle_request(local, ADMIN_CONN, RequestId(i as u64), request);
         }
         let n = &mut self.nodes[index as usize];
         n.incarnation += 1;

@@ -109,8 +109,8 @@ pub struct PartitionConfig {
     pub durability: Durability,
 }
 
-/// What a client asks of the node.
-#[derive(Debug)]
+/// What a client asks of the node. `Clone` so a simulated network can duplicate it.
+#[derive(Debug, Clone)]
 pub enum Request {
     /// Create (or open) a partition's log.
     CreatePartition {
