@@ -380,8 +380,18 @@ impl SimDisk {
     }
 
     fn remove(&mut self, path: &str) -> DiskResult {
-        if path.is_empty() || self.dirs.contains(path) {
-            return Err(io_error("remove", path, "is a directory"));
+        if path.is_empty() {
+            return Err(io_error("remove", path, "is the data directory"));
+        }
+        if self.dirs.contains(path) {
+            let prefix = format!("{path}/");
+            let has_files = self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix));
+            let has_dirs = self.dirs.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix));
+            if has_files || has_dirs {
+                return Err(io_error("remove", path, "directory not empty"));
+            }
+            self.dirs.remove(path);
+            return Ok(DiskOk::Done);
         }
         self.files.remove(path);
         Ok(DiskOk::Done)

@@ -118,7 +118,8 @@ pub enum DiskOp {
         /// Its new length, at most the current length.
         len: u64,
     },
-    /// Delete `file` (durably, once completed). Removing a missing file is not an error.
+    /// Delete `file`, or an empty directory (durably, once completed). Removing a missing
+    /// file is not an error; removing a directory that is not empty is.
     Remove {
         /// The file to delete.
         file: FileName,

@@ -32,6 +32,11 @@ pub const RECOVERY_READ_RETRIES_MAX: u8 = 8;
 /// this many leader changes inside the retained log is implausible.
 pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;
 
+/// The largest topic store file a node reads at start (`metadata/topics.log`); it is
+/// compacted at start well before it nears this.
+pub const TOPICS_LOG_BYTES_MAX: u64 = 64 << 20;
+
+const _: () = assert!(TOPICS_LOG_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_BYTES_MIN >= 61, "a segment must hold a batch header");
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);

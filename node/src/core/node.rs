@@ -26,13 +26,19 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::io::{ConnId, DiskOk, DiskOp, DiskResult, FileName, NodeId, OpId, RequestId};
-use super::log::{DiskQueue, LogConfig, LogError, LogEvent, PartitionLog, ReadStart};
+use super::metadata::{METADATA_DIR, StoreEvent, TopicStore};
+use super::log::{DiskQueue, LogError, LogEvent, PartitionLog, ReadStart};
 use super::rng::{CoreRng, seeded};
 use super::time::Instant;
 use super::timer::TimerTable;
+use super::topic::{validate_partition_count, validate_topic_name};
+use super::topic::{ConfigChange, TopicError};
+pub use super::topic::{Durability, TopicConfig};
 
 /// The directory, under the data directory, that holds one directory per partition.
 pub const PARTITIONS_DIR: &str = "partitions";
+
+mod topics;
 
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,16 +74,6 @@ impl fmt::Display for PartitionId {
     }
 }
 
-/// When a write counts as done (a topic setting; design §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// Acknowledged, and visible to consumers, only once fsynced.
-    #[default]
-    Fsync,
-    /// Acknowledged once appended (in memory), as Kafka does by default.
-    Replicate,
-}
-
 /// How many acknowledgements a producer waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -100,24 +96,52 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
-/// A partition's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PartitionConfig {
-    /// The log's settings.
-    pub log: LogConfig,
-    /// When writes count as done.
-    pub durability: Durability,
-}
-
 /// What a client asks of the node. `Clone` so a simulated network can duplicate it.
 #[derive(Debug, Clone)]
 pub enum Request {
-    /// Create (or open) a partition's log.
-    CreatePartition {
-        /// The partition.
-        partition: PartitionId,
+    /// Create a topic and its partitions. Answered once the topic is durably recorded; its
+    /// partitions may still be opening (their requests get a retriable error meanwhile).
+    CreateTopic {
+        /// The topic's name.
+        name: Arc<str>,
+        /// How many partitions.
+        partitions: i32,
         /// Its settings.
-        config: PartitionConfig,
+        config: TopicConfig,
+        /// Check only: change nothing.
+        validate_only: bool,
+    },
+    /// Delete a topic and every partition's data.
+    DeleteTopic {
+        /// The topic's name.
+        name: Arc<str>,
+    },
+    /// Grow a topic to `count` partitions.
+    CreatePartitions {
+        /// The topic's name.
+        name: Arc<str>,
+        /// The new partition count, more than the current one.
+        count: i32,
+        /// Check only: change nothing.
+        validate_only: bool,
+    },
+    /// Change a topic's settings.
+    AlterTopicConfig {
+        /// The topic's name.
+        name: Arc<str>,
+        /// The changes, applied together or not at all.
+        changes: Vec<ConfigChange>,
+        /// Check only: change nothing.
+        validate_only: bool,
+    },
+    /// Describe topics: every topic when `topics` is `None`. With `auto_create` (and the
+    /// node's `auto_create_topics`), topics asked for by name that do not exist are created
+    /// with the node's defaults first.
+    Metadata {
+        /// The topics asked for.
+        topics: Option<Vec<Arc<str>>>,
+        /// Whether to create missing topics.
+        auto_create: bool,
     },
     /// Append one record batch a producer sent.
     Produce {
@@ -152,9 +176,34 @@ pub enum RequestError {
     /// The node does not hold the partition.
     #[error("unknown topic or partition {0}")]
     UnknownPartition(PartitionId),
+    /// The topic does not exist.
+    #[error("unknown topic {0}")]
+    UnknownTopic(Arc<str>),
+    /// A topic of that name exists (or is being deleted).
+    #[error("topic {0} already exists")]
+    TopicExists(Arc<str>),
+    /// The topic name, partition count or a setting is not valid.
+    #[error(transparent)]
+    InvalidTopic(#[from] TopicError),
+    /// A partition count that does not grow the topic.
+    #[error("topic {name} has {current} partitions; it can only grow, not go to {asked}")]
+    PartitionsCannotShrink {
+        /// The topic.
+        name: Arc<str>,
+        /// Its partition count.
+        current: i32,
+        /// The count asked for.
+        asked: i32,
+    },
     /// The node is still starting, or the partition is recovering: retry.
     #[error("{0} is not ready yet")]
     NotReady(PartitionId),
+    /// The node is still starting or stopping: retry.
+    #[error("the node is starting or stopping")]
+    NodeNotReady,
+    /// The metadata file could not be written; nothing changed.
+    #[error("storage error writing topic metadata: {0}")]
+    MetadataStorage(String),
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
@@ -163,8 +212,13 @@ pub enum RequestError {
 /// The node's answer to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    /// The partition's log is open.
-    PartitionCreated,
+    /// The topic change asked for is durable (or, with `validate_only`, would be valid).
+    TopicChanged,
+    /// Topics described.
+    Metadata {
+        /// One entry per topic asked for (every topic when none was named), by name.
+        topics: Vec<TopicInfo>,
+    },
     /// The batch was appended (and is durable, if its partition asks for that).
     Produced {
         /// The offset of its first record.
@@ -188,6 +242,24 @@ pub enum Response {
     },
     /// The request failed.
     Error(RequestError),
+}
+
+/// One topic as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: Arc<str>,
+    /// Its partition count and settings, or why it cannot be described.
+    pub state: Result<TopicState, RequestError>,
+}
+
+/// A topic's partition count and settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    /// How many partitions.
+    pub partitions: i32,
+    /// Its settings.
+    pub config: TopicConfig,
 }
 
 /// A message between nodes. Replication (issue 6) adds its variants; a single node has no
@@ -236,6 +308,12 @@ pub struct NodeConfig {
     pub flush_interval: Duration,
     /// How long after a log failed the node tries to recover it.
     pub recovery_backoff: Duration,
+    /// Whether Metadata may create topics that do not exist (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (`num.partitions`).
+    pub default_partitions: i32,
+    /// Settings of a topic created without them, and what a deleted setting returns to.
+    pub default_topic: TopicConfig,
 }
 
 impl Default for NodeConfig {
@@ -246,6 +324,9 @@ impl Default for NodeConfig {
             retention_check_interval: Duration::from_secs(300),
             flush_interval: Duration::from_secs(1),
             recovery_backoff: Duration::from_secs(1),
+            auto_create_topics: true,
+            default_partitions: 1,
+            default_topic: TopicConfig::default(),
         }
     }
 }
@@ -257,10 +338,40 @@ enum Timer {
     Recover,
 }
 
-/// What a pending disk op of the node itself (not of a log) is for.
+/// What a pending disk op of the node itself (not of a log or the topic store) is for.
 #[derive(Debug)]
 enum NodeOp {
+    /// Listing `partitions/` at start.
     ListPartitions,
+    /// Listing a deleted partition's directory, to remove what is in it.
+    ListDeleted { topic: Arc<str>, dir: FileName },
+    /// Removing one file of a deleted partition.
+    RemoveFile,
+    /// Removing a deleted partition's (now empty) directory.
+    RemoveDir { topic: Arc<str> },
+}
+
+/// A topic change waiting for the topic store.
+#[derive(Debug)]
+struct TopicChange {
+    /// Who asked; `None` for a topic a Metadata request auto-creates.
+    requester: Option<(ConnId, RequestId)>,
+    /// The Metadata request waiting for this creation, by token.
+    metadata: Option<u64>,
+    /// The topic.
+    name: Arc<str>,
+}
+
+/// A Metadata request waiting for the topics it auto-creates.
+#[derive(Debug)]
+struct MetadataWait {
+    conn: ConnId,
+    id: RequestId,
+    topics: Vec<Arc<str>>,
+    /// Creations still waiting.
+    creations: usize,
+    /// Topics whose creation failed, with why.
+    failures: Vec<(Arc<str>, RequestError)>,
 }
 
 #[derive(Debug)]
@@ -269,8 +380,6 @@ struct Partition {
     durability: Durability,
     /// Produces waiting for their batch to be flushed: last offset, connection, request.
     waiting_acks: VecDeque<(u64, ConnId, RequestId, u64)>,
-    /// Requests waiting for the log to be ready: connection and request.
-    waiting_create: Vec<(ConnId, RequestId)>,
     /// Reads and lookups in flight, by token.
     reads: HashMap<u64, (ConnId, RequestId)>,
 }
@@ -284,20 +393,46 @@ impl Partition {
     }
 }
 
-/// Routes disk ops a log submits to the node's outputs, remembering whose they are.
+/// The node's outputs and its disk-op numbering, kept apart from its partitions so that a
+/// partition and an [`Outbox`] can be borrowed at once.
+#[derive(Debug, Default)]
+struct Ops {
+    outputs: VecDeque<Output>,
+    /// Which partition issued each log op in flight.
+    owners: HashMap<OpId, PartitionId>,
+    next_op: u64,
+}
+
+impl Ops {
+    /// A queue for the disk ops of partition `owner`'s log.
+    fn outbox<'a>(&'a mut self, owner: &'a PartitionId) -> Outbox<'a> {
+        Outbox { ops: self, owner: Some(owner) }
+    }
+
+    /// A queue for disk ops the node tracks itself (the topic store's, deletions).
+    fn unowned(&mut self) -> Outbox<'_> {
+        Outbox { ops: self, owner: None }
+    }
+
+    fn reply(&mut self, conn: ConnId, id: RequestId, response: Response) {
+        self.outputs.push_back(Output::Reply { conn, id, response });
+    }
+}
+
+/// Routes disk ops to the node's outputs, remembering which partition's they are.
 struct Outbox<'a> {
-    outputs: &'a mut VecDeque<Output>,
-    owners: &'a mut HashMap<OpId, PartitionId>,
-    next_op: &'a mut u64,
-    owner: &'a PartitionId,
+    ops: &'a mut Ops,
+    owner: Option<&'a PartitionId>,
 }
 
 impl DiskQueue for Outbox<'_> {
     fn submit(&mut self, op: DiskOp) -> OpId {
-        let id = OpId(*self.next_op);
-        *self.next_op += 1;
-        self.owners.insert(id, self.owner.clone());
-        self.outputs.push_back(Output::Disk { id, op });
+        let id = OpId(self.ops.next_op);
+        self.ops.next_op += 1;
+        if let Some(owner) = self.owner {
+            self.ops.owners.insert(id, owner.clone());
+        }
+        self.ops.outputs.push_back(Output::Disk { id, op });
         id
     }
 }
@@ -308,39 +443,51 @@ pub struct Node {
     config: NodeConfig,
     rng: CoreRng,
     started: bool,
+    /// Why the node cannot serve at all (its topic store or partitions directory is
+    /// unreadable): a driver reports it and stops.
+    fatal: Option<String>,
+    store: TopicStore,
     partitions: BTreeMap<PartitionId, Partition>,
-    op_owners: HashMap<OpId, PartitionId>,
+    ops: Ops,
     node_ops: HashMap<OpId, NodeOp>,
-    next_op: u64,
     next_token: u64,
-    outputs: VecDeque<Output>,
+    /// Topic changes waiting for the store, by token.
+    topic_changes: HashMap<u64, TopicChange>,
+    /// Metadata requests waiting for the topics they auto-create, by token.
+    metadata_waits: HashMap<u64, MetadataWait>,
+    /// Topics whose partitions' files are being deleted, with the partitions left.
+    deleting: BTreeMap<Arc<str>, usize>,
     timers: TimerTable<Timer>,
     flush_wanted: BTreeSet<PartitionId>,
     shutting_down: bool,
+    data_version: u64,
 }
 
 impl Node {
-    /// A node starting at `now`: it lists its partitions and recovers each.
+    /// A node starting at `now`: it loads its topics, then lists its partitions and recovers
+    /// each, deleting what belongs to no topic.
     pub fn new(config: NodeConfig, now: Instant) -> Node {
         let rng = seeded(config.seed);
+        let mut ops = Ops::default();
+        let store = TopicStore::open(config.default_topic.clone(), &mut ops.unowned());
         let mut node = Node {
             config,
             rng,
             started: false,
+            fatal: None,
+            store,
             partitions: BTreeMap::new(),
-            op_owners: HashMap::new(),
+            ops,
             node_ops: HashMap::new(),
-            next_op: 0,
             next_token: 0,
-            outputs: VecDeque::new(),
+            topic_changes: HashMap::new(),
+            metadata_waits: HashMap::new(),
+            deleting: BTreeMap::new(),
             timers: TimerTable::default(),
             flush_wanted: BTreeSet::new(),
             shutting_down: false,
+            data_version: 0,
         };
-        node.submit_node_op(
-            DiskOp::List { dir: FileName::new(PARTITIONS_DIR) },
-            NodeOp::ListPartitions,
-        );
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
         node
@@ -348,9 +495,15 @@ impl Node {
 
     // ----- getters -----
 
-    /// Whether the node listed its partitions (each may still be recovering).
+    /// Whether the node loaded its topics and listed its partitions (each may still be
+    /// recovering).
     pub fn is_started(&self) -> bool {
         self.started
+    }
+
+    /// Why the node cannot serve at all, if it cannot: its data directory is unreadable.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
     }
 
     /// The log of a partition, if the node holds it.
@@ -363,6 +516,17 @@ impl Node {
         self.partitions.keys()
     }
 
+    /// The committed topics: partition counts and settings.
+    pub fn topics(&self) -> &BTreeMap<Arc<str>, TopicState> {
+        self.store.topics()
+    }
+
+    /// A number that grows whenever a high watermark advances or a topic changes: a fetch
+    /// that found too little may wait for it to change before it asks again.
+    pub fn data_version(&self) -> u64 {
+        self.data_version
+    }
+
     /// The node's random generator (for components that need randomness).
     pub fn rng(&mut self) -> &mut CoreRng {
         &mut self.rng
@@ -371,7 +535,10 @@ impl Node {
     /// Whether every disk op the node issued has completed and nothing waits to be flushed:
     /// after [`Node::begin_shutdown`], the moment a driver may stop.
     pub fn is_quiescent(&self) -> bool {
-        self.op_owners.is_empty() && self.node_ops.is_empty() && self.flush_wanted.is_empty()
+        self.ops.owners.is_empty()
+            && self.node_ops.is_empty()
+            && self.store.is_idle()
+            && self.flush_wanted.is_empty()
     }
 
     // ----- mutators -----
@@ -392,8 +559,18 @@ impl Node {
     /// A client's request `id` on connection `conn`.
     pub fn handle_request(&mut self, now: Instant, conn: ConnId, id: RequestId, request: Request) {
         match request {
-            Request::CreatePartition { partition, config } => {
-                self.create_partition(conn, id, partition, config)
+            Request::CreateTopic { name, partitions, config, validate_only } => {
+                self.create_topic(conn, id, name, partitions, config, validate_only)
+            }
+            Request::DeleteTopic { name } => self.delete_topic(conn, id, name),
+            Request::CreatePartitions { name, count, validate_only } => {
+                self.create_partitions(conn, id, name, count, validate_only)
+            }
+            Request::AlterTopicConfig { name, changes, validate_only } => {
+                self.alter_topic_config(conn, id, name, &changes, validate_only)
+            }
+            Request::Metadata { topics, auto_create } => {
+                self.metadata(conn, id, topics, auto_create)
             }
             Request::Produce { partition, acks, batch } => {
                 self.produce(now, conn, id, partition, acks, batch)
@@ -416,17 +593,14 @@ impl Node {
     /// The result of disk op `id`.
     pub fn handle_disk(&mut self, now: Instant, id: OpId, result: DiskResult) {
         if let Some(op) = self.node_ops.remove(&id) {
-            match op {
-                NodeOp::ListPartitions => self.partitions_listed(result),
-            }
-        } else if let Some(owner) = self.op_owners.remove(&id) {
+            self.node_op_done(op, result);
+        } else if self.store.owns(id) {
+            self.store.handle_disk(id, result, &mut self.ops.unowned());
+            self.drain_store_events();
+        } else if let Some(owner) = self.ops.owners.remove(&id) {
+            // A deleted partition's ops still complete; nobody waits for them.
             if let Some(partition) = self.partitions.get_mut(&owner) {
-                let mut out = Outbox {
-                    outputs: &mut self.outputs,
-                    owners: &mut self.op_owners,
-                    next_op: &mut self.next_op,
-                    owner: &owner,
-                };
+                let mut out = self.ops.outbox(&owner);
                 partition.log.handle_disk(now, id, result, &mut out);
                 self.drain_events(now, &owner);
             }
@@ -461,16 +635,10 @@ impl Node {
     pub fn poll_output(&mut self) -> Option<Output> {
         while let Some(id) = self.flush_wanted.pop_first() {
             if let Some(partition) = self.partitions.get_mut(&id) {
-                let mut out = Outbox {
-                    outputs: &mut self.outputs,
-                    owners: &mut self.op_owners,
-                    next_op: &mut self.next_op,
-                    owner: &id,
-                };
-                partition.log.flush(&mut out);
+                partition.log.flush(&mut self.ops.outbox(&id));
             }
         }
-        self.outputs.pop_front()
+        self.ops.outputs.pop_front()
     }
 
     /// When [`Node::handle_timeout`] should be called next.
@@ -481,48 +649,19 @@ impl Node {
     // ----- requests -----
 
     fn reply(&mut self, conn: ConnId, id: RequestId, response: Response) {
-        self.outputs.push_back(Output::Reply { conn, id, response });
+        self.ops.reply(conn, id, response);
     }
 
     fn fail(&mut self, conn: ConnId, id: RequestId, error: impl Into<RequestError>) {
         self.reply(conn, id, Response::Error(error.into()));
     }
 
-    fn create_partition(
-        &mut self,
-        conn: ConnId,
-        id: RequestId,
-        partition: PartitionId,
-        config: PartitionConfig,
-    ) {
-        if let Some(existing) = self.partitions.get_mut(&partition) {
-            existing.durability = config.durability;
-            existing.log.set_config(config.log);
-            if existing.log.is_ready() {
-                self.reply(conn, id, Response::PartitionCreated);
-            } else {
-                existing.waiting_create.push((conn, id));
-            }
-            return;
-        }
-        self.open_partition(partition.clone(), config);
-        let opened = self.partitions.get_mut(&partition).expect("just opened");
-        opened.waiting_create.push((conn, id));
-    }
-
-    fn open_partition(&mut self, id: PartitionId, config: PartitionConfig) {
-        let mut out = Outbox {
-            outputs: &mut self.outputs,
-            owners: &mut self.op_owners,
-            next_op: &mut self.next_op,
-            owner: &id,
-        };
-        let log = PartitionLog::open(id.dir(), config.log, &mut out);
+    fn open_partition(&mut self, id: PartitionId, config: TopicConfig) {
+        let log = PartitionLog::open(id.dir(), config.log, &mut self.ops.outbox(&id));
         let partition = Partition {
             log,
             durability: config.durability,
             waiting_acks: VecDeque::new(),
-            waiting_create: Vec::new(),
             reads: HashMap::new(),
         };
         self.partitions.insert(id, partition);
@@ -549,15 +688,13 @@ impl Node {
             }
             return;
         };
-        let mut out = Outbox {
-            outputs: &mut self.outputs,
-            owners: &mut self.op_owners,
-            next_op: &mut self.next_op,
-            owner: &partition_id,
-        };
+        let mut out = self.ops.outbox(&partition_id);
         // A single node is the leader of epoch 0 of every partition it holds; replication
         // (issue 6) brings real leader epochs.
         let result = partition.log.append_as_leader(now, batch, 0, &mut out);
+        if result.is_ok() && partition.durability == Durability::Replicate {
+            self.data_version += 1;
+        }
         match (result, acks, partition.durability) {
             (Err(error), Acks::None, _) => {
                 tracing::debug!(%partition_id, %error, "acks=0 produce refused");
@@ -588,12 +725,7 @@ impl Node {
             return self.fail(conn, id, RequestError::UnknownPartition(partition_id));
         };
         let high_watermark = partition.high_watermark();
-        let mut out = Outbox {
-            outputs: &mut self.outputs,
-            owners: &mut self.op_owners,
-            next_op: &mut self.next_op,
-            owner: &partition_id,
-        };
+        let mut out = self.ops.outbox(&partition_id);
         match partition.log.read(token, offset, high_watermark, max_bytes, &mut out) {
             Ok(ReadStart::Pending) => {
                 partition.reads.insert(token, (conn, id));
@@ -630,12 +762,7 @@ impl Node {
             OffsetSpec::Earliest => answer(partition.log.log_start_offset()),
             OffsetSpec::Latest => answer(partition.high_watermark()),
             OffsetSpec::Timestamp(timestamp) => {
-                let mut out = Outbox {
-                    outputs: &mut self.outputs,
-                    owners: &mut self.op_owners,
-                    next_op: &mut self.next_op,
-                    owner: &partition_id,
-                };
+                let mut out = self.ops.outbox(&partition_id);
                 match partition.log.offset_for_timestamp(token, timestamp, &mut out) {
                     Ok(None) => {
                         partition.reads.insert(token, (conn, id));
@@ -651,29 +778,6 @@ impl Node {
 
     // ----- completions -----
 
-    fn partitions_listed(&mut self, result: DiskResult) {
-        self.started = true;
-        let entries = match result {
-            Ok(DiskOk::Listing(entries)) => entries,
-            Ok(other) => panic!("a listing completed with {other:?}"),
-            Err(error) => {
-                // Without a listing the node cannot know its partitions; it serves none and
-                // says so. An operator must fix the data directory.
-                tracing::error!(%error, "cannot list the partitions directory");
-                return;
-            }
-        };
-        for entry in entries.into_iter().filter(|entry| entry.is_dir) {
-            match PartitionId::from_dir_name(&entry.name) {
-                Some(id) if !self.partitions.contains_key(&id) => {
-                    self.open_partition(id, PartitionConfig::default())
-                }
-                Some(_) => {}
-                None => tracing::warn!(name = %entry.name, "not a partition directory; ignored"),
-            }
-        }
-    }
-
     fn drain_events(&mut self, now: Instant, id: &PartitionId) {
         while let Some(event) = self.partitions.get_mut(id).and_then(|p| p.log.poll_event()) {
             self.handle_log_event(now, id, event);
@@ -682,22 +786,16 @@ impl Node {
 
     fn handle_log_event(&mut self, now: Instant, id: &PartitionId, event: LogEvent) {
         let partition = self.partitions.get_mut(id).expect("events come from held partitions");
+        let outputs = &mut self.ops.outputs;
         match event {
-            LogEvent::Recovered { .. } => {
-                for (conn, request) in std::mem::take(&mut partition.waiting_create) {
-                    self.outputs.push_back(Output::Reply {
-                        conn,
-                        id: request,
-                        response: Response::PartitionCreated,
-                    });
-                }
-            }
+            LogEvent::Recovered { .. } => self.data_version += 1,
             LogEvent::Flushed { offset } => {
+                self.data_version += 1;
                 while partition.waiting_acks.front().is_some_and(|(last, ..)| *last < offset) {
                     let (_, conn, request, base_offset) =
                         partition.waiting_acks.pop_front().expect("checked");
                     let response = Response::Produced { base_offset };
-                    self.outputs.push_back(Output::Reply { conn, id: request, response });
+                    outputs.push_back(Output::Reply { conn, id: request, response });
                 }
             }
             LogEvent::Read { token, result } => {
@@ -712,7 +810,7 @@ impl Node {
                     },
                     Err(error) => Response::Error(error.into()),
                 };
-                self.outputs.push_back(Output::Reply { conn, id: request, response });
+                outputs.push_back(Output::Reply { conn, id: request, response });
             }
             LogEvent::OffsetForTimestamp { token, result } => {
                 let Some((conn, request)) = partition.reads.remove(&token) else {
@@ -722,14 +820,14 @@ impl Node {
                     Ok(found) => offset_response(found, partition.high_watermark()),
                     Err(error) => Response::Error(error.into()),
                 };
-                self.outputs.push_back(Output::Reply { conn, id: request, response });
+                outputs.push_back(Output::Reply { conn, id: request, response });
             }
             LogEvent::Truncated { .. } => {}
             LogEvent::Failed { error } => {
                 // Writes that waited for a flush are lost or unknown: tell their producers.
                 for (_, conn, request, _) in std::mem::take(&mut partition.waiting_acks) {
                     let response = Response::Error(error.clone().into());
-                    self.outputs.push_back(Output::Reply { conn, id: request, response });
+                    outputs.push_back(Output::Reply { conn, id: request, response });
                 }
                 self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
             }
@@ -738,14 +836,8 @@ impl Node {
 
     fn apply_retention(&mut self, now: Instant) {
         for (id, partition) in &mut self.partitions {
-            let mut out = Outbox {
-                outputs: &mut self.outputs,
-                owners: &mut self.op_owners,
-                next_op: &mut self.next_op,
-                owner: id,
-            };
             let high_watermark = partition.high_watermark();
-            partition.log.apply_retention(now, high_watermark, &mut out);
+            partition.log.apply_retention(now, high_watermark, &mut self.ops.outbox(id));
         }
     }
 
@@ -753,31 +845,31 @@ impl Node {
         for (id, partition) in &mut self.partitions {
             if partition.log.failure().is_some() {
                 tracing::info!(%id, "recovering a failed partition log");
-                let mut out = Outbox {
-                    outputs: &mut self.outputs,
-                    owners: &mut self.op_owners,
-                    next_op: &mut self.next_op,
-                    owner: id,
-                };
-                partition.log.recover(&mut out);
+                partition.log.recover(&mut self.ops.outbox(id));
             }
         }
     }
 
     fn submit_node_op(&mut self, op: DiskOp, purpose: NodeOp) {
-        let id = OpId(self.next_op);
-        self.next_op += 1;
+        let id = self.ops.unowned().submit(op);
         self.node_ops.insert(id, purpose);
-        self.outputs.push_back(Output::Disk { id, op });
     }
 
     /// Checks the node's invariants; a failure is a bug.
     pub fn invariants(&self) {
-        for partition in self.partitions.values() {
+        self.store.invariants();
+        for (id, partition) in &self.partitions {
             partition.log.invariants();
             let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
             assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
             assert!(partition.high_watermark() <= partition.log.log_end_offset());
+            if self.started {
+                let topic = self.store.topics().get(&id.topic);
+                assert!(topic.is_some_and(|t| id.partition < t.partitions), "{id} has a topic");
+            }
+        }
+        for name in self.deleting.keys() {
+            assert!(self.store.staged(name).is_none(), "{name} is deleted and exists");
         }
     }
 }

@@ -9,6 +9,7 @@ use kafka_protocol::ResponseError;
 use crate::core::log::LogError;
 use crate::core::log::batch::BatchError;
 use crate::core::node::RequestError;
+use crate::core::topic::TopicError;
 
 /// No error.
 pub const NONE: i16 = 0;
@@ -21,7 +22,26 @@ pub fn request_error_code(error: &RequestError) -> i16 {
         // on produce, fetch and ListOffsets by refreshing metadata and retrying, while the
         // Java consumer treats LEADER_NOT_AVAILABLE in a fetch answer as unexpected.
         RequestError::NotReady(_) => ResponseError::NotLeaderOrFollower.code(),
+        RequestError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition.code(),
+        RequestError::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
+        RequestError::InvalidTopic(error) => topic_error_code(error),
+        RequestError::PartitionsCannotShrink { .. } => ResponseError::InvalidPartitions.code(),
+        // Retriable: the client waits and asks again, as for a coordinator that is loading.
+        RequestError::NodeNotReady => ResponseError::LeaderNotAvailable.code(),
+        RequestError::MetadataStorage(_) => ResponseError::KafkaStorageError.code(),
         RequestError::Log(error) => log_error_code(error),
+    }
+}
+
+/// The Kafka error code for a refused topic name, partition count or setting.
+pub fn topic_error_code(error: &TopicError) -> i16 {
+    match error {
+        TopicError::BadName { .. } => ResponseError::InvalidTopicException.code(),
+        TopicError::BadPartitionCount(_) => ResponseError::InvalidPartitions.code(),
+        TopicError::UnknownSetting(_)
+        | TopicError::ReadOnly(_)
+        | TopicError::BadValue { .. }
+        | TopicError::Range(_) => ResponseError::InvalidConfig.code(),
     }
 }
 

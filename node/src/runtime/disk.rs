@@ -235,7 +235,11 @@ impl FileDisk {
     fn remove(&mut self, name: &FileName) -> io::Result<DiskOk> {
         self.open.remove(name);
         let path = self.path(name);
-        match fs::remove_file(&path) {
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => fs::remove_dir(&path),
+            _ => fs::remove_file(&path),
+        };
+        match removed {
             Ok(()) => {}
             // Still sync the directory: an earlier remove may have unlinked the file and then
             // failed its directory sync, and this op must not report Ok before it is durable.

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 
 use super::executor::{Completions, DiskExecutor};
@@ -62,6 +62,7 @@ enum Inbound {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     inbound: mpsc::Sender<Inbound>,
+    data_version: watch::Receiver<u64>,
 }
 
 /// The node's driver has stopped.
@@ -96,6 +97,13 @@ impl NodeHandle {
         let _ = self.inbound.send(Inbound::Shutdown).await;
     }
 
+    /// The node's data version ([`Node::data_version`]): it changes whenever a high
+    /// watermark advances or a topic changes, so a fetch that found too little waits on it
+    /// (`changed().await`, under the fetch's max wait) before it asks again.
+    pub fn data_version(&self) -> watch::Receiver<u64> {
+        self.data_version.clone()
+    }
+
     /// Forgets connection `conn`; answers still owed to it are dropped.
     pub async fn disconnect(&self, conn: ConnId) {
         let _ = self.inbound.send(Inbound::Disconnect { conn }).await;
@@ -111,8 +119,9 @@ pub fn spawn(
     clock: Clock,
 ) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
     let (inbound, receiver) = mpsc::channel(INBOUND_QUEUE_MAX);
-    let task = tokio::spawn(drive(node, executor, completions, receiver, clock));
-    (NodeHandle { inbound }, task)
+    let (version_sender, data_version) = watch::channel(node.data_version());
+    let task = tokio::spawn(drive(node, executor, completions, receiver, version_sender, clock));
+    (NodeHandle { inbound, data_version }, task)
 }
 
 async fn drive(
@@ -120,6 +129,7 @@ async fn drive(
     executor: DiskExecutor,
     mut completions: Completions,
     mut inbound: mpsc::Receiver<Inbound>,
+    data_version: watch::Sender<u64>,
     clock: Clock,
 ) -> Node {
     let mut connections: HashMap<ConnId, mpsc::UnboundedSender<(RequestId, Response)>> =
@@ -138,6 +148,13 @@ async fn drive(
                 }
                 Output::Send { message, .. } => match message {},
             }
+        }
+        if *data_version.borrow() != node.data_version() {
+            data_version.send_replace(node.data_version());
+        }
+        if let Some(error) = node.fatal() {
+            tracing::error!(%error, "the node cannot serve; it stops");
+            return node;
         }
         if executor.submit(std::mem::take(&mut disk_ops)).await.is_err() {
             tracing::error!("the disk executor stopped; the node stops");
