@@ -385,8 +385,13 @@ impl SimDisk {
         }
         if self.dirs.contains(path) {
             let prefix = format!("{path}/");
-            let has_files = self.files.range(prefix.clone()..).next().is_some_and(|(p, _)| p.starts_with(&prefix));
-            let has_dirs = self.dirs.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix));
+            let has_files = self
+                .files
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(p, _)| p.starts_with(&prefix));
+            let has_dirs =
+                self.dirs.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix));
             if has_files || has_dirs {
                 return Err(io_error("remove", path, "directory not empty"));
             }

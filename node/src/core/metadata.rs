@@ -65,7 +65,12 @@ impl TopicRecord {
             .iter()
             .map(|key| (key.to_string(), state.config.get(key).expect("listed settings exist")))
             .collect();
-        TopicRecord { name: name.to_string(), deleted: false, partitions: state.partitions, settings }
+        TopicRecord {
+            name: name.to_string(),
+            deleted: false,
+            partitions: state.partitions,
+            settings,
+        }
     }
 
     fn state(&self, defaults: &TopicConfig) -> TopicState {
@@ -106,11 +111,16 @@ enum PendingOp {
     List,
     Read,
     /// An op of the rewrite before its rename; the sync's success issues the rename.
-    Rewrite { sync: bool },
+    Rewrite {
+        sync: bool,
+    },
     /// The rewrite's rename, which completes it.
     RewriteRename,
     /// The append or the sync of change `token`.
-    Change { token: u64, sync: bool },
+    Change {
+        token: u64,
+        sync: bool,
+    },
     /// Removing a leftover temporary file.
     Cleanup,
 }

@@ -26,14 +26,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use super::io::{ConnId, DiskOk, DiskOp, DiskResult, FileName, NodeId, OpId, RequestId};
-use super::metadata::{METADATA_DIR, StoreEvent, TopicStore};
 use super::log::{DiskQueue, LogError, LogEvent, PartitionLog, ReadStart};
+use super::metadata::{METADATA_DIR, StoreEvent, TopicStore};
 use super::rng::{CoreRng, seeded};
 use super::time::Instant;
 use super::timer::TimerTable;
-use super::topic::{validate_partition_count, validate_topic_name};
 use super::topic::{ConfigChange, TopicError};
 pub use super::topic::{Durability, TopicConfig};
+use super::topic::{validate_partition_count, validate_topic_name};
 
 /// The directory, under the data directory, that holds one directory per partition.
 pub const PARTITIONS_DIR: &str = "partitions";

@@ -296,7 +296,10 @@ mod tests {
         let error = config.set("durability", "maybe").unwrap_err();
         assert_eq!(error.to_string(), "durability = \"maybe\" is not valid: fsync or replicate");
         assert!(matches!(config.set("retention.ms", "soon"), Err(TopicError::BadValue { .. })));
-        assert!(matches!(config.set("cleanup.policy", "compact"), Err(TopicError::BadValue { .. })));
+        assert!(matches!(
+            config.set("cleanup.policy", "compact"),
+            Err(TopicError::BadValue { .. })
+        ));
         assert!(matches!(config.set("colour", "blue"), Err(TopicError::UnknownSetting(_))));
     }
 

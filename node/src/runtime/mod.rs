@@ -9,3 +9,4 @@ pub mod disk;
 pub mod driver;
 pub mod executor;
 pub mod http;
+pub mod server;

@@ -158,11 +158,7 @@ impl Node {
     }
 
     /// Metadata's answer: every topic of `names`, from the committed image.
-    fn describe(
-        &self,
-        names: Vec<Arc<str>>,
-        failures: Vec<(Arc<str>, RequestError)>,
-    ) -> Response {
+    fn describe(&self, names: Vec<Arc<str>>, failures: Vec<(Arc<str>, RequestError)>) -> Response {
         let topics = names
             .into_iter()
             .map(|name| {
