@@ -91,6 +91,14 @@ pub enum Violation {
         /// Byte position where the scan stopped.
         position: u64,
     },
+    /// A node stopped serving (its topic store unreadable) although the fault atlas keeps
+    /// every fault recoverable (design §8: the atlas).
+    NodeFailed {
+        /// The node's index.
+        node: u32,
+        /// Why it stopped.
+        error: String,
+    },
     /// Something pending did not finish within the liveness bound after the faults healed.
     Liveness {
         /// What.

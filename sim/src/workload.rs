@@ -15,7 +15,7 @@ use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicP
 use cairn_node::core::log::batch::{BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
 use cairn_node::core::node::{
-    Acks, Durability, PartitionConfig, PartitionId, Request, RequestError, Response,
+    Acks, Durability, PartitionId, Request, RequestError, Response, TopicConfig,
 };
 use rand::Rng;
 
@@ -60,6 +60,8 @@ pub struct Part {
     pub node: u32,
     /// Its durability.
     pub durability: TopicDurability,
+    /// How many partitions its topic has.
+    pub topic_partitions: i32,
     /// Its log config.
     pub log: LogConfig,
     /// Whether it is in the history, and whether with the acks asked for.
@@ -74,12 +76,12 @@ pub struct Part {
 
 impl Part {
     /// The partition's config as the controller hands it to the node.
-    pub fn config(&self) -> PartitionConfig {
+    pub fn config(&self) -> TopicConfig {
         let durability = match self.durability {
             TopicDurability::Fsync => Durability::Fsync,
             TopicDurability::Replicate => Durability::Replicate,
         };
-        PartitionConfig { log: self.log.clone(), durability }
+        TopicConfig { log: self.log.clone(), durability }
     }
 }
 
@@ -137,6 +139,7 @@ impl Workload {
                     name: format!("{}-{p}", topic.name),
                     node,
                     durability: topic.durability,
+                    topic_partitions: topic.partitions as i32,
                     log,
                     recorded: topic.durability == TopicDurability::Fsync,
                     retention: topic.retention_bytes >= 0,
@@ -384,7 +387,15 @@ fn send_answered(
 /// Whether a produce error proves the batch was never appended.
 fn definitely_not_written(error: &RequestError) -> bool {
     match error {
-        RequestError::UnknownPartition(_) | RequestError::NotReady(_) => true,
+        // Every error but the log's is raised before anything is appended.
+        RequestError::UnknownPartition(_)
+        | RequestError::NotReady(_)
+        | RequestError::UnknownTopic(_)
+        | RequestError::TopicExists(_)
+        | RequestError::InvalidTopic(_)
+        | RequestError::PartitionsCannotShrink { .. }
+        | RequestError::NodeNotReady
+        | RequestError::MetadataStorage(_) => true,
         RequestError::Log(error) => matches!(
             error,
             LogError::Recovering
@@ -503,7 +514,11 @@ pub(crate) fn drain_wake(world: &mut World) {
         world.work.history.complete(world.now, process, OpType::Ok, F::Assign, assign);
         world.work.drain = Some((0, 0));
     }
-    while part < world.work.parts.len() && !world.work.parts[part].recorded {
+    // Partitions of a node that stopped serving (a detected loss under the unrecoverable
+    // atlas; the checks count it) cannot be drained.
+    while part < world.work.parts.len()
+        && (!world.work.parts[part].recorded || world.node_failed(world.work.parts[part].node))
+    {
         part += 1;
     }
     if part >= world.work.parts.len() {

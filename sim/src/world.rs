@@ -17,7 +17,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
-use cairn_node::core::node::{Node, NodeConfig, Output, PartitionId, Request};
+use cairn_node::core::node::{
+    Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
+};
 use cairn_node::core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -113,6 +115,8 @@ pub(crate) struct SimNode {
     paused_until: u64,
     clock: Clock,
     timer_at: Option<u64>,
+    /// Whether this incarnation was asked to create its topics (again after an error).
+    topics_asked: bool,
     /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
     pub(crate) last_request: Vec<u64>,
 }
@@ -170,6 +174,7 @@ impl World {
                     paused_until: 0,
                     clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
                     timer_at: None,
+                    topics_asked: false,
                     last_request: vec![0; params.clients as usize + 1],
                 }
             })
@@ -339,6 +344,11 @@ impl World {
     }
 
     /// The time as node `node` sees it.
+    /// Whether node `index` is up but refuses to serve (see [`Node::fatal`]).
+    pub(crate) fn node_failed(&self, index: u32) -> bool {
+        self.nodes[index as usize].node.as_ref().is_some_and(|core| core.fatal().is_some())
+    }
+
     fn local_now(&mut self, node: u32) -> Instant {
         let local = self.nodes[node as usize].clock.local(self.now);
         Instant::from_nanos(self.t0.as_nanos() + local)
@@ -389,6 +399,7 @@ impl World {
     /// Drains a node's outputs, re-arms its timer, and checks the invariants.
     fn after_node_step(&mut self, node: u32) {
         let index = node as usize;
+        self.ask_for_topics(node);
         loop {
             let Some(output) = self.nodes[index].node.as_mut().and_then(|n| n.poll_output()) else {
                 break;
@@ -403,6 +414,11 @@ impl World {
                 }
                 Output::Reply { conn, id, response } => {
                     if conn == ADMIN_CONN {
+                        // A topic the node kept from an earlier life exists already; any
+                        // other error (a failed metadata write) is retried at the next step.
+                        let retry = matches!(&response, Response::Error(e)
+                            if !matches!(e, RequestError::TopicExists(_)));
+                        self.nodes[index].topics_asked &= !retry;
                         continue;
                     }
                     let client = conn.0 as u32;
@@ -436,6 +452,13 @@ impl World {
         let recoverable = self.params.atlas == Atlas::Recoverable;
         let n = &self.nodes[node as usize];
         let Some(core) = n.node.as_ref() else { return Ok(()) };
+        if let Some(error) = core.fatal() {
+            // A node that cannot read its topic store refuses to serve: a detected loss,
+            // which only the unrecoverable atlas may cause.
+            if recoverable {
+                return Err(invariants::Violation::NodeFailed { node, error: error.to_string() });
+            }
+        }
         for (index, part) in self.work.parts.iter_mut().enumerate() {
             if part.node != node {
                 continue;
@@ -479,20 +502,43 @@ impl World {
             ),
             flush_interval: std::time::Duration::from_millis(self.params.flush_interval_ms),
             recovery_backoff: std::time::Duration::from_millis(200),
+            ..NodeConfig::default()
         };
-        let mut core = Node::new(config, local);
-        // The controller's metadata: the node learns which partitions it holds, with their
-        // configs. (Partition configs are not persisted by the node yet.)
-        for (i, part) in self.work.parts.iter().enumerate().filter(|(_, p)| p.node == index) {
-            let request =
-                Request::CreatePartition { partition: part.id.clone(), config: part.config() };
-            core.handle_request(local, ADMIN_CONN, RequestId(i as u64), request);
-        }
+        let core = Node::new(config, local);
         let n = &mut self.nodes[index as usize];
         n.incarnation += 1;
         n.node = Some(core);
         n.timer_at = None;
+        n.topics_asked = false;
         self.after_node_step(index);
+    }
+
+    /// The controller's part, until there is one: once a node has started, it is asked to
+    /// create every topic it holds a partition of (the node keeps them across restarts, so a
+    /// restarted node mostly answers that they exist). Each node holds every partition of
+    /// such a topic; the workload uses those the placement gives it.
+    fn ask_for_topics(&mut self, index: u32) {
+        let n = &self.nodes[index as usize];
+        if n.topics_asked || !n.node.as_ref().is_some_and(|core| core.is_started()) {
+            return;
+        }
+        let now = self.local_now(index);
+        let n = &mut self.nodes[index as usize];
+        n.topics_asked = true;
+        let core = n.node.as_mut().expect("checked");
+        let mut asked = std::collections::BTreeSet::new();
+        for (i, part) in self.work.parts.iter().enumerate().filter(|(_, p)| p.node == index) {
+            if !asked.insert(part.id.topic.clone()) {
+                continue;
+            }
+            let request = Request::CreateTopic {
+                name: part.id.topic.clone(),
+                partitions: part.topic_partitions,
+                config: part.config(),
+                validate_only: false,
+            };
+            core.handle_request(now, ADMIN_CONN, RequestId(i as u64), request);
+        }
     }
 
     fn apply(&mut self, action: FaultAction) {

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::frame::{decode_frame, encode_frame};
 use super::io::{DiskError, DiskOk, DiskOp, DiskResult, FileName, OpId};
-use super::limits::TOPICS_LOG_BYTES_MAX;
+use super::limits::{RECOVERY_READ_RETRIES_MAX, TOPICS_LOG_BYTES_MAX};
 use super::log::DiskQueue;
 use super::node::TopicState;
 use super::topic::TopicConfig;
@@ -82,6 +82,18 @@ impl TopicRecord {
         }
         TopicState { partitions: self.partitions, config }
     }
+}
+
+/// Where the first frame of `bytes` that does not decode starts, if one does not.
+fn first_bad_frame(bytes: &Bytes) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match decode_frame::<TopicRecord>(&bytes.slice(at..)) {
+            Ok((_, used)) => at += used,
+            Err(_) => return Some(at),
+        }
+    }
+    None
 }
 
 /// What the store tells the node.
@@ -151,6 +163,11 @@ pub struct TopicStore {
     dirty: bool,
     /// Records found at load.
     records_loaded: usize,
+    /// Reads of the file (or listings) that failed or were cut, and where the last cut was:
+    /// a cut is believed only when two reads agree on it (a bit flipped in transit is gone on
+    /// the next read), and a failed read is retried a few times.
+    load_attempts: u8,
+    last_cut: Option<usize>,
     events: VecDeque<StoreEvent>,
     defaults: TopicConfig,
 }
@@ -169,6 +186,8 @@ impl TopicStore {
             file_bytes: 0,
             dirty: false,
             records_loaded: 0,
+            load_attempts: 0,
+            last_cut: None,
             events: VecDeque::new(),
             defaults,
         };
@@ -301,7 +320,14 @@ impl TopicStore {
         let entries = match result {
             Ok(DiskOk::Listing(entries)) => entries,
             Ok(other) => panic!("a listing completed with {other:?}"),
-            Err(error) => return self.load_failed(format!("cannot list {METADATA_DIR}: {error}")),
+            Err(error) => {
+                if self.retry_load() {
+                    let id = out.submit(DiskOp::List { dir: FileName::new(METADATA_DIR) });
+                    self.ops.insert(id, PendingOp::List);
+                    return;
+                }
+                return self.load_failed(format!("cannot list {METADATA_DIR}: {error}"));
+            }
         };
         if entries.iter().any(|e| e.name == "topics.log.tmp") {
             let id = out.submit(DiskOp::Remove { file: FileName::new(TMP_NAME) });
@@ -320,20 +346,41 @@ impl TopicStore {
             )),
             Some(entry) => {
                 self.phase = Phase::Reading;
-                let len = u32::try_from(entry.len).expect("bounded above");
-                let id = out.submit(DiskOp::Read { file: FileName::new(LOG_NAME), pos: 0, len });
-                self.ops.insert(id, PendingOp::Read);
                 self.file_bytes = entry.len;
+                self.read_file(out);
             }
         }
+    }
+
+    fn read_file(&mut self, out: &mut impl DiskQueue) {
+        let len = u32::try_from(self.file_bytes).expect("bounded by TOPICS_LOG_BYTES_MAX");
+        let id = out.submit(DiskOp::Read { file: FileName::new(LOG_NAME), pos: 0, len });
+        self.ops.insert(id, PendingOp::Read);
+    }
+
+    /// Whether a failed or doubtful load step may be tried again.
+    fn retry_load(&mut self) -> bool {
+        self.load_attempts += 1;
+        self.load_attempts <= RECOVERY_READ_RETRIES_MAX
     }
 
     fn read(&mut self, result: DiskResult, out: &mut impl DiskQueue) {
         let bytes = match result {
             Ok(DiskOk::Data(bytes)) => bytes,
             Ok(other) => panic!("a read completed with {other:?}"),
-            Err(error) => return self.load_failed(format!("cannot read {LOG_NAME}: {error}")),
+            Err(error) => {
+                if self.retry_load() {
+                    return self.read_file(out);
+                }
+                return self.load_failed(format!("cannot read {LOG_NAME}: {error}"));
+            }
         };
+        if let Some(cut) = first_bad_frame(&bytes) {
+            if self.last_cut != Some(cut) && self.retry_load() {
+                self.last_cut = Some(cut);
+                return self.read_file(out);
+            }
+        }
         let mut at = 0;
         while at < bytes.len() {
             match decode_frame::<TopicRecord>(&bytes.slice(at..)) {
@@ -348,8 +395,9 @@ impl TopicStore {
                     }
                 }
                 Err(error) => {
-                    // A torn tail (a change whose sync never completed) or corruption: the
-                    // records before it stand, the rest is cut by the rewrite below.
+                    // A torn tail (a change whose sync never completed) or corruption, seen
+                    // alike by two reads: the records before it stand, the rest is cut by
+                    // the rewrite below.
                     tracing::warn!(%error, offset = at, "{LOG_NAME}: tail cut");
                     self.dirty = true;
                     break;

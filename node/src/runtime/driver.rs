@@ -110,8 +110,9 @@ impl NodeHandle {
     }
 }
 
-/// Starts driving `node` on the current tokio runtime. The driver stops when every
-/// [`NodeHandle`] is dropped, or when the executor stops.
+/// Starts driving `node` on the current tokio runtime. The driver stops cleanly (every
+/// partition flushed) after [`NodeHandle::shutdown`] or once every [`NodeHandle`] is dropped;
+/// it stops at once when the executor stops or the node cannot serve ([`Node::fatal`]).
 pub fn spawn(
     node: Node,
     executor: DiskExecutor,
@@ -136,6 +137,7 @@ async fn drive(
         HashMap::new();
     let mut disk_ops = Vec::new();
     let mut shutting_down = false;
+    let mut inbound_open = true;
     loop {
         while let Some(output) = node.poll_output() {
             match output {
@@ -173,8 +175,13 @@ async fn drive(
                     node.handle_disk(now, id, result);
                 }
             }
-            message = inbound.recv() => match message {
-                None => return node,
+            message = inbound.recv(), if inbound_open => match message {
+                None => {
+                    // Every handle is gone: stop as cleanly as when asked to.
+                    inbound_open = false;
+                    shutting_down = true;
+                    node.begin_shutdown();
+                }
                 Some(Inbound::Connect { conn, replies }) => {
                     connections.insert(conn, replies);
                 }
@@ -204,7 +211,9 @@ fn far_future() -> tokio::time::Instant {
 mod tests {
     use super::*;
     use crate::core::log::batch::{BatchHeader, build};
-    use crate::core::node::{Acks, Durability, NodeConfig, PartitionConfig, PartitionId};
+    use crate::core::node::{
+        Acks, Durability, NodeConfig, OffsetSpec, PartitionId, RequestError, TopicConfig,
+    };
     use crate::runtime::disk::FileDisk;
 
     async fn start(dir: &std::path::Path) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
@@ -226,6 +235,41 @@ mod tests {
         response
     }
 
+    /// Creates a one-partition topic, asking again while the node starts, and waits until
+    /// its partition takes writes.
+    async fn create_topic(
+        handle: &NodeHandle,
+        replies: &mut mpsc::UnboundedReceiver<(RequestId, Response)>,
+        name: &str,
+        config: TopicConfig,
+    ) {
+        let create = || Request::CreateTopic {
+            name: name.into(),
+            partitions: 1,
+            config: config.clone(),
+            validate_only: false,
+        };
+        let mut response = ask(handle, replies, 1, create()).await;
+        for _ in 0..1000 {
+            if response != Response::Error(RequestError::NodeNotReady) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            response = ask(handle, replies, 1, create()).await;
+        }
+        assert_eq!(response, Response::TopicChanged);
+        let partition = PartitionId::new(name, 0);
+        let list =
+            || Request::ListOffsets { partition: partition.clone(), spec: OffsetSpec::Latest };
+        for _ in 0..1000 {
+            if let Response::Offset { .. } = ask(handle, replies, 1, list()).await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("partition {partition} never became ready");
+    }
+
     /// A clean stop flushes what was only appended (acks=0 under durability replicate).
     #[tokio::test]
     async fn a_clean_stop_flushes_everything() {
@@ -233,9 +277,8 @@ mod tests {
         let partition = PartitionId::new("quiet", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
-        let config = PartitionConfig { durability: Durability::Replicate, ..Default::default() };
-        let create = Request::CreatePartition { partition: partition.clone(), config };
-        assert_eq!(ask(&handle, &mut replies, 1, create).await, Response::PartitionCreated);
+        let config = TopicConfig { durability: Durability::Replicate, ..Default::default() };
+        create_topic(&handle, &mut replies, "quiet", config).await;
         for i in 0..50 {
             let batch = build::batch(&[b"fire and forget"], i);
             let request =
@@ -257,9 +300,8 @@ mod tests {
         let partition = PartitionId::new("events", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
-        let config = PartitionConfig { durability: Durability::Fsync, ..Default::default() };
-        let create = Request::CreatePartition { partition: partition.clone(), config };
-        assert_eq!(ask(&handle, &mut replies, 1, create).await, Response::PartitionCreated);
+        let config = TopicConfig { durability: Durability::Fsync, ..Default::default() };
+        create_topic(&handle, &mut replies, "events", config).await;
         for i in 0..10u64 {
             let batch = build::batch(&[format!("value-{i}").as_bytes()], 1_000 + i as i64);
             let produce = Request::Produce { partition: partition.clone(), acks: Acks::All, batch };
@@ -290,5 +332,52 @@ mod tests {
         let Response::Fetched { records, high_watermark, .. } = response else { panic!() };
         assert_eq!(high_watermark, 10, "every acknowledged write survived the restart");
         assert_eq!(build::values(&records), vec![bytes::Bytes::from_static(b"value-3")]);
+    }
+
+    /// A topic, its settings and its data come back after a restart over the same files.
+    #[tokio::test]
+    async fn topics_and_their_settings_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, task) = start(dir.path()).await;
+        let mut replies = handle.connect(ConnId(1)).await.unwrap();
+        let mut config = TopicConfig::default();
+        config.set("retention.ms", "86400000").unwrap();
+        config.set("durability", "replicate").unwrap();
+        create_topic(&handle, &mut replies, "kept", config.clone()).await;
+        let grow =
+            Request::CreatePartitions { name: "kept".into(), count: 3, validate_only: false };
+        assert_eq!(ask(&handle, &mut replies, 2, grow).await, Response::TopicChanged);
+        let batch = build::batch(&[b"still here"], 1_000);
+        let partition = PartitionId::new("kept", 0);
+        let produce = Request::Produce { partition: partition.clone(), acks: Acks::All, batch };
+        assert_eq!(
+            ask(&handle, &mut replies, 3, produce).await,
+            Response::Produced { base_offset: 0 }
+        );
+        handle.shutdown().await;
+        drop((handle, replies));
+        task.await.unwrap();
+
+        let (handle, _task) = start(dir.path()).await;
+        let mut replies = handle.connect(ConnId(1)).await.unwrap();
+        let describe = || Request::Metadata { topics: None, auto_create: false };
+        let mut response = ask(&handle, &mut replies, 4, describe()).await;
+        while response == Response::Error(RequestError::NodeNotReady) {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            response = ask(&handle, &mut replies, 4, describe()).await;
+        }
+        let Response::Metadata { topics } = response else { panic!("{response:?}") };
+        let state = crate::core::node::TopicState { partitions: 3, config };
+        assert_eq!(
+            topics,
+            vec![crate::core::node::TopicInfo { name: "kept".into(), state: Ok(state) }]
+        );
+        let latest = Request::ListOffsets { partition, spec: OffsetSpec::Latest };
+        let mut response = ask(&handle, &mut replies, 5, latest.clone()).await;
+        while matches!(response, Response::Error(_)) {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            response = ask(&handle, &mut replies, 5, latest.clone()).await;
+        }
+        assert_eq!(response, Response::Offset { offset: 1, timestamp: -1 });
     }
 }

@@ -254,7 +254,7 @@ pub mod conformance {
         }
         assert_eq!(
             h.log.log_end_offset(),
-            sent.iter().map(|b| header(b).record_count as u64).sum()
+            sent.iter().map(|b| header(b).record_count as u64).sum::<u64>()
         );
         let back = h.read_all(0, 1 << 20).unwrap();
         assert_eq!(back, sent);

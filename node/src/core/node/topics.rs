@@ -79,6 +79,11 @@ impl Node {
             Ok(state) => state.clone(),
             Err(error) => return self.fail(conn, id, error),
         };
+        if self.deleting.contains_key(&name) {
+            // Files of a partition beyond the count (left by a crash) are still being
+            // deleted; a new partition of that number must not meet them.
+            return self.fail(conn, id, RequestError::NodeNotReady);
+        }
         if count <= state.partitions {
             let current = state.partitions;
             let error = RequestError::PartitionsCannotShrink { name, current, asked: count };
