@@ -1,10 +1,12 @@
 //! The tokio driver of the core: real files, sockets and timers.
 //!
+//! - [`datadir`]: formatting and locking the data directory (`cairn.meta`, `cairn.lock`).
 //! - [`disk`]: `FileDisk`, the disk ops on real files.
 //! - [`executor`]: the thread that runs disk ops in order, with group commit.
 //! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
 //! - [`http`]: `/metrics` (Prometheus) and `/health`.
 
+pub mod datadir;
 pub mod disk;
 pub mod driver;
 pub mod executor;

@@ -1,0 +1,185 @@
+//! The `cairn` command line: subcommands, flags and their help text.
+//!
+//! Client commands (topic, produce, consume, bench) join here with the client library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "Cairn: a Kafka-compatible distributed log";
+
+const LONG_ABOUT: &str = "Cairn: a Kafka-compatible distributed log.
+
+Kafka clients (librdkafka, kcat, the Java client) connect to a Cairn node as to a Kafka broker.
+Every write is fsynced before it is acknowledged unless a topic says otherwise.";
+
+const EXAMPLES: &str = "\
+Examples:
+  Try it on this machine (formats ./cairn-data on first use):
+    cairn dev
+
+  Run a node from a config file:
+    cairn format --data-dir /var/lib/cairn
+    cairn serve --config /etc/cairn/cairn.toml
+
+Each command has its own help: cairn dev --help, cairn serve --help, cairn format --help.
+Logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) for more or less.";
+
+const DEV_EXAMPLES: &str = "\
+Examples:
+  cairn dev
+  cairn dev --data-dir /tmp/cairn --listener 127.0.0.1:19092
+  cairn dev --set log.retention.ms=3600000
+
+Then, with kcat:
+  echo hello | kcat -P -b 127.0.0.1:9092 -t demo
+  kcat -C -b 127.0.0.1:9092 -t demo -o beginning -e";
+
+const SERVE_EXAMPLES: &str = "\
+Every config file key can also be set by a CAIRN_* environment variable (the key upper-cased,
+dots as underscores: log.retention.ms is CAIRN_LOG_RETENTION_MS) and by --set KEY=VALUE.
+Flags beat the environment, which beats the file, which beats the defaults.
+
+Examples:
+  cairn serve --config cairn.toml
+  cairn serve --config cairn.toml --listener 0.0.0.0:9092 --advertised-listener host1:9092
+  CAIRN_NODE_ID=2 cairn serve --data-dir /var/lib/cairn --set num.partitions=3
+
+A minimal cairn.toml:
+  node.id = 1
+  data.dir = \"/var/lib/cairn\"
+  listener = \"0.0.0.0:9092\"
+  advertised.listener = \"host1.example:9092\"
+
+The data directory must be formatted first: cairn format --data-dir DIR --node-id N.
+Every key and its default: docs/operations.md.";
+
+const FORMAT_EXAMPLES: &str = "\
+Examples:
+  cairn format --data-dir /var/lib/cairn
+  cairn format --data-dir /var/lib/cairn --node-id 2 --cluster-id prod-eu-1
+
+A directory is formatted once. cairn format refuses a directory that already holds Cairn data.";
+
+/// The `cairn` command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node for development, with defaults for everything
+    ///
+    /// Formats the data directory (./cairn-data) if it is missing or empty, and creates topics
+    /// when clients first use them. Reads no config file and no CAIRN_* variables: flags only.
+    #[command(after_help = DEV_EXAMPLES)]
+    Dev(DevArgs),
+    /// Run a node from a config file, CAIRN_* environment variables and flags
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Initialise a data directory for a node (once, before `cairn serve`)
+    #[command(after_help = FORMAT_EXAMPLES)]
+    Format(FormatArgs),
+}
+
+/// `cairn dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The flags shared with `serve`.
+    #[command(flatten)]
+    pub node: NodeFlags,
+}
+
+/// `cairn serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The TOML config file
+    #[arg(long, short = 'c', value_name = "FILE", env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id; must match the id the data directory was formatted with
+    /// [config: node.id]
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<String>,
+    /// The address clients are told to connect to, if not the listener's
+    /// [config: advertised.listener]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_listener: Option<String>,
+    /// The flags shared with `dev`.
+    #[command(flatten)]
+    pub node: NodeFlags,
+}
+
+/// Flags of both `dev` and `serve`.
+#[derive(Debug, Args)]
+pub struct NodeFlags {
+    /// The node's data directory [default: ./cairn-data] [config: data.dir]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Where Kafka clients connect [default: 127.0.0.1:9092] [config: listener]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listener: Option<String>,
+    /// Where /metrics and /health are served; "" for nowhere [default: 127.0.0.1:9644]
+    /// [config: http.listener]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_listener: Option<String>,
+    /// Set any config file key, for example --set log.retention.ms=3600000 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
+    pub set: Vec<(String, String)>,
+}
+
+/// `cairn format`.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// The directory to initialise (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The id of the node that will run on it
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub node_id: u32,
+    /// The cluster's id, the same on every node of a cluster [default: a new random id]
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: Option<String>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, such as log.retention.ms=3600000, not {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn set_takes_key_equals_value() {
+        assert_eq!(key_value("a.b=1=2"), Ok(("a.b".to_string(), "1=2".to_string())));
+        assert_eq!(key_value("http.listener="), Ok(("http.listener".to_string(), String::new())));
+        assert!(key_value("novalue").is_err());
+        assert!(key_value("=1").is_err());
+    }
+}

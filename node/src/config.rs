@@ -1,0 +1,653 @@
+//! The `cairn` binary's configuration: keys, their sources and their order.
+//!
+//! A module of the binary, not of the library: the library takes a finished [`ServerConfig`]
+//! (tests and the simulator build one directly); how an operator spells it is the binary's
+//! business.
+//!
+//! Every setting is a key with Kafka's name where Kafka has one (`node.id`,
+//! `log.retention.ms`, `message.max.bytes`, ...). A key can be set, from weakest to strongest:
+//!
+//! 1. by default ([`ServerConfig::new`] on `./cairn-data`);
+//! 2. in the TOML config file (`log.retention.ms = 3600000`; TOML's dotted keys and tables
+//!    both work, so `[log]` then `retention.ms = ...` is the same key);
+//! 3. by an environment variable, `CAIRN_` and the key upper-cased with dots turned into
+//!    underscores (`CAIRN_LOG_RETENTION_MS`);
+//! 4. by a flag: `--set KEY=VALUE` for any key, or the named flags (`--data-dir`, ...).
+//!
+//! All sources go through one [`Config::set`], so a value is checked the same way wherever it
+//! comes from, and an error names the source to fix (the file, the variable or the flag).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cairn_node::core::io::NodeId;
+use cairn_node::core::topic::{TopicError, validate_partition_count};
+use cairn_node::runtime::server::ServerConfig;
+
+/// The data directory when none is configured.
+pub const DATA_DIR_DEFAULT: &str = "./cairn-data";
+/// The variable that names the config file, as `--config` does.
+pub const CONFIG_ENV: &str = "CAIRN_CONFIG";
+/// The smallest `socket.request.max.bytes`: room for any request header and a small batch.
+const FRAME_BYTES_MIN: usize = 1024;
+/// How deep TOML tables may nest: the deepest key has four parts.
+const TABLE_DEPTH_MAX: usize = 8;
+
+/// Every key, with its default as documented (docs/operations.md lists the same).
+pub const KEYS: [&str; 18] = [
+    "node.id",
+    "data.dir",
+    "listener",
+    "advertised.listener",
+    "http.listener",
+    "socket.request.max.bytes",
+    "auto.create.topics.enable",
+    "num.partitions",
+    "durability",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "message.max.bytes",
+    "log.index.interval.bytes",
+    "log.cleanup.policy",
+    "log.flush.interval.ms",
+    "log.retention.check.interval.ms",
+];
+
+/// Other names of keys, for Kafka users' files: alias, key.
+const ALIASES: [(&str, &str); 5] = [
+    ("listeners", "listener"),
+    ("advertised.listeners", "advertised.listener"),
+    ("log.dir", "data.dir"),
+    ("log.dirs", "data.dir"),
+    ("log.segment.ms", "log.roll.ms"),
+];
+
+/// The node's configuration as the operator gave it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The settings. Its `node.node_id` and `cluster_id` are placeholders: both come from the
+    /// data directory when the node starts.
+    pub server: ServerConfig,
+    /// `node.id`, if set: the data directory must belong to this node.
+    pub node_id: Option<NodeId>,
+}
+
+/// Where a value came from, so an error says what to edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The config file.
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// A command-line flag, as typed.
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A configuration that cannot be used. Each message names the source and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read the config file {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The config file is not TOML.
+    #[error("config file {} is not valid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, on one line.
+        message: String,
+    },
+    /// A key Cairn does not know.
+    #[error("{origin}: unknown key {key:?}{hint}; valid keys: {}", KEYS.join(", "))]
+    UnknownKey {
+        /// Where it was.
+        origin: Origin,
+        /// The key.
+        key: String,
+        /// A "did you mean" for a near miss, or nothing.
+        hint: String,
+    },
+    /// A value that is not one of the key's.
+    #[error("{origin}: {key} = {value:?} is not valid: expected {expected}")]
+    BadValue {
+        /// Where it was.
+        origin: Origin,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What a valid value looks like.
+        expected: String,
+    },
+    /// Two names of one key in one source.
+    #[error("{origin}: {first} and {second} are the same setting: keep one")]
+    Duplicate {
+        /// Where they were.
+        origin: Origin,
+        /// The first name.
+        first: String,
+        /// The second name.
+        second: String,
+    },
+    /// The values are valid one by one but not together.
+    #[error("the configuration does not fit together: {0}")]
+    Inconsistent(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { server: ServerConfig::new(DATA_DIR_DEFAULT), node_id: None }
+    }
+}
+
+impl Config {
+    /// Sets `key` (a key or an alias) to `value`, given as text.
+    pub fn set(&mut self, key: &str, value: &str, origin: &Origin) -> Result<(), ConfigError> {
+        let canonical = canonical(key).ok_or_else(|| unknown_key(key, origin))?;
+        self.set_canonical(canonical, value).map_err(|expected| ConfigError::BadValue {
+            origin: origin.clone(),
+            key: key.to_string(),
+            value: value.to_string(),
+            expected,
+        })
+    }
+
+    /// Applies the TOML config file at `path`.
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+        self.apply_toml(&text, &Origin::File(path.to_path_buf()))
+    }
+
+    /// Applies a TOML document; `origin` names it in errors.
+    pub fn apply_toml(&mut self, text: &str, origin: &Origin) -> Result<(), ConfigError> {
+        let Origin::File(path) = origin else { panic!("TOML comes from a file: {origin}") };
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            // The parser's message may span lines; the binary prints errors as one line.
+            let message = e.message().trim().replace('\n', "; ");
+            let message = match e.span() {
+                Some(span) => format!("line {}: {message}", line_of(text, span.start)),
+                None => message,
+            };
+            ConfigError::Syntax { path: path.clone(), message }
+        })?;
+        let values = flatten(&table, origin)?;
+        check_duplicates(values.keys().map(String::as_str), origin)?;
+        for (key, value) in &values {
+            self.set(key, value, origin)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the `CAIRN_*` variables that `lookup` finds (one per key; see [`env_name`]).
+    pub fn apply_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for key in KEYS {
+            let name = env_name(key);
+            if let Some(value) = lookup(&name) {
+                self.set(key, &value, &Origin::Env(name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the settings together; called once every source is applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let node = &self.server.node;
+        node.default_topic.validate().map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
+        let batch_bytes_max = node.default_topic.log.batch_bytes_max;
+        if self.server.frame_bytes_max <= batch_bytes_max {
+            return Err(ConfigError::Inconsistent(format!(
+                "socket.request.max.bytes ({}) must be larger than message.max.bytes ({}), \
+                 or the largest batch cannot be produced",
+                self.server.frame_bytes_max, batch_bytes_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets a key by its canonical name; the error says what was expected.
+    fn set_canonical(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let server = &mut self.server;
+        let node = &mut server.node;
+        match key {
+            "node.id" => self.node_id = Some(NodeId(number(value)?)),
+            "data.dir" => server.data_dir = path(value)?,
+            "listener" => server.kafka_listener = listen_address(value)?,
+            "advertised.listener" => server.advertised_listener = advertised(value)?,
+            "http.listener" => server.http_listener = optional_listen_address(value)?,
+            "socket.request.max.bytes" => server.frame_bytes_max = frame_bytes(value)?,
+            "auto.create.topics.enable" => node.auto_create_topics = boolean(value)?,
+            "num.partitions" => node.default_partitions = partitions(value)?,
+            "log.flush.interval.ms" => node.flush_interval = interval(value)?,
+            "log.retention.check.interval.ms" => node.retention_check_interval = interval(value)?,
+            _ => {
+                let topic_key = topic_key(key).expect("every key is handled");
+                node.default_topic.set(topic_key, value).map_err(topic_expected)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The environment variable of `key`: `CAIRN_` and the key upper-cased, dots to underscores.
+pub fn env_name(key: &str) -> String {
+    format!("CAIRN_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// Of the variables named `names`, the `CAIRN_*` ones that set nothing (likely typos).
+pub fn unknown_env_names(names: impl Iterator<Item = String>) -> Vec<String> {
+    let known: Vec<String> = KEYS.iter().map(|key| env_name(key)).collect();
+    names
+        .filter(|name| name.starts_with("CAIRN_") && name != CONFIG_ENV && !known.contains(name))
+        .collect()
+}
+
+/// The topic setting a node-wide default key sets (Kafka's broker and topic names differ).
+fn topic_key(key: &str) -> Option<&'static str> {
+    let topic_key = match key {
+        "durability" => "durability",
+        "log.retention.ms" => "retention.ms",
+        "log.retention.bytes" => "retention.bytes",
+        "log.segment.bytes" => "segment.bytes",
+        "log.roll.ms" => "segment.ms",
+        "message.max.bytes" => "max.message.bytes",
+        "log.index.interval.bytes" => "index.interval.bytes",
+        "log.cleanup.policy" => "cleanup.policy",
+        _ => return None,
+    };
+    Some(topic_key)
+}
+
+fn canonical(key: &str) -> Option<&'static str> {
+    let alias = ALIASES.iter().find(|(alias, _)| *alias == key).map(|(_, key)| *key);
+    alias.or_else(|| KEYS.iter().find(|k| **k == key).copied())
+}
+
+fn unknown_key(key: &str, origin: &Origin) -> ConfigError {
+    let names = KEYS.iter().chain(ALIASES.iter().map(|(alias, _)| alias));
+    let nearest = names.min_by_key(|name| edit_distance(key, name)).expect("keys exist");
+    // A third of the key's length catches typos and Kafka's variants without wild guesses.
+    let hint = if edit_distance(key, nearest) <= key.len().max(3) / 3 {
+        format!(" (did you mean {nearest:?}?)")
+    } else {
+        String::new()
+    };
+    ConfigError::UnknownKey { origin: origin.clone(), key: key.to_string(), hint }
+}
+
+fn check_duplicates<'a>(
+    keys: impl Iterator<Item = &'a str>,
+    origin: &Origin,
+) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<&'static str, &str> = BTreeMap::new();
+    for key in keys {
+        let Some(canonical) = canonical(key) else { continue };
+        if let Some(first) = seen.insert(canonical, key) {
+            let (first, second) = (first.to_string(), key.to_string());
+            return Err(ConfigError::Duplicate { origin: origin.clone(), first, second });
+        }
+    }
+    Ok(())
+}
+
+/// The table's values by dotted key, as text. Iterative with a depth bound: the file is input.
+fn flatten(table: &toml::Table, origin: &Origin) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut values = BTreeMap::new();
+    let mut pending: Vec<(String, &toml::Table, usize)> = vec![(String::new(), table, 0)];
+    while let Some((prefix, table, depth)) = pending.pop() {
+        for (name, value) in table {
+            let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            match value {
+                toml::Value::Table(inner) if depth < TABLE_DEPTH_MAX => {
+                    pending.push((key, inner, depth + 1));
+                }
+                _ => {
+                    let text = toml_text(value).map_err(|expected| {
+                        let value = value.to_string();
+                        let (origin, key) = (origin.clone(), key.clone());
+                        ConfigError::BadValue { origin, key, value, expected }
+                    })?;
+                    values.insert(key, text);
+                }
+            }
+        }
+    }
+    Ok(values)
+}
+
+fn toml_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!("a string, a whole number or true/false, not a {}", other.type_str())),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    value.trim().parse().map_err(|_| "a whole number in range".to_string())
+}
+
+fn boolean(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("true or false".to_string()),
+    }
+}
+
+fn path(value: &str) -> Result<PathBuf, String> {
+    // Kafka's log.dirs is a list; one node has one data directory here.
+    if value.trim().is_empty() || value.contains(',') {
+        return Err("one directory".to_string());
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn partitions(value: &str) -> Result<i32, String> {
+    let count = number(value)?;
+    validate_partition_count(count).map_err(topic_expected)?;
+    Ok(count)
+}
+
+fn interval(value: &str) -> Result<Duration, String> {
+    match number::<u64>(value)? {
+        0 => Err("a number of milliseconds above 0".to_string()),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+fn frame_bytes(value: &str) -> Result<usize, String> {
+    let bytes = number(value)?;
+    if bytes < FRAME_BYTES_MIN {
+        return Err(format!("at least {FRAME_BYTES_MIN} bytes"));
+    }
+    Ok(bytes)
+}
+
+fn topic_expected(error: TopicError) -> String {
+    match error {
+        TopicError::BadValue { expected, .. } => expected.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Strips Kafka's `PLAINTEXT://` and refuses lists and other protocols.
+fn plaintext(value: &str) -> Result<&str, String> {
+    let value = value.trim();
+    if value.contains(',') {
+        return Err("one HOST:PORT (one listener per node)".to_string());
+    }
+    match value.split_once("://") {
+        None => Ok(value),
+        Some((protocol, rest)) if protocol.eq_ignore_ascii_case("PLAINTEXT") => Ok(rest),
+        Some(_) => Err("HOST:PORT or PLAINTEXT://HOST:PORT (TLS and SASL are not built)".into()),
+    }
+}
+
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    let address = plaintext(value)?;
+    // Kafka's `:9092` binds every interface.
+    let address =
+        if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.into() };
+    let expected = || "HOST:PORT, such as 127.0.0.1:9092 or 0.0.0.0:9092".to_string();
+    let mut resolved = address.to_socket_addrs().map_err(|_| expected())?;
+    resolved.next().ok_or_else(expected)
+}
+
+fn optional_listen_address(value: &str) -> Result<Option<SocketAddr>, String> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    listen_address(value).map(Some)
+}
+
+fn advertised(value: &str) -> Result<Option<(String, u16)>, String> {
+    let address = plaintext(value)?;
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let expected = || "HOST:PORT that clients can reach, such as broker1.example:9092".to_string();
+    let (host, port) = address.rsplit_once(':').ok_or_else(expected)?;
+    let port = port.parse().map_err(|_| expected())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(expected());
+    }
+    Ok(Some((host.to_string(), port)))
+}
+
+/// Levenshtein distance, for "did you mean". Keys are short, so quadratic is fine.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use cairn_node::core::topic::Durability;
+
+    use super::*;
+
+    fn file() -> Origin {
+        Origin::File(PathBuf::from("cairn.toml"))
+    }
+
+    fn flag() -> Origin {
+        Origin::Flag("--set".to_string())
+    }
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        config.apply_toml(text, &file())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = from_toml("").expect("empty file");
+        assert_eq!(config.node_id, None);
+        assert_eq!(config.server.data_dir, Path::new(DATA_DIR_DEFAULT));
+        assert_eq!(config.server.kafka_listener.to_string(), "127.0.0.1:9092");
+        assert_eq!(
+            config.server.http_listener.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9644")
+        );
+        assert_eq!(config.server.frame_bytes_max, 100 << 20);
+        assert!(config.server.node.auto_create_topics);
+        assert_eq!(config.server.node.default_topic.durability, Durability::Fsync);
+    }
+
+    #[test]
+    fn a_file_sets_every_kind_of_key() {
+        let config = from_toml(
+            r#"
+            node.id = 3
+            listener = "0.0.0.0:19092"
+            advertised.listener = "broker3.example:19092"
+            http.listener = ""
+            data.dir = "/var/lib/cairn"
+            auto.create.topics.enable = false
+            num.partitions = 6
+            durability = "replicate"
+            socket.request.max.bytes = 2097152
+            [log]
+            flush.interval.ms = 250
+            retention.ms = 3600000
+            retention.check.interval.ms = 60000
+            "#,
+        )
+        .expect("valid file");
+        let server = &config.server;
+        assert_eq!(config.node_id, Some(NodeId(3)));
+        assert_eq!(server.kafka_listener.to_string(), "0.0.0.0:19092");
+        assert_eq!(server.advertised_listener, Some(("broker3.example".to_string(), 19092)));
+        assert_eq!(server.http_listener, None);
+        assert_eq!(server.data_dir, Path::new("/var/lib/cairn"));
+        assert!(!server.node.auto_create_topics);
+        assert_eq!(server.node.default_partitions, 6);
+        assert_eq!(server.node.default_topic.durability, Durability::Replicate);
+        assert_eq!(server.node.default_topic.log.retention_ms, 3_600_000);
+        assert_eq!(server.frame_bytes_max, 2 << 20);
+        assert_eq!(server.node.flush_interval, Duration::from_millis(250));
+        assert_eq!(server.node.retention_check_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn environment_beats_file_and_flags_beat_environment() {
+        let mut config = Config::default();
+        let text = "node.id = 1\nlog.retention.ms = 1000\nnum.partitions = 2\n";
+        config.apply_toml(text, &file()).expect("file");
+        let vars = env(&[("CAIRN_NODE_ID", "2"), ("CAIRN_LOG_RETENTION_MS", "2000")]);
+        config.apply_env(vars).expect("environment");
+        config.set("node.id", "3", &flag()).expect("flag");
+        assert_eq!(config.node_id, Some(NodeId(3)), "flag over environment");
+        assert_eq!(config.server.node.default_topic.log.retention_ms, 2000, "env over file");
+        assert_eq!(config.server.node.default_partitions, 2, "file over default");
+    }
+
+    #[test]
+    fn env_names_follow_the_keys() {
+        assert_eq!(env_name("node.id"), "CAIRN_NODE_ID");
+        assert_eq!(env_name("listener"), "CAIRN_LISTENER");
+        assert_eq!(env_name("data.dir"), "CAIRN_DATA_DIR");
+        assert_eq!(
+            env_name("log.retention.check.interval.ms"),
+            "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS"
+        );
+        let names = ["CAIRN_NODE_ID", "CAIRN_NODEID", "CAIRN_CONFIG", "HOME"].map(String::from);
+        assert_eq!(unknown_env_names(names.into_iter()), ["CAIRN_NODEID"]);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_a_suggestion_and_the_valid_keys() {
+        let err = from_toml("log.retention.msec = 5").unwrap_err().to_string();
+        assert!(
+            err.starts_with("config file cairn.toml: unknown key \"log.retention.msec\""),
+            "{err}"
+        );
+        assert!(err.contains("did you mean \"log.retention.ms\"?"), "{err}");
+        assert!(err.contains("valid keys: node.id, data.dir,"), "{err}");
+        let err = from_toml("[broker]\ncolour = 1").unwrap_err().to_string();
+        assert!(err.contains("unknown key \"broker.colour\"; valid keys"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_source_key_and_what_is_expected() {
+        let err = from_toml("num.partitions = \"many\"").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config file cairn.toml: num.partitions = \"many\" is not valid: \
+             expected a whole number in range"
+        );
+        let mut config = Config::default();
+        let err = config.apply_env(env(&[("CAIRN_DURABILITY", "always")])).unwrap_err();
+        let err = err.to_string();
+        assert!(err.starts_with("environment variable CAIRN_DURABILITY: durability"), "{err}");
+        assert!(err.ends_with("expected fsync or replicate"), "{err}");
+        let err = from_toml("log.retention.ms = 1.5").unwrap_err().to_string();
+        assert!(err.contains("not a float"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let cases = [
+            ("listener", "nowhere"),
+            ("listener", "SSL://127.0.0.1:9093"),
+            ("listener", "127.0.0.1:9092,127.0.0.1:9093"),
+            ("advertised.listener", "no-port"),
+            ("num.partitions", "0"),
+            ("log.flush.interval.ms", "0"),
+            ("auto.create.topics.enable", "yes"),
+            ("socket.request.max.bytes", "10"),
+            ("log.cleanup.policy", "compact"),
+            ("data.dir", "/a,/b"),
+        ];
+        for (key, value) in cases {
+            let result = Config::default().set(key, value, &flag());
+            assert!(matches!(result, Err(ConfigError::BadValue { .. })), "{key} = {value}");
+        }
+    }
+
+    #[test]
+    fn kafka_names_are_accepted_as_aliases() {
+        let config = from_toml(
+            "listeners = \"PLAINTEXT://:9092\"\nlog.dirs = \"/data\"\nlog.segment.ms = 60000\n",
+        )
+        .expect("Kafka names");
+        assert_eq!(config.server.kafka_listener.to_string(), "0.0.0.0:9092");
+        assert_eq!(config.server.data_dir, Path::new("/data"));
+        assert_eq!(config.server.node.default_topic.log.segment_ms, 60_000);
+        let err = from_toml("log.dir = \"/a\"\ndata.dir = \"/b\"\n").unwrap_err().to_string();
+        assert!(err.contains("are the same setting: keep one"), "{err}");
+    }
+
+    #[test]
+    fn values_that_do_not_fit_together_are_refused() {
+        let err = from_toml("socket.request.max.bytes = 1048576").unwrap_err().to_string();
+        assert!(err.contains("must be larger than message.max.bytes"), "{err}");
+        let err = from_toml("log.segment.bytes = 10").unwrap_err();
+        assert!(matches!(err, ConfigError::Inconsistent(_)), "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let err = from_toml("node.id = 1\nlistener = \n").unwrap_err().to_string();
+        assert!(err.starts_with("config file cairn.toml is not valid TOML: line 2:"), "{err}");
+    }
+
+    #[test]
+    fn every_key_is_documented_with_its_variable() {
+        let guide = include_str!("../../docs/operations.md");
+        for key in KEYS {
+            assert!(guide.contains(&format!("`{key}`")), "{key} missing from operations.md");
+            assert!(guide.contains(&env_name(key)), "{} missing", env_name(key));
+        }
+    }
+}

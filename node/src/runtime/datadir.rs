@@ -1,0 +1,613 @@
+//! The data directory's identity and ownership: `cairn.meta` and `cairn.lock`.
+//!
+//! `cairn format` writes `cairn.meta` once, before a node ever starts on the directory: the
+//! format version, the node's id and the cluster's id (Kafka's `meta.properties`, KIP-631).
+//! A node opens only a formatted directory whose `node.id` matches its own, so a directory
+//! copied to the wrong machine, or a typo in `--data-dir`, stops the node instead of starting
+//! an empty one that would look like lost data.
+//!
+//! While a node runs it holds an exclusive lock on `cairn.lock` ([`DataDir`] keeps it): two
+//! processes on one directory would interleave appends to the same segments. The lock is the
+//! kernel's (`flock`), so it goes away with the process however the process ends.
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::core::io::NodeId;
+use crate::core::metadata::METADATA_DIR;
+use crate::core::node::PARTITIONS_DIR;
+
+/// The file that says a directory is formatted, and for which node and cluster.
+pub const META_FILE: &str = "cairn.meta";
+/// The file a running node locks.
+pub const LOCK_FILE: &str = "cairn.lock";
+/// The layout version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The longest cluster id accepted.
+pub const CLUSTER_ID_BYTES_MAX: usize = 64;
+
+const META_TMP: &str = "cairn.meta.tmp";
+/// `cairn.meta` is a few lines; anything much larger is not one.
+const META_BYTES_MAX: u64 = 4096;
+/// Random bytes in a generated cluster id: a UUID's worth, as Kafka's are.
+const CLUSTER_ID_RANDOM_BYTES: usize = 16;
+
+/// What `cairn.meta` records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    /// The layout version ([`FORMAT_VERSION`] for directories this build formats).
+    pub version: u32,
+    /// The node the directory belongs to.
+    pub node_id: NodeId,
+    /// The cluster the node belongs to.
+    pub cluster_id: String,
+    /// When the directory was formatted, in ms since the Unix epoch (for operators only).
+    pub created_ms: u64,
+}
+
+/// A formatted data directory, locked for this process until dropped.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    meta: Meta,
+    /// Held for its lock; closing the file releases it.
+    _lock: File,
+}
+
+impl DataDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What `cairn.meta` records.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+}
+
+/// Why a data directory cannot be formatted or opened. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// A file operation failed.
+    #[error("cannot {action} {}: {error}", path.display())]
+    Io {
+        /// What was being done ("create", "read", ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        error: io::Error,
+    },
+    /// The directory does not exist.
+    #[error("data directory {} does not exist: run `{}` to create it", dir.display(),
+        format_command(dir, *node_id))]
+    Missing {
+        /// The directory.
+        dir: PathBuf,
+        /// The node id the caller expects, for the hint.
+        node_id: Option<NodeId>,
+    },
+    /// The path exists but is not a directory.
+    #[error("data directory {} is not a directory: choose another --data-dir", dir.display())]
+    NotADirectory {
+        /// The path.
+        dir: PathBuf,
+    },
+    /// The directory has no `cairn.meta`.
+    #[error("data directory {} is not formatted: run `{}`", dir.display(),
+        format_command(dir, *node_id))]
+    NotFormatted {
+        /// The directory.
+        dir: PathBuf,
+        /// The node id the caller expects, for the hint.
+        node_id: Option<NodeId>,
+    },
+    /// `format` on a directory that already has a `cairn.meta`.
+    #[error("data directory {} is already formatted (it holds {META_FILE}): a node can start \
+        on it as it is; to start over, stop the node and delete the directory", dir.display())]
+    AlreadyFormatted {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// `format` on a directory with Cairn data but no `cairn.meta`.
+    #[error("data directory {} holds Cairn data ({entry}/) but no {META_FILE}: refusing to \
+        format over it; move that data away or choose another --data-dir", dir.display())]
+    HoldsData {
+        /// The directory.
+        dir: PathBuf,
+        /// The entry found.
+        entry: &'static str,
+    },
+    /// `open_or_format` on an unformatted directory that is not empty.
+    #[error("data directory {} is not empty and not formatted: choose an empty or missing \
+        directory, or format this one with `{}`", dir.display(), format_command(dir, None))]
+    NotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// `cairn.meta` cannot be parsed.
+    #[error("{} is damaged ({reason}): restore it from a backup, or if this node's data is \
+        expendable delete the directory and run `cairn format` again", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `cairn.meta` has a version this build does not know.
+    #[error("{} has format version {version}, but this cairn reads version {FORMAT_VERSION}: \
+        run the cairn release that wrote it", path.display())]
+    UnknownVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        version: u32,
+    },
+    /// The directory belongs to another node.
+    #[error("node.id is {} in the configuration, but data directory {} belongs to node.id {}: \
+        set node.id = {2}, or use another data directory", configured.0, dir.display(),
+        formatted.0)]
+    NodeIdMismatch {
+        /// The directory.
+        dir: PathBuf,
+        /// The configured id.
+        configured: NodeId,
+        /// The id in `cairn.meta`.
+        formatted: NodeId,
+    },
+    /// Another process holds the lock.
+    #[error("data directory {} is in use by another cairn process{}: stop it, or give this \
+        node another --data-dir", dir.display(), pid.map(|p| format!(" (pid {p})"))
+        .unwrap_or_default())]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// The holder's process id, as it wrote it in `cairn.lock`.
+        pid: Option<u32>,
+    },
+    /// A cluster id given to `format` is not acceptable.
+    #[error(
+        "cluster id {id:?} is not valid: {reason}; use 1 to {CLUSTER_ID_BYTES_MAX} ASCII \
+        letters, digits, '-' or '_', or leave --cluster-id out to generate one"
+    )]
+    BadClusterId {
+        /// The id given.
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Formats `dir` (creating it if needed) for node `node_id` of cluster `cluster_id`, or of a
+/// new cluster with a random id. Refuses a directory already formatted or holding Cairn data.
+///
+/// `cairn.meta` is written to a temporary file, fsynced, renamed into place and the directory
+/// fsynced, so after a crash the directory is either formatted whole or not at all.
+pub fn format(dir: &Path, node_id: NodeId, cluster_id: Option<&str>) -> Result<Meta, DataDirError> {
+    let cluster_id = match cluster_id {
+        Some(id) => validate_cluster_id(id)?.to_string(),
+        None => generate_cluster_id().map_err(|error| io_error("read", "/dev/urandom", error))?,
+    };
+    create_dir(dir)?;
+    refuse_cairn_data(dir)?;
+    let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
+    write_meta(dir, &meta)?;
+    tracing::info!(dir = %dir.display(), node_id = node_id.0, cluster_id = %meta.cluster_id,
+        "formatted the data directory");
+    Ok(meta)
+}
+
+/// Opens the formatted directory `dir` and locks it for this process. With `node_id`, checks
+/// that the directory belongs to that node.
+pub fn open(dir: &Path, node_id: Option<NodeId>) -> Result<DataDir, DataDirError> {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(DataDirError::NotADirectory { dir: dir.to_path_buf() }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(DataDirError::Missing { dir: dir.to_path_buf(), node_id });
+        }
+        Err(error) => return Err(io_error("open", dir, error)),
+    }
+    let Some(meta) = read_meta(dir)? else {
+        return Err(DataDirError::NotFormatted { dir: dir.to_path_buf(), node_id });
+    };
+    if let Some(configured) = node_id
+        && configured != meta.node_id
+    {
+        let dir = dir.to_path_buf();
+        return Err(DataDirError::NodeIdMismatch { dir, configured, formatted: meta.node_id });
+    }
+    let lock = lock(dir)?;
+    Ok(DataDir { path: dir.to_path_buf(), meta, _lock: lock })
+}
+
+/// Opens `dir`, first formatting it for node 0 of a new cluster if it is missing or empty
+/// (`cairn dev`). A directory with other files in it is left alone.
+pub fn open_or_format(dir: &Path) -> Result<DataDir, DataDirError> {
+    if is_missing_or_empty(dir)? {
+        format(dir, NodeId(0), None)?;
+    } else if !dir.join(META_FILE).exists() {
+        return Err(DataDirError::NotEmpty { dir: dir.to_path_buf() });
+    }
+    open(dir, None)
+}
+
+/// Reads `cairn.meta` from `dir`: `None` if there is none.
+pub fn read_meta(dir: &Path) -> Result<Option<Meta>, DataDirError> {
+    let path = dir.join(META_FILE);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("open", &path, error)),
+    };
+    let mut text = String::new();
+    // One byte past the limit tells a file that is too large from one that is just full.
+    file.take(META_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|error| damaged_or_io(&path, error))?;
+    if text.len() as u64 > META_BYTES_MAX {
+        return Err(DataDirError::Damaged { path, reason: "it is too large".to_string() });
+    }
+    Meta::decode(&text).map(Some).map_err(|e| match e {
+        DecodeError::Version(version) => DataDirError::UnknownVersion { path, version },
+        DecodeError::Damaged(reason) => DataDirError::Damaged { path, reason },
+    })
+}
+
+/// Checks a cluster id given by an operator.
+pub fn validate_cluster_id(id: &str) -> Result<&str, DataDirError> {
+    let bad = |reason| Err(DataDirError::BadClusterId { id: id.to_string(), reason });
+    if id.is_empty() {
+        return bad("it is empty");
+    }
+    if id.len() > CLUSTER_ID_BYTES_MAX {
+        return bad("it is too long");
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return bad("it has characters other than letters, digits, '-' and '_'");
+    }
+    Ok(id)
+}
+
+/// The command that formats `dir`, for hints.
+fn format_command(dir: &Path, node_id: Option<NodeId>) -> String {
+    let mut command = format!("cairn format --data-dir {}", shell_quote(dir));
+    if let Some(id) = node_id.filter(|id| id.0 != 0) {
+        let _ = write!(command, " --node-id {}", id.0);
+    }
+    command
+}
+
+/// `path` as a shell word, so a hint can be pasted as it is.
+fn shell_quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text;
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+fn create_dir(dir: &Path) -> Result<(), DataDirError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(|error| io_error("create", dir, error))?;
+    // The new directory's entry must survive a crash as much as the file inside it does.
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => sync_dir(Path::new(".")),
+    }
+}
+
+fn refuse_cairn_data(dir: &Path) -> Result<(), DataDirError> {
+    if dir.join(META_FILE).exists() {
+        return Err(DataDirError::AlreadyFormatted { dir: dir.to_path_buf() });
+    }
+    for entry in [PARTITIONS_DIR, METADATA_DIR] {
+        if dir.join(entry).exists() {
+            return Err(DataDirError::HoldsData { dir: dir.to_path_buf(), entry });
+        }
+    }
+    Ok(())
+}
+
+fn is_missing_or_empty(dir: &Path) -> Result<bool, DataDirError> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err(DataDirError::NotADirectory { dir: dir.to_path_buf() })
+        }
+        Err(error) => Err(io_error("list", dir, error)),
+    }
+}
+
+fn write_meta(dir: &Path, meta: &Meta) -> Result<(), DataDirError> {
+    let tmp = dir.join(META_TMP);
+    let path = dir.join(META_FILE);
+    let mut file = File::create(&tmp).map_err(|error| io_error("create", &tmp, error))?;
+    file.write_all(meta.encode().as_bytes()).map_err(|error| io_error("write", &tmp, error))?;
+    file.sync_all().map_err(|error| io_error("fsync", &tmp, error))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|error| io_error("rename into place", &path, error))?;
+    sync_dir(dir)
+}
+
+fn lock(dir: &Path) -> Result<File, DataDirError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|error| io_error("open", &path, error))?;
+    // `File::try_lock` is Rust 1.89, above the workspace's 1.85: the sans-IO core still builds
+    // on 1.85, the `runtime` feature needs 1.89. Cargo has no per-feature rust-version.
+    #[allow(clippy::incompatible_msrv)]
+    let locked = file.try_lock();
+    match locked {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let pid = read_pid(&mut file);
+            return Err(DataDirError::Locked { dir: dir.to_path_buf(), pid });
+        }
+        Err(TryLockError::Error(error)) => return Err(io_error("lock", &path, error)),
+    }
+    // The pid is for the message a second process prints; it needs no fsync.
+    let pid = format!("{}\n", std::process::id());
+    file.set_len(0)
+        .and_then(|()| file.write_all(pid.as_bytes()))
+        .map_err(|error| io_error("write", &path, error))?;
+    Ok(file)
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), DataDirError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|error| io_error("fsync", dir, error))
+}
+
+fn io_error(action: &'static str, path: impl AsRef<Path>, error: io::Error) -> DataDirError {
+    DataDirError::Io { action, path: path.as_ref().to_path_buf(), error }
+}
+
+fn damaged_or_io(path: &Path, error: io::Error) -> DataDirError {
+    if error.kind() == io::ErrorKind::InvalidData {
+        let reason = "it is not UTF-8 text".to_string();
+        return DataDirError::Damaged { path: path.to_path_buf(), reason };
+    }
+    io_error("read", path, error)
+}
+
+fn now_ms() -> u64 {
+    // A clock before 1970 only makes the informational `created.ms` zero.
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A new cluster id: 16 random bytes in URL-safe base64 without padding, 22 characters, the
+/// shape of Kafka's cluster ids. Read from the OS: the core's generator is seeded and must not
+/// be the source of an id meant to be unique across clusters.
+fn generate_cluster_id() -> io::Result<String> {
+    let mut bytes = [0u8; CLUSTER_ID_RANDOM_BYTES];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let id = base64_url(&bytes);
+    assert_eq!(id.len(), 22);
+    assert!(validate_cluster_id(&id).is_ok());
+    Ok(id)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let word =
+            chunk.iter().enumerate().fold(0u32, |w, (i, &b)| w | u32::from(b) << (16 - 8 * i));
+        // A chunk of n bytes carries n + 1 significant 6-bit digits.
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(word >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+enum DecodeError {
+    Version(u32),
+    Damaged(String),
+}
+
+impl Meta {
+    /// The file's text: `key=value` lines, as Kafka's `meta.properties`.
+    fn encode(&self) -> String {
+        format!(
+            "# Written by `cairn format`; identifies this data directory. Do not edit.\n\
+             version={}\nnode.id={}\ncluster.id={}\ncreated.ms={}\n",
+            self.version, self.node_id.0, self.cluster_id, self.created_ms
+        )
+    }
+
+    fn decode(text: &str) -> Result<Meta, DecodeError> {
+        let damaged = |reason: String| DecodeError::Damaged(reason);
+        let (mut version, mut node_id, mut cluster_id, mut created_ms) = (None, None, None, None);
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| damaged(format!("line {line:?} is not key=value")))?;
+            let number = || value.parse::<u64>().map_err(|_| damaged(format!("bad {key}")));
+            match key {
+                "version" => version = Some(number()?),
+                "node.id" => node_id = Some(number()?),
+                "cluster.id" => cluster_id = Some(value.to_string()),
+                "created.ms" => created_ms = Some(number()?),
+                _ => return Err(damaged(format!("unknown key {key:?}"))),
+            }
+        }
+        let missing = |key: &str| damaged(format!("{key} is missing"));
+        let version = version.ok_or_else(|| missing("version"))?;
+        let version = u32::try_from(version).map_err(|_| damaged("bad version".to_string()))?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let node_id = node_id.ok_or_else(|| missing("node.id"))?;
+        let node_id = u32::try_from(node_id).map_err(|_| damaged("bad node.id".to_string()))?;
+        let cluster_id = cluster_id.ok_or_else(|| missing("cluster.id"))?;
+        if validate_cluster_id(&cluster_id).is_err() {
+            return Err(damaged("bad cluster.id".to_string()));
+        }
+        let created_ms = created_ms.ok_or_else(|| missing("created.ms"))?;
+        Ok(Meta { version, node_id: NodeId(node_id), cluster_id, created_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> tempfile::TempDir {
+        tempfile::tempdir().expect("temporary directory")
+    }
+
+    #[test]
+    fn format_then_open_returns_what_was_written() {
+        let root = temp();
+        let dir = root.path().join("data");
+        let meta = format(&dir, NodeId(3), Some("test-cluster")).expect("format");
+        assert_eq!(meta.node_id, NodeId(3));
+        assert_eq!(meta.cluster_id, "test-cluster");
+        assert!(!dir.join(META_TMP).exists());
+        let opened = open(&dir, Some(NodeId(3))).expect("open");
+        assert_eq!(opened.meta(), &meta);
+        assert_eq!(opened.path(), dir);
+    }
+
+    #[test]
+    fn format_generates_distinct_cluster_ids() {
+        let (a, b) = (temp(), temp());
+        let a = format(a.path(), NodeId(0), None).expect("format").cluster_id;
+        let b = format(b.path(), NodeId(0), None).expect("format").cluster_id;
+        assert_eq!(a.len(), 22);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn format_refuses_a_formatted_directory() {
+        let dir = temp();
+        format(dir.path(), NodeId(0), None).expect("format");
+        let err = format(dir.path(), NodeId(0), None).unwrap_err();
+        assert!(matches!(err, DataDirError::AlreadyFormatted { .. }), "{err}");
+    }
+
+    #[test]
+    fn format_refuses_unformatted_cairn_data() {
+        let dir = temp();
+        fs::create_dir(dir.path().join(PARTITIONS_DIR)).expect("mkdir");
+        let err = format(dir.path(), NodeId(0), None).unwrap_err();
+        assert!(matches!(err, DataDirError::HoldsData { entry: PARTITIONS_DIR, .. }), "{err}");
+        assert!(!dir.path().join(META_FILE).exists());
+    }
+
+    #[test]
+    fn format_refuses_a_bad_cluster_id() {
+        let dir = temp();
+        for id in ["", "has space", "x".repeat(65).as_str()] {
+            let err = format(dir.path(), NodeId(0), Some(id)).unwrap_err();
+            assert!(matches!(err, DataDirError::BadClusterId { .. }), "{err}");
+        }
+        assert!(!dir.path().join(META_FILE).exists());
+    }
+
+    #[test]
+    fn open_says_how_to_format() {
+        let root = temp();
+        let missing = root.path().join("nowhere");
+        let err = open(&missing, Some(NodeId(4))).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(err.contains("--node-id 4"), "{err}");
+        let err = open(root.path(), None).unwrap_err().to_string();
+        let hint = format!("run `cairn format --data-dir {}`", root.path().display());
+        assert!(err.contains(&hint), "{err}");
+    }
+
+    #[test]
+    fn open_refuses_another_nodes_directory() {
+        let dir = temp();
+        format(dir.path(), NodeId(1), None).expect("format");
+        let err = open(dir.path(), Some(NodeId(2))).unwrap_err();
+        assert!(matches!(err, DataDirError::NodeIdMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_second_open_is_refused_until_the_first_is_dropped() {
+        let dir = temp();
+        format(dir.path(), NodeId(0), None).expect("format");
+        let first = open(dir.path(), None).expect("first open");
+        let err = open(dir.path(), None).unwrap_err();
+        let DataDirError::Locked { pid, .. } = err else { panic!("not locked: {err}") };
+        assert_eq!(pid, Some(std::process::id()));
+        drop(first);
+        open(dir.path(), None).expect("open after the first closed");
+    }
+
+    #[test]
+    fn open_or_format_formats_only_empty_directories() {
+        let root = temp();
+        let fresh = root.path().join("fresh");
+        let cluster_id = open_or_format(&fresh).expect("format missing").meta().cluster_id.clone();
+        let again = open_or_format(&fresh).expect("reopen");
+        assert_eq!(again.meta().cluster_id, cluster_id, "an existing directory is kept");
+        drop(again);
+        let cluttered = root.path().join("cluttered");
+        fs::create_dir(&cluttered).expect("mkdir");
+        fs::write(cluttered.join("notes.txt"), "mine").expect("write");
+        let err = open_or_format(&cluttered).unwrap_err();
+        assert!(matches!(err, DataDirError::NotEmpty { .. }), "{err}");
+    }
+
+    #[test]
+    fn meta_decode_rejects_damage_and_unknown_versions() {
+        let good = Meta { version: 1, node_id: NodeId(7), cluster_id: "c".into(), created_ms: 9 };
+        let text = good.encode();
+        assert!(matches!(Meta::decode(&text), Ok(m) if m == good));
+        let newer = text.replace("version=1", "version=2");
+        assert!(matches!(Meta::decode(&newer), Err(DecodeError::Version(2))));
+        for damaged in [
+            text.replace("node.id=7", "node.id=x"),
+            text.replace("cluster.id=c\n", ""),
+            text.replace("cluster.id=c", "cluster.id=a b"),
+            format!("{text}garbage\n"),
+            format!("{text}extra=1\n"),
+        ] {
+            assert!(matches!(Meta::decode(&damaged), Err(DecodeError::Damaged(_))), "{damaged}");
+        }
+    }
+
+    #[test]
+    fn base64_url_matches_rfc_4648_vectors() {
+        // RFC 4648 §10, unpadded.
+        let cases = [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg")];
+        for (input, expected) in cases {
+            assert_eq!(base64_url(input.as_bytes()), expected);
+        }
+        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_paths_alone() {
+        assert_eq!(shell_quote(Path::new("./cairn-data")), "./cairn-data");
+        assert_eq!(shell_quote(Path::new("my data")), "'my data'");
+        assert_eq!(shell_quote(Path::new("it's")), r"'it'\''s'");
+    }
+}

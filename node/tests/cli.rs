@@ -1,0 +1,246 @@
+//! The `cairn` binary as an operator meets it: help, mistakes, formatting, starting, stopping.
+//!
+//! Each test runs the real binary with an empty environment, so a developer's own `CAIRN_*`
+//! or `RUST_LOG` variables cannot change the outcome. Tests that start a node listen on port
+//! 0 with no HTTP endpoint, so they run in parallel with each other and with a real node.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+/// How long a node may take to start or stop before a test gives up on it.
+const PROCESS_WAIT_MAX: Duration = Duration::from_secs(30);
+
+fn cairn(args: &[&str]) -> Command {
+    let mut command = Command::new(CAIRN);
+    command.args(args).env_clear();
+    command
+}
+
+fn run(command: &mut Command) -> (Output, String, String) {
+    let output = command.output().expect("run cairn");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stdout, stderr)
+}
+
+fn code(output: &Output) -> Option<i32> {
+    output.status.code()
+}
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temporary path")
+}
+
+#[test]
+fn help_names_every_command_and_shows_examples() {
+    let (output, stdout, _) = run(&mut cairn(&["--help"]));
+    assert_eq!(code(&output), Some(0));
+    for word in ["dev", "serve", "format", "Examples:", "cairn format --data-dir"] {
+        assert!(stdout.contains(word), "--help lacks {word:?}:\n{stdout}");
+    }
+    for command in ["dev", "serve", "format"] {
+        let (output, stdout, _) = run(&mut cairn(&[command, "--help"]));
+        assert_eq!(code(&output), Some(0), "{command} --help");
+        assert!(stdout.contains("Examples:"), "{command} --help has no examples:\n{stdout}");
+    }
+}
+
+#[test]
+fn version_prints_the_version() {
+    let (output, stdout, _) = run(&mut cairn(&["--version"]));
+    assert_eq!(code(&output), Some(0));
+    assert_eq!(stdout.trim(), format!("cairn {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn no_command_shows_the_help_and_exits_2() {
+    let (output, _, stderr) = run(&mut cairn(&[]));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.contains("Usage: cairn <COMMAND>"), "{stderr}");
+}
+
+#[test]
+fn a_misspelt_flag_exits_2_and_names_the_right_one() {
+    let (output, _, stderr) = run(&mut cairn(&["format", "--data-dri", "x"]));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.contains("error: unexpected argument '--data-dri'"), "{stderr}");
+    assert!(stderr.contains("'--data-dir'"), "{stderr}");
+}
+
+#[test]
+fn format_creates_cairn_meta_and_refuses_a_second_time() {
+    let root = temp();
+    let dir = root.path().join("data");
+    let args = ["format", "--data-dir", path(&dir), "--node-id", "2", "--cluster-id", "test"];
+    let (output, stdout, _) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(0));
+    assert!(stdout.contains("cairn serve --data-dir"), "{stdout}");
+    let meta = std::fs::read_to_string(dir.join("cairn.meta")).expect("cairn.meta");
+    assert!(meta.contains("node.id=2\n") && meta.contains("cluster.id=test\n"), "{meta}");
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(1));
+    assert!(stderr.starts_with("error: data directory"), "{stderr}");
+    assert!(stderr.contains("is already formatted"), "{stderr}");
+    let after = std::fs::read_to_string(dir.join("cairn.meta")).expect("cairn.meta");
+    assert_eq!(after, meta, "a refused format changes nothing");
+}
+
+#[test]
+fn serve_on_an_unformatted_directory_says_how_to_format_it() {
+    let root = temp();
+    let dir = root.path().join("data");
+    let (output, _, stderr) = run(&mut cairn(&["serve", "--data-dir", path(&dir)]));
+    assert_eq!(code(&output), Some(1));
+    let hint = format!("run `cairn format --data-dir {}`", dir.display());
+    assert!(stderr.contains(&hint), "{stderr}");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let args = ["serve", "--data-dir", path(&dir), "--node-id", "4"];
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(1));
+    assert!(stderr.contains("is not formatted"), "{stderr}");
+    assert!(stderr.contains("--node-id 4`"), "the hint keeps the node's id: {stderr}");
+}
+
+#[test]
+fn serve_refuses_another_nodes_data_directory() {
+    let dir = temp();
+    let (output, ..) = run(&mut cairn(&["format", "--data-dir", path(dir.path())]));
+    assert_eq!(code(&output), Some(0));
+    let args = ["serve", "--data-dir", path(dir.path()), "--node-id", "7"];
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(1));
+    assert!(stderr.contains("belongs to node.id 0"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_key_is_reported_by_name() {
+    let root = temp();
+    let file = root.path().join("cairn.toml");
+    std::fs::write(&file, "node.id = 1\nlog.retention.msec = 5\n").expect("write config");
+    let (output, _, stderr) = run(&mut cairn(&["serve", "--config", path(&file)]));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.starts_with("error: config file"), "{stderr}");
+    assert!(stderr.contains("unknown key \"log.retention.msec\""), "{stderr}");
+    assert!(stderr.contains("did you mean \"log.retention.ms\"?"), "{stderr}");
+}
+
+#[test]
+fn a_bad_value_names_its_source() {
+    let (output, _, stderr) = run(cairn(&["serve"]).env("CAIRN_NUM_PARTITIONS", "many"));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.contains("environment variable CAIRN_NUM_PARTITIONS"), "{stderr}");
+    let (output, _, stderr) = run(&mut cairn(&["serve", "--set", "durability=always"]));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.contains("flag --set durability"), "{stderr}");
+}
+
+/// Which directory serve tried shows which source won: file < environment < flag.
+#[test]
+fn environment_beats_the_file_and_flags_beat_the_environment() {
+    let root = temp();
+    let file = root.path().join("cairn.toml");
+    std::fs::write(&file, "data.dir = \"from-file\"\n").expect("write config");
+    let tried = |command: &mut Command| {
+        let (output, _, stderr) = run(command.current_dir(root.path()));
+        assert_eq!(code(&output), Some(1), "{stderr}");
+        let name = ["from-file", "from-env", "from-flag"].into_iter().find(|n| stderr.contains(n));
+        name.expect("a directory named").to_string()
+    };
+    let config = ["serve", "--config", path(&file)];
+    assert_eq!(tried(&mut cairn(&config)), "from-file");
+    let with_env = || {
+        let mut command = cairn(&config);
+        command.env("CAIRN_DATA_DIR", "from-env");
+        command
+    };
+    assert_eq!(tried(&mut with_env()), "from-env");
+    assert_eq!(tried(with_env().args(["--data-dir", "from-flag"])), "from-flag");
+}
+
+/// A running node, killed if a test fails before stopping it.
+struct Node {
+    child: Child,
+    banner: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cairn dev` on `dir` and waits for it to print how to connect.
+fn start_dev(dir: &Path) -> Node {
+    let args = ["dev", "--data-dir", path(dir), "--listener", "127.0.0.1:0", "--http-listener", ""];
+    let mut child = cairn(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start cairn dev");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut node = Node { child, banner: String::new() };
+    let deadline = Instant::now() + PROCESS_WAIT_MAX;
+    while !node.banner.contains("Stop with Ctrl-C") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = receiver.recv_timeout(left).expect("cairn dev printed its banner in time");
+        node.banner.push_str(&line);
+        node.banner.push('\n');
+    }
+    node
+}
+
+fn terminate(node: &mut Node) -> ExitStatus {
+    let pid = node.child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+    assert!(status.success(), "kill -TERM {pid}");
+    let deadline = Instant::now() + PROCESS_WAIT_MAX;
+    loop {
+        if let Some(status) = node.child.try_wait().expect("wait for cairn") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "cairn did not stop within {PROCESS_WAIT_MAX:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Needs the real `server::run`.
+#[test]
+fn dev_formats_a_new_directory_says_how_to_connect_and_stops_on_sigterm() {
+    let root = temp();
+    let dir = root.path().join("dev-data");
+    let mut node = start_dev(&dir);
+    assert!(dir.join("cairn.meta").exists(), "dev formats a missing directory");
+    for expected in ["bootstrap server  127.0.0.1:", "kcat -P -b", "kcat -C -b", "metrics"] {
+        assert!(node.banner.contains(expected), "banner lacks {expected:?}:\n{}", node.banner);
+    }
+    let status = terminate(&mut node);
+    assert_eq!(status.code(), Some(0), "a clean stop on SIGTERM");
+}
+
+/// Needs the real `server::run`: the first node must stay up.
+#[test]
+fn a_second_node_on_the_same_data_directory_is_refused() {
+    let dir = temp();
+    let mut first = start_dev(dir.path());
+    let args = ["serve", "--data-dir", path(dir.path()), "--listener", "127.0.0.1:0"];
+    let (output, _, stderr) = run(cairn(&args).args(["--http-listener", ""]));
+    assert_eq!(code(&output), Some(1), "{stderr}");
+    let expected = format!("in use by another cairn process (pid {})", first.child.id());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert_eq!(terminate(&mut first).code(), Some(0));
+}
