@@ -27,7 +27,8 @@ const SKIPPED: i32 = 77;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no"))
+    std::env::var("CI")
+        .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no"))
 }
 
 /// A notice that `cargo test` does not swallow (it captures `print!`, not direct writes).
@@ -40,11 +41,7 @@ fn python() -> String {
         return p;
     }
     let venv = "/opt/cairn-venv/bin/python";
-    if Path::new(venv).exists() {
-        venv.to_string()
-    } else {
-        "python3".to_string()
-    }
+    if Path::new(venv).exists() { venv.to_string() } else { "python3".to_string() }
 }
 
 /// The runner and everything it started (node, clients) are one process group; dropping the
@@ -80,7 +77,7 @@ impl Drop for RunnerGuard {
         // SIGTERM first: run.py then stops its node and reports; SIGKILL the whole group
         // after a grace period.
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -88,7 +85,7 @@ impl Drop for RunnerGuard {
             }
             sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.wait();
     }
 }
@@ -105,9 +102,13 @@ fn run_scenario(scenario: &str, limit: Duration) {
 
     // $CAIRN_BIN (e.g. a release build), else the `cairn` binary target of this package,
     // read at compile time so that this file builds even where the target does not exist.
-    let cairn = std::env::var("CAIRN_BIN").ok().or(option_env!("CARGO_BIN_EXE_cairn").map(String::from));
+    let cairn =
+        std::env::var("CAIRN_BIN").ok().or(option_env!("CARGO_BIN_EXE_cairn").map(String::from));
     let Some(cairn) = cairn else {
-        assert!(!ci, "{scenario}: no `cairn` binary target in cairn-node; cannot run the real-client tests");
+        assert!(
+            !ci,
+            "{scenario}: no `cairn` binary target in cairn-node; cannot run the real-client tests"
+        );
         notice(&format!("skipped {scenario}: no `cairn` binary target to test"));
         return;
     };
@@ -160,10 +161,14 @@ fn run_scenario(scenario: &str, limit: Duration) {
         }
         Some(SKIPPED) => {
             let prefix = format!("SKIPPED {scenario}: ");
-            let why: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect();
+            let why: Vec<&str> =
+                text.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect();
             notice(&format!("skipped {scenario}: {}", why.join("; ")));
         }
-        _ => panic!("{scenario}: run.py failed ({status}) with {python} {}\n{text}", runner.display()),
+        _ => panic!(
+            "{scenario}: run.py failed ({status}) with {python} {}\n{text}",
+            runner.display()
+        ),
     }
 }
 
