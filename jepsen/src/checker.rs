@@ -327,14 +327,14 @@ impl Checker {
                 open_index: open.invoke,
             });
         }
-        if let (OpenDetail::Send(pending), Value::Send(send)) = (&open.detail, &op.value) {
-            if !pending.matches(&self.kafka, send) {
-                return Err(OpError::SendMismatch {
-                    process: op.process,
-                    invoked: self.describe_open_send(op.process),
-                    completed: format!("{}/{} value {}", send.topic, send.partition, send.value),
-                });
-            }
+        if let (OpenDetail::Send(pending), Value::Send(send)) = (&open.detail, &op.value)
+            && !pending.matches(&self.kafka, send)
+        {
+            return Err(OpError::SendMismatch {
+                process: op.process,
+                invoked: self.describe_open_send(op.process),
+                completed: format!("{}/{} value {}", send.topic, send.partition, send.value),
+            });
         }
         let offset = match &op.value {
             Value::Send(send) => send.offset,

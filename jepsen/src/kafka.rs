@@ -226,18 +226,18 @@ impl Kafka {
             log.send_completed_max = Some(seen);
         }
         let track = self.processes.entry(op.process).or_default();
-        if let Some(previous) = track.last_sends.insert(pending.partition, seen) {
-            if offset <= previous.offset {
-                found.push(Anomaly::NonmonotonicSend(ProcessOrder {
-                    topic: topic.clone(),
-                    partition: log.partition,
-                    process: op.process,
-                    previous,
-                    next: seen,
-                    skipped_count: None,
-                    skipped: Vec::new(),
-                }));
-            }
+        if let Some(previous) = track.last_sends.insert(pending.partition, seen)
+            && offset <= previous.offset
+        {
+            found.push(Anomaly::NonmonotonicSend(ProcessOrder {
+                topic: topic.clone(),
+                partition: log.partition,
+                process: op.process,
+                previous,
+                next: seen,
+                skipped_count: None,
+                skipped: Vec::new(),
+            }));
         }
     }
 

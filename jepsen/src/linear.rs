@@ -85,10 +85,10 @@ impl Budget {
             }
             *left -= 1;
         }
-        if self.steps % SEARCH_STEPS_PER_CLOCK_READ == 0 {
-            if let Some(deadline) = self.deadline {
-                return Instant::now() < deadline;
-            }
+        if self.steps.is_multiple_of(SEARCH_STEPS_PER_CLOCK_READ)
+            && let Some(deadline) = self.deadline
+        {
+            return Instant::now() < deadline;
         }
         true
     }

@@ -240,14 +240,14 @@ pub fn fetch_in_range(
     offsets: &[u64],
     high_watermark: u64,
 ) -> Result<(), Violation> {
-    if let Some(first) = offsets.first() {
-        if *first != requested {
-            return Err(Violation::FetchWrongStart {
-                partition: name.to_string(),
-                requested,
-                first: *first,
-            });
-        }
+    if let Some(first) = offsets.first()
+        && *first != requested
+    {
+        return Err(Violation::FetchWrongStart {
+            partition: name.to_string(),
+            requested,
+            first: *first,
+        });
     }
     if let Some(last) = offsets.iter().find(|o| **o >= high_watermark) {
         return Err(Violation::FetchAboveHighWatermark {

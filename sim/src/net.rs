@@ -150,11 +150,11 @@ impl Network {
             Endpoint::Node(n) => Some(n),
             Endpoint::Client(_) => None,
         }) {
-            if let Some((delay, until)) = self.clogged.get(&node) {
-                if *until > now {
-                    extra += delay;
-                    self.stats.clogged += 1;
-                }
+            if let Some((delay, until)) = self.clogged.get(&node)
+                && *until > now
+            {
+                extra += delay;
+                self.stats.clogged += 1;
             }
         }
         let copies = if chance(rng, self.config.duplicate) { 2 } else { 1 };

@@ -57,11 +57,11 @@ fn main() -> ExitCode {
         eprintln!("cairn-check: cannot write the report to stdout: {error}");
         return ExitCode::from(2);
     }
-    if let Some(path) = &args.html {
-        if let Err(error) = write_html(&report, &args.history, path) {
-            eprintln!("cairn-check: cannot write {}: {error}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Some(path) = &args.html
+        && let Err(error) = write_html(&report, &args.history, path)
+    {
+        eprintln!("cairn-check: cannot write {}: {error}", path.display());
+        return ExitCode::from(2);
     }
     ExitCode::from(report.exit_code() as u8)
 }

@@ -375,11 +375,12 @@ impl TopicStore {
                 return self.load_failed(format!("cannot read {LOG_NAME}: {error}"));
             }
         };
-        if let Some(cut) = first_bad_frame(&bytes) {
-            if self.last_cut != Some(cut) && self.retry_load() {
-                self.last_cut = Some(cut);
-                return self.read_file(out);
-            }
+        if let Some(cut) = first_bad_frame(&bytes)
+            && self.last_cut != Some(cut)
+            && self.retry_load()
+        {
+            self.last_cut = Some(cut);
+            return self.read_file(out);
         }
         let mut at = 0;
         while at < bytes.len() {

@@ -347,9 +347,6 @@ fn lock(dir: &Path) -> Result<File, DataDirError> {
         .truncate(false)
         .open(&path)
         .map_err(|error| io_error("open", &path, error))?;
-    // `File::try_lock` is Rust 1.89, above the workspace's 1.85: the sans-IO core still builds
-    // on 1.85, the `runtime` feature needs 1.89. Cargo has no per-feature rust-version.
-    #[allow(clippy::incompatible_msrv)]
     let locked = file.try_lock();
     match locked {
         Ok(()) => {}

@@ -219,12 +219,12 @@ impl PartitionLog {
         let Some(&(base, len)) = recovery.files.get(recovery.next) else {
             return true;
         };
-        if let Some(last) = recovery.loaded.last() {
-            if base != last.next_offset {
-                tracing::warn!(dir = %self.dir, base, expected = last.next_offset, "segment gap");
-                self.recovery_drop_from(recovery, recovery.next, out);
-                return true;
-            }
+        if let Some(last) = recovery.loaded.last()
+            && base != last.next_offset
+        {
+            tracing::warn!(dir = %self.dir, base, expected = last.next_offset, "segment gap");
+            self.recovery_drop_from(recovery, recovery.next, out);
+            return true;
         }
         let index_len = recovery.indexes.get(&base).filter(|_| recovery.checkpoint.is_some());
         if let Some(&index_len) = index_len {
