@@ -20,6 +20,7 @@ pub mod frame;
 pub mod preflight;
 pub mod request;
 pub mod response;
+pub mod serve;
 pub mod versions;
 
 #[cfg(test)]
@@ -31,4 +32,5 @@ pub use request::{
     RequestHeader, Unsupported, decode_request,
 };
 pub use response::{EncodeError, KafkaResponse, encode_response, encode_unsupported};
+pub use serve::{Broker, Exchange, ExchangeStats, Step};
 pub use versions::{SUPPORTED_APIS, api_versions_response};
