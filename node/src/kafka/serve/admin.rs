@@ -346,7 +346,8 @@ impl DescribeConfigsCall {
                 }
                 other => {
                     let refusal = Refusal::invalid(format!(
-                        "resource type {other} is not served; Cairn describes topics (2) and brokers (4)"
+                        "resource type {other} is not served; \
+                         Cairn describes topics (2) and brokers (4)"
                     ));
                     call.results.push(
                         result.with_error_code(refusal.code).with_error_message(refusal.message()),
@@ -490,7 +491,8 @@ impl AlterConfigsCall {
                 RESOURCE_TOPIC if repeated.contains(&name) => Err(duplicate(name)),
                 RESOURCE_TOPIC => changes(&resource.configs),
                 RESOURCE_BROKER => Err(Refusal::invalid(
-                    "broker settings are static: change the node's configuration file and restart it",
+                    "broker settings are static: \
+                     change the node's configuration file and restart it",
                 )),
                 other => Err(Refusal::invalid(format!(
                     "resource type {other} is not served; Cairn alters topics (2)"

@@ -279,7 +279,7 @@ fn failed(partition: PartitionData, code: i16) -> PartitionData {
 
 /// The longest prefix of `records` made of whole batches and at most `budget` bytes long;
 /// with `first_whole`, at least the first batch whatever its size.
-fn whole_batches(records: &Bytes, budget: usize, first_whole: bool) -> Bytes {
+pub(super) fn whole_batches(records: &Bytes, budget: usize, first_whole: bool) -> Bytes {
     let mut end = 0;
     // Bounded: every turn moves past one batch of at least 12 bytes, or stops.
     while let Some(length) = records.get(end + 8..end + BATCH_LENGTH_END) {
