@@ -10,7 +10,8 @@
 //!    - [`request::Decoded::Unsupported`]: write [`response::encode_unsupported`];
 //!    - [`request::DecodeError`]: close the connection and count it;
 //! 3. answers with [`response::encode_response`], filling the body from the core's answers
-//!    and mapping core errors with [`errors`].
+//!    and mapping core errors with [`errors`]; [`serve::Exchange`] does that filling: it
+//!    turns a request into core requests and their answers into the Kafka answer.
 //!
 //! The APIs and versions served are the one table [`versions::SUPPORTED_APIS`]; see
 //! `docs/protocol.md` and `docs/decisions/0006-kafka-wire-layer.md`.
