@@ -510,6 +510,29 @@ async fn pipelined_requests_are_answered_in_request_order() {
     server.stop().await.unwrap();
 }
 
+#[tokio::test]
+async fn more_pipelined_produces_than_the_in_flight_bound_are_all_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let mut client = Client::connect(server.kafka_addr()).await;
+    create_topic(&mut client, "flood", 1).await;
+    produce(&mut client, "flood", "warm-up", -1).await;
+    // Each waits for an fsync, so the connection reaches its bound of 1024 in flight and
+    // stops reading until answers go out.
+    let count = 1500;
+    let mut sent = Vec::new();
+    for i in 0..count {
+        let request = produce_request("flood", 0, -1, record_batch("x", i));
+        sent.push(client.send(9, &request).await);
+    }
+    for (i, correlation_id) in sent.into_iter().enumerate() {
+        let answer = client.recv::<ProduceRequest>(9, correlation_id).await;
+        let partition = &answer.responses[0].partition_responses[0];
+        assert_eq!((partition.error_code, partition.base_offset), (0, 1 + i as i64));
+    }
+    server.stop().await.unwrap();
+}
+
 /// Bad input on one connection while a well-behaved client on another keeps being served.
 async fn bad_input_spares_other_clients(bytes: &[u8], rejected: u64) {
     let dir = tempfile::tempdir().unwrap();

@@ -116,10 +116,12 @@ async fn serve_connection(
     // Answers are written as soon as they are ready; Nagle would hold small ones back.
     let _ = stream.set_nodelay(true);
     let Ok(replies) = context.node.connect(conn).await else { return };
-    let (reader, writer) = stream.into_split();
+    // The socket halves outlive `run`, so a rejection is counted before the client sees
+    // the connection close.
+    let (mut reader, writer) = stream.into_split();
     let data = context.node.data_version();
     let mut connection = Connection::new(conn, peer, Arc::clone(&context));
-    match connection.run(reader, writer, replies, data).await {
+    match connection.run(&mut reader, &writer, replies, data).await {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(Close::Rejected(reason)) => {
             context.metrics.frames_rejected.fetch_add(1, Ordering::Relaxed);
@@ -208,8 +210,8 @@ impl Connection {
 
     async fn run(
         &mut self,
-        mut reader: OwnedReadHalf,
-        writer: OwnedWriteHalf,
+        reader: &mut OwnedReadHalf,
+        writer: &OwnedWriteHalf,
         mut replies: mpsc::UnboundedReceiver<(RequestId, Response)>,
         mut data: watch::Receiver<u64>,
     ) -> Result<(), Close> {
@@ -217,6 +219,7 @@ impl Connection {
         loop {
             self.serve_buffered(&mut data).await?;
             self.collect_answers();
+            self.invariants();
             if self.eof && self.slots.is_empty() && self.output.is_empty() {
                 return Ok(());
             }
@@ -244,7 +247,7 @@ impl Connection {
                 }
                 ready = writer.writable(), if !self.output.is_empty() => {
                     ready.map_err(Close::Io)?;
-                    self.write(&writer)?;
+                    self.write(writer)?;
                 }
                 changed = data.changed(), if waiting => {
                     changed.map_err(|_| Close::NodeStopped)?;
@@ -470,6 +473,19 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Checks the connection's bookkeeping; a failure is a bug.
+    fn invariants(&self) {
+        assert!(self.slots.len() <= CONNECTION_REQUESTS_MAX, "in flight is bounded");
+        assert!(
+            !matches!(self.slots.front(), Some(Slot::Done(_))),
+            "finished answers at the front have been moved to the output"
+        );
+        debug_assert_eq!(self.output_bytes, self.output.iter().map(Bytes::len).sum::<usize>());
+        debug_assert!(self.routes.values().all(|(seq, _)| {
+            *seq >= self.first_seq && matches!(self.slot(*seq), Slot::Serving { .. })
+        }));
     }
 
     fn next_deadline(&self) -> Option<Instant> {
