@@ -10,7 +10,8 @@
 //!    - [`request::Decoded::Unsupported`]: write [`response::encode_unsupported`];
 //!    - [`request::DecodeError`]: close the connection and count it;
 //! 3. answers with [`response::encode_response`], filling the body from the core's answers
-//!    and mapping core errors with [`errors`].
+//!    and mapping core errors with [`errors`]; [`serve::Exchange`] does that filling: it
+//!    turns a request into core requests and their answers into the Kafka answer.
 //!
 //! The APIs and versions served are the one table [`versions::SUPPORTED_APIS`]; see
 //! `docs/protocol.md` and `docs/decisions/0006-kafka-wire-layer.md`.
@@ -20,6 +21,7 @@ pub mod frame;
 pub mod preflight;
 pub mod request;
 pub mod response;
+pub mod serve;
 pub mod versions;
 
 #[cfg(test)]
@@ -31,4 +33,5 @@ pub use request::{
     RequestHeader, Unsupported, decode_request,
 };
 pub use response::{EncodeError, KafkaResponse, encode_response, encode_unsupported};
+pub use serve::{Broker, Exchange, ExchangeStats, Step};
 pub use versions::{SUPPORTED_APIS, api_versions_response};

@@ -6,11 +6,14 @@
 //! The driver is the only place that reads a clock ([`Clock`]) and hands its time to the core.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::sleep_until;
 
 use super::executor::{Completions, DiskExecutor};
+use super::http::Metrics;
 use crate::core::io::{ConnId, RequestId};
 use crate::core::node::{Node, Output, Request, Response};
 use crate::core::time::Instant;
@@ -119,9 +122,26 @@ pub fn spawn(
     completions: Completions,
     clock: Clock,
 ) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
+    spawn_with_metrics(node, executor, completions, clock, Arc::new(Metrics::default()))
+}
+
+/// [`spawn`], also keeping `metrics.ready` true while the node is started and not stopping.
+pub fn spawn_with_metrics(
+    node: Node,
+    executor: DiskExecutor,
+    completions: Completions,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
     let (inbound, receiver) = mpsc::channel(INBOUND_QUEUE_MAX);
     let (version_sender, data_version) = watch::channel(node.data_version());
-    let task = tokio::spawn(drive(node, executor, completions, receiver, version_sender, clock));
+    let ready = Arc::clone(&metrics);
+    let driving = drive(node, executor, completions, receiver, version_sender, clock, ready);
+    let task = tokio::spawn(async move {
+        let node = driving.await;
+        metrics.ready.store(false, Ordering::Relaxed);
+        node
+    });
     (NodeHandle { inbound, data_version }, task)
 }
 
@@ -132,6 +152,7 @@ async fn drive(
     mut inbound: mpsc::Receiver<Inbound>,
     data_version: watch::Sender<u64>,
     clock: Clock,
+    metrics: Arc<Metrics>,
 ) -> Node {
     let mut connections: HashMap<ConnId, mpsc::UnboundedSender<(RequestId, Response)>> =
         HashMap::new();
@@ -151,6 +172,7 @@ async fn drive(
                 Output::Send { message, .. } => match message {},
             }
         }
+        metrics.ready.store(node.is_started() && !shutting_down, Ordering::Relaxed);
         if *data_version.borrow() != node.data_version() {
             data_version.send_replace(node.data_version());
         }

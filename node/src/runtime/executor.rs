@@ -20,6 +20,7 @@ use std::thread;
 use tokio::sync::mpsc;
 
 use super::disk::FileDisk;
+use super::http::Metrics;
 use crate::core::io::{DiskDriver, DiskOp, DiskResult, FileName, OpId};
 
 /// Ops submitted at most before a submitter waits (the queue's bound, in batches).
@@ -52,13 +53,22 @@ impl DiskExecutor {
     /// Starts the executor's thread over `disk`. Results come out of the returned receiver.
     /// The thread ends when every `DiskExecutor` clone is dropped.
     pub fn start(disk: FileDisk) -> std::io::Result<(DiskExecutor, Completions)> {
+        DiskExecutor::start_with_metrics(disk, Arc::new(Metrics::default()))
+    }
+
+    /// [`DiskExecutor::start`], also counting disk ops, syncs and fdatasyncs in `metrics`.
+    pub fn start_with_metrics(
+        disk: FileDisk,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(DiskExecutor, Completions)> {
         let (submit, mut submitted) =
             mpsc::channel::<Vec<(OpId, DiskOp)>>(SUBMIT_QUEUE_BATCHES_MAX);
         let (complete, completions) = mpsc::unbounded_channel();
         let stats = Arc::new(ExecutorStats::default());
         let thread_stats = Arc::clone(&stats);
         thread::Builder::new().name("cairn-disk".into()).spawn(move || {
-            let mut worker = Worker { disk, stats: thread_stats, held_syncs: BTreeMap::new() };
+            let mut worker =
+                Worker { disk, stats: thread_stats, metrics, held_syncs: BTreeMap::new() };
             while let Some(first) = submitted.blocking_recv() {
                 let mut results = Vec::with_capacity(first.len());
                 worker.execute_all(first, &mut results);
@@ -98,6 +108,7 @@ pub struct ExecutorGone;
 struct Worker {
     disk: FileDisk,
     stats: Arc<ExecutorStats>,
+    metrics: Arc<Metrics>,
     /// Syncs waiting for the end of the round or a barrier, by file.
     held_syncs: BTreeMap<FileName, Vec<OpId>>,
 }
@@ -106,6 +117,7 @@ impl Worker {
     fn execute_all(&mut self, ops: Vec<(OpId, DiskOp)>, results: &mut Vec<(OpId, DiskResult)>) {
         for (id, op) in ops {
             self.stats.ops.fetch_add(1, Ordering::Relaxed);
+            self.metrics.disk_ops.fetch_add(1, Ordering::Relaxed);
             if let DiskOp::Append { data, .. } = &op {
                 self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
             }
@@ -132,6 +144,8 @@ impl Worker {
             let result = self.disk.execute(DiskOp::Sync { file });
             self.stats.fdatasyncs.fetch_add(1, Ordering::Relaxed);
             self.stats.syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            self.metrics.disk_fdatasyncs.fetch_add(1, Ordering::Relaxed);
+            self.metrics.disk_syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
             results.extend(ids.into_iter().map(|id| (id, result.clone())));
         }
     }

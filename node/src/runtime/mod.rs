@@ -5,10 +5,13 @@
 //! - [`executor`]: the thread that runs disk ops in order, with group commit.
 //! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
 //! - [`http`]: `/metrics` (Prometheus) and `/health`.
+//! - [`listener`]: the Kafka listener, one task per client connection.
+//! - [`server`]: all of the above started and stopped together.
 
 pub mod datadir;
 pub mod disk;
 pub mod driver;
 pub mod executor;
 pub mod http;
+pub mod listener;
 pub mod server;
