@@ -10,8 +10,10 @@ const ABOUT: &str = "Cairn: a Kafka-compatible distributed log";
 
 const LONG_ABOUT: &str = "Cairn: a Kafka-compatible distributed log.
 
-Kafka clients (librdkafka, kcat, the Java client) connect to a Cairn node as to a Kafka broker.
-Every write is fsynced before it is acknowledged unless a topic says otherwise.";
+Kafka clients (librdkafka and kcat, confluent-kafka, kafka-python) connect to a Cairn node as
+to a Kafka broker. Every write is fsynced before it is acknowledged unless a topic says
+otherwise. Idempotent producers and consumer groups are not served yet: producers need
+enable.idempotence=false, consumers assign partitions themselves.";
 
 const EXAMPLES: &str = "\
 Examples:

@@ -33,6 +33,8 @@ pub const DATA_DIR_DEFAULT: &str = "./cairn-data";
 pub const CONFIG_ENV: &str = "CAIRN_CONFIG";
 /// The smallest `socket.request.max.bytes`: room for any request header and a small batch.
 const FRAME_BYTES_MIN: usize = 1024;
+/// The largest `socket.request.max.bytes`: a Kafka frame's length is an `i32`.
+const FRAME_BYTES_MAX: usize = i32::MAX as usize;
 /// How deep TOML tables may nest: the deepest key has four parts.
 const TABLE_DEPTH_MAX: usize = 8;
 
@@ -386,8 +388,8 @@ fn interval(value: &str) -> Result<Duration, String> {
 
 fn frame_bytes(value: &str) -> Result<usize, String> {
     let bytes = number(value)?;
-    if bytes < FRAME_BYTES_MIN {
-        return Err(format!("at least {FRAME_BYTES_MIN} bytes"));
+    if !(FRAME_BYTES_MIN..=FRAME_BYTES_MAX).contains(&bytes) {
+        return Err(format!("from {FRAME_BYTES_MIN} to {FRAME_BYTES_MAX} bytes"));
     }
     Ok(bytes)
 }
