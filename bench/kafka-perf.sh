@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Benchmark of one Cairn node with librdkafka's rdkafka_performance, side by side with Tansu's
+# memory engine in the same run (issue 3, item 7). Not a test: run it on a quiet machine.
+#
+#   RDKAFKA_PERF=/path/to/rdkafka_performance \
+#   TANSU=/path/to/tansu \
+#   bash bench/kafka-perf.sh
+#
+# Environment: RDKAFKA_PERF (required; docs/benchmarks.md says how to build it), PYTHON (an
+# interpreter with confluent-kafka, to create the topics; default /opt/cairn-venv/bin/python
+# as .ci/install-clients makes it), CAIRN
+# (default target/release/cairn, built if missing), TANSU (optional; skipped when unset),
+# RUNS (default 3), COUNT (records per throughput run, default 2000000), RATE,
+# LATENCY_COUNT and LATENCY_LINGER_MS (the latency run: default 50000 records/s asked for,
+# 250000 records, linger.ms=1).
+#
+# Every run: 100-byte records, one partition, loopback, a fresh data directory. It prints
+# one line per run and a table of medians; the node's peak RSS (VmHWM) is read at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RDK="${RDKAFKA_PERF:?set RDKAFKA_PERF to the rdkafka_performance binary}"
+CAIRN="${CAIRN:-target/release/cairn}"
+PYTHON="${PYTHON:-/opt/cairn-venv/bin/python}"
+RUNS="${RUNS:-3}"
+COUNT="${COUNT:-2000000}"
+RATE="${RATE:-50000}"
+LATENCY_COUNT="${LATENCY_COUNT:-250000}"
+LATENCY_LINGER_MS="${LATENCY_LINGER_MS:-1}"
+PORT=19092
+WORK="$(mktemp -d /tmp/cairn-bench.XXXXXX)"
+NODE_PID=""
+
+if [ ! -x "$CAIRN" ]; then
+  cargo build --release -p cairn-node --bin cairn
+fi
+
+stop_node() {
+  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
+    kill -TERM "$NODE_PID"
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
+  NODE_PID=""
+}
+trap 'stop_node; rm -rf "$WORK"' EXIT
+
+wait_for_port() {
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "nothing listens on port $PORT after 30 s" >&2
+  exit 1
+}
+
+start_cairn() {
+  rm -rf "$WORK/data"
+  "$CAIRN" dev --data-dir "$WORK/data" --listener "127.0.0.1:$PORT" \
+    --http-listener 127.0.0.1:19644 >"$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  wait_for_port
+}
+
+start_tansu() {
+  "$TANSU" broker --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$PORT" >"$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  wait_for_port
+}
+
+# Creates one-partition topics the same way on every broker (Tansu does not create topics on
+# first use; Cairn would).
+create_topics() { # topic...
+  "$PYTHON" - "127.0.0.1:$PORT" "$@" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+futures = admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]], request_timeout=30)
+for topic, future in futures.items():
+    future.result(timeout=30)
+PY
+}
+
+# Records per second of the last row of rdkafka_performance's table (msgs * 1000 / elapsed ms).
+rate_of() {
+  grep -E '^\|' "$1" | tail -1 | awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
+}
+
+peak_rss_mib() {
+  awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$NODE_PID/status"
+}
+
+produce() { # topic acks
+  "$RDK" -P -t "$1" -p 0 -b "127.0.0.1:$PORT" -s 100 -c "$COUNT" -a "$2" -X linger.ms=5 -u \
+    >"$WORK/run.txt" 2>&1
+  rate_of "$WORK/run.txt"
+}
+
+consume() { # topic
+  "$RDK" -C -t "$1" -p 0 -b "127.0.0.1:$PORT" -o beginning -c "$COUNT" -u >"$WORK/run.txt" 2>&1
+  rate_of "$WORK/run.txt"
+}
+
+# Produce-to-acknowledgement latency (acks=all) at a fixed rate: "p99/p50 rate" in ms and
+# records/s, from rdkafka_performance's per-record latencies (-A, in microseconds).
+latency() { # topic
+  "$RDK" -P -t "$1" -p 0 -b "127.0.0.1:$PORT" -s 100 -c "$LATENCY_COUNT" -r "$RATE" -a -1 -l \
+    -A "$WORK/latency.txt" -X "linger.ms=$LATENCY_LINGER_MS" -u >"$WORK/run.txt" 2>&1
+  local achieved
+  achieved=$(rate_of "$WORK/run.txt")
+  sort -n "$WORK/latency.txt" | awk -v rate="$achieved" '{ v[NR] = $1 } END {
+    if (NR == 0) { print "none"; exit }
+    p99 = int(NR * 0.99); p50 = int(NR * 0.5); if (p50 < 1) p50 = 1; if (p99 < 1) p99 = 1
+    printf "%.2f/%.2f %d", v[p99] / 1000, v[p50] / 1000, rate }'
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+bench() { # name start-function
+  local name=$1 start=$2 p1="" pall="" cons="" p99="" p50="" rss=""
+  for run in $(seq 1 "$RUNS"); do
+    "$start"
+    create_topics "acks1-$run" "acksall-$run" "latency-$run"
+    local a1 aall c l r
+    a1=$(produce "acks1-$run" 1)
+    aall=$(produce "acksall-$run" -1)
+    c=$(consume "acks1-$run")
+    l=$(latency "latency-$run")
+    r=$(peak_rss_mib)
+    stop_node
+    echo "$name run $run: produce acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
+      "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB"
+    p1+=" $a1"; pall+=" $aall"; cons+=" $c"; rss+=" $r"
+    p99+=" ${l%%/*}"; p50+=" $(echo "${l% *}" | cut -d/ -f2)"
+  done
+  printf '| %s | %s | %s | %s | %s / %s | %s |\n' "$name" "$(echo "$p1" | median)" \
+    "$(echo "$pall" | median)" "$(echo "$cons" | median)" "$(echo "$p99" | median)" \
+    "$(echo "$p50" | median)" "$(echo "$rss" | tr ' ' '\n' | sort -n | tail -1)" \
+    >>"$WORK/table.md"
+}
+
+echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) |" >"$WORK/table.md"
+echo "| --- | --- | --- | --- | --- | --- |" >>"$WORK/table.md"
+bench "cairn (durability fsync)" start_cairn
+if [ -n "${TANSU:-}" ]; then
+  bench "tansu (memory engine)" start_tansu
+fi
+echo
+echo "medians of $RUNS runs ($COUNT records of 100 bytes per throughput run):"
+cat "$WORK/table.md"
