@@ -57,6 +57,7 @@
 //!
 //! Not modelled yet (design §8): misdirected writes and slow IO.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -211,18 +212,18 @@ impl SimDisk {
 
     /// The length reads see (including unsynced writes), or `None` if `file` does not exist.
     pub fn file_len(&self, file: &FileName) -> Option<u64> {
-        self.files.get(&normalize(file)).map(|f| f.current.len() as u64)
+        self.files.get(&*normalize(file)).map(|f| f.current.len() as u64)
     }
 
     /// The length that would survive a crash now (without torn writes), or `None` if `file`
     /// does not exist.
     pub fn durable_len(&self, file: &FileName) -> Option<u64> {
-        self.files.get(&normalize(file)).map(|f| f.durable.len() as u64)
+        self.files.get(&*normalize(file)).map(|f| f.durable.len() as u64)
     }
 
     /// The bytes reads see, without faults, or `None` if `file` does not exist.
     pub fn contents(&self, file: &FileName) -> Option<&[u8]> {
-        self.files.get(&normalize(file)).map(|f| &f.current[..])
+        self.files.get(&*normalize(file)).map(|f| &f.current[..])
     }
 
     /// The bytes in use: the sum of the files' current lengths, what the capacity bounds.
@@ -233,7 +234,7 @@ impl SimDisk {
     /// Makes the next `Sync` of `file` fail (and lose its unsynced writes), whatever the
     /// probabilities say. The file need not exist yet.
     pub fn fail_next_sync(&mut self, file: &FileName) {
-        self.syncs_armed.insert(normalize(file));
+        self.syncs_armed.insert(normalize(file).into_owned());
     }
 
     /// Makes sector `sector` (bytes `sector * SECTOR_BYTES ..`) of `file` unreadable until
@@ -242,7 +243,7 @@ impl SimDisk {
     /// # Panics
     /// If `file` does not exist.
     pub fn add_bad_sector(&mut self, file: &FileName, sector: u64) {
-        let f = self.files.get_mut(&normalize(file));
+        let f = self.files.get_mut(&*normalize(file));
         f.unwrap_or_else(|| panic!("no file {file}")).bad.insert(sector);
     }
 
@@ -252,7 +253,7 @@ impl SimDisk {
     /// # Panics
     /// If `file` does not exist or neither content reaches `pos`.
     pub fn corrupt(&mut self, file: &FileName, pos: u64) {
-        let f = self.files.get_mut(&normalize(file));
+        let f = self.files.get_mut(&*normalize(file));
         let f = f.unwrap_or_else(|| panic!("no file {file}"));
         let len = f.durable.len().max(f.current.len()) as u64;
         assert!(pos < len, "corrupt {file} at {pos}: it has {len} bytes");
@@ -303,7 +304,8 @@ impl SimDisk {
     }
 
     fn append(&mut self, path: &str, pos: u64, data: &[u8]) -> DiskResult {
-        let used = self.used_bytes();
+        // Summing every file's length is only worth it on a disk with a capacity.
+        let used = self.faults.capacity_bytes.map(|_| self.used_bytes());
         let capacity = self.faults.capacity_bytes;
         let f = self.file(path, "append")?;
         let len = f.current.len() as u64;
@@ -311,7 +313,7 @@ impl SimDisk {
             return Err(io_error("append", path, &format!("at {pos}, beyond the end {len}")));
         }
         let end = pos + data.len() as u64;
-        if capacity.is_some_and(|c| used + end.saturating_sub(len) > c) {
+        if capacity.is_some_and(|c| used.unwrap_or(0) + end.saturating_sub(len) > c) {
             return Err(self.no_space());
         }
         f.write(pos, data);
@@ -452,10 +454,15 @@ impl SimDisk {
 
     /// The existing file at `path`, or the error an op `what` on it gets.
     fn file(&mut self, path: &str, what: &str) -> Result<&mut SimFile, DiskError> {
+        // No path is both a file and a directory (`create` and `rename` refuse directories,
+        // and a directory is only made above a new file), so a file found is the answer.
+        if let Some(file) = self.files.get_mut(path) {
+            return Ok(file);
+        }
         if path.is_empty() || self.dirs.contains(path) {
             return Err(io_error(what, path, "is a directory"));
         }
-        self.files.get_mut(path).ok_or(DiskError::NotFound)
+        Err(DiskError::NotFound)
     }
 
     fn no_space(&mut self) -> DiskError {
@@ -515,9 +522,17 @@ impl SimFile {
 }
 
 /// `name` without `.` components: the key of a file or directory. The root is `""`.
-fn normalize(name: &FileName) -> String {
-    let parts: Vec<&str> = name.as_str().split('/').filter(|part| *part != ".").collect();
-    parts.join("/")
+/// Borrowed when there is nothing to remove, as for every name the core builds: this runs
+/// for every disk op (docs/simulator.md, Speed).
+fn normalize(name: &FileName) -> Cow<'_, str> {
+    let path = name.as_str();
+    let dotted =
+        path == "." || path.starts_with("./") || path.ends_with("/.") || path.contains("/./");
+    if !dotted {
+        return Cow::Borrowed(path);
+    }
+    let parts: Vec<&str> = path.split('/').filter(|part| *part != ".").collect();
+    Cow::Owned(parts.join("/"))
 }
 
 /// The directory holding `path` (`""` for the root).
