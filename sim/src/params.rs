@@ -190,7 +190,8 @@ impl Params {
     fn draw_torn_profile(&mut self, rng: &mut ChaCha8Rng) {
         if rng.random_bool(0.2) {
             self.flush_interval_ms = 5_000;
-            self.acks_weights[0] = 4;
+            self.acks_weights = [12, 1, 1];
+            self.think_ms_max = self.think_ms_max.min(5);
             self.disk_torn_writes = true;
             self.faults.weights[0] = 8;
             self.faults.interval_ms_mean = self.faults.interval_ms_mean.min(1_000);
