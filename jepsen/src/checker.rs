@@ -7,13 +7,13 @@
 //! must keep (indexes strictly increase, one open operation per process, completions match
 //! their invocations) are checked here; breaking one is an [`OpError`].
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
 use crate::codec::{HistoryReader, ReadError};
+use crate::fast_hash::FastMap;
 use crate::found::Found;
 use crate::history::{Acks, F, GroupOffset, Op, OpType, Process, Value};
 use crate::kafka::{Kafka, PendingSend};
@@ -190,7 +190,7 @@ pub struct Checker {
     options: Options,
     ops: u64,
     index_last: Option<u64>,
-    open: HashMap<Process, Open>,
+    open: FastMap<Process, Open>,
     kafka: Kafka,
     registers: Registers,
     found: Found,
@@ -205,7 +205,7 @@ impl Checker {
             options,
             ops: 0,
             index_last: None,
-            open: HashMap::new(),
+            open: FastMap::default(),
             kafka: Kafka::default(),
             registers: Registers::default(),
             found,

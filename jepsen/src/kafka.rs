@@ -17,9 +17,9 @@
 //! acknowledged at proves nothing. They still count as "sent" for `phantom-read` and
 //! `aborted-read`.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use crate::fast_hash::FastMap;
 use crate::found::Found;
 use crate::history::{Acks, OpType, Process, Record, Send};
 use crate::limits::POLL_SKIP_OFFSETS_SHOWN_MAX;
@@ -34,11 +34,11 @@ type PartitionId = u32;
 /// The Kafka checks' state; fed by [`crate::Checker`] one operation at a time.
 #[derive(Default)]
 pub(crate) struct Kafka {
-    topic_ids: HashMap<String, u32>,
+    topic_ids: FastMap<String, u32>,
     topic_names: Vec<String>,
-    partition_ids: HashMap<(u32, i32), PartitionId>,
+    partition_ids: FastMap<(u32, i32), PartitionId>,
     partitions: Vec<PartitionLog>,
-    processes: HashMap<Process, ProcessTrack>,
+    processes: FastMap<Process, ProcessTrack>,
     /// Successive reads of one consumer that jump over offsets; a `poll-skip` if an offset
     /// in between is known by the end.
     gaps: Vec<Gap>,
@@ -50,13 +50,13 @@ pub(crate) struct Kafka {
 struct PartitionLog {
     topic: u32,
     partition: i32,
-    values: HashMap<i64, ValueState>,
+    values: FastMap<i64, ValueState>,
     /// The first value seen at each offset.
-    offsets: HashMap<i64, Seen>,
+    offsets: FastMap<i64, Seen>,
     /// Offsets seen with more than one value: every distinct value, first observer each.
-    offsets_conflicting: HashMap<i64, Vec<Seen>>,
+    offsets_conflicting: FastMap<i64, Vec<Seen>>,
     /// Values seen at more than one offset: every distinct offset, first observer each.
-    values_duplicated: HashMap<i64, Vec<Seen>>,
+    values_duplicated: FastMap<i64, Vec<Seen>>,
     /// The highest offset any poll read.
     read_max: Option<Seen>,
     /// The highest offset of an `acks=all` send that completed `ok` so far.
@@ -91,9 +91,9 @@ enum SendStatus {
 #[derive(Default)]
 struct ProcessTrack {
     /// The last acknowledged `acks=all` send to each partition.
-    last_sends: HashMap<PartitionId, Seen>,
+    last_sends: FastMap<PartitionId, Seen>,
     /// The last record read from each partition since the last assign, subscribe or crash.
-    last_reads: HashMap<PartitionId, Seen>,
+    last_reads: FastMap<PartitionId, Seen>,
 }
 
 struct Gap {
@@ -303,7 +303,7 @@ impl Kafka {
     }
 
     fn check_gaps(&mut self, found: &mut Found) {
-        let mut known_offsets: HashMap<PartitionId, Vec<i64>> = HashMap::new();
+        let mut known_offsets: FastMap<PartitionId, Vec<i64>> = FastMap::default();
         for gap in &self.gaps {
             let log = &self.partitions[gap.partition as usize];
             let known = known_offsets.entry(gap.partition).or_insert_with(|| {
@@ -335,10 +335,10 @@ impl PartitionLog {
         PartitionLog {
             topic,
             partition,
-            values: HashMap::new(),
-            offsets: HashMap::new(),
-            offsets_conflicting: HashMap::new(),
-            values_duplicated: HashMap::new(),
+            values: FastMap::default(),
+            offsets: FastMap::default(),
+            offsets_conflicting: FastMap::default(),
+            values_duplicated: FastMap::default(),
             read_max: None,
             send_completed_max: None,
         }

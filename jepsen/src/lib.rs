@@ -37,6 +37,7 @@
 
 mod checker;
 pub mod codec;
+mod fast_hash;
 mod found;
 pub mod history;
 pub mod html;

@@ -4,7 +4,7 @@
 //! - [`params`]: the run's parameters, drawn from the seed (swarm testing), and the seed's
 //!   independent random streams;
 //! - [`scenario`]: TOML files that fix parameters and add a timeline of faults;
-//! - [`world`]: the event loop, the nodes, and the online checks after every step;
+//! - [`world`]: the event loop (over `queue`, its event queue), the nodes, and the online checks after every step;
 //! - [`workload`]: simulated Kafka clients recording the history of design §9;
 //! - [`net`], [`disk`], [`faulty`]: the network and the disks, with their faults;
 //! - [`faults`]: the fault actions and the random nemesis;
@@ -21,6 +21,7 @@ pub mod faulty;
 pub mod invariants;
 pub mod net;
 pub mod params;
+mod queue;
 pub mod run;
 pub mod scenario;
 pub mod workload;

@@ -153,7 +153,7 @@ impl Coverage {
         want(self.recoveries_checked >= seeds / 5, format!("recoveries checked < {}", seeds / 5));
         let kinds = self.faults.len() as u64;
         want(seeds < 50 || kinds >= 10, format!("fault kinds exercised {kinds} < 10"));
-        let torn = self.disk.get("torn-sectors-kept").copied().unwrap_or(0);
+        let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
     }
@@ -321,7 +321,7 @@ fn finish(world: &mut World) {
             ("read-bit-flips", d.read_bit_flips),
             ("read-errors", d.read_errors),
             ("latent-sector-errors", d.latent_sector_errors),
-            ("torn-sectors-kept", d.torn_sectors_kept),
+            ("torn-blocks-kept", d.torn_blocks_kept),
             ("nospace", d.nospace),
             ("corruptions", d.corruptions),
             ("misdirected-writes", f.misdirected_writes),

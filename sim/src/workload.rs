@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicPartition, Value};
-use cairn_node::core::log::batch::{BatchScan, build};
+use cairn_node::core::log::batch::{BATCH_HEADER_BYTES, BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
 use cairn_node::core::node::{
     Acks, Durability, PartitionId, Request, RequestError, Response, TopicConfig,
@@ -27,6 +27,9 @@ use crate::world::{Event, World};
 const MS: u64 = 1_000_000;
 /// Bytes a poll asks for.
 const FETCH_BYTES_MAX: u32 = 2_048;
+/// Bytes of a batch the clients send: the header and one record of an 8-byte value (15
+/// bytes with its framing). A poll's buffer is sized for a full fetch of them.
+const CLIENT_BATCH_BYTES: usize = BATCH_HEADER_BYTES + 15;
 
 /// A message on the network.
 #[derive(Debug, Clone)]
@@ -419,13 +422,15 @@ fn poll_answered(
     let pending = Pending::Poll { part, offset, is_final };
     match response {
         Response::Fetched { records, high_watermark, .. } => {
-            let mut read = Vec::new();
+            let mut read = Vec::with_capacity(FETCH_BYTES_MAX as usize / CLIENT_BATCH_BYTES);
             for (position, header) in BatchScan::new(&records, usize::MAX >> 1) {
                 let end = position + header.total_bytes();
-                for (i, bytes) in build::values(&records[position..end]).iter().enumerate() {
+                let mut offset = header.base_offset as u64;
+                build::for_each_value(&records[position..end], |bytes| {
                     let value = i64::from_be_bytes(bytes[..8].try_into().expect("8-byte values"));
-                    read.push((header.base_offset as u64 + i as u64, value));
-                }
+                    read.push((offset, value));
+                    offset += 1;
+                });
             }
             let p = &world.work.parts[part];
             let offsets: Vec<u64> = read.iter().map(|(o, _)| *o).collect();

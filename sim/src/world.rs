@@ -13,9 +13,6 @@
 //! heals, crashed nodes restart, clients stop, and a drain must read every partition to its
 //! end within `liveness_ms`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
 use cairn_node::core::node::{
     Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
@@ -30,6 +27,7 @@ use crate::faulty::FaultyDisk;
 use crate::invariants::{self, PartitionWatch, Violation};
 use crate::net::{Cut, Endpoint, NetConfig, Network};
 use crate::params::{Atlas, Params, Stream, TopicDurability, stream};
+use crate::queue::EventQueue;
 use crate::run::Coverage;
 use crate::scenario::TimedFault;
 use crate::workload::{Msg, Part, Workload};
@@ -57,29 +55,6 @@ pub(crate) enum Event {
     Heal,
     DrainWake,
     End,
-}
-
-struct Scheduled {
-    time: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
-    }
 }
 
 /// A node's clock: offset and drift over the world's time, never going back.
@@ -126,8 +101,7 @@ pub struct World {
     pub(crate) params: Params,
     pub(crate) now: u64,
     t0: Instant,
-    queue: BinaryHeap<Reverse<Scheduled>>,
-    seq: u64,
+    queue: EventQueue<Event>,
     pub(crate) rng_net: ChaCha8Rng,
     rng_disk: ChaCha8Rng,
     pub(crate) rng_work: ChaCha8Rng,
@@ -190,8 +164,7 @@ impl World {
         let mut world = World {
             now: 0,
             t0,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             rng_net: stream(seed, Stream::Network),
             rng_disk,
             rng_work: stream(seed, Stream::Workload),
@@ -229,8 +202,7 @@ impl World {
     }
 
     pub(crate) fn schedule(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled { time: at.max(self.now), seq: self.seq, event }));
+        self.queue.push(at.max(self.now), event);
     }
 
     /// The world's time as Unix milliseconds (record timestamps of the clients).
@@ -245,15 +217,15 @@ impl World {
     /// Runs until the drain finished, the liveness bound passed, or a violation.
     pub fn run(&mut self, events_max: u64) {
         while !self.done && self.violation.is_none() {
-            let Some(Reverse(next)) = self.queue.pop() else { break };
-            self.now = next.time;
+            let Some((time, event)) = self.queue.pop() else { break };
+            self.now = time;
             self.events += 1;
             if self.events > events_max {
                 self.violation =
                     Some(Violation::Liveness { what: "event budget exhausted".into() });
                 break;
             }
-            self.step(next.event);
+            self.step(event);
         }
         self.coverage.events = self.events;
         self.coverage.sim_ns = self.now;

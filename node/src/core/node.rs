@@ -40,8 +40,8 @@ pub const PARTITIONS_DIR: &str = "partitions";
 
 mod topics;
 
-/// A topic partition.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A topic partition. Ordered by topic name, then partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionId {
     /// The topic's name.
     pub topic: Arc<str>,
@@ -65,6 +65,26 @@ impl PartitionId {
         let (topic, partition) = name.rsplit_once('-')?;
         let partition = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
         (!topic.is_empty()).then(|| PartitionId::new(topic, partition))
+    }
+}
+
+impl Ord for PartitionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // A node's partitions share their topic's name (`Node::open_partition`), so the maps
+        // keyed by partition mostly compare pointers rather than names (docs/simulator.md,
+        // Speed). `Arc<str>`'s `==` takes the same shortcut, so `Eq` agrees.
+        let topics = if Arc::ptr_eq(&self.topic, &other.topic) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.topic.cmp(&other.topic)
+        };
+        topics.then(self.partition.cmp(&other.partition))
+    }
+}
+
+impl PartialOrd for PartitionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -656,7 +676,12 @@ impl Node {
         self.reply(conn, id, Response::Error(error.into()));
     }
 
-    fn open_partition(&mut self, id: PartitionId, config: TopicConfig) {
+    fn open_partition(&mut self, mut id: PartitionId, config: TopicConfig) {
+        // Share the topic's name with the store and the partition's siblings (see `Ord for
+        // PartitionId`): a partition found on disk comes with a name of its own.
+        if let Some((name, _)) = self.store.topics().get_key_value(&id.topic) {
+            id.topic = name.clone();
+        }
         let log = PartitionLog::open(id.dir(), config.log, &mut self.ops.outbox(&id));
         let partition = Partition {
             log,
@@ -858,14 +883,22 @@ impl Node {
     /// Checks the node's invariants; a failure is a bug.
     pub fn invariants(&self) {
         self.store.invariants();
+        // Partitions and topics are both sorted by topic name, so one merged pass finds each
+        // partition's topic without a lookup per partition.
+        let mut topics = self.store.topics().iter().peekable();
         for (id, partition) in &self.partitions {
             partition.log.invariants();
             let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
             assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
             assert!(partition.high_watermark() <= partition.log.log_end_offset());
             if self.started {
-                let topic = self.store.topics().get(&id.topic);
-                assert!(topic.is_some_and(|t| id.partition < t.partitions), "{id} has a topic");
+                let before = |name: &Arc<str>| !Arc::ptr_eq(name, &id.topic) && *name < id.topic;
+                while topics.next_if(|(name, _)| before(name)).is_some() {}
+                let topic = topics.peek().filter(|(name, _)| **name == id.topic);
+                assert!(
+                    topic.is_some_and(|(_, t)| id.partition < t.partitions),
+                    "{id} has a topic"
+                );
             }
         }
     }

@@ -444,9 +444,17 @@ pub mod build {
 
     /// Values of the records of an uncompressed batch built by [`batch`].
     pub fn values(batch: &[u8]) -> Vec<Bytes> {
+        let mut values = Vec::new();
+        for_each_value(batch, |value| values.push(Bytes::copy_from_slice(value)));
+        values
+    }
+
+    /// Calls `visit` with the value of each record of an uncompressed batch built by
+    /// [`batch`], in order, without copying them (the simulator's clients read every
+    /// fetched record this way).
+    pub fn for_each_value(batch: &[u8], mut visit: impl FnMut(&[u8])) {
         let header = BatchHeader::parse(batch).expect("a header");
         let mut pos = BATCH_HEADER_BYTES;
-        let mut values = Vec::new();
         for _ in 0..header.record_count {
             let length = read_varlong(batch, &mut pos).expect("length");
             let end = pos + length as usize;
@@ -458,10 +466,9 @@ pub mod build {
                 pos += key as usize;
             }
             let value = read_varlong(batch, &mut pos).expect("value length");
-            values.push(Bytes::copy_from_slice(&batch[pos..pos + value as usize]));
+            visit(&batch[pos..pos + value as usize]);
             pos = end;
         }
-        values
     }
 }
 
