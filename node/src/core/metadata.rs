@@ -122,12 +122,16 @@ enum Phase {
 enum PendingOp {
     List,
     Read,
-    /// An op of the rewrite before its rename; the sync's success issues the rename.
+    /// An op of rewrite number `rewrite` before its rename; the sync's success issues the
+    /// rename, unless that rewrite already failed (a later rewrite has its own number).
     Rewrite {
         sync: bool,
+        rewrite: u64,
     },
     /// The rewrite's rename, which completes it.
-    RewriteRename,
+    RewriteRename {
+        rewrite: u64,
+    },
     /// The append or the sync of change `token`.
     Change {
         token: u64,
@@ -154,8 +158,10 @@ pub struct TopicStore {
     in_flight: VecDeque<InFlight>,
     /// Changes waiting for a rewrite to finish before they append.
     queued: VecDeque<InFlight>,
-    /// Whether a rewrite is under way (until its rename completes).
+    /// Whether a rewrite is under way (until its rename completes), and the number of the
+    /// latest one.
     rewriting: bool,
+    rewrites: u64,
     ops: HashMap<OpId, PendingOp>,
     /// Bytes in `topics.log` after every op issued so far.
     file_bytes: u64,
@@ -182,6 +188,7 @@ impl TopicStore {
             in_flight: VecDeque::new(),
             queued: VecDeque::new(),
             rewriting: false,
+            rewrites: 0,
             ops: HashMap::new(),
             file_bytes: 0,
             dirty: false,
@@ -290,19 +297,24 @@ impl TopicStore {
                     tracing::warn!(%error, "cannot remove {TMP_NAME}");
                 }
             }
-            PendingOp::Rewrite { sync } => match result {
-                Ok(_) if sync && self.rewriting => {
+            PendingOp::Rewrite { rewrite, .. } | PendingOp::RewriteRename { rewrite }
+                if rewrite != self.rewrites || !self.rewriting =>
+            {
+                // An op of a rewrite that already failed: moot.
+            }
+            PendingOp::Rewrite { sync, rewrite } => match result {
+                Ok(_) if sync => {
                     let rename = DiskOp::Rename {
                         from: FileName::new(TMP_NAME),
                         to: FileName::new(LOG_NAME),
                     };
                     let id = out.submit(rename);
-                    self.ops.insert(id, PendingOp::RewriteRename);
+                    self.ops.insert(id, PendingOp::RewriteRename { rewrite });
                 }
                 Ok(_) => {}
                 Err(error) => self.rewrite_failed(&error),
             },
-            PendingOp::RewriteRename => match result {
+            PendingOp::RewriteRename { .. } => match result {
                 Ok(_) => {
                     self.rewriting = false;
                     while let Some(change) = self.queued.pop_front() {
@@ -436,19 +448,18 @@ impl TopicStore {
             DiskOp::Append { file: tmp.clone(), pos: 0, data: image.freeze() },
             DiskOp::Sync { file: tmp },
         ];
+        self.rewrites += 1;
         for op in ops {
             let sync = matches!(op, DiskOp::Sync { .. });
             let id = out.submit(op);
-            self.ops.insert(id, PendingOp::Rewrite { sync });
+            self.ops.insert(id, PendingOp::Rewrite { sync, rewrite: self.rewrites });
         }
         self.rewriting = true;
         self.dirty = false;
     }
 
     fn rewrite_failed(&mut self, error: &DiskError) {
-        if !self.rewriting {
-            return; // An earlier op of this rewrite already failed it.
-        }
+        assert!(self.rewriting, "only the current rewrite can fail");
         tracing::error!(%error, "rewriting {LOG_NAME} failed; retried at the next change");
         self.rewriting = false;
         self.dirty = true;
@@ -506,5 +517,70 @@ impl TopicStore {
         for (name, state) in &self.committed {
             assert!(state.partitions >= 1, "{name} has no partitions");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::log::OpQueue;
+
+    fn state(partitions: i32) -> Option<TopicState> {
+        Some(TopicState { partitions, config: TopicConfig::default() })
+    }
+
+    fn take(queue: &mut OpQueue) -> Vec<(OpId, DiskOp)> {
+        std::iter::from_fn(|| queue.pop()).collect()
+    }
+
+    /// A new store: lists its directory, finds nothing, writes an empty file; completes it.
+    fn ready_store(queue: &mut OpQueue) -> TopicStore {
+        let mut store = TopicStore::open(TopicConfig::default(), queue);
+        let [(list, _)] = take(queue)[..] else { panic!("one listing") };
+        store.handle_disk(list, Ok(DiskOk::Listing(vec![])), queue);
+        assert_eq!(store.poll_event(), Some(StoreEvent::Loaded));
+        complete_all(&mut store, queue);
+        store
+    }
+
+    fn complete_all(store: &mut TopicStore, queue: &mut OpQueue) {
+        while let Some((id, _)) = queue.pop() {
+            store.handle_disk(id, Ok(DiskOk::Done), queue);
+        }
+    }
+
+    #[test]
+    fn a_failed_rewrite_never_renames_even_when_a_later_rewrite_runs() {
+        let mut queue = OpQueue::default();
+        let mut store = ready_store(&mut queue);
+        // A change whose sync fails makes the next change rewrite the file first.
+        store.change(1, "a".into(), state(1), &mut queue);
+        let [(append, _), (sync, _)] = take(&mut queue)[..] else { panic!() };
+        store.handle_disk(append, Ok(DiskOk::Done), &mut queue);
+        store.handle_disk(sync, Err(DiskError::Io("EIO".into())), &mut queue);
+        assert!(matches!(store.poll_event(), Some(StoreEvent::Failed(1, _))));
+        store.change(2, "b".into(), state(1), &mut queue);
+        let rewrite = take(&mut queue);
+        assert_eq!(rewrite.len(), 3, "create, append, sync of the tmp file: {rewrite:?}");
+        // The rewrite's append fails; before its sync completes, another change starts a
+        // second rewrite.
+        store.handle_disk(rewrite[0].0, Ok(DiskOk::Done), &mut queue);
+        store.handle_disk(rewrite[1].0, Err(DiskError::Io("EIO".into())), &mut queue);
+        assert!(matches!(store.poll_event(), Some(StoreEvent::Failed(2, _))));
+        store.change(3, "c".into(), state(1), &mut queue);
+        let second = take(&mut queue);
+        assert_eq!(second.len(), 3, "a second rewrite: {second:?}");
+        // The first rewrite's sync succeeds late: it must not rename anything.
+        store.handle_disk(rewrite[2].0, Ok(DiskOk::Done), &mut queue);
+        assert!(queue.is_empty(), "no rename for a failed rewrite");
+        for (id, _) in second {
+            store.handle_disk(id, Ok(DiskOk::Done), &mut queue);
+        }
+        let renames = take(&mut queue);
+        assert!(matches!(&renames[..], [(_, DiskOp::Rename { .. })]), "{renames:?}");
+        store.handle_disk(renames[0].0, Ok(DiskOk::Done), &mut queue);
+        complete_all(&mut store, &mut queue);
+        assert_eq!(store.poll_event(), Some(StoreEvent::Committed(3)));
+        assert_eq!(store.topics().keys().map(|k| &**k).collect::<Vec<_>>(), ["c"]);
     }
 }
