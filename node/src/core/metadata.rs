@@ -198,8 +198,7 @@ impl TopicStore {
             events: VecDeque::new(),
             defaults,
         };
-        let id = out.submit(DiskOp::List { dir: FileName::new(METADATA_DIR) });
-        store.ops.insert(id, PendingOp::List);
+        store.list_dir(out);
         store
     }
 
@@ -332,14 +331,11 @@ impl TopicStore {
         let entries = match result {
             Ok(DiskOk::Listing(entries)) => entries,
             Ok(other) => panic!("a listing completed with {other:?}"),
-            Err(error) => {
-                if self.retry_load() {
-                    let id = out.submit(DiskOp::List { dir: FileName::new(METADATA_DIR) });
-                    self.ops.insert(id, PendingOp::List);
-                    return;
-                }
-                return self.load_failed(format!("cannot list {METADATA_DIR}: {error}"));
+            Err(error) if self.retry_load() => {
+                tracing::warn!(%error, "listing {METADATA_DIR} failed; trying again");
+                return self.list_dir(out);
             }
+            Err(error) => return self.load_failed(format!("cannot list {METADATA_DIR}: {error}")),
         };
         if entries.iter().any(|e| e.name == "topics.log.tmp") {
             let id = out.submit(DiskOp::Remove { file: FileName::new(TMP_NAME) });
@@ -364,6 +360,11 @@ impl TopicStore {
         }
     }
 
+    fn list_dir(&mut self, out: &mut impl DiskQueue) {
+        let id = out.submit(DiskOp::List { dir: FileName::new(METADATA_DIR) });
+        self.ops.insert(id, PendingOp::List);
+    }
+
     fn read_file(&mut self, out: &mut impl DiskQueue) {
         let len = u32::try_from(self.file_bytes).expect("bounded by TOPICS_LOG_BYTES_MAX");
         let id = out.submit(DiskOp::Read { file: FileName::new(LOG_NAME), pos: 0, len });
@@ -380,12 +381,11 @@ impl TopicStore {
         let bytes = match result {
             Ok(DiskOk::Data(bytes)) => bytes,
             Ok(other) => panic!("a read completed with {other:?}"),
-            Err(error) => {
-                if self.retry_load() {
-                    return self.read_file(out);
-                }
-                return self.load_failed(format!("cannot read {LOG_NAME}: {error}"));
+            Err(error) if self.retry_load() => {
+                tracing::warn!(%error, "reading {LOG_NAME} failed; trying again");
+                return self.read_file(out);
             }
+            Err(error) => return self.load_failed(format!("cannot read {LOG_NAME}: {error}")),
         };
         if let Some(cut) = first_bad_frame(&bytes)
             && self.last_cut != Some(cut)
