@@ -6,6 +6,7 @@
 //! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
 //! - [`http`]: `/metrics` (Prometheus) and `/health`.
 //! - [`listener`]: the Kafka listener, one task per client connection.
+//! - [`peer`]: node-to-node messages over TCP, reconnecting with backoff.
 //! - [`server`]: all of the above started and stopped together.
 
 pub mod datadir;
@@ -14,4 +15,5 @@ pub mod driver;
 pub mod executor;
 pub mod http;
 pub mod listener;
+pub mod peer;
 pub mod server;

@@ -1,0 +1,408 @@
+//! Node-to-node transport: length-framed prost messages over TCP (design §7).
+//!
+//! Every node listens on its peer address. For each other node it keeps one outgoing
+//! connection, owned by a task that connects, introduces itself with a [`PeerHello`]
+//! (cluster id and node id), and writes the messages queued for that peer, several per
+//! write call. On any error the task drops the connection and connects again after an
+//! exponential backoff ([`BACKOFF_MIN`] to [`BACKOFF_MAX`]). Each incoming connection is
+//! read by a task of its own: the hello must name this cluster and a known peer, then every
+//! frame is decoded and handed to the node with the sender's id.
+//!
+//! Messages are one-way. An answer travels on the answerer's own outgoing connection, so
+//! each ordered pair of nodes has one connection and one order.
+//!
+//! Delivery is best effort, as the simulator's network is: a message queued behind a
+//! broken connection, or offered to a full queue ([`PEER_QUEUE_MAX`]), may be lost and is
+//! counted. Every peer protocol of the core retries on its own timers and tells stale or
+//! duplicate answers apart by term, epoch or correlation id, so no message needs to arrive.
+//!
+//! A frame is a 4-byte big-endian length, then that many bytes of prost encoding. A frame
+//! longer than [`PEER_FRAME_BYTES_MAX`], a hello from another cluster or an unknown node,
+//! or bytes that do not decode close that one connection and count in `rejected`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::core::io::NodeId;
+
+/// Messages waiting for one peer's connection before new ones are dropped.
+pub const PEER_QUEUE_MAX: usize = 4096;
+/// The largest frame a node accepts from a peer (a replica fetch answer with its records).
+pub const PEER_FRAME_BYTES_MAX: usize = 128 << 20;
+/// Messages encoded into one write call at most.
+pub const PEER_WRITE_BATCH_MAX: usize = 64;
+/// The first wait before connecting again after a failure.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// The longest wait between connection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// The version of this framing; a peer speaking another is refused.
+const PROTOCOL_VERSION: u32 = 1;
+
+const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(PEER_WRITE_BATCH_MAX <= PEER_QUEUE_MAX);
+
+/// The first frame on every peer connection.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PeerHello {
+    /// The cluster the sender belongs to.
+    #[prost(string, tag = "1")]
+    pub cluster_id: String,
+    /// The sender's node id.
+    #[prost(uint32, tag = "2")]
+    pub node_id: u32,
+    /// The framing version the sender speaks.
+    #[prost(uint32, tag = "3")]
+    pub version: u32,
+}
+
+/// Who this node is and where its peers listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The cluster's id: connections from another cluster are refused.
+    pub cluster_id: String,
+    /// Every other node's peer address (`host:port`), by id.
+    pub peers: BTreeMap<NodeId, String>,
+}
+
+/// What the transport did, for the metrics.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Messages written to a socket.
+    pub sent: AtomicU64,
+    /// Messages dropped: the peer's queue was full, or its connection broke.
+    pub dropped: AtomicU64,
+    /// Messages received and handed to the node.
+    pub received: AtomicU64,
+    /// Incoming connections closed on a bad hello or frame.
+    pub rejected: AtomicU64,
+    /// Outgoing connections made.
+    pub connects: AtomicU64,
+}
+
+/// The transport of one node. Dropping it does not stop its tasks: send `true` on the
+/// stop channel given to [`Peers::start`], then await [`Peers::stopped`].
+#[derive(Debug)]
+pub struct Peers<M> {
+    queues: BTreeMap<NodeId, mpsc::Sender<M>>,
+    stats: Arc<PeerStats>,
+    tasks: JoinSet<()>,
+    _message: PhantomData<fn(M)>,
+}
+
+impl<M> Peers<M>
+where
+    M: prost::Message + Default + Send + 'static,
+{
+    /// Starts accepting peers on `listener` and connecting to every peer of `config`.
+    /// Received messages go to `inbound` with their sender's id; the transport stops when
+    /// `stop` turns true.
+    pub fn start(
+        config: PeerConfig,
+        listener: TcpListener,
+        inbound: mpsc::Sender<(NodeId, M)>,
+        stop: watch::Receiver<bool>,
+    ) -> Peers<M> {
+        assert!(!config.peers.contains_key(&config.node_id), "a node is not its own peer");
+        let stats = Arc::new(PeerStats::default());
+        let hello = encode_frame(&PeerHello {
+            cluster_id: config.cluster_id.clone(),
+            node_id: config.node_id.0,
+            version: PROTOCOL_VERSION,
+        });
+        let mut tasks = JoinSet::new();
+        let mut queues = BTreeMap::new();
+        for (&to, address) in &config.peers {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_MAX);
+            queues.insert(to, sender);
+            let outbound = Outbound {
+                to,
+                address: address.clone(),
+                hello: hello.clone(),
+                queue: receiver,
+                stats: Arc::clone(&stats),
+                stop: stop.clone(),
+            };
+            tasks.spawn(outbound.run());
+        }
+        let known: BTreeSet<NodeId> = config.peers.keys().copied().collect();
+        let accept = Accept {
+            listener,
+            cluster_id: config.cluster_id,
+            known,
+            inbound,
+            stats: Arc::clone(&stats),
+            stop,
+        };
+        tasks.spawn(accept.run());
+        Peers { queues, stats, tasks, _message: PhantomData }
+    }
+
+    /// Queues `message` for peer `to`. Returns whether it was queued: not when `to` is not a
+    /// peer or its queue is full (then it is counted as dropped).
+    pub fn send(&self, to: NodeId, message: M) -> bool {
+        let Some(queue) = self.queues.get(&to) else {
+            tracing::warn!(to = to.0, "a message for a node that is not a peer");
+            return false;
+        };
+        let queued = queue.try_send(message).is_ok();
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// What the transport did so far.
+    pub fn stats(&self) -> &Arc<PeerStats> {
+        &self.stats
+    }
+
+    /// Waits until every task ended (after the stop signal).
+    pub async fn stopped(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// A frame: the length, then the message.
+fn encode_frame(message: &impl prost::Message) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + message.encoded_len());
+    put_frame(&mut buf, message);
+    buf.freeze()
+}
+
+fn put_frame(buf: &mut BytesMut, message: &impl prost::Message) {
+    let len = message.encoded_len();
+    assert!(len <= PEER_FRAME_BYTES_MAX, "a peer message of {len} bytes is over the frame bound");
+    buf.reserve(4 + len);
+    buf.put_u32(len as u32);
+    message.encode(buf).expect("reserved enough");
+}
+
+/// The task that owns the connection to one peer.
+struct Outbound<M> {
+    to: NodeId,
+    address: String,
+    hello: Bytes,
+    queue: mpsc::Receiver<M>,
+    stats: Arc<PeerStats>,
+    stop: watch::Receiver<bool>,
+}
+
+/// How a connection's writing ended.
+enum WriteEnd {
+    Stopped,
+    Failed(std::io::Error),
+}
+
+impl<M: prost::Message + Send + 'static> Outbound<M> {
+    async fn run(mut self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let connected = tokio::select! {
+                result = TcpStream::connect(self.address.as_str()) => result,
+                _ = self.stop.changed() => return,
+            };
+            match connected {
+                Ok(stream) => {
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    match self.write(stream, &mut backoff).await {
+                        WriteEnd::Stopped => return,
+                        WriteEnd::Failed(error) => {
+                            tracing::debug!(to = self.to.0, %error, "peer connection lost")
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(to = self.to.0, address = %self.address, %error, "cannot connect")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Says hello, then writes queued messages until the socket fails or the node stops.
+    async fn write(&mut self, mut stream: TcpStream, backoff: &mut Duration) -> WriteEnd {
+        // Raft heartbeats and fetch answers are small and latency-bound.
+        let _ = stream.set_nodelay(true);
+        if let Err(error) = stream.write_all(&self.hello).await {
+            return WriteEnd::Failed(error);
+        }
+        *backoff = BACKOFF_MIN;
+        let mut batch = Vec::with_capacity(PEER_WRITE_BATCH_MAX);
+        let mut buf = BytesMut::new();
+        loop {
+            let received = tokio::select! {
+                received = self.queue.recv_many(&mut batch, PEER_WRITE_BATCH_MAX) => received,
+                _ = self.stop.changed() => return WriteEnd::Stopped,
+            };
+            if received == 0 {
+                return WriteEnd::Stopped;
+            }
+            for message in batch.drain(..) {
+                put_frame(&mut buf, &message);
+            }
+            if let Err(error) = stream.write_all(&buf).await {
+                self.stats.dropped.fetch_add(received as u64, Ordering::Relaxed);
+                return WriteEnd::Failed(error);
+            }
+            buf.clear();
+            self.stats.sent.fetch_add(received as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The task that accepts peers' connections.
+struct Accept<M> {
+    listener: TcpListener,
+    cluster_id: String,
+    known: BTreeSet<NodeId>,
+    inbound: mpsc::Sender<(NodeId, M)>,
+    stats: Arc<PeerStats>,
+    stop: watch::Receiver<bool>,
+}
+
+impl<M: prost::Message + Default + Send + 'static> Accept<M> {
+    async fn run(mut self) {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, address)) => {
+                        let _ = stream.set_nodelay(true);
+                        let inbound = Inbound {
+                            stream,
+                            buf: BytesMut::new(),
+                            cluster_id: self.cluster_id.clone(),
+                            known: self.known.clone(),
+                            sink: self.inbound.clone(),
+                            stats: Arc::clone(&self.stats),
+                        };
+                        connections.spawn(async move {
+                            if let Err(reason) = inbound.run().await {
+                                tracing::warn!(%address, %reason, "closed a peer connection");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot accept a peer connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = self.stop.changed() => break,
+            }
+        }
+        connections.shutdown().await;
+    }
+}
+
+/// Reads one incoming peer connection.
+struct Inbound<M> {
+    stream: TcpStream,
+    buf: BytesMut,
+    cluster_id: String,
+    known: BTreeSet<NodeId>,
+    sink: mpsc::Sender<(NodeId, M)>,
+    stats: Arc<PeerStats>,
+}
+
+/// Why an incoming connection closed early.
+#[derive(Debug, thiserror::Error)]
+enum InboundError {
+    #[error("{0}")]
+    Rejected(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl<M: prost::Message + Default> Inbound<M> {
+    async fn run(mut self) -> Result<(), InboundError> {
+        let result = self.serve().await;
+        if let Err(InboundError::Rejected(_)) = &result {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), InboundError> {
+        let Some(frame) = self.next_frame().await? else { return Ok(()) };
+        let from = self.check_hello(frame)?;
+        while let Some(frame) = self.next_frame().await? {
+            let message = M::decode(frame).map_err(|error| {
+                InboundError::Rejected(format!("node {} sent a bad message: {error}", from.0))
+            })?;
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            if self.sink.send((from, message)).await.is_err() {
+                return Ok(()); // The node stopped.
+            }
+        }
+        Ok(())
+    }
+
+    fn check_hello(&self, frame: Bytes) -> Result<NodeId, InboundError> {
+        let hello = <PeerHello as prost::Message>::decode(frame)
+            .map_err(|error| InboundError::Rejected(format!("a bad hello: {error}")))?;
+        if hello.version != PROTOCOL_VERSION {
+            let version = hello.version;
+            return Err(InboundError::Rejected(format!("peer protocol version {version}")));
+        }
+        if hello.cluster_id != self.cluster_id {
+            return Err(InboundError::Rejected(format!(
+                "node {} belongs to cluster {:?}, this node to {:?}: check cluster ids",
+                hello.node_id, hello.cluster_id, self.cluster_id
+            )));
+        }
+        let from = NodeId(hello.node_id);
+        if !self.known.contains(&from) {
+            return Err(InboundError::Rejected(format!(
+                "node {} is not in this node's peer list",
+                hello.node_id
+            )));
+        }
+        Ok(from)
+    }
+
+    /// The next whole frame, or `None` at a clean end of stream between frames.
+    async fn next_frame(&mut self) -> Result<Option<Bytes>, InboundError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = (&self.buf[..4]).get_u32() as usize;
+                if len > PEER_FRAME_BYTES_MAX {
+                    return Err(InboundError::Rejected(format!("a frame of {len} bytes")));
+                }
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+                self.buf.reserve(4 + len - self.buf.len());
+            } else {
+                self.buf.reserve(READ_CHUNK_BYTES);
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(InboundError::Rejected("the stream ended inside a frame".into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
