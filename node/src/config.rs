@@ -39,7 +39,7 @@ const FRAME_BYTES_MAX: usize = i32::MAX as usize;
 const TABLE_DEPTH_MAX: usize = 8;
 
 /// Every key, with its default as documented (docs/operations.md lists the same).
-pub const KEYS: [&str; 18] = [
+pub const KEYS: [&str; 20] = [
     "node.id",
     "data.dir",
     "listener",
@@ -58,6 +58,8 @@ pub const KEYS: [&str; 18] = [
     "log.cleanup.policy",
     "log.flush.interval.ms",
     "log.retention.check.interval.ms",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 /// Other names of keys, for Kafka users' files: alias, key.
@@ -278,6 +280,8 @@ fn topic_key(key: &str) -> Option<&'static str> {
         "message.max.bytes" => "max.message.bytes",
         "log.index.interval.bytes" => "index.interval.bytes",
         "log.cleanup.policy" => "cleanup.policy",
+        "min.insync.replicas" => "min.insync.replicas",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
         _ => return None,
     };
     Some(topic_key)

@@ -98,8 +98,13 @@ fn dev(args: DevArgs) -> Result<(), Failure> {
     config.validate()?;
     let data_dir = datadir::open_or_format(&config.server.data_dir)?;
     let server = server_config(config, &data_dir)?;
-    print_dev_banner(&server, &data_dir);
-    run_node(server, data_dir)
+    let banner = dev_banner(&server, &data_dir);
+    run_node(server, data_dir, move || {
+        // A closed stdout must not stop the node; the logs still say what happens.
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes());
+        let _ = out.flush();
+    })
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
@@ -122,7 +127,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     config.validate()?;
     let data_dir = datadir::open(&config.server.data_dir, config.node_id)?;
     let server = server_config(config, &data_dir)?;
-    run_node(server, data_dir)
+    run_node(server, data_dir, || {})
 }
 
 fn format(args: FormatArgs) -> Result<(), Failure> {
@@ -167,7 +172,13 @@ fn server_config(config: Config, data_dir: &DataDir) -> Result<ServerConfig, Fai
 }
 
 /// Runs the node until SIGINT or SIGTERM, holding the data directory's lock throughout.
-fn run_node(server: ServerConfig, data_dir: DataDir) -> Result<(), Failure> {
+/// `announce` runs once the signals are handled, so whoever reads what it prints may stop
+/// the node at once and get a clean stop.
+fn run_node(
+    server: ServerConfig,
+    data_dir: DataDir,
+    announce: impl FnOnce(),
+) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,6 +186,7 @@ fn run_node(server: ServerConfig, data_dir: DataDir) -> Result<(), Failure> {
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal()
             .map_err(|e| Failure::Runtime(format!("cannot handle SIGINT and SIGTERM: {e}")))?;
+        announce();
         info!(
             node_id = server.node.node_id.0,
             cluster_id = %server.cluster_id,
@@ -220,13 +232,12 @@ async fn next_signal(interrupt: &mut Signal, terminate: &mut Signal) -> (&'stati
 }
 
 /// What `cairn dev` prints on stdout: how to connect, for someone who has just started it.
-fn print_dev_banner(server: &ServerConfig, data_dir: &DataDir) {
+fn dev_banner(server: &ServerConfig, data_dir: &DataDir) -> String {
     let bootstrap = match &server.advertised_listener {
         Some((host, port)) => format!("{host}:{port}"),
         None => reachable(server.kafka_listener).to_string(),
     };
     let meta = data_dir.meta();
-    let mut out = io::stdout().lock();
     let lines = [
         format!("Cairn {} dev node starting.", env!("CARGO_PKG_VERSION")),
         String::new(),
@@ -242,11 +253,7 @@ fn print_dev_banner(server: &ServerConfig, data_dir: &DataDir) {
         String::new(),
         "Topics are created when first used. Stop with Ctrl-C.".to_string(),
     ];
-    for line in lines {
-        // A closed stdout must not stop the node; the logs still say what happens.
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = out.flush();
+    lines.map(|line| line + "\n").concat()
 }
 
 /// An address a local client can connect to: a wildcard bind is reached over loopback.

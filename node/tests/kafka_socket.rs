@@ -444,8 +444,9 @@ async fn topic_settings_are_described_altered_and_kept_across_a_restart() {
     assert_eq!(all.topics[0].partitions.len(), 4, "the grown partition count survived");
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     loop {
-        let response = client.call(12, &fetch_request("kept", 0, 0, 0)).await;
-        // The partition recovers after the restart; a client retries meanwhile.
+        // The partition recovers after the restart (a client retries meanwhile), then syncs
+        // its recovered tail before its high watermark covers it: the fetch waits for that.
+        let response = client.call(12, &fetch_request("kept", 0, 5000, 1)).await;
         if response.responses[0].partitions[0].error_code == 6 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;

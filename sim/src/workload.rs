@@ -84,7 +84,7 @@ impl Part {
             TopicDurability::Fsync => Durability::Fsync,
             TopicDurability::Replicate => Durability::Replicate,
         };
-        TopicConfig { log: self.log.clone(), durability }
+        TopicConfig { log: self.log.clone(), durability, ..TopicConfig::default() }
     }
 }
 

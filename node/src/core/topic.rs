@@ -41,12 +41,29 @@ impl fmt::Display for Durability {
 }
 
 /// A topic's settings, shared by its partitions.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicConfig {
     /// The log's settings.
     pub log: LogConfig,
     /// When writes count as done.
     pub durability: Durability,
+    /// The fewest in-sync replicas an acks=all produce is accepted with
+    /// (`min.insync.replicas`; design §4).
+    pub min_insync_replicas: u32,
+    /// Whether a replica outside the ISR may be elected leader when no in-sync or eligible
+    /// replica is left, losing acknowledged writes (`unclean.leader.election.enable`).
+    pub unclean_leader_election: bool,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            log: LogConfig::default(),
+            durability: Durability::default(),
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+        }
+    }
 }
 
 /// One change to a topic's settings, by Kafka name (IncrementalAlterConfigs' SET and DELETE;
@@ -116,18 +133,21 @@ pub enum TopicError {
 }
 
 const KNOWN_SETTINGS: &str = "retention.ms, retention.bytes, segment.bytes, segment.ms, \
-    max.message.bytes, index.interval.bytes, durability, cleanup.policy";
+    max.message.bytes, index.interval.bytes, durability, cleanup.policy, min.insync.replicas, \
+    unclean.leader.election.enable";
 
 /// The settings DescribeConfigs lists, in this order.
-pub const SETTINGS: [&str; 8] = [
+pub const SETTINGS: [&str; 10] = [
     "cleanup.policy",
     "durability",
     "index.interval.bytes",
     "max.message.bytes",
+    "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
     "segment.ms",
+    "unclean.leader.election.enable",
 ];
 
 impl TopicConfig {
@@ -139,6 +159,8 @@ impl TopicConfig {
             "durability" => self.durability.as_str().to_string(),
             "index.interval.bytes" => log.index_interval_bytes.to_string(),
             "max.message.bytes" => log.batch_bytes_max.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             "retention.bytes" => log.retention_bytes.to_string(),
             "retention.ms" => log.retention_ms.to_string(),
             "segment.bytes" => log.segment_bytes.to_string(),
@@ -168,6 +190,19 @@ impl TopicConfig {
             }
             "index.interval.bytes" => log.index_interval_bytes = number(key, value)?,
             "max.message.bytes" => log.batch_bytes_max = number(key, value)?,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = number(key, value)?;
+                if self.min_insync_replicas == 0 {
+                    return Err(bad("min.insync.replicas", value, "a whole number from 1"));
+                }
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("unclean.leader.election.enable", value, "true or false")),
+                }
+            }
             "retention.bytes" => log.retention_bytes = number(key, value)?,
             "retention.ms" => log.retention_ms = number(key, value)?,
             "segment.bytes" => log.segment_bytes = number(key, value)?,
@@ -301,6 +336,13 @@ mod tests {
             Err(TopicError::BadValue { .. })
         ));
         assert!(matches!(config.set("colour", "blue"), Err(TopicError::UnknownSetting(_))));
+        assert!(config.set("min.insync.replicas", "0").is_err(), "at least one replica");
+        let error = config.set("unclean.leader.election.enable", "yes").unwrap_err();
+        let expected = "unclean.leader.election.enable = \"yes\" is not valid: true or false";
+        assert_eq!(error.to_string(), expected);
+        config.set("min.insync.replicas", "2").unwrap();
+        config.set("unclean.leader.election.enable", "true").unwrap();
+        assert_eq!((config.min_insync_replicas, config.unclean_leader_election), (2, true));
     }
 
     #[test]

@@ -450,6 +450,7 @@ fn describe_broker(
         ("log.retention.ms", setting("retention.ms")),
         ("log.segment.bytes", setting("segment.bytes")),
         ("message.max.bytes", setting("max.message.bytes")),
+        ("min.insync.replicas", setting("min.insync.replicas")),
         ("num.partitions", broker.default_partitions.to_string()),
     ];
     let configs = settings
