@@ -60,6 +60,8 @@ mod topics;
 mod tests;
 #[cfg(test)]
 mod tests_random;
+#[cfg(test)]
+mod tests_topics;
 
 use std::collections::VecDeque;
 use std::time::Duration;
