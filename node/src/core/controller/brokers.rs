@@ -82,6 +82,21 @@ fn unfence_records(image: &MetadataImage, node_id: i32, epoch: u64) -> Vec<Metad
     records
 }
 
+/// Checks what a registration says about the broker: an id and an endpoint clients can use.
+fn check_endpoint(request: &RegisterBrokerRequest) -> Result<(), ControllerError> {
+    let invalid = |what: String| Err(ControllerError::InvalidRequest(what));
+    if request.node_id < 0 {
+        return invalid(format!("node id {} is negative", request.node_id));
+    }
+    if request.host.is_empty() {
+        return invalid(format!("broker {} registered without a host", request.node_id));
+    }
+    if !(1..=u32::from(u16::MAX)).contains(&request.port) {
+        return invalid(format!("broker {}: port {} is not a port", request.node_id, request.port));
+    }
+    Ok(())
+}
+
 impl Controller {
     /// A broker registers. A new registration starts fenced; if it replaces a live one (a
     /// restart noticed before the old lease lapsed), the old one's partitions move as if it
@@ -92,6 +107,7 @@ impl Controller {
         request: &RegisterBrokerRequest,
     ) -> Result<Outcome, ControllerError> {
         let node_id = request.node_id;
+        check_endpoint(request)?;
         let timeout = self.config.broker_session_timeout;
         let active = self.active.as_mut().expect("active");
         let image = &active.speculative;

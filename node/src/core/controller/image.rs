@@ -472,13 +472,7 @@ impl MetadataImage {
             assert!(!topic.partitions.is_empty(), "{name} has no partitions");
             for (index, state) in topic.partitions.iter().enumerate() {
                 state.invariants(name, index);
-                if state.leader != NO_LEADER {
-                    assert!(
-                        self.is_live(state.leader),
-                        "{name}-{index}: leader {} is not a live broker",
-                        state.leader
-                    );
-                }
+                self.partition_invariants(topic, index, state);
             }
         }
         for (node_id, broker) in &self.brokers {
@@ -486,6 +480,33 @@ impl MetadataImage {
             assert!(broker.epoch <= self.last_applied, "broker {node_id}: epoch from the future");
         }
         assert!(self.next_producer_id >= 0, "producer ids are never negative");
+    }
+}
+
+impl MetadataImage {
+    /// What a partition's state must satisfy given the brokers and its topic's settings.
+    fn partition_invariants(&self, topic: &TopicImage, index: usize, state: &PartitionState) {
+        let name = &topic.name;
+        if state.leader != NO_LEADER {
+            let leader = state.leader;
+            assert!(self.is_live(leader), "{name}-{index}: leader {leader} is not live");
+        } else {
+            // The controller never leaves a partition offline that one of its eligible
+            // replicas could lead.
+            let eligible = |id: &i32| self.is_live(*id);
+            assert!(!state.isr.iter().any(eligible), "{name}-{index}: offline, ISR live");
+            assert!(!state.elr.iter().any(eligible), "{name}-{index}: offline, ELR live");
+            if topic.settings.unclean_leader_election {
+                let live = state.replicas.iter().any(eligible);
+                assert!(!live, "{name}-{index}: offline, a replica live, unclean allowed");
+            }
+        }
+        // KIP-966: the ELR holds replicas only while the ISR is below min.insync.replicas.
+        if !state.elr.is_empty() {
+            let isr = i64::try_from(state.isr.len()).expect("short lists");
+            let min_isr = i64::from(topic.settings.min_insync_replicas);
+            assert!(isr < min_isr, "{name}-{index}: an ELR beside an ISR at min ISR");
+        }
     }
 }
 

@@ -26,7 +26,8 @@
 //! - Each `Propose` is appended to Raft, in order, as one entry ([`encode_batch`]). If Raft
 //!   refuses (it is no longer the leader), the node calls `become_inactive`.
 //! - Every committed batch is passed to `handle_committed` (and applied to the node's own
-//!   image); while inactive the controller ignores them.
+//!   image); while inactive the controller ignores them. Raft's own entries may be passed
+//!   as empty batches or not at all.
 //!
 //! # Speculation
 //!
@@ -386,13 +387,21 @@ impl Controller {
     }
 
     /// The batch `records` was committed at `index`. While active it must be the oldest
-    /// batch this controller proposed; its request is answered.
+    /// batch this controller proposed (or empty: an entry of Raft's own); its request is
+    /// answered.
     ///
     /// # Panics
     /// While active, if `records` is not the oldest pending batch: the node broke the
     /// contract of `become_active` (see the module documentation).
     pub fn handle_committed(&mut self, index: u64, records: &[MetadataRecord]) {
         let Some(active) = &mut self.active else { return };
+        if records.is_empty() {
+            // Raft's own entries (the leader's first entry of its term) may come as empty
+            // batches; this controller never proposes one.
+            active.committed.apply(index, records);
+            active.speculative.set_last_applied(index);
+            return self.invariants();
+        }
         let pending = active.pending.pop_front().expect("a batch committed while active is ours");
         assert!(pending.records == records, "batch {index} committed is not the one proposed");
         active.committed.apply(index, records);

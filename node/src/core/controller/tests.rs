@@ -483,3 +483,92 @@ fn too_many_pending_batches_are_refused_until_some_commit() {
     let token = h.send(allocate);
     assert_eq!(h.reply(token), None, "room again: proposed");
 }
+
+#[test]
+fn a_snapshot_restores_the_same_image() {
+    let mut h = Harness::new(20);
+    let epochs = h.start_brokers(3);
+    let mut rack = register(4, 4000);
+    if let RequestKind::RegisterBroker(request) = &mut rack {
+        request.rack = Some("rack-b".into());
+    }
+    h.call(rack);
+    let config = [("min.insync.replicas".to_string(), "3".to_string())].into();
+    let request = CreateTopicRequest {
+        name: "t".into(),
+        partitions: 4,
+        replication_factor: 3,
+        config,
+        validate_only: false,
+    };
+    h.call(RequestKind::CreateTopic(request));
+    h.call(create("u", 2, 1));
+    let allocate = AllocateProducerIdsRequest { broker_id: 1, broker_epoch: epochs[0] };
+    h.call(RequestKind::AllocateProducerIds(allocate));
+    // Broker 3 goes: ISRs shrink below min ISR, so it becomes eligible somewhere.
+    for _ in 0..4 {
+        h.advance(400);
+        for id in [1, 2] {
+            h.heartbeat(id, epochs[id as usize - 1], h.index);
+        }
+    }
+    h.commit_all();
+    let image = h.image().clone();
+    assert!(image.broker(3).unwrap().fenced && image.broker(4).unwrap().fenced);
+    assert!(image.topic("t").unwrap().partitions.iter().any(|p| !p.elr.is_empty()));
+    let restored = MetadataImage::restore(image.last_applied(), &image.snapshot()).unwrap();
+    assert_eq!(restored, image);
+    restored.invariants();
+    assert!(MetadataImage::restore(1, &[0x0a, 0x05, 0xff]).is_err());
+}
+
+#[test]
+fn empty_committed_batches_only_move_the_applied_index() {
+    let mut h = Harness::new(21);
+    h.start_brokers(1);
+    let token = h.send(create("t", 1, 1));
+    h.outputs();
+    h.index += 1;
+    h.follower.apply(h.index, &[]);
+    h.controller.handle_committed(h.index, &[]);
+    assert_eq!(h.image().last_applied(), h.index);
+    assert_eq!(h.reply(token), None, "the pending batch is still pending");
+    h.commit_all();
+    assert_eq!(h.reply(token).unwrap().error_code, 0);
+}
+
+#[test]
+fn registrations_without_a_usable_endpoint_are_refused() {
+    let mut h = Harness::new(22);
+    let with = |f: &dyn Fn(&mut RegisterBrokerRequest)| {
+        let RequestKind::RegisterBroker(mut request) = register(1, 1) else { unreachable!() };
+        f(&mut request);
+        RequestKind::RegisterBroker(request)
+    };
+    for request in [
+        with(&|r| r.node_id = -1),
+        with(&|r| r.host.clear()),
+        with(&|r| r.port = 0),
+        with(&|r| r.port = 70_000),
+    ] {
+        assert_eq!(error_of(&h.call(request.clone())), 42, "{request:?}");
+    }
+    assert_eq!(h.image().brokers().count(), 0);
+}
+
+#[test]
+fn two_pending_registrations_of_one_broker_leave_the_last_epoch() {
+    let mut h = Harness::new(23);
+    let first = h.send(register(1, 10));
+    let second = h.send(register(1, 20));
+    // The speculative image has no epoch for broker 1 until the second commits.
+    h.commit_one();
+    assert_eq!(h.controller.speculative_image().unwrap().broker(1).unwrap().epoch, 0);
+    h.commit_one();
+    assert_eq!(epoch_of(&h.reply(first).unwrap()), 2);
+    assert_eq!(epoch_of(&h.reply(second).unwrap()), 3);
+    let broker = h.controller.speculative_image().unwrap().broker(1).unwrap().clone();
+    assert_eq!((broker.epoch, broker.incarnation), (3, 20));
+    assert_eq!(error_of(&h.call(heartbeat(1, 2, 3, false))), 77);
+    assert!(!heartbeat_of(&h.heartbeat(1, 3, 3)).is_fenced);
+}
