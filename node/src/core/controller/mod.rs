@@ -47,6 +47,14 @@
 //! registration; it is then unfenced and the partitions without a leader that it can lead
 //! get one. A new active controller gives every broker a fresh lease, since their
 //! heartbeats went to the old one.
+//!
+//! # Not built yet
+//!
+//! Preferred-leader rebalancing (a returning broker leads only partitions without a
+//! leader), rack-aware placement, unregistering brokers, replica reassignment, KIP-903's
+//! broker epochs in AlterPartition, and KIP-966's unclean-shutdown handling (a broker
+//! registering again after a crash keeps its place in the ISR and the ELR, which is sound
+//! under `durability = fsync` only).
 
 mod brokers;
 pub mod election;

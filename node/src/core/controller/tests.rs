@@ -572,3 +572,47 @@ fn two_pending_registrations_of_one_broker_leave_the_last_epoch() {
     assert_eq!(error_of(&h.call(heartbeat(1, 2, 3, false))), 77);
     assert!(!heartbeat_of(&h.heartbeat(1, 3, 3)).is_fenced);
 }
+
+#[test]
+fn the_next_timeout_is_the_earliest_lease_and_heartbeats_move_it() {
+    let mut h = Harness::new(24);
+    let start = h.now;
+    let epochs = h.start_brokers(2);
+    let lease = Duration::from_millis(1500);
+    assert_eq!(h.controller.poll_timeout(), Some(start + lease));
+    h.advance(1000);
+    h.heartbeat(1, epochs[0], h.index);
+    assert_eq!(h.controller.poll_timeout(), Some(start + lease), "broker 2's lease is first");
+    h.heartbeat(2, epochs[1], h.index);
+    assert_eq!(h.controller.poll_timeout(), Some(h.now + lease));
+}
+
+#[test]
+fn a_returning_broker_leads_again_every_partition_it_can() {
+    let mut h = Harness::new(25);
+    let epochs = h.start_brokers(2);
+    h.call(create("t", 4, 1));
+    let id = h.topic("t").id;
+    let mine: Vec<i32> =
+        (0..4).filter(|p| h.topic("t").partitions[*p as usize].leader == 1).collect();
+    assert_eq!(mine.len(), 2, "two partitions each");
+    // Broker 1's lease lapses: its partitions go offline (they have no other replica).
+    h.advance(1000);
+    h.heartbeat(2, epochs[1], h.index);
+    h.advance(500);
+    h.commit_all();
+    for &p in &mine {
+        assert_eq!(h.topic("t").partitions[p as usize].leader, NO_LEADER);
+    }
+    // It comes back: one batch unfences it and elects it in both.
+    let token = h.send(heartbeat(1, epochs[0], h.index, false));
+    let mut expected = vec![unfence(1, epochs[0])];
+    for &p in &mine {
+        let mut leads = change(id, p);
+        leads.leader = Some(1);
+        expected.push(RecordKind::PartitionChange(leads).into());
+    }
+    assert_eq!(h.outputs(), vec![proposal(expected)]);
+    h.commit_all();
+    assert!(!heartbeat_of(&h.reply(token).unwrap()).is_fenced);
+}
