@@ -84,9 +84,14 @@ impl Harness {
 
     /// Sends a request; returns its token. Nothing is committed.
     pub fn send(&mut self, kind: RequestKind) -> Token {
+        self.send_raw(kind.into())
+    }
+
+    /// Sends a request as it came off the wire; returns its token.
+    pub fn send_raw(&mut self, request: ControllerRequest) -> Token {
         self.next_token += 1;
         let token = self.next_token;
-        self.controller.handle_request(self.now, token, kind.into());
+        self.controller.handle_request(self.now, token, request);
         token
     }
 
@@ -615,4 +620,29 @@ fn a_returning_broker_leads_again_every_partition_it_can() {
     assert_eq!(h.outputs(), vec![proposal(expected)]);
     h.commit_all();
     assert!(!heartbeat_of(&h.reply(token).unwrap()).is_fenced);
+}
+
+#[test]
+#[should_panic(expected = "is not the one proposed")]
+fn a_committed_batch_that_is_not_the_oldest_proposal_is_a_bug() {
+    let mut h = Harness::new(26);
+    h.send(register(1, 10));
+    h.outputs();
+    // Another controller's batch committing while this one is active breaks the contract
+    // of become_active.
+    h.controller.handle_committed(2, &[fence(9, 1)]);
+}
+
+#[test]
+fn requests_and_responses_survive_the_wire() {
+    let request: ControllerRequest = heartbeat(3, 17, 20, true).into();
+    let bytes = prost::Message::encode_to_vec(&request);
+    assert_eq!(<ControllerRequest as prost::Message>::decode(bytes.as_slice()).unwrap(), request);
+    let mut h = Harness::new(27);
+    let response = h.register(1, 10);
+    let bytes = prost::Message::encode_to_vec(&response);
+    assert_eq!(<ControllerResponse as prost::Message>::decode(bytes.as_slice()).unwrap(), response);
+    // A request of a kind this version does not know is refused, not dropped.
+    let token = h.send_raw(ControllerRequest { kind: None });
+    assert_eq!(error_of(&h.reply(token).unwrap()), 42);
 }
