@@ -43,3 +43,21 @@ const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES as usize >= BATCH_BYTES_MAX_DEFAULT);
 const _: () = assert!(INDEX_INTERVAL_BYTES < RECOVERY_READ_BYTES);
 const _: () = assert!(RECOVERY_READ_RETRIES_MAX >= READ_RETRIES_MAX);
+
+/// Metadata batches the active controller may have proposed and not yet seen committed
+/// before it refuses requests that would add one (they get a retriable error). Batches it
+/// proposes itself (fencing a broker whose lease lapsed) are not refused: there is at most
+/// one per broker at a time.
+pub const CONTROLLER_PENDING_BATCHES_MAX: usize = 1024;
+
+/// Producer ids in the block one AllocateProducerIds hands a broker (KIP-730's block size).
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+/// The default broker session timeout: a broker that has not heartbeated to the active
+/// controller for this long is fenced (decision 0009: tighter than Kafka's 9 s so that
+/// failover stays under 2 s).
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 1500;
+
+const _: () = assert!(CONTROLLER_PENDING_BATCHES_MAX >= 1);
+const _: () = assert!(PRODUCER_ID_BLOCK_SIZE >= 1);
+const _: () = assert!(BROKER_SESSION_TIMEOUT_MS_DEFAULT >= 250, "a lease spans heartbeats");

@@ -32,6 +32,7 @@
 //! Cairn's own files), [`log`] (the partition log on disk), [`node`] (one node: routes inputs
 //! to its components and owns its timers), [`limits`] (every bound in one place).
 
+pub mod controller;
 pub mod frame;
 pub mod io;
 pub mod limits;

@@ -1,0 +1,199 @@
+//! The active controller's handling of brokers: registration, heartbeats and leases,
+//! fencing and unfencing, and producer-id blocks.
+
+use super::election;
+use super::image::{MetadataImage, NO_LEADER, change_record, fence_record};
+use super::messages::{
+    AllocateProducerIdsRequest, BrokerHeartbeatRequest, ControllerError, RegisterBrokerReply,
+    RegisterBrokerRequest, ReplyKind,
+};
+use super::records::{
+    MetadataRecord, ProducerIdsRecord, RecordKind, RegisterBrokerRecord, UnfenceBrokerRecord,
+};
+use super::{Controller, Outcome, ReplyPlan, heartbeat_reply};
+use crate::core::limits::PRODUCER_ID_BLOCK_SIZE;
+use crate::core::time::Instant;
+
+/// The records that fence registration `epoch` of `node_id` in `image`: the fence, then
+/// each partition it was in the ISR of or led ([`election::fence`]).
+pub(super) fn fence_records(
+    image: &MetadataImage,
+    node_id: i32,
+    epoch: u64,
+) -> Vec<MetadataRecord> {
+    let mut records = vec![fence_record(node_id, epoch)];
+    records.extend(partition_changes_without(image, node_id));
+    records
+}
+
+/// The partition changes that taking `node_id` out of the live brokers of `image` causes.
+fn partition_changes_without(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let live = |id: i32| id != node_id && image.is_live(id);
+    let mut records = Vec::new();
+    for (topic, partition, state) in image.partitions_of(node_id) {
+        let settings = &topic.settings;
+        let decision = election::fence(
+            state,
+            node_id,
+            settings.min_insync_replicas,
+            settings.unclean_leader_election,
+            live,
+        );
+        let change = change_record(
+            topic.id,
+            partition,
+            state,
+            &decision.isr,
+            &decision.elr,
+            decision.leader,
+        );
+        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+    }
+    records
+}
+
+/// The records that unfence registration `epoch` of `node_id` in `image`: the unfence,
+/// then an election in each of its partitions that has no leader.
+fn unfence_records(image: &MetadataImage, node_id: i32, epoch: u64) -> Vec<MetadataRecord> {
+    let unfence = UnfenceBrokerRecord { node_id, broker_epoch: epoch };
+    let mut records: Vec<MetadataRecord> = vec![RecordKind::UnfenceBroker(unfence).into()];
+    let live = |id: i32| id == node_id || image.is_live(id);
+    for (topic, partition, state) in image.partitions_of(node_id) {
+        if state.leader != NO_LEADER {
+            continue;
+        }
+        let settings = &topic.settings;
+        let decision = election::unfence(
+            state,
+            settings.min_insync_replicas,
+            settings.unclean_leader_election,
+            live,
+        );
+        let change = change_record(
+            topic.id,
+            partition,
+            state,
+            &decision.isr,
+            &decision.elr,
+            decision.leader,
+        );
+        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+    }
+    records
+}
+
+/// Checks what a registration says about the broker: an id and an endpoint clients can use.
+fn check_endpoint(request: &RegisterBrokerRequest) -> Result<(), ControllerError> {
+    let invalid = |what: String| Err(ControllerError::InvalidRequest(what));
+    if request.node_id < 0 {
+        return invalid(format!("node id {} is negative", request.node_id));
+    }
+    if request.host.is_empty() {
+        return invalid(format!("broker {} registered without a host", request.node_id));
+    }
+    if !(1..=u32::from(u16::MAX)).contains(&request.port) {
+        return invalid(format!("broker {}: port {} is not a port", request.node_id, request.port));
+    }
+    Ok(())
+}
+
+impl Controller {
+    /// A broker registers. A new registration starts fenced; if it replaces a live one (a
+    /// restart noticed before the old lease lapsed), the old one's partitions move as if it
+    /// had been fenced. The old registration's epoch is stale from then on.
+    pub(super) fn register_broker(
+        &mut self,
+        now: Instant,
+        request: &RegisterBrokerRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let node_id = request.node_id;
+        check_endpoint(request)?;
+        let timeout = self.config.broker_session_timeout;
+        let active = self.active.as_mut().expect("active");
+        let image = &active.speculative;
+        let mut records = Vec::new();
+        if let Some(old) = image.broker(node_id) {
+            let lease_live = active.leases.get(node_id).is_some_and(|deadline| deadline > now);
+            if old.incarnation == request.incarnation && old.epoch != 0 {
+                // A retry from the same process: its registration stands.
+                active.leases.set(node_id, now + timeout);
+                let reply = RegisterBrokerReply { broker_epoch: old.epoch };
+                return Ok(Outcome::Reply(Some(ReplyKind::RegisterBroker(reply))));
+            }
+            if old.incarnation != request.incarnation && !old.fenced && lease_live {
+                return Err(ControllerError::DuplicateBrokerRegistration(node_id));
+            }
+        }
+        let register = RegisterBrokerRecord {
+            node_id,
+            incarnation: request.incarnation,
+            host: request.host.clone(),
+            port: request.port,
+            rack: request.rack.clone(),
+            broker_epoch: None,
+        };
+        records.push(RecordKind::RegisterBroker(register).into());
+        if image.is_live(node_id) {
+            records.extend(partition_changes_without(image, node_id));
+        }
+        active.leases.set(node_id, now + timeout);
+        Ok(Outcome::Propose(records, ReplyPlan::RegisterBroker { node_id }))
+    }
+
+    /// A broker heartbeats: its lease is renewed; it is unfenced once it has caught up, or
+    /// fenced if it wants to shut down.
+    pub(super) fn heartbeat(
+        &mut self,
+        now: Instant,
+        request: &BrokerHeartbeatRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let node_id = request.node_id;
+        let timeout = self.config.broker_session_timeout;
+        let active = self.active.as_mut().expect("active");
+        let image = &active.speculative;
+        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
+        // Epoch 0 is a registration not yet committed: nobody can know its epoch yet.
+        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
+            let given = request.broker_epoch;
+            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
+        }
+        active.leases.set(node_id, now + timeout);
+        let epoch = broker.epoch;
+        let caught_up = request.metadata_offset >= epoch;
+        let want_shutdown = request.want_shutdown;
+        let plan = ReplyPlan::Heartbeat { node_id, broker_epoch: epoch, caught_up, want_shutdown };
+        if want_shutdown && !broker.fenced {
+            // A controlled shutdown: its leaderships move away before it stops.
+            tracing::info!(node_id, "broker shutting down: fencing it");
+            return Ok(Outcome::Propose(fence_records(image, node_id, epoch), plan));
+        }
+        if !want_shutdown && broker.fenced && caught_up {
+            tracing::info!(node_id, epoch, "broker caught up: unfencing it");
+            return Ok(Outcome::Propose(unfence_records(image, node_id, epoch), plan));
+        }
+        let reply = heartbeat_reply(&active.committed, node_id, epoch, caught_up, want_shutdown);
+        Ok(Outcome::Reply(Some(ReplyKind::Heartbeat(reply))))
+    }
+
+    /// A broker asks for a block of producer ids.
+    pub(super) fn allocate_producer_ids(
+        &mut self,
+        request: &AllocateProducerIdsRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let image = &self.active().speculative;
+        let node_id = request.broker_id;
+        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
+        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
+            let given = request.broker_epoch;
+            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
+        }
+        let first_id = image.next_producer_id();
+        let count = PRODUCER_ID_BLOCK_SIZE;
+        if first_id.checked_add(count).is_none() {
+            return Err(ControllerError::InvalidRequest("producer ids are exhausted".into()));
+        }
+        let record = ProducerIdsRecord { broker: node_id, first_id, count };
+        let records = vec![RecordKind::ProducerIds(record).into()];
+        Ok(Outcome::Propose(records, ReplyPlan::ProducerIds { first_id, count }))
+    }
+}

@@ -1,0 +1,305 @@
+//! The active controller's handling of topics and partitions: creation (with replica
+//! placement), deletion, partition growth, config changes, and AlterPartition.
+
+use rand::Rng;
+
+use super::election;
+use super::image::{MetadataImage, NO_LEADER, TopicId, TopicImage, change_record};
+use super::messages::{
+    AlterConfigsRequest, AlterPartitionRequest, ControllerError, CreatePartitionsRequest,
+    CreateTopicReply, CreateTopicRequest, DeleteTopicRequest, ReplyKind,
+};
+use super::placement::place;
+use super::records::{
+    ConfigRecord, MetadataRecord, PartitionRecord, RecordKind, RemoveTopicRecord, TopicRecord,
+};
+use super::settings::TopicSettings;
+use super::{Controller, Outcome, ReplyPlan, partition_reply};
+use crate::core::topic::{ConfigChange, validate_partition_count, validate_topic_name};
+
+/// Draws before giving up on a fresh topic id: with 128 random bits, one collision is
+/// already beyond belief.
+const TOPIC_ID_DRAWS_MAX: usize = 8;
+
+fn live_brokers(image: &MetadataImage) -> Vec<i32> {
+    image.live_brokers().map(|broker| broker.node_id).collect()
+}
+
+fn check_replication_factor(asked: i32, live: &[i32]) -> Result<usize, ControllerError> {
+    match usize::try_from(asked) {
+        Ok(factor) if factor >= 1 && factor <= live.len() => Ok(factor),
+        _ => Err(ControllerError::InvalidReplicationFactor { asked, live: live.len() }),
+    }
+}
+
+fn unknown_topic(name: &str) -> ControllerError {
+    ControllerError::UnknownTopicOrPartition(name.to_string())
+}
+
+/// Partition records for new partitions `first..` of `topic`, one per replica list.
+fn partition_records(topic: TopicId, first: i32, placed: Vec<Vec<i32>>) -> Vec<MetadataRecord> {
+    (first..)
+        .zip(placed)
+        .map(|(partition, replicas)| {
+            let record = PartitionRecord {
+                topic_id: topic.to_vec(),
+                partition,
+                isr: replicas.clone(),
+                elr: Vec::new(),
+                leader: replicas[0],
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            };
+            RecordKind::Partition(record).into()
+        })
+        .collect()
+}
+
+impl Controller {
+    /// Creates a topic: its settings checked, its partitions placed on the live brokers,
+    /// each with ISR = replicas and the first replica leading.
+    pub(super) fn create_topic(
+        &mut self,
+        request: &CreateTopicRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let name = request.name.as_str();
+        validate_topic_name(name).map_err(|e| ControllerError::InvalidTopic(e.to_string()))?;
+        let image = &self.active().speculative;
+        if image.topic(name).is_some() {
+            return Err(ControllerError::TopicAlreadyExists(name.to_string()));
+        }
+        let partitions = match request.partitions {
+            -1 => self.config.default_partitions,
+            asked => asked,
+        };
+        validate_partition_count(partitions)
+            .map_err(|e| ControllerError::InvalidPartitions(e.to_string()))?;
+        let live = live_brokers(image);
+        let factor = match request.replication_factor {
+            -1 => self.config.default_replication_factor,
+            asked => asked,
+        };
+        let replication_factor = check_replication_factor(factor, &live)?;
+        let defaults = &self.config.topic_defaults;
+        let changes: Vec<ConfigChange> = (request.config.iter())
+            .map(|(key, value)| ConfigChange::Set { key: key.clone(), value: value.clone() })
+            .collect();
+        let mut settings = defaults.clone();
+        settings
+            .apply(&changes, defaults)
+            .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
+        if request.validate_only {
+            let reply = CreateTopicReply {
+                topic_id: vec![0; 16],
+                partitions,
+                replication_factor: factor,
+                config: settings.to_map(),
+            };
+            return Ok(Outcome::Reply(Some(ReplyKind::CreateTopic(reply))));
+        }
+        let id = self.new_topic_id();
+        let start = self.rng.random_range(0..live.len());
+        let count = usize::try_from(partitions).expect("validated");
+        let image = &self.active().speculative;
+        let placed = place(image, &live, count, replication_factor, start);
+        let topic = TopicRecord {
+            name: name.to_string(),
+            topic_id: id.to_vec(),
+            config: settings.to_map(),
+        };
+        let mut records: Vec<MetadataRecord> = vec![RecordKind::Topic(topic).into()];
+        records.extend(partition_records(id, 0, placed));
+        Ok(Outcome::Propose(records, ReplyPlan::CreateTopic { name: name.to_string() }))
+    }
+
+    /// A fresh topic id from the seeded generator: not all zero, not in use.
+    fn new_topic_id(&mut self) -> TopicId {
+        for _ in 0..TOPIC_ID_DRAWS_MAX {
+            let mut bytes = [0u8; 16];
+            self.rng.fill(&mut bytes);
+            let Some(id) = TopicId::from_bytes(&bytes) else { continue };
+            if self.active().speculative.topic_by_id(id).is_none() {
+                return id;
+            }
+        }
+        panic!("{TOPIC_ID_DRAWS_MAX} random topic ids all collided: the generator is broken");
+    }
+
+    /// Deletes a topic.
+    pub(super) fn delete_topic(
+        &mut self,
+        request: &DeleteTopicRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let image = &self.active().speculative;
+        let topic = image.topic(&request.name).ok_or_else(|| unknown_topic(&request.name))?;
+        let record = RemoveTopicRecord { topic_id: topic.id.to_vec() };
+        let plan = ReplyPlan::DeleteTopic { topic: topic.id };
+        Ok(Outcome::Propose(vec![RecordKind::RemoveTopic(record).into()], plan))
+    }
+
+    /// Grows a topic to `count` partitions, placed like a new topic's.
+    pub(super) fn create_partitions(
+        &mut self,
+        request: &CreatePartitionsRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let image = &self.active().speculative;
+        let topic = image.topic(&request.name).ok_or_else(|| unknown_topic(&request.name))?;
+        let current = i32::try_from(topic.partitions.len()).expect("partition counts fit i32");
+        if request.count <= current {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "topic {} has {current} partitions; it can only grow, not go to {}",
+                request.name, request.count
+            )));
+        }
+        validate_partition_count(request.count)
+            .map_err(|e| ControllerError::InvalidPartitions(e.to_string()))?;
+        let live = live_brokers(image);
+        let factor = i32::try_from(topic.partitions[0].replicas.len()).expect("short lists");
+        let replication_factor = check_replication_factor(factor, &live)?;
+        if request.validate_only {
+            return Ok(Outcome::Reply(None));
+        }
+        let id = topic.id;
+        let start = self.rng.random_range(0..live.len());
+        let image = &self.active().speculative;
+        let count = usize::try_from(request.count - current).expect("it grows");
+        let placed = place(image, &live, count, replication_factor, start);
+        Ok(Outcome::Propose(partition_records(id, current, placed), ReplyPlan::Done))
+    }
+
+    /// Changes a topic's settings, all or none. Lowering `min.insync.replicas` empties the
+    /// ELR of partitions whose ISR now reaches it (the high watermark may move without
+    /// them); enabling unclean election elects leaders for partitions without one.
+    pub(super) fn alter_configs(
+        &mut self,
+        request: &AlterConfigsRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let image = &self.active().speculative;
+        let topic = image.topic(&request.name).ok_or_else(|| unknown_topic(&request.name))?;
+        let changes: Vec<ConfigChange> = (request.changes.iter())
+            .map(|change| match &change.value {
+                Some(value) => ConfigChange::Set { key: change.key.clone(), value: value.clone() },
+                None => ConfigChange::Delete { key: change.key.clone() },
+            })
+            .collect();
+        let mut settings = topic.settings.clone();
+        settings
+            .apply(&changes, &self.config.topic_defaults)
+            .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
+        let diff = topic.settings.diff(&settings);
+        if request.validate_only || diff.is_empty() {
+            return Ok(Outcome::Reply(None));
+        }
+        let config = ConfigRecord { topic_id: topic.id.to_vec(), changes: diff };
+        let mut records: Vec<MetadataRecord> = vec![RecordKind::Config(config).into()];
+        records.extend(settings_changes(image, topic, &settings));
+        Ok(Outcome::Propose(records, ReplyPlan::Done))
+    }
+
+    /// A partition leader changes the ISR. Accepted only from the current leader, with its
+    /// current broker epoch, leader epoch and partition epoch (KIP-497); a replica joining
+    /// must be live (KIP-841); the leader stays in.
+    pub(super) fn alter_partition(
+        &mut self,
+        request: &AlterPartitionRequest,
+    ) -> Result<Outcome, ControllerError> {
+        let image = &self.active().speculative;
+        let node_id = request.broker_id;
+        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
+        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
+            let given = request.broker_epoch;
+            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
+        }
+        let id = TopicId::from_bytes(&request.topic_id).ok_or(ControllerError::UnknownTopicId)?;
+        let topic = image.topic_by_id(id).ok_or(ControllerError::UnknownTopicId)?;
+        let partition = request.partition;
+        let state = image.partition(id, partition).ok_or_else(|| {
+            ControllerError::UnknownTopicOrPartition(format!("{}-{partition}", topic.name))
+        })?;
+        if request.leader_epoch != state.leader_epoch {
+            let (current, given) = (state.leader_epoch, request.leader_epoch);
+            return Err(ControllerError::FencedLeaderEpoch { current, given });
+        }
+        if state.leader != node_id {
+            return Err(ControllerError::NotLeader { broker: node_id, leader: state.leader });
+        }
+        if request.partition_epoch != state.partition_epoch {
+            let (current, given) = (state.partition_epoch, request.partition_epoch);
+            return Err(ControllerError::InvalidUpdateVersion { current, given });
+        }
+        check_new_isr(image, state, &request.new_isr, node_id)?;
+        let min_isr = topic.settings.min_insync_replicas;
+        let decision = election::change_isr(state, &request.new_isr, min_isr);
+        let change =
+            change_record(id, partition, state, &decision.isr, &decision.elr, state.leader);
+        let Some(change) = change else {
+            let reply = partition_reply(id, partition, state);
+            return Ok(Outcome::Reply(Some(ReplyKind::Partition(reply))));
+        };
+        let records = vec![RecordKind::PartitionChange(change).into()];
+        Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }))
+    }
+}
+
+/// Checks an ISR a leader asks for: not empty, no repeats, replicas only, the leader in it,
+/// and every member joining it live.
+fn check_new_isr(
+    image: &MetadataImage,
+    state: &super::PartitionState,
+    new_isr: &[i32],
+    leader: i32,
+) -> Result<(), ControllerError> {
+    let invalid = |what: String| Err(ControllerError::InvalidRequest(what));
+    if new_isr.is_empty() {
+        return invalid("the ISR cannot be empty".into());
+    }
+    for (i, id) in new_isr.iter().enumerate() {
+        if new_isr[..i].contains(id) {
+            return invalid(format!("replica {id} is listed twice in the ISR"));
+        }
+        if !state.replicas.contains(id) {
+            return invalid(format!("{id} is not a replica of the partition"));
+        }
+    }
+    if !new_isr.contains(&leader) {
+        return invalid(format!("the leader {leader} must stay in the ISR"));
+    }
+    for id in new_isr {
+        if !state.isr.contains(id) && !image.is_live(*id) {
+            return Err(ControllerError::IneligibleReplica(*id));
+        }
+    }
+    Ok(())
+}
+
+/// The partition changes that `topic` taking `settings` causes.
+fn settings_changes(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    settings: &TopicSettings,
+) -> Vec<MetadataRecord> {
+    let min_isr = settings.min_insync_replicas;
+    let mut records = Vec::new();
+    for (partition, state) in (0..).zip(&topic.partitions) {
+        // The same ISR under the new minimum: the ELR stays while the ISR is below it and
+        // empties once it is not.
+        let mut decision = election::change_isr(state, &state.isr, min_isr);
+        if state.leader == NO_LEADER {
+            let unclean = settings.unclean_leader_election;
+            decision = election::elect(&state.replicas, decision, min_isr, unclean, |id| {
+                image.is_live(id)
+            });
+        }
+        let change = change_record(
+            topic.id,
+            partition,
+            state,
+            &decision.isr,
+            &decision.elr,
+            decision.leader,
+        );
+        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+    }
+    records
+}
