@@ -49,7 +49,7 @@ pub struct TopicConfig {
     pub durability: Durability,
     /// The fewest in-sync replicas an acks=all produce is accepted with
     /// (`min.insync.replicas`; design §4).
-    pub min_insync_replicas: u32,
+    pub min_insync_replicas: i32,
     /// Whether a replica outside the ISR may be elected leader when no in-sync or eligible
     /// replica is left, losing acknowledged writes (`unclean.leader.election.enable`).
     pub unclean_leader_election: bool,
@@ -191,10 +191,11 @@ impl TopicConfig {
             "index.interval.bytes" => log.index_interval_bytes = number(key, value)?,
             "max.message.bytes" => log.batch_bytes_max = number(key, value)?,
             "min.insync.replicas" => {
-                self.min_insync_replicas = number(key, value)?;
-                if self.min_insync_replicas == 0 {
+                let count: i32 = number(key, value)?;
+                if count < 1 {
                     return Err(bad("min.insync.replicas", value, "a whole number from 1"));
                 }
+                self.min_insync_replicas = count;
             }
             "unclean.leader.election.enable" => {
                 self.unclean_leader_election = match value.trim() {

@@ -21,7 +21,7 @@ use super::records::{
     PartitionRecord, ProducerIdsRecord, RecordKind, RegisterBrokerRecord, TopicRecord,
     UnfenceBrokerRecord, decode_batch, encode_batch,
 };
-use super::settings::TopicSettings;
+use crate::core::topic::TopicConfig;
 
 /// "No leader", as Kafka writes it.
 pub const NO_LEADER: i32 = -1;
@@ -182,7 +182,7 @@ pub struct TopicImage {
     /// Its id.
     pub id: TopicId,
     /// Its settings.
-    pub settings: TopicSettings,
+    pub settings: TopicConfig,
     /// Its partitions, by index.
     pub partitions: Vec<PartitionState>,
 }
@@ -358,7 +358,7 @@ impl MetadataImage {
             return tracing::warn!(topic = %record.name, %id, "duplicate topic record skipped");
         }
         let name: Arc<str> = record.name.as_str().into();
-        let settings = TopicSettings::from_map(&record.config);
+        let settings = TopicConfig::from_map(&record.config);
         let topic = TopicImage { name: name.clone(), id, settings, partitions: Vec::new() };
         self.topics.insert(id, topic);
         self.topic_ids.insert(name, id);

@@ -78,7 +78,6 @@ use std::time::Duration;
 pub use image::{BrokerState, MetadataImage, NO_LEADER, PartitionState, TopicId, TopicImage};
 pub use messages::{ControllerError, ControllerRequest, ControllerResponse, RequestKind};
 pub use records::{MetadataRecord, RecordKind, decode_batch, encode_batch};
-pub use settings::TopicSettings;
 
 use self::messages::{
     CreateTopicReply, DeleteTopicReply, HeartbeatReply, PartitionReply, ProducerIdsReply,
@@ -88,6 +87,7 @@ use super::limits::{BROKER_SESSION_TIMEOUT_MS_DEFAULT, CONTROLLER_PENDING_BATCHE
 use super::rng::{self, CoreRng};
 use super::time::Instant;
 use super::timer::TimerTable;
+use super::topic::TopicConfig;
 
 /// Identifies a request to the controller; chosen by the node, echoed in the reply.
 pub type Token = u64;
@@ -100,7 +100,7 @@ pub struct ControllerConfig {
     /// How long a broker's lease lasts after its last heartbeat.
     pub broker_session_timeout: Duration,
     /// The settings a new topic takes unless it sets them.
-    pub topic_defaults: TopicSettings,
+    pub topic_defaults: TopicConfig,
     /// The partition count of a topic created with -1.
     pub default_partitions: i32,
     /// The replication factor of a topic created with -1.
@@ -112,7 +112,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             seed: 0,
             broker_session_timeout: Duration::from_millis(BROKER_SESSION_TIMEOUT_MS_DEFAULT),
-            topic_defaults: TopicSettings::default(),
+            topic_defaults: TopicConfig::default(),
             default_partitions: 1,
             default_replication_factor: 1,
         }

@@ -45,7 +45,7 @@ fn topic_creation_proposes_the_topic_and_its_partitions_in_one_batch() {
     let [ControllerOutput::Propose { records }] = outputs.as_slice() else { panic!("{outputs:?}") };
     let Some(RecordKind::Topic(topic)) = &records[0].kind else { panic!("{records:?}") };
     let id = TopicId::from_bytes(&topic.topic_id).expect("a valid, non-zero id");
-    let mut settings = TopicSettings::default();
+    let mut settings = TopicConfig::default();
     settings.set("retention.ms", "60000").unwrap();
     let expected_topic =
         TopicRecord { name: "t".into(), topic_id: id.to_vec(), config: settings.to_map() };
@@ -168,7 +168,7 @@ fn config_changes_are_recorded_as_the_settings_that_differ() {
     let id = h.topic("t").id;
     let token =
         h.send(alter_configs("t", &[("retention.ms", None), (MIN_INSYNC_REPLICAS, Some("1"))]));
-    let default_retention = TopicSettings::default().get("retention.ms").unwrap();
+    let default_retention = TopicConfig::default().get("retention.ms").unwrap();
     let changes = [("retention.ms".to_string(), default_retention.clone())].into();
     let expected = ConfigRecord { topic_id: id.to_vec(), changes };
     assert_eq!(

@@ -13,8 +13,8 @@ use super::placement::place;
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, RecordKind, RemoveTopicRecord, TopicRecord,
 };
-use super::settings::TopicSettings;
 use super::{Controller, Outcome, ReplyPlan, partition_reply};
+use crate::core::topic::TopicConfig;
 use crate::core::topic::{ConfigChange, validate_partition_count, validate_topic_name};
 
 /// Draws before giving up on a fresh topic id: with 128 random bits, one collision is
@@ -277,7 +277,7 @@ fn check_new_isr(
 fn settings_changes(
     image: &MetadataImage,
     topic: &TopicImage,
-    settings: &TopicSettings,
+    settings: &TopicConfig,
 ) -> Vec<MetadataRecord> {
     let min_isr = settings.min_insync_replicas;
     let mut records = Vec::new();
