@@ -54,6 +54,12 @@ impl MemDisk {
 
 impl DiskDriver for MemDisk {
     fn execute(&mut self, op: DiskOp) -> DiskResult {
+        self.execute_inner(op)
+    }
+}
+
+impl MemDisk {
+    fn execute_inner(&mut self, op: DiskOp) -> DiskResult {
         match op {
             DiskOp::Create { file } => {
                 self.files.insert(file.to_string(), MemFile::default());
@@ -149,6 +155,7 @@ pub struct Cluster {
     /// The log settings of every replica.
     pub log_config: LogConfig,
     next_token: u64,
+    trace: bool,
 }
 
 /// The settings of a bench replica.
@@ -203,6 +210,7 @@ impl Cluster {
             config,
             log_config: log,
             next_token: 0,
+            trace: false,
         };
         for id in 0..n {
             let mut queue = OpQueue::default();
@@ -316,6 +324,16 @@ impl Cluster {
                 return;
             }
         }
+        self.trace = true;
+        for _ in 0..6 {
+            for i in 0..self.nodes.len() {
+                self.run_node(i);
+            }
+            if let Some((from, to, message)) = self.network.pop_front() {
+                eprintln!("{from:?} -> {to:?}: {:.300}", format!("{message:?}"));
+                self.deliver(from, to, message);
+            }
+        }
         panic!("the bench did not settle");
     }
 
@@ -381,6 +399,9 @@ impl Cluster {
     }
 
     fn route(&mut self, from: NodeId, event: ReplicaEvent) {
+        if self.trace {
+            eprintln!("{from:?} event {:.300}", format!("{event:?}"));
+        }
         match event {
             ReplicaEvent::Reply { token, response } => self.replies.push((from, token, response)),
             ReplicaEvent::Send { to, message } => self.network.push_back((from, to, message)),

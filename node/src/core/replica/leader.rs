@@ -568,8 +568,8 @@ impl Replica {
     }
 
     /// Proposes one ISR change if none is in flight: drop the followers not caught up within
-    /// `replica.lag.time.max.ms`, else add those whose LEO reached the HW and the start of
-    /// this epoch (design §4). Returns whether it proposed.
+    /// `replica.lag.time.max.ms`, else add those caught up within it whose LEO reached the HW
+    /// and the start of this epoch (design §4). Returns whether it proposed.
     pub(super) fn maybe_propose_isr(&mut self, now: Instant) -> bool {
         let me = self.config.node_id;
         let (lag, durability) = (self.config.replica_lag_time_max, self.config.durability);
@@ -591,9 +591,11 @@ impl Replica {
             state.isr.iter().copied().filter(|id| *id != me && lagging(id)).collect();
         let new_isr: Vec<NodeId> = if out_of_sync.is_empty() {
             let start = leader.epoch_start_offset;
+            // Also caught up by time (Kafka's `isFollowerInSync`): otherwise a follower could
+            // be proposed in and out again in turn.
             let joins = |id: &NodeId| {
-                leader.followers.get(id).and_then(|p| p.counted_leo(durability))
-                    .is_some_and(|leo| leo >= hw && leo >= start)
+                let counted = leader.followers.get(id).and_then(|p| p.counted_leo(durability));
+                !lagging(id) && counted.is_some_and(|leo| leo >= hw && leo >= start)
             };
             let joining = state.replicas.iter().any(|id| !state.isr.contains(id) && joins(id));
             if !joining {
