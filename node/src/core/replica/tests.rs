@@ -115,6 +115,39 @@ fn hw_is_min_flushed_leo_over_isr_not_all_replicas() {
 }
 
 #[test]
+fn hw_counts_a_followers_flushed_offset_not_its_fetch_offset() {
+    let mut c = three(FSYNC, 1);
+    c.hold_network = true;
+    c.produce(0, Acks::All, b"a");
+    c.network.clear();
+    assert_eq!(c.replica(0).log().flushed_offset(), 1);
+    let fetch = |replica_id: u32, flushed_offset| ReplicaFetch {
+        topic: "t".into(),
+        partition: 0,
+        correlation_id: 3,
+        replica_id,
+        current_leader_epoch: 0,
+        fetch_offset: 1,
+        last_fetched_epoch: 0,
+        flushed_offset,
+        max_bytes: 1 << 20,
+        max_wait_ms: 0,
+    };
+    // Both followers hold `a`, neither has fsynced it: under fsync the HW stays.
+    for follower in [1, 2] {
+        c.deliver(NodeId(follower), NodeId(0), ReplicaMessage::Fetch(fetch(follower, 0)));
+    }
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 0);
+    c.deliver(NodeId(1), NodeId(0), ReplicaMessage::Fetch(fetch(1, 1)));
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 0, "node 2 has not fsynced");
+    c.deliver(NodeId(2), NodeId(0), ReplicaMessage::Fetch(fetch(2, 1)));
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 1);
+}
+
+#[test]
 fn hw_never_moves_back() {
     let mut c = three(FSYNC, 1);
     for value in [b"a", b"b", b"c"] {
@@ -234,7 +267,8 @@ fn not_enough_replicas_after_append() {
 }
 
 /// Node 0 leads epoch 0 and takes `a`, `b` on every node, then `c`, `d` alone (cut off);
-/// node 1 leads epoch 1 and takes `e`. Returns the bench with node 0 still cut off.
+/// node 1 leads epoch 1 and takes `e`. Returns the bench with node 0 still cut off and
+/// unaware of epoch 1.
 fn diverged() -> Cluster {
     let mut c = three(FSYNC, 1);
     c.produce(0, Acks::All, b"a");
@@ -245,7 +279,14 @@ fn diverged() -> Cluster {
     }
     c.produce(0, Acks::Leader, b"c");
     c.produce(0, Acks::Leader, b"d");
-    c.elect(1, &[1, 2]);
+    // The controller elects node 1; node 0 does not hear of it yet.
+    c.state.leader = Some(NodeId(1));
+    c.state.isr = vec![NodeId(1), NodeId(2)];
+    c.state.leader_epoch += 1;
+    c.state.partition_epoch += 1;
+    c.send_state(1);
+    c.send_state(2);
+    c.pump();
     c.produce(1, Acks::All, b"e");
     assert_eq!(values(&c, 0), [v("a"), v("b"), v("c"), v("d")]);
     assert_eq!(values(&c, 1), [v("a"), v("b"), v("e")]);
@@ -256,6 +297,7 @@ fn diverged() -> Cluster {
 fn follower_truncates_divergent_suffix_via_offset_for_leader_epoch() {
     let mut c = diverged();
     c.cut.clear();
+    c.send_state(0);
     c.advance_by(Duration::from_millis(2_000), Duration::from_millis(100));
     assert_eq!(c.replica(0).role(), Role::Follower { leader: NodeId(1) });
     assert_eq!(values(&c, 0), [v("a"), v("b"), v("e")]);
@@ -269,6 +311,7 @@ fn follower_applies_leader_hw_only_after_truncation() {
     let mut c = diverged();
     let seen = c.events.len();
     c.cut.clear();
+    c.send_state(0);
     c.advance_by(Duration::from_millis(2_000), Duration::from_millis(100));
     let node0: Vec<&ReplicaEvent> =
         c.events[seen..].iter().filter(|(n, _)| *n == NodeId(0)).map(|(_, e)| e).collect();
