@@ -161,7 +161,12 @@ impl Replica {
         };
         let deadline = now + self.config.replica_request_timeout;
         let asked = Asked::EpochEnd { epoch };
-        self.send_request(deadline, correlation_id, asked, ReplicaMessage::OffsetForLeaderEpoch(request));
+        self.send_request(
+            deadline,
+            correlation_id,
+            asked,
+            ReplicaMessage::OffsetForLeaderEpoch(request),
+        );
     }
 
     fn send_fetch(&mut self, now: Instant) {
@@ -201,10 +206,10 @@ impl Replica {
 
     /// The request in flight timed out (the next step asks again), or a backoff ended.
     pub(super) fn follower_timer(&mut self, now: Instant) {
-        if let RoleState::Follower(follower) = &mut self.role {
-            if follower.backoff_until.is_none_or(|until| until <= now) {
-                follower.outstanding = None;
-            }
+        if let RoleState::Follower(follower) = &mut self.role
+            && follower.backoff_until.is_none_or(|until| until <= now)
+        {
+            follower.outstanding = None;
         }
     }
 

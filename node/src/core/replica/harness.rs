@@ -160,11 +160,7 @@ pub struct Cluster {
 
 /// The settings of a bench replica.
 pub fn test_config(durability: Durability, min_insync_replicas: usize) -> ReplicaConfig {
-    ReplicaConfig {
-        durability,
-        min_insync_replicas,
-        ..ReplicaConfig::new(NodeId(0), "t", 0)
-    }
+    ReplicaConfig { durability, min_insync_replicas, ..ReplicaConfig::new(NodeId(0), "t", 0) }
 }
 
 /// A small log config, so that logs roll segments.
@@ -215,8 +211,14 @@ impl Cluster {
         for id in 0..n {
             let mut queue = OpQueue::default();
             let replica = cluster.open_replica(NodeId(id), &mut queue);
-            let node =
-                TestNode { id: NodeId(id), replica, disk: MemDisk::default(), queue, disk_paused: false, up: true };
+            let node = TestNode {
+                id: NodeId(id),
+                replica,
+                disk: MemDisk::default(),
+                queue,
+                disk_paused: false,
+                up: true,
+            };
             cluster.nodes.push(node);
         }
         cluster.pump();
@@ -339,7 +341,10 @@ impl Cluster {
 
     /// Delivers, in queue order, the queued messages `select` picks (the others stay queued),
     /// running disks and routing events after each but delivering nothing else.
-    pub fn deliver_where(&mut self, mut select: impl FnMut(NodeId, NodeId, &ReplicaMessage) -> bool) {
+    pub fn deliver_where(
+        &mut self,
+        mut select: impl FnMut(NodeId, NodeId, &ReplicaMessage) -> bool,
+    ) {
         let queued = std::mem::take(&mut self.network);
         let mut kept = VecDeque::new();
         let hold = std::mem::replace(&mut self.hold_network, true);
@@ -435,7 +440,12 @@ impl Cluster {
             let now = self.now;
             let node = &mut self.nodes[from.0 as usize];
             if node.up {
-                node.replica.alter_partition_failed(now, leader_epoch, partition_epoch, &mut node.queue);
+                node.replica.alter_partition_failed(
+                    now,
+                    leader_epoch,
+                    partition_epoch,
+                    &mut node.queue,
+                );
             }
         }
     }
@@ -456,11 +466,6 @@ impl Cluster {
             self.fire_timers();
             self.pump();
         }
-    }
-
-    /// Moves time forward by `by`, firing timers as they come due.
-    pub fn advance(&mut self, by: Duration) {
-        self.advance_by(by, by);
     }
 
     fn fire_timers(&mut self) {

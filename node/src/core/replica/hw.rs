@@ -80,15 +80,15 @@ mod tests {
     fn leader_high_watermark_table() {
         // (current, leader LEO, members' LEOs, expected)
         let table: &[(u64, u64, &[Option<u64>], u64)] = &[
-            (0, 10, &[], 10),                     // alone in the ISR: its own LEO
-            (0, 10, &[Some(7), Some(9)], 7),      // the slowest member bounds it
-            (0, 10, &[Some(12)], 10),             // never past the leader's own LEO
-            (5, 10, &[Some(3)], 5),               // never moves back
-            (5, 10, &[None, Some(9)], 5),         // an unknown member holds it
-            (5, 10, &[Some(10), Some(10)], 10),   // everyone caught up
-            (10, 10, &[Some(10)], 10),            // nothing new
-            (0, 0, &[Some(0)], 0),                // empty log
-            (4, 4, &[None], 4),                   // new leader, follower not yet heard
+            (0, 10, &[], 10),                   // alone in the ISR: its own LEO
+            (0, 10, &[Some(7), Some(9)], 7),    // the slowest member bounds it
+            (0, 10, &[Some(12)], 10),           // never past the leader's own LEO
+            (5, 10, &[Some(3)], 5),             // never moves back
+            (5, 10, &[None, Some(9)], 5),       // an unknown member holds it
+            (5, 10, &[Some(10), Some(10)], 10), // everyone caught up
+            (10, 10, &[Some(10)], 10),          // nothing new
+            (0, 0, &[Some(0)], 0),              // empty log
+            (4, 4, &[None], 4),                 // new leader, follower not yet heard
         ];
         for &(current, leader, members, expected) in table {
             assert_eq!(

@@ -34,7 +34,12 @@ pub(super) struct Progress {
 
 impl Progress {
     fn new(now: Instant, leader_leo: u64) -> Progress {
-        Progress { leo: None, flushed: None, clock: FetchClock::start(now, leader_leo), hw_sent: None }
+        Progress {
+            leo: None,
+            flushed: None,
+            clock: FetchClock::start(now, leader_leo),
+            hw_sent: None,
+        }
     }
 
     /// The LEO the replication rules count: the flushed one under `fsync` (design §3).
@@ -272,7 +277,9 @@ impl Replica {
     /// The checks of a follower's fetch, in Kafka's order: epoch, role, position.
     fn check_replica_fetch(&self, from: NodeId, request: &ReplicaFetch) -> Result<(), ErrorCode> {
         match self.check_epoch(Some(request.current_leader_epoch)) {
-            Err(ReplicaError::FencedLeaderEpoch { .. }) => return Err(ErrorCode::FencedLeaderEpoch),
+            Err(ReplicaError::FencedLeaderEpoch { .. }) => {
+                return Err(ErrorCode::FencedLeaderEpoch);
+            }
             Err(_) => return Err(ErrorCode::UnknownLeaderEpoch),
             Ok(()) => {}
         }
@@ -364,9 +371,12 @@ impl Replica {
         }
         match result {
             Ok(records) => self.send_fetch_response(to, correlation_id, ErrorCode::None, records),
-            Err(LogError::OffsetOutOfRange { .. }) => {
-                self.send_fetch_response(to, correlation_id, ErrorCode::OffsetOutOfRange, Bytes::new())
-            }
+            Err(LogError::OffsetOutOfRange { .. }) => self.send_fetch_response(
+                to,
+                correlation_id,
+                ErrorCode::OffsetOutOfRange,
+                Bytes::new(),
+            ),
             Err(_) => self.send_fetch_response(
                 to,
                 correlation_id,
@@ -474,7 +484,8 @@ impl Replica {
         self.log.assign_epoch(epoch);
         let leo = self.log.log_end_offset();
         let entries = self.log.epochs().entries();
-        let start = entries.iter().find(|entry| entry.epoch == epoch).map_or(leo, |e| e.start_offset);
+        let start =
+            entries.iter().find(|entry| entry.epoch == epoch).map_or(leo, |e| e.start_offset);
         let state = self.state.as_ref().expect("a leader has a state");
         let followers = state.replicas.iter().filter(|id| **id != me);
         let followers = followers.map(|id| (*id, Progress::new(now, leo))).collect();
@@ -583,9 +594,10 @@ impl Replica {
             return false;
         }
         let lagging = |id: &NodeId| {
-            leader.followers.get(id).is_none_or(|p| {
-                now.saturating_duration_since(p.clock.last_caught_up) > lag
-            })
+            leader
+                .followers
+                .get(id)
+                .is_none_or(|p| now.saturating_duration_since(p.clock.last_caught_up) > lag)
         };
         let out_of_sync: Vec<NodeId> =
             state.isr.iter().copied().filter(|id| *id != me && lagging(id)).collect();
@@ -601,7 +613,12 @@ impl Replica {
             if !joining {
                 return false;
             }
-            state.replicas.iter().copied().filter(|id| state.isr.contains(id) || joins(id)).collect()
+            state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|id| state.isr.contains(id) || joins(id))
+                .collect()
         } else {
             state.isr.iter().copied().filter(|id| !out_of_sync.contains(id)).collect()
         };

@@ -531,7 +531,7 @@ impl Replica {
         }
         self.state = Some(state);
         if new_epoch || !self.role_matches_state() {
-            self.change_role(now);
+            self.change_role();
         } else if matches!(self.role, RoleState::Leader(_)) {
             self.leader_isr_changed(now, out);
         }
@@ -590,7 +590,6 @@ impl Replica {
                 Timer::Recover => {
                     tracing::info!(topic = %self.config.topic, partition = self.config.partition,
                         "recovering a failed partition log");
-                    self.reads.clear();
                     self.truncating = false;
                     self.log.recover(out);
                 }
@@ -644,13 +643,12 @@ impl Replica {
         match (&self.role, state.leader) {
             (RoleState::Leader(_), Some(leader)) => leader == me,
             (RoleState::Follower(f), Some(leader)) => f.leader == leader,
-            (RoleState::None, _) => false,
             _ => false,
         }
     }
 
     /// Leaves the old role and takes the one the state gives.
-    fn change_role(&mut self, now: Instant) {
+    fn change_role(&mut self) {
         let me = self.config.node_id;
         let previous = std::mem::replace(&mut self.role, RoleState::None);
         if let RoleState::Leader(leader) = previous {
@@ -668,7 +666,6 @@ impl Replica {
         };
         tracing::debug!(topic = %self.config.topic, partition = self.config.partition,
             epoch = state.leader_epoch, role = ?self.role(), "replica role");
-        let _ = now;
     }
 
     /// Drains the log's events, moves the role forward, checks the invariants.
@@ -705,7 +702,7 @@ impl Replica {
                 // contract); the HW never exceeds what the log holds.
                 self.high_watermark = self.high_watermark.min(log_end_offset);
                 self.events.push_back(ReplicaEvent::Recovered { log_start_offset, log_end_offset });
-                self.log_recovered(now);
+                self.log_recovered();
             }
             // The step after every input acts on a flush: the leader's HW and acks=1 waits,
             // a follower's next fetch and its HW.
@@ -736,13 +733,16 @@ impl Replica {
     }
 
     fn log_failed(&mut self, now: Instant, error: LogError) {
-        let suspended = ReplicaError::Log(error.clone());
         if let RoleState::Leader(leader) = &mut self.role {
-            let leader = std::mem::replace(leader.as_mut(), LeaderState::new());
+            // Producers waiting on this epoch get the storage error; the replica leads no
+            // more in it (module docs) but keeps the role, so that a later state of the same
+            // epoch does not make it serve again.
+            let old = std::mem::take(leader.as_mut());
             let epoch = self.leader_epoch();
-            self.stop_leading(leader, || suspended.clone());
-            if let RoleState::Leader(state) = &mut self.role {
-                state.suspended_epoch = Some(epoch);
+            let storage = ReplicaError::Log(error.clone());
+            self.stop_leading(old, || storage.clone());
+            if let RoleState::Leader(leader) = &mut self.role {
+                leader.suspended_epoch = Some(epoch);
             }
         }
         if let RoleState::Follower(follower) = &mut self.role {
@@ -753,7 +753,7 @@ impl Replica {
         self.events.push_back(ReplicaEvent::Failed { error });
     }
 
-    fn log_recovered(&mut self, now: Instant) {
+    fn log_recovered(&mut self) {
         let me = self.config.node_id;
         let only_replica = self.state.as_ref().is_some_and(|state| state.replicas == [me]);
         match &mut self.role {
@@ -761,7 +761,6 @@ impl Replica {
             RoleState::Follower(follower) => follower.reset(),
             _ => {}
         }
-        let _ = now;
     }
 
     fn read_done(&mut self, token: u64, result: Result<Bytes, LogError>) {

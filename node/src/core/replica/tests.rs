@@ -145,6 +145,20 @@ fn hw_counts_a_followers_flushed_offset_not_its_fetch_offset() {
     c.deliver(NodeId(2), NodeId(0), ReplicaMessage::Fetch(fetch(2, 1)));
     c.pump();
     assert_eq!(c.replica(0).high_watermark(), 1);
+    // The leader counts its own flushed offset too: with its disk held, followers that
+    // fsynced `b` do not move the HW.
+    c.node(0).disk_paused = true;
+    c.produce(0, Acks::All, b"b");
+    for follower in [1, 2] {
+        let mut request = fetch(follower, 2);
+        request.fetch_offset = 2;
+        c.deliver(NodeId(follower), NodeId(0), ReplicaMessage::Fetch(request));
+    }
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 1, "the leader has not fsynced");
+    c.node(0).disk_paused = false;
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 2);
 }
 
 #[test]
@@ -329,7 +343,9 @@ fn follower_never_truncates_to_own_hw() {
     c.hold_network = true;
     c.produce(0, Acks::Leader, b"a");
     // The leader's parked fetches answer with `a` and HW 0; the followers take it.
-    c.deliver_where(|from, _, m| from == NodeId(0) && matches!(m, ReplicaMessage::FetchResponse(_)));
+    c.deliver_where(|from, _, m| {
+        from == NodeId(0) && matches!(m, ReplicaMessage::FetchResponse(_))
+    });
     assert_eq!(c.replica(2).log().log_end_offset(), 1);
     assert_eq!(c.replica(2).high_watermark(), 0);
     // The leader dies before learning that the followers hold `a`.
