@@ -36,6 +36,8 @@ struct MemFile {
 #[derive(Debug, Default)]
 pub struct MemDisk {
     files: BTreeMap<String, MemFile>,
+    /// Syncs still to succeed before one fails with EIO (`None`: never).
+    pub syncs_before_failure: Option<u32>,
 }
 
 impl MemDisk {
@@ -70,6 +72,14 @@ impl MemDisk {
                 f.data.extend_from_slice(&data);
             }
             DiskOp::Sync { file } => {
+                match self.syncs_before_failure.as_mut() {
+                    Some(0) => {
+                        self.syncs_before_failure = None;
+                        return Err(DiskError::Io("injected".into()));
+                    }
+                    Some(left) => *left -= 1,
+                    None => {}
+                }
                 let f = self.files.get_mut(file.as_str()).ok_or(DiskError::NotFound)?;
                 f.synced = f.data.clone();
             }

@@ -9,6 +9,7 @@ use super::harness::{Cluster, log_config, test_config};
 use super::messages::*;
 use super::*;
 use crate::core::io::NodeId;
+use crate::core::log::LogError;
 use crate::core::topic::Durability;
 
 const FSYNC: Durability = Durability::Fsync;
@@ -627,4 +628,101 @@ fn a_stale_or_duplicate_state_is_ignored() {
     node.replica.set_partition_state(now, state, &mut node.queue);
     assert_eq!(c.replica(1).role(), Role::Leader);
     assert_eq!(c.replica(1).leader_epoch(), 1);
+}
+
+#[test]
+fn acks_all_is_answered_in_one_fetch_round_trip() {
+    let mut c = three(FSYNC, 2);
+    c.hold_network = true;
+    let token = c.produce(0, Acks::All, b"a");
+    // The followers' parked fetches are answered at once with the batch...
+    let kinds = |c: &Cluster| -> Vec<(u32, u32, &'static str)> {
+        c.network
+            .iter()
+            .map(|(from, to, m)| {
+                let kind = match m {
+                    ReplicaMessage::Fetch(_) => "fetch",
+                    ReplicaMessage::FetchResponse(r) if r.records.is_empty() => "empty",
+                    ReplicaMessage::FetchResponse(_) => "records",
+                    _ => "other",
+                };
+                (from.0, to.0, kind)
+            })
+            .collect()
+    };
+    assert_eq!(kinds(&c), [(0, 1, "records"), (0, 2, "records")]);
+    c.deliver_where(|_, _, _| true);
+    // ...each follower appends, fsyncs and fetches again; those fetches carry the HW.
+    assert_eq!(kinds(&c), [(1, 0, "fetch"), (2, 0, "fetch")]);
+    assert_eq!(produced(&c, token), None);
+    c.deliver_where(|_, _, _| true);
+    assert_eq!(produced(&c, token), Some(0));
+}
+
+#[test]
+fn idle_follower_fetches_are_parked_until_their_wait_ends() {
+    let mut c = three(FSYNC, 1);
+    let before = c.network.len();
+    c.hold_network = true;
+    let mut fetches = 0;
+    for _ in 0..20 {
+        c.advance_by(Duration::from_millis(100), Duration::from_millis(100));
+        fetches +=
+            c.network.iter().filter(|(_, _, m)| matches!(m, ReplicaMessage::Fetch(_))).count();
+        c.deliver_where(|_, _, _| true);
+    }
+    // 2 s idle with a 500 ms wait: about four fetches per follower, not a busy loop.
+    assert_eq!(before, 0);
+    assert!((6..=10).contains(&fetches), "{fetches} fetches");
+}
+
+#[test]
+fn leader_whose_log_failed_stops_leading_its_epoch() {
+    let mut c = three(FSYNC, 1);
+    c.produce(0, Acks::All, b"a");
+    c.node(0).disk.syncs_before_failure = Some(0);
+    let waiting = c.produce(0, Acks::All, b"b");
+    assert!(matches!(error_of(&c, waiting), ReplicaError::Log(LogError::Storage { .. })));
+    assert!(
+        c.events.iter().any(|(n, e)| *n == NodeId(0) && matches!(e, ReplicaEvent::Failed { .. }))
+    );
+    c.advance_by(Duration::from_millis(1_500), Duration::from_millis(100));
+    assert!(c.replica(0).log().is_ready(), "recovered");
+    // Recovered, but followers may hold what the failure took back: no more writes in
+    // epoch 0 from this replica.
+    let token = c.produce(0, Acks::All, b"c");
+    assert_eq!(error_of(&c, token), &ReplicaError::LeadershipSuspended { leader_epoch: 0 });
+    assert_eq!(error_of(&c, token).code(), 56);
+    c.elect(1, &[0, 1, 2]);
+    let token = c.produce(1, Acks::All, b"d");
+    assert!(produced(&c, token).is_some());
+    c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));
+    let leo = c.replica(1).log().log_end_offset();
+    assert_eq!(c.batches_below(0, leo), c.batches_below(1, leo));
+}
+
+#[test]
+fn a_sole_replica_serves_again_after_its_log_recovered() {
+    let mut c = Cluster::new(1, test_config(FSYNC, 1));
+    c.elect(0, &[0]);
+    c.node(0).disk.syncs_before_failure = Some(0);
+    let token = c.produce(0, Acks::Leader, b"a");
+    assert!(matches!(error_of(&c, token), ReplicaError::Log(LogError::Storage { .. })));
+    c.advance_by(Duration::from_millis(1_500), Duration::from_millis(100));
+    let token = c.produce(0, Acks::Leader, b"b");
+    assert!(produced(&c, token).is_some());
+}
+
+#[test]
+fn follower_whose_log_failed_recovers_and_catches_up() {
+    let mut c = three(FSYNC, 1);
+    c.node(2).disk.syncs_before_failure = Some(0);
+    c.produce(0, Acks::All, b"a");
+    assert!(
+        c.events.iter().any(|(n, e)| *n == NodeId(2) && matches!(e, ReplicaEvent::Failed { .. }))
+    );
+    c.produce(0, Acks::All, b"b");
+    c.advance_by(Duration::from_millis(3_000), Duration::from_millis(100));
+    assert_eq!(values(&c, 2), [v("a"), v("b")]);
+    assert_eq!(c.replica(2).high_watermark(), 2);
 }
