@@ -224,6 +224,14 @@ impl Replica {
         self.config = config;
     }
 
+    /// Replaces the log's settings (a topic's config changed).
+    ///
+    /// # Panics
+    /// If `config` is invalid.
+    pub fn set_log_config(&mut self, config: LogConfig) {
+        self.log.set_config(config);
+    }
+
     /// Syncs what was appended (group commit: call once per round of outputs when
     /// [`Replica::wants_flush`], and on the node's periodic flush).
     pub fn flush(&mut self, out: &mut impl DiskQueue) {
