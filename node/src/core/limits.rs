@@ -36,6 +36,14 @@ pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;
 /// compacted at start well before it nears this.
 pub const TOPICS_LOG_BYTES_MAX: u64 = 64 << 20;
 
+/// Producers one partition leader keeps waiting for their acknowledgement (acks=1 under
+/// `fsync`, acks=all); past it a produce is refused with a retriable error before appending.
+pub const REPLICA_ACK_WAITS_MAX: usize = 65_536;
+
+/// OffsetForLeaderEpoch rounds one reconciliation of a follower may take: each round drops at
+/// least one epoch of the follower's cache, so one more than the cache holds is a bug.
+pub const REPLICA_TRUNCATION_ROUNDS_MAX: usize = EPOCH_CACHE_ENTRIES_MAX + 1;
+
 const _: () = assert!(TOPICS_LOG_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SEGMENT_BYTES_MIN >= 61, "a segment must hold a batch header");
@@ -61,3 +69,4 @@ pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 1500;
 const _: () = assert!(CONTROLLER_PENDING_BATCHES_MAX >= 1);
 const _: () = assert!(PRODUCER_ID_BLOCK_SIZE >= 1);
 const _: () = assert!(BROKER_SESSION_TIMEOUT_MS_DEFAULT >= 250, "a lease spans heartbeats");
+const _: () = assert!(REPLICA_TRUNCATION_ROUNDS_MAX > EPOCH_CACHE_ENTRIES_MAX);

@@ -345,10 +345,11 @@ pub struct PartitionLog {
     sealed_indexes: VecDeque<(u64, FileName, Bytes)>,
     events: VecDeque<LogEvent>,
     housekeeping_failures: u64,
+    /// Epoch checkpoints written, numbering their temporary files.
+    checkpoint_writes: u64,
 }
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
-const EPOCH_CHECKPOINT_TMP: &str = "leader-epoch-checkpoint.tmp";
 
 impl PartitionLog {
     /// Opens the log in directory `dir` and starts recovery: the log lists its files, checks
@@ -376,6 +377,7 @@ impl PartitionLog {
             sealed_indexes: VecDeque::new(),
             events: VecDeque::new(),
             housekeeping_failures: 0,
+            checkpoint_writes: 0,
         };
         log.recover(out);
         log
@@ -697,7 +699,11 @@ impl PartitionLog {
     }
 
     fn write_epoch_checkpoint(&mut self, out: &mut impl DiskQueue) {
-        let tmp = self.dir.join(EPOCH_CHECKPOINT_TMP);
+        // A name per write: a second checkpoint may be written before the first one's rename
+        // ran, and a shared temporary name would let the first rename move the second file
+        // and the second rename find nothing (failing the log). Recovery removes `*.tmp`.
+        self.checkpoint_writes += 1;
+        let tmp = self.dir.join(&format!("{EPOCH_CHECKPOINT}.{}.tmp", self.checkpoint_writes));
         let mut bytes = BytesMut::new();
         let checkpoint = EpochCheckpoint { entries: self.epochs.entries().to_vec() };
         encode_frame(&checkpoint, &mut bytes);
@@ -778,6 +784,12 @@ impl PartitionLog {
         self.check_writable()?;
         assert!(offset >= self.log_start_offset, "truncating below the log start");
         if offset >= self.log_end_offset {
+            // Nothing to cut but an epoch this replica assigned at its LEO as leader and never
+            // wrote in: that entry conflicts with the new leader's epochs (Kafka's
+            // `UnifiedLog.truncateTo` drops it the same way).
+            if self.epochs.truncate_from_end(self.log_end_offset) {
+                self.epochs_dirty = true;
+            }
             self.events.push_back(LogEvent::Truncated { offset: self.log_end_offset });
             return Ok(());
         }

@@ -1,0 +1,139 @@
+//! The arithmetic of replication, as pure functions with table tests: the leader's high
+//! watermark, a follower's high watermark, and Kafka's "caught up" rule.
+//!
+//! Every log end offset (LEO) handed in here is already the one the partition's durability
+//! asks for: under `fsync` a replica's *flushed* LEO, under `replicate` its in-memory LEO
+//! (design §3). Keeping the choice outside these functions keeps them one rule each.
+
+use crate::core::time::Instant;
+
+/// The leader's high watermark after an input: the minimum of the leader's own LEO and the
+/// LEO of every other member of the maximal ISR (KIP-497: the committed ISR plus a pending
+/// expansion, and the members a pending shrink would drop), never below `current`.
+///
+/// A member whose LEO is unknown (`None`: it has not fetched since this leader took over)
+/// holds the high watermark where it is: the leader cannot tell what it holds.
+pub fn leader_high_watermark(current: u64, leader_leo: u64, members: &[Option<u64>]) -> u64 {
+    let mut bound = leader_leo;
+    for member in members {
+        match member {
+            Some(leo) => bound = bound.min(*leo),
+            None => return current,
+        }
+    }
+    current.max(bound)
+}
+
+/// A follower's high watermark: the leader's, bounded by what the follower holds (and, under
+/// `fsync`, by what it holds durably), never below `current`.
+pub fn follower_high_watermark(
+    current: u64,
+    leader_high_watermark: u64,
+    log_end_offset: u64,
+    flushed_offset: Option<u64>,
+) -> u64 {
+    let mut bound = leader_high_watermark.min(log_end_offset);
+    if let Some(flushed) = flushed_offset {
+        bound = bound.min(flushed);
+    }
+    current.max(bound)
+}
+
+/// What the leader remembers of a follower's fetches for the caught-up rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchClock {
+    /// The last time the follower was caught up.
+    pub last_caught_up: Instant,
+    /// When the previous fetch arrived.
+    pub previous_fetch: Instant,
+    /// The leader's LEO when the previous fetch arrived.
+    pub previous_leader_leo: u64,
+}
+
+impl FetchClock {
+    /// A clock for a follower counted as caught up at `now` (a new leader gives every ISR
+    /// member a full `replica.lag.time.max.ms` before it may be dropped, as Kafka does).
+    pub fn start(now: Instant, leader_leo: u64) -> FetchClock {
+        FetchClock { last_caught_up: now, previous_fetch: now, previous_leader_leo: leader_leo }
+    }
+
+    /// Records a fetch at `now` reaching `follower_leo` while the leader's LEO is
+    /// `leader_leo`. Kafka's rule (ReplicaManager, KIP-16 follow-ups): a follower is caught up
+    /// at the time of this fetch if it reached the leader's LEO, and at the time of the
+    /// previous fetch if it reached the leader's LEO of then. Never moves back.
+    pub fn observe_fetch(&mut self, now: Instant, follower_leo: u64, leader_leo: u64) {
+        if follower_leo >= leader_leo {
+            self.last_caught_up = self.last_caught_up.max(now);
+        } else if follower_leo >= self.previous_leader_leo {
+            self.last_caught_up = self.last_caught_up.max(self.previous_fetch);
+        }
+        self.previous_fetch = now;
+        self.previous_leader_leo = leader_leo;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_high_watermark_table() {
+        // (current, leader LEO, members' LEOs, expected)
+        let table: &[(u64, u64, &[Option<u64>], u64)] = &[
+            (0, 10, &[], 10),                   // alone in the ISR: its own LEO
+            (0, 10, &[Some(7), Some(9)], 7),    // the slowest member bounds it
+            (0, 10, &[Some(12)], 10),           // never past the leader's own LEO
+            (5, 10, &[Some(3)], 5),             // never moves back
+            (5, 10, &[None, Some(9)], 5),       // an unknown member holds it
+            (5, 10, &[Some(10), Some(10)], 10), // everyone caught up
+            (10, 10, &[Some(10)], 10),          // nothing new
+            (0, 0, &[Some(0)], 0),              // empty log
+            (4, 4, &[None], 4),                 // new leader, follower not yet heard
+        ];
+        for &(current, leader, members, expected) in table {
+            assert_eq!(
+                leader_high_watermark(current, leader, members),
+                expected,
+                "current {current}, leader {leader}, members {members:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn follower_high_watermark_table() {
+        // (current, leader HW, LEO, flushed, expected)
+        let table: &[(u64, u64, u64, Option<u64>, u64)] = &[
+            (0, 10, 20, None, 10),   // the leader's
+            (0, 10, 6, None, 6),     // bounded by what the follower holds
+            (0, 10, 20, Some(4), 4), // fsync: bounded by what it holds durably
+            (8, 10, 6, None, 8),     // never moves back by itself
+            (8, 10, 20, Some(9), 9),
+        ];
+        for &(current, leader, leo, flushed, expected) in table {
+            assert_eq!(
+                follower_high_watermark(current, leader, leo, flushed),
+                expected,
+                "current {current}, leader {leader}, leo {leo}, flushed {flushed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn caught_up_follows_kafkas_rule() {
+        let t = |ms| Instant::from_millis(ms);
+        let mut clock = FetchClock::start(t(0), 10);
+        // Behind the LEO of the previous fetch (10): not caught up.
+        clock.observe_fetch(t(100), 8, 20);
+        assert_eq!(clock.last_caught_up, t(0));
+        // Reached the LEO of the previous fetch (20), not the current (30): caught up as of
+        // the previous fetch.
+        clock.observe_fetch(t(200), 20, 30);
+        assert_eq!(clock.last_caught_up, t(100));
+        // Reached the current LEO: caught up now.
+        clock.observe_fetch(t(300), 30, 30);
+        assert_eq!(clock.last_caught_up, t(300));
+        // A stale, lower fetch never moves it back.
+        clock.observe_fetch(t(400), 5, 30);
+        assert_eq!(clock.last_caught_up, t(300));
+    }
+}

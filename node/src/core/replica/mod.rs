@@ -1,0 +1,596 @@
+//! One partition on one node: its [`PartitionLog`] and the replication state around it
+//! (design §3 durability, §4 replication; decision 0009).
+//!
+//! A [`Replica`] is the leader of its partition, a follower of another node, or neither, as
+//! the committed metadata says ([`Replica::set_partition_state`]). It owns:
+//! - as leader: the producers waiting for their acknowledgement, every follower's log end
+//!   offset (LEO) and last caught-up time, the high watermark (HW), the fetches of followers
+//!   parked until there is something new (long polling), and the one ISR change
+//!   (AlterPartition) in flight;
+//! - as follower: the truncation protocol of a new leader epoch (OffsetForLeaderEpoch,
+//!   KIP-101/279), the one fetch in flight, and the leader's HW once it may apply it;
+//! - in both: the log reads in flight, by token.
+//!
+//! Methods, in the order a driver (the node) uses them:
+//! - getters: [`role`](Replica::role), [`leader_epoch`](Replica::leader_epoch),
+//!   [`high_watermark`](Replica::high_watermark), [`log`](Replica::log),
+//!   [`isr`](Replica::isr), [`state`](Replica::state), [`wants_flush`](Replica::wants_flush);
+//! - inputs: [`set_partition_state`](Replica::set_partition_state) (committed metadata),
+//!   [`handle_message`](Replica::handle_message) (a peer replica's message),
+//!   [`handle_disk`](Replica::handle_disk), [`handle_timeout`](Replica::handle_timeout),
+//!   [`alter_partition_failed`](Replica::alter_partition_failed);
+//! - client requests: [`produce`](Replica::produce), [`fetch`](Replica::fetch),
+//!   [`list_offsets`](Replica::list_offsets), each answered by a [`ReplicaEvent::Reply`]
+//!   carrying the caller's token;
+//! - mutators: [`flush`](Replica::flush) (group commit: once per round of outputs);
+//! - outputs: [`poll_event`](Replica::poll_event) until `None`, then
+//!   [`poll_timeout`](Replica::poll_timeout).
+//!
+//! Contract kept:
+//! - The HW is the minimum LEO over the maximal ISR (KIP-497: the committed ISR, plus a
+//!   pending expansion, keeping members a pending shrink would drop), where under `fsync`
+//!   every LEO is a flushed LEO. A leader's HW never moves back. Consumers never read at or
+//!   above it. An acks=all write is acknowledged once the HW passed it.
+//! - A follower fetches only after its log agrees with the leader's (OffsetForLeaderEpoch
+//!   until the epochs agree), and only then applies the leader's HW. It never truncates to
+//!   its own HW.
+//! - Divergence is found by OffsetForLeaderEpoch, not by KIP-320's diverging-epoch field: a
+//!   fetch whose position does not fit the leader's log (ahead of its LEO, or past the end
+//!   of the follower's last epoch there) is answered OFFSET_OUT_OF_RANGE, and the follower
+//!   runs the OffsetForLeaderEpoch rounds again (or restarts at the leader's log start when
+//!   it is behind it).
+//! - A leader relies on a shrunk ISR only once the controller committed it.
+//! - After its log failed, a leader stops serving until a newer leader epoch, unless it is
+//!   the partition's only replica: followers may have copied writes the failure took back,
+//!   and new writes in the same epoch would diverge from them unseen.
+
+mod follower;
+pub mod hw;
+mod leader;
+pub mod messages;
+mod types;
+
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_random;
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use self::follower::FollowerState;
+use self::leader::LeaderState;
+pub use self::messages::{
+    ErrorCode, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ReplicaFetch,
+    ReplicaFetchResponse, ReplicaMessage,
+};
+pub use self::types::{
+    Acks, OffsetSpec, PartitionState, ReplicaConfig, ReplicaError, ReplicaEvent, ReplicaResponse,
+    Role,
+};
+use super::io::{DiskResult, FileName, NodeId, OpId};
+use super::log::{DiskQueue, LogConfig, LogError, LogEvent, PartitionLog};
+use super::time::Instant;
+use super::timer::TimerTable;
+use super::topic::Durability;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// Leader: look for followers that fell out of sync.
+    IsrCheck,
+    /// Leader: an ISR change timed out, or its backoff ended.
+    AlterPartition,
+    /// Leader: the earliest parked fetch is due.
+    Parked,
+    /// Follower: its request timed out, or its backoff ended.
+    Follower,
+    /// Recover the failed log.
+    Recover,
+}
+
+/// What a log read in flight is for.
+#[derive(Debug, Clone, Copy)]
+enum ReadFor {
+    ClientFetch { token: u64 },
+    ClientOffset { token: u64 },
+    Replica { to: NodeId, correlation_id: u64, leader_epoch: i32 },
+}
+
+#[derive(Debug)]
+enum RoleState {
+    None,
+    Leader(Box<LeaderState>),
+    Follower(FollowerState),
+}
+
+/// One partition on one node. See the module documentation.
+#[derive(Debug)]
+pub struct Replica {
+    config: ReplicaConfig,
+    log: PartitionLog,
+    state: Option<PartitionState>,
+    role: RoleState,
+    high_watermark: u64,
+    /// Whether a truncation of the log is under way (until its `Truncated` event).
+    truncating: bool,
+    reads: HashMap<u64, ReadFor>,
+    next_read_token: u64,
+    next_correlation_id: u64,
+    timers: TimerTable<Timer>,
+    events: VecDeque<ReplicaEvent>,
+}
+
+impl Replica {
+    /// Opens the partition's log in `dir` (recovery starts at once; [`ReplicaEvent::Recovered`]
+    /// reports its end). The replica has no role until [`Replica::set_partition_state`].
+    pub fn open(
+        config: ReplicaConfig,
+        dir: FileName,
+        log_config: LogConfig,
+        out: &mut impl DiskQueue,
+    ) -> Replica {
+        assert!(config.min_insync_replicas >= 1, "min.insync.replicas is at least 1");
+        let log = PartitionLog::open(dir, log_config, out);
+        Replica {
+            config,
+            log,
+            state: None,
+            role: RoleState::None,
+            high_watermark: 0,
+            truncating: false,
+            reads: HashMap::new(),
+            next_read_token: 0,
+            next_correlation_id: 0,
+            timers: TimerTable::default(),
+            events: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The settings in force.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    /// The partition's log.
+    pub fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    /// The role the latest committed state gives this replica.
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::None => Role::None,
+            RoleState::Leader(_) => Role::Leader,
+            RoleState::Follower(follower) => Role::Follower { leader: follower.leader },
+        }
+    }
+
+    /// The latest committed state applied, if any.
+    pub fn state(&self) -> Option<&PartitionState> {
+        self.state.as_ref()
+    }
+
+    /// The current leader epoch (-1 before any state).
+    pub fn leader_epoch(&self) -> i32 {
+        self.state.as_ref().map_or(-1, |state| state.leader_epoch)
+    }
+
+    /// The committed ISR (empty before any state).
+    pub fn isr(&self) -> &[NodeId] {
+        self.state.as_ref().map_or(&[], |state| &state.isr)
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark
+    }
+
+    /// Whether appended data or epoch changes wait for a flush that replication waits on:
+    /// under `fsync`, acknowledgements and the HW wait for every replica's flush, so the node
+    /// calls [`Replica::flush`] once per round of outputs (group commit).
+    pub fn wants_flush(&self) -> bool {
+        self.config.durability == Durability::Fsync && self.log.is_ready() && self.log.needs_flush()
+    }
+
+    /// Whether a flush is due for any reason (the node's periodic flush).
+    pub fn needs_flush(&self) -> bool {
+        self.log.is_ready() && self.log.needs_flush()
+    }
+
+    /// The follower this leader proposed an ISR change for and waits on, if any (tests).
+    pub fn pending_isr(&self) -> Option<&[NodeId]> {
+        match &self.role {
+            RoleState::Leader(leader) => leader.pending_isr.as_ref().map(|p| p.new_isr.as_slice()),
+            _ => None,
+        }
+    }
+
+    // ----- mutators -----
+
+    /// Replaces the settings (a topic's config changed).
+    ///
+    /// # Panics
+    /// If the node, topic or partition changes, or `min_insync_replicas` is 0.
+    pub fn set_config(&mut self, config: ReplicaConfig) {
+        assert_eq!(config.node_id, self.config.node_id);
+        assert_eq!(config.topic, self.config.topic);
+        assert_eq!(config.partition, self.config.partition);
+        assert!(config.min_insync_replicas >= 1, "min.insync.replicas is at least 1");
+        self.config = config;
+    }
+
+    /// Replaces the log's settings (a topic's config changed).
+    ///
+    /// # Panics
+    /// If `config` is invalid.
+    pub fn set_log_config(&mut self, config: LogConfig) {
+        self.log.set_config(config);
+    }
+
+    /// Syncs what was appended (group commit: call once per round of outputs when
+    /// [`Replica::wants_flush`], and on the node's periodic flush).
+    pub fn flush(&mut self, out: &mut impl DiskQueue) {
+        self.log.flush(out);
+    }
+
+    /// Applies retention with the high watermark as the bound (Kafka never deletes what
+    /// consumers cannot yet see).
+    pub fn apply_retention(&mut self, now: Instant, out: &mut impl DiskQueue) -> usize {
+        self.log.apply_retention(now, self.high_watermark, out)
+    }
+
+    // ----- inputs -----
+
+    /// Applies a committed state. A state not newer than the one applied (by leader epoch,
+    /// then partition epoch) is ignored. A newer leader epoch changes the role: a new leader
+    /// starts its epoch at its LEO; a new follower runs the truncation protocol before it
+    /// fetches; a leader losing its role fails its waiting producers (retriable
+    /// NOT_LEADER_OR_FOLLOWER). A newer partition epoch in the same leader epoch updates the
+    /// ISR (the answer to an AlterPartition, or another change).
+    ///
+    /// # Panics
+    /// If the state's ISR is not within its replicas, or its leader is not in its ISR: the
+    /// controller never commits such a state.
+    pub fn set_partition_state(
+        &mut self,
+        now: Instant,
+        state: PartitionState,
+        out: &mut impl DiskQueue,
+    ) {
+        for member in &state.isr {
+            assert!(state.replicas.contains(member), "ISR member {member:?} not a replica");
+        }
+        if let Some(leader) = state.leader {
+            assert!(state.isr.contains(&leader), "leader {leader:?} not in the ISR");
+        }
+        let (new_epoch, newer) = match &self.state {
+            None => (true, true),
+            Some(current) => (
+                state.leader_epoch > current.leader_epoch,
+                (state.leader_epoch, state.partition_epoch)
+                    > (current.leader_epoch, current.partition_epoch),
+            ),
+        };
+        if !newer {
+            return;
+        }
+        self.state = Some(state);
+        if new_epoch || !self.role_matches_state() {
+            self.change_role();
+        } else if matches!(self.role, RoleState::Leader(_)) {
+            self.leader_isr_changed(now, out);
+        }
+        self.after_input(now, out);
+    }
+
+    /// A peer replica's message.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        message: ReplicaMessage,
+        out: &mut impl DiskQueue,
+    ) {
+        match message {
+            ReplicaMessage::Fetch(request) => self.handle_replica_fetch(now, from, request, out),
+            ReplicaMessage::OffsetForLeaderEpoch(request) => {
+                self.handle_offset_for_leader_epoch(from, &request)
+            }
+            ReplicaMessage::FetchResponse(response) => {
+                self.handle_fetch_response(now, response, out)
+            }
+            ReplicaMessage::OffsetForLeaderEpochResponse(response) => {
+                self.handle_offset_for_leader_epoch_response(now, &response, out)
+            }
+        }
+        self.after_input(now, out);
+    }
+
+    /// The result of disk op `id`. Returns `false` if the op is not this replica's.
+    pub fn handle_disk(
+        &mut self,
+        now: Instant,
+        id: OpId,
+        result: DiskResult,
+        out: &mut impl DiskQueue,
+    ) -> bool {
+        if !self.log.handle_disk(now, id, result, out) {
+            return false;
+        }
+        self.after_input(now, out);
+        true
+    }
+
+    /// Time passed; call when the deadline of [`Replica::poll_timeout`] is reached.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut impl DiskQueue) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::IsrCheck => {
+                    self.timers.set(Timer::IsrCheck, now + self.config.replica_lag_time_max / 2);
+                    self.maybe_propose_isr(now);
+                }
+                Timer::AlterPartition => self.alter_partition_timer(now),
+                Timer::Parked => self.answer_due_parked(now, out),
+                Timer::Follower => self.follower_timer(now),
+                Timer::Recover => {
+                    tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                        "recovering a failed partition log");
+                    self.truncating = false;
+                    self.log.recover(out);
+                }
+            }
+        }
+        self.after_input(now, out);
+    }
+
+    /// The controller refused (or the node could not deliver) the ISR change proposed in
+    /// `leader_epoch` on `partition_epoch`; it is proposed again after a backoff if still
+    /// wanted. An answer about any other proposal is ignored.
+    pub fn alter_partition_failed(
+        &mut self,
+        now: Instant,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        out: &mut impl DiskQueue,
+    ) {
+        let backoff = self.config.alter_partition_backoff;
+        if let RoleState::Leader(leader) = &mut self.role {
+            let ours = self.state.as_ref().is_some_and(|state| {
+                state.leader_epoch == leader_epoch && state.partition_epoch == partition_epoch
+            });
+            if ours && leader.pending_isr.take().is_some() {
+                self.timers.set(Timer::AlterPartition, now + backoff);
+                leader.alter_blocked = true;
+            }
+        }
+        self.after_input(now, out);
+    }
+
+    // ----- outputs -----
+
+    /// The next event for the node.
+    pub fn poll_event(&mut self) -> Option<ReplicaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Replica::handle_timeout`] should be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- internals -----
+
+    fn role_matches_state(&self) -> bool {
+        let me = self.config.node_id;
+        let Some(state) = &self.state else {
+            return matches!(self.role, RoleState::None);
+        };
+        match (&self.role, state.leader) {
+            (RoleState::Leader(_), Some(leader)) => leader == me,
+            (RoleState::Follower(f), Some(leader)) => f.leader == leader,
+            _ => false,
+        }
+    }
+
+    /// Leaves the old role and takes the one the state gives.
+    fn change_role(&mut self) {
+        let me = self.config.node_id;
+        let previous = std::mem::replace(&mut self.role, RoleState::None);
+        if let RoleState::Leader(leader) = previous {
+            self.stop_leading(*leader, || ReplicaError::NotLeaderOrFollower);
+        }
+        let state = self.state.as_ref().expect("a state to take the role from");
+        for timer in [Timer::IsrCheck, Timer::AlterPartition, Timer::Parked, Timer::Follower] {
+            self.timers.stop(timer);
+        }
+        let is_replica = state.replicas.contains(&me);
+        self.role = match state.leader {
+            Some(leader) if leader == me => RoleState::Leader(Box::new(LeaderState::new())),
+            Some(leader) if is_replica => RoleState::Follower(FollowerState::new(leader)),
+            _ => RoleState::None,
+        };
+        tracing::debug!(topic = %self.config.topic, partition = self.config.partition,
+            epoch = state.leader_epoch, role = ?self.role(), "replica role");
+    }
+
+    /// Drains the log's events, moves the role forward, checks the invariants.
+    fn after_input(&mut self, now: Instant, out: &mut impl DiskQueue) {
+        // Bounded: each pass handles events the log queued; handling one may queue more
+        // (a truncation reports at once), never without end.
+        for _ in 0..1024 {
+            let mut progressed = false;
+            while let Some(event) = self.log.poll_event() {
+                progressed = true;
+                self.handle_log_event(now, event);
+            }
+            progressed |= self.step(now, out);
+            if !progressed {
+                break;
+            }
+        }
+        self.invariants();
+    }
+
+    /// Starts what the role wants done next; returns whether anything happened.
+    fn step(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
+        match &self.role {
+            RoleState::Leader(_) => self.step_leader(now, out),
+            RoleState::Follower(_) => self.step_follower(now, out),
+            RoleState::None => false,
+        }
+    }
+
+    fn handle_log_event(&mut self, now: Instant, event: LogEvent) {
+        match event {
+            LogEvent::Recovered { log_start_offset, log_end_offset, .. } => {
+                // Under `replicate` a crash may take back acknowledged writes (the setting's
+                // contract); the HW never exceeds what the log holds.
+                self.high_watermark = self.high_watermark.min(log_end_offset);
+                self.events.push_back(ReplicaEvent::Recovered { log_start_offset, log_end_offset });
+                self.log_recovered();
+            }
+            // The step after every input acts on a flush: the leader's HW and acks=1 waits,
+            // a follower's next fetch and its HW.
+            LogEvent::Flushed { .. } => {}
+            LogEvent::Read { token, result } => self.read_done(token, result),
+            LogEvent::OffsetForTimestamp { token, result } => {
+                if let Some(ReadFor::ClientOffset { token: client }) = self.reads.remove(&token) {
+                    let response = match result {
+                        Ok(found) => offset_response(found, self.high_watermark),
+                        Err(error) => ReplicaResponse::Error(error.into()),
+                    };
+                    self.events.push_back(ReplicaEvent::Reply { token: client, response });
+                }
+            }
+            LogEvent::Truncated { offset } => {
+                self.truncating = false;
+                if self.high_watermark > offset {
+                    // Only after data loss (an unclean election, or a crash under
+                    // `replicate`) does a follower cut below its HW; it never aims there.
+                    tracing::warn!(topic = %self.config.topic, partition = self.config.partition,
+                        hw = self.high_watermark, offset, "truncated below the high watermark");
+                    self.high_watermark = offset;
+                }
+                self.events.push_back(ReplicaEvent::Truncated { offset });
+            }
+            LogEvent::Failed { error } => self.log_failed(now, error),
+        }
+    }
+
+    fn log_failed(&mut self, now: Instant, error: LogError) {
+        if let RoleState::Leader(leader) = &mut self.role {
+            // Producers waiting on this epoch get the storage error; the replica leads no
+            // more in it (module docs) but keeps the role, so that a later state of the same
+            // epoch does not make it serve again.
+            let old = std::mem::take(leader.as_mut());
+            let epoch = self.leader_epoch();
+            let storage = ReplicaError::Log(error.clone());
+            self.stop_leading(old, || storage.clone());
+            if let RoleState::Leader(leader) = &mut self.role {
+                leader.suspended_epoch = Some(epoch);
+            }
+        }
+        if let RoleState::Follower(follower) = &mut self.role {
+            follower.reset();
+        }
+        self.truncating = false;
+        self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
+        self.events.push_back(ReplicaEvent::Failed { error });
+    }
+
+    fn log_recovered(&mut self) {
+        let me = self.config.node_id;
+        let only_replica = self.state.as_ref().is_some_and(|state| state.replicas == [me]);
+        match &mut self.role {
+            RoleState::Leader(leader) if only_replica => leader.suspended_epoch = None,
+            RoleState::Follower(follower) => follower.reset(),
+            _ => {}
+        }
+    }
+
+    fn read_done(&mut self, token: u64, result: Result<Bytes, LogError>) {
+        let Some(purpose) = self.reads.remove(&token) else {
+            return;
+        };
+        match purpose {
+            ReadFor::ClientFetch { token } => {
+                let response = match result {
+                    Ok(records) => ReplicaResponse::Fetched {
+                        records,
+                        high_watermark: self.high_watermark,
+                        log_start_offset: self.log.log_start_offset(),
+                    },
+                    Err(error) => ReplicaResponse::Error(error.into()),
+                };
+                self.events.push_back(ReplicaEvent::Reply { token, response });
+            }
+            ReadFor::ClientOffset { .. } => unreachable!("offset lookups answer by their event"),
+            ReadFor::Replica { to, correlation_id, leader_epoch } => {
+                self.replica_read_done(to, correlation_id, leader_epoch, result)
+            }
+        }
+    }
+
+    fn next_read_token(&mut self) -> u64 {
+        self.next_read_token += 1;
+        self.next_read_token
+    }
+
+    fn next_correlation_id(&mut self) -> u64 {
+        self.next_correlation_id += 1;
+        self.next_correlation_id
+    }
+
+    /// Whether `current_leader_epoch` (if given) is this replica's epoch; the error says
+    /// which way it is off (Kafka checks the epoch before the role).
+    fn check_epoch(&self, current_leader_epoch: Option<i32>) -> Result<(), ReplicaError> {
+        let current = self.leader_epoch();
+        match current_leader_epoch {
+            Some(request) if request < current => {
+                Err(ReplicaError::FencedLeaderEpoch { request, current })
+            }
+            Some(request) if request > current => {
+                Err(ReplicaError::UnknownLeaderEpoch { request, current })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the replica's invariants; a failure is a bug.
+    pub fn invariants(&self) {
+        self.log.invariants();
+        if self.log.is_ready() {
+            assert!(self.high_watermark <= self.log.log_end_offset(), "HW beyond the LEO");
+        }
+        if let Some(state) = &self.state {
+            for member in &state.isr {
+                assert!(state.replicas.contains(member), "ISR within the replicas");
+            }
+            if let Some(leader) = state.leader {
+                assert!(state.isr.contains(&leader), "the leader is in the ISR");
+            }
+        }
+        match &self.role {
+            RoleState::Leader(leader) => self.leader_invariants(leader),
+            RoleState::Follower(follower) => {
+                assert_ne!(follower.leader, self.config.node_id, "following itself");
+            }
+            RoleState::None => {}
+        }
+    }
+}
+
+/// The answer to a lookup by timestamp: offsets at or above the HW are not visible yet.
+fn offset_response(found: Option<(u64, i64)>, high_watermark: u64) -> ReplicaResponse {
+    match found {
+        Some((offset, timestamp)) if offset < high_watermark => {
+            ReplicaResponse::Offset { offset: offset as i64, timestamp }
+        }
+        _ => ReplicaResponse::Offset { offset: -1, timestamp: -1 },
+    }
+}
