@@ -227,6 +227,11 @@ impl World {
             }
             self.step(event);
         }
+        // After each input a node checks what that input could change, and everything at
+        // each timeout; a last full check covers the end state (docs/simulator.md, Speed).
+        for core in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
+            core.invariants();
+        }
         self.coverage.events = self.events;
         self.coverage.sim_ns = self.now;
     }
