@@ -441,9 +441,13 @@ impl World {
                 continue;
             }
             let watch = &mut self.watches[index];
-            let Some(log) = core.partition(&part.id).filter(|log| log.is_ready()) else {
+            let key = watch.node_key.get_or_insert_with(|| {
+                core.partitions().find(|id| **id == part.id).unwrap_or(&part.id).clone()
+            });
+            let Some(log) = core.partition(key).filter(|log| log.is_ready()) else {
                 watch.was_ready = false;
                 watch.last_flushed = None;
+                watch.node_key = None;
                 continue;
             };
             if recoverable {
