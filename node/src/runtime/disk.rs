@@ -35,7 +35,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -69,30 +68,8 @@ const READ_BUFFERS_MAX: usize = 32;
 
 #[derive(Debug)]
 struct OpenFile {
-    /// Shared with [`SyncHandle`]s, so a sync on another thread keeps the file open even if
-    /// the cache closes it meanwhile.
-    file: Arc<File>,
+    file: File,
     used: u64,
-}
-
-/// A file's handle for an `fdatasync` on another thread ([`FileDisk::sync_handle`]): the disk
-/// executor syncs on its own thread while appends and reads go on.
-#[derive(Debug, Clone)]
-pub struct SyncHandle {
-    name: FileName,
-    file: Arc<File>,
-}
-
-impl SyncHandle {
-    /// The file's name.
-    pub fn name(&self) -> &FileName {
-        &self.name
-    }
-
-    /// `fdatasync`s the file: a `Sync` of it, with the same result [`FileDisk`] gives one.
-    pub fn sync(&self) -> DiskResult {
-        sync_result(&self.name, self.file.sync_data())
-    }
 }
 
 impl FileDisk {
@@ -141,7 +118,7 @@ impl FileDisk {
         }
         let entry = self.open.get_mut(name).expect("cached above");
         entry.used = clock;
-        Ok(&*entry.file)
+        Ok(&entry.file)
     }
 
     fn cache(&mut self, name: FileName, file: File) {
@@ -151,7 +128,7 @@ impl FileDisk {
             let oldest = self.open.iter().min_by_key(|(_, f)| f.used).map(|(n, _)| n.clone());
             self.open.remove(&oldest.expect("the cache is full, so not empty"));
         }
-        self.open.insert(name, OpenFile { file: Arc::new(file), used: self.clock });
+        self.open.insert(name, OpenFile { file, used: self.clock });
         debug_assert!(self.open.len() <= self.open_files_max);
     }
 
@@ -213,16 +190,12 @@ impl FileDisk {
 
     fn sync(&mut self, name: &FileName) -> Result<DiskOk, DiskError> {
         let file = self.file(name).map_err(|e| map_error("open", name, e))?;
-        sync_result(name, file.sync_data())
-    }
-
-    /// A handle to `name` for a `Sync` carried out elsewhere ([`SyncHandle::sync`]), or the
-    /// result that `Sync` has at once (the file cannot be opened). Ops on this disk after it
-    /// may run while the handle syncs, as `Sync` only promises what was written before it.
-    pub fn sync_handle(&mut self, name: &FileName) -> Result<SyncHandle, DiskError> {
-        self.file(name).map_err(|e| map_error("open", name, e))?;
-        let file = Arc::clone(&self.open.get(name).expect("opened above").file);
-        Ok(SyncHandle { name: name.clone(), file })
+        match file.sync_data() {
+            Ok(()) => Ok(DiskOk::Done),
+            // Writeback found no room: the dirty pages may be gone, as for EIO (fsyncgate).
+            Err(e) if is_no_space(&e) => Err(DiskError::Io(format!("fdatasync {name}: {e}"))),
+            Err(e) => Err(map_error("fdatasync", name, e)),
+        }
     }
 
     fn read(&mut self, name: &FileName, pos: u64, len: u32) -> io::Result<DiskOk> {
@@ -357,16 +330,6 @@ fn read_fully(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// The result of a `Sync` of `name` whose `fdatasync` returned `synced`.
-fn sync_result(name: &FileName, synced: io::Result<()>) -> DiskResult {
-    match synced {
-        Ok(()) => Ok(DiskOk::Done),
-        // Writeback found no room: the dirty pages may be gone, as for EIO (fsyncgate).
-        Err(e) if is_no_space(&e) => Err(DiskError::Io(format!("fdatasync {name}: {e}"))),
-        Err(e) => Err(map_error("fdatasync", name, e)),
-    }
 }
 
 /// Makes the entries of directory `dir` durable.
