@@ -7,6 +7,7 @@ use std::fmt;
 
 use cairn_node::core::log::PartitionLog;
 use cairn_node::core::log::batch::BatchScan;
+use cairn_node::core::node::PartitionId;
 
 use crate::disk::SimDisk;
 
@@ -126,6 +127,9 @@ pub struct PartitionWatch {
     pub max_flushed: u64,
     /// Whether the log was ready at the last step.
     pub was_ready: bool,
+    /// The node's own id of the partition while its log is ready: it shares the node's copy
+    /// of the topic name, so looking the log up compares pointers rather than names.
+    pub node_key: Option<PartitionId>,
 }
 
 /// Design §8 (high watermark monotonic): the flushed offset of a ready log never goes back

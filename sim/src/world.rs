@@ -227,6 +227,11 @@ impl World {
             }
             self.step(event);
         }
+        // After each input a node checks what that input could change, and everything at
+        // each timeout; a last full check covers the end state (docs/simulator.md, Speed).
+        for core in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
+            core.invariants();
+        }
         self.coverage.events = self.events;
         self.coverage.sim_ns = self.now;
     }
@@ -436,9 +441,13 @@ impl World {
                 continue;
             }
             let watch = &mut self.watches[index];
-            let Some(log) = core.partition(&part.id).filter(|log| log.is_ready()) else {
+            let key = watch.node_key.get_or_insert_with(|| {
+                core.partitions().find(|id| **id == part.id).unwrap_or(&part.id).clone()
+            });
+            let Some(log) = core.partition(key).filter(|log| log.is_ready()) else {
                 watch.was_ready = false;
                 watch.last_flushed = None;
+                watch.node_key = None;
                 continue;
             };
             if recoverable {

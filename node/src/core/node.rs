@@ -479,6 +479,9 @@ pub struct Node {
     deleting: BTreeMap<Arc<str>, usize>,
     timers: TimerTable<Timer>,
     flush_wanted: BTreeSet<PartitionId>,
+    /// Partitions changed since the last check other than by an input (flushed by
+    /// `poll_output`): the next input's check covers them (see [`Node::invariants`]).
+    unchecked: Vec<PartitionId>,
     shutting_down: bool,
     data_version: u64,
 }
@@ -505,6 +508,7 @@ impl Node {
             deleting: BTreeMap::new(),
             timers: TimerTable::default(),
             flush_wanted: BTreeSet::new(),
+            unchecked: Vec::new(),
             shutting_down: false,
             data_version: 0,
         };
@@ -578,6 +582,14 @@ impl Node {
 
     /// A client's request `id` on connection `conn`.
     pub fn handle_request(&mut self, now: Instant, conn: ConnId, id: RequestId, request: Request) {
+        // What the request can change, for the check after it: a data request changes its
+        // partition alone; any other may change topics and partitions.
+        let touched = match &request {
+            Request::Produce { partition, .. }
+            | Request::Fetch { partition, .. }
+            | Request::ListOffsets { partition, .. } => Some(partition.clone()),
+            _ => None,
+        };
         match request {
             Request::CreateTopic { name, partitions, config, validate_only } => {
                 self.create_topic(conn, id, name, partitions, config, validate_only)
@@ -602,7 +614,7 @@ impl Node {
                 self.list_offsets(conn, id, partition, spec)
             }
         }
-        self.invariants();
+        self.invariants_after_input(touched);
     }
 
     /// A peer's message.
@@ -612,6 +624,7 @@ impl Node {
 
     /// The result of disk op `id`.
     pub fn handle_disk(&mut self, now: Instant, id: OpId, result: DiskResult) {
+        let mut touched = None;
         if let Some(op) = self.node_ops.remove(&id) {
             self.node_op_done(op, result);
         } else if self.store.owns(id) {
@@ -624,8 +637,9 @@ impl Node {
                 partition.log.handle_disk(now, id, result, &mut out);
                 self.drain_events(now, &owner);
             }
+            touched = Some(owner);
         }
-        self.invariants();
+        self.invariants_after_input(touched);
     }
 
     /// Time passed; call when the deadline of [`Node::poll_timeout`] is reached.
@@ -645,7 +659,7 @@ impl Node {
                 Timer::Recover => self.recover_failed(now),
             }
         }
-        self.invariants();
+        self.invariants_after_input(None);
     }
 
     // ----- outputs -----
@@ -656,6 +670,7 @@ impl Node {
         while let Some(id) = self.flush_wanted.pop_first() {
             if let Some(partition) = self.partitions.get_mut(&id) {
                 partition.log.flush(&mut self.ops.outbox(&id));
+                self.unchecked.push(id);
             }
         }
         self.ops.outputs.pop_front()
@@ -880,17 +895,22 @@ impl Node {
         self.node_ops.insert(id, purpose);
     }
 
-    /// Checks the node's invariants; a failure is a bug.
+    /// Checks all of the node's invariants; a failure is a bug.
+    ///
+    /// The node runs this full check after every input that may change topics or several
+    /// partitions: topic requests, the topic store's and the node's own disk ops, and
+    /// timeouts (so at least once per flush interval). After an input that changes one
+    /// partition only (a produce, fetch or offset lookup; a completed op of one partition's
+    /// log) it checks that partition's own invariants, and those of the partitions
+    /// `poll_output` flushed since the last check: nothing else can have changed, and which
+    /// partitions and topics exist only changes under a full check (docs/simulator.md, Speed).
     pub fn invariants(&self) {
         self.store.invariants();
         // Partitions and topics are both sorted by topic name, so one merged pass finds each
         // partition's topic without a lookup per partition.
         let mut topics = self.store.topics().iter().peekable();
         for (id, partition) in &self.partitions {
-            partition.log.invariants();
-            let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
-            assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
-            assert!(partition.high_watermark() <= partition.log.log_end_offset());
+            partition_invariants(partition);
             if self.started {
                 let before = |name: &Arc<str>| !Arc::ptr_eq(name, &id.topic) && *name < id.topic;
                 while topics.next_if(|(name, _)| before(name)).is_some() {}
@@ -902,6 +922,33 @@ impl Node {
             }
         }
     }
+
+    /// The check after an input: everything when `touched` is `None`, else partition
+    /// `touched` and the partitions flushed since the last check.
+    fn invariants_after_input(&mut self, touched: Option<PartitionId>) {
+        let mut unchecked = std::mem::take(&mut self.unchecked);
+        match touched {
+            None => self.invariants(),
+            Some(touched) => {
+                unchecked.push(touched);
+                for id in &unchecked {
+                    if let Some(partition) = self.partitions.get(id) {
+                        partition_invariants(partition);
+                    }
+                }
+            }
+        }
+        unchecked.clear();
+        self.unchecked = unchecked;
+    }
+}
+
+/// The invariants of one partition that its own inputs can break.
+fn partition_invariants(partition: &Partition) {
+    partition.log.invariants();
+    let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
+    assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
+    assert!(partition.high_watermark() <= partition.log.log_end_offset());
 }
 
 fn offset_response(found: Option<(u64, i64)>, high_watermark: u64) -> Response {

@@ -181,6 +181,15 @@ impl BatchHeader {
 /// Checks the length, magic and CRC of the batch at the start of `bytes` and returns its
 /// header. `bytes` may hold more after the batch.
 pub fn validate_batch(bytes: &[u8], batch_bytes_max: usize) -> Result<BatchHeader, BatchError> {
+    check_batch(bytes, batch_bytes_max, |_| true)
+}
+
+/// [`validate_batch`], checking the CRC only if `crc_wanted` says so for the batch's header.
+fn check_batch(
+    bytes: &[u8],
+    batch_bytes_max: usize,
+    crc_wanted: impl FnOnce(&BatchHeader) -> bool,
+) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     let min_length = (BATCH_HEADER_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32;
     if header.batch_length < min_length || header.total_bytes() > batch_bytes_max {
@@ -193,9 +202,11 @@ pub fn validate_batch(bytes: &[u8], batch_bytes_max: usize) -> Result<BatchHeade
     if bytes.len() < total {
         return Err(BatchError::Truncated { available: bytes.len(), needed: total });
     }
-    let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..total]);
-    if computed != header.crc {
-        return Err(BatchError::BadCrc { stored: header.crc, computed });
+    if crc_wanted(&header) {
+        let computed = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..total]);
+        if computed != header.crc {
+            return Err(BatchError::BadCrc { stored: header.crc, computed });
+        }
     }
     if header.last_offset_delta < 0 || header.record_count < 0 {
         return Err(BatchError::BadRecordCount {
@@ -246,6 +257,8 @@ pub struct BatchScan<'a> {
     pos: usize,
     batch_bytes_max: usize,
     stop: Option<ScanStop>,
+    /// Batches whose last offset is below this are walked without their CRC.
+    crc_from_offset: i64,
     /// Canary (issue 4): accept batches whose CRC does not match.
     #[cfg(feature = "canary")]
     trust_crc: bool,
@@ -279,6 +292,7 @@ impl<'a> BatchScan<'a> {
             pos: 0,
             batch_bytes_max,
             stop: None,
+            crc_from_offset: i64::MIN,
             #[cfg(feature = "canary")]
             trust_crc: false,
         }
@@ -288,6 +302,16 @@ impl<'a> BatchScan<'a> {
     #[cfg(feature = "canary")]
     pub fn trusting_crc(mut self, trust: bool) -> BatchScan<'a> {
         self.trust_crc = trust;
+        self
+    }
+
+    /// A scan that checks the CRC only of batches holding `offset` or later ones: those
+    /// wholly below it are walked by their header (length, magic, record count, whole in the
+    /// buffer), as a fetch passes over the batches before the offset it asked for without
+    /// returning them (`read::collect`). Every batch the scan yields at or after `offset` is
+    /// checked in full.
+    pub fn checking_crc_from(mut self, offset: u64) -> BatchScan<'a> {
+        self.crc_from_offset = i64::try_from(offset).unwrap_or(i64::MAX);
         self
     }
 
@@ -311,7 +335,11 @@ impl Iterator for BatchScan<'_> {
             return None;
         }
         let rest = &self.bytes[self.pos..];
-        let result = match validate_batch(rest, self.batch_bytes_max) {
+        let crc_from = self.crc_from_offset;
+        let crc_wanted = |header: &BatchHeader| {
+            header.base_offset.saturating_add(i64::from(header.last_offset_delta)) >= crc_from
+        };
+        let result = match check_batch(rest, self.batch_bytes_max, crc_wanted) {
             Err(BatchError::Truncated { needed, .. }) => {
                 // A header that is itself nonsense is invalid, not incomplete.
                 match BatchHeader::parse(rest) {
@@ -519,6 +547,32 @@ mod tests {
         let mut two = good.clone();
         two.extend_from_slice(&good);
         assert!(matches!(validate_produced_batch(&two, MAX), Err(BatchError::TrailingBytes(_))));
+    }
+
+    #[test]
+    fn a_scan_from_an_offset_walks_earlier_batches_by_header_and_checks_the_rest() {
+        let x: &[u8] = b"x";
+        let mut buf = BytesMut::new();
+        for base in [0u64, 3, 6] {
+            let mut one = batch(&[x; 3], 0);
+            patch_batch(&mut one, base, 0);
+            buf.extend_from_slice(&one);
+        }
+        let size = buf.len() / 3;
+        let mut corrupt = buf.clone();
+        corrupt[size - 1] ^= 0x10; // the records of batch 0-2, under its CRC
+        let from = |offset| BatchScan::new(&corrupt, MAX).checking_crc_from(offset).count();
+        assert_eq!(from(3), 3, "a batch wholly below the offset is walked by its header");
+        assert_eq!(from(2), 0, "a batch holding the offset is checked");
+        assert_eq!(from(0), 0);
+        corrupt[2 * size - 1] ^= 0x10; // batch 3-5 too
+        let mut scan = BatchScan::new(&corrupt, MAX).checking_crc_from(3);
+        assert_eq!(scan.by_ref().count(), 1, "every batch from the offset on is checked");
+        assert!(matches!(scan.stop(), Some(ScanStop::Invalid { pos, .. }) if *pos == size));
+        let mut bad_length = buf.clone();
+        bad_length[8..12].copy_from_slice(&5i32.to_be_bytes());
+        let mut scan = BatchScan::new(&bad_length, MAX).checking_crc_from(6);
+        assert_eq!(scan.by_ref().count(), 0, "a walked header is still checked");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! point. Each reads from the position the sparse index gives, checks every batch it passes
 //! (length, magic, CRC-32C, dense offsets), and reads again from a later position when a batch
 //! is cut by the end of the buffer. A batch that fails its check is read once more (a flip in
-//! transit is gone the next time) and then reported corrupt, never returned.
+//! transit is gone the next time) and then reported corrupt, never returned. A fetch walks the
+//! batches before the offset it asked for by their headers alone (length, magic, dense
+//! offsets, epoch): it does not return them, and their CRC-32C was most of what a fetch cost
+//! (docs/simulator.md, Speed); every batch it returns is checked in full.
 
 use bytes::Bytes;
 
@@ -438,6 +441,20 @@ fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, timestamp: i64) 
     }
 }
 
+/// Whether the batch at the start of `rest` may join `collected` bytes of a fetch, by its
+/// header alone. Checking a batch (its CRC) is what a read costs, so the one past the fetch's
+/// end is not checked: whatever comes after the first batch, `collect` returns what it has
+/// verified, so an unreadable or damaged header here changes nothing either.
+fn fits_after(rest: &[u8], collected: usize, job: &ReadJob) -> bool {
+    let Ok(header) = BatchHeader::parse(rest) else { return true };
+    let size = usize::try_from(header.batch_length).map_or(usize::MAX, |length| {
+        length.saturating_add(super::batch::BATCH_LENGTH_PREFIX_BYTES)
+    });
+    let next = header.base_offset.saturating_add(i64::from(header.last_offset_delta));
+    let within_offsets = u64::try_from(next).is_ok_and(|last| last < job.max_offset);
+    within_offsets && collected.saturating_add(size) <= job.max_bytes as usize
+}
+
 /// Picks the batches a fetch returns out of a buffer read from `job.at`.
 fn collect(
     bytes: &[u8],
@@ -446,8 +463,15 @@ fn collect(
     epochs: &LeaderEpochCache,
 ) -> Collected {
     let mut scan = Verified::new(bytes, job.at.base_offset, epochs, config);
+    scan.scan = scan.scan.checking_crc_from(job.offset);
     let mut range: Option<std::ops::Range<usize>> = None;
-    for (position, header) in scan.by_ref() {
+    loop {
+        if let Some(range) = &range
+            && !fits_after(&bytes[scan.scan.position()..], range.len(), job)
+        {
+            break;
+        }
+        let Some((position, header)) = scan.next() else { break };
         let next = header.next_offset() as u64;
         let size = header.total_bytes();
         match &mut range {
