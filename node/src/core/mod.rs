@@ -38,6 +38,7 @@ pub mod limits;
 pub mod log;
 pub mod metadata;
 pub mod node;
+pub mod raft;
 pub mod rng;
 pub mod time;
 pub mod timer;
