@@ -365,6 +365,7 @@ impl Raft {
             Some(StorageEvent::SnapshotFailed { index }) => {
                 tracing::warn!(index, "raft: a snapshot was not stored");
                 self.storing = None;
+                self.snapshot_wanted_reported = false; // Asked again at the next entry.
             }
         }
         self.after(out);

@@ -154,7 +154,8 @@ impl Storage {
             generation: 0,
             ops: HashMap::new(),
             segment: segment_max,
-            segments_from: 0,
+            // Recovery removed the older segments.
+            segments_from: segment_max,
             segment_bytes: 0,
             write_seq: 0,
             synced_seq: 0,

@@ -29,6 +29,10 @@ pub struct MemDisk {
     files: BTreeMap<String, MemFile>,
     /// Fail the next this-many syncs (losing nothing yet: a crash loses the unsynced tail).
     pub fail_syncs: u32,
+    /// Syncs failed so far.
+    pub syncs_failed: u32,
+    /// Crashes that kept part of an unsynced tail.
+    pub torn_tails: u32,
     /// Flip a bit in the middle of the next this-many reads of a log segment (a transient
     /// fault: the medium is fine).
     pub flip_reads: u32,
@@ -49,6 +53,7 @@ impl MemDisk {
                 if rng.random_bool(0.5) {
                     *kept.last_mut().expect("kept a byte") ^= 0x5a;
                 }
+                self.torn_tails += 1;
             }
             file.data = kept.clone();
             file.durable = kept;
@@ -95,6 +100,7 @@ impl DiskDriver for MemDisk {
                 let entry = self.files.get_mut(file.as_str()).ok_or(DiskError::NotFound)?;
                 if self.fail_syncs > 0 {
                     self.fail_syncs -= 1;
+                    self.syncs_failed += 1;
                     return Err(DiskError::Io("injected sync failure".into()));
                 }
                 entry.durable = entry.data.clone();
@@ -202,6 +208,8 @@ pub struct Member {
     pub disk_held: bool,
     /// A fatal error reported.
     pub fatal: Option<String>,
+    /// Events taken since the start.
+    pub events: u64,
 }
 
 impl Member {
@@ -234,6 +242,19 @@ pub struct NetFaults {
     pub jitter_ms: u64,
 }
 
+/// Counts of what a run did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    /// Crashes.
+    pub crashes: u32,
+    /// `Restore` events after a member's start (snapshots installed from a leader).
+    pub installs: u32,
+    /// `Committed` events.
+    pub applied: u32,
+    /// Messages delivered.
+    pub delivered: u64,
+}
+
 /// A cluster of members.
 pub struct Cluster {
     /// Members by id; ids are 1..=n.
@@ -257,6 +278,8 @@ pub struct Cluster {
     pub committed: BTreeMap<u64, (u64, Bytes)>,
     /// The step length.
     pub step: Duration,
+    /// What happened, for coverage checks.
+    pub stats: Stats,
     /// Whether leader completeness is checked (off only to show what a broken rule allows).
     pub check_completeness: bool,
     next_payload: u64,
@@ -288,6 +311,7 @@ impl Cluster {
                 snapshots: false,
                 disk_held: false,
                 fatal: None,
+                events: 0,
             };
             members.insert(id, member);
         }
@@ -304,6 +328,7 @@ impl Cluster {
             committed: BTreeMap::new(),
             step: Duration::from_millis(5),
             check_completeness: true,
+            stats: Stats::default(),
             next_payload: 0,
         };
         for id in 1..=voters + learners {
@@ -337,6 +362,7 @@ impl Cluster {
         member.applied = 0;
         member.reported.clear();
         member.fatal = None;
+        member.events = 0;
         member.raft = Some(Raft::open(member.config.clone(), now, &mut member.queue));
         self.drain(id);
         if !self.member(id).disk_held {
@@ -351,6 +377,7 @@ impl Cluster {
         member.raft = None;
         member.queue = OpQueue::default();
         member.disk.crash(&mut self.rng, torn);
+        self.stats.crashes += 1;
         self.wire.retain(|flight| flight.to.0 != id && flight.from.0 != id);
     }
 
@@ -400,6 +427,16 @@ impl Cluster {
         }
     }
 
+    /// Cuts every link between `side` and the other members.
+    pub fn split(&mut self, side: &[u32]) {
+        let ids: Vec<u32> = self.members.keys().copied().collect();
+        for a in side {
+            for b in ids.iter().filter(|b| !side.contains(b)) {
+                self.cut.insert((*a.min(b), *a.max(b)));
+            }
+        }
+    }
+
     /// Heals every cut link.
     pub fn heal(&mut self) {
         self.cut.clear();
@@ -415,6 +452,7 @@ impl Cluster {
             let member = self.members.get_mut(&id).expect("a member");
             let Some(raft) = member.raft.as_mut() else { return };
             let Some(event) = raft.poll_event() else { return };
+            member.events += 1;
             match event {
                 RaftEvent::Send { to, message } => self.transmit(NodeId(id), to, message),
                 RaftEvent::Committed { index, term, payload } => {
@@ -423,6 +461,9 @@ impl Cluster {
                 RaftEvent::Restore { index, data, .. } => {
                     let member = self.member_mut(id);
                     assert!(index > member.applied || member.applied == 0, "restore goes forward");
+                    let installed = member.events > 1;
+                    self.stats.installs += u32::from(installed);
+                    let member = self.member_mut(id);
                     member.state = decode_state(data);
                     member.applied = index;
                     for (index, payload) in member.state.clone() {
@@ -449,6 +490,7 @@ impl Cluster {
         member.applied = index;
         member.reported.push(index);
         member.state.insert(index, payload.clone());
+        self.stats.applied += 1;
         self.check_committed(index, Some(term), &payload);
     }
 
@@ -499,6 +541,7 @@ impl Cluster {
             }
             let member = self.members.get_mut(&flight.to.0).expect("a member");
             let Some(raft) = member.raft.as_mut() else { continue };
+            self.stats.delivered += 1;
             raft.handle_message(now, flight.from, flight.message, &mut member.queue);
             self.drain(flight.to.0);
         }

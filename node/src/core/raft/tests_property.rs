@@ -9,12 +9,12 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::tests_harness::{Cluster, NetFaults};
+use super::tests_harness::{Cluster, NetFaults, Stats};
 
 const SEEDS: u64 = 200;
-const FAULT_STEPS: u32 = 1200;
+const FAULT_STEPS: u32 = 2000;
 
-fn run_seed(seed: u64) {
+fn run_seed(seed: u64) -> (Stats, u64, u32, u32) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
     let voters = [1, 3, 3, 5][rng.random_range(0..4)];
     let learners = rng.random_range(0..=1);
@@ -49,10 +49,14 @@ fn run_seed(seed: u64) {
             cluster.start(down[rng.random_range(0..down.len())]);
         }
         if rng.random_bool(0.006) {
-            if rng.random_bool(0.5) {
-                cluster.heal();
-            } else {
-                cluster.isolate(ids[rng.random_range(0..ids.len())]);
+            match rng.random_range(0..3) {
+                0 => cluster.heal(),
+                1 => cluster.isolate(ids[rng.random_range(0..ids.len())]),
+                _ => {
+                    let side: Vec<u32> =
+                        ids.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+                    cluster.split(&side);
+                }
             }
         }
         if !up.is_empty() && rng.random_bool(0.003) {
@@ -106,12 +110,35 @@ fn run_seed(seed: u64) {
     );
     cluster.check_log_matching();
     cluster.check_applications();
+    let disks = cluster.members.values().map(|m| &m.disk);
+    let failed = disks.clone().map(|d| d.syncs_failed).sum();
+    let torn = disks.map(|d| d.torn_tails).sum();
+    (cluster.stats, cluster.leaders.len() as u64, failed, torn)
 }
 
 #[test]
 fn random_faults_keep_raft_safe_and_live() {
     let first = std::env::var("RAFT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut total = Stats::default();
+    let (mut elections, mut failed, mut torn) = (0, 0, 0);
     for seed in first..SEEDS {
-        run_seed(seed);
+        let (stats, leaders, syncs_failed, torn_tails) = run_seed(seed);
+        total.crashes += stats.crashes;
+        total.installs += stats.installs;
+        total.applied += stats.applied;
+        total.delivered += stats.delivered;
+        elections += leaders;
+        failed += syncs_failed;
+        torn += torn_tails;
+    }
+    // A run that did nothing must not pass: the faults and features were exercised.
+    println!("{total:?}, {elections} elections, {failed} failed syncs, {torn} torn tails");
+    if first == 0 {
+        assert!(total.crashes >= SEEDS as u32 / 2, "crashes: {total:?}");
+        assert!(total.installs >= 20, "snapshots installed from a leader: {total:?}");
+        assert!(total.applied >= 20_000, "entries applied: {total:?}");
+        assert!(elections >= 2 * SEEDS, "elections: {elections}");
+        assert!(failed >= 20, "failed syncs: {failed}");
+        assert!(torn >= 20, "torn tails: {torn}");
     }
 }
