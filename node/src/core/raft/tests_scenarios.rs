@@ -566,3 +566,69 @@ fn wiped_voter_does_not_vote_until_caught_up() {
     let caught_up = cluster.run_until(5 * SECOND, |c| c.raft(wiped).may_vote());
     assert!(caught_up, "the wiped voter votes again once caught up");
 }
+
+#[test]
+fn leader_never_commits_an_old_term_entry_by_counting_replicas() {
+    // Node 1 holds entry 1 of term 1 from a leader that died before committing it.
+    let (mut raft, mut disk, mut queue) = bare(1, true);
+    let entry = Entry { index: 1, term: 1, kind: EntryKind::Normal as i32, ..Default::default() };
+    let append = RaftMessage {
+        term: 1,
+        kind: Some(MessageKind::AppendEntries(AppendEntries {
+            prev_index: 0,
+            prev_term: 0,
+            commit: 0,
+            leader_last_index: 1,
+            entries: vec![entry],
+        })),
+    };
+    raft.handle_message(Instant::ZERO, NodeId(2), append, &mut queue);
+    run_all(&mut raft, &mut disk, &mut queue);
+    sends(&mut raft);
+    // It becomes leader of term 2 with node 3's vote and appends its leader change at 2.
+    let timeout = raft.poll_timeout().expect("an election timer");
+    raft.handle_timeout(timeout, &mut queue);
+    let pre = RaftMessage {
+        term: 2,
+        kind: Some(MessageKind::PreVoteResponse(VoteResponse { granted: true })),
+    };
+    raft.handle_message(timeout, NodeId(3), pre, &mut queue);
+    run_all(&mut raft, &mut disk, &mut queue);
+    let vote = RaftMessage {
+        term: 2,
+        kind: Some(MessageKind::VoteResponse(VoteResponse { granted: true })),
+    };
+    raft.handle_message(timeout, NodeId(3), vote, &mut queue);
+    assert_eq!((raft.role(), raft.term(), raft.last_index()), (Role::Leader, 2, 2));
+    run_all(&mut raft, &mut disk, &mut queue);
+    // Node 3 acknowledges entry 1 only: a majority holds it, but it is of term 1, and
+    // counting replicas commits only entries of the leader's own term (§3.6.2, Figure 3.7).
+    let ack = |index| RaftMessage {
+        term: 2,
+        kind: Some(MessageKind::AppendEntriesResponse(AppendEntriesResponse {
+            success: true,
+            match_index: index,
+            ..Default::default()
+        })),
+    };
+    raft.handle_message(timeout, NodeId(3), ack(1), &mut queue);
+    assert_eq!(raft.commit_index(), 0);
+    raft.handle_message(timeout, NodeId(3), ack(2), &mut queue);
+    assert_eq!(raft.commit_index(), 2, "entry 1 commits through the leader's own entry");
+}
+
+#[test]
+fn followers_that_hear_the_leader_do_not_help_depose_it() {
+    // Only the link between the leader and one follower is cut: that follower times out
+    // and asks the other follower, which still hears the leader and refuses (§4.2.3).
+    let mut cluster = Cluster::new(3, 0, 47);
+    let leader = elect(&mut cluster);
+    let term = cluster.raft(leader).term();
+    let cut = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.cut.insert((leader.min(cut), leader.max(cut)));
+    cluster.run_for(5 * SECOND);
+    assert_eq!(cluster.leader(), Some(leader), "the leader stays");
+    assert_eq!(cluster.raft(leader).term(), term, "and its term did not move");
+    assert_ne!(cluster.raft(cut).role(), Role::Leader);
+    commit_at_leader(&mut cluster);
+}
