@@ -629,6 +629,7 @@ fn followers_that_hear_the_leader_do_not_help_depose_it() {
     cluster.run_for(5 * SECOND);
     assert_eq!(cluster.leader(), Some(leader), "the leader stays");
     assert_eq!(cluster.raft(leader).term(), term, "and its term did not move");
+    assert_eq!(cluster.raft(cut).term(), term, "no pre-vote majority, so no new term");
     assert_ne!(cluster.raft(cut).role(), Role::Leader);
     commit_at_leader(&mut cluster);
 }
