@@ -622,6 +622,7 @@ fn followers_that_hear_the_leader_do_not_help_depose_it() {
     // Only the link between the leader and one follower is cut: that follower times out
     // and asks the other follower, which still hears the leader and refuses (§4.2.3).
     let mut cluster = Cluster::new(3, 0, 47);
+    commit_one(&mut cluster); // Every log is as long: only stickiness can refuse.
     let leader = elect(&mut cluster);
     let term = cluster.raft(leader).term();
     let cut = (1..=3).find(|id| *id != leader).expect("a follower");
