@@ -35,7 +35,12 @@
 //!   overwrites the entry (see the test `wiped_voter_does_not_vote_until_caught_up`). The
 //!   target is the leader's last index rather than its commit index because a new leader's
 //!   commit index may lag entries committed under its predecessor, while its log holds
-//!   every one of them (Leader Completeness).
+//!   every one of them (Leader Completeness). Once caught up in term `T`, the node counts its
+//!   vote in `T` as cast for `T`'s leader, since its wiped self may have voted in `T`. What
+//!   this cannot cover: a vote the wiped disk cast in a term *above* the one it catches up
+//!   in, for a candidate that has not won yet; another candidate of that term could then get
+//!   a second vote from it. That needs a wipe, a rejoin and a catch-up inside one election
+//!   timeout of that candidate's campaign.
 //! - **Storage faults.** A failed write or sync steps the node down and rewrites the log
 //!   from memory into a new segment (see `storage.rs`); damaged frames are cut or stop Raft
 //!   (see `recovery.rs`), and are never applied.

@@ -375,6 +375,13 @@ impl Raft {
         if self.leader_match >= target && self.storage.synced_index() >= target {
             tracing::info!(target, "raft: caught up after a rejoin; voting again");
             self.hard.caught_up = true;
+            // The wiped disk may have held a vote in this very term, for this leader: take
+            // it as this node's vote, so that no other candidate of the term gets a second.
+            if self.hard.voted_for == 0
+                && let Some(leader) = self.leader
+            {
+                self.hard.voted_for = leader.0 + 1;
+            }
             self.catch_up = None;
             self.hard_seq = self.write_hard_state(out);
             self.reset_election_timer(now);

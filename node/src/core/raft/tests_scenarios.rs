@@ -565,6 +565,14 @@ fn wiped_voter_does_not_vote_until_caught_up() {
     let wiped = (1..=3).find(|id| *id != stale && *id != old_leader).expect("the wiped one");
     let caught_up = cluster.run_until(5 * SECOND, |c| c.raft(wiped).may_vote());
     assert!(caught_up, "the wiped voter votes again once caught up");
+    let raft = cluster.raft(wiped);
+    let leader = raft.leader().expect("it follows a leader");
+    assert_eq!(raft.hard.voted_for, leader.0 + 1, "its vote in this term is the leader's");
+    // The flag is durable (once synced): after a restart it still votes.
+    cluster.run_for(SECOND / 10);
+    cluster.crash(wiped);
+    cluster.start(wiped);
+    assert!(cluster.raft(wiped).may_vote());
 }
 
 #[test]
