@@ -67,6 +67,8 @@ mod tests_harness;
 mod tests_property;
 #[cfg(test)]
 mod tests_scenarios;
+#[cfg(test)]
+mod tests_storage;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 

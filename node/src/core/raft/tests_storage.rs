@@ -1,0 +1,228 @@
+//! Exact-output tests of the storage (which ops, and what counts as durable when) and of
+//! recovery on damaged files.
+
+use bytes::Bytes;
+
+use super::log::RaftLog;
+use super::message::{Entry, EntryKind, HardState, SnapshotRecord, WalKind, WalRecord};
+use super::storage::{LOG_TMP, Storage, StorageEvent, segment_file};
+use super::tests_harness::{Cluster, MemDisk, format};
+use super::{Raft, RaftConfig, RaftFatal, snapshot_file};
+use crate::core::io::{DiskError, DiskOk, DiskOp, FileName, NodeId, OpId};
+use crate::core::log::OpQueue;
+use crate::core::time::Instant;
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry { index, term, kind: EntryKind::Normal as i32, payload: Bytes::from("x"), leader: 0 }
+}
+
+fn record(entry: Entry) -> WalRecord {
+    WalRecord { kind: Some(WalKind::Entry(entry)) }
+}
+
+fn take(queue: &mut OpQueue) -> Vec<(OpId, DiskOp)> {
+    std::iter::from_fn(|| queue.pop()).collect()
+}
+
+/// Storage that has written its first segment (number 1) for an empty log.
+fn ready(log: &RaftLog, queue: &mut OpQueue) -> Storage {
+    let mut storage = Storage::new(0, None);
+    storage.rewrite(log, HardState::default(), queue);
+    let ops = take(queue);
+    assert!(matches!(
+        &ops[..],
+        [(_, DiskOp::Create { .. }), (_, DiskOp::Append { .. }), (_, DiskOp::Sync { .. })]
+    ));
+    assert_eq!(storage.synced_seq(), 0, "nothing durable before the rename");
+    for (id, _) in ops {
+        assert_eq!(storage.handle_disk(id, Ok(DiskOk::Done), log, queue), None);
+    }
+    let [(rename, DiskOp::Rename { from, to })] = &take(queue)[..] else { panic!("a rename") };
+    assert_eq!((from.as_str(), to), (LOG_TMP, &segment_file(1)));
+    let event = storage.handle_disk(*rename, Ok(DiskOk::Done), log, queue);
+    assert_eq!(event, Some(StorageEvent::Synced));
+    assert_eq!(storage.synced_seq(), 1);
+    let [(remove, DiskOp::Remove { file })] = &take(queue)[..] else { panic!("a removal") };
+    assert_eq!(file, &segment_file(0), "the segment it replaces");
+    assert_eq!(storage.handle_disk(*remove, Ok(DiskOk::Done), log, queue), None);
+    storage
+}
+
+#[test]
+fn entries_count_as_durable_only_once_their_sync_completed() {
+    let mut queue = OpQueue::default();
+    let mut log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    log.push(entry(1, 1));
+    log.push(entry(2, 1));
+    let seq =
+        storage.write(vec![record(entry(1, 1)), record(entry(2, 1))], &log, None, &mut queue);
+    assert_eq!(seq, 3);
+    let [(append, DiskOp::Append { .. }), (sync, DiskOp::Sync { file })] = &take(&mut queue)[..]
+    else {
+        panic!("an append and a sync")
+    };
+    assert_eq!(file, &segment_file(1));
+    assert_eq!(storage.handle_disk(*append, Ok(DiskOk::Done), &log, &mut queue), None);
+    assert_eq!((storage.synced_seq(), storage.synced_index()), (1, 0));
+    let event = storage.handle_disk(*sync, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(event, Some(StorageEvent::Synced));
+    assert_eq!((storage.synced_seq(), storage.synced_index()), (3, 2));
+}
+
+#[test]
+fn a_truncation_takes_back_what_a_sync_in_flight_would_make_durable() {
+    let mut queue = OpQueue::default();
+    let mut log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    log.push(entry(1, 1));
+    log.push(entry(2, 1));
+    storage.write(vec![record(entry(1, 1)), record(entry(2, 1))], &log, None, &mut queue);
+    let first = take(&mut queue);
+    // A new leader replaces entry 2 before the first sync completes.
+    log.truncate_after(1);
+    log.push(entry(2, 2));
+    storage.write(vec![record(entry(2, 2))], &log, Some(1), &mut queue);
+    for (id, _) in first {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    assert_eq!(storage.synced_index(), 1, "entry 2 of term 1 is not the entry 2 held");
+    for (id, _) in take(&mut queue) {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    assert_eq!(storage.synced_index(), 2);
+}
+
+#[test]
+fn after_a_failed_sync_a_later_success_counts_for_nothing_and_the_segment_is_rewritten() {
+    let mut queue = OpQueue::default();
+    let mut log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    log.push(entry(1, 1));
+    storage.write(vec![record(entry(1, 1))], &log, None, &mut queue);
+    log.push(entry(2, 1));
+    storage.write(vec![record(entry(2, 1))], &log, None, &mut queue);
+    let ops = take(&mut queue);
+    assert_eq!(ops.len(), 4, "two appends, two syncs");
+    storage.handle_disk(ops[0].0, Ok(DiskOk::Done), &log, &mut queue);
+    let failed = storage.handle_disk(ops[1].0, Err(DiskError::Io("EIO".into())), &log, &mut queue);
+    let Some(StorageEvent::Failed { file, .. }) = failed else { panic!("{failed:?}") };
+    assert_eq!(file, segment_file(1));
+    assert!(storage.rewrite_after_failure(&log, HardState::default(), &mut queue));
+    // fsyncgate: the second sync may report success for pages the kernel dropped.
+    storage.handle_disk(ops[2].0, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(storage.handle_disk(ops[3].0, Ok(DiskOk::Done), &log, &mut queue), None);
+    assert_eq!(storage.synced_index(), 0, "nothing of the failed segment counts");
+    // Records written now wait for the rewrite.
+    log.push(entry(3, 1));
+    storage.write(vec![record(entry(3, 1))], &log, None, &mut queue);
+    let rewrite = take(&mut queue);
+    assert_eq!(rewrite.len(), 3, "create, append, sync of the new segment only: {rewrite:?}");
+    for (id, _) in rewrite {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    let [(rename, DiskOp::Rename { to, .. })] = &take(&mut queue)[..] else { panic!("rename") };
+    assert_eq!(to, &segment_file(2));
+    storage.handle_disk(*rename, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(storage.synced_index(), 2, "the rewrite held entries 1 and 2");
+    let ops = take(&mut queue);
+    let appended: Vec<&FileName> = ops
+        .iter()
+        .filter_map(|(_, op)| matches!(op, DiskOp::Append { .. }).then(|| op.file()))
+        .collect();
+    assert_eq!(appended, [&segment_file(2)], "entry 3 goes to the new segment");
+    for (id, _) in ops {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    assert_eq!(storage.synced_index(), 3);
+}
+
+#[test]
+fn storage_gives_up_after_failures_in_a_row() {
+    let mut queue = OpQueue::default();
+    let log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    let mut attempts = 0;
+    while storage.rewrite_after_failure(&log, HardState::default(), &mut queue) {
+        attempts += 1;
+        take(&mut queue);
+    }
+    assert_eq!(attempts, crate::core::limits::RAFT_STORAGE_FAILURES_MAX);
+}
+
+#[test]
+fn a_snapshot_is_renamed_into_place_only_after_its_sync() {
+    let mut queue = OpQueue::default();
+    let log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    let snapshot = SnapshotRecord { index: 5, term: 2, data: Bytes::from("image") };
+    storage.store_snapshot(&snapshot, &mut queue);
+    assert!(storage.snapshot_busy());
+    let ops = take(&mut queue);
+    assert_eq!(ops.len(), 3);
+    storage.handle_disk(ops[0].0, Ok(DiskOk::Done), &log, &mut queue);
+    storage.handle_disk(ops[1].0, Ok(DiskOk::Done), &log, &mut queue);
+    let failed = storage.handle_disk(ops[2].0, Err(DiskError::Io("EIO".into())), &log, &mut queue);
+    assert_eq!(failed, Some(StorageEvent::SnapshotFailed { index: 5 }));
+    assert!(queue.is_empty(), "no rename of an unsynced snapshot");
+    storage.store_snapshot(&snapshot, &mut queue);
+    for (id, _) in take(&mut queue) {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    let [(rename, DiskOp::Rename { to, .. })] = &take(&mut queue)[..] else { panic!("rename") };
+    assert_eq!(to, &snapshot_file(5));
+    let stored = storage.handle_disk(*rename, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(stored, Some(StorageEvent::SnapshotStored { index: 5, term: 2 }));
+}
+
+fn open_on(disk: &mut MemDisk) -> Raft {
+    let mut queue = OpQueue::default();
+    let config = RaftConfig::new(NodeId(1), vec![NodeId(1)], vec![]);
+    let mut raft = Raft::open(config, Instant::ZERO, &mut queue);
+    while let Some((id, op)) = queue.pop() {
+        let result = crate::core::io::DiskDriver::execute(disk, op);
+        raft.handle_disk(Instant::ZERO, id, result, &mut queue);
+    }
+    raft
+}
+
+#[test]
+fn a_damaged_snapshot_stops_raft_and_is_never_restored() {
+    let mut cluster = Cluster::new(1, 0, 53);
+    cluster.member_mut(1).config.snapshot_entries = 2;
+    cluster.member_mut(1).snapshots = true;
+    cluster.crash(1);
+    cluster.start(1);
+    assert!(cluster.run_until(std::time::Duration::from_secs(5), |c| c.leader().is_some()));
+    for _ in 0..4 {
+        cluster.propose(1);
+        cluster.run_for(std::time::Duration::from_millis(50));
+    }
+    let snapshot = cluster.raft(1).log().snapshot_index();
+    assert!(snapshot > 0, "a snapshot was taken");
+    cluster.crash(1);
+    let mut disk = cluster.member(1).disk.clone();
+    let name = snapshot_file(snapshot);
+    disk.corrupt(name.as_str(), 12);
+    let raft = open_on(&mut disk);
+    assert!(matches!(raft.fatal(), Some(RaftFatal::Corrupt { file, .. }) if *file == name));
+}
+
+#[test]
+fn a_missing_segment_is_fatal_rather_than_a_fresh_start() {
+    let mut disk = MemDisk::default();
+    format(&mut disk, 1, &[1], &[], true);
+    let raft = open_on(&mut disk);
+    assert!(raft.is_ready());
+    for name in disk.names() {
+        if name.starts_with("raft/log-") {
+            crate::core::io::DiskDriver::execute(
+                &mut disk,
+                DiskOp::Remove { file: FileName::new(name) },
+            )
+            .expect("remove");
+        }
+    }
+    let raft = open_on(&mut disk);
+    assert!(matches!(raft.fatal(), Some(RaftFatal::Corrupt { .. })), "{:?}", raft.fatal());
+}
