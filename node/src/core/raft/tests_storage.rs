@@ -55,8 +55,7 @@ fn entries_count_as_durable_only_once_their_sync_completed() {
     let mut storage = ready(&log, &mut queue);
     log.push(entry(1, 1));
     log.push(entry(2, 1));
-    let seq =
-        storage.write(vec![record(entry(1, 1)), record(entry(2, 1))], &log, None, &mut queue);
+    let seq = storage.write(vec![record(entry(1, 1)), record(entry(2, 1))], &log, None, &mut queue);
     assert_eq!(seq, 3);
     let [(append, DiskOp::Append { .. }), (sync, DiskOp::Sync { file })] = &take(&mut queue)[..]
     else {
@@ -225,4 +224,75 @@ fn a_missing_segment_is_fatal_rather_than_a_fresh_start() {
     }
     let raft = open_on(&mut disk);
     assert!(matches!(raft.fatal(), Some(RaftFatal::Corrupt { .. })), "{:?}", raft.fatal());
+}
+
+/// The same story over real files: format, elect, commit, snapshot, restart, replay.
+#[cfg(feature = "runtime")]
+#[test]
+fn a_single_voter_on_real_files_comes_back_with_its_snapshot_and_log() {
+    use crate::core::io::DiskDriver;
+    use crate::core::raft::{BootstrapRecord, RaftEvent, format_ops};
+    use crate::runtime::disk::FileDisk;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut disk = FileDisk::open(dir.path()).expect("a disk");
+    let record = BootstrapRecord {
+        cluster_id: "files".into(),
+        node_id: 1,
+        voters: vec![1],
+        learners: vec![],
+        initial: true,
+    };
+    for op in format_ops(&record) {
+        disk.execute(op).expect("format");
+    }
+    let config = RaftConfig::new(NodeId(1), vec![NodeId(1)], vec![]);
+    let run = |raft: &mut Raft, disk: &mut FileDisk, queue: &mut OpQueue, now: Instant| {
+        while let Some((id, op)) = queue.pop() {
+            let result = disk.execute(op);
+            raft.handle_disk(now, id, result, queue);
+        }
+    };
+    let mut queue = OpQueue::default();
+    let mut raft = Raft::open(config.clone(), Instant::ZERO, &mut queue);
+    run(&mut raft, &mut disk, &mut queue, Instant::ZERO);
+    assert_eq!(raft.cluster_id(), "files");
+    let at = raft.poll_timeout().expect("an election timer");
+    raft.handle_timeout(at, &mut queue);
+    run(&mut raft, &mut disk, &mut queue, at);
+    assert_eq!(raft.role(), super::Role::Leader);
+    let mut indexes = Vec::new();
+    for payload in ["a", "b", "c"] {
+        indexes.push(raft.propose(Bytes::from(payload), &mut queue).expect("leader"));
+        run(&mut raft, &mut disk, &mut queue, at);
+    }
+    assert_eq!(raft.commit_index(), indexes[2]);
+    raft.snapshot(indexes[1], Bytes::from("image-ab"), &mut queue).expect("snapshot");
+    run(&mut raft, &mut disk, &mut queue, at);
+    assert_eq!(raft.log().snapshot_index(), indexes[1]);
+    drop(raft);
+
+    let mut disk = FileDisk::open(dir.path()).expect("the disk again");
+    let mut queue = OpQueue::default();
+    let mut raft = Raft::open(config, at, &mut queue);
+    run(&mut raft, &mut disk, &mut queue, at);
+    assert!(raft.is_ready(), "{:?}", raft.fatal());
+    let events: Vec<RaftEvent> = std::iter::from_fn(|| raft.poll_event()).collect();
+    assert_eq!(
+        events,
+        [
+            RaftEvent::Restore { index: indexes[1], term: 1, data: Bytes::from("image-ab") },
+            RaftEvent::Committed { index: indexes[2], term: 1, payload: Bytes::from("c") },
+            RaftEvent::LeaderChanged { leader: None, term: 1 },
+        ],
+        "the snapshot, then the committed entry after it, once each"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("raft"))
+        .expect("raft/")
+        .map(|e| e.expect("an entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "bootstrap, one segment, one snapshot: {names:?}");
+    assert_eq!(names[0], "bootstrap");
+    assert!(names[1].starts_with("log-") && names[2].starts_with("snapshot-"), "{names:?}");
 }
