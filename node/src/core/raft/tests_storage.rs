@@ -127,7 +127,8 @@ fn after_a_failed_sync_a_later_success_counts_for_nothing_and_the_segment_is_rew
     let ops = take(&mut queue);
     let appended: Vec<&FileName> = ops
         .iter()
-        .filter_map(|(_, op)| matches!(op, DiskOp::Append { .. }).then(|| op.file()))
+        .filter(|(_, op)| matches!(op, DiskOp::Append { .. }))
+        .map(|(_, op)| op.file())
         .collect();
     assert_eq!(appended, [&segment_file(2)], "entry 3 goes to the new segment");
     for (id, _) in ops {
