@@ -162,6 +162,26 @@ pub enum ProposeError {
     /// Too many entries or bytes await commit, or the log awaits a snapshot; try later.
     #[error("too much awaits commit or a snapshot; try again later")]
     Backlog,
+    /// Leadership is being handed over; proposals wait for the new leader (§3.10).
+    #[error("leadership is being handed over to {to:?}")]
+    Transferring {
+        /// The member taking over.
+        to: NodeId,
+    },
+}
+
+/// Why a leadership transfer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Only the leader hands leadership over.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The current leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// The target is this node, or not a voter.
+    #[error("{0:?} is not another voter")]
+    NotAVoter(NodeId),
 }
 
 /// Why a snapshot was refused.

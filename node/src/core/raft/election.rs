@@ -65,6 +65,7 @@ impl Raft {
                     MessageKind::InstallSnapshotResponse(response) => {
                         self.handle_install_response(now, from, &response);
                     }
+                    MessageKind::TimeoutNow(_) => self.handle_timeout_now(now, from, out),
                     _ => unreachable!("requests for votes are handled above"),
                 }
             }
@@ -147,7 +148,7 @@ impl Raft {
         }
         self.votes.insert(from, granted);
         if self.votes.values().filter(|granted| **granted).count() >= self.quorum() {
-            self.campaign(now, out);
+            self.campaign(now, false, out);
         }
     }
 
@@ -160,7 +161,7 @@ impl Raft {
         out: &mut impl DiskQueue,
     ) {
         if term > self.hard.term {
-            if self.leader_is_fresh(now) {
+            if self.leader_is_fresh(now) && !request.transfer {
                 return; // §4.2.3: neither adopt the term nor answer.
             }
             self.become_follower(now, term, None);
@@ -219,10 +220,13 @@ impl Raft {
         self.votes.insert(self.id(), true);
         self.reset_election_timer(now);
         if self.quorum() == 1 {
-            return self.campaign(now, out);
+            return self.campaign(now, false, out);
         }
-        let request =
-            VoteRequest { last_index: self.log.last_index(), last_term: self.log.last_term() };
+        let request = VoteRequest {
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            transfer: false,
+        };
         for voter in self.config.voters.clone() {
             if voter != self.id() {
                 let kind = MessageKind::PreVote(request.clone());
@@ -231,9 +235,18 @@ impl Raft {
         }
     }
 
+    /// The leader hands leadership over: campaign at once, without a pre-vote (§3.10).
+    fn handle_timeout_now(&mut self, now: Instant, from: NodeId, out: &mut impl DiskQueue) {
+        if self.leader == Some(from) && self.role == Role::Follower && self.may_vote() {
+            tracing::info!(term = self.hard.term, "raft: leadership handed over; campaigning");
+            self.campaign(now, true, out);
+        }
+    }
+
     /// Starts a real election: a new term, a vote for itself, both written before any vote
-    /// request leaves.
-    fn campaign(&mut self, now: Instant, out: &mut impl DiskQueue) {
+    /// request leaves. `transfer`: the leader asked for it, so voters that still hear that
+    /// leader answer anyway.
+    fn campaign(&mut self, now: Instant, transfer: bool, out: &mut impl DiskQueue) {
         self.role = Role::Candidate;
         self.hard.term += 1;
         self.hard.voted_for = self.id().0 + 1;
@@ -244,8 +257,11 @@ impl Raft {
         self.votes.clear();
         self.votes.insert(self.id(), true);
         self.reset_election_timer(now);
-        let request =
-            VoteRequest { last_index: self.log.last_index(), last_term: self.log.last_term() };
+        let request = VoteRequest {
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            transfer,
+        };
         for voter in self.config.voters.clone() {
             if voter != self.id() {
                 let kind = MessageKind::Vote(request.clone());
@@ -276,6 +292,7 @@ impl Raft {
             });
         }
         self.role = Role::Follower;
+        self.transfer = None;
         self.leader = leader;
         self.leader_contact = leader.map(|_| now);
         self.votes.clear();

@@ -57,7 +57,7 @@ pub struct RaftMessage {
     #[prost(uint64, tag = "1")]
     pub term: u64,
     /// What the message is.
-    #[prost(oneof = "MessageKind", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "MessageKind", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: Option<MessageKind>,
 }
 
@@ -88,7 +88,14 @@ pub enum MessageKind {
     /// The answer to a chunk.
     #[prost(message, tag = "9")]
     InstallSnapshotResponse(InstallSnapshotResponse),
+    /// From a leader handing leadership over: campaign now (thesis §3.10).
+    #[prost(message, tag = "10")]
+    TimeoutNow(TimeoutNow),
 }
+
+/// Asks a caught-up follower to start an election at once, without a pre-vote.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct TimeoutNow {}
 
 /// A (pre)vote request: the candidate's last log position.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -99,6 +106,10 @@ pub struct VoteRequest {
     /// Term of the candidate's last entry.
     #[prost(uint64, tag = "2")]
     pub last_term: u64,
+    /// Whether the candidate campaigns because the leader handed leadership over: voters
+    /// then answer even though they heard from that leader recently (§3.10, §4.2.3).
+    #[prost(bool, tag = "3")]
+    pub transfer: bool,
 }
 
 /// A (pre)vote answer.

@@ -76,7 +76,7 @@ use bytes::Bytes;
 
 pub use self::config::{
     BOOTSTRAP_FILE, ConfigError, ProposeError, RAFT_DIR, RaftConfig, RaftEvent, RaftFatal, Role,
-    SnapshotError, format_ops,
+    SnapshotError, TransferError, format_ops,
 };
 pub use self::log::RaftLog;
 pub use self::message::{BootstrapRecord, EntryKind, MessageKind, RaftMessage};
@@ -181,6 +181,8 @@ pub struct Raft {
     events: VecDeque<RaftEvent>,
     reported_leader: (Option<NodeId>, u64),
     housekeeping: HashSet<OpId>,
+    /// A leadership transfer under way: the target and when the leader gives up on it.
+    transfer: Option<(NodeId, Instant)>,
 }
 
 impl Raft {
@@ -221,6 +223,7 @@ impl Raft {
             events: VecDeque::new(),
             reported_leader: (None, 0),
             housekeeping: HashSet::new(),
+            transfer: None,
             config,
         };
         match raft.config.validate() {
@@ -420,6 +423,9 @@ impl Raft {
         if self.role != Role::Leader || !self.is_ready() {
             return Err(ProposeError::NotLeader { leader: self.leader });
         }
+        if let Some((to, _)) = self.transfer {
+            return Err(ProposeError::Transferring { to });
+        }
         if payload.len() > RAFT_ENTRY_BYTES_MAX {
             return Err(ProposeError::TooLarge(payload.len()));
         }
@@ -440,6 +446,24 @@ impl Raft {
         self.broadcast_append(false);
         self.after(out);
         Ok(index)
+    }
+
+    /// Hands leadership to voter `to` (thesis §3.10), as before a graceful shutdown: the
+    /// leader stops taking proposals, brings `to` up to date, and tells it to campaign at
+    /// once. If `to` has not taken over within the minimum election timeout, the leader takes
+    /// proposals again. Watch [`RaftEvent::LeaderChanged`] for the outcome.
+    pub fn transfer_leadership(&mut self, now: Instant, to: NodeId) -> Result<(), TransferError> {
+        if self.role != Role::Leader || !self.is_ready() {
+            return Err(TransferError::NotLeader { leader: self.leader });
+        }
+        if to == self.id() || !self.config.voters.contains(&to) {
+            return Err(TransferError::NotAVoter(to));
+        }
+        self.transfer = Some((to, now + self.config.election_timeout_min));
+        self.advance_transfer();
+        self.release_held();
+        self.invariants();
+        Ok(())
     }
 
     /// Stores `data`, the application's image after applying every entry up to `index`, and
@@ -683,6 +707,9 @@ impl Raft {
         assert!(self.log.last_term() <= self.hard.term, "no entry from a future term");
         if self.role != Role::Follower {
             assert!(self.may_vote(), "only voters campaign or lead");
+        }
+        if self.role != Role::Leader {
+            assert!(self.transfer.is_none(), "only a leader hands leadership over");
         }
         if self.role == Role::Leader {
             assert_eq!(self.leader, Some(self.id()), "a leader knows itself");

@@ -127,7 +127,28 @@ impl Raft {
             progress.advanced = false;
         }
         self.broadcast_append(true);
+        if let Some((to, deadline)) = self.transfer {
+            if now >= deadline {
+                tracing::warn!(?to, "raft: leadership transfer timed out; leading on");
+                self.transfer = None;
+            } else {
+                self.advance_transfer();
+            }
+        }
         self.timers.set(super::Timer::Heartbeat, now + self.config.heartbeat_interval);
+    }
+
+    /// Tells the transfer's target to campaign once it holds the whole log (else the
+    /// heartbeats and answers bring it up to date first).
+    pub(super) fn advance_transfer(&mut self) {
+        let Some((to, _)) = self.transfer else { return };
+        let progress = &self.progress[&to];
+        if progress.matched == self.log.last_index() {
+            let kind = MessageKind::TimeoutNow(super::message::TimeoutNow {});
+            self.send(to, self.hard.term, kind, self.hard_seq);
+        } else if progress.probing {
+            self.send_append(to, true);
+        }
     }
 
     pub(super) fn handle_append_response(
@@ -154,6 +175,9 @@ impl Raft {
             progress.probing = false;
             progress.next = progress.next.max(progress.matched + 1);
             self.maybe_commit();
+            if self.transfer.is_some_and(|(to, _)| to == from) {
+                self.advance_transfer();
+            }
             return self.send_append(from, false);
         }
         if response.reject_index <= progress.matched || progress.snapshot.is_some() {

@@ -638,7 +638,7 @@ impl Cluster {
             };
             out += &format!(
                 "{id}: {:?} term {} leader {:?} commit {} applied {}/{} last {} synced {} \
-                 snapshot {} votes {} fatal {:?}\n",
+                 snapshot {} votes {} fatal {:?} transfer {:?} timers {:?}\n",
                 raft.role(),
                 raft.term(),
                 raft.leader(),
@@ -650,6 +650,8 @@ impl Cluster {
                 raft.log().snapshot_index(),
                 raft.may_vote(),
                 raft.fatal(),
+                raft.transfer,
+                raft.timers,
             );
         }
         out

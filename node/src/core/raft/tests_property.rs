@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::tests_harness::{Cluster, NetFaults, Stats};
+use crate::core::io::NodeId;
 
 const SEEDS: u64 = 200;
 const FAULT_STEPS: u32 = 2000;
@@ -66,6 +67,14 @@ fn run_seed(seed: u64) -> Outcome {
         if !up.is_empty() && rng.random_bool(0.003) {
             cluster.member_mut(up[rng.random_range(0..up.len())]).disk.fail_syncs = 1;
         }
+        if let Some(leader) = cluster.leader()
+            && rng.random_bool(0.003)
+        {
+            let to = NodeId(rng.random_range(1..=voters));
+            let now = cluster.now;
+            let raft = cluster.member_mut(leader).raft.as_mut().expect("up");
+            let _ = raft.transfer_leadership(now, to);
+        }
         cluster.tick();
         if step % 100 == 0 {
             cluster.check_log_matching();
@@ -96,7 +105,10 @@ fn run_seed(seed: u64) -> Outcome {
             cluster.run_for(Duration::from_secs(1));
             continue;
         };
-        let Some(proposed) = cluster.propose(leader) else { continue };
+        let Some(proposed) = cluster.propose(leader) else {
+            cluster.run_for(Duration::from_secs(1)); // A transfer under way, say.
+            continue;
+        };
         index = proposed;
         cluster
             .run_until(Duration::from_secs(3), |c| c.members.values().all(|m| m.applied >= index));

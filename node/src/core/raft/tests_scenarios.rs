@@ -10,7 +10,10 @@ use super::message::{
     VoteResponse,
 };
 use super::tests_harness::{Cluster, MemDisk, format};
-use super::{EntryKind, Raft, RaftConfig, RaftEvent, RaftFatal, Role, segment_file};
+use super::{
+    EntryKind, ProposeError, Raft, RaftConfig, RaftEvent, RaftFatal, Role, TransferError,
+    segment_file,
+};
 use crate::core::io::{DiskDriver, NodeId};
 use crate::core::log::OpQueue;
 use crate::core::time::Instant;
@@ -371,7 +374,7 @@ fn vote_is_granted_only_once_synced() {
     sends(&mut raft);
     let request = RaftMessage {
         term: 1,
-        kind: Some(MessageKind::Vote(VoteRequest { last_index: 0, last_term: 0 })),
+        kind: Some(MessageKind::Vote(VoteRequest { last_index: 0, last_term: 0, transfer: false })),
     };
     raft.handle_message(Instant::ZERO, NodeId(2), request, &mut queue);
     assert_eq!(sends(&mut raft), [], "nothing leaves before the vote is durable");
@@ -385,7 +388,7 @@ fn vote_is_granted_only_once_synced() {
     // Another candidate of the same term gets a refusal.
     let request = RaftMessage {
         term: 1,
-        kind: Some(MessageKind::Vote(VoteRequest { last_index: 5, last_term: 1 })),
+        kind: Some(MessageKind::Vote(VoteRequest { last_index: 5, last_term: 1, transfer: false })),
     };
     raft.handle_message(Instant::ZERO, NodeId(3), request, &mut queue);
     let refused = RaftMessage {
@@ -641,4 +644,25 @@ fn followers_that_hear_the_leader_do_not_help_depose_it() {
     assert_eq!(cluster.raft(cut).term(), term, "no pre-vote majority, so no new term");
     assert_ne!(cluster.raft(cut).role(), Role::Leader);
     commit_at_leader(&mut cluster);
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_a_caught_up_voter() {
+    let mut cluster = Cluster::new(3, 1, 59);
+    commit_one(&mut cluster);
+    let old = cluster.leader().expect("a leader");
+    let term = cluster.raft(old).term();
+    let to = (1..=3).find(|id| *id != old).expect("a follower");
+    let now = cluster.now;
+    let member = cluster.member_mut(old);
+    let raft = member.raft.as_mut().expect("up");
+    assert_eq!(raft.transfer_leadership(now, NodeId(4)), Err(TransferError::NotAVoter(NodeId(4))));
+    raft.transfer_leadership(now, NodeId(to)).expect("the leader hands over");
+    let refused = raft.propose(Bytes::from_static(b"late"), &mut member.queue);
+    assert_eq!(refused, Err(ProposeError::Transferring { to: NodeId(to) }));
+    let moved = cluster.run_until(SECOND, |c| c.leader() == Some(to));
+    assert!(moved, "the target took over at once, despite leader stickiness");
+    assert_eq!(cluster.raft(to).term(), term + 1);
+    assert_eq!(cluster.raft(old).role(), Role::Follower);
+    commit_one(&mut cluster);
 }
