@@ -271,7 +271,8 @@ impl Recovery {
     fn segment_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
         let (segment, len) = self.segment_entry.expect("listed");
         let file = segment_file(segment);
-        let replay = replay_segment(bytes);
+        let (snap_index, snap_term) = self.snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
+        let replay = replay_segment(bytes, (snap_index, snap_term));
         let cut = replay.as_ref().map_or(0, |r| r.valid_bytes);
         let short = (bytes.len() as u64) < len;
         if (cut < bytes.len() || short) && self.read_again(cut) {
@@ -286,7 +287,6 @@ impl Recovery {
             tracing::warn!(%file, at = cut, "raft recovery: damaged tail of the log cut");
         }
         let snapshot = self.snapshot.take();
-        let (snap_index, snap_term) = snapshot.as_ref().map_or((0, 0), |s| (s.index, s.term));
         let header = replay.header;
         if header.prev_index > snap_index {
             let detail = format!(
@@ -295,7 +295,7 @@ impl Recovery {
             );
             return Progress::Failed(RaftFatal::Corrupt { file, detail });
         }
-        let mut log = RaftLog::new(header.prev_index, header.prev_term);
+        let mut log = RaftLog::new(replay.prev_index, replay.prev_term);
         for entry in replay.entries {
             log.push(entry);
         }
@@ -324,9 +324,14 @@ fn number_after(name: &str, prefix: &str) -> Option<u64> {
 pub struct Replay {
     /// Its header.
     pub header: SegmentHeader,
+    /// The position `entries` follow: the header's, or the snapshot's when the log was
+    /// emptied by it.
+    pub prev_index: u64,
+    /// Its term.
+    pub prev_term: u64,
     /// The last hard state.
     pub hard_state: HardState,
-    /// The entries after `header.prev_index`.
+    /// The entries after `prev_index`.
     pub entries: Vec<Entry>,
     /// Bytes of valid frames from the start (the rest is damaged).
     pub valid_bytes: usize,
@@ -335,14 +340,25 @@ pub struct Replay {
 /// Replays the frames of a segment. A frame that does not decode, or an entry that does not
 /// fit (a gap, a term going back, an index at or before the header), ends the valid part.
 /// `Err` when the header itself is damaged.
-pub fn replay_segment(bytes: &Bytes) -> Result<Replay, String> {
+///
+/// `snapshot` is the snapshot's `(index, term)`: an entry right after it may follow a gap,
+/// since a snapshot installed from the leader can empty the log while the entries before it
+/// still sit in the segment (new entries are appended there until the segment is rewritten
+/// from the snapshot on).
+pub fn replay_segment(bytes: &Bytes, snapshot: (u64, u64)) -> Result<Replay, String> {
     let header = match decode_frame::<WalRecord>(bytes) {
         Ok((WalRecord { kind: Some(WalKind::Header(header)) }, _)) => header,
         Ok(other) => return Err(format!("the first record is not a header: {other:?}")),
         Err(error) => return Err(format!("the header does not read: {error}")),
     };
-    let mut replay =
-        Replay { header, hard_state: HardState::default(), entries: Vec::new(), valid_bytes: 0 };
+    let mut replay = Replay {
+        header,
+        prev_index: header.prev_index,
+        prev_term: header.prev_term,
+        hard_state: HardState::default(),
+        entries: Vec::new(),
+        valid_bytes: 0,
+    };
     let mut at = 0;
     while at < bytes.len() {
         let Ok((record, used)) = decode_frame::<WalRecord>(&bytes.slice(at..)) else { break };
@@ -352,7 +368,7 @@ pub fn replay_segment(bytes: &Bytes) -> Result<Replay, String> {
                 replay.hard_state = state;
                 true
             }
-            Some(WalKind::Entry(entry)) => replay_entry(&mut replay, entry),
+            Some(WalKind::Entry(entry)) => replay_entry(&mut replay, entry, snapshot),
             None => false,
         };
         if !fits {
@@ -364,15 +380,21 @@ pub fn replay_segment(bytes: &Bytes) -> Result<Replay, String> {
     Ok(replay)
 }
 
-fn replay_entry(replay: &mut Replay, entry: Entry) -> bool {
-    let base = replay.header.prev_index;
+fn replay_entry(replay: &mut Replay, entry: Entry, snapshot: (u64, u64)) -> bool {
+    let next = replay.prev_index + replay.entries.len() as u64 + 1;
+    if entry.index > next && entry.index == snapshot.0 + 1 && snapshot.0 > replay.prev_index {
+        // Written after a snapshot emptied the log: the log restarts from the snapshot.
+        replay.entries.clear();
+        (replay.prev_index, replay.prev_term) = snapshot;
+    }
+    let base = replay.prev_index;
     let next = base + replay.entries.len() as u64 + 1;
     if entry.index <= base || entry.index > next {
         return false;
     }
     let keep = usize::try_from(entry.index - base - 1).expect("bounded by the segment");
     replay.entries.truncate(keep);
-    let previous_term = replay.entries.last().map_or(replay.header.prev_term, |e| e.term);
+    let previous_term = replay.entries.last().map_or(replay.prev_term, |e| e.term);
     if entry.term < previous_term {
         return false;
     }

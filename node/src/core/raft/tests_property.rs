@@ -145,10 +145,13 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn random_faults_keep_raft_safe_and_live() {
-    let first = std::env::var("RAFT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    // RAFT_SEED=n replays from seed n; RAFT_SEEDS=m runs up to seed m (a deeper sweep).
+    let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let first = env("RAFT_SEED").unwrap_or(0);
+    let end = env("RAFT_SEEDS").unwrap_or(SEEDS);
     let mut total = Stats::default();
     let (mut elections, mut failed, mut torn) = (0, 0, 0);
-    for seed in first..SEEDS {
+    for seed in first..end {
         let (stats, leaders, syncs_failed, torn_tails, _) = run_seed(seed);
         total.crashes += stats.crashes;
         total.installs += stats.installs;

@@ -297,3 +297,68 @@ fn a_single_voter_on_real_files_comes_back_with_its_snapshot_and_log() {
     assert_eq!(names[0], "bootstrap");
     assert!(names[1].starts_with("log-") && names[2].starts_with("snapshot-"), "{names:?}");
 }
+
+fn segment_bytes(records: &[WalRecord]) -> Bytes {
+    let mut out = bytes::BytesMut::new();
+    for record in records {
+        crate::core::frame::encode_frame(record, &mut out);
+    }
+    out.freeze()
+}
+
+#[test]
+fn entries_written_after_an_installed_snapshot_replay_past_the_gap() {
+    use super::message::SegmentHeader;
+    use super::recovery::replay_segment;
+    let header = SegmentHeader { segment: 3, prev_index: 0, prev_term: 0 };
+    // Entries 1-2 of term 1, then a snapshot at 10 (term 3) emptied the log, then 11, 12.
+    let bytes = segment_bytes(&[
+        WalRecord { kind: Some(WalKind::Header(header)) },
+        record(entry(1, 1)),
+        record(entry(2, 1)),
+        record(entry(11, 3)),
+        record(entry(12, 3)),
+    ]);
+    let replay = replay_segment(&bytes, (10, 3)).expect("a header");
+    assert_eq!(replay.valid_bytes, bytes.len(), "nothing cut");
+    assert_eq!((replay.prev_index, replay.prev_term), (10, 3));
+    assert_eq!(replay.entries.iter().map(|e| e.index).collect::<Vec<_>>(), [11, 12]);
+    // Without that snapshot, the gap is damage: the log is cut before it.
+    let replay = replay_segment(&bytes, (0, 0)).expect("a header");
+    assert_eq!(replay.entries.len(), 2);
+    assert!(replay.valid_bytes < bytes.len());
+    // An entry going back in term is damage too.
+    let bytes = segment_bytes(&[
+        WalRecord { kind: Some(WalKind::Header(header)) },
+        record(entry(1, 2)),
+        record(entry(2, 1)),
+    ]);
+    let replay = replay_segment(&bytes, (0, 0)).expect("a header");
+    assert_eq!(replay.entries.len(), 1);
+}
+
+#[test]
+fn an_entry_replaces_the_suffix_from_its_index_at_replay() {
+    use super::message::SegmentHeader;
+    use super::recovery::replay_segment;
+    let header = SegmentHeader { segment: 1, prev_index: 0, prev_term: 0 };
+    let bytes = segment_bytes(&[
+        WalRecord { kind: Some(WalKind::Header(header)) },
+        record(entry(1, 1)),
+        record(entry(2, 1)),
+        record(entry(3, 1)),
+        WalRecord {
+            kind: Some(WalKind::HardState(HardState {
+                term: 2,
+                voted_for: 3,
+                commit: 1,
+                caught_up: true,
+            })),
+        },
+        record(entry(2, 2)),
+    ]);
+    let replay = replay_segment(&bytes, (0, 0)).expect("a header");
+    let terms: Vec<(u64, u64)> = replay.entries.iter().map(|e| (e.index, e.term)).collect();
+    assert_eq!(terms, [(1, 1), (2, 2)]);
+    assert_eq!(replay.hard_state.term, 2);
+}
