@@ -370,7 +370,7 @@ impl Raft {
                 }
             }
             Some(StorageEvent::SnapshotStored { index, term }) => {
-                self.snapshot_stored(now, index, term, out);
+                self.snapshot_stored(index, term);
             }
             Some(StorageEvent::SnapshotFailed { index }) => {
                 tracing::warn!(index, "raft: a snapshot was not stored");
@@ -404,7 +404,7 @@ impl Raft {
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
                 Timer::Election => self.election_timeout(now, out),
-                Timer::Heartbeat => self.heartbeat(now, out),
+                Timer::Heartbeat => self.heartbeat(now),
                 Timer::CheckQuorum => self.check_quorum(now),
             }
         }
@@ -640,7 +640,7 @@ impl Raft {
         }
     }
 
-    fn snapshot_stored(&mut self, now: Instant, index: u64, term: u64, out: &mut impl DiskQueue) {
+    fn snapshot_stored(&mut self, index: u64, term: u64) {
         let Some(storing) = self.storing.take() else { return };
         assert_eq!((storing.index, storing.term), (index, term), "one snapshot at a time");
         self.snapshot_wanted_reported = false;
@@ -660,7 +660,7 @@ impl Raft {
             self.events.push_back(RaftEvent::Restore { index, term, data: storing.data });
         }
         if let SnapshotSource::Leader(leader) = storing.source {
-            self.snapshot_installed_reply(now, leader, index, out);
+            self.snapshot_installed_reply(leader, index);
         }
         self.apply();
     }

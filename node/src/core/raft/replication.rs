@@ -115,7 +115,7 @@ impl Raft {
 
     /// The heartbeat: entries not acknowledged since the last one are sent again (the
     /// network may have lost them), everyone gets an AppendEntries.
-    pub(super) fn heartbeat(&mut self, now: Instant, _out: &mut impl DiskQueue) {
+    pub(super) fn heartbeat(&mut self, now: Instant) {
         if self.role != Role::Leader {
             return;
         }
@@ -425,7 +425,7 @@ impl Raft {
         if chunk.index <= self.commit {
             // Every entry it covers is committed and held here already.
             self.install = None;
-            return self.snapshot_installed_reply(now, from, chunk.index, out);
+            return self.snapshot_installed_reply(from, chunk.index);
         }
         if chunk.total_bytes > RAFT_SNAPSHOT_BYTES_MAX {
             tracing::error!(bytes = chunk.total_bytes, "raft: the leader's snapshot is too big");
@@ -487,13 +487,7 @@ impl Raft {
     }
 
     /// Tells the leader that this node holds everything up to `index`.
-    pub(super) fn snapshot_installed_reply(
-        &mut self,
-        _now: Instant,
-        to: NodeId,
-        index: u64,
-        _out: &mut impl DiskQueue,
-    ) {
+    pub(super) fn snapshot_installed_reply(&mut self, to: NodeId, index: u64) {
         let response = InstallSnapshotResponse { index, next_offset: 0, done: true };
         let kind = MessageKind::InstallSnapshotResponse(response);
         self.send(to, self.hard.term, kind, self.storage.write_seq());

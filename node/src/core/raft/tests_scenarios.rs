@@ -666,3 +666,26 @@ fn leadership_transfer_hands_over_to_a_caught_up_voter() {
     assert_eq!(cluster.raft(old).role(), Role::Follower);
     commit_one(&mut cluster);
 }
+
+#[test]
+fn proposals_are_bounded_while_commit_lags() {
+    let mut cluster = Cluster::new(3, 0, 61);
+    commit_one(&mut cluster);
+    let leader = cluster.leader().expect("a leader");
+    for id in (1..=3).filter(|id| *id != leader).collect::<Vec<_>>() {
+        cluster.crash(id);
+    }
+    let member = cluster.member_mut(leader);
+    let raft = member.raft.as_mut().expect("up");
+    let big = Bytes::from(vec![0; crate::core::limits::RAFT_ENTRY_BYTES_MAX + 1]);
+    assert_eq!(raft.propose(big, &mut member.queue), Err(ProposeError::TooLarge(1 << 20 | 1)));
+    let mut accepted = 0;
+    let refused = loop {
+        match raft.propose(Bytes::from_static(b"x"), &mut member.queue) {
+            Ok(_) => accepted += 1,
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(refused, ProposeError::Backlog);
+    assert_eq!(accepted, crate::core::limits::RAFT_UNCOMMITTED_ENTRIES_MAX);
+}
