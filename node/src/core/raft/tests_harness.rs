@@ -614,6 +614,8 @@ impl Cluster {
         for (i, (a_id, a)) in rafts.iter().enumerate() {
             for (b_id, b) in &rafts[i + 1..] {
                 let (a, b) = (a.log(), b.log());
+                a.check_all();
+                b.check_all();
                 let first = a.first_index().max(b.first_index());
                 let last = a.last_index().min(b.last_index());
                 let Some(top) =
