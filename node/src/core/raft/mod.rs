@@ -13,7 +13,7 @@
 //! - inputs: [`handle_disk`](Raft::handle_disk), [`handle_message`](Raft::handle_message),
 //!   [`handle_timeout`](Raft::handle_timeout);
 //! - mutators: [`open`](Raft::open) (starts recovery), [`propose`](Raft::propose),
-//!   [`snapshot`](Raft::snapshot);
+//!   [`snapshot`](Raft::snapshot), [`transfer_leadership`](Raft::transfer_leadership);
 //! - outputs: [`poll_event`](Raft::poll_event) until `None`, then
 //!   [`poll_timeout`](Raft::poll_timeout).
 //!
@@ -48,7 +48,10 @@
 //!   answered or ignored, a follower's match index never goes back, rejections older than
 //!   what the leader knows are ignored, snapshot chunks are accepted only in order.
 //!
-//! Files: `election.rs` (PreVote, votes, CheckQuorum), `replication.rs` (AppendEntries,
+//! Not done: membership changes (the voters and learners are fixed at format), and a
+//! check that a message comes from the same cluster (the node's connections carry that).
+//!
+//! Files: `election.rs` (PreVote, votes, CheckQuorum, TimeoutNow), `replication.rs` (AppendEntries,
 //! commit, snapshots sent and installed), `storage.rs` (the on-disk layout and what is
 //! durable), `recovery.rs`, `log.rs` (the log in memory), `message.rs` (prost messages and
 //! records), `config.rs` (settings, errors, events, formatting).

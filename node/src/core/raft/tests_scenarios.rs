@@ -689,3 +689,20 @@ fn proposals_are_bounded_while_commit_lags() {
     assert_eq!(refused, ProposeError::Backlog);
     assert_eq!(accepted, crate::core::limits::RAFT_UNCOMMITTED_ENTRIES_MAX);
 }
+
+#[test]
+fn leader_whose_sync_fails_steps_down_and_the_cluster_goes_on() {
+    let mut cluster = Cluster::new(3, 0, 67);
+    commit_one(&mut cluster);
+    let leader = cluster.leader().expect("a leader");
+    let term = cluster.raft(leader).term();
+    cluster.member_mut(leader).disk.fail_syncs = 1;
+    cluster.propose(leader);
+    cluster.run_for(SECOND / 10);
+    let raft = cluster.raft(leader);
+    assert!(raft.role() != Role::Leader || raft.term() > term, "the leader stepped down");
+    assert_eq!(cluster.member(leader).disk.syncs_failed, 1);
+    commit_one(&mut cluster);
+    cluster.check_log_matching();
+    cluster.check_applications();
+}
