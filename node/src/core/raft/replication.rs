@@ -180,7 +180,7 @@ impl Raft {
             }
             return self.send_append(from, false);
         }
-        if response.reject_index <= progress.matched || progress.snapshot.is_some() {
+        if response.reject_index < progress.matched || progress.snapshot.is_some() {
             return; // Stale: the member is known to match further than that.
         }
         // Fast backtracking: skip the whole conflicting term at once.
@@ -192,8 +192,15 @@ impl Raft {
         } else {
             response.conflict_index
         };
-        let next = hint.min(response.reject_index).max(progress.matched + 1).min(last_index + 1);
-        progress.next = next;
+        let hint = hint.clamp(1, response.reject_index.max(1));
+        if hint <= progress.matched {
+            // The member no longer holds what it acknowledged: its disk was wiped or cut at
+            // a damaged frame (it then votes only once caught up), or this rejection crossed
+            // an acknowledgement. Either way, probing from the hint is safe; only the count
+            // toward commit gets more cautious.
+            progress.matched = hint - 1;
+        }
+        progress.next = hint.max(progress.matched + 1).min(last_index + 1);
         progress.probing = true;
         self.send_append(from, true);
     }

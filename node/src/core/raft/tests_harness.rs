@@ -253,6 +253,8 @@ pub struct Stats {
     pub applied: u32,
     /// Messages delivered.
     pub delivered: u64,
+    /// Disks wiped.
+    pub wipes: u32,
 }
 
 /// A cluster of members.
@@ -416,6 +418,22 @@ impl Cluster {
             .filter(|(_, leads, _)| *leads)
             .max()
             .map(|(_, _, id)| id)
+    }
+
+    /// Wipes member `id`'s disk and formats it to rejoin (`initial = false`), as an operator
+    /// does after replacing a disk; the member is down afterwards.
+    pub fn wipe(&mut self, id: u32) {
+        if self.member(id).raft.is_some() {
+            self.crash(id);
+        }
+        let config = self.member(id).config.clone();
+        let voters: Vec<u32> = config.voters.iter().map(|v| v.0).collect();
+        let learners: Vec<u32> = config.learners.iter().map(|l| l.0).collect();
+        let disk = &mut self.member_mut(id).disk;
+        disk.wipe();
+        disk.fail_syncs = 0; // A new disk.
+        format(disk, id, &voters, &learners, false);
+        self.stats.wipes += 1;
     }
 
     /// Cuts member `id` off from every other member.

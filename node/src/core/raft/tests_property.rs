@@ -67,6 +67,23 @@ fn run_seed(seed: u64) -> Outcome {
         if !up.is_empty() && rng.random_bool(0.003) {
             cluster.member_mut(up[rng.random_range(0..up.len())]).disk.fail_syncs = 1;
         }
+        // One wiped disk at a time, and only while every other voter is up to date: more
+        // would lose committed data for good, which no protocol can survive.
+        let all_voting = ids.iter().all(|id| {
+            let member = cluster.member(*id);
+            member
+                .raft
+                .as_ref()
+                .is_some_and(|r| r.may_vote() || !r.config().voters.contains(&NodeId(*id)))
+        });
+        let id = ids[rng.random_range(0..ids.len())];
+        // A lone voter that is wiped has nobody to catch up from: the operator formats it
+        // as a new cluster instead.
+        let lone = voters == 1 && id == 1;
+        if all_voting && !lone && rng.random_bool(0.001) {
+            cluster.wipe(id);
+            cluster.start(id);
+        }
         if let Some(leader) = cluster.leader()
             && rng.random_bool(0.003)
         {
@@ -157,6 +174,7 @@ fn random_faults_keep_raft_safe_and_live() {
         total.installs += stats.installs;
         total.applied += stats.applied;
         total.delivered += stats.delivered;
+        total.wipes += stats.wipes;
         elections += leaders;
         failed += syncs_failed;
         torn += torn_tails;

@@ -706,3 +706,24 @@ fn leader_whose_sync_fails_steps_down_and_the_cluster_goes_on() {
     cluster.check_log_matching();
     cluster.check_applications();
 }
+
+#[test]
+fn follower_wiped_under_a_running_leader_is_brought_back() {
+    // The leader knows the follower matched its log; after the wipe the follower's rejection
+    // says otherwise, and the leader must believe it rather than wait forever.
+    let mut cluster = Cluster::new(3, 0, 71);
+    for _ in 0..3 {
+        commit_one(&mut cluster);
+    }
+    let leader = cluster.leader().expect("a leader");
+    let term = cluster.raft(leader).term();
+    let wiped = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.wipe(wiped);
+    cluster.start(wiped);
+    assert!(!cluster.raft(wiped).may_vote());
+    let index = commit_one(&mut cluster);
+    assert_eq!(cluster.raft(leader).term(), term, "the same leader all along");
+    assert!(cluster.member(wiped).applied >= index);
+    assert!(cluster.run_until(SECOND, |c| c.raft(wiped).may_vote()), "caught up");
+    cluster.check_applications();
+}
