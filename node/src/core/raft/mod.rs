@@ -535,6 +535,13 @@ impl Raft {
         self.cluster_id = recovered.bootstrap.cluster_id;
         self.hard = recovered.hard_state;
         self.log = recovered.log;
+        // A snapshot is synced apart from the log, so it may be durable while the record of
+        // the term it came in is not: the term is at least the log's. (No vote was sent in a
+        // term whose record is lost, since votes leave only once synced.)
+        if self.log.last_term() > self.hard.term {
+            self.hard.term = self.log.last_term();
+            self.hard.voted_for = 0;
+        }
         self.storage =
             Storage::new(recovered.segment, recovered.snapshot.as_ref().map(|s| s.index));
         if let Some(snapshot) = recovered.snapshot {

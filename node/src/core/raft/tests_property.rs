@@ -169,7 +169,10 @@ fn random_faults_keep_raft_safe_and_live() {
     let mut total = Stats::default();
     let (mut elections, mut failed, mut torn) = (0, 0, 0);
     for seed in first..end {
-        let (stats, leaders, syncs_failed, torn_tails, _) = run_seed(seed);
+        let outcome = std::panic::catch_unwind(|| run_seed(seed));
+        let Ok((stats, leaders, syncs_failed, torn_tails, _)) = outcome else {
+            panic!("seed {seed} failed (above); replay it with RAFT_SEED={seed}");
+        };
         total.crashes += stats.crashes;
         total.installs += stats.installs;
         total.applied += stats.applied;

@@ -362,3 +362,48 @@ fn an_entry_replaces_the_suffix_from_its_index_at_replay() {
     assert_eq!(terms, [(1, 1), (2, 2)]);
     assert_eq!(replay.hard_state.term, 2);
 }
+
+#[test]
+fn a_snapshot_durable_before_its_term_restarts_in_that_term() {
+    use super::message::{InstallSnapshot, MessageKind, RaftMessage};
+    use rand::SeedableRng;
+    let mut disk = MemDisk::default();
+    format(&mut disk, 2, &[1, 2, 3], &[], true);
+    let config = RaftConfig::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)], vec![]);
+    let mut queue = OpQueue::default();
+    let mut raft = Raft::open(config.clone(), Instant::ZERO, &mut queue);
+    let run_one = |raft: &mut Raft, disk: &mut MemDisk, queue: &mut OpQueue| {
+        let (id, op) = queue.pop().expect("an op");
+        let result = crate::core::io::DiskDriver::execute(disk, op);
+        raft.handle_disk(Instant::ZERO, id, result, queue);
+    };
+    while !queue.is_empty() {
+        run_one(&mut raft, &mut disk, &mut queue);
+    }
+    let data = Bytes::from("image");
+    let chunk = InstallSnapshot {
+        index: 10,
+        snapshot_term: 5,
+        offset: 0,
+        total_bytes: data.len() as u64,
+        crc: crc32fast::hash(&data),
+        data,
+    };
+    let message = RaftMessage { term: 5, kind: Some(MessageKind::InstallSnapshot(chunk)) };
+    raft.handle_message(Instant::ZERO, NodeId(1), message, &mut queue);
+    // The sync of the new term fails; the snapshot's own writes succeed.
+    disk.fail_syncs = 1;
+    let snapshot = snapshot_file(10);
+    while !disk.names().contains(&snapshot.as_str().to_string()) {
+        run_one(&mut raft, &mut disk, &mut queue);
+    }
+    assert_eq!(disk.syncs_failed, 1);
+    disk.crash(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), false);
+    let mut queue = OpQueue::default();
+    let mut raft = Raft::open(config, Instant::ZERO, &mut queue);
+    while !queue.is_empty() {
+        run_one(&mut raft, &mut disk, &mut queue);
+    }
+    assert_eq!(raft.log().snapshot_index(), 10);
+    assert_eq!(raft.term(), 5, "not below the term of its own snapshot");
+}
