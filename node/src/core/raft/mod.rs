@@ -45,16 +45,18 @@
 //!   from memory into a new segment (see `storage.rs`); damaged frames are cut or stop Raft
 //!   (see `recovery.rs`), and are never applied.
 //! - **The network** may lose, duplicate, reorder and delay anything: stale terms are
-//!   answered or ignored, a follower's match index never goes back, rejections older than
-//!   what the leader knows are ignored, snapshot chunks are accepted only in order.
+//!   answered or ignored, rejections older than what the leader knows are ignored, snapshot
+//!   chunks are accepted only in order. A follower's match index never goes back on a
+//!   reordered answer; it goes back only when the follower shows it lost entries it had
+//!   acknowledged (a wiped disk, or a log cut at a damaged frame).
 //!
 //! Not done: membership changes (the voters and learners are fixed at format), and a
 //! check that a message comes from the same cluster (the node's connections carry that).
 //!
-//! Files: `election.rs` (PreVote, votes, CheckQuorum, TimeoutNow), `replication.rs` (AppendEntries,
-//! commit, snapshots sent and installed), `storage.rs` (the on-disk layout and what is
-//! durable), `recovery.rs`, `log.rs` (the log in memory), `message.rs` (prost messages and
-//! records), `config.rs` (settings, errors, events, formatting).
+//! Files: `election.rs` (PreVote, votes, CheckQuorum, TimeoutNow), `replication.rs`
+//! (AppendEntries, commit, snapshots sent and installed), `storage.rs` (the on-disk layout
+//! and what is durable), `recovery.rs`, `log.rs` (the log in memory), `message.rs` (prost
+//! messages and records), `config.rs` (settings, errors, events, formatting).
 
 mod config;
 mod election;

@@ -7,6 +7,11 @@
 //! write torn by a crash, never acknowledged since it was never synced); a damaged
 //! bootstrap record, snapshot or segment header stops Raft ([`RaftFatal::Corrupt`]):
 //! corrupt data is never applied.
+//!
+//! Damage on the medium inside synced frames cannot be told from a torn tail, so it is cut
+//! the same way, and the entries after it, acknowledged once, are gone from this node: the
+//! leader notices and sends them again. Unlike after a wipe, the node does not hold back its
+//! vote meanwhile; the rest of the quorum must cover one damaged disk.
 
 use bytes::{Bytes, BytesMut};
 
