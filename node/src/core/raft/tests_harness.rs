@@ -278,10 +278,16 @@ pub struct Cluster {
     pub leaders: BTreeMap<u64, u32>,
     /// Every committed application entry: index -> (term, payload).
     pub committed: BTreeMap<u64, (u64, Bytes)>,
+    /// For each committed index, a term at or after the one it was committed in: the highest
+    /// term any member had when the entry was first reported. Leaders of later terms must
+    /// hold it (Leader Completeness counts from the term of the commit, not of the entry).
+    pub committed_by: BTreeMap<u64, u64>,
     /// The step length.
     pub step: Duration,
     /// What happened, for coverage checks.
     pub stats: Stats,
+    /// Whether to print what happens (set RAFT_TRACE to see a replayed seed's story).
+    pub trace: bool,
     /// Whether leader completeness is checked (off only to show what a broken rule allows).
     pub check_completeness: bool,
     next_payload: u64,
@@ -328,8 +334,10 @@ impl Cluster {
             wire: Vec::new(),
             leaders: BTreeMap::new(),
             committed: BTreeMap::new(),
+            committed_by: BTreeMap::new(),
             step: Duration::from_millis(5),
             check_completeness: true,
+            trace: std::env::var("RAFT_TRACE").is_ok(),
             stats: Stats::default(),
             next_payload: 0,
         };
@@ -354,8 +362,15 @@ impl Cluster {
         self.member(id).raft()
     }
 
+    fn note(&self, what: std::fmt::Arguments<'_>) {
+        if self.trace {
+            eprintln!("{:?} {what}", self.now);
+        }
+    }
+
     /// Opens member `id`'s Raft on its disk (a start or a restart).
     pub fn start(&mut self, id: u32) {
+        self.note(format_args!("start {id}"));
         let now = self.now;
         let member = self.member_mut(id);
         assert!(member.raft.is_none(), "{id} is up");
@@ -374,6 +389,7 @@ impl Cluster {
 
     /// Power loss at member `id`: its memory and unsynced writes are gone.
     pub fn crash(&mut self, id: u32) {
+        self.note(format_args!("crash {id}"));
         let torn = self.torn_crashes;
         let member = self.members.get_mut(&id).expect("a member");
         member.raft = None;
@@ -423,6 +439,7 @@ impl Cluster {
     /// Wipes member `id`'s disk and formats it to rejoin (`initial = false`), as an operator
     /// does after replacing a disk; the member is down afterwards.
     pub fn wipe(&mut self, id: u32) {
+        self.note(format_args!("wipe {id}"));
         if self.member(id).raft.is_some() {
             self.crash(id);
         }
@@ -438,6 +455,7 @@ impl Cluster {
 
     /// Cuts member `id` off from every other member.
     pub fn isolate(&mut self, id: u32) {
+        self.note(format_args!("isolate {id}"));
         for other in self.members.keys().copied().collect::<Vec<_>>() {
             if other != id {
                 self.cut.insert((id.min(other), id.max(other)));
@@ -447,6 +465,7 @@ impl Cluster {
 
     /// Cuts every link between `side` and the other members.
     pub fn split(&mut self, side: &[u32]) {
+        self.note(format_args!("split {side:?}"));
         let ids: Vec<u32> = self.members.keys().copied().collect();
         for a in side {
             for b in ids.iter().filter(|b| !side.contains(b)) {
@@ -457,6 +476,7 @@ impl Cluster {
 
     /// Heals every cut link.
     pub fn heal(&mut self) {
+        self.note(format_args!("heal"));
         self.cut.clear();
     }
 
@@ -488,7 +508,16 @@ impl Cluster {
                         self.check_committed(index, None, &payload);
                     }
                 }
-                RaftEvent::LeaderChanged { .. } => {}
+                RaftEvent::LeaderChanged { leader, term } => {
+                    let raft = self.member(id).raft();
+                    let (last, last_term) = (raft.last_index(), raft.log().last_term());
+                    let (commit, vote) = (raft.commit_index(), raft.hard.voted_for);
+                    self.note(format_args!(
+                        "{id}: leader {leader:?} term {term} last {last}/{last_term} \
+                         commit {commit} vote {vote} may_vote {}",
+                        raft.may_vote()
+                    ));
+                }
                 RaftEvent::SnapshotWanted { applied } => {
                     let member = self.member_mut(id);
                     if member.snapshots {
@@ -503,6 +532,9 @@ impl Cluster {
     }
 
     fn applied(&mut self, id: u32, index: u64, term: u64, payload: Bytes) {
+        if std::env::var("RAFT_WATCH").is_ok_and(|w| w == index.to_string()) {
+            self.note(format_args!("{id}: applied {index} term {term} {payload:?}"));
+        }
         let member = self.member_mut(id);
         assert!(index > member.applied, "{id}: {index} reported after {}", member.applied);
         member.applied = index;
@@ -519,6 +551,8 @@ impl Cluster {
             None => {
                 let term = term.expect("a restored entry was committed first by someone");
                 self.committed.insert(index, (term, payload.clone()));
+                let bound = self.members.values().filter_map(|m| m.raft.as_ref()).map(Raft::term);
+                self.committed_by.insert(index, bound.max().unwrap_or(term));
             }
         }
     }
@@ -613,8 +647,8 @@ impl Cluster {
             assert_eq!(known, *id, "two leaders in term {}", raft.term());
             // Leader completeness: every entry committed in an earlier term is in its log.
             let log = raft.log();
-            for (index, (term, payload)) in self.committed.range(log.first_index()..) {
-                if *term < raft.term() {
+            for (index, (_, payload)) in self.committed.range(log.first_index()..) {
+                if self.committed_by[index] < raft.term() {
                     let entry = log.get(*index).unwrap_or_else(|| {
                         panic!("leader {id} of term {} lacks committed {index}", raft.term())
                     });

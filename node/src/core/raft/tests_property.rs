@@ -65,7 +65,11 @@ fn run_seed(seed: u64) -> Outcome {
             }
         }
         if !up.is_empty() && rng.random_bool(0.003) {
-            cluster.member_mut(up[rng.random_range(0..up.len())]).disk.fail_syncs = 1;
+            let id = up[rng.random_range(0..up.len())];
+            if cluster.trace {
+                eprintln!("{:?} fail a sync at {id}", cluster.now);
+            }
+            cluster.member_mut(id).disk.fail_syncs = 1;
         }
         // One wiped disk at a time, and only while every other voter is up to date: more
         // would lose committed data for good, which no protocol can survive.
