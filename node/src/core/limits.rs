@@ -70,3 +70,58 @@ const _: () = assert!(CONTROLLER_PENDING_BATCHES_MAX >= 1);
 const _: () = assert!(PRODUCER_ID_BLOCK_SIZE >= 1);
 const _: () = assert!(BROKER_SESSION_TIMEOUT_MS_DEFAULT >= 250, "a lease spans heartbeats");
 const _: () = assert!(REPLICA_TRUNCATION_ROUNDS_MAX > EPOCH_CACHE_ENTRIES_MAX);
+/// Members (voters plus learners) of a Raft group; the metadata quorum is a handful of
+/// voters and one learner per broker.
+pub const RAFT_MEMBERS_MAX: usize = 256;
+
+/// Voters of a Raft group (the controller quorum is 1, 3 or 5 nodes).
+pub const RAFT_VOTERS_MAX: usize = 9;
+
+/// The largest payload one proposal may carry.
+pub const RAFT_ENTRY_BYTES_MAX: usize = 1 << 20;
+
+/// Entries a leader holds beyond its commit index before proposals are refused.
+pub const RAFT_UNCOMMITTED_ENTRIES_MAX: u64 = 4096;
+
+/// Bytes of entries a leader holds beyond its commit index before proposals are refused.
+pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 16 << 20;
+
+/// Entries and bytes (past the first entry) of one AppendEntries.
+pub const RAFT_APPEND_ENTRIES_MAX: usize = 512;
+/// See [`RAFT_APPEND_ENTRIES_MAX`].
+pub const RAFT_APPEND_BYTES_MAX: u64 = 1 << 20;
+
+/// Entries a leader sends a follower ahead of the follower's acknowledged match index.
+pub const RAFT_INFLIGHT_ENTRIES_MAX: u64 = 4 * RAFT_APPEND_ENTRIES_MAX as u64;
+
+/// Bytes of snapshot per InstallSnapshot message.
+pub const RAFT_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// The largest snapshot Raft stores, sends or reads back (one disk read at start).
+pub const RAFT_SNAPSHOT_BYTES_MAX: u64 = 64 << 20;
+
+/// The largest log segment Raft reads back at start (one disk read). A segment is rewritten
+/// well before this; past it the application has not snapshotted and proposals are refused.
+pub const RAFT_SEGMENT_BYTES_MAX: u64 = 64 << 20;
+
+/// Bytes of entries held in memory (since the snapshot) past which proposals are refused
+/// until the application snapshots.
+pub const RAFT_LOG_BYTES_MAX: u64 = RAFT_SEGMENT_BYTES_MAX / 2;
+
+/// Messages held until the writes they depend on are synced; past this the oldest are
+/// dropped (the network may lose any message, so the protocol retries them).
+pub const RAFT_HELD_SENDS_MAX: usize = 1024;
+
+/// Storage failures in a row after which Raft stops (reports fatal) instead of rewriting its
+/// log once more.
+pub const RAFT_STORAGE_FAILURES_MAX: u32 = 8;
+
+const _: () = assert!(RAFT_VOTERS_MAX <= RAFT_MEMBERS_MAX);
+const _: () = assert!(RAFT_ENTRY_BYTES_MAX as u64 <= RAFT_APPEND_BYTES_MAX);
+const _: () = assert!(RAFT_ENTRY_BYTES_MAX as u64 <= RAFT_UNCOMMITTED_BYTES_MAX);
+const _: () = assert!(RAFT_UNCOMMITTED_BYTES_MAX <= RAFT_LOG_BYTES_MAX);
+const _: () = assert!(RAFT_LOG_BYTES_MAX * 2 <= RAFT_SEGMENT_BYTES_MAX);
+const _: () = assert!(RAFT_SEGMENT_BYTES_MAX <= u32::MAX as u64);
+const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX <= u32::MAX as u64 / 2);
+const _: () = assert!(RAFT_SNAPSHOT_CHUNK_BYTES as u64 <= RAFT_SNAPSHOT_BYTES_MAX);
+const _: () = assert!(RAFT_INFLIGHT_ENTRIES_MAX >= RAFT_APPEND_ENTRIES_MAX as u64);

@@ -39,6 +39,7 @@ pub mod limits;
 pub mod log;
 pub mod metadata;
 pub mod node;
+pub mod raft;
 pub mod replica;
 pub mod rng;
 pub mod time;
