@@ -2,7 +2,7 @@
 //! fencing and unfencing, and producer-id blocks.
 
 use super::election;
-use super::image::{MetadataImage, NO_LEADER, change_record, fence_record};
+use super::image::{MetadataImage, NO_LEADER, decision_record, fence_record};
 use super::messages::{
     AllocateProducerIdsRequest, BrokerHeartbeatRequest, ControllerError, RegisterBrokerReply,
     RegisterBrokerRequest, ReplyKind,
@@ -39,15 +39,7 @@ fn partition_changes_without(image: &MetadataImage, node_id: i32) -> Vec<Metadat
             settings.unclean_leader_election,
             live,
         );
-        let change = change_record(
-            topic.id,
-            partition,
-            state,
-            &decision.isr,
-            &decision.elr,
-            decision.leader,
-        );
-        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+        records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
 }
@@ -69,15 +61,7 @@ fn unfence_records(image: &MetadataImage, node_id: i32, epoch: u64) -> Vec<Metad
             settings.unclean_leader_election,
             live,
         );
-        let change = change_record(
-            topic.id,
-            partition,
-            state,
-            &decision.isr,
-            &decision.elr,
-            decision.leader,
-        );
-        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+        records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
 }

@@ -535,6 +535,19 @@ pub(super) fn change_record(
     })
 }
 
+/// The record that moves partition `partition` of `topic` from `old` to what an election
+/// `decision` chose, or `None` when the decision changes nothing.
+pub(super) fn decision_record(
+    topic: TopicId,
+    partition: i32,
+    old: &PartitionState,
+    decision: &super::election::Decision,
+) -> Option<MetadataRecord> {
+    let change =
+        change_record(topic, partition, old, &decision.isr, &decision.elr, decision.leader)?;
+    Some(RecordKind::PartitionChange(change).into())
+}
+
 /// Fences registration `epoch` of `node_id`.
 pub(super) fn fence_record(node_id: i32, epoch: u64) -> MetadataRecord {
     RecordKind::FenceBroker(FenceBrokerRecord { node_id, broker_epoch: epoch }).into()

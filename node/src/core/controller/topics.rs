@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use super::election;
-use super::image::{MetadataImage, NO_LEADER, TopicId, TopicImage, change_record};
+use super::image::{MetadataImage, NO_LEADER, TopicId, TopicImage, change_record, decision_record};
 use super::messages::{
     AlterConfigsRequest, AlterPartitionRequest, ControllerError, CreatePartitionsRequest,
     CreateTopicReply, CreateTopicRequest, DeleteTopicRequest, ReplyKind,
@@ -291,15 +291,7 @@ fn settings_changes(
                 image.is_live(id)
             });
         }
-        let change = change_record(
-            topic.id,
-            partition,
-            state,
-            &decision.isr,
-            &decision.elr,
-            decision.leader,
-        );
-        records.extend(change.map(|change| RecordKind::PartitionChange(change).into()));
+        records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
 }
