@@ -94,27 +94,7 @@ impl fmt::Display for PartitionId {
     }
 }
 
-/// How many acknowledgements a producer waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acks {
-    /// No answer at all.
-    None,
-    /// The leader's.
-    Leader,
-    /// Every in-sync replica's (on a single node, the leader's).
-    All,
-}
-
-/// Which offset a ListOffsets asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    /// The log start offset.
-    Earliest,
-    /// The high watermark.
-    Latest,
-    /// The first offset whose record timestamp is at or after this (ms since the epoch).
-    Timestamp(i64),
-}
+pub use super::replica::{Acks, OffsetSpec};
 
 /// What a client asks of the node. `Clone` so a simulated network can duplicate it.
 #[derive(Debug, Clone)]
