@@ -135,12 +135,7 @@ impl Controller {
         let timeout = self.config.broker_session_timeout;
         let active = self.active.as_mut().expect("active");
         let image = &active.speculative;
-        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
-        // Epoch 0 is a registration not yet committed: nobody can know its epoch yet.
-        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
-            let given = request.broker_epoch;
-            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
-        }
+        let broker = image.broker_at_epoch(node_id, request.broker_epoch)?;
         active.leases.set(node_id, now + timeout);
         let epoch = broker.epoch;
         let caught_up = request.metadata_offset >= epoch;
@@ -166,11 +161,7 @@ impl Controller {
     ) -> Result<Outcome, ControllerError> {
         let image = &self.active().speculative;
         let node_id = request.broker_id;
-        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
-        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
-            let given = request.broker_epoch;
-            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
-        }
+        image.broker_at_epoch(node_id, request.broker_epoch)?;
         let first_id = image.next_producer_id();
         let count = PRODUCER_ID_BLOCK_SIZE;
         if first_id.checked_add(count).is_none() {

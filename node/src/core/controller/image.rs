@@ -210,6 +210,22 @@ impl MetadataImage {
         self.brokers.get(&node_id)
     }
 
+    /// Broker `node_id` if `epoch` is its current registration's: a request from an older
+    /// registration, or before the registration committed (epoch 0, which nobody can know
+    /// yet), is stale.
+    pub(super) fn broker_at_epoch(
+        &self,
+        node_id: i32,
+        epoch: u64,
+    ) -> Result<&BrokerState, super::ControllerError> {
+        let broker =
+            self.broker(node_id).ok_or(super::ControllerError::BrokerNotRegistered(node_id))?;
+        if broker.epoch == 0 || broker.epoch != epoch {
+            return Err(super::ControllerError::StaleBrokerEpoch { node_id, given: epoch });
+        }
+        Ok(broker)
+    }
+
     /// Every registered broker, by node id.
     pub fn brokers(&self) -> impl Iterator<Item = &BrokerState> {
         self.brokers.values()

@@ -206,11 +206,7 @@ impl Controller {
     ) -> Result<Outcome, ControllerError> {
         let image = &self.active().speculative;
         let node_id = request.broker_id;
-        let broker = image.broker(node_id).ok_or(ControllerError::BrokerNotRegistered(node_id))?;
-        if broker.epoch == 0 || broker.epoch != request.broker_epoch {
-            let given = request.broker_epoch;
-            return Err(ControllerError::StaleBrokerEpoch { node_id, given });
-        }
+        image.broker_at_epoch(node_id, request.broker_epoch)?;
         let id = TopicId::from_bytes(&request.topic_id).ok_or(ControllerError::UnknownTopicId)?;
         let topic = image.topic_by_id(id).ok_or(ControllerError::UnknownTopicId)?;
         let partition = request.partition;
