@@ -402,7 +402,7 @@ impl World {
                     let msg = Msg::Reply { id: id.0, response };
                     self.send(Endpoint::Node(node), Endpoint::Client(client), msg);
                 }
-                Output::Send { message, .. } => match message {},
+                Output::Send { .. } => {}
             }
         }
         self.arm_timer(node);

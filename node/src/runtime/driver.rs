@@ -169,7 +169,7 @@ async fn drive(
                         let _ = replies.send((id, response));
                     }
                 }
-                Output::Send { message, .. } => match message {},
+                Output::Send { to, .. } => tracing::debug!(?to, "no peers yet: message dropped"),
             }
         }
         metrics.ready.store(node.is_started() && !shutting_down, Ordering::Relaxed);

@@ -38,7 +38,10 @@ use super::topic::{validate_partition_count, validate_topic_name};
 /// The directory, under the data directory, that holds one directory per partition.
 pub const PARTITIONS_DIR: &str = "partitions";
 
+mod message;
 mod topics;
+
+pub use self::message::{FromController, Message, MessageKind, ToController};
 
 /// A topic partition. Ordered by topic name, then partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -262,13 +265,8 @@ pub struct TopicState {
     pub config: TopicConfig,
 }
 
-/// A message between nodes. Replication (issue 6) adds its variants; a single node has no
-/// peers, so none can arrive yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {}
-
 /// Something the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Answer request `id` on connection `conn`.
     Reply {
@@ -314,6 +312,79 @@ pub struct NodeConfig {
     pub default_partitions: i32,
     /// Settings of a topic created without them, and what a deleted setting returns to.
     pub default_topic: TopicConfig,
+    /// The cluster: its id, its members, and how clients reach this node.
+    pub cluster: ClusterConfig,
+}
+
+/// The cluster a node belongs to, as its config and `cairn format` give it (decision 0009).
+/// Membership is fixed when the cluster is formatted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The cluster's id, as formatted.
+    pub cluster_id: String,
+    /// The controller quorum: the Raft voters.
+    pub voters: Vec<NodeId>,
+    /// Every node that is not a voter: Raft learners, brokers only.
+    pub learners: Vec<NodeId>,
+    /// The host clients reach this node's Kafka listener at; registered with the controller
+    /// and handed to clients by Metadata.
+    pub advertised_host: String,
+    /// The port of that listener.
+    pub advertised_port: u16,
+    /// `default.replication.factor`: replicas of a topic created without a count.
+    pub default_replication_factor: i32,
+    /// How often the broker heartbeats to the active controller.
+    pub broker_heartbeat_interval: Duration,
+    /// How long the controller keeps a broker without a heartbeat before fencing it.
+    pub broker_session_timeout: Duration,
+    /// Raft's election timeout range (each election draws one from it) and heartbeat.
+    pub election_timeout_min: Duration,
+    /// See `election_timeout_min`.
+    pub election_timeout_max: Duration,
+    /// How often a Raft leader contacts its followers when it has nothing to send.
+    pub raft_heartbeat_interval: Duration,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
+}
+
+impl ClusterConfig {
+    /// A cluster of one node, `node_id`, which is its only voter.
+    pub fn single(node_id: NodeId) -> ClusterConfig {
+        ClusterConfig {
+            cluster_id: "cairn-dev".to_string(),
+            voters: vec![node_id],
+            learners: Vec::new(),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            default_replication_factor: 1,
+            broker_heartbeat_interval: Duration::from_millis(250),
+            broker_session_timeout: Duration::from_millis(1_500),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1_000),
+            raft_heartbeat_interval: Duration::from_millis(100),
+            replica_lag_time_max: Duration::from_millis(5_000),
+        }
+    }
+
+    /// Every node of the cluster, voters first.
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(&self.learners).copied()
+    }
+}
+
+/// The disk ops that format node `node_id` of `cluster`: the bootstrap record Raft needs to
+/// start (decision 0009: a node never formats itself). `initial` for the cluster's first
+/// format; `false` for a node whose disk was wiped and that rejoins a running cluster, which
+/// then does not vote until it has caught up.
+pub fn format_ops(node_id: NodeId, cluster: &ClusterConfig, initial: bool) -> Vec<DiskOp> {
+    let record = super::raft::BootstrapRecord {
+        cluster_id: cluster.cluster_id.clone(),
+        node_id: node_id.0,
+        voters: cluster.voters.iter().map(|n| n.0).collect(),
+        learners: cluster.learners.iter().map(|n| n.0).collect(),
+        initial,
+    };
+    super::raft::format_ops(&record)
 }
 
 impl Default for NodeConfig {
@@ -327,6 +398,7 @@ impl Default for NodeConfig {
             auto_create_topics: true,
             default_partitions: 1,
             default_topic: TopicConfig::default(),
+            cluster: ClusterConfig::single(NodeId(0)),
         }
     }
 }
@@ -598,8 +670,8 @@ impl Node {
     }
 
     /// A peer's message.
-    pub fn handle_message(&mut self, _now: Instant, _from: NodeId, message: Message) {
-        match message {}
+    pub fn handle_message(&mut self, _now: Instant, from: NodeId, _message: Message) {
+        tracing::debug!(?from, "peer message ignored: this node does not replicate yet");
     }
 
     /// The result of disk op `id`.
