@@ -102,15 +102,17 @@ impl From<ReplicaMessage> for Message {
 
 impl MessageKind {
     /// The replica message this is, if it is one (the node routes it by partition).
-    pub fn into_replica(self) -> Result<ReplicaMessage, MessageKind> {
+    pub fn into_replica(self) -> Option<ReplicaMessage> {
         match self {
-            MessageKind::Fetch(m) => Ok(ReplicaMessage::Fetch(m)),
-            MessageKind::FetchResponse(m) => Ok(ReplicaMessage::FetchResponse(m)),
-            MessageKind::OffsetForLeaderEpoch(m) => Ok(ReplicaMessage::OffsetForLeaderEpoch(m)),
+            MessageKind::Fetch(m) => Some(ReplicaMessage::Fetch(m)),
+            MessageKind::FetchResponse(m) => Some(ReplicaMessage::FetchResponse(m)),
+            MessageKind::OffsetForLeaderEpoch(m) => Some(ReplicaMessage::OffsetForLeaderEpoch(m)),
             MessageKind::OffsetForLeaderEpochResponse(m) => {
-                Ok(ReplicaMessage::OffsetForLeaderEpochResponse(m))
+                Some(ReplicaMessage::OffsetForLeaderEpochResponse(m))
             }
-            other => Err(other),
+            MessageKind::Raft(_)
+            | MessageKind::ToController(_)
+            | MessageKind::FromController(_) => None,
         }
     }
 }
@@ -141,6 +143,6 @@ mod tests {
         let fetch = ReplicaFetch { topic: "t".into(), partition: 3, ..Default::default() };
         let message = Message::from(ReplicaMessage::Fetch(fetch.clone()));
         let kind = message.kind.expect("a kind");
-        assert_eq!(kind.into_replica(), Ok(ReplicaMessage::Fetch(fetch)));
+        assert_eq!(kind.into_replica(), Some(ReplicaMessage::Fetch(fetch)));
     }
 }
