@@ -162,8 +162,14 @@ fn apply_node_flags(config: &mut Config, flags: &NodeFlags) -> Result<(), Config
 /// The server's settings: the operator's, with the identity the data directory records.
 fn server_config(config: Config, data_dir: &DataDir) -> Result<ServerConfig, Failure> {
     let mut server = config.server;
-    server.node.node_id = data_dir.meta().node_id;
+    let node_id = data_dir.meta().node_id;
+    server.node.node_id = node_id;
     server.cluster_id = data_dir.meta().cluster_id.clone();
+    // A single node is its cluster's only voter; clusters of several nodes come with
+    // `cairn format --voters` (issue 6).
+    server.node.cluster.cluster_id = server.cluster_id.clone();
+    server.node.cluster.voters = vec![node_id];
+    server.node.cluster.learners = Vec::new();
     // Each run draws a new seed: the seed makes a simulation reproducible, while a
     // production node wants its random choices (jitter, ids) to differ between restarts.
     server.node.seed = os_random_u64()

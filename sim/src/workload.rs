@@ -15,7 +15,7 @@ use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicP
 use cairn_node::core::log::batch::{BATCH_HEADER_BYTES, BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
 use cairn_node::core::node::{
-    Acks, Durability, PartitionId, Request, RequestError, Response, TopicConfig,
+    Acks, Durability, PartitionId, ReplicaError, Request, RequestError, Response, TopicConfig,
 };
 use rand::Rng;
 
@@ -267,7 +267,12 @@ fn start_send(world: &mut World, client: u32, part: usize) {
 
 fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final: bool) {
     let p = &world.work.parts[part];
-    let request = Request::Fetch { partition: p.id.clone(), offset, max_bytes: FETCH_BYTES_MAX };
+    let request = Request::Fetch {
+        partition: p.id.clone(),
+        offset,
+        max_bytes: FETCH_BYTES_MAX,
+        leader_epoch: None,
+    };
     let node = p.node;
     if p.recorded {
         let value =
@@ -390,22 +395,27 @@ fn send_answered(
 /// Whether a produce error proves the batch was never appended.
 fn definitely_not_written(error: &RequestError) -> bool {
     match error {
-        // Every error but the log's is raised before anything is appended.
+        // Raised before anything is appended.
         RequestError::UnknownPartition(_)
-        | RequestError::NotReady(_)
         | RequestError::UnknownTopic(_)
-        | RequestError::TopicExists(_)
         | RequestError::InvalidTopic(_)
-        | RequestError::PartitionsCannotShrink { .. }
+        | RequestError::NotLeader { .. }
         | RequestError::NodeNotReady
-        | RequestError::MetadataStorage(_) => true,
-        RequestError::Log(error) => matches!(
+        | RequestError::ControllerTimeout
+        | RequestError::Controller { .. } => true,
+        // NOT_LEADER_OR_FOLLOWER also answers producers whose batch was appended when the
+        // leader lost its role, and the rest may follow an append: unknown.
+        RequestError::Replica(ReplicaError::Log(error)) | RequestError::Log(error) => matches!(
             error,
             LogError::Recovering
                 | LogError::Truncating
                 | LogError::InvalidBatch(_)
                 | LogError::StaleEpoch { .. }
                 | LogError::OffsetOutOfRange { .. }
+        ),
+        RequestError::Replica(error) => matches!(
+            error,
+            ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting
         ),
     }
 }

@@ -15,7 +15,8 @@
 
 use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
 use cairn_node::core::node::{
-    Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
+    ClusterConfig, Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
+    format_ops,
 };
 use cairn_node::core::time::Instant;
 use rand::Rng;
@@ -36,6 +37,15 @@ use crate::workload::{Msg, Part, Workload};
 pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
 
 const MS: u64 = 1_000_000;
+
+/// Each simulated node is a cluster of its own, its only voter (replication across nodes
+/// comes with issue 6's cluster worlds).
+fn single_cluster(node_id: cairn_node::core::io::NodeId) -> ClusterConfig {
+    let mut cluster = ClusterConfig::single(node_id);
+    cluster.cluster_id = format!("sim-{}", node_id.0);
+    cluster.advertised_host = format!("node-{}", node_id.0);
+    cluster
+}
 
 /// The index of node `node` (nodes are numbered from 1).
 fn ix(node: u32) -> u32 {
@@ -127,7 +137,7 @@ impl World {
         let t0 = Instant::from_millis(1_700_000_000_000 + rng_sched.random_range(0..1 << 36));
         let recoverable = params.atlas == Atlas::Recoverable;
         let nodes = (0..params.nodes)
-            .map(|_| {
+            .map(|index| {
                 let faults = SimDiskFaults {
                     capacity_bytes: None,
                     sync_failure: params.disk_sync_failure,
@@ -141,10 +151,13 @@ impl World {
                 };
                 let latency = (params.disk_latency_us.0 * 1000, params.disk_latency_us.1 * 1000);
                 let misdirected = if recoverable { 0.0 } else { params.disk_misdirected_write };
+                let mut disk = FaultyDisk::new(rng_disk.random(), faults, latency, misdirected);
+                let node_id = cairn_node::core::io::NodeId(index + 1);
+                disk.format(format_ops(node_id, &single_cluster(node_id), true));
                 SimNode {
                     node: None,
                     incarnation: 0,
-                    disk: FaultyDisk::new(rng_disk.random(), faults, latency, misdirected),
+                    disk,
                     paused_until: 0,
                     clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
                     timer_at: None,
@@ -394,7 +407,7 @@ impl World {
                         // A topic the node kept from an earlier life exists already; any
                         // other error (a failed metadata write) is retried at the next step.
                         let retry = matches!(&response, Response::Error(e)
-                            if !matches!(e, RequestError::TopicExists(_)));
+                            if !matches!(e, RequestError::Controller { code: 36, .. }));
                         self.nodes[index].topics_asked &= !retry;
                         continue;
                     }
@@ -475,8 +488,10 @@ impl World {
     fn start_node(&mut self, index: u32) {
         let seed = self.rng_sched.random();
         let local = self.local_now(index);
+        let node_id = cairn_node::core::io::NodeId(index + 1);
         let config = NodeConfig {
-            node_id: cairn_node::core::io::NodeId(index + 1),
+            node_id,
+            cluster: single_cluster(node_id),
             seed,
             retention_check_interval: std::time::Duration::from_millis(
                 self.params.retention_check_ms,
@@ -515,6 +530,7 @@ impl World {
             let request = Request::CreateTopic {
                 name: part.id.topic.clone(),
                 partitions: part.topic_partitions,
+                replication_factor: 1,
                 config: part.config(),
                 validate_only: false,
             };

@@ -125,3 +125,9 @@ const _: () = assert!(RAFT_SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(RAFT_SNAPSHOT_BYTES_MAX <= u32::MAX as u64 / 2);
 const _: () = assert!(RAFT_SNAPSHOT_CHUNK_BYTES as u64 <= RAFT_SNAPSHOT_BYTES_MAX);
 const _: () = assert!(RAFT_INFLIGHT_ENTRIES_MAX >= RAFT_APPEND_ENTRIES_MAX as u64);
+
+/// Admin and Metadata requests a node holds until it has started; more are refused with a
+/// retriable error.
+pub const START_WAITING_REQUESTS_MAX: usize = 1024;
+/// How long such a request waits for the start before it is refused (retriable).
+pub const START_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(10_000);

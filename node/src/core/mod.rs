@@ -37,7 +37,6 @@ pub mod frame;
 pub mod io;
 pub mod limits;
 pub mod log;
-pub mod metadata;
 pub mod node;
 pub mod raft;
 pub mod replica;

@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError;
 
 use crate::core::log::LogError;
 use crate::core::log::batch::BatchError;
-use crate::core::node::RequestError;
+use crate::core::node::{ReplicaError, RequestError};
 use crate::core::topic::TopicError;
 
 /// No error.
@@ -18,17 +18,19 @@ pub const NONE: i16 = 0;
 pub fn request_error_code(error: &RequestError) -> i16 {
     match error {
         RequestError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition.code(),
-        // NOT_LEADER_OR_FOLLOWER rather than LEADER_NOT_AVAILABLE: every client handles it
-        // on produce, fetch and ListOffsets by refreshing metadata and retrying, while the
-        // Java consumer treats LEADER_NOT_AVAILABLE in a fetch answer as unexpected.
-        RequestError::NotReady(_) => ResponseError::NotLeaderOrFollower.code(),
         RequestError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition.code(),
-        RequestError::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
         RequestError::InvalidTopic(error) => topic_error_code(error),
-        RequestError::PartitionsCannotShrink { .. } => ResponseError::InvalidPartitions.code(),
+        // Every client handles NOT_LEADER_OR_FOLLOWER on produce, fetch and ListOffsets by
+        // refreshing its metadata and retrying against the leader it names.
+        RequestError::NotLeader { .. } => ResponseError::NotLeaderOrFollower.code(),
         // Retriable: the client waits and asks again, as for a coordinator that is loading.
         RequestError::NodeNotReady => ResponseError::LeaderNotAvailable.code(),
-        RequestError::MetadataStorage(_) => ResponseError::KafkaStorageError.code(),
+        RequestError::ControllerTimeout => ResponseError::RequestTimedOut.code(),
+        RequestError::Controller { code, .. } => *code,
+        // A log's passing states keep the log's own codes (retriable NOT_LEADER_OR_FOLLOWER
+        // for a recovering log) rather than the replica's catch-all storage error.
+        RequestError::Replica(ReplicaError::Log(error)) => log_error_code(error),
+        RequestError::Replica(error) => error.code(),
         RequestError::Log(error) => log_error_code(error),
     }
 }
@@ -86,7 +88,14 @@ mod tests {
         let file = FileName::new("partitions/t-0/00000000000000000000.log".to_owned());
         let cases: Vec<(RequestError, i16)> = vec![
             (RequestError::UnknownPartition(partition.clone()), 3),
-            (RequestError::NotReady(partition), 6),
+            (RequestError::NotLeader { partition, leader: None }, 6),
+            (RequestError::NodeNotReady, 5),
+            (RequestError::ControllerTimeout, 7),
+            (RequestError::Controller { code: 36, message: "exists".into() }, 36),
+            (ReplicaError::NotEnoughReplicas { isr: 1, min: 2 }.into(), 19),
+            (ReplicaError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 }.into(), 20),
+            (ReplicaError::FencedLeaderEpoch { request: 1, current: 2 }.into(), 74),
+            (ReplicaError::Log(LogError::Recovering).into(), 6),
             (LogError::InvalidBatch(BatchError::BadMagic { magic: 1 }).into(), 2),
             (LogError::InvalidBatch(BatchError::TrailingBytes(3)).into(), 2),
             (

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::io::NodeId;
-use crate::core::metadata::METADATA_DIR;
+use crate::core::node::{ClusterConfig, format_ops};
+use crate::core::raft::RAFT_DIR;
+use crate::core::io::DiskDriver;
+use crate::runtime::disk::FileDisk;
 use crate::core::node::PARTITIONS_DIR;
 
 /// The file that says a directory is formatted, and for which node and cluster.
@@ -30,6 +33,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 
 const META_TMP: &str = "cairn.meta.tmp";
+/// Where builds before the metadata quorum kept their topics.
+const OLD_METADATA_DIR: &str = "metadata";
 /// `cairn.meta` is a few lines; anything much larger is not one.
 const META_BYTES_MAX: u64 = 4096;
 /// Random bytes in a generated cluster id: a UUID's worth, as Kafka's are.
@@ -195,10 +200,32 @@ pub fn format(dir: &Path, node_id: NodeId, cluster_id: Option<&str>) -> Result<M
     create_dir(dir)?;
     refuse_cairn_data(dir)?;
     let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
+    let mut cluster = ClusterConfig::single(node_id);
+    cluster.cluster_id = meta.cluster_id.clone();
+    format_raft(dir, node_id, &cluster, true)?;
     write_meta(dir, &meta)?;
     tracing::info!(dir = %dir.display(), node_id = node_id.0, cluster_id = %meta.cluster_id,
         "formatted the data directory");
     Ok(meta)
+}
+
+/// Writes what Raft needs to start node `node_id` of `cluster` in `dir` (its bootstrap
+/// record: `core::node::format_ops`), each op carried out and synced as it says.
+/// `initial` for the cluster's first format, `false` for a node rejoining after a wipe.
+pub fn format_raft(
+    dir: &Path,
+    node_id: NodeId,
+    cluster: &ClusterConfig,
+    initial: bool,
+) -> Result<(), DataDirError> {
+    let mut disk = FileDisk::open(dir).map_err(|error| io_error("open", dir, error))?;
+    for op in format_ops(node_id, cluster, initial) {
+        if let Err(error) = disk.execute(op) {
+            let error = io::Error::other(error.to_string());
+            return Err(io_error("write the metadata bootstrap in", dir, error));
+        }
+    }
+    Ok(())
 }
 
 /// Opens the formatted directory `dir` and locks it for this process. With `node_id`, checks
@@ -308,7 +335,7 @@ fn refuse_cairn_data(dir: &Path) -> Result<(), DataDirError> {
     if dir.join(META_FILE).exists() {
         return Err(DataDirError::AlreadyFormatted { dir: dir.to_path_buf() });
     }
-    for entry in [PARTITIONS_DIR, METADATA_DIR] {
+    for entry in [PARTITIONS_DIR, RAFT_DIR, OLD_METADATA_DIR] {
         if dir.join(entry).exists() {
             return Err(DataDirError::HoldsData { dir: dir.to_path_buf(), entry });
         }

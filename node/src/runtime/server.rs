@@ -121,10 +121,14 @@ impl Server {
         let (executor, completions) = DiskExecutor::start_with_metrics(disk, Arc::clone(&metrics))
             .map_err(ServerError::DiskThread)?;
         let clock = Clock::start();
-        let core = Node::new(config.node.clone(), clock.now());
+        let (host, port) = advertised(&config, kafka_addr);
+        // The node registers where clients reach it; Metadata hands that to every client.
+        let mut node_config = config.node.clone();
+        node_config.cluster.advertised_host = host.clone();
+        node_config.cluster.advertised_port = port;
+        let core = Node::new(node_config, clock.now());
         let (node, driver) =
             driver::spawn_with_metrics(core, executor, completions, clock, Arc::clone(&metrics));
-        let (host, port) = advertised(&config, kafka_addr);
         let context = Arc::new(ListenerContext {
             node: node.clone(),
             broker: Broker::new(&config.node, host, port, config.cluster_id.clone()),

@@ -1,497 +1,140 @@
-//! One Cairn node: routes inputs to its components and owns its timers.
+//! One Cairn node: a member of the metadata quorum (Raft), possibly the active controller,
+//! and a broker hosting replicas of partitions (design §4, §5; decision 0009).
 //!
-//! A [`Node`] holds the partition logs of one broker. It is the value drivers talk to:
+//! A [`Node`] routes between its components and owns its timers:
 //!
-//! - getters: [`Node::partition`], [`Node::is_started`];
+//! ```text
+//!   peers ──Raft──▶ raft ──Committed──▶ image ──partition states──▶ replicas
+//!                    ▲                    │                           │ ▲
+//!                    └──Propose── controller ◀──ToController (peers, │ │ this broker:
+//!                                     │          this broker)        │ │ registration,
+//!                                     └──FromController──────────────┘ │ heartbeats,
+//!   clients ──Produce/Fetch/ListOffsets────────────────────────────────┘   AlterPartition)
+//!   clients ──admin requests──▶ forwarded to the active controller
+//! ```
+//!
+//! - getters: [`Node::is_started`], [`Node::fatal`], [`Node::replica`], [`Node::raft`],
+//!   [`Node::image`], ...;
 //! - inputs: [`Node::handle_request`] (a client asked something), [`Node::handle_message`]
 //!   (a peer said something), [`Node::handle_disk`] (a disk op completed),
 //!   [`Node::handle_timeout`] (the deadline of [`Node::poll_timeout`] passed);
 //! - outputs: [`Node::poll_output`] until `None`, then [`Node::poll_timeout`].
 //!
-//! Durability (design §3): a partition whose durability is [`Durability::Fsync`] answers a
-//! produce with acks 1 or all only once the batch is flushed, and its high watermark is its
-//! flushed offset, so a consumer never reads what a power loss could take back. Several
-//! produces handled between two `poll_output` calls share one sync (group commit): the node
-//! flushes the partitions that have waiting acknowledgements when the driver drains outputs.
-//! Under [`Durability::Replicate`] a write is acknowledged once appended, as Kafka does.
+//! Contract kept:
+//! - The node acts on committed metadata only: every node applies Raft's committed entries
+//!   to its [`MetadataImage`] in order, and its replicas take their roles from it.
+//! - A replica takes a role only once this broker's registration in its current incarnation
+//!   is in the image ([`Node::is_started`]). A restarted broker is registered anew, which
+//!   moves its leaderships to other replicas or bumps their leader epoch (the controller's
+//!   registration), so a leader never serves one leader epoch across a crash that may have
+//!   taken back writes its followers copied.
+//! - Group commit: the replicas that want a flush are flushed when the driver drains
+//!   outputs, so every produce handled since the last drain shares one sync per partition.
+//! - The controller is active only on the Raft leader, once everything in Raft's log is
+//!   applied to the image (so every batch committed from then on is one it proposed).
 //!
-//! A partition lives in `partitions/<topic>-<partition>/` of the data directory. At start the
-//! node lists `partitions/` and recovers every log it finds before it takes requests for it.
+//! Files: `types.rs` (the public vocabulary), `message.rs` (what nodes say to each other),
+//! `cluster.rs` (Raft, the image, the controller, this broker's registration and the
+//! requests to the controller), `replicas.rs` (partitions: roles from the image, client
+//! requests, replica traffic, deletion), `admin.rs` (topic requests and Metadata).
+
+mod admin;
+mod cluster;
+mod message;
+mod replicas;
+mod types;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::fmt;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-
-use super::io::{ConnId, DiskOk, DiskOp, DiskResult, FileName, NodeId, OpId, RequestId};
-use super::log::{DiskQueue, LogError, LogEvent, PartitionLog, ReadStart};
-use super::metadata::{METADATA_DIR, StoreEvent, TopicStore};
+use self::cluster::{BrokerSession, Calls};
+pub use self::message::{FromController, Message, MessageKind, ToController};
+pub use self::types::{
+    Acks, BrokerInfo, ClusterConfig, ClusterView, NodeConfig, OffsetSpec, Output,
+    PARTITIONS_DIR, PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response,
+    TopicInfo, TopicState, dir_id, format_ops, parse_dir_name,
+};
+use super::controller::{Controller, ControllerConfig, MetadataImage};
+use super::io::{ConnId, DiskOp, DiskResult, NodeId, OpId, RequestId};
+use super::log::{DiskQueue, PartitionLog};
+use super::raft::{Raft, RaftConfig};
+use super::replica::Replica;
 use super::rng::{CoreRng, seeded};
 use super::time::Instant;
 use super::timer::TimerTable;
-use super::topic::{ConfigChange, TopicError};
 pub use super::topic::{Durability, TopicConfig};
-use super::topic::{validate_partition_count, validate_topic_name};
-
-/// The directory, under the data directory, that holds one directory per partition.
-pub const PARTITIONS_DIR: &str = "partitions";
-
-mod message;
-mod topics;
-
-pub use self::message::{FromController, Message, MessageKind, ToController};
-
-/// A topic partition. Ordered by topic name, then partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PartitionId {
-    /// The topic's name.
-    pub topic: Arc<str>,
-    /// The partition's index in its topic.
-    pub partition: i32,
-}
-
-impl PartitionId {
-    /// Partition `partition` of `topic`.
-    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> PartitionId {
-        PartitionId { topic: topic.into(), partition }
-    }
-
-    /// The partition's directory: `partitions/<topic>-<partition>`.
-    pub fn dir(&self) -> FileName {
-        FileName::new(format!("{PARTITIONS_DIR}/{}-{}", self.topic, self.partition))
-    }
-
-    /// The partition a directory name `<topic>-<partition>` stands for.
-    pub fn from_dir_name(name: &str) -> Option<PartitionId> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        let partition = partition.parse().ok().filter(|p: &i32| *p >= 0)?;
-        (!topic.is_empty()).then(|| PartitionId::new(topic, partition))
-    }
-}
-
-impl Ord for PartitionId {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // A node's partitions share their topic's name (`Node::open_partition`), so the maps
-        // keyed by partition mostly compare pointers rather than names (docs/simulator.md,
-        // Speed). `Arc<str>`'s `==` takes the same shortcut, so `Eq` agrees.
-        let topics = if Arc::ptr_eq(&self.topic, &other.topic) {
-            std::cmp::Ordering::Equal
-        } else {
-            self.topic.cmp(&other.topic)
-        };
-        topics.then(self.partition.cmp(&other.partition))
-    }
-}
-
-impl PartialOrd for PartitionId {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl fmt::Display for PartitionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-pub use super::replica::{Acks, OffsetSpec};
-
-/// What a client asks of the node. `Clone` so a simulated network can duplicate it.
-#[derive(Debug, Clone)]
-pub enum Request {
-    /// Create a topic and its partitions. Answered once the topic is durably recorded; its
-    /// partitions may still be opening (their requests get a retriable error meanwhile).
-    CreateTopic {
-        /// The topic's name.
-        name: Arc<str>,
-        /// How many partitions.
-        partitions: i32,
-        /// Its settings.
-        config: TopicConfig,
-        /// Check only: change nothing.
-        validate_only: bool,
-    },
-    /// Delete a topic and every partition's data.
-    DeleteTopic {
-        /// The topic's name.
-        name: Arc<str>,
-    },
-    /// Grow a topic to `count` partitions.
-    CreatePartitions {
-        /// The topic's name.
-        name: Arc<str>,
-        /// The new partition count, more than the current one.
-        count: i32,
-        /// Check only: change nothing.
-        validate_only: bool,
-    },
-    /// Change a topic's settings.
-    AlterTopicConfig {
-        /// The topic's name.
-        name: Arc<str>,
-        /// The changes, applied together or not at all.
-        changes: Vec<ConfigChange>,
-        /// Check only: change nothing.
-        validate_only: bool,
-    },
-    /// Describe topics: every topic when `topics` is `None`. With `auto_create` (and the
-    /// node's `auto_create_topics`), topics asked for by name that do not exist are created
-    /// with the node's defaults first.
-    Metadata {
-        /// The topics asked for.
-        topics: Option<Vec<Arc<str>>>,
-        /// Whether to create missing topics.
-        auto_create: bool,
-    },
-    /// Append one record batch a producer sent.
-    Produce {
-        /// The partition.
-        partition: PartitionId,
-        /// Acknowledgements wanted.
-        acks: Acks,
-        /// The batch, uniquely owned so the node can patch its offsets without a copy.
-        batch: BytesMut,
-    },
-    /// Read batches from an offset.
-    Fetch {
-        /// The partition.
-        partition: PartitionId,
-        /// The first offset wanted.
-        offset: u64,
-        /// A soft byte limit (the first batch is returned whole regardless).
-        max_bytes: u32,
-    },
-    /// Look up an offset.
-    ListOffsets {
-        /// The partition.
-        partition: PartitionId,
-        /// Which offset.
-        spec: OffsetSpec,
-    },
-}
-
-/// Why a request failed: each becomes a Kafka error code at the edge.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    /// The node does not hold the partition.
-    #[error("unknown topic or partition {0}")]
-    UnknownPartition(PartitionId),
-    /// The topic does not exist.
-    #[error("unknown topic {0}")]
-    UnknownTopic(Arc<str>),
-    /// A topic of that name exists (or is being deleted).
-    #[error("topic {0} already exists")]
-    TopicExists(Arc<str>),
-    /// The topic name, partition count or a setting is not valid.
-    #[error(transparent)]
-    InvalidTopic(#[from] TopicError),
-    /// A partition count that does not grow the topic.
-    #[error("topic {name} has {current} partitions; it can only grow, not go to {asked}")]
-    PartitionsCannotShrink {
-        /// The topic.
-        name: Arc<str>,
-        /// Its partition count.
-        current: i32,
-        /// The count asked for.
-        asked: i32,
-    },
-    /// The node is still starting, or the partition is recovering: retry.
-    #[error("{0} is not ready yet")]
-    NotReady(PartitionId),
-    /// The node is still starting or stopping: retry.
-    #[error("the node is starting or stopping")]
-    NodeNotReady,
-    /// The metadata file could not be written; nothing changed.
-    #[error("storage error writing topic metadata: {0}")]
-    MetadataStorage(String),
-    /// The log refused or failed.
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-/// The node's answer to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Response {
-    /// The topic change asked for is durable (or, with `validate_only`, would be valid).
-    TopicChanged,
-    /// Topics described.
-    Metadata {
-        /// One entry per topic asked for (every topic when none was named), by name.
-        topics: Vec<TopicInfo>,
-    },
-    /// The batch was appended (and is durable, if its partition asks for that).
-    Produced {
-        /// The offset of its first record.
-        base_offset: u64,
-    },
-    /// Batches read.
-    Fetched {
-        /// Whole batches, possibly none.
-        records: Bytes,
-        /// The partition's high watermark.
-        high_watermark: u64,
-        /// The partition's log start offset.
-        log_start_offset: u64,
-    },
-    /// An offset looked up (-1 when no record is that new).
-    Offset {
-        /// The offset.
-        offset: i64,
-        /// The timestamp found (-1 unless looked up by time).
-        timestamp: i64,
-    },
-    /// The request failed.
-    Error(RequestError),
-}
-
-/// One topic as Metadata describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicInfo {
-    /// The topic's name.
-    pub name: Arc<str>,
-    /// Its partition count and settings, or why it cannot be described.
-    pub state: Result<TopicState, RequestError>,
-}
-
-/// A topic's partition count and settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicState {
-    /// How many partitions.
-    pub partitions: i32,
-    /// Its settings.
-    pub config: TopicConfig,
-}
-
-/// Something the driver must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Answer request `id` on connection `conn`.
-    Reply {
-        /// The connection.
-        conn: ConnId,
-        /// The request being answered.
-        id: RequestId,
-        /// The answer.
-        response: Response,
-    },
-    /// Send a message to a peer.
-    Send {
-        /// The peer.
-        to: NodeId,
-        /// The message.
-        message: Message,
-    },
-    /// Carry out a disk op and hand its result to [`Node::handle_disk`] under `id`.
-    Disk {
-        /// The op's number.
-        id: OpId,
-        /// The op.
-        op: DiskOp,
-    },
-}
-
-/// A node's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeConfig {
-    /// This node's id.
-    pub node_id: NodeId,
-    /// The seed of the node's random generator.
-    pub seed: u64,
-    /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
-    pub retention_check_interval: Duration,
-    /// How often partitions with unflushed data are flushed even when no producer waits.
-    pub flush_interval: Duration,
-    /// How long after a log failed the node tries to recover it.
-    pub recovery_backoff: Duration,
-    /// Whether Metadata may create topics that do not exist (`auto.create.topics.enable`).
-    pub auto_create_topics: bool,
-    /// Partitions of an auto-created topic (`num.partitions`).
-    pub default_partitions: i32,
-    /// Settings of a topic created without them, and what a deleted setting returns to.
-    pub default_topic: TopicConfig,
-    /// The cluster: its id, its members, and how clients reach this node.
-    pub cluster: ClusterConfig,
-}
-
-/// The cluster a node belongs to, as its config and `cairn format` give it (decision 0009).
-/// Membership is fixed when the cluster is formatted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    /// The cluster's id, as formatted.
-    pub cluster_id: String,
-    /// The controller quorum: the Raft voters.
-    pub voters: Vec<NodeId>,
-    /// Every node that is not a voter: Raft learners, brokers only.
-    pub learners: Vec<NodeId>,
-    /// The host clients reach this node's Kafka listener at; registered with the controller
-    /// and handed to clients by Metadata.
-    pub advertised_host: String,
-    /// The port of that listener.
-    pub advertised_port: u16,
-    /// `default.replication.factor`: replicas of a topic created without a count.
-    pub default_replication_factor: i32,
-    /// How often the broker heartbeats to the active controller.
-    pub broker_heartbeat_interval: Duration,
-    /// How long the controller keeps a broker without a heartbeat before fencing it.
-    pub broker_session_timeout: Duration,
-    /// Raft's election timeout range (each election draws one from it) and heartbeat.
-    pub election_timeout_min: Duration,
-    /// See `election_timeout_min`.
-    pub election_timeout_max: Duration,
-    /// How often a Raft leader contacts its followers when it has nothing to send.
-    pub raft_heartbeat_interval: Duration,
-    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
-    pub replica_lag_time_max: Duration,
-}
-
-impl ClusterConfig {
-    /// A cluster of one node, `node_id`, which is its only voter.
-    pub fn single(node_id: NodeId) -> ClusterConfig {
-        ClusterConfig {
-            cluster_id: "cairn-dev".to_string(),
-            voters: vec![node_id],
-            learners: Vec::new(),
-            advertised_host: "127.0.0.1".to_string(),
-            advertised_port: 9092,
-            default_replication_factor: 1,
-            broker_heartbeat_interval: Duration::from_millis(250),
-            broker_session_timeout: Duration::from_millis(1_500),
-            election_timeout_min: Duration::from_millis(500),
-            election_timeout_max: Duration::from_millis(1_000),
-            raft_heartbeat_interval: Duration::from_millis(100),
-            replica_lag_time_max: Duration::from_millis(5_000),
-        }
-    }
-
-    /// Every node of the cluster, voters first.
-    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.voters.iter().chain(&self.learners).copied()
-    }
-}
-
-/// The disk ops that format node `node_id` of `cluster`: the bootstrap record Raft needs to
-/// start (decision 0009: a node never formats itself). `initial` for the cluster's first
-/// format; `false` for a node whose disk was wiped and that rejoins a running cluster, which
-/// then does not vote until it has caught up.
-pub fn format_ops(node_id: NodeId, cluster: &ClusterConfig, initial: bool) -> Vec<DiskOp> {
-    let record = super::raft::BootstrapRecord {
-        cluster_id: cluster.cluster_id.clone(),
-        node_id: node_id.0,
-        voters: cluster.voters.iter().map(|n| n.0).collect(),
-        learners: cluster.learners.iter().map(|n| n.0).collect(),
-        initial,
-    };
-    super::raft::format_ops(&record)
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            node_id: NodeId(0),
-            seed: 0,
-            retention_check_interval: Duration::from_secs(300),
-            flush_interval: Duration::from_secs(1),
-            recovery_backoff: Duration::from_secs(1),
-            auto_create_topics: true,
-            default_partitions: 1,
-            default_topic: TopicConfig::default(),
-            cluster: ClusterConfig::single(NodeId(0)),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Retention,
     Flush,
-    Recover,
+    /// This broker's next heartbeat (or registration attempt).
+    Broker,
+    /// The earliest deadline of a request to the controller.
+    Calls,
+    /// The earliest deadline of a request waiting for the node to start.
+    Start,
 }
 
-/// What a pending disk op of the node itself (not of a log or the topic store) is for.
+/// What a pending disk op of the node itself is for.
 #[derive(Debug)]
 enum NodeOp {
-    /// Listing `partitions/` at start.
+    /// Listing `partitions/` once caught up, to delete what no partition of this node owns.
     ListPartitions,
     /// Listing a deleted partition's directory, to remove what is in it.
-    ListDeleted { topic: Arc<str>, dir: FileName },
+    ListDeleted { dir: super::io::FileName },
     /// Removing one file of a deleted partition.
     RemoveFile,
     /// Removing a deleted partition's (now empty) directory.
-    RemoveDir { topic: Arc<str> },
+    RemoveDir { dir: super::io::FileName },
 }
 
-/// A topic change waiting for the topic store.
+/// Who issued a disk op in flight.
 #[derive(Debug)]
-struct TopicChange {
-    /// Who asked; `None` for a topic a Metadata request auto-creates.
-    requester: Option<(ConnId, RequestId)>,
-    /// The Metadata request waiting for this creation, by token.
-    metadata: Option<u64>,
-    /// The topic.
-    name: Arc<str>,
+enum Owner {
+    Raft,
+    Replica(PartitionId),
+    Node(NodeOp),
 }
 
-/// A Metadata request waiting for the topics it auto-creates.
-#[derive(Debug)]
-struct MetadataWait {
-    conn: ConnId,
-    id: RequestId,
-    topics: Vec<Arc<str>>,
-    /// Creations still waiting.
-    creations: usize,
-    /// Topics whose creation failed, with why.
-    failures: Vec<(Arc<str>, RequestError)>,
-}
-
-#[derive(Debug)]
-struct Partition {
-    log: PartitionLog,
-    durability: Durability,
-    /// Produces waiting for their batch to be flushed: last offset, connection, request.
-    waiting_acks: VecDeque<(u64, ConnId, RequestId, u64)>,
-    /// Reads and lookups in flight, by token.
-    reads: HashMap<u64, (ConnId, RequestId)>,
-}
-
-impl Partition {
-    fn high_watermark(&self) -> u64 {
-        match self.durability {
-            Durability::Fsync => self.log.flushed_offset(),
-            Durability::Replicate => self.log.log_end_offset(),
-        }
-    }
-}
-
-/// The node's outputs and its disk-op numbering, kept apart from its partitions so that a
-/// partition and an [`Outbox`] can be borrowed at once.
+/// The node's outputs and its disk-op numbering, kept apart from its components so that a
+/// component and an [`Outbox`] can be borrowed at once.
 #[derive(Debug, Default)]
 struct Ops {
     outputs: VecDeque<Output>,
-    /// Which partition issued each log op in flight.
-    owners: HashMap<OpId, PartitionId>,
+    owners: HashMap<OpId, Owner>,
     next_op: u64,
 }
 
 impl Ops {
-    /// A queue for the disk ops of partition `owner`'s log.
-    fn outbox<'a>(&'a mut self, owner: &'a PartitionId) -> Outbox<'a> {
+    /// A queue for the disk ops of partition `owner`'s replica.
+    fn replica<'a>(&'a mut self, owner: &'a PartitionId) -> Outbox<'a> {
         Outbox { ops: self, owner: Some(owner) }
     }
 
-    /// A queue for disk ops the node tracks itself (the topic store's, deletions).
-    fn unowned(&mut self) -> Outbox<'_> {
+    /// A queue for Raft's disk ops.
+    fn raft(&mut self) -> Outbox<'_> {
         Outbox { ops: self, owner: None }
+    }
+
+    fn submit_node_op(&mut self, op: DiskOp, purpose: NodeOp) {
+        let id = self.raft().submit(op);
+        self.owners.insert(id, Owner::Node(purpose));
     }
 
     fn reply(&mut self, conn: ConnId, id: RequestId, response: Response) {
         self.outputs.push_back(Output::Reply { conn, id, response });
     }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        self.outputs.push_back(Output::Send { to, message });
+    }
 }
 
-/// Routes disk ops to the node's outputs, remembering which partition's they are.
+/// Routes disk ops to the node's outputs, remembering whose they are (a replica's, or else
+/// Raft's; the node's own are relabelled by `submit_node_op`).
 struct Outbox<'a> {
     ops: &'a mut Ops,
     owner: Option<&'a PartitionId>,
@@ -501,12 +144,19 @@ impl DiskQueue for Outbox<'_> {
     fn submit(&mut self, op: DiskOp) -> OpId {
         let id = OpId(self.ops.next_op);
         self.ops.next_op += 1;
-        if let Some(owner) = self.owner {
-            self.ops.owners.insert(id, owner.clone());
-        }
+        let owner = self.owner.map_or(Owner::Raft, |owner| Owner::Replica(owner.clone()));
+        self.ops.owners.insert(id, owner);
         self.ops.outputs.push_back(Output::Disk { id, op });
         id
     }
+}
+
+/// A client request a replica holds, by the replica's token.
+#[derive(Debug, Clone)]
+struct ClientCall {
+    conn: ConnId,
+    id: RequestId,
+    partition: PartitionId,
 }
 
 /// One Cairn node. See the module documentation.
@@ -514,22 +164,28 @@ impl DiskQueue for Outbox<'_> {
 pub struct Node {
     config: NodeConfig,
     rng: CoreRng,
-    started: bool,
-    /// Why the node cannot serve at all (its topic store or partitions directory is
-    /// unreadable): a driver reports it and stops.
+    /// Why the node cannot serve at all: a driver reports it and stops.
     fatal: Option<String>,
-    store: TopicStore,
-    partitions: BTreeMap<PartitionId, Partition>,
-    ops: Ops,
-    node_ops: HashMap<OpId, NodeOp>,
-    next_token: u64,
-    /// Topic changes waiting for the store, by token.
-    topic_changes: HashMap<u64, TopicChange>,
+    raft: Raft,
+    image: MetadataImage,
+    controller: Controller,
+    broker: BrokerSession,
+    calls: Calls,
+    replicas: BTreeMap<PartitionId, Replica>,
+    /// Client requests replicas hold, by token.
+    client_calls: HashMap<u64, ClientCall>,
     /// Metadata requests waiting for the topics they auto-create, by token.
-    metadata_waits: HashMap<u64, MetadataWait>,
-    /// Topics whose partitions' files are being deleted, with the partitions left.
-    deleting: BTreeMap<Arc<str>, usize>,
+    metadata_waits: HashMap<u64, admin::MetadataWait>,
+    /// Admin and Metadata requests that came before the node started, with their deadline.
+    waiting_start: VecDeque<(Instant, ConnId, RequestId, Request)>,
+    ops: Ops,
+    next_token: u64,
+    /// Directories being deleted.
+    deleting: BTreeSet<super::io::FileName>,
     timers: TimerTable<Timer>,
+    /// Each replica's next deadline, and the same ordered by time.
+    replica_deadlines: HashMap<PartitionId, Instant>,
+    replica_timers: BTreeSet<(Instant, PartitionId)>,
     flush_wanted: BTreeSet<PartitionId>,
     /// Partitions changed since the last check other than by an input (flushed by
     /// `poll_output`): the next input's check covers them (see [`Node::invariants`]).
@@ -539,26 +195,54 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node starting at `now`: it loads its topics, then lists its partitions and recovers
-    /// each, deleting what belongs to no topic.
+    /// A node starting at `now`: Raft recovers the metadata log, the node applies it, then
+    /// registers this broker with the active controller and opens its replicas.
     pub fn new(config: NodeConfig, now: Instant) -> Node {
-        let rng = seeded(config.seed);
+        let mut rng = seeded(config.seed);
+        let cluster = &config.cluster;
+        let mut raft_config =
+            RaftConfig::new(config.node_id, cluster.voters.clone(), cluster.learners.clone());
+        raft_config.seed = rand::Rng::random(&mut rng);
+        raft_config.election_timeout_min = cluster.election_timeout_min;
+        raft_config.election_timeout_max = cluster.election_timeout_max;
+        raft_config.heartbeat_interval = cluster.raft_heartbeat_interval;
+        if cluster.voters.len() == 1 {
+            // A lone voter wins its election alone: no reason to wait a long randomized
+            // timeout (whose point is to keep several candidates apart) before leading. Raft
+            // asks for two heartbeats within the shortest timeout.
+            let shortest = cluster.raft_heartbeat_interval * 2 + std::time::Duration::from_millis(1);
+            raft_config.election_timeout_min = shortest;
+            raft_config.election_timeout_max = shortest + std::time::Duration::from_millis(1);
+        }
+        let controller = Controller::new(ControllerConfig {
+            seed: rand::Rng::random(&mut rng),
+            broker_session_timeout: cluster.broker_session_timeout,
+            topic_defaults: config.default_topic.clone(),
+            default_partitions: config.default_partitions,
+            default_replication_factor: cluster.default_replication_factor,
+        });
         let mut ops = Ops::default();
-        let store = TopicStore::open(config.default_topic.clone(), &mut ops.unowned());
+        let raft = Raft::open(raft_config, now, &mut ops.raft());
+        let broker = BrokerSession::new(rand::Rng::random(&mut rng));
         let mut node = Node {
             config,
             rng,
-            started: false,
             fatal: None,
-            store,
-            partitions: BTreeMap::new(),
-            ops,
-            node_ops: HashMap::new(),
-            next_token: 0,
-            topic_changes: HashMap::new(),
+            raft,
+            image: MetadataImage::default(),
+            controller,
+            broker,
+            calls: Calls::default(),
+            replicas: BTreeMap::new(),
+            client_calls: HashMap::new(),
             metadata_waits: HashMap::new(),
-            deleting: BTreeMap::new(),
+            waiting_start: VecDeque::new(),
+            ops,
+            next_token: 0,
+            deleting: BTreeSet::new(),
             timers: TimerTable::default(),
+            replica_deadlines: HashMap::new(),
+            replica_timers: BTreeSet::new(),
             flush_wanted: BTreeSet::new(),
             unchecked: Vec::new(),
             shutting_down: false,
@@ -566,39 +250,62 @@ impl Node {
         };
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
+        node.timers.set(Timer::Broker, now);
+        node.after_raft(now);
         node
     }
 
     // ----- getters -----
 
-    /// Whether the node loaded its topics and listed its partitions (each may still be
-    /// recovering).
+    /// Whether this broker has been registered and unfenced in its current incarnation: it
+    /// serves admin requests and Metadata from then on (they wait until then).
     pub fn is_started(&self) -> bool {
-        self.started
+        self.broker.started
     }
 
-    /// Why the node cannot serve at all, if it cannot: its data directory is unreadable.
+    /// Why the node cannot serve at all, if it cannot (not formatted, a corrupt metadata
+    /// log, an unreadable data directory).
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
     }
 
-    /// The log of a partition, if the node holds it.
+    /// The log of a partition, if the node holds a replica of it.
     pub fn partition(&self, partition: &PartitionId) -> Option<&PartitionLog> {
-        self.partitions.get(partition).map(|p| &p.log)
+        self.replicas.get(partition).map(Replica::log)
     }
 
-    /// The partitions the node holds.
+    /// The replica of a partition, if the node holds one.
+    pub fn replica(&self, partition: &PartitionId) -> Option<&Replica> {
+        self.replicas.get(partition)
+    }
+
+    /// The partitions the node holds replicas of.
     pub fn partitions(&self) -> impl Iterator<Item = &PartitionId> {
-        self.partitions.keys()
+        self.replicas.keys()
     }
 
-    /// The committed topics: partition counts and settings.
-    pub fn topics(&self) -> &BTreeMap<Arc<str>, TopicState> {
-        self.store.topics()
+    /// The node's member of the metadata quorum.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
     }
 
-    /// A number that grows whenever a high watermark advances or a topic changes: a fetch
-    /// that found too little may wait for it to change before it asks again.
+    /// The committed metadata as this node has applied it.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_controller(&self) -> bool {
+        self.controller.is_active()
+    }
+
+    /// This broker's epoch, once registered in this incarnation.
+    pub fn broker_epoch(&self) -> Option<u64> {
+        self.broker.epoch()
+    }
+
+    /// A number that grows whenever a high watermark advances or the metadata changes: a
+    /// fetch that found too little may wait for it to change before it asks again.
     pub fn data_version(&self) -> u64 {
         self.data_version
     }
@@ -611,21 +318,18 @@ impl Node {
     /// Whether every disk op the node issued has completed and nothing waits to be flushed:
     /// after [`Node::begin_shutdown`], the moment a driver may stop.
     pub fn is_quiescent(&self) -> bool {
-        self.ops.owners.is_empty()
-            && self.node_ops.is_empty()
-            && self.store.is_idle()
-            && self.flush_wanted.is_empty()
+        self.ops.owners.is_empty() && self.flush_wanted.is_empty()
     }
 
     // ----- mutators -----
 
     /// Starts a clean stop: produces are refused from now on (with a retriable error), and
-    /// every partition with unflushed data is flushed, so that producers waiting on a flush
-    /// get their answer and a restart recovers without a torn tail. The driver keeps feeding
-    /// the node until [`Node::is_quiescent`].
+    /// every replica with unflushed data is flushed, so that producers waiting on a flush get
+    /// their answer and a restart recovers without a torn tail. The driver keeps feeding the
+    /// node until [`Node::is_quiescent`].
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        let unflushed = self.partitions.iter().filter(|(_, p)| p.log.needs_flush());
+        let unflushed = self.replicas.iter().filter(|(_, r)| r.needs_flush());
         let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
         self.flush_wanted.extend(ids);
     }
@@ -635,7 +339,7 @@ impl Node {
     /// A client's request `id` on connection `conn`.
     pub fn handle_request(&mut self, now: Instant, conn: ConnId, id: RequestId, request: Request) {
         // What the request can change, for the check after it: a data request changes its
-        // partition alone; any other may change topics and partitions.
+        // partition alone; any other may change more.
         let touched = match &request {
             Request::Produce { partition, .. }
             | Request::Fetch { partition, .. }
@@ -643,55 +347,97 @@ impl Node {
             _ => None,
         };
         match request {
-            Request::CreateTopic { name, partitions, config, validate_only } => {
-                self.create_topic(conn, id, name, partitions, config, validate_only)
-            }
-            Request::DeleteTopic { name } => self.delete_topic(conn, id, name),
-            Request::CreatePartitions { name, count, validate_only } => {
-                self.create_partitions(conn, id, name, count, validate_only)
-            }
-            Request::AlterTopicConfig { name, changes, validate_only } => {
-                self.alter_topic_config(conn, id, name, &changes, validate_only)
-            }
-            Request::Metadata { topics, auto_create } => {
-                self.metadata(conn, id, topics, auto_create)
-            }
             Request::Produce { partition, acks, batch } => {
                 self.produce(now, conn, id, partition, acks, batch)
             }
-            Request::Fetch { partition, offset, max_bytes } => {
-                self.fetch(conn, id, partition, offset, max_bytes)
+            Request::Fetch { partition, offset, max_bytes, leader_epoch } => {
+                self.fetch(now, conn, id, partition, offset, max_bytes, leader_epoch)
             }
-            Request::ListOffsets { partition, spec } => {
-                self.list_offsets(conn, id, partition, spec)
+            Request::ListOffsets { partition, spec, leader_epoch } => {
+                self.list_offsets(now, conn, id, partition, spec, leader_epoch)
+            }
+            // Before the node has started its image may lack topics that exist, and the
+            // controller would refuse to place replicas: such requests wait (boundedly).
+            admin if !self.broker.started => self.wait_for_start(now, conn, id, admin),
+            Request::Metadata { topics, auto_create } => {
+                self.metadata(now, conn, id, topics, auto_create)
+            }
+            admin => self.admin_request(now, conn, id, admin),
+        }
+        self.after_input(now, touched);
+    }
+
+    fn wait_for_start(&mut self, now: Instant, conn: ConnId, id: RequestId, request: Request) {
+        if self.waiting_start.len() >= super::limits::START_WAITING_REQUESTS_MAX {
+            return self.fail(conn, id, RequestError::NodeNotReady);
+        }
+        let deadline = now + super::limits::START_WAIT_MAX;
+        if self.waiting_start.is_empty() {
+            self.timers.set(Timer::Start, deadline);
+        }
+        self.waiting_start.push_back((deadline, conn, id, request));
+    }
+
+    /// Serves the requests that waited for the start (now), or fails those whose wait ran
+    /// out (at a `Timer::Start`).
+    fn serve_waiting(&mut self, now: Instant) {
+        while let Some((deadline, ..)) = self.waiting_start.front() {
+            if self.broker.started || *deadline <= now {
+                let (_, conn, id, request) = self.waiting_start.pop_front().expect("checked");
+                if self.broker.started {
+                    self.handle_request(now, conn, id, request);
+                } else {
+                    self.fail(conn, id, RequestError::NodeNotReady);
+                }
+            } else {
+                self.timers.set(Timer::Start, *deadline);
+                return;
             }
         }
-        self.invariants_after_input(touched);
     }
 
     /// A peer's message.
-    pub fn handle_message(&mut self, _now: Instant, from: NodeId, _message: Message) {
-        tracing::debug!(?from, "peer message ignored: this node does not replicate yet");
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message) {
+        let Some(kind) = message.kind else {
+            tracing::debug!(?from, "an empty peer message ignored");
+            return;
+        };
+        let mut touched = None;
+        match kind {
+            MessageKind::Raft(message) => {
+                self.raft.handle_message(now, from, message, &mut self.ops.raft());
+                self.after_raft(now);
+            }
+            MessageKind::ToController(request) => self.controller_request_from(now, from, request),
+            MessageKind::FromController(response) => self.controller_response(now, from, response),
+            other => {
+                let message = other.into_replica().expect("every other kind is a replica's");
+                touched = self.replica_message(now, from, message);
+            }
+        }
+        self.after_input(now, touched);
     }
 
     /// The result of disk op `id`.
     pub fn handle_disk(&mut self, now: Instant, id: OpId, result: DiskResult) {
         let mut touched = None;
-        if let Some(op) = self.node_ops.remove(&id) {
-            self.node_op_done(op, result);
-        } else if self.store.owns(id) {
-            self.store.handle_disk(id, result, &mut self.ops.unowned());
-            self.drain_store_events();
-        } else if let Some(owner) = self.ops.owners.remove(&id) {
-            // A deleted partition's ops still complete; nobody waits for them.
-            if let Some(partition) = self.partitions.get_mut(&owner) {
-                let mut out = self.ops.outbox(&owner);
-                partition.log.handle_disk(now, id, result, &mut out);
-                self.drain_events(now, &owner);
+        match self.ops.owners.remove(&id) {
+            Some(Owner::Replica(owner)) => {
+                // A deleted partition's ops still complete; nobody waits for them.
+                if let Some(replica) = self.replicas.get_mut(&owner) {
+                    replica.handle_disk(now, id, result, &mut self.ops.replica(&owner));
+                    self.replica_touched(now, &owner);
+                }
+                touched = Some(owner);
             }
-            touched = Some(owner);
+            Some(Owner::Node(op)) => self.node_op_done(op, result),
+            Some(Owner::Raft) => {
+                self.raft.handle_disk(now, id, result, &mut self.ops.raft());
+                self.after_raft(now);
+            }
+            None => tracing::warn!(?id, "a disk op nobody issued completed"),
         }
-        self.invariants_after_input(touched);
+        self.after_input(now, touched);
     }
 
     /// Time passed; call when the deadline of [`Node::poll_timeout`] is reached.
@@ -703,25 +449,46 @@ impl Node {
                     self.timers.set(Timer::Retention, now + self.config.retention_check_interval);
                 }
                 Timer::Flush => {
-                    let unflushed = self.partitions.iter().filter(|(_, p)| p.log.needs_flush());
+                    let unflushed = self.replicas.iter().filter(|(_, r)| r.needs_flush());
                     let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
                     self.flush_wanted.extend(ids);
                     self.timers.set(Timer::Flush, now + self.config.flush_interval);
                 }
-                Timer::Recover => self.recover_failed(now),
+                Timer::Broker => self.broker_timer(now),
+                Timer::Calls => self.calls_timer(now),
+                Timer::Start => self.serve_waiting(now),
             }
         }
-        self.invariants_after_input(None);
+        if self.raft.poll_timeout().is_some_and(|at| at <= now) {
+            self.raft.handle_timeout(now, &mut self.ops.raft());
+            self.after_raft(now);
+        }
+        if self.controller.poll_timeout().is_some_and(|at| at <= now) {
+            self.controller.handle_timeout(now);
+            self.after_raft(now);
+        }
+        while let Some((at, id)) = self.replica_timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.replica_timers.pop_first();
+            self.replica_deadlines.remove(&id);
+            if let Some(replica) = self.replicas.get_mut(&id) {
+                replica.handle_timeout(now, &mut self.ops.replica(&id));
+                self.replica_touched(now, &id);
+            }
+        }
+        self.after_input(now, None);
     }
 
     // ----- outputs -----
 
-    /// The next thing the driver must do. Flushes the partitions with waiting producers first,
+    /// The next thing the driver must do. Flushes the replicas with waiting producers first,
     /// so every produce handled since the last call shares one sync.
     pub fn poll_output(&mut self) -> Option<Output> {
         while let Some(id) = self.flush_wanted.pop_first() {
-            if let Some(partition) = self.partitions.get_mut(&id) {
-                partition.log.flush(&mut self.ops.outbox(&id));
+            if let Some(replica) = self.replicas.get_mut(&id) {
+                replica.flush(&mut self.ops.replica(&id));
                 self.unchecked.push(id);
             }
         }
@@ -730,10 +497,23 @@ impl Node {
 
     /// When [`Node::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        [
+            self.timers.next_deadline(),
+            self.raft.poll_timeout(),
+            self.controller.poll_timeout(),
+            self.replica_timers.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    // ----- requests -----
+    // ----- helpers -----
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
 
     fn reply(&mut self, conn: ConnId, id: RequestId, response: Response) {
         self.ops.reply(conn, id, response);
@@ -743,249 +523,51 @@ impl Node {
         self.reply(conn, id, Response::Error(error.into()));
     }
 
-    fn open_partition(&mut self, mut id: PartitionId, config: TopicConfig) {
-        // Share the topic's name with the store and the partition's siblings (see `Ord for
-        // PartitionId`): a partition found on disk comes with a name of its own.
-        if let Some((name, _)) = self.store.topics().get_key_value(&id.topic) {
-            id.topic = name.clone();
-        }
-        let log = PartitionLog::open(id.dir(), config.log, &mut self.ops.outbox(&id));
-        let partition = Partition {
-            log,
-            durability: config.durability,
-            waiting_acks: VecDeque::new(),
-            reads: HashMap::new(),
-        };
-        self.partitions.insert(id, partition);
-    }
-
-    fn produce(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        id: RequestId,
-        partition_id: PartitionId,
-        acks: Acks,
-        batch: BytesMut,
-    ) {
-        if self.shutting_down {
-            if acks != Acks::None {
-                self.fail(conn, id, RequestError::NotReady(partition_id));
-            }
-            return;
-        }
-        let Some(partition) = self.partitions.get_mut(&partition_id) else {
-            if acks != Acks::None {
-                self.fail(conn, id, RequestError::UnknownPartition(partition_id));
-            }
-            return;
-        };
-        let mut out = self.ops.outbox(&partition_id);
-        // A single node is the leader of epoch 0 of every partition it holds; replication
-        // (issue 6) brings real leader epochs.
-        let result = partition.log.append_as_leader(now, batch, 0, &mut out);
-        if result.is_ok() && partition.durability == Durability::Replicate {
-            self.data_version += 1;
-        }
-        match (result, acks, partition.durability) {
-            (Err(error), Acks::None, _) => {
-                tracing::debug!(%partition_id, %error, "acks=0 produce refused");
-            }
-            (Err(error), _, _) => self.fail(conn, id, error),
-            (Ok(_), Acks::None, _) => {}
-            (Ok(info), _, Durability::Replicate) => {
-                self.reply(conn, id, Response::Produced { base_offset: info.base_offset })
-            }
-            (Ok(info), _, Durability::Fsync) => {
-                partition.waiting_acks.push_back((info.last_offset, conn, id, info.base_offset));
-                self.flush_wanted.insert(partition_id);
-            }
-        }
-    }
-
-    fn fetch(
-        &mut self,
-        conn: ConnId,
-        id: RequestId,
-        partition_id: PartitionId,
-        offset: u64,
-        max_bytes: u32,
-    ) {
-        self.next_token += 1;
-        let token = self.next_token;
-        let Some(partition) = self.partitions.get_mut(&partition_id) else {
-            return self.fail(conn, id, RequestError::UnknownPartition(partition_id));
-        };
-        let high_watermark = partition.high_watermark();
-        let mut out = self.ops.outbox(&partition_id);
-        match partition.log.read(token, offset, high_watermark, max_bytes, &mut out) {
-            Ok(ReadStart::Pending) => {
-                partition.reads.insert(token, (conn, id));
-            }
-            Ok(ReadStart::Empty) => {
-                let response = Response::Fetched {
-                    records: Bytes::new(),
-                    high_watermark,
-                    log_start_offset: partition.log.log_start_offset(),
-                };
-                self.reply(conn, id, response);
-            }
-            Err(error) => self.fail(conn, id, error),
-        }
-    }
-
-    fn list_offsets(
-        &mut self,
-        conn: ConnId,
-        id: RequestId,
-        partition_id: PartitionId,
-        spec: OffsetSpec,
-    ) {
-        self.next_token += 1;
-        let token = self.next_token;
-        let Some(partition) = self.partitions.get_mut(&partition_id) else {
-            return self.fail(conn, id, RequestError::UnknownPartition(partition_id));
-        };
-        if !partition.log.is_ready() {
-            return self.fail(conn, id, RequestError::NotReady(partition_id));
-        }
-        let answer = |offset: u64| Response::Offset { offset: offset as i64, timestamp: -1 };
-        let response = match spec {
-            OffsetSpec::Earliest => answer(partition.log.log_start_offset()),
-            OffsetSpec::Latest => answer(partition.high_watermark()),
-            OffsetSpec::Timestamp(timestamp) => {
-                let mut out = self.ops.outbox(&partition_id);
-                match partition.log.offset_for_timestamp(token, timestamp, &mut out) {
-                    Ok(None) => {
-                        partition.reads.insert(token, (conn, id));
-                        return;
-                    }
-                    Ok(Some(found)) => offset_response(found, partition.high_watermark()),
-                    Err(error) => Response::Error(error.into()),
-                }
-            }
-        };
-        self.reply(conn, id, response);
-    }
-
-    // ----- completions -----
-
-    fn drain_events(&mut self, now: Instant, id: &PartitionId) {
-        while let Some(event) = self.partitions.get_mut(id).and_then(|p| p.log.poll_event()) {
-            self.handle_log_event(now, id, event);
-        }
-    }
-
-    fn handle_log_event(&mut self, now: Instant, id: &PartitionId, event: LogEvent) {
-        let partition = self.partitions.get_mut(id).expect("events come from held partitions");
-        let outputs = &mut self.ops.outputs;
-        match event {
-            LogEvent::Recovered { .. } => self.data_version += 1,
-            LogEvent::Flushed { offset } => {
-                self.data_version += 1;
-                while partition.waiting_acks.front().is_some_and(|(last, ..)| *last < offset) {
-                    let (_, conn, request, base_offset) =
-                        partition.waiting_acks.pop_front().expect("checked");
-                    let response = Response::Produced { base_offset };
-                    outputs.push_back(Output::Reply { conn, id: request, response });
-                }
-            }
-            LogEvent::Read { token, result } => {
-                let Some((conn, request)) = partition.reads.remove(&token) else {
-                    return;
-                };
-                let response = match result {
-                    Ok(records) => Response::Fetched {
-                        records,
-                        high_watermark: partition.high_watermark(),
-                        log_start_offset: partition.log.log_start_offset(),
-                    },
-                    Err(error) => Response::Error(error.into()),
-                };
-                outputs.push_back(Output::Reply { conn, id: request, response });
-            }
-            LogEvent::OffsetForTimestamp { token, result } => {
-                let Some((conn, request)) = partition.reads.remove(&token) else {
-                    return;
-                };
-                let response = match result {
-                    Ok(found) => offset_response(found, partition.high_watermark()),
-                    Err(error) => Response::Error(error.into()),
-                };
-                outputs.push_back(Output::Reply { conn, id: request, response });
-            }
-            LogEvent::Truncated { .. } => {}
-            LogEvent::Failed { error } => {
-                // Writes that waited for a flush are lost or unknown: tell their producers.
-                for (_, conn, request, _) in std::mem::take(&mut partition.waiting_acks) {
-                    let response = Response::Error(error.clone().into());
-                    outputs.push_back(Output::Reply { conn, id: request, response });
-                }
-                self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
-            }
-        }
-    }
-
-    fn apply_retention(&mut self, now: Instant) {
-        for (id, partition) in &mut self.partitions {
-            let high_watermark = partition.high_watermark();
-            partition.log.apply_retention(now, high_watermark, &mut self.ops.outbox(id));
-        }
-    }
-
-    fn recover_failed(&mut self, _now: Instant) {
-        for (id, partition) in &mut self.partitions {
-            if partition.log.failure().is_some() {
-                tracing::info!(%id, "recovering a failed partition log");
-                partition.log.recover(&mut self.ops.outbox(id));
-            }
-        }
-    }
-
-    fn submit_node_op(&mut self, op: DiskOp, purpose: NodeOp) {
-        let id = self.ops.unowned().submit(op);
-        self.node_ops.insert(id, purpose);
-    }
-
     /// Checks all of the node's invariants; a failure is a bug.
     ///
-    /// The node runs this full check after every input that may change topics or several
-    /// partitions: topic requests, the topic store's and the node's own disk ops, and
-    /// timeouts (so at least once per flush interval). After an input that changes one
-    /// partition only (a produce, fetch or offset lookup; a completed op of one partition's
-    /// log) it checks that partition's own invariants, and those of the partitions
-    /// `poll_output` flushed since the last check: nothing else can have changed, and which
-    /// partitions and topics exist only changes under a full check (docs/simulator.md, Speed).
+    /// The node runs this full check after every input that may change more than one
+    /// partition: Raft's, the controller's and the node's own inputs, and timeouts (so at
+    /// least once per flush interval). After an input that changes one partition only (a
+    /// client's data request, a replica message, a completed op of one replica) it checks
+    /// that replica's own invariants, and those of the replicas `poll_output` flushed since
+    /// the last check (docs/simulator.md, Speed).
     pub fn invariants(&self) {
-        self.store.invariants();
-        // Partitions and topics are both sorted by topic name, so one merged pass finds each
-        // partition's topic without a lookup per partition.
-        let mut topics = self.store.topics().iter().peekable();
-        for (id, partition) in &self.partitions {
-            partition_invariants(partition);
-            if self.started {
-                let before = |name: &Arc<str>| !Arc::ptr_eq(name, &id.topic) && *name < id.topic;
-                while topics.next_if(|(name, _)| before(name)).is_some() {}
-                let topic = topics.peek().filter(|(name, _)| **name == id.topic);
-                assert!(
-                    topic.is_some_and(|(_, t)| id.partition < t.partitions),
-                    "{id} has a topic"
-                );
+        self.raft.invariants();
+        self.image.invariants();
+        self.controller.invariants();
+        assert!(
+            self.image.last_applied() <= self.raft.applied_index(),
+            "the image holds only what Raft reported"
+        );
+        for (id, replica) in &self.replicas {
+            replica.invariants();
+            if let Some(state) = replica.state() {
+                let topic = self.image.topic(&id.topic);
+                let current = topic.and_then(|t| t.partitions.get(id.partition as usize));
+                if let Some(current) = current {
+                    assert!(
+                        state.leader_epoch <= current.leader_epoch,
+                        "{id}: a replica's epoch is one the image has applied"
+                    );
+                }
             }
+        }
+        for (at, id) in &self.replica_timers {
+            assert_eq!(self.replica_deadlines.get(id), Some(at), "replica timers agree");
         }
     }
 
-    /// The check after an input: everything when `touched` is `None`, else partition
-    /// `touched` and the partitions flushed since the last check.
-    fn invariants_after_input(&mut self, touched: Option<PartitionId>) {
+    /// The check after an input (see [`Node::invariants`]), then the node's reaction to
+    /// what its components reported.
+    fn after_input(&mut self, _now: Instant, touched: Option<PartitionId>) {
         let mut unchecked = std::mem::take(&mut self.unchecked);
         match touched {
             None => self.invariants(),
             Some(touched) => {
                 unchecked.push(touched);
                 for id in &unchecked {
-                    if let Some(partition) = self.partitions.get(id) {
-                        partition_invariants(partition);
+                    if let Some(replica) = self.replicas.get(id) {
+                        replica.invariants();
                     }
                 }
             }
@@ -994,23 +576,3 @@ impl Node {
         self.unchecked = unchecked;
     }
 }
-
-/// The invariants of one partition that its own inputs can break.
-fn partition_invariants(partition: &Partition) {
-    partition.log.invariants();
-    let offsets = partition.waiting_acks.iter().map(|(last, ..)| *last);
-    assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "acks in order");
-    assert!(partition.high_watermark() <= partition.log.log_end_offset());
-}
-
-fn offset_response(found: Option<(u64, i64)>, high_watermark: u64) -> Response {
-    match found {
-        Some((offset, timestamp)) if offset < high_watermark => {
-            Response::Offset { offset: offset as i64, timestamp }
-        }
-        _ => Response::Offset { offset: -1, timestamp: -1 },
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -67,7 +67,7 @@ mod replication;
 mod storage;
 
 #[cfg(test)]
-mod tests_harness;
+pub(crate) mod tests_harness;
 #[cfg(test)]
 mod tests_property;
 #[cfg(test)]

@@ -507,7 +507,15 @@ impl Replica {
         let me = self.config.node_id;
         let only_replica = self.state.as_ref().is_some_and(|state| state.replicas == [me]);
         match &mut self.role {
-            RoleState::Leader(leader) if only_replica => leader.suspended_epoch = None,
+            RoleState::Leader(leader) if only_replica => {
+                leader.suspended_epoch = None;
+                // Under `fsync` the HW of a lone replica is its flushed offset, and a
+                // recovered log counts as flushed only what recovery's own syncs covered
+                // (until they complete, consumers see less, as after a restart).
+                if self.config.durability == Durability::Fsync {
+                    self.high_watermark = self.high_watermark.min(self.log.flushed_offset());
+                }
+            }
             RoleState::Follower(follower) => follower.reset(),
             _ => {}
         }

@@ -103,7 +103,7 @@ pub(super) struct CreateTopicsCall {
     results: Vec<CreatableTopicResult>,
     /// For each core request: the result it answers, and the topic's settings.
     waiting: Vec<usize>,
-    configs: Vec<(i32, TopicConfig)>,
+    configs: Vec<(i32, i32, TopicConfig)>,
 }
 
 impl CreateTopicsCall {
@@ -122,15 +122,21 @@ impl CreateTopicsCall {
                 new_topic(broker, topic)
             };
             match checked {
-                Ok((partitions, config)) => {
+                Ok((partitions, replication_factor, config)) => {
                     requests.push(Request::CreateTopic {
                         name: Arc::from(topic.name.as_str()),
                         partitions,
+                        replication_factor,
                         config: config.clone(),
                         validate_only: request.validate_only,
                     });
                     call.waiting.push(call.results.len());
-                    call.configs.push((partitions, config));
+                    let replicas = if replication_factor == -1 {
+                        broker.default_replication_factor
+                    } else {
+                        replication_factor
+                    };
+                    call.configs.push((partitions, replicas, config));
                     call.results.push(result);
                 }
                 Err(refusal) => call.results.push(
@@ -144,13 +150,13 @@ impl CreateTopicsCall {
     pub(super) fn advance(&mut self, broker: &Broker, answers: Vec<Response>) -> Step {
         let mut configs = self.configs.drain(..);
         fill(&mut self.results, &self.waiting, answers, |result, answer| {
-            let (partitions, config) = configs.next().expect("one config per request");
+            let (partitions, replicas, config) = configs.next().expect("one config per request");
             let (code, text) = outcome(answer);
             result.error_code = code;
             result.error_message = text;
             if code == 0 {
                 result.num_partitions = partitions;
-                result.replication_factor = 1;
+                result.replication_factor = i16::try_from(replicas).unwrap_or(i16::MAX);
                 result.configs = Some(created_configs(&config, &broker.default_topic));
             }
         });
@@ -161,19 +167,21 @@ impl CreateTopicsCall {
     }
 }
 
-/// The partition count and settings of a topic to create, or why not.
+/// The partition count, replication factor (-1 for the cluster's default) and settings of a
+/// topic to create, or why not. The controller checks the factor against the brokers.
 fn new_topic(
     broker: &Broker,
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
-) -> Result<(i32, TopicConfig), Refusal> {
+) -> Result<(i32, i32, TopicConfig), Refusal> {
     if !topic.assignments.is_empty() {
         return Err(Refusal::invalid(
-            "manual replica assignments are not supported: this node holds every partition",
+            "manual replica assignments are not supported: the controller places replicas",
         ));
     }
-    if !matches!(topic.replication_factor, -1 | 1) {
+    if topic.replication_factor == 0 || topic.replication_factor < -1 {
         let text = format!(
-            "replication factor {} is not possible: a single node holds one replica (use 1 or -1)",
+            "replication factor {} is not possible: use a positive count, or -1 for the \
+             cluster's default",
             topic.replication_factor
         );
         return Err(Refusal::new(ResponseError::InvalidReplicationFactor, text));
@@ -193,7 +201,7 @@ fn new_topic(
     config
         .apply(&changes, &broker.default_topic)
         .map_err(|error| Refusal { code: topic_error_code(&error), text: error.to_string() })?;
-    Ok((partitions, config))
+    Ok((partitions, i32::from(topic.replication_factor), config))
 }
 
 fn created_configs(config: &TopicConfig, defaults: &TopicConfig) -> Vec<CreatableTopicConfigs> {
@@ -364,7 +372,7 @@ impl DescribeConfigsCall {
     pub(super) fn advance(&mut self, broker: &Broker, answers: Vec<Response>) -> Step {
         let infos: Vec<TopicInfo> = match answers.into_iter().next() {
             None => Vec::new(),
-            Some(Response::Metadata { topics }) => topics,
+            Some(Response::Metadata(view)) => view.topics,
             Some(Response::Error(error)) => {
                 for (at, _) in &self.topics {
                     let result = &mut self.results[*at];

@@ -1,5 +1,7 @@
-//! Metadata and DescribeCluster: the cluster is this one node, leader and only replica of
-//! every partition, and its controller.
+//! Metadata and DescribeCluster, from the node's view of the cluster: the brokers that are
+//! registered and not fenced, the active controller, and each partition's leader, replicas
+//! and in-sync replicas as the committed metadata says (clients follow leadership changes
+//! by asking again after NOT_LEADER_OR_FOLLOWER).
 
 use std::sync::Arc;
 
@@ -9,12 +11,14 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Broker, Step};
-use crate::core::node::{Request, Response, TopicInfo};
+use crate::core::io::NodeId;
+use crate::core::node::{ClusterView, Request, Response, TopicInfo};
 use crate::kafka::errors::request_error_code;
 use crate::kafka::response::KafkaResponse;
 
@@ -59,8 +63,11 @@ impl MetadataCall {
 
     pub(super) fn advance(&mut self, broker: &Broker, answers: Vec<Response>) -> Step {
         let [answer] = <[Response; 1]>::try_from(answers).expect("one answer");
-        let mut topics: Vec<MetadataResponseTopic> = match answer {
-            Response::Metadata { topics } => topics.iter().map(|t| topic(broker, t)).collect(),
+        let (view, mut topics) = match answer {
+            Response::Metadata(view) => {
+                let topics: Vec<_> = view.topics.iter().map(topic).collect();
+                (Some(view), topics)
+            }
             // The node cannot describe anything yet: every named topic gets the error.
             Response::Error(error) => {
                 let code = request_error_code(&error);
@@ -69,43 +76,85 @@ impl MetadataCall {
                     let entry = MetadataResponseTopic::default().with_error_code(code);
                     entry.with_name(Some(topic_name(name)))
                 };
-                names.map(entry).collect()
+                (None, names.map(entry).collect())
             }
             other => unreachable!("Metadata answered with {other:?}"),
         };
         topics.append(&mut self.unknown_ids);
-        Step::Respond(KafkaResponse::Metadata(metadata_response(broker, topics)))
+        let response = metadata_response(broker, view.as_ref(), topics);
+        Step::Respond(KafkaResponse::Metadata(response))
     }
 }
 
-fn metadata_response(broker: &Broker, topics: Vec<MetadataResponseTopic>) -> MetadataResponse {
-    let this = MetadataResponseBroker::default()
-        .with_node_id(broker.id())
-        .with_host(broker.host())
-        .with_port(broker.port);
+/// The brokers of `view`, or this node alone while it knows none (a client must always
+/// have a broker to ask again).
+fn brokers(broker: &Broker, view: Option<&ClusterView>) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
+    let known = view.map(|view| view.brokers.as_slice()).unwrap_or_default();
+    if known.is_empty() {
+        return vec![(broker.node_id, broker.host(), broker.port, None)];
+    }
+    (known.iter())
+        .map(|b| {
+            let rack = b.rack.clone().map(StrBytes::from_string);
+            (node_id(b.node_id), StrBytes::from_string(b.host.clone()), i32::from(b.port), rack)
+        })
+        .collect()
+}
+
+/// The active controller of `view`, -1 when none is known.
+fn controller_id(view: Option<&ClusterView>) -> i32 {
+    view.and_then(|view| view.controller).map_or(-1, node_id)
+}
+
+fn node_id(id: NodeId) -> i32 {
+    i32::try_from(id.0).unwrap_or(i32::MAX)
+}
+
+fn metadata_response(
+    broker: &Broker,
+    view: Option<&ClusterView>,
+    topics: Vec<MetadataResponseTopic>,
+) -> MetadataResponse {
+    let brokers = (brokers(broker, view).into_iter())
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(host)
+                .with_port(port)
+                .with_rack(rack)
+        })
+        .collect();
+    let cluster_id = view.map_or_else(|| broker.cluster_id.clone(), |v| v.cluster_id.clone());
     MetadataResponse::default()
-        .with_brokers(vec![this])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(broker.id())
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(cluster_id)))
+        .with_controller_id(BrokerId(controller_id(view)))
         .with_topics(topics)
 }
 
-/// One topic of a Metadata answer. Its topic id stays zero: Cairn has no topic ids yet, and
-/// a zero id keeps clients on the name-based Produce and Fetch versions Cairn serves.
-fn topic(broker: &Broker, info: &TopicInfo) -> MetadataResponseTopic {
+/// One topic of a Metadata answer. Its topic id stays zero: a zero id keeps clients on the
+/// name-based Produce and Fetch versions Cairn serves.
+fn topic(info: &TopicInfo) -> MetadataResponseTopic {
     let entry = MetadataResponseTopic::default().with_name(Some(topic_name(&info.name)));
     let state = match &info.state {
         Ok(state) => state,
         Err(error) => return entry.with_error_code(request_error_code(error)),
     };
-    let partitions = (0..state.partitions)
-        .map(|index| {
+    let ids = |ids: &[NodeId]| ids.iter().map(|id| BrokerId(node_id(*id))).collect::<Vec<_>>();
+    let partitions = (state.partitions.iter().enumerate())
+        .map(|(index, partition)| {
+            let (error, leader) = match partition.leader {
+                Some(leader) => (0, node_id(leader)),
+                None => (ResponseError::LeaderNotAvailable.code(), -1),
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(index)
-                .with_leader_id(broker.id())
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![broker.id()])
-                .with_isr_nodes(vec![broker.id()])
+                .with_error_code(error)
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(partition.leader_epoch)
+                .with_replica_nodes(ids(&partition.replicas))
+                .with_isr_nodes(ids(&partition.isr))
+                .with_offline_replicas(ids(&partition.offline))
         })
         .collect();
     entry.with_partitions(partitions)
@@ -115,23 +164,43 @@ pub(super) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-/// DescribeCluster: this node, as broker and controller.
-pub(super) fn describe_cluster(
-    broker: &Broker,
-    request: &DescribeClusterRequest,
+/// A DescribeCluster waiting for the node's view of the cluster.
+#[derive(Debug)]
+pub(super) struct DescribeClusterCall {
+    request: DescribeClusterRequest,
     version: i16,
-) -> DescribeClusterResponse {
-    let this = DescribeClusterBroker::default()
-        .with_broker_id(broker.id())
-        .with_host(broker.host())
-        .with_port(broker.port);
-    let mut response = DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(broker.id())
-        .with_brokers(vec![this]);
-    // v1 lets a client ask for controllers (2) instead of brokers (1); this node is both.
-    if version >= 1 {
-        response.endpoint_type = request.endpoint_type;
+}
+
+impl DescribeClusterCall {
+    pub(super) fn start(request: DescribeClusterRequest, version: i16) -> (Self, Step) {
+        let ask = Request::Metadata { topics: Some(Vec::new()), auto_create: false };
+        (DescribeClusterCall { request, version }, Step::Ask(vec![ask]))
     }
-    response
+
+    pub(super) fn advance(&mut self, broker: &Broker, answers: Vec<Response>) -> Step {
+        let view = match answers.into_iter().next() {
+            Some(Response::Metadata(view)) => Some(view),
+            _ => None,
+        };
+        let brokers = (brokers(broker, view.as_ref()).into_iter())
+            .map(|(id, host, port, rack)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(host)
+                    .with_port(port)
+                    .with_rack(rack)
+            })
+            .collect();
+        let cluster_id = view.as_ref().map_or_else(|| broker.cluster_id.clone(), |v| v.cluster_id.clone());
+        let mut response = DescribeClusterResponse::default()
+            .with_cluster_id(StrBytes::from_string(cluster_id))
+            .with_controller_id(BrokerId(controller_id(view.as_ref())))
+            .with_brokers(brokers);
+        // v1 lets a client ask for controllers (2) instead of brokers (1): every Cairn node
+        // serves both roles' requests, so both lists are the brokers.
+        if self.version >= 1 {
+            response.endpoint_type = self.request.endpoint_type;
+        }
+        Step::Respond(KafkaResponse::DescribeCluster(response))
+    }
 }

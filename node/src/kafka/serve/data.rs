@@ -188,7 +188,9 @@ impl FetchCall {
                 };
                 let max_bytes = u32::try_from(partition.partition_max_bytes).unwrap_or(0);
                 let id = PartitionId::new(Arc::clone(&name), partition.partition);
-                call.requests.push(Request::Fetch { partition: id, offset, max_bytes });
+                let leader_epoch = Some(partition.current_leader_epoch).filter(|e| *e >= 0);
+                let request = Request::Fetch { partition: id, offset, max_bytes, leader_epoch };
+                call.requests.push(request);
                 call.grid.add(answer, true);
             }
         }
@@ -319,7 +321,8 @@ impl ListOffsetsCall {
                     continue;
                 };
                 let id = PartitionId::new(Arc::clone(&name), index);
-                requests.push(Request::ListOffsets { partition: id, spec });
+                let leader_epoch = Some(partition.current_leader_epoch).filter(|e| *e >= 0);
+                requests.push(Request::ListOffsets { partition: id, spec, leader_epoch });
                 call.grid.add(answer, true);
             }
         }
@@ -329,12 +332,12 @@ impl ListOffsetsCall {
     pub(super) fn advance(&mut self, answers: Vec<Response>) -> Step {
         let version = self.version;
         self.grid.fill(answers, |partition, answer| match answer {
-            Response::Offset { offset, timestamp } => {
+            Response::Offset { offset, timestamp, leader_epoch } => {
                 partition.offset = offset;
                 partition.timestamp = timestamp;
                 // The field exists from v4; before, it must keep its default to encode.
                 if version >= 4 {
-                    partition.leader_epoch = 0;
+                    partition.leader_epoch = leader_epoch;
                 }
             }
             Response::Error(error) => {

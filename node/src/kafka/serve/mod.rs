@@ -21,7 +21,6 @@
 
 use std::time::Instant;
 
-use kafka_protocol::messages::BrokerId;
 use kafka_protocol::protocol::StrBytes;
 
 use super::request::{KafkaRequest, RequestHeader};
@@ -53,6 +52,8 @@ pub struct Broker {
     pub default_partitions: i32,
     /// Settings of a topic created without them.
     pub default_topic: TopicConfig,
+    /// Replicas of a topic created without a count (`default.replication.factor`).
+    pub default_replication_factor: i32,
 }
 
 impl Broker {
@@ -66,11 +67,8 @@ impl Broker {
             auto_create_topics: node.auto_create_topics,
             default_partitions: node.default_partitions,
             default_topic: node.default_topic.clone(),
+            default_replication_factor: node.cluster.default_replication_factor,
         }
-    }
-
-    fn id(&self) -> BrokerId {
-        BrokerId(self.node_id)
     }
 
     fn host(&self) -> StrBytes {
@@ -119,6 +117,7 @@ pub struct Exchange {
 #[derive(Debug)]
 enum Call {
     Metadata(cluster::MetadataCall),
+    DescribeCluster(cluster::DescribeClusterCall),
     Produce(data::ProduceCall),
     Fetch(data::FetchCall),
     ListOffsets(data::ListOffsetsCall),
@@ -147,8 +146,8 @@ impl Exchange {
                 (Call::Done, Step::Respond(KafkaResponse::ApiVersions(api_versions_response(0))))
             }
             KafkaRequest::DescribeCluster(request) => {
-                let response = cluster::describe_cluster(broker, &request, version);
-                (Call::Done, Step::Respond(KafkaResponse::DescribeCluster(response)))
+                let (call, step) = cluster::DescribeClusterCall::start(request, version);
+                (Call::DescribeCluster(call), step)
             }
             KafkaRequest::Metadata(request) => {
                 let (call, step) = cluster::MetadataCall::start(request, version);
@@ -258,6 +257,7 @@ impl Exchange {
         let stats = &mut self.stats;
         match &mut self.call {
             Call::Metadata(call) => call.advance(broker, answers),
+            Call::DescribeCluster(call) => call.advance(broker, answers),
             Call::Produce(call) => call.advance(answers, stats),
             Call::Fetch(call) => call.advance(answers, now, stats),
             Call::ListOffsets(call) => call.advance(answers),

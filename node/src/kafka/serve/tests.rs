@@ -30,7 +30,12 @@ use kafka_protocol::protocol::StrBytes;
 use super::data::whole_batches;
 use super::*;
 use crate::core::log::batch::build;
-use crate::core::node::{Acks, OffsetSpec, PartitionId, RequestError, TopicInfo, TopicState};
+use crate::core::controller::TopicId;
+use crate::core::io::NodeId;
+use crate::core::node::{
+    Acks, BrokerInfo, ClusterView, OffsetSpec, PartitionId, PartitionInfo, RequestError,
+    TopicInfo, TopicState,
+};
 use crate::core::topic::ConfigChange;
 use crate::kafka::request::{
     ProducePartition, ProduceRequest as CairnProduce, ProduceTopic, RequestHeader,
@@ -103,11 +108,38 @@ fn requests_eq(actual: &[Request], expected: &[Request]) {
     assert_eq!(format!("{actual:#?}"), format!("{expected:#?}"));
 }
 
-fn topic_ok(topic: &str, partitions: i32) -> TopicInfo {
-    TopicInfo {
-        name: topic.into(),
-        state: Ok(TopicState { partitions, config: TopicConfig::default() }),
+fn leader_0() -> PartitionInfo {
+    PartitionInfo {
+        leader: Some(NodeId(0)),
+        leader_epoch: 0,
+        replicas: vec![NodeId(0)],
+        isr: vec![NodeId(0)],
+        offline: vec![],
     }
+}
+
+fn topic_state(partitions: i32, config: TopicConfig) -> TopicState {
+    let partitions = (0..partitions).map(|_| leader_0()).collect();
+    TopicState { id: TopicId([7; 16]), partitions, config }
+}
+
+fn topic_ok(topic: &str, partitions: i32) -> TopicInfo {
+    TopicInfo { name: topic.into(), state: Ok(topic_state(partitions, TopicConfig::default())) }
+}
+
+/// The node's view: node 0 at node-0.example:9092 is the only broker and the controller.
+fn view(topics: Vec<TopicInfo>) -> Response {
+    Response::Metadata(ClusterView {
+        cluster_id: "cluster-a".into(),
+        controller: Some(NodeId(0)),
+        brokers: vec![BrokerInfo {
+            node_id: NodeId(0),
+            host: "node-0.example".into(),
+            port: 9092,
+            rack: None,
+        }],
+        topics,
+    })
 }
 
 fn this_node_partition(index: i32) -> MetadataResponsePartition {
@@ -120,7 +152,7 @@ fn this_node_partition(index: i32) -> MetadataResponsePartition {
 }
 
 #[test]
-fn metadata_names_this_node_leader_of_everything() {
+fn metadata_names_the_brokers_and_leaders_of_the_view() {
     let now = Instant::now();
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
@@ -133,7 +165,7 @@ fn metadata_names_this_node_leader_of_everything() {
     requests_eq(&requests, &[Request::Metadata { topics, auto_create: false }]);
     let gone =
         TopicInfo { name: "gone".into(), state: Err(RequestError::UnknownTopic("gone".into())) };
-    let core = Response::Metadata { topics: vec![topic_ok("a", 2), gone] };
+    let core = view(vec![topic_ok("a", 2), gone]);
     let expected = MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()
@@ -348,6 +380,7 @@ fn fetch_keeps_the_request_max_bytes_across_partitions() {
         partition: PartitionId::new("t", partition),
         offset,
         max_bytes: 1000,
+        leader_epoch: None,
     };
     requests_eq(&requests, &[fetch(0, 4), fetch(1, 0)]);
     let core = vec![fetched(batches(2)), fetched(batches(1))];
@@ -424,6 +457,7 @@ fn list_offsets_by_spec_and_version() {
         let list = |partition, spec| Request::ListOffsets {
             partition: PartitionId::new("t", partition),
             spec,
+            leader_epoch: None,
         };
         requests_eq(
             &requests,
@@ -434,9 +468,12 @@ fn list_offsets_by_spec_and_version() {
             ],
         );
         let core = vec![
-            Response::Offset { offset: 0, timestamp: -1 },
-            Response::Offset { offset: 9, timestamp: -1 },
-            Response::Error(RequestError::NotReady(PartitionId::new("t", 2))),
+            Response::Offset { offset: 0, timestamp: -1, leader_epoch: 0 },
+            Response::Offset { offset: 9, timestamp: -1, leader_epoch: 0 },
+            Response::Error(RequestError::NotLeader {
+                partition: PartitionId::new("t", 2),
+                leader: None,
+            }),
         ];
         let KafkaResponse::ListOffsets(response) = respond(answer(&mut exchange, core, now)) else {
             panic!()
@@ -480,18 +517,29 @@ fn create_topics_checks_what_the_core_cannot() {
     let (mut exchange, requests) = start(KafkaRequest::CreateTopics(request), 7, now);
     let mut configured = TopicConfig::default();
     configured.log.retention_ms = 60_000;
-    let create = |name: &str, partitions, config| Request::CreateTopic {
+    let create = |name: &str, partitions, replication_factor, config| Request::CreateTopic {
         name: name.into(),
         partitions,
+        replication_factor,
         config,
         validate_only: true,
     };
     requests_eq(
         &requests,
-        &[create("defaults", 1, TopicConfig::default()), create("configured", 4, configured)],
+        &[
+            create("defaults", 1, -1, TopicConfig::default()),
+            create("three", 1, 3, TopicConfig::default()),
+            create("configured", 4, 1, configured),
+        ],
     );
-    let exists = RequestError::TopicExists("configured".into());
-    let core = vec![Response::TopicChanged, Response::Error(exists.clone())];
+    // The controller checks a replication factor against the live brokers.
+    let too_many = RequestError::Controller { code: 38, message: "1 live broker".into() };
+    let exists = RequestError::Controller { code: 36, message: "configured exists".into() };
+    let core = vec![
+        Response::TopicChanged,
+        Response::Error(too_many),
+        Response::Error(exists.clone()),
+    ];
     let KafkaResponse::CreateTopics(response) = respond(answer(&mut exchange, core, now)) else {
         panic!()
     };
@@ -559,8 +607,8 @@ fn describe_configs_of_topics_and_of_this_broker() {
     );
     let mut config = TopicConfig::default();
     config.log.retention_ms = 1000;
-    let info = TopicInfo { name: "t".into(), state: Ok(TopicState { partitions: 1, config }) };
-    let step = answer(&mut exchange, vec![Response::Metadata { topics: vec![info] }], now);
+    let info = TopicInfo { name: "t".into(), state: Ok(topic_state(1, config)) };
+    let step = answer(&mut exchange, vec![view(vec![info])], now);
     let entry = |name: &str, value: &str, source, config_type| {
         DescribeConfigsResourceResult::default()
             .with_name(text(name))
@@ -671,10 +719,12 @@ fn sample_response(api_key: ApiKey, version: i16) -> KafkaResponse {
     let answers = requests
         .iter()
         .map(|request| match request {
-            Request::Metadata { .. } => Response::Metadata { topics: vec![topic_ok("t", 1)] },
+            Request::Metadata { .. } => view(vec![topic_ok("t", 1)]),
             Request::Produce { .. } => Response::Produced { base_offset: 3 },
             Request::Fetch { .. } => fetched(batches(1)),
-            Request::ListOffsets { .. } => Response::Offset { offset: 1, timestamp: -1 },
+            Request::ListOffsets { .. } => {
+                Response::Offset { offset: 1, timestamp: -1, leader_epoch: 0 }
+            }
             _ => Response::TopicChanged,
         })
         .collect();
