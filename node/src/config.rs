@@ -38,8 +38,13 @@ const FRAME_BYTES_MAX: usize = i32::MAX as usize;
 /// How deep TOML tables may nest: the deepest key has four parts.
 const TABLE_DEPTH_MAX: usize = 8;
 
+/// The most nodes `cluster.voters` and `cluster.brokers` may list together.
+pub const CLUSTER_NODES_MAX: usize = 256;
+/// What a member list looks like, for error messages.
+const MEMBERS_EXAMPLE: &str = "1@10.0.0.1:19092,2@10.0.0.2:19092,3@10.0.0.3:19092";
+
 /// Every key, with its default as documented (docs/operations.md lists the same).
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 24] = [
     "node.id",
     "data.dir",
     "listener",
@@ -60,6 +65,10 @@ pub const KEYS: [&str; 20] = [
     "log.retention.check.interval.ms",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "cluster.voters",
+    "cluster.brokers",
+    "peer.listener",
+    "default.replication.factor",
 ];
 
 /// Other names of keys, for Kafka users' files: alias, key.
@@ -75,10 +84,27 @@ const ALIASES: [(&str, &str); 5] = [
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The settings. Its `node.node_id` and `cluster_id` are placeholders: both come from the
-    /// data directory when the node starts.
+    /// data directory when the node starts, and [`Config::apply_cluster`] fills the members.
     pub server: ServerConfig,
     /// `node.id`, if set: the data directory must belong to this node.
     pub node_id: Option<NodeId>,
+    /// `cluster.voters`: the controller quorum, each with its peer address.
+    pub voters: Vec<Member>,
+    /// `cluster.brokers`: the nodes that do not vote, each with its peer address.
+    pub brokers: Vec<Member>,
+    /// `peer.listener`: where this node accepts peers, if not its own entry's address.
+    pub peer_listener: Option<SocketAddr>,
+    /// `default.replication.factor`, if set.
+    pub default_replication_factor: Option<i32>,
+}
+
+/// One node of the cluster as `cluster.voters` or `cluster.brokers` lists it: `ID@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// Where its peer listener is reached, `HOST:PORT`.
+    pub peer_address: String,
 }
 
 /// Where a value came from, so an error says what to edit.
@@ -160,7 +186,14 @@ pub enum ConfigError {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { server: ServerConfig::new(DATA_DIR_DEFAULT), node_id: None }
+        Config {
+            server: ServerConfig::new(DATA_DIR_DEFAULT),
+            node_id: None,
+            voters: Vec::new(),
+            brokers: Vec::new(),
+            peer_listener: None,
+            default_replication_factor: None,
+        }
     }
 }
 
@@ -229,6 +262,75 @@ impl Config {
                 self.server.frame_bytes_max, batch_bytes_max
             )));
         }
+        self.validate_members()
+    }
+
+    /// Checks the member lists together: brokers only beside voters, no node in both.
+    fn validate_members(&self) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        if self.voters.is_empty() && !self.brokers.is_empty() {
+            return inconsistent(
+                "cluster.brokers is set but cluster.voters is not: list the controller \
+                 quorum in cluster.voters (ID@HOST:PORT of each voter)"
+                    .to_string(),
+            );
+        }
+        if let Some(twice) = self.brokers.iter().find(|b| self.member(b.node_id).is_some()) {
+            let id = twice.node_id.0;
+            return inconsistent(format!(
+                "node {id} is in both cluster.voters and cluster.brokers: list it in one"
+            ));
+        }
+        if self.voters.len() + self.brokers.len() > CLUSTER_NODES_MAX {
+            return inconsistent(format!("more than {CLUSTER_NODES_MAX} nodes in the cluster"));
+        }
+        Ok(())
+    }
+
+    /// The voter with id `node_id`.
+    fn member(&self, node_id: NodeId) -> Option<&Member> {
+        self.voters.iter().find(|m| m.node_id == node_id)
+    }
+
+    /// Fills the cluster's members and this node's peer settings for node `node_id` (known
+    /// once the data directory is open): `node.cluster.voters` and `learners`, the peer
+    /// listener and the other nodes' addresses. Without `cluster.voters` the node is a
+    /// cluster of its own.
+    pub fn apply_cluster(&mut self, node_id: NodeId) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        let cluster = &mut self.server.node.cluster;
+        if let Some(factor) = self.default_replication_factor {
+            cluster.default_replication_factor = factor;
+        }
+        if self.voters.is_empty() {
+            if self.peer_listener.is_some() {
+                return inconsistent(
+                    "peer.listener is set but cluster.voters is not: a node alone has no \
+                     peers; set cluster.voters or leave peer.listener out"
+                        .to_string(),
+                );
+            }
+            cluster.voters = vec![node_id];
+            cluster.learners = Vec::new();
+            return Ok(());
+        }
+        let all = || self.voters.iter().chain(&self.brokers);
+        let Some(own) = all().find(|m| m.node_id == node_id) else {
+            return inconsistent(format!(
+                "node.id {0} is not in cluster.voters or cluster.brokers: add \
+                 {0}@HOST:PORT (this node's peer address) to one of them, or check node.id",
+                node_id.0
+            ));
+        };
+        let listener = match self.peer_listener {
+            Some(address) => address,
+            None => resolve_own(&own.peer_address)?,
+        };
+        cluster.voters = self.voters.iter().map(|m| m.node_id).collect();
+        cluster.learners = self.brokers.iter().map(|m| m.node_id).collect();
+        let peers = all().filter(|m| m.node_id != node_id);
+        self.server.peers = peers.map(|m| (m.node_id, m.peer_address.clone())).collect();
+        self.server.peer_listener = Some(listener);
         Ok(())
     }
 
@@ -247,12 +349,73 @@ impl Config {
             "num.partitions" => node.default_partitions = partitions(value)?,
             "log.flush.interval.ms" => node.flush_interval = interval(value)?,
             "log.retention.check.interval.ms" => node.retention_check_interval = interval(value)?,
+            "cluster.voters" => self.voters = parse_members(value)?,
+            "cluster.brokers" => self.brokers = parse_members(value)?,
+            "peer.listener" => self.peer_listener = optional_listen_address(value)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = Some(replication_factor(value)?);
+            }
             _ => {
                 let topic_key = topic_key(key).expect("every key is handled");
                 node.default_topic.set(topic_key, value).map_err(topic_expected)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Parses a member list, `ID@HOST:PORT` separated by commas (`cluster.voters`,
+/// `cluster.brokers`, `cairn format --voters`); the error says what was expected. An empty
+/// value is an empty list.
+pub fn parse_members(value: &str) -> Result<Vec<Member>, String> {
+    let mut members: Vec<Member> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let member = parse_member(entry).ok_or_else(|| {
+            format!(
+                "a list of NODE_ID@HOST:PORT separated by commas, such as {MEMBERS_EXAMPLE} \
+                ({entry:?} is not one)"
+            )
+        })?;
+        if members.iter().any(|m| m.node_id == member.node_id) {
+            let id = member.node_id.0;
+            return Err(format!("each node id once (node {id} is listed twice)"));
+        }
+        if members.len() == CLUSTER_NODES_MAX {
+            return Err(format!("at most {CLUSTER_NODES_MAX} nodes"));
+        }
+        members.push(member);
+    }
+    Ok(members)
+}
+
+fn parse_member(entry: &str) -> Option<Member> {
+    let (id, address) = entry.split_once('@')?;
+    let node_id = NodeId(id.trim().parse().ok()?);
+    let (host, port) = address.trim().rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() || bare.contains(char::is_whitespace) || port == 0 {
+        return None;
+    }
+    Some(Member { node_id, peer_address: address.trim().to_string() })
+}
+
+/// The address to bind for this node's own entry `address` of the member lists.
+fn resolve_own(address: &str) -> Result<SocketAddr, ConfigError> {
+    let resolved = address.to_socket_addrs().ok().and_then(|mut all| all.next());
+    resolved.ok_or_else(|| {
+        ConfigError::Inconsistent(format!(
+            "this node's peer address {address} (from cluster.voters or cluster.brokers) does \
+             not resolve to an address to listen on: set peer.listener = HOST:PORT, such as \
+             0.0.0.0:19092"
+        ))
+    })
+}
+
+fn replication_factor(value: &str) -> Result<i32, String> {
+    match number::<i32>(value) {
+        Ok(factor) if (1..=i32::from(i16::MAX)).contains(&factor) => Ok(factor),
+        _ => Err("a number of replicas from 1 to 32767".to_string()),
     }
 }
 
@@ -640,6 +803,87 @@ mod tests {
         assert!(err.contains("must be larger than message.max.bytes"), "{err}");
         let err = from_toml("log.segment.bytes = 10").unwrap_err();
         assert!(matches!(err, ConfigError::Inconsistent(_)), "{err}");
+    }
+
+    fn three_nodes() -> &'static str {
+        "cluster.voters = \"1@127.0.0.1:19092, 2@127.0.0.1:19093,3@localhost:19094\"\n"
+    }
+
+    #[test]
+    fn cluster_keys_fill_the_members_and_the_peers() {
+        let text = format!("{}cluster.brokers = \"4@broker4.example:19092\"\n", three_nodes());
+        let mut config = from_toml(&text).expect("valid file");
+        config.apply_cluster(NodeId(2)).expect("node 2 is a voter");
+        let cluster = &config.server.node.cluster;
+        assert_eq!(cluster.voters, [NodeId(1), NodeId(2), NodeId(3)]);
+        assert_eq!(cluster.learners, [NodeId(4)]);
+        assert_eq!(
+            config.server.peer_listener.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:19093")
+        );
+        let peers: Vec<(u32, &str)> =
+            config.server.peers.iter().map(|(id, a)| (id.0, a.as_str())).collect();
+        assert_eq!(
+            peers,
+            [(1, "127.0.0.1:19092"), (3, "localhost:19094"), (4, "broker4.example:19092")]
+        );
+    }
+
+    #[test]
+    fn peer_listener_overrides_the_own_entry() {
+        let text = format!("{}peer.listener = \"0.0.0.0:29092\"\n", three_nodes());
+        let mut config = from_toml(&text).expect("valid file");
+        config.apply_cluster(NodeId(3)).expect("node 3 is a voter");
+        assert_eq!(
+            config.server.peer_listener.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:29092")
+        );
+    }
+
+    #[test]
+    fn without_voters_a_node_is_a_cluster_of_its_own() {
+        let mut config = from_toml("default.replication.factor = 2\n").expect("valid file");
+        config.apply_cluster(NodeId(7)).expect("alone");
+        assert_eq!(config.server.node.cluster.default_replication_factor, 2);
+        assert_eq!(config.server.node.cluster.voters, [NodeId(7)]);
+        assert!(config.server.node.cluster.learners.is_empty());
+        assert_eq!(config.server.peer_listener, None);
+        assert!(config.server.peers.is_empty());
+    }
+
+    #[test]
+    fn a_bad_member_list_says_what_to_type() {
+        for value in ["1@", "one@127.0.0.1:1", "1@127.0.0.1", "1@:19092", "1@h:0", "127.0.0.1:1"] {
+            let err = Config::default().set("cluster.voters", value, &flag()).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains("expected a list of NODE_ID@HOST:PORT separated by commas, such as 1@10.0.0.1:19092,"), "{err}");
+        }
+        let err =
+            Config::default().set("cluster.voters", "1@a:1,2@b:1,1@c:1", &flag()).unwrap_err();
+        assert!(
+            err.to_string().ends_with("expected each node id once (node 1 is listed twice)"),
+            "{err}"
+        );
+        let err = Config::default().set("default.replication.factor", "0", &flag()).unwrap_err();
+        assert!(err.to_string().contains("from 1 to 32767"), "{err}");
+    }
+
+    #[test]
+    fn members_that_do_not_fit_together_are_refused() {
+        let err = from_toml("cluster.brokers = \"4@h:1\"").unwrap_err().to_string();
+        assert!(err.contains("cluster.brokers is set but cluster.voters is not"), "{err}");
+        let text = format!("{}cluster.brokers = \"3@h:1\"\n", three_nodes());
+        let err = from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("node 3 is in both cluster.voters and cluster.brokers"), "{err}");
+        let mut config = from_toml(three_nodes()).expect("valid file");
+        let err = config.apply_cluster(NodeId(9)).unwrap_err().to_string();
+        assert!(
+            err.contains("node.id 9 is not in cluster.voters or cluster.brokers: add 9@HOST:PORT"),
+            "{err}"
+        );
+        let mut config = from_toml("peer.listener = \"127.0.0.1:1\"").expect("valid alone");
+        let err = config.apply_cluster(NodeId(1)).unwrap_err().to_string();
+        assert!(err.contains("peer.listener is set but cluster.voters is not"), "{err}");
     }
 
     #[test]
