@@ -354,6 +354,7 @@ fn apply_node_flags(config: &mut Config, flags: &NodeFlags) -> Result<(), Config
         ("data.dir", "--data-dir", &flags.data_dir),
         ("listener", "--listener", &flags.listener),
         ("http.listener", "--http-listener", &flags.http_listener),
+        ("peer.listener", "--peer-listener", &flags.peer_listener),
     ];
     for (key, flag, value) in named {
         if let Some(value) = value {

@@ -323,6 +323,7 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
         loop {
             let received = tokio::select! {
                 received = self.queue.recv_many(&mut batch, PEER_WRITE_BATCH_MAX) => received,
+                error = closed(&stream) => return WriteEnd::Failed(error),
                 _ = self.stop.changed() => return WriteEnd::Stopped,
             };
             if received == 0 {
@@ -337,6 +338,25 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             }
             buf.clear();
             self.stats.sent.fetch_add(received as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Completes when the peer closed `stream` or it failed. The peer never writes on a
+/// connection it accepted (messages are one-way), so readable means closed: noticing it
+/// while idle reconnects before the next message instead of losing it to a dead socket.
+async fn closed(stream: &TcpStream) -> std::io::Error {
+    let mut buf = [0u8; 64];
+    loop {
+        if let Err(error) = stream.readable().await {
+            return error;
+        }
+        match stream.try_read(&mut buf) {
+            Ok(0) => return std::io::ErrorKind::UnexpectedEof.into(),
+            // Bytes from a peer that should send none: ignored, as the reader would.
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return error,
         }
     }
 }

@@ -426,3 +426,127 @@ async fn close_after_failure(mut server: Server) {
     server.close_listeners().await;
     server.stop_peers().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runtime::datadir::{self, FormatSpec};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Node `node_id` of the cluster `ids`, formatted on `dir` as `cairn format --voters`
+    /// does, with a pre-bound peer listener; `peers` filled in by the caller.
+    fn member(
+        dir: &std::path::Path,
+        node_id: u32,
+        ids: &[NodeId],
+    ) -> (ServerConfig, std::net::TcpListener) {
+        let spec = FormatSpec {
+            node_id: NodeId(node_id),
+            cluster_id: Some("pair".into()),
+            voters: ids.to_vec(),
+            learners: Vec::new(),
+            initial: true,
+        };
+        datadir::format(dir, &spec).expect("format");
+        let mut config = ServerConfig::new(dir);
+        config.kafka_listener = "127.0.0.1:0".parse().unwrap();
+        config.http_listener = None;
+        config.cluster_id = "pair".into();
+        config.node.node_id = NodeId(node_id);
+        config.node.cluster.voters = ids.to_vec();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        config.peer_listener = Some(listener.local_addr().unwrap());
+        (config, listener)
+    }
+
+    async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "{what} within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Two nodes of one cluster in one process: each connects to the other, the connections
+    /// show in the stats and the metrics, and both stop cleanly with their transports.
+    #[tokio::test]
+    async fn two_nodes_of_a_cluster_connect_to_each_other() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ids = [NodeId(1), NodeId(2)];
+        let (mut one, one_listener) = member(a.path(), 1, &ids);
+        let (mut two, two_listener) = member(b.path(), 2, &ids);
+        one.peers.insert(NodeId(2), two.peer_listener.unwrap().to_string());
+        two.peers.insert(NodeId(1), one.peer_listener.unwrap().to_string());
+        let one = Server::start_with_peer_listener(one, Some(one_listener)).await.unwrap();
+        let two = Server::start_with_peer_listener(two, Some(two_listener)).await.unwrap();
+        for server in [&one, &two] {
+            let stats = Arc::clone(server.peer_stats().expect("a node with peers runs them"));
+            wait_until("a connected peer", || stats.connected.load(Ordering::Relaxed) == 1).await;
+            assert_eq!(stats.rejected.load(Ordering::Relaxed), 0);
+            assert!(server.metrics().render().contains("\ncairn_peers_connected 1\n"));
+        }
+        let stats = Arc::clone(one.peer_stats().unwrap());
+        one.stop().await.expect("a clean stop");
+        // Node 2's connection to node 1 breaks once node 1's transport is gone.
+        let two_stats = Arc::clone(two.peer_stats().unwrap());
+        wait_until("the peer gone", || two_stats.connected.load(Ordering::Relaxed) == 0).await;
+        assert_eq!(stats.connected.load(Ordering::Relaxed), 0, "a stopped transport is down");
+        two.stop().await.expect("a clean stop");
+    }
+
+    /// A peer's messages reach the node's driver; a node alone starts no transport.
+    #[tokio::test]
+    async fn a_peers_messages_are_received_and_a_lone_node_has_no_transport() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [NodeId(1), NodeId(2)];
+        let (mut config, listener) = member(dir.path(), 1, &ids);
+        let fake_two = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        config.peers.insert(NodeId(2), fake_two.local_addr().unwrap().to_string());
+        let one_addr = config.peer_listener.unwrap().to_string();
+        let server = Server::start_with_peer_listener(config, Some(listener)).await.unwrap();
+        let peer = PeerConfig {
+            node_id: NodeId(2),
+            cluster_id: "pair".into(),
+            peers: [(NodeId(1), one_addr)].into(),
+        };
+        let (sink, _inbound) = mpsc::channel(16);
+        let (stop, stopped) = watch::channel(false);
+        let two: Peers<Message> = Peers::start(peer, fake_two, sink, stopped);
+        for _ in 0..3 {
+            assert!(two.send(NodeId(1), Message::default()));
+        }
+        let stats = Arc::clone(server.peer_stats().unwrap());
+        wait_until("three messages", || stats.received.load(Ordering::Relaxed) == 3).await;
+        assert_eq!(stats.received_dropped.load(Ordering::Relaxed), 0);
+        stop.send_replace(true);
+        two.stopped().await;
+        server.stop().await.expect("a clean stop");
+
+        let alone = tempfile::tempdir().unwrap();
+        datadir::format(alone.path(), &FormatSpec::single(NodeId(0))).unwrap();
+        let mut config = ServerConfig::new(alone.path());
+        config.kafka_listener = "127.0.0.1:0".parse().unwrap();
+        config.http_listener = None;
+        let server = Server::start(config).await.unwrap();
+        assert!(server.peer_stats().is_none() && server.peer_addr().is_none());
+        assert!(!server.metrics().render().contains("cairn_peer"));
+        server.stop().await.expect("a clean stop");
+    }
+
+    /// A node with peers and nowhere to accept them cannot start.
+    #[tokio::test]
+    async fn peers_without_a_peer_listener_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path());
+        config.kafka_listener = "127.0.0.1:0".parse().unwrap();
+        config.http_listener = None;
+        config.node.node_id = NodeId(1);
+        config.peers.insert(NodeId(2), "127.0.0.1:1".into());
+        let err = Server::start(config).await.unwrap_err();
+        assert!(matches!(err, ServerError::NoPeerListener(1)), "{err}");
+    }
+}
