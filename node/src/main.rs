@@ -249,9 +249,13 @@ fn dev_cluster_id(root: &Path, ids: &[NodeId]) -> Result<(String, bool), Failure
         )));
     }
     let mut found: Option<String> = None;
+    let mut missing = Vec::new();
     for &node_id in ids {
         let dir = root.join(dev_node_dir(node_id));
-        let Some(meta) = datadir::read_meta(&dir)? else { continue };
+        let Some(meta) = datadir::read_meta(&dir)? else {
+            missing.push(node_id.0);
+            continue;
+        };
         let voters = datadir::read_bootstrap(&dir)?.voters;
         if voters != ids.iter().map(|id| id.0).collect::<Vec<_>>() {
             return Err(Failure::Runtime(format!(
@@ -271,7 +275,12 @@ fn dev_cluster_id(root: &Path, ids: &[NodeId]) -> Result<(String, bool), Failure
         found = Some(meta.cluster_id);
     }
     match found {
-        Some(cluster_id) => Ok((cluster_id, false)),
+        Some(cluster_id) => {
+            if !missing.is_empty() {
+                warn!(?missing, "nodes without a data directory: formatting them to rejoin");
+            }
+            Ok((cluster_id, false))
+        }
         None => Ok((datadir::new_cluster_id()?, true)),
     }
 }
@@ -297,6 +306,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let data_dir = datadir::open(&config.server.data_dir, config.node_id)?;
     config.apply_cluster(data_dir.meta().node_id)?;
     let server = server_config(config, &data_dir)?;
+    check_members(&data_dir, &server)?;
     run_nodes(vec![(server, None)], vec![data_dir], |_| {})
 }
 
@@ -374,6 +384,39 @@ fn server_config(config: Config, data_dir: &DataDir) -> Result<ServerConfig, Fai
     server.node.seed = os_random_u64()
         .map_err(|e| Failure::Runtime(format!("cannot read /dev/urandom for a seed: {e}")))?;
     Ok(server)
+}
+
+/// Checks the configured members against those the directory was formatted with (they are
+/// fixed at format time, decision 0009), so that a typo in `cluster.voters` stops the node
+/// with both lists instead of a node that cannot join its quorum.
+fn check_members(data_dir: &DataDir, server: &ServerConfig) -> Result<(), Failure> {
+    let record = datadir::read_bootstrap(data_dir.path())?;
+    let sorted = |ids: &mut dyn Iterator<Item = u32>| {
+        let mut ids: Vec<u32> = ids.collect();
+        ids.sort_unstable();
+        ids
+    };
+    let cluster = &server.node.cluster;
+    let formatted =
+        (sorted(&mut record.voters.iter().copied()), sorted(&mut record.learners.iter().copied()));
+    let configured = (
+        sorted(&mut cluster.voters.iter().map(|id| id.0)),
+        sorted(&mut cluster.learners.iter().map(|id| id.0)),
+    );
+    if formatted != configured {
+        return Err(Failure::Usage(format!(
+            "{} was formatted with voters {:?} and brokers {:?}, but cluster.voters and \
+             cluster.brokers give voters {:?} and brokers {:?}: members are fixed when a \
+             cluster is formatted, so list the same nodes (without cluster.voters, a node is \
+             a cluster of its own)",
+            data_dir.path().display(),
+            formatted.0,
+            formatted.1,
+            configured.0,
+            configured.1
+        )));
+    }
+    Ok(())
 }
 
 /// Runs the nodes until SIGINT or SIGTERM, holding their data directories' locks
