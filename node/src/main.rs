@@ -131,6 +131,8 @@ fn dev_single(mut config: Config) -> Result<(), Failure> {
     }
     let spec = FormatSpec::single(NodeId(0));
     let data_dir = datadir::open_or_format(&root, &spec)?;
+    // A node alone has no peers: --peer-listener only matters with --nodes.
+    config.peer_listener = None;
     config.apply_cluster(data_dir.meta().node_id)?;
     let server = server_config(config, &data_dir)?;
     let (node_id, cluster_id) = (data_dir.meta().node_id, data_dir.meta().cluster_id.clone());
