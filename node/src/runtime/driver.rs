@@ -335,7 +335,20 @@ mod tests {
     use crate::core::node::{
         Acks, Durability, NodeConfig, OffsetSpec, PartitionId, RequestError, TopicConfig,
     };
+    use crate::runtime::datadir::{self, FormatSpec};
     use crate::runtime::disk::FileDisk;
+
+    /// A data directory formatted as `cairn format` does for the default node config (node
+    /// 0 of a single-node cluster "cairn-dev"), since a node never formats itself.
+    fn formatted_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = FormatSpec {
+            cluster_id: Some(NodeConfig::default().cluster.cluster_id),
+            ..FormatSpec::single(NodeConfig::default().node_id)
+        };
+        datadir::format(dir.path(), &spec).unwrap();
+        dir
+    }
 
     async fn start(dir: &std::path::Path) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
         let clock = Clock::start();
@@ -394,7 +407,7 @@ mod tests {
     /// A clean stop flushes what was only appended (acks=0 under durability replicate).
     #[tokio::test]
     async fn a_clean_stop_flushes_everything() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let partition = PartitionId::new("quiet", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
@@ -417,7 +430,7 @@ mod tests {
     /// whole path over real files and the executor, without the network.
     #[tokio::test]
     async fn produce_fetch_and_restart_over_real_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let partition = PartitionId::new("events", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
@@ -464,7 +477,7 @@ mod tests {
     /// A topic, its settings and its data come back after a restart over the same files.
     #[tokio::test]
     async fn topics_and_their_settings_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
         let mut config = TopicConfig::default();

@@ -527,7 +527,9 @@ mod tests {
         server.stop().await.expect("a clean stop");
 
         let alone = tempfile::tempdir().unwrap();
-        datadir::format(alone.path(), &FormatSpec::single(NodeId(0))).unwrap();
+        let spec =
+            FormatSpec { cluster_id: Some("cairn-dev".into()), ..FormatSpec::single(NodeId(0)) };
+        datadir::format(alone.path(), &spec).unwrap();
         let mut config = ServerConfig::new(alone.path());
         config.kafka_listener = "127.0.0.1:0".parse().unwrap();
         config.http_listener = None;
