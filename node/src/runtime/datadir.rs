@@ -264,7 +264,7 @@ pub enum DataDirError {
     FormatOp {
         /// The directory.
         dir: PathBuf,
-        /// The op, as `Debug` shows it without its data.
+        /// The op, described without its data.
         op: String,
         /// The disk's error.
         error: crate::core::io::DiskError,
