@@ -20,6 +20,9 @@ Examples:
   Try it on this machine (formats ./cairn-data on first use):
     cairn dev
 
+  Try a cluster of three nodes in one process (Kafka on 9092, 9093 and 9094):
+    cairn dev --nodes 3
+
   Run a node from a config file:
     cairn format --data-dir /var/lib/cairn
     cairn serve --config /etc/cairn/cairn.toml
@@ -32,10 +35,16 @@ Examples:
   cairn dev
   cairn dev --data-dir /tmp/cairn --listener 127.0.0.1:19092
   cairn dev --set log.retention.ms=3600000
+  cairn dev --nodes 3
 
 Then, with kcat:
   echo hello | kcat -P -b 127.0.0.1:9092 -t demo
-  kcat -C -b 127.0.0.1:9092 -t demo -o beginning -e";
+  kcat -C -b 127.0.0.1:9092 -t demo -o beginning -e
+
+With --nodes N, node i (1 to N) keeps its data in DIR/node-i and listens on the i-th port
+of each range: Kafka from --listener (9092, 9093, ...), peers from --peer-listener (19092,
+19093, ...), metrics from --http-listener (9644, 9645, ...). Port 0 picks free ports.
+Every node is a voter; auto-created topics get min(3, N) replicas.";
 
 const SERVE_EXAMPLES: &str = "\
 Every config file key can also be set by a CAIRN_* environment variable (the key upper-cased,
@@ -53,13 +62,28 @@ A minimal cairn.toml:
   listener = \"0.0.0.0:9092\"
   advertised.listener = \"host1.example:9092\"
 
+A node of a three-node cluster adds its members (NODE_ID@HOST:PORT of each node's peer
+listener; the same lists on every node, and the same as given to cairn format):
+  cluster.voters = \"1@host1.example:19092,2@host2.example:19092,3@host3.example:19092\"
+  # cluster.brokers = \"4@host4.example:19092\"   nodes that do not vote (optional)
+  # peer.listener = \"0.0.0.0:19092\"   where to accept peers, if not the own entry's address
+
 The data directory must be formatted first: cairn format --data-dir DIR --node-id N.
 Every key and its default: docs/operations.md.";
 
 const FORMAT_EXAMPLES: &str = "\
 Examples:
-  cairn format --data-dir /var/lib/cairn
-  cairn format --data-dir /var/lib/cairn --node-id 2 --cluster-id prod-eu-1
+  A node of its own:
+    cairn format --data-dir /var/lib/cairn
+
+  Node 2 of a three-node cluster (run on each node with its own --node-id, the same
+  --cluster-id and the same --voters):
+    cairn format --data-dir /var/lib/cairn --node-id 2 --cluster-id prod-eu-1 \\
+      --voters 1@host1:19092,2@host2:19092,3@host3:19092
+
+  Node 2 again, after its disk was lost and replaced:
+    cairn format --data-dir /var/lib/cairn --node-id 2 --cluster-id prod-eu-1 \\
+      --voters 1@host1:19092,2@host2:19092,3@host3:19092 --rejoin
 
 A directory is formatted once. cairn format refuses a directory that already holds Cairn data.";
 
@@ -101,10 +125,17 @@ pub enum Command {
 /// `cairn dev`.
 #[derive(Debug, Args)]
 pub struct DevArgs {
+    /// How many nodes to run in this process, as one cluster (each a voter)
+    #[arg(long, value_name = "N", default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=DEV_NODES_MAX))]
+    pub nodes: u32,
     /// The flags shared with `serve`.
     #[command(flatten)]
     pub node: NodeFlags,
 }
+
+/// The most nodes `cairn dev --nodes` runs.
+pub const DEV_NODES_MAX: i64 = 9;
 
 /// `cairn serve`.
 #[derive(Debug, Args)]
@@ -138,6 +169,11 @@ pub struct NodeFlags {
     /// [config: http.listener]
     #[arg(long, value_name = "HOST:PORT")]
     pub http_listener: Option<String>,
+    /// Where other nodes of the cluster connect [default: this node's entry in
+    /// cluster.voters or cluster.brokers; for dev --nodes, 127.0.0.1:19092]
+    /// [config: peer.listener]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_listener: Option<String>,
     /// Set any config file key, for example --set log.retention.ms=3600000 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = key_value)]
     pub set: Vec<(String, String)>,
@@ -152,9 +188,22 @@ pub struct FormatArgs {
     /// The id of the node that will run on it
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub node_id: u32,
-    /// The cluster's id, the same on every node of a cluster [default: a new random id]
+    /// The cluster's id, the same on every node of a cluster [default: a new random id;
+    /// required with --voters]
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
+    /// The controller quorum, NODE_ID@HOST:PORT of each voter's peer listener, separated by
+    /// commas; the same on every node (and as cluster.voters) [default: this node alone]
+    #[arg(long, value_name = "ID@HOST:PORT,...")]
+    pub voters: Option<String>,
+    /// The nodes that do not vote, in the same form (as cluster.brokers)
+    #[arg(long, value_name = "ID@HOST:PORT,...", requires = "voters")]
+    pub brokers: Option<String>,
+    /// Format a node whose disk was wiped, to rejoin its running cluster: it does not vote
+    /// until it has caught up with the leader, so it cannot help elect a leader that lacks
+    /// committed metadata. Not for a new cluster, nor for a cluster's only voter
+    #[arg(long, requires = "voters")]
+    pub rejoin: bool,
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {

@@ -38,8 +38,13 @@ const FRAME_BYTES_MAX: usize = i32::MAX as usize;
 /// How deep TOML tables may nest: the deepest key has four parts.
 const TABLE_DEPTH_MAX: usize = 8;
 
+/// The most nodes `cluster.voters` and `cluster.brokers` may list together.
+pub const CLUSTER_NODES_MAX: usize = 256;
+/// What a member list looks like, for error messages.
+const MEMBERS_EXAMPLE: &str = "1@10.0.0.1:19092,2@10.0.0.2:19092,3@10.0.0.3:19092";
+
 /// Every key, with its default as documented (docs/operations.md lists the same).
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 24] = [
     "node.id",
     "data.dir",
     "listener",
@@ -60,6 +65,10 @@ pub const KEYS: [&str; 20] = [
     "log.retention.check.interval.ms",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "cluster.voters",
+    "cluster.brokers",
+    "peer.listener",
+    "default.replication.factor",
 ];
 
 /// Other names of keys, for Kafka users' files: alias, key.
@@ -75,10 +84,27 @@ const ALIASES: [(&str, &str); 5] = [
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The settings. Its `node.node_id` and `cluster_id` are placeholders: both come from the
-    /// data directory when the node starts.
+    /// data directory when the node starts, and [`Config::apply_cluster`] fills the members.
     pub server: ServerConfig,
     /// `node.id`, if set: the data directory must belong to this node.
     pub node_id: Option<NodeId>,
+    /// `cluster.voters`: the controller quorum, each with its peer address.
+    pub voters: Vec<Member>,
+    /// `cluster.brokers`: the nodes that do not vote, each with its peer address.
+    pub brokers: Vec<Member>,
+    /// `peer.listener`: where this node accepts peers, if not its own entry's address.
+    pub peer_listener: Option<SocketAddr>,
+    /// `default.replication.factor`, if set.
+    pub default_replication_factor: Option<i32>,
+}
+
+/// One node of the cluster as `cluster.voters` or `cluster.brokers` lists it: `ID@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// Where its peer listener is reached, `HOST:PORT`.
+    pub peer_address: String,
 }
 
 /// Where a value came from, so an error says what to edit.
@@ -160,7 +186,14 @@ pub enum ConfigError {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { server: ServerConfig::new(DATA_DIR_DEFAULT), node_id: None }
+        Config {
+            server: ServerConfig::new(DATA_DIR_DEFAULT),
+            node_id: None,
+            voters: Vec::new(),
+            brokers: Vec::new(),
+            peer_listener: None,
+            default_replication_factor: None,
+        }
     }
 }
 
@@ -229,6 +262,75 @@ impl Config {
                 self.server.frame_bytes_max, batch_bytes_max
             )));
         }
+        self.validate_members()
+    }
+
+    /// Checks the member lists together: brokers only beside voters, no node in both.
+    fn validate_members(&self) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        if self.voters.is_empty() && !self.brokers.is_empty() {
+            return inconsistent(
+                "cluster.brokers is set but cluster.voters is not: list the controller \
+                 quorum in cluster.voters (ID@HOST:PORT of each voter)"
+                    .to_string(),
+            );
+        }
+        if let Some(twice) = self.brokers.iter().find(|b| self.member(b.node_id).is_some()) {
+            let id = twice.node_id.0;
+            return inconsistent(format!(
+                "node {id} is in both cluster.voters and cluster.brokers: list it in one"
+            ));
+        }
+        if self.voters.len() + self.brokers.len() > CLUSTER_NODES_MAX {
+            return inconsistent(format!("more than {CLUSTER_NODES_MAX} nodes in the cluster"));
+        }
+        Ok(())
+    }
+
+    /// The voter with id `node_id`.
+    fn member(&self, node_id: NodeId) -> Option<&Member> {
+        self.voters.iter().find(|m| m.node_id == node_id)
+    }
+
+    /// Fills the cluster's members and this node's peer settings for node `node_id` (known
+    /// once the data directory is open): `node.cluster.voters` and `learners`, the peer
+    /// listener and the other nodes' addresses. Without `cluster.voters` the node is a
+    /// cluster of its own.
+    pub fn apply_cluster(&mut self, node_id: NodeId) -> Result<(), ConfigError> {
+        let inconsistent = |message: String| Err(ConfigError::Inconsistent(message));
+        let cluster = &mut self.server.node.cluster;
+        if let Some(factor) = self.default_replication_factor {
+            cluster.default_replication_factor = factor;
+        }
+        if self.voters.is_empty() {
+            if self.peer_listener.is_some() {
+                return inconsistent(
+                    "peer.listener is set but cluster.voters is not: a node alone has no \
+                     peers; set cluster.voters or leave peer.listener out"
+                        .to_string(),
+                );
+            }
+            cluster.voters = vec![node_id];
+            cluster.learners = Vec::new();
+            return Ok(());
+        }
+        let all = || self.voters.iter().chain(&self.brokers);
+        let Some(own) = all().find(|m| m.node_id == node_id) else {
+            return inconsistent(format!(
+                "node.id {0} is not in cluster.voters or cluster.brokers: add \
+                 {0}@HOST:PORT (this node's peer address) to one of them, or check node.id",
+                node_id.0
+            ));
+        };
+        let listener = match self.peer_listener {
+            Some(address) => address,
+            None => resolve_own(&own.peer_address)?,
+        };
+        cluster.voters = self.voters.iter().map(|m| m.node_id).collect();
+        cluster.learners = self.brokers.iter().map(|m| m.node_id).collect();
+        let peers = all().filter(|m| m.node_id != node_id);
+        self.server.peers = peers.map(|m| (m.node_id, m.peer_address.clone())).collect();
+        self.server.peer_listener = Some(listener);
         Ok(())
     }
 
@@ -247,12 +349,73 @@ impl Config {
             "num.partitions" => node.default_partitions = partitions(value)?,
             "log.flush.interval.ms" => node.flush_interval = interval(value)?,
             "log.retention.check.interval.ms" => node.retention_check_interval = interval(value)?,
+            "cluster.voters" => self.voters = parse_members(value)?,
+            "cluster.brokers" => self.brokers = parse_members(value)?,
+            "peer.listener" => self.peer_listener = optional_listen_address(value)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = Some(replication_factor(value)?);
+            }
             _ => {
                 let topic_key = topic_key(key).expect("every key is handled");
                 node.default_topic.set(topic_key, value).map_err(topic_expected)?;
             }
         }
         Ok(())
+    }
+}
+
+/// Parses a member list, `ID@HOST:PORT` separated by commas (`cluster.voters`,
+/// `cluster.brokers`, `cairn format --voters`); the error says what was expected. An empty
+/// value is an empty list.
+pub fn parse_members(value: &str) -> Result<Vec<Member>, String> {
+    let mut members: Vec<Member> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let member = parse_member(entry).ok_or_else(|| {
+            format!(
+                "a list of NODE_ID@HOST:PORT separated by commas, such as {MEMBERS_EXAMPLE} \
+                ({entry:?} is not one)"
+            )
+        })?;
+        if members.iter().any(|m| m.node_id == member.node_id) {
+            let id = member.node_id.0;
+            return Err(format!("each node id once (node {id} is listed twice)"));
+        }
+        if members.len() == CLUSTER_NODES_MAX {
+            return Err(format!("at most {CLUSTER_NODES_MAX} nodes"));
+        }
+        members.push(member);
+    }
+    Ok(members)
+}
+
+fn parse_member(entry: &str) -> Option<Member> {
+    let (id, address) = entry.split_once('@')?;
+    let node_id = NodeId(id.trim().parse().ok()?);
+    let (host, port) = address.trim().rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.is_empty() || bare.contains(char::is_whitespace) || port == 0 {
+        return None;
+    }
+    Some(Member { node_id, peer_address: address.trim().to_string() })
+}
+
+/// The address to bind for this node's own entry `address` of the member lists.
+fn resolve_own(address: &str) -> Result<SocketAddr, ConfigError> {
+    let resolved = address.to_socket_addrs().ok().and_then(|mut all| all.next());
+    resolved.ok_or_else(|| {
+        ConfigError::Inconsistent(format!(
+            "this node's peer address {address} (from cluster.voters or cluster.brokers) does \
+             not resolve to an address to listen on: set peer.listener = HOST:PORT, such as \
+             0.0.0.0:19092"
+        ))
+    })
+}
+
+fn replication_factor(value: &str) -> Result<i32, String> {
+    match number::<i32>(value) {
+        Ok(factor) if (1..=i32::from(i16::MAX)).contains(&factor) => Ok(factor),
+        _ => Err("a number of replicas from 1 to 32767".to_string()),
     }
 }
 
@@ -467,193 +630,4 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use cairn_node::core::topic::Durability;
-
-    use super::*;
-
-    fn file() -> Origin {
-        Origin::File(PathBuf::from("cairn.toml"))
-    }
-
-    fn flag() -> Origin {
-        Origin::Flag("--set".to_string())
-    }
-
-    fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let mut config = Config::default();
-        config.apply_toml(text, &file())?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let config = from_toml("").expect("empty file");
-        assert_eq!(config.node_id, None);
-        assert_eq!(config.server.data_dir, Path::new(DATA_DIR_DEFAULT));
-        assert_eq!(config.server.kafka_listener.to_string(), "127.0.0.1:9092");
-        assert_eq!(
-            config.server.http_listener.map(|a| a.to_string()).as_deref(),
-            Some("127.0.0.1:9644")
-        );
-        assert_eq!(config.server.frame_bytes_max, 100 << 20);
-        assert!(config.server.node.auto_create_topics);
-        assert_eq!(config.server.node.default_topic.durability, Durability::Fsync);
-    }
-
-    #[test]
-    fn a_file_sets_every_kind_of_key() {
-        let config = from_toml(
-            r#"
-            node.id = 3
-            listener = "0.0.0.0:19092"
-            advertised.listener = "broker3.example:19092"
-            http.listener = ""
-            data.dir = "/var/lib/cairn"
-            auto.create.topics.enable = false
-            num.partitions = 6
-            durability = "replicate"
-            socket.request.max.bytes = 2097152
-            [log]
-            flush.interval.ms = 250
-            retention.ms = 3600000
-            retention.check.interval.ms = 60000
-            "#,
-        )
-        .expect("valid file");
-        let server = &config.server;
-        assert_eq!(config.node_id, Some(NodeId(3)));
-        assert_eq!(server.kafka_listener.to_string(), "0.0.0.0:19092");
-        assert_eq!(server.advertised_listener, Some(("broker3.example".to_string(), 19092)));
-        assert_eq!(server.http_listener, None);
-        assert_eq!(server.data_dir, Path::new("/var/lib/cairn"));
-        assert!(!server.node.auto_create_topics);
-        assert_eq!(server.node.default_partitions, 6);
-        assert_eq!(server.node.default_topic.durability, Durability::Replicate);
-        assert_eq!(server.node.default_topic.log.retention_ms, 3_600_000);
-        assert_eq!(server.frame_bytes_max, 2 << 20);
-        assert_eq!(server.node.flush_interval, Duration::from_millis(250));
-        assert_eq!(server.node.retention_check_interval, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn environment_beats_file_and_flags_beat_environment() {
-        let mut config = Config::default();
-        let text = "node.id = 1\nlog.retention.ms = 1000\nnum.partitions = 2\n";
-        config.apply_toml(text, &file()).expect("file");
-        let vars = env(&[("CAIRN_NODE_ID", "2"), ("CAIRN_LOG_RETENTION_MS", "2000")]);
-        config.apply_env(vars).expect("environment");
-        config.set("node.id", "3", &flag()).expect("flag");
-        assert_eq!(config.node_id, Some(NodeId(3)), "flag over environment");
-        assert_eq!(config.server.node.default_topic.log.retention_ms, 2000, "env over file");
-        assert_eq!(config.server.node.default_partitions, 2, "file over default");
-    }
-
-    #[test]
-    fn env_names_follow_the_keys() {
-        assert_eq!(env_name("node.id"), "CAIRN_NODE_ID");
-        assert_eq!(env_name("listener"), "CAIRN_LISTENER");
-        assert_eq!(env_name("data.dir"), "CAIRN_DATA_DIR");
-        assert_eq!(
-            env_name("log.retention.check.interval.ms"),
-            "CAIRN_LOG_RETENTION_CHECK_INTERVAL_MS"
-        );
-        let names = ["CAIRN_NODE_ID", "CAIRN_NODEID", "CAIRN_CONFIG", "HOME"].map(String::from);
-        assert_eq!(unknown_env_names(names.into_iter()), ["CAIRN_NODEID"]);
-    }
-
-    #[test]
-    fn an_unknown_key_is_named_with_a_suggestion_and_the_valid_keys() {
-        let err = from_toml("log.retention.msec = 5").unwrap_err().to_string();
-        assert!(
-            err.starts_with("config file cairn.toml: unknown key \"log.retention.msec\""),
-            "{err}"
-        );
-        assert!(err.contains("did you mean \"log.retention.ms\"?"), "{err}");
-        assert!(err.contains("valid keys: node.id, data.dir,"), "{err}");
-        let err = from_toml("[broker]\ncolour = 1").unwrap_err().to_string();
-        assert!(err.contains("unknown key \"broker.colour\"; valid keys"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_value_names_the_source_key_and_what_is_expected() {
-        let err = from_toml("num.partitions = \"many\"").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "config file cairn.toml: num.partitions = \"many\" is not valid: \
-             expected a whole number in range"
-        );
-        let mut config = Config::default();
-        let err = config.apply_env(env(&[("CAIRN_DURABILITY", "always")])).unwrap_err();
-        let err = err.to_string();
-        assert!(err.starts_with("environment variable CAIRN_DURABILITY: durability"), "{err}");
-        assert!(err.ends_with("expected fsync or replicate"), "{err}");
-        let err = from_toml("log.retention.ms = 1.5").unwrap_err().to_string();
-        assert!(err.contains("not a float"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_are_refused() {
-        let cases = [
-            ("listener", "nowhere"),
-            ("listener", "SSL://127.0.0.1:9093"),
-            ("listener", "127.0.0.1:9092,127.0.0.1:9093"),
-            ("advertised.listener", "no-port"),
-            ("num.partitions", "0"),
-            ("log.flush.interval.ms", "0"),
-            ("auto.create.topics.enable", "yes"),
-            ("socket.request.max.bytes", "10"),
-            ("log.cleanup.policy", "compact"),
-            ("data.dir", "/a,/b"),
-        ];
-        for (key, value) in cases {
-            let result = Config::default().set(key, value, &flag());
-            assert!(matches!(result, Err(ConfigError::BadValue { .. })), "{key} = {value}");
-        }
-    }
-
-    #[test]
-    fn kafka_names_are_accepted_as_aliases() {
-        let config = from_toml(
-            "listeners = \"PLAINTEXT://:9092\"\nlog.dirs = \"/data\"\nlog.segment.ms = 60000\n",
-        )
-        .expect("Kafka names");
-        assert_eq!(config.server.kafka_listener.to_string(), "0.0.0.0:9092");
-        assert_eq!(config.server.data_dir, Path::new("/data"));
-        assert_eq!(config.server.node.default_topic.log.segment_ms, 60_000);
-        let err = from_toml("log.dir = \"/a\"\ndata.dir = \"/b\"\n").unwrap_err().to_string();
-        assert!(err.contains("are the same setting: keep one"), "{err}");
-    }
-
-    #[test]
-    fn values_that_do_not_fit_together_are_refused() {
-        let err = from_toml("socket.request.max.bytes = 1048576").unwrap_err().to_string();
-        assert!(err.contains("must be larger than message.max.bytes"), "{err}");
-        let err = from_toml("log.segment.bytes = 10").unwrap_err();
-        assert!(matches!(err, ConfigError::Inconsistent(_)), "{err}");
-    }
-
-    #[test]
-    fn a_syntax_error_names_the_line() {
-        let err = from_toml("node.id = 1\nlistener = \n").unwrap_err().to_string();
-        assert!(err.starts_with("config file cairn.toml is not valid TOML: line 2:"), "{err}");
-    }
-
-    #[test]
-    fn every_key_is_documented_with_its_variable() {
-        let guide = include_str!("../../docs/operations.md");
-        for key in KEYS {
-            assert!(guide.contains(&format!("`{key}`")), "{key} missing from operations.md");
-            assert!(guide.contains(&env_name(key)), "{} missing", env_name(key));
-        }
-    }
-}
+mod tests;

@@ -244,3 +244,129 @@ fn a_second_node_on_the_same_data_directory_is_refused() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert_eq!(terminate(&mut first).code(), Some(0));
 }
+
+const VOTERS: &str = "1@127.0.0.1:19092,2@127.0.0.1:19093,3@127.0.0.1:19094";
+
+#[test]
+fn format_with_voters_writes_the_bootstrap_record_and_refuses_a_second_time() {
+    let root = temp();
+    let dir = root.path().join("node-2");
+    let args = [
+        "format",
+        "--data-dir",
+        path(&dir),
+        "--node-id",
+        "2",
+        "--cluster-id",
+        "c3",
+        "--voters",
+        VOTERS,
+    ];
+    let (output, stdout, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(0), "{stderr}");
+    assert!(stdout.contains(&format!("--set cluster.voters={VOTERS}")), "{stdout}");
+    let meta = std::fs::read_to_string(dir.join("cairn.meta")).expect("cairn.meta");
+    assert!(meta.contains("version=2\n") && meta.contains("node.id=2\n"), "{meta}");
+    let bootstrap = std::fs::read(dir.join("raft/bootstrap")).expect("raft/bootstrap");
+    assert!(bootstrap.windows(2).any(|w| w == b"c3"), "the record names the cluster");
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(1));
+    assert!(stderr.contains("is already formatted"), "{stderr}");
+    let rejoin = [&args[..], &["--rejoin"]].concat();
+    let (output, _, stderr) = run(&mut cairn(&rejoin));
+    assert_eq!(code(&output), Some(1), "a rejoin formats only an empty directory: {stderr}");
+}
+
+#[test]
+fn format_refuses_members_it_cannot_use_and_writes_nothing() {
+    let root = temp();
+    let dir = root.path().join("data");
+    let base = ["format", "--data-dir", path(&dir), "--cluster-id", "c3"];
+    let cases: [(&[&str], &str); 5] = [
+        (&["--node-id", "1", "--voters", "1@127.0.0.1"], "expected a list of NODE_ID@HOST:PORT"),
+        (&["--node-id", "1", "--voters", "1@h:1,1@h:2"], "node 1 is listed twice"),
+        (&["--node-id", "4", "--voters", VOTERS], "node 4 is not in --voters or --brokers"),
+        (&["--node-id", "1", "--voters", "1@h:1", "--rejoin"], "format it without --rejoin"),
+        (&["--node-id", "3", "--voters", VOTERS, "--brokers", "3@h:1"], "node 3 is listed twice"),
+    ];
+    for (extra, expected) in cases {
+        let (output, _, stderr) = run(cairn(&base).args(extra));
+        assert_eq!(code(&output), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+    let args = ["format", "--data-dir", path(&dir), "--node-id", "1", "--voters", VOTERS];
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(2));
+    assert!(stderr.contains("--voters needs --cluster-id"), "{stderr}");
+    assert!(!dir.exists(), "a refused format writes nothing");
+}
+
+#[test]
+fn serve_refuses_members_that_do_not_fit() {
+    let root = temp();
+    let dir = root.path().join("data");
+    let args = ["format", "--data-dir", path(&dir), "--node-id", "1", "--cluster-id", "c3"];
+    let (output, ..) = run(cairn(&args).args(["--voters", VOTERS]));
+    assert_eq!(code(&output), Some(0));
+    let serve = ["serve", "--data-dir", path(&dir), "--listener", "127.0.0.1:0"];
+    let cases = [
+        ("cluster.voters=1@nowhere", "flag --set cluster.voters: cluster.voters = \"1@nowhere\""),
+        ("cluster.voters=2@h:1,3@h:1", "node.id 1 is not in cluster.voters or cluster.brokers"),
+        ("cluster.voters=1@127.0.0.1:1,2@h:1", "was formatted with voters [1, 2, 3]"),
+    ];
+    for (set, expected) in cases {
+        let (output, _, stderr) = run(cairn(&serve).args(["--http-listener", "", "--set", set]));
+        assert_eq!(code(&output), Some(2), "{set}: {stderr}");
+        assert!(stderr.contains(expected), "{set}: {stderr}");
+    }
+    let (output, _, stderr) = run(cairn(&serve).args(["--http-listener", ""]));
+    assert_eq!(code(&output), Some(2), "{stderr}");
+    assert!(stderr.contains("but cluster.voters and cluster.brokers give voters [1]"), "{stderr}");
+}
+
+/// What builds before the controller quorum left behind: cairn.meta version 1, metadata/.
+fn old_layout(dir: &Path) {
+    std::fs::create_dir_all(dir.join("metadata")).expect("mkdir");
+    std::fs::write(dir.join("metadata/topics.log"), b"").expect("write");
+    let meta = "version=1\nnode.id=0\ncluster.id=old\ncreated.ms=1\n";
+    std::fs::write(dir.join("cairn.meta"), meta).expect("write");
+}
+
+#[test]
+fn a_version_1_directory_is_refused_with_what_to_do() {
+    let root = temp();
+    let dir = root.path().join("old");
+    old_layout(&dir);
+    let (output, _, stderr) = run(&mut cairn(&["serve", "--data-dir", path(&dir)]));
+    assert_eq!(code(&output), Some(1));
+    assert!(
+        stderr.contains("holds data of the old single-node layout (format version 1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("move it aside"), "{stderr}");
+    let args =
+        ["dev", "--data-dir", path(&dir), "--listener", "127.0.0.1:0", "--http-listener", ""];
+    let (output, _, stderr) = run(&mut cairn(&args));
+    assert_eq!(code(&output), Some(1));
+    let expected = format!("delete {} and run `cairn dev` again", dir.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    let (output, _, stderr) = run(cairn(&args).args(["--nodes", "3"]));
+    assert_eq!(code(&output), Some(1));
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn help_explains_the_cluster_flags() {
+    let (_, stdout, _) = run(&mut cairn(&["format", "--help"]));
+    for word in ["--voters", "--brokers", "--rejoin", "wiped", "--cluster-id"] {
+        assert!(stdout.contains(word), "format --help lacks {word:?}:\n{stdout}");
+    }
+    let (_, stdout, _) = run(&mut cairn(&["dev", "--help"]));
+    for word in ["--nodes", "--peer-listener", "node-i", "min(3, N)"] {
+        assert!(stdout.contains(word), "dev --help lacks {word:?}:\n{stdout}");
+    }
+    let (_, stdout, _) = run(&mut cairn(&["serve", "--help"]));
+    for word in ["cluster.voters", "cluster.brokers", "peer.listener"] {
+        assert!(stdout.contains(word), "serve --help lacks {word:?}:\n{stdout}");
+    }
+}

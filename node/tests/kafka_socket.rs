@@ -109,9 +109,10 @@ impl Client {
 
 async fn start(dir: &std::path::Path) -> Server {
     if !dir.join(cairn_node::core::raft::BOOTSTRAP_FILE).exists() {
+        use cairn_node::runtime::datadir::{FormatSpec, format};
         let node_id = cairn_node::core::io::NodeId(0);
-        let cluster = cairn_node::core::node::ClusterConfig::single(node_id);
-        cairn_node::runtime::datadir::format_raft(dir, node_id, &cluster, true).unwrap();
+        let spec = FormatSpec { cluster_id: Some("cairn-dev".into()), ..FormatSpec::single(node_id) };
+        format(dir, &spec).unwrap();
     }
     let mut config = ServerConfig::new(dir);
     config.kafka_listener = "127.0.0.1:0".parse().unwrap();

@@ -1,10 +1,20 @@
-//! The data directory's identity and ownership: `cairn.meta` and `cairn.lock`.
+//! The data directory's identity and ownership: `cairn.meta`, Raft's bootstrap record and
+//! `cairn.lock`.
 //!
-//! `cairn format` writes `cairn.meta` once, before a node ever starts on the directory: the
-//! format version, the node's id and the cluster's id (Kafka's `meta.properties`, KIP-631).
-//! A node opens only a formatted directory whose `node.id` matches its own, so a directory
-//! copied to the wrong machine, or a typo in `--data-dir`, stops the node instead of starting
-//! an empty one that would look like lost data.
+//! `cairn format` formats a directory once, before a node ever starts on it: first the disk
+//! ops of [`format_ops`] (Raft's first log segment and its bootstrap record under `raft/`:
+//! the cluster id, this node's id, the voters and learners, and whether this is the
+//! cluster's first format or a wiped node rejoining; decision 0009), run in order and
+//! synced as they say, then `cairn.meta`: the layout version, the node's id and the
+//! cluster's id (Kafka's `meta.properties`, KIP-631). `cairn.meta` comes last, so a format
+//! cut short leaves no `cairn.meta` and no node starts on it. A node opens only a formatted
+//! directory whose `node.id` matches its own, so a directory copied to the wrong machine, or
+//! a typo in `--data-dir`, stops the node instead of starting an empty one that would look
+//! like lost data.
+//!
+//! Layout version 1 (builds before the controller quorum) kept a single node's topics in
+//! `metadata/` and had no `raft/`; this build refuses such a directory with what to do
+//! ([`DataDirError::OldLayout`]) rather than start a node that would not find its topics.
 //!
 //! While a node runs it holds an exclusive lock on `cairn.lock` ([`DataDir`] keeps it): two
 //! processes on one directory would interleave appends to the same segments. The lock is the
@@ -16,25 +26,25 @@ use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::core::io::NodeId;
-use crate::core::node::{ClusterConfig, format_ops};
-use crate::core::raft::RAFT_DIR;
-use crate::core::io::DiskDriver;
+use crate::core::io::{DiskDriver as _, DiskOp, NodeId};
+use crate::core::node::{ClusterConfig, PARTITIONS_DIR, format_ops};
+use crate::core::raft::{BOOTSTRAP_FILE, BootstrapRecord, RAFT_DIR};
 use crate::runtime::disk::FileDisk;
-use crate::core::node::PARTITIONS_DIR;
 
 /// The file that says a directory is formatted, and for which node and cluster.
 pub const META_FILE: &str = "cairn.meta";
 /// The file a running node locks.
 pub const LOCK_FILE: &str = "cairn.lock";
-/// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes and reads: 2 has Raft's bootstrap record in `raft/`.
+pub const FORMAT_VERSION: u32 = 2;
+/// The layout of builds before the controller quorum: a single node, no `raft/`.
+pub const FORMAT_VERSION_SINGLE_NODE: u32 = 1;
 /// The longest cluster id accepted.
 pub const CLUSTER_ID_BYTES_MAX: usize = 64;
 
 const META_TMP: &str = "cairn.meta.tmp";
 /// Where builds before the metadata quorum kept their topics.
-const OLD_METADATA_DIR: &str = "metadata";
+const METADATA_DIR: &str = "metadata";
 /// `cairn.meta` is a few lines; anything much larger is not one.
 const META_BYTES_MAX: u64 = 4096;
 /// Random bytes in a generated cluster id: a UUID's worth, as Kafka's are.
@@ -51,6 +61,73 @@ pub struct Meta {
     pub cluster_id: String,
     /// When the directory was formatted, in ms since the Unix epoch (for operators only).
     pub created_ms: u64,
+}
+
+/// Whom `cairn format` formats a directory for: the node, its cluster and the cluster's
+/// members, fixed at format time (decision 0009).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatSpec {
+    /// The node that will run on the directory.
+    pub node_id: NodeId,
+    /// The cluster's id, the same on every node; a new random one when `None`.
+    pub cluster_id: Option<String>,
+    /// The controller quorum (Raft voters). Empty means a cluster of this node alone.
+    pub voters: Vec<NodeId>,
+    /// The cluster's other nodes (brokers that do not vote).
+    pub learners: Vec<NodeId>,
+    /// The cluster's first format (`true`), or a node whose disk was wiped and that rejoins
+    /// a running cluster (`false`): it then does not vote until it has caught up.
+    pub initial: bool,
+}
+
+impl FormatSpec {
+    /// Node `node_id` as the only member of a new cluster with a random id.
+    pub fn single(node_id: NodeId) -> FormatSpec {
+        FormatSpec {
+            node_id,
+            cluster_id: None,
+            voters: Vec::new(),
+            learners: Vec::new(),
+            initial: true,
+        }
+    }
+
+    /// The voters: those given, or this node alone.
+    pub fn voters(&self) -> Vec<NodeId> {
+        if self.voters.is_empty() { vec![self.node_id] } else { self.voters.clone() }
+    }
+
+    /// Checks the members: this node among them, no node twice, and a rejoin only where a
+    /// leader to catch up from can exist.
+    fn check(&self) -> Result<(), DataDirError> {
+        let node = self.node_id;
+        let bad = |reason: String| Err(DataDirError::Members { node_id: node, reason });
+        let voters = self.voters();
+        let mut seen = std::collections::BTreeSet::new();
+        for id in voters.iter().chain(&self.learners) {
+            if !seen.insert(*id) {
+                return bad(format!(
+                    "node {} is listed twice: list each node once, in \
+                    --voters or in --brokers",
+                    id.0
+                ));
+            }
+        }
+        if !seen.contains(&node) {
+            return bad(format!(
+                "node {} is not in --voters or --brokers: add it, or give \
+                --node-id of a listed node",
+                node.0
+            ));
+        }
+        if !self.initial && voters == [node] {
+            // Decision 0009: a lone rejoining voter has no leader to catch up from.
+            return bad("--rejoin needs another voter to catch up from: this node is the \
+                cluster's only voter, so format it without --rejoin"
+                .to_string());
+        }
+        Ok(())
+    }
 }
 
 /// A formatted data directory, locked for this process until dropped.
@@ -174,6 +251,35 @@ pub enum DataDirError {
         /// The holder's process id, as it wrote it in `cairn.lock`.
         pid: Option<u32>,
     },
+    /// The members given to `format` do not describe a cluster this node belongs to.
+    #[error("cannot format node.id {}: {reason}", node_id.0)]
+    Members {
+        /// The node being formatted.
+        node_id: NodeId,
+        /// What is wrong, and what to type instead.
+        reason: String,
+    },
+    /// A disk op of the format failed; no `cairn.meta` was written, so no node starts on it.
+    #[error("cannot format {}: {op} failed: {error}; fix the disk, delete the directory and \
+        run `cairn format` again", dir.display())]
+    FormatOp {
+        /// The directory.
+        dir: PathBuf,
+        /// The op, described without its data.
+        op: String,
+        /// The disk's error.
+        error: crate::core::io::DiskError,
+    },
+    /// The directory was formatted by a build before the controller quorum (layout 1).
+    #[error("data directory {} holds data of the old single-node layout (format version \
+        {FORMAT_VERSION_SINGLE_NODE}), which this cairn cannot run: {}", dir.display(),
+        old_layout_hint(dir, *dev))]
+    OldLayout {
+        /// The directory.
+        dir: PathBuf,
+        /// Whether `cairn dev` made it (the hint is then to delete it).
+        dev: bool,
+    },
     /// A cluster id given to `format` is not acceptable.
     #[error(
         "cluster id {id:?} is not valid: {reason}; use 1 to {CLUSTER_ID_BYTES_MAX} ASCII \
@@ -187,45 +293,59 @@ pub enum DataDirError {
     },
 }
 
-/// Formats `dir` (creating it if needed) for node `node_id` of cluster `cluster_id`, or of a
-/// new cluster with a random id. Refuses a directory already formatted or holding Cairn data.
+/// Formats `dir` (creating it if needed) for the node and cluster of `spec`: runs
+/// [`format_ops`] on it, then writes `cairn.meta`. Refuses a directory already formatted or
+/// holding Cairn data, and members that do not include the node.
 ///
-/// `cairn.meta` is written to a temporary file, fsynced, renamed into place and the directory
-/// fsynced, so after a crash the directory is either formatted whole or not at all.
-pub fn format(dir: &Path, node_id: NodeId, cluster_id: Option<&str>) -> Result<Meta, DataDirError> {
-    let cluster_id = match cluster_id {
+/// Each op is synced as it says, and `cairn.meta` is written to a temporary file, fsynced,
+/// renamed into place and the directory fsynced, so after a crash the directory is either
+/// formatted whole or has no `cairn.meta`.
+pub fn format(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
+    spec.check()?;
+    let cluster_id = match &spec.cluster_id {
         Some(id) => validate_cluster_id(id)?.to_string(),
         None => generate_cluster_id().map_err(|error| io_error("read", "/dev/urandom", error))?,
     };
     create_dir(dir)?;
     refuse_cairn_data(dir)?;
-    let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
+    let node_id = spec.node_id;
     let mut cluster = ClusterConfig::single(node_id);
-    cluster.cluster_id = meta.cluster_id.clone();
-    format_raft(dir, node_id, &cluster, true)?;
+    cluster.cluster_id.clone_from(&cluster_id);
+    cluster.voters = spec.voters();
+    cluster.learners.clone_from(&spec.learners);
+    run_ops(dir, format_ops(node_id, &cluster, spec.initial))?;
+    let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
     write_meta(dir, &meta)?;
     tracing::info!(dir = %dir.display(), node_id = node_id.0, cluster_id = %meta.cluster_id,
+        voters = ?cluster.voters, learners = ?cluster.learners, initial = spec.initial,
         "formatted the data directory");
     Ok(meta)
 }
 
-/// Writes what Raft needs to start node `node_id` of `cluster` in `dir` (its bootstrap
-/// record: `core::node::format_ops`), each op carried out and synced as it says.
-/// `initial` for the cluster's first format, `false` for a node rejoining after a wipe.
-pub fn format_raft(
-    dir: &Path,
-    node_id: NodeId,
-    cluster: &ClusterConfig,
-    initial: bool,
-) -> Result<(), DataDirError> {
+/// Runs `ops` on `dir` one at a time, in order, stopping at the first that fails (so a
+/// `Rename` never runs after a failed `Sync` of its file).
+fn run_ops(dir: &Path, ops: Vec<DiskOp>) -> Result<(), DataDirError> {
     let mut disk = FileDisk::open(dir).map_err(|error| io_error("open", dir, error))?;
-    for op in format_ops(node_id, cluster, initial) {
+    for op in ops {
+        let shown = describe_op(&op);
         if let Err(error) = disk.execute(op) {
-            let error = io::Error::other(error.to_string());
-            return Err(io_error("write the metadata bootstrap in", dir, error));
+            return Err(DataDirError::FormatOp { dir: dir.to_path_buf(), op: shown, error });
         }
     }
     Ok(())
+}
+
+/// An op without its data, for an error message.
+fn describe_op(op: &DiskOp) -> String {
+    match op {
+        DiskOp::Append { file, pos, data } => {
+            format!("append of {} bytes to {file} at {pos}", data.len())
+        }
+        DiskOp::Create { file } => format!("create {file}"),
+        DiskOp::Sync { file } => format!("fsync {file}"),
+        DiskOp::Rename { from, to } => format!("rename {from} to {to}"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Opens the formatted directory `dir` and locks it for this process. With `node_id`, checks
@@ -252,15 +372,19 @@ pub fn open(dir: &Path, node_id: Option<NodeId>) -> Result<DataDir, DataDirError
     Ok(DataDir { path: dir.to_path_buf(), meta, _lock: lock })
 }
 
-/// Opens `dir`, first formatting it for node 0 of a new cluster if it is missing or empty
-/// (`cairn dev`). A directory with other files in it is left alone.
-pub fn open_or_format(dir: &Path) -> Result<DataDir, DataDirError> {
+/// Opens `dir`, first formatting it as `spec` says if it is missing or empty (`cairn dev`).
+/// A directory with other files in it is left alone; one of layout 1 is refused with the
+/// hint to delete it.
+pub fn open_or_format(dir: &Path, spec: &FormatSpec) -> Result<DataDir, DataDirError> {
     if is_missing_or_empty(dir)? {
-        format(dir, NodeId(0), None)?;
+        format(dir, spec)?;
     } else if !dir.join(META_FILE).exists() {
         return Err(DataDirError::NotEmpty { dir: dir.to_path_buf() });
     }
-    open(dir, None)
+    open(dir, Some(spec.node_id)).map_err(|error| match error {
+        DataDirError::OldLayout { dir, .. } => DataDirError::OldLayout { dir, dev: true },
+        other => other,
+    })
 }
 
 /// Reads `cairn.meta` from `dir`: `None` if there is none.
@@ -280,6 +404,9 @@ pub fn read_meta(dir: &Path) -> Result<Option<Meta>, DataDirError> {
         return Err(DataDirError::Damaged { path, reason: "it is too large".to_string() });
     }
     Meta::decode(&text).map(Some).map_err(|e| match e {
+        DecodeError::Version(FORMAT_VERSION_SINGLE_NODE) => {
+            DataDirError::OldLayout { dir: dir.to_path_buf(), dev: false }
+        }
         DecodeError::Version(version) => DataDirError::UnknownVersion { path, version },
         DecodeError::Damaged(reason) => DataDirError::Damaged { path, reason },
     })
@@ -298,6 +425,22 @@ pub fn validate_cluster_id(id: &str) -> Result<&str, DataDirError> {
         return bad("it has characters other than letters, digits, '-' and '_'");
     }
     Ok(id)
+}
+
+/// What to do with a directory of layout 1.
+fn old_layout_hint(dir: &Path, dev: bool) -> String {
+    if dev {
+        return format!(
+            "it is an old `cairn dev` directory: delete {} and run `cairn dev` \
+            again",
+            shell_quote(dir)
+        );
+    }
+    format!(
+        "move it aside (keep it if you need its data, and read it with the release that \
+        wrote it), then run `{}` on an empty directory",
+        format_command(dir, None)
+    )
 }
 
 /// The command that formats `dir`, for hints.
@@ -335,7 +478,7 @@ fn refuse_cairn_data(dir: &Path) -> Result<(), DataDirError> {
     if dir.join(META_FILE).exists() {
         return Err(DataDirError::AlreadyFormatted { dir: dir.to_path_buf() });
     }
-    for entry in [PARTITIONS_DIR, RAFT_DIR, OLD_METADATA_DIR] {
+    for entry in [PARTITIONS_DIR, METADATA_DIR, RAFT_DIR] {
         if dir.join(entry).exists() {
             return Err(DataDirError::HoldsData { dir: dir.to_path_buf(), entry });
         }
@@ -419,6 +562,24 @@ fn now_ms() -> u64 {
     u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A new cluster id, for formatting several nodes of one new cluster (`cairn dev --nodes`).
+pub fn new_cluster_id() -> Result<String, DataDirError> {
+    generate_cluster_id().map_err(|error| io_error("read", "/dev/urandom", error))
+}
+
+/// Reads Raft's bootstrap record of the formatted directory `dir` (the cluster's members
+/// as formatted), so that a driver can compare them with its settings before it starts.
+pub fn read_bootstrap(dir: &Path) -> Result<BootstrapRecord, DataDirError> {
+    let path = dir.join(BOOTSTRAP_FILE);
+    let bytes = fs::read(&path).map_err(|error| io_error("read", &path, error))?;
+    let bytes = bytes::Bytes::from(bytes);
+    match crate::core::frame::decode_frame(&bytes) {
+        Ok((record, len)) if len == bytes.len() => Ok(record),
+        Ok(_) => Err(DataDirError::Damaged { path, reason: "bytes after the record".into() }),
+        Err(error) => Err(DataDirError::Damaged { path, reason: error.to_string() }),
+    }
+}
+
 /// A new cluster id: 16 random bytes in URL-safe base64 without padding, 22 characters, the
 /// shape of Kafka's cluster ids. Read from the OS: the core's generator is seeded and must not
 /// be the source of an id meant to be unique across clusters.
@@ -497,141 +658,4 @@ impl Meta {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp() -> tempfile::TempDir {
-        tempfile::tempdir().expect("temporary directory")
-    }
-
-    #[test]
-    fn format_then_open_returns_what_was_written() {
-        let root = temp();
-        let dir = root.path().join("data");
-        let meta = format(&dir, NodeId(3), Some("test-cluster")).expect("format");
-        assert_eq!(meta.node_id, NodeId(3));
-        assert_eq!(meta.cluster_id, "test-cluster");
-        assert!(!dir.join(META_TMP).exists());
-        let opened = open(&dir, Some(NodeId(3))).expect("open");
-        assert_eq!(opened.meta(), &meta);
-        assert_eq!(opened.path(), dir);
-    }
-
-    #[test]
-    fn format_generates_distinct_cluster_ids() {
-        let (a, b) = (temp(), temp());
-        let a = format(a.path(), NodeId(0), None).expect("format").cluster_id;
-        let b = format(b.path(), NodeId(0), None).expect("format").cluster_id;
-        assert_eq!(a.len(), 22);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn format_refuses_a_formatted_directory() {
-        let dir = temp();
-        format(dir.path(), NodeId(0), None).expect("format");
-        let err = format(dir.path(), NodeId(0), None).unwrap_err();
-        assert!(matches!(err, DataDirError::AlreadyFormatted { .. }), "{err}");
-    }
-
-    #[test]
-    fn format_refuses_unformatted_cairn_data() {
-        let dir = temp();
-        fs::create_dir(dir.path().join(PARTITIONS_DIR)).expect("mkdir");
-        let err = format(dir.path(), NodeId(0), None).unwrap_err();
-        assert!(matches!(err, DataDirError::HoldsData { entry: PARTITIONS_DIR, .. }), "{err}");
-        assert!(!dir.path().join(META_FILE).exists());
-    }
-
-    #[test]
-    fn format_refuses_a_bad_cluster_id() {
-        let dir = temp();
-        for id in ["", "has space", "x".repeat(65).as_str()] {
-            let err = format(dir.path(), NodeId(0), Some(id)).unwrap_err();
-            assert!(matches!(err, DataDirError::BadClusterId { .. }), "{err}");
-        }
-        assert!(!dir.path().join(META_FILE).exists());
-    }
-
-    #[test]
-    fn open_says_how_to_format() {
-        let root = temp();
-        let missing = root.path().join("nowhere");
-        let err = open(&missing, Some(NodeId(4))).unwrap_err().to_string();
-        assert!(err.contains("does not exist"), "{err}");
-        assert!(err.contains("--node-id 4"), "{err}");
-        let err = open(root.path(), None).unwrap_err().to_string();
-        let hint = format!("run `cairn format --data-dir {}`", root.path().display());
-        assert!(err.contains(&hint), "{err}");
-    }
-
-    #[test]
-    fn open_refuses_another_nodes_directory() {
-        let dir = temp();
-        format(dir.path(), NodeId(1), None).expect("format");
-        let err = open(dir.path(), Some(NodeId(2))).unwrap_err();
-        assert!(matches!(err, DataDirError::NodeIdMismatch { .. }), "{err}");
-    }
-
-    #[test]
-    fn a_second_open_is_refused_until_the_first_is_dropped() {
-        let dir = temp();
-        format(dir.path(), NodeId(0), None).expect("format");
-        let first = open(dir.path(), None).expect("first open");
-        let err = open(dir.path(), None).unwrap_err();
-        let DataDirError::Locked { pid, .. } = err else { panic!("not locked: {err}") };
-        assert_eq!(pid, Some(std::process::id()));
-        drop(first);
-        open(dir.path(), None).expect("open after the first closed");
-    }
-
-    #[test]
-    fn open_or_format_formats_only_empty_directories() {
-        let root = temp();
-        let fresh = root.path().join("fresh");
-        let cluster_id = open_or_format(&fresh).expect("format missing").meta().cluster_id.clone();
-        let again = open_or_format(&fresh).expect("reopen");
-        assert_eq!(again.meta().cluster_id, cluster_id, "an existing directory is kept");
-        drop(again);
-        let cluttered = root.path().join("cluttered");
-        fs::create_dir(&cluttered).expect("mkdir");
-        fs::write(cluttered.join("notes.txt"), "mine").expect("write");
-        let err = open_or_format(&cluttered).unwrap_err();
-        assert!(matches!(err, DataDirError::NotEmpty { .. }), "{err}");
-    }
-
-    #[test]
-    fn meta_decode_rejects_damage_and_unknown_versions() {
-        let good = Meta { version: 1, node_id: NodeId(7), cluster_id: "c".into(), created_ms: 9 };
-        let text = good.encode();
-        assert!(matches!(Meta::decode(&text), Ok(m) if m == good));
-        let newer = text.replace("version=1", "version=2");
-        assert!(matches!(Meta::decode(&newer), Err(DecodeError::Version(2))));
-        for damaged in [
-            text.replace("node.id=7", "node.id=x"),
-            text.replace("cluster.id=c\n", ""),
-            text.replace("cluster.id=c", "cluster.id=a b"),
-            format!("{text}garbage\n"),
-            format!("{text}extra=1\n"),
-        ] {
-            assert!(matches!(Meta::decode(&damaged), Err(DecodeError::Damaged(_))), "{damaged}");
-        }
-    }
-
-    #[test]
-    fn base64_url_matches_rfc_4648_vectors() {
-        // RFC 4648 §10, unpadded.
-        let cases = [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg")];
-        for (input, expected) in cases {
-            assert_eq!(base64_url(input.as_bytes()), expected);
-        }
-        assert_eq!(base64_url(&[0xfb, 0xff]), "-_8");
-    }
-
-    #[test]
-    fn shell_quote_leaves_plain_paths_alone() {
-        assert_eq!(shell_quote(Path::new("./cairn-data")), "./cairn-data");
-        assert_eq!(shell_quote(Path::new("my data")), "'my data'");
-        assert_eq!(shell_quote(Path::new("it's")), r"'it'\''s'");
-    }
-}
+mod tests;

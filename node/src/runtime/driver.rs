@@ -3,6 +3,9 @@
 //!
 //! Connections talk to the driver through a [`NodeHandle`]: they register a reply queue,
 //! send numbered requests, and receive the answers in whatever order the node gives them.
+//! Peers talk to it through a [`PeerLink`]: the node's `Output::Send`s go to the peer
+//! transport's queues (a full one drops the message), and the transport's bounded inbound
+//! queue feeds `Node::handle_message`. No lock is held anywhere: every hand-over is a queue.
 //! The driver is the only place that reads a clock ([`Clock`]) and hands its time to the core.
 
 use std::collections::HashMap;
@@ -14,12 +17,21 @@ use tokio::time::sleep_until;
 
 use super::executor::{Completions, DiskExecutor};
 use super::http::Metrics;
-use crate::core::io::{ConnId, RequestId};
-use crate::core::node::{Node, Output, Request, Response};
+use super::peer::PeerSender;
+use crate::core::io::{ConnId, DiskOp, NodeId, OpId, RequestId};
+use crate::core::node::{Message, Node, Output, Request, Response};
 use crate::core::time::Instant;
 
 /// Requests waiting for the driver at most before a connection waits.
 pub const INBOUND_QUEUE_MAX: usize = 4096;
+/// Peer messages waiting for the driver at most; more are dropped (and counted) by the peer
+/// transport, which never waits on a busy node.
+pub const PEER_INBOUND_QUEUE_MAX: usize = 4096;
+/// Peer messages handed to the node per wake-up at most, so a flood of them cannot starve
+/// clients and timers.
+pub const PEER_INBOUND_BATCH_MAX: usize = 64;
+
+const _: () = assert!(PEER_INBOUND_BATCH_MAX <= PEER_INBOUND_QUEUE_MAX);
 
 /// Time for the core: the Unix epoch as the wall clock said at start, advanced by a monotonic
 /// clock, so it never goes backwards (docs/decisions/0002-time-is-unix-anchored.md).
@@ -122,106 +134,193 @@ pub fn spawn(
     completions: Completions,
     clock: Clock,
 ) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
-    spawn_with_metrics(node, executor, completions, clock, Arc::new(Metrics::default()))
+    let metrics = Arc::new(Metrics::default());
+    spawn_with_metrics(node, executor, completions, clock, metrics, None)
 }
 
-/// [`spawn`], also keeping `metrics.ready` true while the node is started and not stopping.
+/// The peer transport as the driver sees it: where the node's [`Output::Send`]s go, and
+/// where its peers' messages come from (a bounded queue: see [`PEER_INBOUND_QUEUE_MAX`]).
+#[derive(Debug)]
+pub struct PeerLink {
+    /// Queues messages for peers; a full queue drops them.
+    pub sender: PeerSender<Message>,
+    /// Messages from peers, with the sender's id.
+    pub inbound: mpsc::Receiver<(NodeId, Message)>,
+}
+
+/// [`spawn`], also keeping `metrics.ready` true while the node is started and not stopping,
+/// and, with `peers`, carrying the node's messages to and from its peers.
 pub fn spawn_with_metrics(
     node: Node,
     executor: DiskExecutor,
     completions: Completions,
     clock: Clock,
     metrics: Arc<Metrics>,
+    peers: Option<PeerLink>,
 ) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
     let (inbound, receiver) = mpsc::channel(INBOUND_QUEUE_MAX);
     let (version_sender, data_version) = watch::channel(node.data_version());
-    let ready = Arc::clone(&metrics);
-    let driving = drive(node, executor, completions, receiver, version_sender, clock, ready);
+    let (peer_sender, peer_inbound) = match peers {
+        Some(link) => (Some(link.sender), Some(link.inbound)),
+        None => (None, None),
+    };
+    let driver = Driver {
+        node,
+        executor,
+        completions,
+        inbound: receiver,
+        inbound_open: true,
+        peers: peer_sender,
+        peer_inbound,
+        data_version: version_sender,
+        clock,
+        metrics: Arc::clone(&metrics),
+        connections: HashMap::new(),
+        disk_ops: Vec::new(),
+        peer_batch: Vec::with_capacity(PEER_INBOUND_BATCH_MAX),
+        shutting_down: false,
+    };
     let task = tokio::spawn(async move {
-        let node = driving.await;
+        let node = driver.run().await;
         metrics.ready.store(false, Ordering::Relaxed);
         node
     });
     (NodeHandle { inbound, data_version }, task)
 }
 
-async fn drive(
-    mut node: Node,
+/// The driver task's state: the node and the queues around it.
+struct Driver {
+    node: Node,
     executor: DiskExecutor,
-    mut completions: Completions,
-    mut inbound: mpsc::Receiver<Inbound>,
+    completions: Completions,
+    inbound: mpsc::Receiver<Inbound>,
+    inbound_open: bool,
+    peers: Option<PeerSender<Message>>,
+    /// `None` without peers, or once the transport dropped its end.
+    peer_inbound: Option<mpsc::Receiver<(NodeId, Message)>>,
     data_version: watch::Sender<u64>,
     clock: Clock,
     metrics: Arc<Metrics>,
-) -> Node {
-    let mut connections: HashMap<ConnId, mpsc::UnboundedSender<(RequestId, Response)>> =
-        HashMap::new();
-    let mut disk_ops = Vec::new();
-    let mut shutting_down = false;
-    let mut inbound_open = true;
-    loop {
-        while let Some(output) = node.poll_output() {
+    connections: HashMap<ConnId, mpsc::UnboundedSender<(RequestId, Response)>>,
+    disk_ops: Vec<(OpId, DiskOp)>,
+    peer_batch: Vec<(NodeId, Message)>,
+    shutting_down: bool,
+}
+
+impl Driver {
+    /// Feeds the node until it stops; returns it.
+    async fn run(mut self) -> Node {
+        loop {
+            self.carry_out_outputs();
+            let started = self.node.is_started();
+            self.metrics.ready.store(started && !self.shutting_down, Ordering::Relaxed);
+            if *self.data_version.borrow() != self.node.data_version() {
+                self.data_version.send_replace(self.node.data_version());
+            }
+            if let Some(error) = self.node.fatal() {
+                tracing::error!(%error, "the node cannot serve; it stops");
+                return self.node;
+            }
+            if self.executor.submit(std::mem::take(&mut self.disk_ops)).await.is_err() {
+                tracing::error!("the disk executor stopped; the node stops");
+                return self.node;
+            }
+            if self.shutting_down && self.node.is_quiescent() {
+                tracing::info!("every partition flushed; the node stopped cleanly");
+                return self.node;
+            }
+            if !self.wait_for_input().await {
+                return self.node;
+            }
+        }
+    }
+
+    /// Drains the node's outputs: disk ops are gathered for the executor, replies go to
+    /// their connections, messages to the peer transport.
+    fn carry_out_outputs(&mut self) {
+        while let Some(output) = self.node.poll_output() {
             match output {
-                Output::Disk { id, op } => disk_ops.push((id, op)),
+                Output::Disk { id, op } => self.disk_ops.push((id, op)),
                 Output::Reply { conn, id, response } => {
-                    if let Some(replies) = connections.get(&conn) {
+                    if let Some(replies) = self.connections.get(&conn) {
                         // A connection that went away no longer wants its answers.
                         let _ = replies.send((id, response));
                     }
                 }
-                Output::Send { to, .. } => tracing::debug!(?to, "no peers yet: message dropped"),
+                // A full queue drops the message: every peer protocol retries (peer.rs).
+                Output::Send { to, message } => match &self.peers {
+                    Some(peers) => {
+                        peers.send(to, message);
+                    }
+                    None => tracing::debug!(?to, "no peers: message dropped"),
+                },
             }
         }
-        metrics.ready.store(node.is_started() && !shutting_down, Ordering::Relaxed);
-        if *data_version.borrow() != node.data_version() {
-            data_version.send_replace(node.data_version());
-        }
-        if let Some(error) = node.fatal() {
-            tracing::error!(%error, "the node cannot serve; it stops");
-            return node;
-        }
-        if executor.submit(std::mem::take(&mut disk_ops)).await.is_err() {
-            tracing::error!("the disk executor stopped; the node stops");
-            return node;
-        }
-        if shutting_down && node.is_quiescent() {
-            tracing::info!("every partition flushed; the node stopped cleanly");
-            return node;
-        }
-        let deadline = node.poll_timeout().map(|at| clock.to_tokio(at));
+    }
+
+    /// Waits for the next input and hands it to the node. Returns false when the node must
+    /// stop at once (the executor's completions ended).
+    async fn wait_for_input(&mut self) -> bool {
+        let deadline = self.node.poll_timeout().map(|at| self.clock.to_tokio(at));
+        let peers_open = self.peer_inbound.is_some();
         tokio::select! {
-            batch = completions.recv() => {
-                let Some(batch) = batch else { return node };
-                let now = clock.now();
+            batch = self.completions.recv() => {
+                let Some(batch) = batch else { return false };
+                let now = self.clock.now();
                 for (id, result) in batch {
-                    node.handle_disk(now, id, result);
+                    self.node.handle_disk(now, id, result);
                 }
             }
-            message = inbound.recv(), if inbound_open => match message {
-                None => {
-                    // Every handle is gone: stop as cleanly as when asked to.
-                    inbound_open = false;
-                    shutting_down = true;
-                    node.begin_shutdown();
+            message = self.inbound.recv(), if self.inbound_open => self.handle_inbound(message),
+            received = recv_peers(&mut self.peer_inbound, &mut self.peer_batch), if peers_open => {
+                if received == 0 {
+                    self.peer_inbound = None;
                 }
-                Some(Inbound::Connect { conn, replies }) => {
-                    connections.insert(conn, replies);
+                let now = self.clock.now();
+                for (from, message) in self.peer_batch.drain(..) {
+                    self.node.handle_message(now, from, message);
                 }
-                Some(Inbound::Disconnect { conn }) => {
-                    connections.remove(&conn);
-                }
-                Some(Inbound::Request { conn, id, request }) => {
-                    node.handle_request(clock.now(), conn, id, request);
-                }
-                Some(Inbound::Shutdown) => {
-                    shutting_down = true;
-                    node.begin_shutdown();
-                }
-            },
+            }
             () = sleep_until(deadline.unwrap_or_else(far_future)) => {
-                node.handle_timeout(clock.now());
+                self.node.handle_timeout(self.clock.now());
             }
         }
+        true
+    }
+
+    fn handle_inbound(&mut self, message: Option<Inbound>) {
+        match message {
+            None => {
+                // Every handle is gone: stop as cleanly as when asked to.
+                self.inbound_open = false;
+                self.shutting_down = true;
+                self.node.begin_shutdown();
+            }
+            Some(Inbound::Connect { conn, replies }) => {
+                self.connections.insert(conn, replies);
+            }
+            Some(Inbound::Disconnect { conn }) => {
+                self.connections.remove(&conn);
+            }
+            Some(Inbound::Request { conn, id, request }) => {
+                self.node.handle_request(self.clock.now(), conn, id, request);
+            }
+            Some(Inbound::Shutdown) => {
+                self.shutting_down = true;
+                self.node.begin_shutdown();
+            }
+        }
+    }
+}
+
+/// Up to [`PEER_INBOUND_BATCH_MAX`] peer messages into `batch`; 0 once the queue closed.
+async fn recv_peers(
+    inbound: &mut Option<mpsc::Receiver<(NodeId, Message)>>,
+    batch: &mut Vec<(NodeId, Message)>,
+) -> usize {
+    match inbound {
+        Some(receiver) => receiver.recv_many(batch, PEER_INBOUND_BATCH_MAX).await,
+        None => 0,
     }
 }
 
@@ -236,14 +335,22 @@ mod tests {
     use crate::core::node::{
         Acks, Durability, NodeConfig, OffsetSpec, PartitionId, RequestError, TopicConfig,
     };
+    use crate::runtime::datadir::{self, FormatSpec};
     use crate::runtime::disk::FileDisk;
 
+    /// A data directory formatted as `cairn format` does for the default node config (node
+    /// 0 of a single-node cluster "cairn-dev"), since a node never formats itself.
+    fn formatted_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = FormatSpec {
+            cluster_id: Some(NodeConfig::default().cluster.cluster_id),
+            ..FormatSpec::single(NodeConfig::default().node_id)
+        };
+        datadir::format(dir.path(), &spec).unwrap();
+        dir
+    }
+
     async fn start(dir: &std::path::Path) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
-        if !dir.join(crate::core::raft::BOOTSTRAP_FILE).exists() {
-            let cluster = crate::core::node::ClusterConfig::single(crate::core::io::NodeId(0));
-            let node_id = crate::core::io::NodeId(0);
-            crate::runtime::datadir::format_raft(dir, node_id, &cluster, true).unwrap();
-        }
         let clock = Clock::start();
         let (executor, completions) = DiskExecutor::start(FileDisk::open(dir).unwrap()).unwrap();
         let node = Node::new(NodeConfig::default(), clock.now());
@@ -304,7 +411,7 @@ mod tests {
     /// A clean stop flushes what was only appended (acks=0 under durability replicate).
     #[tokio::test]
     async fn a_clean_stop_flushes_everything() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let partition = PartitionId::new("quiet", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
@@ -327,7 +434,7 @@ mod tests {
     /// whole path over real files and the executor, without the network.
     #[tokio::test]
     async fn produce_fetch_and_restart_over_real_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let partition = PartitionId::new("events", 0);
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
@@ -378,7 +485,7 @@ mod tests {
     /// A topic, its settings and its data come back after a restart over the same files.
     #[tokio::test]
     async fn topics_and_their_settings_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = formatted_dir();
         let (handle, task) = start(dir.path()).await;
         let mut replies = handle.connect(ConnId(1)).await.unwrap();
         let mut config = TopicConfig::default();

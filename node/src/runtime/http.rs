@@ -40,6 +40,8 @@ pub struct Metrics {
     pub disk_syncs: AtomicU64,
     /// `fdatasync` calls made for them (group commit makes this smaller).
     pub disk_fdatasyncs: AtomicU64,
+    /// The peer transport's stats, once a node of a cluster of several started it.
+    pub peers: std::sync::OnceLock<Arc<super::peer::PeerStats>>,
 }
 
 impl Metrics {
@@ -72,6 +74,9 @@ impl Metrics {
              # HELP cairn_ready Whether the node serves requests.\n\
              # TYPE cairn_ready gauge\ncairn_ready {ready}\n"
         );
+        if let Some(peers) = self.peers.get() {
+            peers.render(&mut out);
+        }
         out
     }
 }

@@ -12,8 +12,9 @@
 //! each ordered pair of nodes has one connection and one order.
 //!
 //! Delivery is best effort, as the simulator's network is: a message queued behind a
-//! broken connection, or offered to a full queue ([`PEER_QUEUE_MAX`]), may be lost and is
-//! counted. Every peer protocol of the core retries on its own timers and tells stale or
+//! broken connection, offered to a full queue ([`PEER_QUEUE_MAX`]), or received while the
+//! node's inbound queue is full, may be lost and is counted. A full inbound queue drops
+//! rather than stops reading, so one busy node never holds a peer's connection still. Every peer protocol of the core retries on its own timers and tells stale or
 //! duplicate answers apart by term, epoch or correlation id, so no message needs to arrive.
 //!
 //! A frame is a 4-byte big-endian length, then that many bytes of prost encoding. A frame
@@ -86,18 +87,93 @@ pub struct PeerStats {
     pub dropped: AtomicU64,
     /// Messages received and handed to the node.
     pub received: AtomicU64,
+    /// Messages received but dropped: the node's inbound queue was full.
+    pub received_dropped: AtomicU64,
     /// Incoming connections closed on a bad hello or frame.
     pub rejected: AtomicU64,
     /// Outgoing connections made.
     pub connects: AtomicU64,
+    /// Outgoing connections up now (hello written, not yet broken).
+    pub connected: AtomicU64,
+}
+
+impl PeerStats {
+    /// Appends the stats to `out` in Prometheus' text exposition format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let counters = [
+            ("cairn_peer_messages_sent_total", "Peer messages written to a socket.", &self.sent),
+            (
+                "cairn_peer_messages_dropped_total",
+                "Peer messages dropped before sending: queue full or connection broken.",
+                &self.dropped,
+            ),
+            ("cairn_peer_messages_received_total", "Peer messages received.", &self.received),
+            (
+                "cairn_peer_messages_received_dropped_total",
+                "Peer messages received and dropped: the node's queue was full.",
+                &self.received_dropped,
+            ),
+            (
+                "cairn_peer_connections_rejected_total",
+                "Incoming peer connections closed on a bad hello or frame.",
+                &self.rejected,
+            ),
+            ("cairn_peer_connects_total", "Outgoing peer connections made.", &self.connects),
+        ];
+        for (name, help, value) in counters {
+            let value = value.load(Ordering::Relaxed);
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+        }
+        let connected = self.connected.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# HELP cairn_peers_connected Outgoing peer connections up.\n\
+             # TYPE cairn_peers_connected gauge\ncairn_peers_connected {connected}\n"
+        );
+    }
+}
+
+/// Queues messages for peers. Cheap to clone: the driver sends through one while the
+/// [`Peers`] value that owns the tasks stays with whoever stops them.
+#[derive(Debug)]
+pub struct PeerSender<M> {
+    queues: Arc<BTreeMap<NodeId, mpsc::Sender<M>>>,
+    stats: Arc<PeerStats>,
+}
+
+impl<M> Clone for PeerSender<M> {
+    fn clone(&self) -> Self {
+        PeerSender { queues: Arc::clone(&self.queues), stats: Arc::clone(&self.stats) }
+    }
+}
+
+impl<M> PeerSender<M> {
+    /// Queues `message` for peer `to`. Returns whether it was queued: not when `to` is not a
+    /// peer or its queue is full (then it is counted as dropped).
+    pub fn send(&self, to: NodeId, message: M) -> bool {
+        let Some(queue) = self.queues.get(&to) else {
+            tracing::warn!(to = to.0, "a message for a node that is not a peer");
+            return false;
+        };
+        let queued = queue.try_send(message).is_ok();
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// What the transport did so far.
+    pub fn stats(&self) -> &Arc<PeerStats> {
+        &self.stats
+    }
 }
 
 /// The transport of one node. Dropping it does not stop its tasks: send `true` on the
 /// stop channel given to [`Peers::start`], then await [`Peers::stopped`].
 #[derive(Debug)]
 pub struct Peers<M> {
-    queues: BTreeMap<NodeId, mpsc::Sender<M>>,
-    stats: Arc<PeerStats>,
+    sender: PeerSender<M>,
     tasks: JoinSet<()>,
     _message: PhantomData<fn(M)>,
 }
@@ -147,26 +223,23 @@ where
             stop,
         };
         tasks.spawn(accept.run());
-        Peers { queues, stats, tasks, _message: PhantomData }
+        let sender = PeerSender { queues: Arc::new(queues), stats };
+        Peers { sender, tasks, _message: PhantomData }
     }
 
-    /// Queues `message` for peer `to`. Returns whether it was queued: not when `to` is not a
-    /// peer or its queue is full (then it is counted as dropped).
+    /// Queues `message` for peer `to`; see [`PeerSender::send`].
     pub fn send(&self, to: NodeId, message: M) -> bool {
-        let Some(queue) = self.queues.get(&to) else {
-            tracing::warn!(to = to.0, "a message for a node that is not a peer");
-            return false;
-        };
-        let queued = queue.try_send(message).is_ok();
-        if !queued {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        queued
+        self.sender.send(to, message)
+    }
+
+    /// A handle that queues messages for the peers, for the task that produces them.
+    pub fn sender(&self) -> PeerSender<M> {
+        self.sender.clone()
     }
 
     /// What the transport did so far.
     pub fn stats(&self) -> &Arc<PeerStats> {
-        &self.stats
+        &self.sender.stats
     }
 
     /// Waits until every task ended (after the stop signal).
@@ -244,11 +317,13 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             return WriteEnd::Failed(error);
         }
         *backoff = BACKOFF_MIN;
+        let _up = ConnectionUp::new(Arc::clone(&self.stats));
         let mut batch = Vec::with_capacity(PEER_WRITE_BATCH_MAX);
         let mut buf = BytesMut::new();
         loop {
             let received = tokio::select! {
                 received = self.queue.recv_many(&mut batch, PEER_WRITE_BATCH_MAX) => received,
+                error = closed(&stream) => return WriteEnd::Failed(error),
                 _ = self.stop.changed() => return WriteEnd::Stopped,
             };
             if received == 0 {
@@ -264,6 +339,41 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             buf.clear();
             self.stats.sent.fetch_add(received as u64, Ordering::Relaxed);
         }
+    }
+}
+
+/// Completes when the peer closed `stream` or it failed. The peer never writes on a
+/// connection it accepted (messages are one-way), so readable means closed: noticing it
+/// while idle reconnects before the next message instead of losing it to a dead socket.
+async fn closed(stream: &TcpStream) -> std::io::Error {
+    let mut buf = [0u8; 64];
+    loop {
+        if let Err(error) = stream.readable().await {
+            return error;
+        }
+        match stream.try_read(&mut buf) {
+            Ok(0) => return std::io::ErrorKind::UnexpectedEof.into(),
+            // Bytes from a peer that should send none: ignored, as the reader would.
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return error,
+        }
+    }
+}
+
+/// Counts an outgoing connection in `connected` while it lives.
+struct ConnectionUp(Arc<PeerStats>);
+
+impl ConnectionUp {
+    fn new(stats: Arc<PeerStats>) -> ConnectionUp {
+        stats.connected.fetch_add(1, Ordering::Relaxed);
+        ConnectionUp(stats)
+    }
+}
+
+impl Drop for ConnectionUp {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -348,8 +458,13 @@ impl<M: prost::Message + Default> Inbound<M> {
                 InboundError::Rejected(format!("node {} sent a bad message: {error}", from.0))
             })?;
             self.stats.received.fetch_add(1, Ordering::Relaxed);
-            if self.sink.send((from, message)).await.is_err() {
-                return Ok(()); // The node stopped.
+            match self.sink.try_send((from, message)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    // Every protocol retries on its own timers (module docs).
+                    self.stats.received_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()), // The node stopped.
             }
         }
         Ok(())

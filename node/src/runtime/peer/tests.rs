@@ -167,3 +167,31 @@ async fn a_full_queue_drops_and_counts() {
     assert_eq!(dropped, 10);
     one.stop().await;
 }
+
+async fn wait_for_connected(node: &TestNode, count: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let connected = || node.peers.stats().connected.load(std::sync::atomic::Ordering::Relaxed);
+    while connected() != count {
+        assert!(tokio::time::Instant::now() < deadline, "{} connected, not {count}", connected());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// An idle connection whose peer went away is noticed without a message to write, and made
+/// again once the peer is back.
+#[tokio::test]
+async fn an_idle_connection_to_a_stopped_peer_is_noticed_and_made_again() {
+    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
+    let one = start(1, "c", l1, &[(2, a2.clone())]);
+    let two = start(2, "c", l2, &[(1, a1.clone())]);
+    wait_for_connected(&one, 1).await;
+    two.stop().await;
+    wait_for_connected(&one, 0).await;
+    let listener = TcpListener::bind(a2.as_str()).await.expect("the port is free again");
+    let mut two = start(2, "c", listener, &[(1, a1)]);
+    wait_for_connected(&one, 1).await;
+    one.peers.send(two.id, note(1));
+    assert_eq!(two.recv().await, (NodeId(1), note(1)));
+    one.stop().await;
+    two.stop().await;
+}
