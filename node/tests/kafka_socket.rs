@@ -111,7 +111,8 @@ async fn start(dir: &std::path::Path) -> Server {
     if !dir.join(cairn_node::core::raft::BOOTSTRAP_FILE).exists() {
         use cairn_node::runtime::datadir::{FormatSpec, format};
         let node_id = cairn_node::core::io::NodeId(0);
-        let spec = FormatSpec { cluster_id: Some("cairn-dev".into()), ..FormatSpec::single(node_id) };
+        let spec =
+            FormatSpec { cluster_id: Some("cairn-dev".into()), ..FormatSpec::single(node_id) };
         format(dir, &spec).unwrap();
     }
     let mut config = ServerConfig::new(dir);

@@ -413,10 +413,9 @@ fn definitely_not_written(error: &RequestError) -> bool {
                 | LogError::StaleEpoch { .. }
                 | LogError::OffsetOutOfRange { .. }
         ),
-        RequestError::Replica(error) => matches!(
-            error,
-            ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting
-        ),
+        RequestError::Replica(error) => {
+            matches!(error, ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting)
+        }
     }
 }
 
@@ -474,11 +473,16 @@ fn poll_answered(
                 }
             }
         }
-        Response::Error(RequestError::Log(LogError::OffsetOutOfRange {
-            log_start_offset,
-            log_end_offset,
-            ..
-        })) => {
+        Response::Error(
+            RequestError::Log(LogError::OffsetOutOfRange {
+                log_start_offset, log_end_offset, ..
+            })
+            | RequestError::Replica(ReplicaError::Log(LogError::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+                ..
+            })),
+        ) => {
             complete(world, client, &pending, OpType::Fail, None);
             // Retention moved the start, or a crash took back an unflushed tail: reset the
             // position as a consumer's auto.offset.reset does, and say so in the history.
@@ -493,12 +497,22 @@ fn poll_answered(
         }
         Response::Error(error) => {
             complete(world, client, &pending, OpType::Fail, None);
-            let corrupt = matches!(error, RequestError::Log(LogError::Corrupt { .. }));
+            let log = match &error {
+                RequestError::Log(error) | RequestError::Replica(ReplicaError::Log(error)) => {
+                    Some(error)
+                }
+                _ => None,
+            };
+            let corrupt = matches!(log, Some(LogError::Corrupt { .. }));
             if corrupt {
                 world.coverage.corrupt_reads += 1;
             }
             let last = world.work.clients.len() - 1;
-            let damaged = corrupt || matches!(error, RequestError::Log(LogError::Storage { .. }));
+            // A lone replica whose log failed serves nothing until it recovers, which a
+            // damaged disk may never let it do: the same storage error as a failed read.
+            let suspended =
+                matches!(error, RequestError::Replica(ReplicaError::LeadershipSuspended { .. }));
+            let damaged = corrupt || suspended || matches!(log, Some(LogError::Storage { .. }));
             let unrecoverable = world.params.atlas == crate::params::Atlas::Unrecoverable;
             if damaged && unrecoverable && client as usize == last {
                 // Detect and stop: the damage is reported, never served; the drain moves on.

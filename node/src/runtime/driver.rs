@@ -534,6 +534,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             response = ask(&handle, &mut replies, 5, latest.clone()).await;
         }
-        assert!(matches!(response, Response::Offset { offset: 1, timestamp: -1, .. }), "{response:?}");
+        assert!(
+            matches!(response, Response::Offset { offset: 1, timestamp: -1, .. }),
+            "{response:?}"
+        );
     }
 }

@@ -59,7 +59,13 @@ impl Node {
             return self.fail(conn, id, RequestError::NodeNotReady);
         }
         let kind = match request {
-            Request::CreateTopic { name, partitions, replication_factor, config, validate_only } => {
+            Request::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                config,
+                validate_only,
+            } => {
                 let checked = validate_topic_name(&name)
                     .and_then(|()| validate_partition_count(partitions))
                     .and_then(|()| config.validate());
@@ -75,7 +81,8 @@ impl Node {
                 if let Err(error) = validate_partition_count(count) {
                     return self.fail(conn, id, error);
                 }
-                let request = CreatePartitionsRequest { name: name.to_string(), count, validate_only };
+                let request =
+                    CreatePartitionsRequest { name: name.to_string(), count, validate_only };
                 RequestKind::CreatePartitions(request)
             }
             Request::AlterTopicConfig { name, changes, validate_only } => {
@@ -88,7 +95,8 @@ impl Node {
                         ConfigChange::Delete { key } => ConfigChangeMessage { key, value: None },
                     })
                     .collect();
-                let request = AlterConfigsRequest { name: name.to_string(), changes, validate_only };
+                let request =
+                    AlterConfigsRequest { name: name.to_string(), changes, validate_only };
                 RequestKind::AlterConfigs(request)
             }
             Request::Metadata { .. }
@@ -203,4 +211,3 @@ impl Node {
         TopicState { id: topic.id, partitions, config: topic.settings.clone() }
     }
 }
-

@@ -137,8 +137,7 @@ impl BrokerSession {
     /// Whether the image shows this incarnation registered and unfenced: the broker is live.
     fn live(&self, image: &MetadataImage, node_id: i32) -> bool {
         let broker = image.broker(node_id);
-        self.registered(image)
-            && broker.is_some_and(|b| Some(b.epoch) == self.epoch && !b.fenced)
+        self.registered(image) && broker.is_some_and(|b| Some(b.epoch) == self.epoch && !b.fenced)
     }
 }
 
@@ -206,7 +205,8 @@ impl Node {
                     return true;
                 }
                 Err(error) => {
-                    self.fatal = Some(format!("the metadata snapshot at {index} does not decode: {error}"));
+                    self.fatal =
+                        Some(format!("the metadata snapshot at {index} does not decode: {error}"));
                 }
             },
             RaftEvent::LeaderChanged { leader, term } => {
@@ -244,7 +244,11 @@ impl Node {
             && !self.controller.is_active()
             && self.raft.applied_index() == self.raft.last_index()
         {
-            tracing::info!(node = self.config.node_id.0, term = self.raft.term(), "active controller");
+            tracing::info!(
+                node = self.config.node_id.0,
+                term = self.raft.term(),
+                "active controller"
+            );
             self.controller.become_active(now, self.image.clone());
             // Calls waiting for a controller can be handed to this one.
             for call in self.calls.pending.values_mut() {
@@ -301,7 +305,12 @@ impl Node {
     }
 
     /// The controller's answer to one of this node's calls.
-    pub(super) fn controller_response(&mut self, now: Instant, from: NodeId, answer: FromController) {
+    pub(super) fn controller_response(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        answer: FromController,
+    ) {
         let Some(response) = answer.response else { return };
         self.call_answered(now, answer.correlation_id, Target::Remote(from), response);
     }
@@ -383,7 +392,13 @@ impl Node {
 
     /// An answer to call `token` from `from`; ignored unless the call's current attempt went
     /// there.
-    fn call_answered(&mut self, now: Instant, token: u64, from: Target, response: ControllerResponse) {
+    fn call_answered(
+        &mut self,
+        now: Instant,
+        token: u64,
+        from: Target,
+        response: ControllerResponse,
+    ) {
         let Some(call) = self.calls.pending.get_mut(&token) else { return };
         if call.target != from {
             return;
@@ -420,8 +435,11 @@ impl Node {
             }
             Purpose::Register => match response.reply {
                 Some(ReplyKind::RegisterBroker(reply)) if refused.is_none() => {
-                    tracing::info!(node = self.config.node_id.0, epoch = reply.broker_epoch,
-                        "broker registered");
+                    tracing::info!(
+                        node = self.config.node_id.0,
+                        epoch = reply.broker_epoch,
+                        "broker registered"
+                    );
                     self.broker.epoch = Some(reply.broker_epoch);
                     self.timers.set(Timer::Broker, now);
                     self.metadata_applied(now);
@@ -432,13 +450,16 @@ impl Node {
                 }
             },
             Purpose::Heartbeat => {
-                let stale = is_error(&response, &ControllerError::StaleBrokerEpoch {
-                    node_id: 0,
-                    given: 0,
-                }) || is_error(&response, &ControllerError::BrokerNotRegistered(0));
+                let stale = is_error(
+                    &response,
+                    &ControllerError::StaleBrokerEpoch { node_id: 0, given: 0 },
+                ) || is_error(&response, &ControllerError::BrokerNotRegistered(0));
                 if stale {
                     // The controller no longer knows this incarnation: register anew.
-                    tracing::info!(node = self.config.node_id.0, "broker epoch stale; registering again");
+                    tracing::info!(
+                        node = self.config.node_id.0,
+                        "broker epoch stale; registering again"
+                    );
                     self.broker.epoch = None;
                     self.timers.set(Timer::Broker, now);
                 }

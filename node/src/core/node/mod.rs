@@ -52,9 +52,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use self::cluster::{BrokerSession, Calls};
 pub use self::message::{FromController, Message, MessageKind, ToController};
 pub use self::types::{
-    Acks, BrokerInfo, ClusterConfig, ClusterView, NodeConfig, OffsetSpec, Output,
-    PARTITIONS_DIR, PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response,
-    TopicInfo, TopicState, dir_id, format_ops, parse_dir_name,
+    Acks, BrokerInfo, ClusterConfig, ClusterView, NodeConfig, OffsetSpec, Output, PARTITIONS_DIR,
+    PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response, TopicInfo,
+    TopicState, dir_id, format_ops, parse_dir_name,
 };
 use super::controller::{Controller, ControllerConfig, MetadataImage};
 use super::io::{ConnId, DiskOp, DiskResult, NodeId, OpId, RequestId};
@@ -210,7 +210,8 @@ impl Node {
             // A lone voter wins its election alone: no reason to wait a long randomized
             // timeout (whose point is to keep several candidates apart) before leading. Raft
             // asks for two heartbeats within the shortest timeout.
-            let shortest = cluster.raft_heartbeat_interval * 2 + std::time::Duration::from_millis(1);
+            let shortest =
+                cluster.raft_heartbeat_interval * 2 + std::time::Duration::from_millis(1);
             raft_config.election_timeout_min = shortest;
             raft_config.election_timeout_max = shortest + std::time::Duration::from_millis(1);
         }

@@ -35,7 +35,8 @@ impl Node {
         for topic in self.image.topics() {
             for (index, state) in topic.partitions.iter().enumerate() {
                 if state.replicas.contains(&me) {
-                    wanted.push((PartitionId::new(topic.name.clone(), index as i32), topic.clone()));
+                    wanted
+                        .push((PartitionId::new(topic.name.clone(), index as i32), topic.clone()));
                 }
             }
         }
@@ -348,8 +349,14 @@ impl Node {
             ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr } => {
                 self.propose_isr(now, id, leader_epoch, partition_epoch, new_isr);
             }
-            ReplicaEvent::HighWatermarkAdvanced { .. } | ReplicaEvent::Recovered { .. } => {
+            ReplicaEvent::HighWatermarkAdvanced { .. } => self.data_version += 1,
+            ReplicaEvent::Recovered { .. } => {
+                // What recovery found is durable only once synced; under `fsync` the HW
+                // waits for that, so sync at once rather than at the next flush interval.
                 self.data_version += 1;
+                if self.replicas.get(id).is_some_and(Replica::needs_flush) {
+                    self.flush_wanted.insert(id.clone());
+                }
             }
             ReplicaEvent::Truncated { .. } => {}
             ReplicaEvent::Failed { error } => {

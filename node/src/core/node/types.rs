@@ -448,4 +448,3 @@ impl Default for NodeConfig {
         }
     }
 }
-

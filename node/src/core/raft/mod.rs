@@ -369,7 +369,8 @@ impl Raft {
                 if matches!(self.role, Role::Leader | Role::Candidate | Role::PreCandidate) {
                     self.become_follower(now, self.hard.term, None);
                 }
-                if !self.storage.rewrite_after_failure(&self.log, self.hard, out) {
+                let no_space = matches!(error, crate::core::io::DiskError::NoSpace);
+                if !self.storage.rewrite_after_failure(&self.log, self.hard, no_space, out) {
                     let detail = error.to_string();
                     self.stop(RaftFatal::Storage { file, detail });
                 }

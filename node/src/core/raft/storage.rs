@@ -21,7 +21,8 @@
 //! report success for pages the kernel dropped). The storage then forgets every op in
 //! flight (a new *generation*) and writes a new segment from memory, which holds everything
 //! written; the watermarks stay where they were (what was durable still is) until the new
-//! segment is in place. Raft gives up after [`RAFT_STORAGE_FAILURES_MAX`] failures in a row.
+//! segment is in place. Raft gives up after [`RAFT_STORAGE_FAILURES_MAX`] failures in a row
+//! (a full disk is not counted: it passes).
 
 use std::collections::HashMap;
 
@@ -297,13 +298,19 @@ impl Storage {
 
     /// After [`StorageEvent::Failed`]: forgets every op in flight and rewrites the segment
     /// from memory. Returns false once failures in a row pass the limit (Raft stops).
+    ///
+    /// A full disk (`no_space`) does not count toward the limit: it passes once space is
+    /// freed (retention, an operator), and stopping would turn it into an outage.
     pub fn rewrite_after_failure(
         &mut self,
         log: &RaftLog,
         hard_state: HardState,
+        no_space: bool,
         out: &mut impl DiskQueue,
     ) -> bool {
-        self.failures += 1;
+        if !no_space {
+            self.failures += 1;
+        }
         if self.failures > RAFT_STORAGE_FAILURES_MAX {
             return false;
         }

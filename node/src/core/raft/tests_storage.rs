@@ -107,7 +107,7 @@ fn after_a_failed_sync_a_later_success_counts_for_nothing_and_the_segment_is_rew
     let failed = storage.handle_disk(ops[1].0, Err(DiskError::Io("EIO".into())), &log, &mut queue);
     let Some(StorageEvent::Failed { file, .. }) = failed else { panic!("{failed:?}") };
     assert_eq!(file, segment_file(1));
-    assert!(storage.rewrite_after_failure(&log, HardState::default(), &mut queue));
+    assert!(storage.rewrite_after_failure(&log, HardState::default(), false, &mut queue));
     // fsyncgate: the second sync may report success for pages the kernel dropped.
     storage.handle_disk(ops[2].0, Ok(DiskOk::Done), &log, &mut queue);
     assert_eq!(storage.handle_disk(ops[3].0, Ok(DiskOk::Done), &log, &mut queue), None);
@@ -143,7 +143,7 @@ fn storage_gives_up_after_failures_in_a_row() {
     let log = RaftLog::new(0, 0);
     let mut storage = ready(&log, &mut queue);
     let mut attempts = 0;
-    while storage.rewrite_after_failure(&log, HardState::default(), &mut queue) {
+    while storage.rewrite_after_failure(&log, HardState::default(), false, &mut queue) {
         attempts += 1;
         take(&mut queue);
     }

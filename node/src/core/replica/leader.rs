@@ -467,6 +467,14 @@ impl Replica {
             if !self.log.is_ready() || self.truncating {
                 return false;
             }
+            // Under `fsync` the epoch starts on a durable log: until recovery's syncs (or a
+            // flush) cover the LEO, the HW could not count what the log holds, and a
+            // consumer would be told the partition ends before data it may already have
+            // been shown. Clients get the retriable "recovering" meanwhile.
+            let fsync = self.config.durability == Durability::Fsync;
+            if fsync && self.log.flushed_offset() < self.log.log_end_offset() {
+                return false;
+            }
             self.start_leading(now);
             return true;
         }

@@ -88,7 +88,10 @@ impl MetadataCall {
 
 /// The brokers of `view`, or this node alone while it knows none (a client must always
 /// have a broker to ask again).
-fn brokers(broker: &Broker, view: Option<&ClusterView>) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
+fn brokers(
+    broker: &Broker,
+    view: Option<&ClusterView>,
+) -> Vec<(i32, StrBytes, i32, Option<StrBytes>)> {
     let known = view.map(|view| view.brokers.as_slice()).unwrap_or_default();
     if known.is_empty() {
         return vec![(broker.node_id, broker.host(), broker.port, None)];
@@ -191,7 +194,8 @@ impl DescribeClusterCall {
                     .with_rack(rack)
             })
             .collect();
-        let cluster_id = view.as_ref().map_or_else(|| broker.cluster_id.clone(), |v| v.cluster_id.clone());
+        let cluster_id =
+            view.as_ref().map_or_else(|| broker.cluster_id.clone(), |v| v.cluster_id.clone());
         let mut response = DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_string(cluster_id))
             .with_controller_id(BrokerId(controller_id(view.as_ref())))

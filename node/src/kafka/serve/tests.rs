@@ -29,12 +29,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::data::whole_batches;
 use super::*;
-use crate::core::log::batch::build;
 use crate::core::controller::TopicId;
 use crate::core::io::NodeId;
+use crate::core::log::batch::build;
 use crate::core::node::{
-    Acks, BrokerInfo, ClusterView, OffsetSpec, PartitionId, PartitionInfo, RequestError,
-    TopicInfo, TopicState,
+    Acks, BrokerInfo, ClusterView, OffsetSpec, PartitionId, PartitionInfo, RequestError, TopicInfo,
+    TopicState,
 };
 use crate::core::topic::ConfigChange;
 use crate::kafka::request::{
@@ -535,11 +535,8 @@ fn create_topics_checks_what_the_core_cannot() {
     // The controller checks a replication factor against the live brokers.
     let too_many = RequestError::Controller { code: 38, message: "1 live broker".into() };
     let exists = RequestError::Controller { code: 36, message: "configured exists".into() };
-    let core = vec![
-        Response::TopicChanged,
-        Response::Error(too_many),
-        Response::Error(exists.clone()),
-    ];
+    let core =
+        vec![Response::TopicChanged, Response::Error(too_many), Response::Error(exists.clone())];
     let KafkaResponse::CreateTopics(response) = respond(answer(&mut exchange, core, now)) else {
         panic!()
     };
