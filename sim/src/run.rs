@@ -103,6 +103,13 @@ pub struct Coverage {
     pub acked_lost_detected: u64,
     /// Fetches refused because the data was corrupt (detected, not served).
     pub corrupt_reads: u64,
+    /// Node-to-node messages sent.
+    pub messages_sent: u64,
+    /// Node-to-node messages handed to their node.
+    pub messages_delivered: u64,
+    /// Node-to-node messages lost: by the network (loss, a cut link) or because the node
+    /// they were sent to crashed since.
+    pub messages_dropped: u64,
     /// Faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Disk events by kind.
@@ -126,6 +133,9 @@ impl Coverage {
         self.elections += other.elections;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
+        self.messages_sent += other.messages_sent;
+        self.messages_delivered += other.messages_delivered;
+        self.messages_dropped += other.messages_dropped;
         for (mine, theirs) in [
             (&mut self.faults, &other.faults),
             (&mut self.disk, &other.disk),
@@ -182,6 +192,11 @@ impl fmt::Display for Coverage {
             self.recoveries_checked,
             self.elections,
             self.acked_lost_detected
+        )?;
+        writeln!(
+            f,
+            "  node messages sent {} delivered {} dropped {}",
+            self.messages_sent, self.messages_delivered, self.messages_dropped
         )?;
         writeln!(f, "  faults {:?}", self.faults)?;
         writeln!(f, "  disk {:?}", self.disk)?;
@@ -324,6 +339,7 @@ fn finish(world: &mut World) {
             ("torn-blocks-kept", d.torn_blocks_kept),
             ("nospace", d.nospace),
             ("corruptions", d.corruptions),
+            ("wipes", d.wipes),
             ("misdirected-writes", f.misdirected_writes),
             ("slow-ops", f.slow_ops),
         ] {
@@ -348,8 +364,11 @@ fn finish(world: &mut World) {
         }
     };
     world.coverage.acked_read_back = report.stats.acknowledged_values_read;
+    // A wipe of a partition's only copy (crate::world::NODES_REPLICATE) is a loss the run
+    // expected, as under the unrecoverable atlas.
+    let lossy = world.params.atlas == Atlas::Unrecoverable || world.losses_excused;
     let excused = |kind: &AnomalyKind| {
-        world.params.atlas == Atlas::Unrecoverable
+        lossy
             && !matches!(
                 kind,
                 AnomalyKind::Duplicate | AnomalyKind::PhantomRead | AnomalyKind::AbortedRead
