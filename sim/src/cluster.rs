@@ -179,6 +179,11 @@ impl World {
             NodeRef::Leader { topic, partition } => {
                 self.leader_of(topic, *partition).unwrap_or_else(|| self.placement(topic, *partition))
             }
+            NodeRef::Follower { topic, partition } => {
+                self.follower_of(topic, *partition).unwrap_or_else(|| {
+                    (self.placement(topic, *partition) + 1) % self.params.nodes
+                })
+            }
         }
     }
 
@@ -193,6 +198,13 @@ impl World {
     /// each partition alone, so none: a fault naming its leader strikes the node the
     /// placement gives it. Once `core::node` runs replicas, answer from their roles here.
     pub(crate) fn leader_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
+        None
+    }
+
+    /// A replica (index) of `topic`-`partition` that does not lead it, if the world can
+    /// tell. Today none: a fault naming a follower strikes the node after the one the
+    /// placement gives the partition. Once `core::node` runs replicas, answer from their roles.
+    pub(crate) fn follower_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
         None
     }
 
@@ -213,17 +225,26 @@ impl World {
         n.disk.disk.wipe();
         self.wiped.insert(index);
         self.format_node(index, false);
-        if !NODES_REPLICATE {
-            // The node held its partitions alone: their data is gone, a detected loss.
-            for (part, watch) in self.work.parts.iter().zip(&mut self.watches) {
-                if part.node == index {
-                    watch.lost = true;
-                    self.losses_excused = true;
-                }
-            }
-        }
+        self.only_copies_damaged(index);
         let restart = FaultAction::Restart { node: NodeRef::Id(index + 1) };
         self.schedule(self.now + down_ms.unwrap_or(0) * MS, Event::Fault(restart));
+    }
+
+    /// A fault destroyed durable data on node `index` (a wipe, or under the recoverable
+    /// atlas a scenario's corruption or bad sector). While each partition lives on one node
+    /// ([`NODES_REPLICATE`]) that was its only copy: the loss is expected, so the next
+    /// recovery of each of its partitions is checked as a detected loss, and the history
+    /// check excuses lost writes, as under the unrecoverable atlas.
+    pub(crate) fn only_copies_damaged(&mut self, index: u32) {
+        if NODES_REPLICATE {
+            return;
+        }
+        for (part, watch) in self.work.parts.iter().zip(&mut self.watches) {
+            if part.node == index {
+                watch.lost = true;
+                self.losses_excused = true;
+            }
+        }
     }
 
     /// Node `index`'s clock leaps `seconds` forward; its drift stays.

@@ -2,7 +2,8 @@
 //!
 //! Nodes are numbered from 1 (`node = 1` is the first), as in the scenarios and the output.
 //! A scenario may also name a node by its role ([`NodeRef`]): `"controller"` or
-//! `"leader:TOPIC-PARTITION"`, resolved by the world when the fault strikes.
+//! `"leader:TOPIC-PARTITION"` or `"follower:TOPIC-PARTITION"`, resolved by the world when
+//! the fault strikes.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -324,7 +325,8 @@ pub fn draw(rng: &mut ChaCha8Rng, params: &Params) -> Option<FaultAction> {
 }
 
 /// A node as a fault names it: by number (from 1), or by its role when the fault strikes.
-/// In TOML an integer, `"controller"` or `"leader:TOPIC-PARTITION"`.
+/// In TOML an integer, `"controller"`, `"leader:TOPIC-PARTITION"` or
+/// `"follower:TOPIC-PARTITION"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawNodeRef")]
 pub enum NodeRef {
@@ -334,6 +336,14 @@ pub enum NodeRef {
     Controller,
     /// The leader of partition `partition` of `topic` when the fault strikes.
     Leader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A replica of partition `partition` of `topic` that does not lead it when the fault
+    /// strikes.
+    Follower {
         /// The topic.
         topic: String,
         /// The partition.
@@ -356,11 +366,20 @@ impl TryFrom<RawNodeRef> for NodeRef {
             RawNodeRef::Id(id) => Ok(NodeRef::Id(id)),
             RawNodeRef::Role(role) if role == "controller" => Ok(NodeRef::Controller),
             RawNodeRef::Role(role) => {
-                let bad = || format!("node {role:?}: a number, \"controller\" or \"leader:TOPIC-P\"");
-                let name = role.strip_prefix("leader:").ok_or_else(bad)?;
+                let bad = || {
+                    format!(
+                        "node {role:?}: a number, \"controller\", \"leader:TOPIC-P\" or \
+                         \"follower:TOPIC-P\""
+                    )
+                };
+                let (which, name) = role.split_once(':').ok_or_else(bad)?;
                 let (topic, partition) = name.rsplit_once('-').ok_or_else(bad)?;
-                let partition = partition.parse().map_err(|_| bad())?;
-                Ok(NodeRef::Leader { topic: topic.to_string(), partition })
+                let (topic, partition) = (topic.to_string(), partition.parse().map_err(|_| bad())?);
+                match which {
+                    "leader" => Ok(NodeRef::Leader { topic, partition }),
+                    "follower" => Ok(NodeRef::Follower { topic, partition }),
+                    _ => Err(bad()),
+                }
             }
         }
     }

@@ -213,11 +213,11 @@ fn check_node(node: &NodeRef, params: &Params) -> Result<(), String> {
         NodeRef::Id(id) if *id == 0 || *id > params.nodes => {
             Err(format!("node {id} is not in 1..={}", params.nodes))
         }
-        NodeRef::Leader { topic, partition } => {
+        NodeRef::Leader { topic, partition } | NodeRef::Follower { topic, partition } => {
             let found = params.topics.iter().find(|t| t.name == *topic);
             match found {
                 Some(t) if *partition < t.partitions => Ok(()),
-                _ => Err(format!("leader of {topic}-{partition}: no such partition")),
+                _ => Err(format!("{topic}-{partition}: no such partition")),
             }
         }
         NodeRef::Id(_) | NodeRef::Controller => Ok(()),

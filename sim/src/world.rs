@@ -637,6 +637,7 @@ impl World {
             }
             FaultAction::Corrupt { node } => {
                 let index = ix_of(&node);
+                self.only_copies_damaged(index);
                 if let Some(file) = self.pick_segment(index, false) {
                     let disk = &mut self.nodes[index as usize].disk.disk;
                     if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
@@ -649,6 +650,7 @@ impl World {
             FaultAction::ClockJump { node, seconds } => self.jump_clock(ix_of(&node), seconds),
             FaultAction::BadSector { node } => {
                 let index = ix_of(&node);
+                self.only_copies_damaged(index);
                 if let Some(file) = self.pick_segment(index, false) {
                     let disk = &mut self.nodes[index as usize].disk.disk;
                     if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
