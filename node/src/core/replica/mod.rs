@@ -56,6 +56,8 @@ mod harness;
 mod tests;
 #[cfg(test)]
 mod tests_random;
+#[cfg(all(test, feature = "canary"))]
+mod tests_canary;
 
 use std::collections::{HashMap, VecDeque};
 
