@@ -176,14 +176,12 @@ impl World {
         match node {
             NodeRef::Id(id) => id - 1,
             NodeRef::Controller => self.controller().unwrap_or(0),
-            NodeRef::Leader { topic, partition } => {
-                self.leader_of(topic, *partition).unwrap_or_else(|| self.placement(topic, *partition))
-            }
-            NodeRef::Follower { topic, partition } => {
-                self.follower_of(topic, *partition).unwrap_or_else(|| {
-                    (self.placement(topic, *partition) + 1) % self.params.nodes
-                })
-            }
+            NodeRef::Leader { topic, partition } => self
+                .leader_of(topic, *partition)
+                .unwrap_or_else(|| self.placement(topic, *partition)),
+            NodeRef::Follower { topic, partition } => self
+                .follower_of(topic, *partition)
+                .unwrap_or_else(|| (self.placement(topic, *partition) + 1) % self.params.nodes),
         }
     }
 
@@ -209,9 +207,11 @@ impl World {
     }
 
     fn placement(&self, topic: &str, partition: u32) -> u32 {
-        let part = self.work.parts.iter().find(|p| {
-            &*p.id.topic == topic && u32::try_from(p.id.partition) == Ok(partition)
-        });
+        let part = self
+            .work
+            .parts
+            .iter()
+            .find(|p| &*p.id.topic == topic && u32::try_from(p.id.partition) == Ok(partition));
         part.expect("the scenario names partitions of the run").node
     }
 

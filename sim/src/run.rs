@@ -29,14 +29,32 @@ pub enum CanaryChoice {
     LookupOffByOne,
     /// Recovery that skips the checksum.
     RecoverySkipsCrc,
+    /// acks=all acknowledged before the ISR has the batch.
+    AcksAllBeforeIsr,
+    /// The HW over every replica's LEO instead of the ISR's.
+    HwOverAllReplicas,
+    /// The leader's own LEO as the consumers' visibility bound.
+    LeaderLeoVisible,
+    /// A follower truncates to its own HW (pre-KIP-101).
+    FollowerTruncatesToHw,
+    /// A leader answers OffsetForLeaderEpoch for an epoch newer than its own (KAFKA-6361).
+    OffsetForNewerEpoch,
+    /// A follower applies the leader's HW before truncating (KAFKA-14704).
+    FollowerHwBeforeTruncation,
 }
 
 impl CanaryChoice {
     /// Every canary.
-    pub const ALL: [CanaryChoice; 3] = [
+    pub const ALL: [CanaryChoice; 9] = [
         CanaryChoice::UnsyncedWriteDurable,
         CanaryChoice::LookupOffByOne,
         CanaryChoice::RecoverySkipsCrc,
+        CanaryChoice::AcksAllBeforeIsr,
+        CanaryChoice::HwOverAllReplicas,
+        CanaryChoice::LeaderLeoVisible,
+        CanaryChoice::FollowerTruncatesToHw,
+        CanaryChoice::OffsetForNewerEpoch,
+        CanaryChoice::FollowerHwBeforeTruncation,
     ];
 
     /// Its name on the command line.
@@ -45,7 +63,24 @@ impl CanaryChoice {
             CanaryChoice::UnsyncedWriteDurable => "unsynced-write-durable",
             CanaryChoice::LookupOffByOne => "lookup-off-by-one",
             CanaryChoice::RecoverySkipsCrc => "recovery-skips-crc",
+            CanaryChoice::AcksAllBeforeIsr => "acks-all-before-isr",
+            CanaryChoice::HwOverAllReplicas => "hw-over-all-replicas",
+            CanaryChoice::LeaderLeoVisible => "leader-leo-visible",
+            CanaryChoice::FollowerTruncatesToHw => "follower-truncates-to-hw",
+            CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
+            CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
         }
+    }
+
+    /// Whether it is a replication bug, which only nodes that replicate can show (a sweep
+    /// with today's single-replica nodes cannot catch it; see `world::NODES_REPLICATE`).
+    pub fn is_replication(self) -> bool {
+        !matches!(
+            self,
+            CanaryChoice::UnsyncedWriteDurable
+                | CanaryChoice::LookupOffByOne
+                | CanaryChoice::RecoverySkipsCrc
+        )
     }
 
     /// The canary named `name`.
@@ -68,6 +103,12 @@ impl CanaryChoice {
                 CanaryChoice::UnsyncedWriteDurable => Canary::UnsyncedWriteDurable,
                 CanaryChoice::LookupOffByOne => Canary::LookupOffByOneAfterRetention,
                 CanaryChoice::RecoverySkipsCrc => Canary::RecoverySkipsCrc,
+                CanaryChoice::AcksAllBeforeIsr => Canary::AcksAllBeforeIsr,
+                CanaryChoice::HwOverAllReplicas => Canary::HwOverAllReplicas,
+                CanaryChoice::LeaderLeoVisible => Canary::LeaderLeoVisible,
+                CanaryChoice::FollowerTruncatesToHw => Canary::FollowerTruncatesToHw,
+                CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
+                CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
             }));
         }
         #[cfg(not(feature = "canary"))]

@@ -55,13 +55,35 @@ fn ix_of(node: &NodeRef) -> u32 {
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
 pub(crate) enum Event {
-    NodeTimer { node: u32, incarnation: u64 },
-    DiskDone { node: u32, incarnation: u64, id: OpId, result: DiskResult },
-    Deliver { from: Endpoint, to: Endpoint, msg: Msg },
+    NodeTimer {
+        node: u32,
+        incarnation: u64,
+    },
+    DiskDone {
+        node: u32,
+        incarnation: u64,
+        id: OpId,
+        result: DiskResult,
+    },
+    Deliver {
+        from: Endpoint,
+        to: Endpoint,
+        msg: Msg,
+    },
     /// A node's message to node `to` (an index), sent to its incarnation `incarnation`.
-    Peer { from: u32, to: u32, incarnation: u64, message: Message },
-    ClientWake { client: u32 },
-    ClientTimeout { client: u32, id: u64 },
+    Peer {
+        from: u32,
+        to: u32,
+        incarnation: u64,
+        message: Message,
+    },
+    ClientWake {
+        client: u32,
+    },
+    ClientTimeout {
+        client: u32,
+        id: u64,
+    },
     Fault(FaultAction),
     Nemesis,
     Heal,

@@ -49,7 +49,8 @@ fn messages_between_nodes_are_delivered_and_counted() {
 #[test]
 fn a_one_way_partition_drops_one_direction_only() {
     let mut world = calm(3);
-    let cut = FaultAction::Partition { from: vec![id(1)], to: vec![id(2)], one_way: true, ms: None };
+    let cut =
+        FaultAction::Partition { from: vec![id(1)], to: vec![id(2)], one_way: true, ms: None };
     world.apply(cut, false);
     world.send_peer(0, NodeId(2), fetch()); // 1 -> 2: cut
     world.send_peer(1, NodeId(1), fetch()); // 2 -> 1: open

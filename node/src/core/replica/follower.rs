@@ -401,7 +401,8 @@ impl Replica {
             }
             return true;
         }
-        if canary::is(Canary::FollowerHwBeforeTruncation) && follower.leader_high_watermark.is_none()
+        if canary::is(Canary::FollowerHwBeforeTruncation)
+            && follower.leader_high_watermark.is_none()
         {
             self.send_fetch(now);
             return true;

@@ -54,10 +54,10 @@ mod types;
 mod harness;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_random;
 #[cfg(all(test, feature = "canary"))]
 mod tests_canary;
+#[cfg(test)]
+mod tests_random;
 
 use std::collections::{HashMap, VecDeque};
 
