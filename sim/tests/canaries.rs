@@ -96,7 +96,8 @@ fn every_canary_has_a_name_the_command_line_takes() {
 /// the same seeds pass. (Once the node replicates, replace this with sweep bounds.)
 #[test]
 fn replication_canaries_wait_for_replicating_nodes() {
-    assert!(!cairn_sim::world::NODES_REPLICATE, "assert the replication canaries' bounds now");
+    // Stops the build once the nodes replicate: then assert the replication canaries' bounds.
+    const { assert!(!cairn_sim::world::NODES_REPLICATE, "assert the replication canaries now") };
     let spec = RunSpec { canary: Some(CanaryChoice::AcksAllBeforeIsr), ..spec_none() };
     let result = sweep(0..2, 2, &spec, None).unwrap();
     assert!(result.failures.is_empty(), "{:?}", result.failures);

@@ -21,7 +21,10 @@ fn fails_with(canary: Canary, test: impl FnOnce()) -> bool {
 fn failing_seeds(canary: Canary, seeds: std::ops::Range<u64>, stop_at_first: bool) -> Vec<u64> {
     let mut failing = Vec::new();
     for seed in seeds {
-        if fails_with(canary, || drop(tests_random::run(seed, Durability::Fsync, true, 400))) {
+        let run = || {
+            tests_random::run(seed, Durability::Fsync, true, 400);
+        };
+        if fails_with(canary, run) {
             failing.push(seed);
             if stop_at_first {
                 break;
