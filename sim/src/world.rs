@@ -604,6 +604,34 @@ impl World {
                 let n = &mut self.nodes[ix_of(&node) as usize];
                 n.paused_until = n.paused_until.max(now + ms * MS);
             }
+            FaultAction::Clock { node, offset_ms, drift_ppm } => {
+                let index = ix_of(&node);
+                let n = &mut self.nodes[index as usize];
+                let local = n.clock.local(now);
+                n.clock = Clock {
+                    anchor_world: now,
+                    anchor_local: local + offset_ms * MS,
+                    drift_ppm: drift_ppm.clamp(-100_000, 100_000),
+                    last: local + offset_ms * MS,
+                };
+                n.timer_at = None;
+                self.arm_timer(index);
+            }
+            FaultAction::Wipe { node, down_ms } => self.wipe(ix_of(&node), down_ms),
+            FaultAction::ClockJump { node, seconds } => self.jump_clock(ix_of(&node), seconds),
+            network @ (FaultAction::CutClients { .. }
+            | FaultAction::Isolate { .. }
+            | FaultAction::Partition { .. }
+            | FaultAction::Clog { .. }
+            | FaultAction::Heal) => self.apply_network(network),
+            disk => self.apply_disk(disk),
+        }
+    }
+
+    /// Applies a (resolved) network fault.
+    fn apply_network(&mut self, action: FaultAction) {
+        let now = self.now;
+        match action {
             FaultAction::CutClients { node, one_way, ms } => {
                 let until = now + ms * MS;
                 let index = ix_of(&node);
@@ -633,6 +661,14 @@ impl World {
                 self.net.clog(ix_of(&node), delay_ms * MS, now + ms * MS);
             }
             FaultAction::Heal => self.net.heal(false),
+            other => unreachable!("{other:?} is not a network fault"),
+        }
+    }
+
+    /// Applies a (resolved) disk fault.
+    fn apply_disk(&mut self, action: FaultAction) {
+        let now = self.now;
+        match action {
             FaultAction::DiskFull { node, ms } => {
                 self.nodes[ix_of(&node) as usize].disk.fill(now + ms * MS)
             }
@@ -643,19 +679,6 @@ impl World {
                 if let Some(file) = self.pick_segment(ix_of(&node), true) {
                     self.nodes[ix_of(&node) as usize].disk.disk.fail_next_sync(&file);
                 }
-            }
-            FaultAction::Clock { node, offset_ms, drift_ppm } => {
-                let index = ix_of(&node);
-                let n = &mut self.nodes[index as usize];
-                let local = n.clock.local(now);
-                n.clock = Clock {
-                    anchor_world: now,
-                    anchor_local: local + offset_ms * MS,
-                    drift_ppm: drift_ppm.clamp(-100_000, 100_000),
-                    last: local + offset_ms * MS,
-                };
-                n.timer_at = None;
-                self.arm_timer(index);
             }
             FaultAction::Corrupt { node } => {
                 let index = ix_of(&node);
@@ -668,8 +691,6 @@ impl World {
                     }
                 }
             }
-            FaultAction::Wipe { node, down_ms } => self.wipe(ix_of(&node), down_ms),
-            FaultAction::ClockJump { node, seconds } => self.jump_clock(ix_of(&node), seconds),
             FaultAction::BadSector { node } => {
                 let index = ix_of(&node);
                 self.only_copies_damaged(index);
@@ -681,6 +702,7 @@ impl World {
                     }
                 }
             }
+            other => unreachable!("{other:?} is not a disk fault"),
         }
     }
 
