@@ -147,6 +147,8 @@ pub struct SimDiskStats {
     pub nospace: u64,
     /// Calls of [`SimDisk::corrupt`].
     pub corruptions: u64,
+    /// Calls of [`SimDisk::wipe`].
+    pub wipes: u64,
 }
 
 /// An in-memory, seeded, fault-injecting disk. See the [module documentation](self) for its
@@ -274,6 +276,16 @@ impl SimDisk {
             }
         }
         self.stats.corruptions += 1;
+    }
+
+    /// The disk is replaced by an empty one (a wiped or swapped disk): every file and
+    /// directory is gone, with its bad sectors and armed sync failures. The faults in force
+    /// and the generator stay.
+    pub fn wipe(&mut self) {
+        self.files.clear();
+        self.dirs.clear();
+        self.syncs_armed.clear();
+        self.stats.wipes += 1;
     }
 
     /// Power loss: every file loses its unsynced writes and truncations, except the dirty

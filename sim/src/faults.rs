@@ -1,6 +1,9 @@
 //! Faults: the actions a scenario's timeline or the random nemesis applies to the world.
 //!
 //! Nodes are numbered from 1 (`node = 1` is the first), as in the scenarios and the output.
+//! A scenario may also name a node by its role ([`NodeRef`]): `"controller"` or
+//! `"leader:TOPIC-PARTITION"` or `"follower:TOPIC-PARTITION"`, resolved by the world when
+//! the fault strikes.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -37,11 +40,20 @@ pub enum FaultKind {
     Corrupt,
     /// A sector of a node's data goes bad (unrecoverable on a single replica).
     BadSector,
+    /// A node's disk is wiped (every file gone); it is formatted to rejoin and restarted.
+    Wipe,
+    /// A node's clock leaps forward by seconds (an NTP step, a VM resumed late).
+    ClockJump,
 }
 
 impl FaultKind {
     /// Every kind, in the order of [`crate::params::FaultRates::weights`].
-    pub const ALL: [FaultKind; 13] = [
+    /// How many kinds the first version of `Params::draw` drew weights for, in one go.
+    pub const FIRST_DRAWN: usize = 13;
+
+    /// Kinds added after the first thirteen come last, so that the weights the params stream
+    /// draws for those keep their values (`Params::draw`).
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::Crash,
         FaultKind::Pause,
         FaultKind::CutClients,
@@ -55,11 +67,20 @@ impl FaultKind {
         FaultKind::Clock,
         FaultKind::Corrupt,
         FaultKind::BadSector,
+        FaultKind::Wipe,
+        FaultKind::ClockJump,
     ];
 
     /// Whether the kind destroys durable data (allowed only by the unrecoverable atlas).
     pub fn unrecoverable(self) -> bool {
         matches!(self, FaultKind::Corrupt | FaultKind::BadSector)
+    }
+
+    /// Whether the recoverable atlas may draw the kind. A wipe is recoverable only where the
+    /// wiped node's partitions have other replicas: not while each node holds its partitions
+    /// alone ([`crate::world::NODES_REPLICATE`]).
+    pub fn recoverable(self) -> bool {
+        !self.unrecoverable() && (self != FaultKind::Wipe || crate::world::NODES_REPLICATE)
     }
 
     /// Its name in scenarios and reports.
@@ -78,6 +99,8 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::Corrupt => "corrupt",
             FaultKind::BadSector => "bad-sector",
+            FaultKind::Wipe => "wipe",
+            FaultKind::ClockJump => "clock-jump",
         }
     }
 }
@@ -89,26 +112,26 @@ pub enum FaultAction {
     /// Power loss of `node`; it restarts after `down_ms` (never, if absent).
     Crash {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// Time until it restarts.
         down_ms: Option<u64>,
     },
     /// Restarts a crashed `node` through recovery.
     Restart {
         /// The node.
-        node: u32,
+        node: NodeRef,
     },
     /// `node` handles nothing for `ms`.
     Pause {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// How long.
         ms: u64,
     },
     /// Clients cannot reach `node` for `ms` (with `one_way`, only its replies are lost).
     CutClients {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// Only node -> client messages are lost.
         #[serde(default)]
         one_way: bool,
@@ -118,16 +141,16 @@ pub enum FaultAction {
     /// Nothing reaches or leaves `node` for `ms`.
     Isolate {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// How long.
         ms: u64,
     },
     /// Messages from nodes `from` to nodes `to` (and back, unless `one_way`) are lost.
     Partition {
         /// One side.
-        from: Vec<u32>,
+        from: Vec<NodeRef>,
         /// The other side.
-        to: Vec<u32>,
+        to: Vec<NodeRef>,
         /// Only `from` -> `to` is cut.
         #[serde(default)]
         one_way: bool,
@@ -137,7 +160,7 @@ pub enum FaultAction {
     /// Messages to and from `node` take `delay_ms` more, for `ms`.
     Clog {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// Added delay.
         delay_ms: u64,
         /// How long.
@@ -148,14 +171,14 @@ pub enum FaultAction {
     /// `node`'s disk accepts no more bytes for `ms`.
     DiskFull {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// How long.
         ms: u64,
     },
     /// `node`'s disk ops take `factor` times longer for `ms`.
     SlowDisk {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// Latency multiplier.
         factor: u64,
         /// How long.
@@ -164,13 +187,13 @@ pub enum FaultAction {
     /// The next sync on `node` fails and loses the unsynced writes of its file.
     FailSync {
         /// The node.
-        node: u32,
+        node: NodeRef,
     },
     /// `node`'s clock jumps by `offset_ms` (forward only: time handed to a node is
     /// monotonic) and runs `drift_ppm` fast or slow from now on.
     Clock {
         /// The node.
-        node: u32,
+        node: NodeRef,
         /// Jump forward.
         #[serde(default)]
         offset_ms: u64,
@@ -181,12 +204,28 @@ pub enum FaultAction {
     /// Flips one bit of a random durable byte of a random segment file of `node`.
     Corrupt {
         /// The node.
-        node: u32,
+        node: NodeRef,
     },
     /// Makes a random sector of a random segment file of `node` unreadable.
     BadSector {
         /// The node.
-        node: u32,
+        node: NodeRef,
+    },
+    /// Wipes `node`'s disk (every file gone, as after a disk swap), formats it to rejoin the
+    /// cluster (`format_ops` with `initial = false`) and restarts it after `down_ms` (at
+    /// once if absent).
+    Wipe {
+        /// The node.
+        node: NodeRef,
+        /// Time until it restarts.
+        down_ms: Option<u64>,
+    },
+    /// `node`'s clock leaps forward by `seconds` (it never goes back).
+    ClockJump {
+        /// The node.
+        node: NodeRef,
+        /// How far.
+        seconds: u64,
     },
 }
 
@@ -207,14 +246,16 @@ impl FaultAction {
             FaultAction::Clock { .. } => FaultKind::Clock,
             FaultAction::Corrupt { .. } => FaultKind::Corrupt,
             FaultAction::BadSector { .. } => FaultKind::BadSector,
+            FaultAction::Wipe { .. } => FaultKind::Wipe,
+            FaultAction::ClockJump { .. } => FaultKind::ClockJump,
             FaultAction::Restart { .. } | FaultAction::Heal => return None,
         })
     }
 
-    /// The nodes the action names, to validate against the cluster size.
-    pub fn nodes(&self) -> Vec<u32> {
+    /// The nodes the action names, to validate against the cluster.
+    pub fn nodes(&self) -> Vec<&NodeRef> {
         match self {
-            FaultAction::Partition { from, to, .. } => from.iter().chain(to).copied().collect(),
+            FaultAction::Partition { from, to, .. } => from.iter().chain(to).collect(),
             FaultAction::Heal => vec![],
             FaultAction::Crash { node, .. }
             | FaultAction::Restart { node }
@@ -227,7 +268,9 @@ impl FaultAction {
             | FaultAction::FailSync { node }
             | FaultAction::Clock { node, .. }
             | FaultAction::Corrupt { node }
-            | FaultAction::BadSector { node } => vec![*node],
+            | FaultAction::BadSector { node }
+            | FaultAction::Wipe { node, .. }
+            | FaultAction::ClockJump { node, .. } => vec![node],
         }
     }
 }
@@ -247,7 +290,8 @@ pub fn draw(rng: &mut ChaCha8Rng, params: &Params) -> Option<FaultAction> {
         }
         pick -= w;
     }
-    let node = rng.random_range(1..=params.nodes);
+    let id = rng.random_range(1..=params.nodes);
+    let node = NodeRef::Id(id);
     let ms = rng.random_range(100..=3_000);
     Some(match kind {
         FaultKind::Crash => FaultAction::Crash { node, down_ms: Some(rng.random_range(0..=3_000)) },
@@ -256,7 +300,7 @@ pub fn draw(rng: &mut ChaCha8Rng, params: &Params) -> Option<FaultAction> {
         FaultKind::CutReplies => FaultAction::CutClients { node, one_way: true, ms },
         FaultKind::Isolate => FaultAction::Isolate { node, ms },
         FaultKind::PartitionNodes => {
-            let others = (1..=params.nodes).filter(|n| *n != node).collect();
+            let others = (1..=params.nodes).filter(|n| *n != id).map(NodeRef::Id).collect();
             FaultAction::Partition { from: vec![node], to: others, one_way: false, ms: Some(ms) }
         }
         FaultKind::Clog => FaultAction::Clog { node, delay_ms: rng.random_range(50..=1_000), ms },
@@ -275,5 +319,68 @@ pub fn draw(rng: &mut ChaCha8Rng, params: &Params) -> Option<FaultAction> {
         }
         FaultKind::Corrupt => FaultAction::Corrupt { node },
         FaultKind::BadSector => FaultAction::BadSector { node },
+        FaultKind::Wipe => FaultAction::Wipe { node, down_ms: Some(rng.random_range(0..=3_000)) },
+        FaultKind::ClockJump => FaultAction::ClockJump { node, seconds: rng.random_range(1..=30) },
     })
+}
+
+/// A node as a fault names it: by number (from 1), or by its role when the fault strikes.
+/// In TOML an integer, `"controller"`, `"leader:TOPIC-PARTITION"` or
+/// `"follower:TOPIC-PARTITION"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawNodeRef")]
+pub enum NodeRef {
+    /// Node `n` (from 1).
+    Id(u32),
+    /// The active controller (the Raft leader) when the fault strikes.
+    Controller,
+    /// The leader of partition `partition` of `topic` when the fault strikes.
+    Leader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A replica of partition `partition` of `topic` that does not lead it when the fault
+    /// strikes.
+    Follower {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawNodeRef {
+    Id(u32),
+    Role(String),
+}
+
+impl TryFrom<RawNodeRef> for NodeRef {
+    type Error = String;
+
+    fn try_from(raw: RawNodeRef) -> Result<NodeRef, String> {
+        match raw {
+            RawNodeRef::Id(id) => Ok(NodeRef::Id(id)),
+            RawNodeRef::Role(role) if role == "controller" => Ok(NodeRef::Controller),
+            RawNodeRef::Role(role) => {
+                let bad = || {
+                    format!(
+                        "node {role:?}: a number, \"controller\", \"leader:TOPIC-P\" or \
+                         \"follower:TOPIC-P\""
+                    )
+                };
+                let (which, name) = role.split_once(':').ok_or_else(bad)?;
+                let (topic, partition) = name.rsplit_once('-').ok_or_else(bad)?;
+                let (topic, partition) = (topic.to_string(), partition.parse().map_err(|_| bad())?);
+                match which {
+                    "leader" => Ok(NodeRef::Leader { topic, partition }),
+                    "follower" => Ok(NodeRef::Follower { topic, partition }),
+                    _ => Err(bad()),
+                }
+            }
+        }
+    }
 }

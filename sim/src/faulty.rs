@@ -95,17 +95,6 @@ impl FaultyDisk {
         self.disk.crash();
     }
 
-    /// Formats the disk for a node: carries out `ops` at once, without faults, each op
-    /// durable as it says (`cairn format` before the first start).
-    pub fn format(&mut self, ops: Vec<DiskOp>) {
-        let faults = self.disk.faults().clone();
-        self.disk.set_faults(SimDiskFaults { capacity_bytes: None, ..SimDiskFaults::default() });
-        for op in ops {
-            self.disk.execute(op).expect("formatting a fault-free disk succeeds");
-        }
-        self.disk.set_faults(faults);
-    }
-
     /// Executes `op` at `now` (ns) and returns its result with the time it completes.
     pub fn execute(&mut self, rng: &mut ChaCha8Rng, now: u64, op: DiskOp) -> (DiskResult, u64) {
         if self.full_until != 0 && now >= self.full_until {

@@ -130,6 +130,10 @@ pub struct PartitionWatch {
     /// The node's own id of the partition while its log is ready: it shares the node's copy
     /// of the topic name, so looking the log up compares pointers rather than names.
     pub node_key: Option<PartitionId>,
+    /// Set when the node's disk was wiped while it held the partition's only copy: the next
+    /// time the log is ready it is checked as a detected loss (acknowledgements above its
+    /// end dropped), not against what it held before.
+    pub lost: bool,
 }
 
 /// Design §8 (high watermark monotonic): the flushed offset of a ready log never goes back

@@ -6,6 +6,8 @@
 //! - [`scenario`]: TOML files that fix parameters and add a timeline of faults;
 //! - [`world`]: the event loop (over `queue`, its event queue), the nodes, and the online checks after every step;
 //! - [`workload`]: simulated Kafka clients recording the history of design §9;
+//! - `cluster`: the nodes' cluster config and formatting, node-to-node messages, wipes and
+//!   clock jumps, faults naming a node by role;
 //! - [`net`], [`disk`], [`faulty`]: the network and the disks, with their faults;
 //! - [`faults`]: the fault actions and the random nemesis;
 //! - [`invariants`]: the online invariants, one function each, and [`invariants::Violation`];
@@ -15,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 pub mod disk;
 pub mod faults;
 pub mod faulty;

@@ -86,6 +86,13 @@ pub struct FaultRates {
 pub struct Params {
     /// Nodes (brokers).
     pub nodes: u32,
+    /// The cluster's id, as every node is formatted with (from the seed).
+    pub cluster_id: String,
+    /// Voters of the controller quorum, fixed by a scenario; `None`: [`Params::voters`]'s
+    /// rule.
+    pub voters_fixed: Option<u32>,
+    /// What a 5-node cluster draws: 3 voters (and 2 learners) or 5 voters.
+    pub voters_of_five: u32,
     /// Topics; partition `p` of topic `t` lives on node `(t + p) % nodes`.
     pub topics: Vec<TopicSpec>,
     /// Simulated clients (each one history process).
@@ -148,6 +155,9 @@ impl Params {
         let flaky = rng.random_bool(0.7);
         let mut params = Params {
             nodes,
+            cluster_id: format!("sim-{seed:016x}"),
+            voters_fixed: None,
+            voters_of_five: 3,
             topics,
             clients: rng.random_range(1..=8),
             safety_ms: rng.random_range(5_000..=20_000),
@@ -174,7 +184,7 @@ impl Params {
             faults: FaultRates {
                 random: true,
                 interval_ms_mean: rng.random_range(300..=3_000),
-                weights: crate::faults::FaultKind::ALL
+                weights: crate::faults::FaultKind::ALL[..crate::faults::FaultKind::FIRST_DRAWN]
                     .iter()
                     .map(|kind| if kind.unrecoverable() && !unrecoverable { 0 } else { 1 })
                     .map(|w| w * rng.random_range(0..=4))
@@ -182,7 +192,32 @@ impl Params {
             },
         };
         params.draw_torn_profile(&mut rng);
+        params.draw_late(&mut rng, unrecoverable);
         params
+    }
+
+    /// What was added to the draw after its first version, drawn last so that the earlier
+    /// parameters of every seed stay as they were: the weights of the newer fault kinds
+    /// (`FaultKind::ALL` lists them last) and the voters of a 5-node cluster.
+    fn draw_late(&mut self, rng: &mut ChaCha8Rng, unrecoverable: bool) {
+        let first = self.faults.weights.len();
+        for kind in &crate::faults::FaultKind::ALL[first..] {
+            let weight = rng.random_range(0..=4);
+            self.faults.weights.push(if kind.recoverable() || unrecoverable { weight } else { 0 });
+        }
+        self.voters_of_five = if rng.random_bool(0.5) { 3 } else { 5 };
+    }
+
+    /// Voters of the controller quorum: nodes 1..=voters; the other nodes are learners. Unless
+    /// a scenario fixes it: every node of 1 or 3, one of 2 (two voters would halt with either
+    /// down), three of 4, three or five of 5 (drawn).
+    pub fn voters(&self) -> u32 {
+        self.voters_fixed.unwrap_or(match self.nodes {
+            1 | 2 => 1,
+            3 | 4 => 3,
+            5 => self.voters_of_five,
+            n => n - (1 - n % 2),
+        })
     }
 
     /// A swarm profile drawn for some seeds: a node that crashes often while holding many
@@ -233,7 +268,15 @@ fn draw_topic(rng: &mut ChaCha8Rng, index: u32) -> TopicSpec {
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "  nodes {} clients {} atlas {:?}", self.nodes, self.clients, self.atlas)?;
+        writeln!(
+            f,
+            "  nodes {} voters {} cluster {} clients {} atlas {:?}",
+            self.nodes,
+            self.voters(),
+            self.cluster_id,
+            self.clients,
+            self.atlas
+        )?;
         for topic in &self.topics {
             writeln!(
                 f,

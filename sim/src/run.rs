@@ -29,14 +29,32 @@ pub enum CanaryChoice {
     LookupOffByOne,
     /// Recovery that skips the checksum.
     RecoverySkipsCrc,
+    /// acks=all acknowledged before the ISR has the batch.
+    AcksAllBeforeIsr,
+    /// The HW over every replica's LEO instead of the ISR's.
+    HwOverAllReplicas,
+    /// The leader's own LEO as the consumers' visibility bound.
+    LeaderLeoVisible,
+    /// A follower truncates to its own HW (pre-KIP-101).
+    FollowerTruncatesToHw,
+    /// A leader answers OffsetForLeaderEpoch for an epoch newer than its own (KAFKA-6361).
+    OffsetForNewerEpoch,
+    /// A follower applies the leader's HW before truncating (KAFKA-14704).
+    FollowerHwBeforeTruncation,
 }
 
 impl CanaryChoice {
     /// Every canary.
-    pub const ALL: [CanaryChoice; 3] = [
+    pub const ALL: [CanaryChoice; 9] = [
         CanaryChoice::UnsyncedWriteDurable,
         CanaryChoice::LookupOffByOne,
         CanaryChoice::RecoverySkipsCrc,
+        CanaryChoice::AcksAllBeforeIsr,
+        CanaryChoice::HwOverAllReplicas,
+        CanaryChoice::LeaderLeoVisible,
+        CanaryChoice::FollowerTruncatesToHw,
+        CanaryChoice::OffsetForNewerEpoch,
+        CanaryChoice::FollowerHwBeforeTruncation,
     ];
 
     /// Its name on the command line.
@@ -45,7 +63,24 @@ impl CanaryChoice {
             CanaryChoice::UnsyncedWriteDurable => "unsynced-write-durable",
             CanaryChoice::LookupOffByOne => "lookup-off-by-one",
             CanaryChoice::RecoverySkipsCrc => "recovery-skips-crc",
+            CanaryChoice::AcksAllBeforeIsr => "acks-all-before-isr",
+            CanaryChoice::HwOverAllReplicas => "hw-over-all-replicas",
+            CanaryChoice::LeaderLeoVisible => "leader-leo-visible",
+            CanaryChoice::FollowerTruncatesToHw => "follower-truncates-to-hw",
+            CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
+            CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
         }
+    }
+
+    /// Whether it is a replication bug, which only nodes that replicate can show (a sweep
+    /// with today's single-replica nodes cannot catch it; see `world::NODES_REPLICATE`).
+    pub fn is_replication(self) -> bool {
+        !matches!(
+            self,
+            CanaryChoice::UnsyncedWriteDurable
+                | CanaryChoice::LookupOffByOne
+                | CanaryChoice::RecoverySkipsCrc
+        )
     }
 
     /// The canary named `name`.
@@ -68,6 +103,12 @@ impl CanaryChoice {
                 CanaryChoice::UnsyncedWriteDurable => Canary::UnsyncedWriteDurable,
                 CanaryChoice::LookupOffByOne => Canary::LookupOffByOneAfterRetention,
                 CanaryChoice::RecoverySkipsCrc => Canary::RecoverySkipsCrc,
+                CanaryChoice::AcksAllBeforeIsr => Canary::AcksAllBeforeIsr,
+                CanaryChoice::HwOverAllReplicas => Canary::HwOverAllReplicas,
+                CanaryChoice::LeaderLeoVisible => Canary::LeaderLeoVisible,
+                CanaryChoice::FollowerTruncatesToHw => Canary::FollowerTruncatesToHw,
+                CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
+                CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
             }));
         }
         #[cfg(not(feature = "canary"))]
@@ -103,6 +144,13 @@ pub struct Coverage {
     pub acked_lost_detected: u64,
     /// Fetches refused because the data was corrupt (detected, not served).
     pub corrupt_reads: u64,
+    /// Node-to-node messages sent.
+    pub messages_sent: u64,
+    /// Node-to-node messages handed to their node.
+    pub messages_delivered: u64,
+    /// Node-to-node messages lost: by the network (loss, a cut link) or because the node
+    /// they were sent to crashed since.
+    pub messages_dropped: u64,
     /// Faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Disk events by kind.
@@ -126,6 +174,9 @@ impl Coverage {
         self.elections += other.elections;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
+        self.messages_sent += other.messages_sent;
+        self.messages_delivered += other.messages_delivered;
+        self.messages_dropped += other.messages_dropped;
         for (mine, theirs) in [
             (&mut self.faults, &other.faults),
             (&mut self.disk, &other.disk),
@@ -182,6 +233,11 @@ impl fmt::Display for Coverage {
             self.recoveries_checked,
             self.elections,
             self.acked_lost_detected
+        )?;
+        writeln!(
+            f,
+            "  node messages sent {} delivered {} dropped {}",
+            self.messages_sent, self.messages_delivered, self.messages_dropped
         )?;
         writeln!(f, "  faults {:?}", self.faults)?;
         writeln!(f, "  disk {:?}", self.disk)?;
@@ -324,6 +380,7 @@ fn finish(world: &mut World) {
             ("torn-blocks-kept", d.torn_blocks_kept),
             ("nospace", d.nospace),
             ("corruptions", d.corruptions),
+            ("wipes", d.wipes),
             ("misdirected-writes", f.misdirected_writes),
             ("slow-ops", f.slow_ops),
         ] {
@@ -348,8 +405,11 @@ fn finish(world: &mut World) {
         }
     };
     world.coverage.acked_read_back = report.stats.acknowledged_values_read;
+    // A wipe of a partition's only copy (crate::world::NODES_REPLICATE) is a loss the run
+    // expected, as under the unrecoverable atlas.
+    let lossy = world.params.atlas == Atlas::Unrecoverable || world.losses_excused;
     let excused = |kind: &AnomalyKind| {
-        world.params.atlas == Atlas::Unrecoverable
+        lossy
             && !matches!(
                 kind,
                 AnomalyKind::Duplicate | AnomalyKind::PhantomRead | AnomalyKind::AbortedRead

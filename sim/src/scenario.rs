@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::faults::{FaultAction, FaultKind};
+use crate::faults::{FaultAction, FaultKind, NodeRef};
 use crate::params::{Atlas, Params, TopicDurability, TopicSpec};
 
 /// A parsed scenario.
@@ -36,6 +36,8 @@ pub struct Scenario {
 pub struct ClusterSpec {
     /// Nodes.
     pub nodes: Option<u32>,
+    /// Voters of the controller quorum (nodes 1..=voters; the rest are learners).
+    pub voters: Option<u32>,
     /// The nodes' flush interval.
     pub flush_interval_ms: Option<u64>,
     /// The nodes' retention check interval.
@@ -133,6 +135,12 @@ impl Scenario {
     pub fn apply(&self, params: &mut Params) -> Result<(), String> {
         let c = &self.cluster;
         set(&mut params.nodes, c.nodes);
+        if let Some(voters) = c.voters {
+            if voters == 0 || voters > params.nodes {
+                return Err(format!("voters {voters}: between 1 and the {} nodes", params.nodes));
+            }
+            params.voters_fixed = Some(voters);
+        }
         set(&mut params.flush_interval_ms, c.flush_interval_ms);
         set(&mut params.retention_check_ms, c.retention_check_ms);
         if !self.topics.is_empty() {
@@ -150,9 +158,8 @@ impl Scenario {
             return Err("a run needs at least one node, one client and one topic".into());
         }
         for timed in &self.at {
-            if let Some(bad) = timed.action.nodes().iter().find(|n| **n == 0 || **n > params.nodes)
-            {
-                return Err(format!("at {} s: node {bad} is not in 1..={}", timed.s, params.nodes));
+            for node in timed.action.nodes() {
+                check_node(node, params).map_err(|e| format!("at {} s: {e}", timed.s))?;
             }
         }
         Ok(())
@@ -181,7 +188,7 @@ impl Scenario {
         }
         if params.atlas == Atlas::Recoverable {
             for (k, w) in FaultKind::ALL.iter().zip(params.faults.weights.iter_mut()) {
-                if k.unrecoverable() {
+                if !k.recoverable() {
                     *w = 0;
                 }
             }
@@ -197,6 +204,23 @@ impl Scenario {
         set(&mut params.disk_misdirected_write, f.disk_misdirected_write);
         set(&mut params.disk_latent_sector_error, f.disk_latent_sector_error);
         Ok(())
+    }
+}
+
+/// Whether `node` names a node of the cluster (or a partition the run has).
+fn check_node(node: &NodeRef, params: &Params) -> Result<(), String> {
+    match node {
+        NodeRef::Id(id) if *id == 0 || *id > params.nodes => {
+            Err(format!("node {id} is not in 1..={}", params.nodes))
+        }
+        NodeRef::Leader { topic, partition } | NodeRef::Follower { topic, partition } => {
+            let found = params.topics.iter().find(|t| t.name == *topic);
+            match found {
+                Some(t) if *partition < t.partitions => Ok(()),
+                _ => Err(format!("{topic}-{partition}: no such partition")),
+            }
+        }
+        NodeRef::Id(_) | NodeRef::Controller => Ok(()),
     }
 }
 

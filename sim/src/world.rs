@@ -13,17 +13,16 @@
 //! heals, crashed nodes restart, clients stop, and a drain must read every partition to its
 //! end within `liveness_ms`.
 
-use cairn_node::core::io::{ConnId, DiskResult, OpId, RequestId};
+use cairn_node::core::io::{ConnId, DiskResult, NodeId, OpId, RequestId};
 use cairn_node::core::node::{
-    ClusterConfig, Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
-    format_ops,
+    Message, Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
 };
 use cairn_node::core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::disk::SimDiskFaults;
-use crate::faults::{self, FaultAction};
+use crate::faults::{self, FaultAction, NodeRef};
 use crate::faulty::FaultyDisk;
 use crate::invariants::{self, PartitionWatch, Violation};
 use crate::net::{Cut, Endpoint, NetConfig, Network};
@@ -36,30 +35,55 @@ use crate::workload::{Msg, Part, Workload};
 /// The connection id the world's controller uses to create partitions on a node.
 pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
 
-const MS: u64 = 1_000_000;
+/// Whether the nodes replicate partitions. Until `core::node` runs a replica per hosted
+/// partition, each partition lives on one node, so a wipe loses its only copy: the random
+/// nemesis draws wipes only under the unrecoverable atlas, and a scenario's wipe makes the
+/// run excuse lost writes (`World::losses_excused`). Set once the node replicates.
+pub const NODES_REPLICATE: bool = false;
 
-/// Each simulated node is a cluster of its own, its only voter (replication across nodes
-/// comes with issue 6's cluster worlds).
-fn single_cluster(node_id: cairn_node::core::io::NodeId) -> ClusterConfig {
-    let mut cluster = ClusterConfig::single(node_id);
-    cluster.cluster_id = format!("sim-{}", node_id.0);
-    cluster.advertised_host = format!("node-{}", node_id.0);
-    cluster
-}
+/// Nanoseconds in a millisecond.
+pub(crate) const MS: u64 = 1_000_000;
 
-/// The index of node `node` (nodes are numbered from 1).
-fn ix(node: u32) -> u32 {
-    node - 1
+/// The index of node `node` (nodes are numbered from 1), once resolved (`World::admit`).
+fn ix_of(node: &NodeRef) -> u32 {
+    match node {
+        NodeRef::Id(id) => id - 1,
+        other => unreachable!("{other:?} is resolved before a fault applies"),
+    }
 }
 
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
 pub(crate) enum Event {
-    NodeTimer { node: u32, incarnation: u64 },
-    DiskDone { node: u32, incarnation: u64, id: OpId, result: DiskResult },
-    Deliver { from: Endpoint, to: Endpoint, msg: Msg },
-    ClientWake { client: u32 },
-    ClientTimeout { client: u32, id: u64 },
+    NodeTimer {
+        node: u32,
+        incarnation: u64,
+    },
+    DiskDone {
+        node: u32,
+        incarnation: u64,
+        id: OpId,
+        result: DiskResult,
+    },
+    Deliver {
+        from: Endpoint,
+        to: Endpoint,
+        msg: Msg,
+    },
+    /// A node's message to node `to` (an index), sent to its incarnation `incarnation`.
+    Peer {
+        from: u32,
+        to: u32,
+        incarnation: u64,
+        message: Message,
+    },
+    ClientWake {
+        client: u32,
+    },
+    ClientTimeout {
+        client: u32,
+        id: u64,
+    },
     Fault(FaultAction),
     Nemesis,
     Heal,
@@ -69,15 +93,15 @@ pub(crate) enum Event {
 
 /// A node's clock: offset and drift over the world's time, never going back.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
-    anchor_world: u64,
-    anchor_local: u64,
-    drift_ppm: i64,
-    last: u64,
+pub(crate) struct Clock {
+    pub(crate) anchor_world: u64,
+    pub(crate) anchor_local: u64,
+    pub(crate) drift_ppm: i64,
+    pub(crate) last: u64,
 }
 
 impl Clock {
-    fn local(&mut self, world: u64) -> u64 {
+    pub(crate) fn local(&mut self, world: u64) -> u64 {
         let elapsed = world.saturating_sub(self.anchor_world) as i128;
         let skewed = elapsed + elapsed * self.drift_ppm as i128 / 1_000_000;
         let local = (self.anchor_local as i128 + skewed).max(0) as u64;
@@ -97,9 +121,9 @@ pub(crate) struct SimNode {
     pub(crate) node: Option<Node>,
     pub(crate) incarnation: u64,
     pub(crate) disk: FaultyDisk,
-    paused_until: u64,
-    clock: Clock,
-    timer_at: Option<u64>,
+    pub(crate) paused_until: u64,
+    pub(crate) clock: Clock,
+    pub(crate) timer_at: Option<u64>,
     /// Whether this incarnation was asked to create its topics (again after an error).
     topics_asked: bool,
     /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
@@ -120,7 +144,12 @@ pub struct World {
     pub(crate) net: Network,
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) work: Workload,
-    watches: Vec<PartitionWatch>,
+    pub(crate) watches: Vec<PartitionWatch>,
+    /// Nodes (indexes) wiped in this run, for the atlas (`cluster.rs`).
+    pub(crate) wiped: std::collections::BTreeSet<u32>,
+    /// Whether a wipe lost the only copy of partitions (see [`NODES_REPLICATE`]): the
+    /// history check then excuses lost writes as under the unrecoverable atlas.
+    pub(crate) losses_excused: bool,
     pub(crate) hash: u64,
     pub(crate) events: u64,
     pub(crate) coverage: Coverage,
@@ -137,7 +166,7 @@ impl World {
         let t0 = Instant::from_millis(1_700_000_000_000 + rng_sched.random_range(0..1 << 36));
         let recoverable = params.atlas == Atlas::Recoverable;
         let nodes = (0..params.nodes)
-            .map(|index| {
+            .map(|_| {
                 let faults = SimDiskFaults {
                     capacity_bytes: None,
                     sync_failure: params.disk_sync_failure,
@@ -151,13 +180,10 @@ impl World {
                 };
                 let latency = (params.disk_latency_us.0 * 1000, params.disk_latency_us.1 * 1000);
                 let misdirected = if recoverable { 0.0 } else { params.disk_misdirected_write };
-                let mut disk = FaultyDisk::new(rng_disk.random(), faults, latency, misdirected);
-                let node_id = cairn_node::core::io::NodeId(index + 1);
-                disk.format(format_ops(node_id, &single_cluster(node_id), true));
                 SimNode {
                     node: None,
                     incarnation: 0,
-                    disk,
+                    disk: FaultyDisk::new(rng_disk.random(), faults, latency, misdirected),
                     paused_until: 0,
                     clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
                     timer_at: None,
@@ -187,6 +213,8 @@ impl World {
             nodes,
             work,
             watches,
+            wiped: std::collections::BTreeSet::new(),
+            losses_excused: false,
             hash: 0xcbf2_9ce4_8422_2325,
             events: 0,
             coverage: Coverage::default(),
@@ -195,6 +223,9 @@ impl World {
             route_buf: Vec::with_capacity(2),
             params,
         };
+        for index in 0..world.params.nodes {
+            world.format_node(index, true);
+        }
         for index in 0..world.params.nodes {
             world.start_node(index);
         }
@@ -287,6 +318,9 @@ impl World {
                 }
             }
             Event::Deliver { from, to, msg } => self.deliver(from, to, msg),
+            Event::Peer { from, to, incarnation, message } => {
+                self.deliver_peer(from, to, incarnation, message)
+            }
             Event::ClientWake { client } => {
                 self.mix(3 << 32 | u64::from(client));
                 crate::workload::client_wake(self, client);
@@ -297,11 +331,11 @@ impl World {
             }
             Event::Fault(action) => {
                 self.mix(5 << 32);
-                self.apply(action);
+                self.apply(action, false);
             }
             Event::Nemesis => {
                 if let Some(action) = faults::draw(&mut self.rng_faults, &self.params) {
-                    self.apply(action);
+                    self.apply(action, true);
                 }
                 let gap = self.nemesis_gap();
                 if self.now + gap < self.params.safety_ms * MS {
@@ -339,7 +373,7 @@ impl World {
         self.nodes[index as usize].node.as_ref().is_some_and(|core| core.fatal().is_some())
     }
 
-    fn local_now(&mut self, node: u32) -> Instant {
+    pub(crate) fn local_now(&mut self, node: u32) -> Instant {
         let local = self.nodes[node as usize].clock.local(self.now);
         Instant::from_nanos(self.t0.as_nanos() + local)
     }
@@ -387,7 +421,7 @@ impl World {
     }
 
     /// Drains a node's outputs, re-arms its timer, and checks the invariants.
-    fn after_node_step(&mut self, node: u32) {
+    pub(crate) fn after_node_step(&mut self, node: u32) {
         let index = node as usize;
         self.ask_for_topics(node);
         loop {
@@ -415,7 +449,7 @@ impl World {
                     let msg = Msg::Reply { id: id.0, response };
                     self.send(Endpoint::Node(node), Endpoint::Client(client), msg);
                 }
-                Output::Send { .. } => {}
+                Output::Send { to, message } => self.send_peer(node, to, message),
             }
         }
         self.arm_timer(node);
@@ -424,7 +458,7 @@ impl World {
         }
     }
 
-    fn arm_timer(&mut self, node: u32) {
+    pub(crate) fn arm_timer(&mut self, node: u32) {
         let n = &mut self.nodes[node as usize];
         let Some(deadline) = n.node.as_ref().and_then(|core| core.poll_timeout()) else { return };
         let local = deadline.as_nanos().saturating_sub(self.t0.as_nanos());
@@ -463,7 +497,7 @@ impl World {
                 watch.node_key = None;
                 continue;
             };
-            if recoverable {
+            if recoverable && !watch.lost {
                 invariants::flushed_offset_monotonic(&part.name, watch, log)?;
                 invariants::recovery_keeps_flushed(&part.name, watch, log)?;
                 if !watch.was_ready {
@@ -477,6 +511,7 @@ impl World {
                 let lost = part.acked.split_off(&end).len() as u64;
                 self.coverage.acked_lost_detected += lost;
                 watch.max_flushed = watch.max_flushed.min(end);
+                watch.lost = false;
             }
             watch.was_ready = true;
             watch.last_flushed = Some(log.flushed_offset());
@@ -485,13 +520,12 @@ impl World {
         Ok(())
     }
 
-    fn start_node(&mut self, index: u32) {
+    pub(crate) fn start_node(&mut self, index: u32) {
         let seed = self.rng_sched.random();
         let local = self.local_now(index);
-        let node_id = cairn_node::core::io::NodeId(index + 1);
         let config = NodeConfig {
-            node_id,
-            cluster: single_cluster(node_id),
+            node_id: NodeId(index + 1),
+            cluster: self.cluster_config(index),
             seed,
             retention_check_interval: std::time::Duration::from_millis(
                 self.params.retention_check_ms,
@@ -538,14 +572,16 @@ impl World {
         }
     }
 
-    fn apply(&mut self, action: FaultAction) {
+    /// Applies a fault of the timeline, or one the nemesis `drawn`.
+    pub(crate) fn apply(&mut self, action: FaultAction, drawn: bool) {
+        let Some(action) = self.admit(action, drawn) else { return };
         if let Some(kind) = action.kind() {
             *self.coverage.faults.entry(kind.name()).or_default() += 1;
         }
         let now = self.now;
         match action {
             FaultAction::Crash { node, down_ms } => {
-                let index = ix(node);
+                let index = ix_of(&node);
                 let n = &mut self.nodes[index as usize];
                 if n.node.take().is_some() {
                     n.incarnation += 1;
@@ -554,62 +590,23 @@ impl World {
                     self.coverage.crashes += 1;
                 }
                 if let Some(ms) = down_ms {
-                    self.schedule(now + ms * MS, Event::Fault(FaultAction::Restart { node }));
+                    let restart = FaultAction::Restart { node };
+                    self.schedule(now + ms * MS, Event::Fault(restart));
                 }
             }
             FaultAction::Restart { node } => {
-                let index = ix(node);
+                let index = ix_of(&node);
                 if self.nodes[index as usize].node.is_none() {
                     self.coverage.restarts += 1;
                     self.start_node(index);
                 }
             }
             FaultAction::Pause { node, ms } => {
-                let n = &mut self.nodes[ix(node) as usize];
+                let n = &mut self.nodes[ix_of(&node) as usize];
                 n.paused_until = n.paused_until.max(now + ms * MS);
             }
-            FaultAction::CutClients { node, one_way, ms } => {
-                let until = now + ms * MS;
-                let index = ix(node);
-                self.net.cut(Cut::Node(index), Cut::Clients, until);
-                if !one_way {
-                    self.net.cut(Cut::Clients, Cut::Node(index), until);
-                }
-            }
-            FaultAction::Isolate { node, ms } => {
-                let index = ix(node);
-                self.net.cut(Cut::Node(index), Cut::Anyone, now + ms * MS);
-                self.net.cut(Cut::Anyone, Cut::Node(index), now + ms * MS);
-            }
-            FaultAction::Partition { from, to, one_way, ms } => {
-                let until = ms.map_or(u64::MAX, |ms| now + ms * MS);
-                for a in &from {
-                    for b in &to {
-                        let (a, b) = (Cut::Node(a - 1), Cut::Node(b - 1));
-                        self.net.cut(a, b, until);
-                        if !one_way {
-                            self.net.cut(b, a, until);
-                        }
-                    }
-                }
-            }
-            FaultAction::Clog { node, delay_ms, ms } => {
-                self.net.clog(ix(node), delay_ms * MS, now + ms * MS);
-            }
-            FaultAction::Heal => self.net.heal(false),
-            FaultAction::DiskFull { node, ms } => {
-                self.nodes[ix(node) as usize].disk.fill(now + ms * MS)
-            }
-            FaultAction::SlowDisk { node, factor, ms } => {
-                self.nodes[ix(node) as usize].disk.slow_down(factor, now + ms * MS)
-            }
-            FaultAction::FailSync { node } => {
-                if let Some(file) = self.pick_segment(ix(node), true) {
-                    self.nodes[ix(node) as usize].disk.disk.fail_next_sync(&file);
-                }
-            }
             FaultAction::Clock { node, offset_ms, drift_ppm } => {
-                let index = ix(node);
+                let index = ix_of(&node);
                 let n = &mut self.nodes[index as usize];
                 let local = n.clock.local(now);
                 n.clock = Clock {
@@ -621,8 +618,72 @@ impl World {
                 n.timer_at = None;
                 self.arm_timer(index);
             }
+            FaultAction::Wipe { node, down_ms } => self.wipe(ix_of(&node), down_ms),
+            FaultAction::ClockJump { node, seconds } => self.jump_clock(ix_of(&node), seconds),
+            network @ (FaultAction::CutClients { .. }
+            | FaultAction::Isolate { .. }
+            | FaultAction::Partition { .. }
+            | FaultAction::Clog { .. }
+            | FaultAction::Heal) => self.apply_network(network),
+            disk => self.apply_disk(disk),
+        }
+    }
+
+    /// Applies a (resolved) network fault.
+    fn apply_network(&mut self, action: FaultAction) {
+        let now = self.now;
+        match action {
+            FaultAction::CutClients { node, one_way, ms } => {
+                let until = now + ms * MS;
+                let index = ix_of(&node);
+                self.net.cut(Cut::Node(index), Cut::Clients, until);
+                if !one_way {
+                    self.net.cut(Cut::Clients, Cut::Node(index), until);
+                }
+            }
+            FaultAction::Isolate { node, ms } => {
+                let index = ix_of(&node);
+                self.net.cut(Cut::Node(index), Cut::Anyone, now + ms * MS);
+                self.net.cut(Cut::Anyone, Cut::Node(index), now + ms * MS);
+            }
+            FaultAction::Partition { from, to, one_way, ms } => {
+                let until = ms.map_or(u64::MAX, |ms| now + ms * MS);
+                for a in &from {
+                    for b in &to {
+                        let (a, b) = (Cut::Node(ix_of(a)), Cut::Node(ix_of(b)));
+                        self.net.cut(a, b, until);
+                        if !one_way {
+                            self.net.cut(b, a, until);
+                        }
+                    }
+                }
+            }
+            FaultAction::Clog { node, delay_ms, ms } => {
+                self.net.clog(ix_of(&node), delay_ms * MS, now + ms * MS);
+            }
+            FaultAction::Heal => self.net.heal(false),
+            other => unreachable!("{other:?} is not a network fault"),
+        }
+    }
+
+    /// Applies a (resolved) disk fault.
+    fn apply_disk(&mut self, action: FaultAction) {
+        let now = self.now;
+        match action {
+            FaultAction::DiskFull { node, ms } => {
+                self.nodes[ix_of(&node) as usize].disk.fill(now + ms * MS)
+            }
+            FaultAction::SlowDisk { node, factor, ms } => {
+                self.nodes[ix_of(&node) as usize].disk.slow_down(factor, now + ms * MS)
+            }
+            FaultAction::FailSync { node } => {
+                if let Some(file) = self.pick_segment(ix_of(&node), true) {
+                    self.nodes[ix_of(&node) as usize].disk.disk.fail_next_sync(&file);
+                }
+            }
             FaultAction::Corrupt { node } => {
-                let index = ix(node);
+                let index = ix_of(&node);
+                self.only_copies_damaged(index);
                 if let Some(file) = self.pick_segment(index, false) {
                     let disk = &mut self.nodes[index as usize].disk.disk;
                     if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
@@ -632,7 +693,8 @@ impl World {
                 }
             }
             FaultAction::BadSector { node } => {
-                let index = ix(node);
+                let index = ix_of(&node);
+                self.only_copies_damaged(index);
                 if let Some(file) = self.pick_segment(index, false) {
                     let disk = &mut self.nodes[index as usize].disk.disk;
                     if let Some(len) = disk.durable_len(&file).filter(|len| *len > 0) {
@@ -641,6 +703,7 @@ impl World {
                     }
                 }
             }
+            other => unreachable!("{other:?} is not a disk fault"),
         }
     }
 

@@ -1,9 +1,11 @@
-//! Deliberate storage bugs for the simulator's canary checks (issue 4, design §8).
+//! Deliberate storage and replication bugs for the simulator's canary checks (issue 4,
+//! issue 6, design §8).
 //!
 //! Compiled only with the `canary` feature, which no release build enables. A canary is
 //! chosen at run time, per thread, so that a sweep running seeds on several threads can give
 //! each its own: [`set`] before driving a node, [`is`] at each hook. Each hook in
-//! `core::log` is marked `#[cfg(feature = "canary")]` and names the bug it plants.
+//! `core::log` and `core::replica` is marked `#[cfg(feature = "canary")]` and names the bug
+//! it plants.
 
 use std::cell::Cell;
 
@@ -18,6 +20,35 @@ pub enum Canary {
     LookupOffByOneAfterRetention,
     /// Recovery trusts scanned batches without checking their CRC.
     RecoverySkipsCrc,
+    /// The leader answers acks=all once it holds the batch itself (flushed, under `fsync`),
+    /// before the ISR has it.
+    AcksAllBeforeIsr,
+    /// The leader's HW is the minimum LEO over every replica, not over the (maximal) ISR: a
+    /// replica out of the ISR holds it back.
+    HwOverAllReplicas,
+    /// A consumer fetch reads up to the leader's own LEO rather than the HW (the visibility
+    /// bound of Redpanda PR 14794).
+    LeaderLeoVisible,
+    /// A follower of a new leader epoch truncates to its own HW and fetches from there,
+    /// instead of asking OffsetForLeaderEpoch (the pre-KIP-101 rule).
+    FollowerTruncatesToHw,
+    /// A leader answers OffsetForLeaderEpoch for an epoch newer than its own (KAFKA-6361).
+    OffsetForNewerEpoch,
+    /// A follower of a new leader epoch fetches before it reconciles and applies the HW of
+    /// the answer before truncating its divergent suffix (KAFKA-14704).
+    FollowerHwBeforeTruncation,
+}
+
+impl Canary {
+    /// The replication canaries, in the order of design §8.
+    pub const REPLICATION: [Canary; 6] = [
+        Canary::AcksAllBeforeIsr,
+        Canary::HwOverAllReplicas,
+        Canary::LeaderLeoVisible,
+        Canary::FollowerTruncatesToHw,
+        Canary::OffsetForNewerEpoch,
+        Canary::FollowerHwBeforeTruncation,
+    ];
 }
 
 thread_local! {

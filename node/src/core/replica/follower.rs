@@ -20,6 +20,8 @@ use super::messages::{
 use super::{Replica, ReplicaEvent, RoleState, Timer};
 use crate::core::io::NodeId;
 use crate::core::limits::REPLICA_TRUNCATION_ROUNDS_MAX;
+#[cfg(feature = "canary")]
+use crate::core::log::canary::{self, Canary};
 use crate::core::log::{DiskQueue, LogError};
 use crate::core::time::Instant;
 use crate::core::topic::Durability;
@@ -100,6 +102,14 @@ impl Replica {
             return progressed;
         }
         follower.backoff_until = None;
+        #[cfg(feature = "canary")]
+        let follower = {
+            if follower.phase == Phase::Reconcile && self.canary_skips_reconciliation(now, _out) {
+                return true;
+            }
+            let RoleState::Follower(follower) = &mut self.role else { unreachable!("checked") };
+            follower
+        };
         match follower.phase {
             Phase::Reconcile => match self.log.epochs().latest_epoch() {
                 Some(epoch) => self.send_epoch_request(now, epoch),
@@ -128,8 +138,13 @@ impl Replica {
     /// its LEO (and its flushed offset under `fsync`).
     fn apply_leader_high_watermark(&mut self) -> bool {
         let RoleState::Follower(follower) = &self.role else { return false };
-        let (Phase::Fetch, Some(leader_hw)) = (follower.phase, follower.leader_high_watermark)
-        else {
+        #[allow(unused_mut)]
+        let mut phase = follower.phase;
+        #[cfg(feature = "canary")]
+        if canary::is(Canary::FollowerHwBeforeTruncation) {
+            phase = Phase::Fetch;
+        }
+        let (Phase::Fetch, Some(leader_hw)) = (phase, follower.leader_high_watermark) else {
             return false;
         };
         if !self.log.is_ready() || self.truncating {
@@ -321,6 +336,10 @@ impl Replica {
                 // Ahead of the leader, or diverged from it: reconcile again.
                 if let RoleState::Follower(follower) = &mut self.role {
                     follower.reconcile();
+                    #[cfg(feature = "canary")]
+                    if canary::is(Canary::FollowerHwBeforeTruncation) {
+                        follower.leader_high_watermark = Some(response.high_watermark);
+                    }
                 }
             }
             _ => self.back_off(now),
@@ -361,5 +380,33 @@ impl Replica {
         if let RoleState::Follower(follower) = &mut self.role {
             follower.leader_high_watermark = Some(response.high_watermark);
         }
+    }
+}
+
+#[cfg(feature = "canary")]
+impl Replica {
+    /// The canaries that replace reconciliation; returns whether one acted.
+    /// - `FollowerTruncatesToHw`: truncate to the own HW and fetch from there (pre-KIP-101).
+    /// - `FollowerHwBeforeTruncation`: fetch first, before any OffsetForLeaderEpoch round; the
+    ///   answer's HW is applied at once, even when the answer says the log diverged
+    ///   (KAFKA-14704).
+    fn canary_skips_reconciliation(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
+        let RoleState::Follower(follower) = &mut self.role else { return false };
+        if canary::is(Canary::FollowerTruncatesToHw) {
+            let hw = self.high_watermark;
+            if hw < self.log.log_end_offset() {
+                self.truncate(now, hw, Phase::Fetch, out);
+            } else {
+                follower.phase = Phase::Fetch;
+            }
+            return true;
+        }
+        if canary::is(Canary::FollowerHwBeforeTruncation)
+            && follower.leader_high_watermark.is_none()
+        {
+            self.send_fetch(now);
+            return true;
+        }
+        false
     }
 }

@@ -16,6 +16,8 @@ use super::{
 };
 use crate::core::io::NodeId;
 use crate::core::limits::REPLICA_ACK_WAITS_MAX;
+#[cfg(feature = "canary")]
+use crate::core::log::canary::{self, Canary};
 use crate::core::log::{DiskQueue, LogError, ReadStart};
 use crate::core::time::Instant;
 use crate::core::topic::Durability;
@@ -192,7 +194,13 @@ impl Replica {
             Err(error) => Some(ReplicaResponse::Error(error)),
             Ok(()) => {
                 let read = self.next_read_token();
-                match self.log.read(read, offset, self.high_watermark, max_bytes, out) {
+                #[allow(unused_mut)]
+                let mut visible = self.high_watermark;
+                #[cfg(feature = "canary")]
+                if canary::is(Canary::LeaderLeoVisible) {
+                    visible = self.log.log_end_offset();
+                }
+                match self.log.read(read, offset, visible, max_bytes, out) {
                     Ok(ReadStart::Pending) => {
                         self.reads.insert(read, ReadFor::ClientFetch { token });
                         None
@@ -430,7 +438,9 @@ impl Replica {
             Ok(()) => match self.check_serving() {
                 Err(ReplicaError::NotLeaderOrFollower) => Err(ErrorCode::NotLeaderOrFollower),
                 Err(_) => Err(ErrorCode::KafkaStorageError),
-                Ok(()) if request.leader_epoch > current => Err(ErrorCode::UnknownLeaderEpoch),
+                Ok(()) if request.leader_epoch > current && !answers_newer_epochs() => {
+                    Err(ErrorCode::UnknownLeaderEpoch)
+                }
                 Ok(()) => {
                     let leo = self.log.log_end_offset();
                     Ok(self.log.epochs().end_offset_for(request.leader_epoch, leo))
@@ -523,7 +533,13 @@ impl Replica {
         };
         let pending = leader.pending_isr.as_ref().map_or(&[][..], |p| &p.new_isr[..]);
         let maximal = maximal_isr(&state.isr, pending);
-        let members: Vec<Option<u64>> = maximal
+        #[allow(unused_mut)]
+        let mut counted = &maximal;
+        #[cfg(feature = "canary")]
+        if canary::is(Canary::HwOverAllReplicas) {
+            counted = &state.replicas;
+        }
+        let members: Vec<Option<u64>> = counted
             .iter()
             .filter(|id| **id != me)
             .map(|id| leader.followers.get(id).and_then(|p| p.counted_leo(durability)))
@@ -538,7 +554,13 @@ impl Replica {
             let response = ReplicaResponse::Produced { base_offset: wait.base_offset };
             self.events.push_back(ReplicaEvent::Reply { token: wait.token, response });
         }
-        while leader.isr_waits.front().is_some_and(|wait| wait.last_offset < hw) {
+        #[allow(unused_mut)]
+        let mut acks_all_bound = hw;
+        #[cfg(feature = "canary")]
+        if canary::is(Canary::AcksAllBeforeIsr) {
+            acks_all_bound = own;
+        }
+        while leader.isr_waits.front().is_some_and(|wait| wait.last_offset < acks_all_bound) {
             let wait = leader.isr_waits.pop_front().expect("checked");
             let isr = maximal.len();
             let response = if isr < min {
@@ -707,6 +729,16 @@ impl Replica {
             assert!(self.high_watermark <= self.log.flushed_offset(), "fsync: HW past flushed");
         }
     }
+}
+
+/// Whether a leader answers OffsetForLeaderEpoch for epochs newer than its own: never, but
+/// for the canary of KAFKA-6361.
+fn answers_newer_epochs() -> bool {
+    #[cfg(feature = "canary")]
+    if canary::is(Canary::OffsetForNewerEpoch) {
+        return true;
+    }
+    false
 }
 
 /// The maximal ISR (KIP-497): the committed ISR and the members a pending change adds.

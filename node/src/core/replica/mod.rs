@@ -54,6 +54,8 @@ mod types;
 mod harness;
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "canary"))]
+mod tests_canary;
 #[cfg(test)]
 mod tests_random;
 

@@ -56,7 +56,7 @@ fn roles_follow_the_committed_state() {
 }
 
 #[test]
-fn acks_all_waits_for_every_isr_member_fsync() {
+pub(super) fn acks_all_waits_for_every_isr_member_fsync() {
     let mut c = three(FSYNC, 2);
     c.node(2).disk_paused = true;
     let token = c.produce(0, Acks::All, b"a");
@@ -95,7 +95,7 @@ fn acks_one_under_fsync_waits_for_the_leaders_flush_only() {
 }
 
 #[test]
-fn hw_is_min_flushed_leo_over_isr_not_all_replicas() {
+pub(super) fn hw_is_min_flushed_leo_over_isr_not_all_replicas() {
     let mut c = Cluster::new(3, test_config(FSYNC, 2));
     // Node 2 is a replica outside the ISR and cannot be reached.
     for other in [0, 1] {
@@ -322,7 +322,7 @@ fn follower_truncates_divergent_suffix_via_offset_for_leader_epoch() {
 }
 
 #[test]
-fn follower_applies_leader_hw_only_after_truncation() {
+pub(super) fn follower_applies_leader_hw_only_after_truncation() {
     let mut c = diverged();
     let seen = c.events.len();
     c.cut.clear();
@@ -339,7 +339,7 @@ fn follower_applies_leader_hw_only_after_truncation() {
 }
 
 #[test]
-fn follower_never_truncates_to_own_hw() {
+pub(super) fn follower_never_truncates_to_own_hw() {
     let mut c = three(FSYNC, 1);
     c.hold_network = true;
     c.produce(0, Acks::Leader, b"a");
@@ -398,7 +398,7 @@ fn follower_reconciles_over_several_epochs() {
 }
 
 #[test]
-fn leader_refuses_epoch_newer_than_its_own() {
+pub(super) fn leader_refuses_epoch_newer_than_its_own() {
     let mut c = three(FSYNC, 1);
     c.produce(0, Acks::All, b"a");
     c.hold_network = true;
@@ -602,7 +602,7 @@ fn duplicated_and_reordered_fetch_responses_are_harmless() {
 }
 
 #[test]
-fn consumers_read_only_below_the_hw() {
+pub(super) fn consumers_read_only_below_the_hw() {
     let mut c = three(FSYNC, 1);
     c.produce(0, Acks::All, b"a");
     c.node(2).disk_paused = true;
@@ -613,7 +613,14 @@ fn consumers_read_only_below_the_hw() {
         panic!()
     };
     assert_eq!(*high_watermark, 1);
-    assert_eq!(crate::core::log::batch::build::values(records), [v("a")]);
+    // Every batch returned (`build::values` reads one): `b`, above the HW, must not be.
+    let scan = crate::core::log::batch::BatchScan::new(records, usize::MAX >> 1);
+    let read: Vec<Bytes> = scan
+        .flat_map(|(at, header)| {
+            crate::core::log::batch::build::values(&records[at..at + header.total_bytes()])
+        })
+        .collect();
+    assert_eq!(read, [v("a")]);
     let token = c.fetch(1, 0);
     assert_eq!(error_of(&c, token), &ReplicaError::NotLeaderOrFollower);
 }

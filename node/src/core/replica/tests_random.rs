@@ -4,7 +4,8 @@
 //! after every step and at the end:
 //! - committed prefixes (below each node's HW) are byte-identical across nodes;
 //! - a leader's HW never moves back within its epoch;
-//! - under `fsync`, no acknowledged acks=all write is lost, even with every node crashed.
+//! - under `fsync`, no acknowledged acks=all write is lost, even with every node crashed;
+//! - a consumer fetch from the leader returns nothing at or above the HW its answer carries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +30,8 @@ struct Run {
     /// acks=all writes acknowledged: offset -> value.
     acked: BTreeMap<u64, Bytes>,
     replies_seen: usize,
+    /// Consumer fetches in flight, by token.
+    consumes: std::collections::BTreeSet<u64>,
     /// The HW each node showed as leader, by (node, leader epoch).
     leader_hws: BTreeMap<(u32, i32), u64>,
     next_value: u64,
@@ -36,7 +39,7 @@ struct Run {
 }
 
 #[derive(Debug, Default)]
-struct Stats {
+pub(super) struct Stats {
     acked: usize,
     crashes: usize,
     elections: usize,
@@ -55,6 +58,7 @@ impl Run {
             sent: BTreeMap::new(),
             acked: BTreeMap::new(),
             replies_seen: 0,
+            consumes: std::collections::BTreeSet::new(),
             leader_hws: BTreeMap::new(),
             next_value: 0,
             stats: Stats::default(),
@@ -79,6 +83,7 @@ impl Run {
                 let paused = self.c.node(node).disk_paused;
                 self.c.node(node).disk_paused = !paused;
             }
+            95..98 => self.consume(),
             _ => self.c.pump(),
         }
         self.c.pump();
@@ -97,6 +102,17 @@ impl Run {
         if acks == Acks::All {
             self.sent.insert(token, Bytes::from(value));
         }
+    }
+
+    /// A consumer reads the leader's log from its start.
+    fn consume(&mut self) {
+        let Some(leader) = self.c.state.leader else { return };
+        if !self.c.nodes[leader.0 as usize].up {
+            return;
+        }
+        let start = self.c.replica(leader.0).log().log_start_offset();
+        let token = self.c.fetch(leader.0, start);
+        self.consumes.insert(token);
     }
 
     fn pick_message(&mut self) -> Option<usize> {
@@ -166,6 +182,14 @@ impl Run {
 
     fn observe(&mut self) {
         for (_, token, response) in &self.c.replies[self.replies_seen..] {
+            if let (true, ReplicaResponse::Fetched { records, high_watermark, .. }) =
+                (self.consumes.contains(token), response)
+            {
+                for (_, header) in crate::core::log::batch::BatchScan::new(records, usize::MAX) {
+                    let last = header.last_offset() as u64;
+                    assert!(last < *high_watermark, "read {last} at or above HW {high_watermark}");
+                }
+            }
             if let (Some(value), ReplicaResponse::Produced { base_offset }) =
                 (self.sent.get(token), response)
             {
@@ -276,7 +300,8 @@ impl Run {
     }
 }
 
-fn run(seed: u64, durability: Durability, crashes: bool, steps: usize) -> Stats {
+/// One seeded run of `steps` steps, then healing; panics on the first broken rule.
+pub(super) fn run(seed: u64, durability: Durability, crashes: bool, steps: usize) -> Stats {
     let mut run = Run::new(seed, durability, crashes);
     for _ in 0..steps {
         run.step();

@@ -1,0 +1,293 @@
+//! The world's cluster: every node's `ClusterConfig`, formatting disks, node-to-node
+//! messages, the node faults that need the cluster (wipe, clock jump), and what a fault
+//! naming a node by role resolves to.
+//!
+//! Node messages: each `Output::Send { to, message }` goes through the simulated [`Network`]
+//! (latency, loss, duplication, reordering, clogged links, cuts: the faults client traffic
+//! has, drawn from the same network stream) and is delivered with `Node::handle_message` to
+//! the incarnation of `to` that was running when it was sent. A crashed node receives
+//! nothing, and a message in flight to a node that crashed (or was wiped) since is dropped,
+//! as a TCP connection to it would have broken. A paused node gets its messages when the
+//! pause ends. Coverage counts messages sent, delivered and dropped (`Coverage::messages_*`);
+//! every send and delivery is folded into the rolling hash.
+//!
+//! Formatting (decision 0009): a node never formats itself, so the world runs
+//! `core::node::format_ops` on every disk before its first start (`initial`), and after a
+//! wipe (`initial = false`: the node rejoins). The ops run on the bare disk with its faults
+//! held off, as `cairn format` runs before the node does; they are durable when done.
+//!
+//! [`Network`]: crate::net::Network
+
+use cairn_node::core::io::{DiskDriver, NodeId};
+use cairn_node::core::node::{ClusterConfig, Message, MessageKind, format_ops};
+
+use crate::disk::SimDiskFaults;
+use crate::faults::{FaultAction, NodeRef};
+use crate::net::Endpoint;
+use crate::params::Atlas;
+use crate::world::{Event, MS, NODES_REPLICATE, World};
+
+impl World {
+    /// The cluster config node `index` runs with: the cluster's id and members (voters
+    /// 1..=`Params::voters`, the rest learners), the same for every node, and its own
+    /// advertised address `node-N:9092`.
+    pub(crate) fn cluster_config(&self, index: u32) -> ClusterConfig {
+        if NODES_REPLICATE {
+            return self.shared_cluster(index);
+        }
+        // Until the world routes clients to partition leaders, each node is a cluster of its
+        // own, its only voter, holding the partitions placed on it.
+        let mut cluster = ClusterConfig::single(NodeId(index + 1));
+        cluster.cluster_id = format!("{}-{}", self.params.cluster_id, index + 1);
+        cluster.advertised_host = format!("node-{}", index + 1);
+        cluster
+    }
+
+    /// The one cluster every node belongs to once the world replicates.
+    pub(crate) fn shared_cluster(&self, index: u32) -> ClusterConfig {
+        let (nodes, voters) = (self.params.nodes, self.params.voters());
+        ClusterConfig {
+            cluster_id: self.params.cluster_id.clone(),
+            voters: (1..=voters).map(NodeId).collect(),
+            learners: (voters + 1..=nodes).map(NodeId).collect(),
+            advertised_host: format!("node-{}", index + 1),
+            advertised_port: 9092,
+            default_replication_factor: nodes.min(3) as i32,
+            ..ClusterConfig::single(NodeId(index + 1))
+        }
+    }
+
+    /// Formats node `index`'s disk: the bootstrap record its Raft needs to start.
+    ///
+    /// # Panics
+    /// If an op fails: the disk's faults are held off while formatting.
+    pub(crate) fn format_node(&mut self, index: u32, initial: bool) {
+        let cluster = self.cluster_config(index);
+        let disk = &mut self.nodes[index as usize].disk.disk;
+        let faults = disk.faults().clone();
+        disk.set_faults(SimDiskFaults::default());
+        // A lone voter has no leader to catch up from after a wipe: it starts afresh.
+        let initial = initial || cluster.voters.len() == 1;
+        for op in format_ops(NodeId(index + 1), &cluster, initial) {
+            let what = format!("{op:?}");
+            let result = disk.execute(op);
+            assert!(result.is_ok(), "formatting node {}: {what}: {result:?}", index + 1);
+        }
+        disk.set_faults(faults);
+    }
+
+    /// Sends node `from`'s (an index) `message` to node `to` through the network.
+    ///
+    /// # Panics
+    /// If `to` is not a node of the cluster: the core only addresses members.
+    pub(crate) fn send_peer(&mut self, from: u32, to: NodeId, message: Message) {
+        assert!(
+            (1..=self.params.nodes).contains(&to.0),
+            "node {} sent a message to {to:?}, not a member",
+            from + 1
+        );
+        let to = to.0 - 1;
+        self.coverage.messages_sent += 1;
+        self.mix(10 << 32 | u64::from(from) << 16 | u64::from(to) << 8 | kind_tag(&message));
+        let incarnation = self.nodes[to as usize].incarnation;
+        let mut delays = std::mem::take(&mut self.route_buf);
+        let (a, b) = (Endpoint::Node(from), Endpoint::Node(to));
+        self.net.route(&mut self.rng_net, self.now, a, b, &mut delays);
+        if delays.is_empty() {
+            self.coverage.messages_dropped += 1;
+        }
+        if let [first, rest @ ..] = &delays[..] {
+            for delay in rest {
+                let event = Event::Peer { from, to, incarnation, message: message.clone() };
+                self.schedule(self.now + delay, event);
+            }
+            self.schedule(self.now + first, Event::Peer { from, to, incarnation, message });
+        }
+        self.route_buf = delays;
+    }
+
+    /// Hands a message to node `to` if the incarnation it was sent to still runs.
+    pub(crate) fn deliver_peer(&mut self, from: u32, to: u32, incarnation: u64, message: Message) {
+        self.mix(11 << 32 | u64::from(from) << 16 | u64::from(to) << 8 | kind_tag(&message));
+        let n = &self.nodes[to as usize];
+        if n.incarnation != incarnation || n.node.is_none() {
+            self.coverage.messages_dropped += 1;
+            return;
+        }
+        if n.paused_until > self.now {
+            let at = n.paused_until;
+            self.schedule(at, Event::Peer { from, to, incarnation, message });
+            return;
+        }
+        self.coverage.messages_delivered += 1;
+        let local = self.local_now(to);
+        let core = self.nodes[to as usize].node.as_mut().expect("checked");
+        core.handle_message(local, NodeId(from + 1), message);
+        self.after_node_step(to);
+    }
+
+    /// Resolves the nodes `action` names by role, and keeps a drawn fault within the atlas:
+    /// under the recoverable atlas the nemesis wipes at most a minority of the nodes, and of
+    /// the voters, within a run (a scenario's timeline is applied as written). `None`: the
+    /// fault is not applied.
+    pub(crate) fn admit(&mut self, action: FaultAction, drawn: bool) -> Option<FaultAction> {
+        let action = self.resolve_action(action);
+        if let (true, FaultAction::Wipe { node: NodeRef::Id(id), .. }) = (drawn, &action)
+            && self.params.atlas == Atlas::Recoverable
+            && !self.wipe_keeps_majority(id - 1)
+        {
+            return None;
+        }
+        Some(action)
+    }
+
+    /// Whether wiping node `index` too leaves a majority of the nodes, and of the voters,
+    /// never wiped in this run.
+    fn wipe_keeps_majority(&self, index: u32) -> bool {
+        let mut wiped = self.wiped.clone();
+        wiped.insert(index);
+        let voters = self.params.voters();
+        let wiped_voters = wiped.iter().filter(|i| **i < voters).count() as u32;
+        wiped.len() as u32 <= (self.params.nodes - 1) / 2 && wiped_voters <= (voters - 1) / 2
+    }
+
+    fn resolve_action(&self, action: FaultAction) -> FaultAction {
+        let one = |node: NodeRef| NodeRef::Id(self.resolve(&node) + 1);
+        let many = |nodes: Vec<NodeRef>| nodes.into_iter().map(one).collect();
+        match action {
+            FaultAction::Partition { from, to, one_way, ms } => {
+                FaultAction::Partition { from: many(from), to: many(to), one_way, ms }
+            }
+            FaultAction::Crash { node, down_ms } => FaultAction::Crash { node: one(node), down_ms },
+            FaultAction::Restart { node } => FaultAction::Restart { node: one(node) },
+            FaultAction::Pause { node, ms } => FaultAction::Pause { node: one(node), ms },
+            FaultAction::CutClients { node, one_way, ms } => {
+                FaultAction::CutClients { node: one(node), one_way, ms }
+            }
+            FaultAction::Isolate { node, ms } => FaultAction::Isolate { node: one(node), ms },
+            FaultAction::Clog { node, delay_ms, ms } => {
+                FaultAction::Clog { node: one(node), delay_ms, ms }
+            }
+            FaultAction::DiskFull { node, ms } => FaultAction::DiskFull { node: one(node), ms },
+            FaultAction::SlowDisk { node, factor, ms } => {
+                FaultAction::SlowDisk { node: one(node), factor, ms }
+            }
+            FaultAction::FailSync { node } => FaultAction::FailSync { node: one(node) },
+            FaultAction::Clock { node, offset_ms, drift_ppm } => {
+                FaultAction::Clock { node: one(node), offset_ms, drift_ppm }
+            }
+            FaultAction::Corrupt { node } => FaultAction::Corrupt { node: one(node) },
+            FaultAction::BadSector { node } => FaultAction::BadSector { node: one(node) },
+            FaultAction::Wipe { node, down_ms } => FaultAction::Wipe { node: one(node), down_ms },
+            FaultAction::ClockJump { node, seconds } => {
+                FaultAction::ClockJump { node: one(node), seconds }
+            }
+            FaultAction::Heal => FaultAction::Heal,
+        }
+    }
+
+    /// The node (index) `node` names now.
+    fn resolve(&self, node: &NodeRef) -> u32 {
+        match node {
+            NodeRef::Id(id) => id - 1,
+            NodeRef::Controller => self.controller().unwrap_or(0),
+            NodeRef::Leader { topic, partition } => self
+                .leader_of(topic, *partition)
+                .unwrap_or_else(|| self.placement(topic, *partition)),
+            NodeRef::Follower { topic, partition } => self
+                .follower_of(topic, *partition)
+                .unwrap_or_else(|| (self.placement(topic, *partition) + 1) % self.params.nodes),
+        }
+    }
+
+    /// The active controller (index), if the world can tell. Today's node runs no Raft, so
+    /// none: a fault naming `"controller"` strikes the first voter. Once `core::node` runs
+    /// the metadata quorum, answer from the nodes' Raft roles here.
+    pub(crate) fn controller(&self) -> Option<u32> {
+        None
+    }
+
+    /// The leader (index) of `topic`-`partition`, if the world can tell. Today's node holds
+    /// each partition alone, so none: a fault naming its leader strikes the node the
+    /// placement gives it. Once `core::node` runs replicas, answer from their roles here.
+    pub(crate) fn leader_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
+        None
+    }
+
+    /// A replica (index) of `topic`-`partition` that does not lead it, if the world can
+    /// tell. Today none: a fault naming a follower strikes the node after the one the
+    /// placement gives the partition. Once `core::node` runs replicas, answer from their roles.
+    pub(crate) fn follower_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
+        None
+    }
+
+    fn placement(&self, topic: &str, partition: u32) -> u32 {
+        let part = self
+            .work
+            .parts
+            .iter()
+            .find(|p| &*p.id.topic == topic && u32::try_from(p.id.partition) == Ok(partition));
+        part.expect("the scenario names partitions of the run").node
+    }
+
+    /// Wipes node `index`'s disk, formats it to rejoin, and restarts it after `down_ms`.
+    pub(crate) fn wipe(&mut self, index: u32, down_ms: Option<u64>) {
+        let n = &mut self.nodes[index as usize];
+        if n.node.take().is_some() {
+            n.incarnation += 1;
+            n.paused_until = 0;
+        }
+        n.disk.disk.wipe();
+        self.wiped.insert(index);
+        self.format_node(index, false);
+        self.only_copies_damaged(index);
+        let restart = FaultAction::Restart { node: NodeRef::Id(index + 1) };
+        self.schedule(self.now + down_ms.unwrap_or(0) * MS, Event::Fault(restart));
+    }
+
+    /// A fault destroyed durable data on node `index` (a wipe, or under the recoverable
+    /// atlas a scenario's corruption or bad sector). While each partition lives on one node
+    /// ([`NODES_REPLICATE`]) that was its only copy: the loss is expected, so the next
+    /// recovery of each of its partitions is checked as a detected loss, and the history
+    /// check excuses lost writes, as under the unrecoverable atlas.
+    pub(crate) fn only_copies_damaged(&mut self, index: u32) {
+        if NODES_REPLICATE {
+            return;
+        }
+        for (part, watch) in self.work.parts.iter().zip(&mut self.watches) {
+            if part.node == index {
+                watch.lost = true;
+                self.losses_excused = true;
+            }
+        }
+    }
+
+    /// Node `index`'s clock leaps `seconds` forward; its drift stays.
+    pub(crate) fn jump_clock(&mut self, index: u32, seconds: u64) {
+        let now = self.now;
+        let n = &mut self.nodes[index as usize];
+        let local = n.clock.local(now) + seconds * 1_000 * MS;
+        n.clock.anchor_world = now;
+        n.clock.anchor_local = local;
+        n.clock.last = local;
+        n.timer_at = None;
+        self.arm_timer(index);
+    }
+}
+
+/// A number for each kind of message, for the rolling hash.
+fn kind_tag(message: &Message) -> u64 {
+    match &message.kind {
+        None => 0,
+        Some(MessageKind::Raft(_)) => 1,
+        Some(MessageKind::ToController(_)) => 2,
+        Some(MessageKind::FromController(_)) => 3,
+        Some(MessageKind::Fetch(_)) => 4,
+        Some(MessageKind::FetchResponse(_)) => 5,
+        Some(MessageKind::OffsetForLeaderEpoch(_)) => 6,
+        Some(MessageKind::OffsetForLeaderEpochResponse(_)) => 7,
+    }
+}
+
+#[cfg(test)]
+mod tests;
