@@ -25,6 +25,7 @@ pub mod invariants;
 pub mod net;
 pub mod params;
 mod queue;
+pub mod replicas;
 pub mod run;
 pub mod scenario;
 pub mod workload;

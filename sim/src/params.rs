@@ -68,6 +68,10 @@ pub struct TopicSpec {
     pub segment_bytes: u64,
     /// `retention.bytes` (-1: keep everything).
     pub retention_bytes: i64,
+    /// `min.insync.replicas` (1 or 2 drawn; at most the replication factor).
+    pub min_insync_replicas: i32,
+    /// Replicas per partition; `None`: the cluster's default, min(3, nodes).
+    pub replication_factor: Option<i32>,
 }
 
 /// Rates of the random fault schedule (the nemesis), per kind; 0 disables a kind.
@@ -235,13 +239,11 @@ impl Params {
         }
     }
 
-    /// Every partition: topic index, partition index, and the node (index) that holds it.
-    pub fn placements(&self) -> Vec<(usize, u32, u32)> {
+    /// Every partition: topic index and partition index.
+    pub fn partitions(&self) -> Vec<(usize, u32)> {
         let mut out = Vec::new();
         for (t, topic) in self.topics.iter().enumerate() {
-            for p in 0..topic.partitions {
-                out.push((t, p, (t as u32 + p) % self.nodes));
-            }
+            out.extend((0..topic.partitions).map(|p| (t, p)));
         }
         out
     }
@@ -263,6 +265,8 @@ fn draw_topic(rng: &mut ChaCha8Rng, index: u32) -> TopicSpec {
         durability,
         segment_bytes,
         retention_bytes,
+        min_insync_replicas: rng.random_range(1..=2),
+        replication_factor: None,
     }
 }
 
@@ -280,12 +284,15 @@ impl fmt::Display for Params {
         for topic in &self.topics {
             writeln!(
                 f,
-                "  topic {} partitions {} {:?} segment.bytes {} retention.bytes {}",
+                "  topic {} partitions {} {:?} segment.bytes {} retention.bytes {} \
+                 min.insync.replicas {} replication {}",
                 topic.name,
                 topic.partitions,
                 topic.durability,
                 topic.segment_bytes,
-                topic.retention_bytes
+                topic.retention_bytes,
+                topic.min_insync_replicas,
+                topic.replication_factor.map_or("default".into(), |r| r.to_string())
             )?;
         }
         writeln!(

@@ -58,6 +58,10 @@ pub struct TopicToml {
     pub segment_bytes: Option<u64>,
     /// `retention.bytes` (default -1).
     pub retention_bytes: Option<i64>,
+    /// `min.insync.replicas` (default 1).
+    pub min_insync_replicas: Option<i32>,
+    /// Replicas per partition (default: the cluster's, min(3, nodes)).
+    pub replication_factor: Option<i32>,
 }
 
 /// `[workload]`.
@@ -245,5 +249,7 @@ fn topic(t: &TopicToml) -> Result<TopicSpec, String> {
         durability,
         segment_bytes: t.segment_bytes.unwrap_or(1 << 20),
         retention_bytes: t.retention_bytes.unwrap_or(-1),
+        min_insync_replicas: t.min_insync_replicas.unwrap_or(1).max(1),
+        replication_factor: t.replication_factor,
     })
 }
