@@ -95,3 +95,23 @@ fn kill_9_of_a_partition_leader_under_acks_all_loses_and_reorders_no_acknowledge
     );
     print!("{text}");
 }
+
+/// The log check itself: on made-up logs it passes retried duplicates and catches a lost,
+/// moved, reordered, invented or re-written acknowledged message (needs only Python).
+#[test]
+fn the_failover_check_catches_every_kind_of_fault_in_a_made_up_log() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/failover_check.py");
+    let out = Command::new(python()).arg(&script).arg("--self-test").output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if !in_ci() => {
+            let _ = writeln!(std::io::stderr(), "skipped: cannot run {}: {e}", python());
+            return;
+        }
+        Err(e) => panic!("cannot run {}: {e}", python()),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {text}{err}", out.status);
+    assert!(text.contains("\"faults_caught\": 6"), "{text}");
+}

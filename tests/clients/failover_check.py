@@ -19,14 +19,16 @@ every message):
     S_p, skipping only ids whose delivery failed (none, as the producer runs it).
 
 Prints counts: records, acknowledged, duplicates (and the partitions and offsets where the
-first duplicates are), per partition.
+first duplicates are), per partition. `failover_check.py --self-test` runs the checks on
+made-up logs, each fault of which must be caught.
 """
 
 import argparse
 import collections
 import re
+import sys
 
-from common import Deadline, check_reachable, fail, main_wrapper, require_module
+from common import Deadline, Failure, check_reachable, fail, main_wrapper, require_module
 
 RECORD = re.compile(rb"^(k[0-9]+)\|([0-9]+)$")
 
@@ -115,7 +117,36 @@ def check_partition(p, low, values, acked, failed, key_partition):
     return duplicates, first_duplicate
 
 
+def self_test():
+    """The checks on made-up logs: what must pass passes, and each kind of fault fails."""
+
+    def run(values, acked, failed=()):
+        rec = [f"k{ident % 3}|{ident}".encode() for ident in values]
+        return check_partition(0, 0, rec, acked, set(failed), {})
+
+    # A retry after a lost answer wrote ids 1 and 2 twice; the second copies were acked.
+    assert run([0, 1, 2, 1, 2, 3], {0: 0, 1: 3, 2: 4, 3: 5}) == (2, (3, 1))
+    assert run([0, 1, 3], {0: 0, 1: 1, 3: 2}, failed=[2]) == (0, None)  # 2 failed: a gap is fine
+    faults = {
+        "lost": ([0, 1], {0: 0, 1: 1, 2: 2}),
+        "moved": ([0, 2, 1], {0: 0, 1: 1, 2: 2}),
+        "written again after its ack": ([0, 1, 1], {0: 0, 1: 1}),
+        "reordered": ([0, 2, 1], {0: 0, 1: 2, 2: 1}),
+        "gap": ([0, 2], {0: 0, 1: 5, 2: 1}),
+        "invented": ([0, 7], {0: 0}),
+    }
+    for name, (values, acked) in faults.items():
+        try:
+            run(values, acked)
+        except Failure:
+            continue
+        raise AssertionError(f"the check passed a log with a message {name}")
+    return {"test": "failover_check self-test", "faults_caught": len(faults)}
+
+
 def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
