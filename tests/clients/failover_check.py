@@ -39,7 +39,7 @@ def read_reports(path):
     with open(path, "rb") as f:
         for n, line in enumerate(f.read().splitlines(), 1):
             parts = line.split()
-            if parts[:1] == [b"A"] and len(parts) == 5:
+            if parts[:1] == [b"A"] and len(parts) == 6:
                 p, ident, off = int(parts[1]), int(parts[2]), int(parts[3])
                 if ident in acked[p]:
                     fail(f"{path} line {n}: id {ident} reported twice")

@@ -14,7 +14,8 @@ partition's messages in produce() order, and with max.in.flight=1 it retries a b
 sending anything after it, so the log must show that sequence, possibly with a run of it
 written again by a retry (idempotence is off: Cairn has no InitProducerId yet).
 
-Every report is appended to ACKED_FILE as `A <partition> <id> <offset> <unix time>` (acked)
+Every report is appended to ACKED_FILE as `A <partition> <id> <offset> <unix time of the
+produce() call> <unix time of the report>` (acked)
 or `F <partition> <id> <error>` (failed), flushed after each poll, so the runner follows
 progress while the producer runs.
 """
@@ -80,7 +81,7 @@ def main():
     out = open(args.acked_file, "a", encoding="ascii")
     stats = {"acked": 0, "failed": 0, "first_error": None}
 
-    def on_delivery(err, msg):
+    def on_delivery(err, msg, sent_at):
         ident = int(msg.value().split(b"|")[1])
         if err is not None:
             stats["failed"] += 1
@@ -88,7 +89,7 @@ def main():
             out.write(f"F {msg.partition()} {ident} {str(err).replace(' ', '_')}\n")
             return
         stats["acked"] += 1
-        out.write(f"A {msg.partition()} {ident} {msg.offset()} {time.time():.6f}\n")
+        out.write(f"A {msg.partition()} {ident} {msg.offset()} {sent_at:.6f} {time.time():.6f}\n")
 
     producer = ck.Producer(
         {
@@ -112,7 +113,9 @@ def main():
         while sent < due:
             key = f"k{sent % args.keys:03d}"
             try:
-                producer.produce(args.topic, key=key, value=f"{key}|{sent}".encode(), on_delivery=on_delivery)
+                now = time.time()
+                report = lambda err, msg, now=now: on_delivery(err, msg, now)  # noqa: E731
+                producer.produce(args.topic, key=key, value=f"{key}|{sent}".encode(), on_delivery=report)
             except BufferError:
                 break
             sent += 1
