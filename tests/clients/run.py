@@ -4,12 +4,15 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart. Each one gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
 happened (SIGKILL if it does not stop; it also dies with this process, via
 PR_SET_PDEATHSIG, if this runner is killed).
+
+cluster-failover runs three `cairn serve` processes instead (tests/clients/cluster.py) and
+kills one with SIGKILL under a producer (tests/clients/failover.py says how it checks).
 
 On a failure it prints what was expected and what was seen, the data directory (kept for a
 post-mortem) and the tail of the node's log and of the failing client's output.
@@ -39,6 +42,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import failover  # noqa: E402
 from common import Failure, env_flag, fail  # noqa: E402
 
 SKIP = 77
@@ -176,14 +180,22 @@ class Scenario:
         self.name = name
         self.workdir = tempfile.mkdtemp(prefix=f"cairn-clients-{name}-")
         self.node = Node(cairn, self.workdir)
+        self.cluster = None  # a Cluster of `cairn serve` processes, for cluster scenarios
         self.last_client_log = None
         self.background = []
+
+    def bootstrap(self):
+        return self.cluster.bootstrap if self.cluster else self.node.bootstrap
+
+    def started(self):
+        """Whether any node ever started (else there is no log to keep or show)."""
+        return self.node.starts > 0 or (self.cluster is not None and any(n.starts for n in self.cluster.nodes.values()))
 
     def client(self, script, *args, timeout):
         """Runs a client script to completion; returns its JSON summary or fails."""
         out = os.path.join(self.workdir, f"{script.removesuffix('.py')}.{len(os.listdir(self.workdir))}.log")
         self.last_client_log = out
-        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.node.bootstrap, *map(str, args)]
+        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.bootstrap(), *map(str, args)]
         with open(out, "wb") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
@@ -209,7 +221,7 @@ class Scenario:
     def start_background(self, script, *args):
         out = os.path.join(self.workdir, f"{script.removesuffix('.py')}.bg.log")
         self.last_client_log = out
-        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.node.bootstrap, *map(str, args)]
+        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.bootstrap(), *map(str, args)]
         log = open(out, "wb")
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
@@ -225,15 +237,20 @@ class Scenario:
                 proc.kill()
                 proc.wait(timeout=30)
         self.node.ensure_dead()
+        if self.cluster is not None:
+            self.cluster.ensure_dead()
 
     def report_failure(self, message):
         print(f"FAIL {self.name}: {message}", flush=True)
-        if self.node.starts == 0:
+        if not self.started():
             return  # nothing ran: no log to show, and the work dir is removed
         print(f"  work dir (kept): {self.workdir}", flush=True)
-        print(f"  node log: {self.node.log_path}; last lines:", flush=True)
-        for ln in tail(self.node.log_path).splitlines():
-            print(f"    | {ln}", flush=True)
+        logs = [self.node.log_path] if self.node.starts else []
+        logs += [n.log_path for n in self.cluster.nodes.values()] if self.cluster else []
+        for log in logs:
+            print(f"  node log: {log}; last lines:", flush=True)
+            for ln in tail(log).splitlines():
+                print(f"    | {ln}", flush=True)
         if self.last_client_log:
             print(f"  client log: {self.last_client_log}; last lines:", flush=True)
             for ln in tail(self.last_client_log, 30).splitlines():
@@ -351,6 +368,7 @@ SCENARIOS = {
     "kafka-python-admin": scenario_kafka_python_admin,
     "crash-fsync": scenario_crash_fsync,
     "clean-restart": scenario_clean_restart,
+    "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),
 }
 
 
@@ -415,7 +433,7 @@ def main():
             skipped += 1
         else:
             failed += 1
-        if (outcome != "fail" and not args.keep) or s.node.starts == 0:
+        if (outcome != "fail" and not args.keep) or not s.started():
             shutil.rmtree(s.workdir, ignore_errors=True)
         if interrupted:
             break
