@@ -61,20 +61,100 @@ def tail(path, lines=60):
     return "\n".join(text[-lines:]) if text else "(empty)"
 
 
-class ServeNode:
+class CairnProcess:
+    """A `cairn` process whose output goes to a log file that outlives its restarts."""
+
+    def __init__(self, label, log_path):
+        self.label = label
+        self.log_path = log_path
+        self.proc = None
+        self.starts = 0
+
+    def popen(self, cmd):
+        """Starts `cmd`, dying with this process, its output appended to the log."""
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+                env={**os.environ, "RUST_BACKTRACE": "1"},
+            )
+
+    def wait_listening(self, port, deadline):
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                self.proc = None
+                fail(f"{self.label} (start #{self.starts}) exited with status {code} before listening on port {port}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                    return
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    fail(f"{self.label} did not accept connections on port {port} within {READY_TIMEOUT:.0f} s ({e})")
+                time.sleep(0.05)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, when):
+        if not self.running():
+            code = None if self.proc is None else self.proc.returncode
+            self.proc = None
+            fail(f"{self.label} is not running {when} (exit status {code})")
+
+    def kill9(self):
+        """A crash: SIGKILL, no chance to flush anything."""
+        self.check_alive("before the planned SIGKILL")
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+        self.proc = None
+
+    def stop_clean(self):
+        """SIGTERM; the process must exit by itself with status 0 within STOP_TIMEOUT."""
+        self.check_alive("before SIGTERM")
+        self.proc.send_signal(signal.SIGTERM)
+        self.wait_stopped()
+
+    def wait_stopped(self):
+        """Waits for the exit after SIGTERM, which must be status 0 within STOP_TIMEOUT."""
+        try:
+            code = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.ensure_dead()
+            fail(f"{self.label} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed with SIGKILL)")
+        self.proc = None
+        if code != 0:
+            fail(f"{self.label} exited with status {code} after SIGTERM, expected 0 (a clean shutdown)")
+
+    def ensure_dead(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGKILL)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"WARNING: cairn pid {self.proc.pid} survived SIGKILL for {STOP_TIMEOUT:.0f} s", file=sys.stderr)
+            self.proc = None
+
+
+class ServeNode(CairnProcess):
     """One node of the cluster: `cairn serve` on a data dir that outlives restarts."""
 
     def __init__(self, cluster, node_id, kafka_port, peer_port, http_port):
+        super().__init__(f"node {node_id}", os.path.join(cluster.workdir, f"node-{node_id}.log"))
         self.cluster = cluster
         self.node_id = node_id
         self.data_dir = os.path.join(cluster.workdir, f"node-{node_id}")
-        self.log_path = os.path.join(cluster.workdir, f"node-{node_id}.log")
         self.kafka_port = kafka_port
         self.peer_port = peer_port
         self.http_port = http_port
         self.address = f"127.0.0.1:{kafka_port}"
-        self.proc = None
-        self.starts = 0
 
     def run_logged(self, cmd):
         with open(self.log_path, "ab") as log:
@@ -95,7 +175,6 @@ class ServeNode:
     def spawn(self):
         """Starts the process without waiting for it to listen."""
         c = self.cluster
-        self.starts += 1
         cmd = [
             c.cairn, "serve", "--data-dir", self.data_dir, "--node-id", str(self.node_id),
             "--listener", self.address, "--peer-listener", f"127.0.0.1:{self.peer_port}",
@@ -103,76 +182,11 @@ class ServeNode:
         ]  # fmt: skip
         for key, value in c.settings.items():
             cmd += ["--set", f"{key}={value}"]
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== cluster.py: start #{self.starts}: {' '.join(cmd)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-                env={**os.environ, "RUST_BACKTRACE": "1"},
-            )
-
-    def wait_listening(self, deadline):
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                self.proc = None
-                fail(f"node {self.node_id} (start #{self.starts}) exited with status {code} before listening on {self.address}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.kafka_port), timeout=1.0):
-                    return
-            except OSError as e:
-                if time.monotonic() > deadline:
-                    fail(f"node {self.node_id} did not accept connections on {self.address} within {READY_TIMEOUT:.0f} s ({e})")
-                time.sleep(0.05)
+        self.popen(cmd)
 
     def start(self):
         self.spawn()
-        self.wait_listening(time.monotonic() + READY_TIMEOUT)
-
-    def running(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self):
-        """A crash: SIGKILL, no chance to flush anything."""
-        if not self.running():
-            fail(f"kill9: node {self.node_id} is not running")
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT)
-        self.proc = None
-
-    def stop_clean(self):
-        """SIGTERM; the node must exit by itself with status 0 within STOP_TIMEOUT."""
-        if not self.running():
-            code = None if self.proc is None else self.proc.returncode
-            self.proc = None
-            fail(f"node {self.node_id} is not running before SIGTERM (exit status {code})")
-        self.proc.send_signal(signal.SIGTERM)
-        self.wait_stopped()
-
-    def wait_stopped(self):
-        """Waits for the exit after SIGTERM, which must be status 0 within STOP_TIMEOUT."""
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.ensure_dead()
-            fail(f"node {self.node_id} did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed)")
-        self.proc = None
-        if code != 0:
-            fail(f"node {self.node_id} exited with status {code} after SIGTERM, expected 0")
-
-    def ensure_dead(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGKILL)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"WARNING: cairn pid {self.proc.pid} survived SIGKILL", file=sys.stderr)
-            self.proc = None
+        self.wait_listening(self.kafka_port, time.monotonic() + READY_TIMEOUT)
 
 
 class Cluster:
@@ -201,7 +215,7 @@ class Cluster:
             node.spawn()
         deadline = time.monotonic() + READY_TIMEOUT
         for node in self.nodes.values():
-            node.wait_listening(deadline)
+            node.wait_listening(node.kafka_port, deadline)
 
     def node_at(self, address):
         return next(node for node in self.nodes.values() if node.address == address)

@@ -42,12 +42,12 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cluster  # noqa: E402
 import failover  # noqa: E402
 from common import Failure, env_flag, fail  # noqa: E402
 
 SKIP = 77
 READY_TIMEOUT = 30.0  # seconds for a node to accept connections
-STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM
 PIP_HINT = "pip install -r tests/clients/requirements.txt (or run: bash .ci/install-clients)"
 
 
@@ -80,97 +80,27 @@ def tail(path, lines=60):
     return "\n".join(text[-lines:]) if text else "(empty)"
 
 
-class Node:
+class Node(cluster.CairnProcess):
     """One `cairn dev` process on a data dir that outlives restarts."""
 
     def __init__(self, cairn, workdir):
+        super().__init__("cairn", os.path.join(workdir, "node.log"))
         self.cairn = cairn
         self.data_dir = os.path.join(workdir, "data")
         os.makedirs(self.data_dir)
-        self.log_path = os.path.join(workdir, "node.log")
         self.port = free_port()
         self.http_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.proc = None
-        self.starts = 0
 
     def start(self):
-        self.starts += 1
         cmd = [
             self.cairn, "dev",
             "--data-dir", self.data_dir,
             "--listener", self.bootstrap,
             "--http-listener", f"127.0.0.1:{self.http_port}",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== run.py: start #{self.starts}: {' '.join(cmd)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-                env={**os.environ, "RUST_BACKTRACE": "1"},
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                self.proc = None
-                fail(f"cairn (start #{self.starts}) exited with status {code} before accepting connections on {self.bootstrap}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    return
-            except OSError as e:
-                if time.monotonic() > deadline:
-                    fail(f"cairn (start #{self.starts}) did not accept connections on {self.bootstrap} within {READY_TIMEOUT:.0f} s (last: {e})")
-                time.sleep(0.1)
-
-    def kill9(self):
-        """A crash: SIGKILL, no chance to flush anything."""
-        if self.proc is None:
-            fail("kill9: the node is not running")
-        code = self.proc.poll()
-        if code is not None:
-            fail(f"the node had already exited with status {code} before the planned SIGKILL")
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT)
-        self.proc = None
-
-    def stop_clean(self):
-        """SIGTERM, and the node must exit by itself, with status 0, within STOP_TIMEOUT."""
-        if self.proc is None:
-            fail("stop: the node is not running")
-        code = self.proc.poll()
-        if code is not None:
-            self.proc = None
-            fail(f"the node had already exited with status {code} before SIGTERM")
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.ensure_dead()
-            fail(f"cairn did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed with SIGKILL)")
-        self.proc = None
-        if code != 0:
-            fail(f"cairn exited with status {code} after SIGTERM, expected 0 (a clean shutdown)")
-
-    def ensure_dead(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGKILL)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"WARNING: cairn pid {self.proc.pid} survived SIGKILL for {STOP_TIMEOUT:.0f} s", file=sys.stderr)
-            self.proc = None
-
-    def check_alive(self, when):
-        if self.proc is None or self.proc.poll() is not None:
-            code = None if self.proc is None else self.proc.returncode
-            self.proc = None
-            fail(f"cairn is not running {when} (exit status {code})")
+        self.popen(cmd)
+        self.wait_listening(self.port, time.monotonic() + READY_TIMEOUT)
 
 
 class Scenario:
