@@ -28,7 +28,6 @@ interpreter that has confluent-kafka and kafka-python (CI: /opt/cairn-venv/bin/p
 """
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cluster  # noqa: E402
 import failover  # noqa: E402
+from cluster import tail  # noqa: E402
 from common import Failure, env_flag, fail  # noqa: E402
 
 SKIP = 77
@@ -55,29 +55,10 @@ class Skip(Exception):
     pass
 
 
-def _die_with_parent():
-    """preexec_fn: the child gets SIGKILL when this runner dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def tail(path, lines=60):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-    text = data.decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:]) if text else "(empty)"
 
 
 class Node(cluster.CairnProcess):
@@ -129,7 +110,7 @@ class Scenario:
         with open(out, "wb") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, preexec_fn=cluster.die_with_parent)
             try:
                 stdout, _ = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -155,7 +136,7 @@ class Scenario:
         log = open(out, "wb")
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cluster.die_with_parent)
         log.close()
         proc.log_path = out
         self.background.append(proc)
