@@ -4,10 +4,10 @@
 //! or `RUST_LOG` variables cannot change the outcome. Tests that start a node listen on port
 //! 0 with no HTTP endpoint, so they run in parallel with each other and with a real node.
 
-use std::io::{BufRead as _, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -166,42 +166,12 @@ fn environment_beats_the_file_and_flags_beat_the_environment() {
 }
 
 /// A running node, killed if a test fails before stopping it.
-struct Node {
-    child: Child,
-    banner: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Node = common::Running;
 
 /// Starts `cairn dev` on `dir` and waits for it to print how to connect.
 fn start_dev(dir: &Path) -> Node {
     let args = ["dev", "--data-dir", path(dir), "--listener", "127.0.0.1:0", "--http-listener", ""];
-    let mut child = cairn(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start cairn dev");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut node = Node { child, banner: String::new() };
-    let deadline = Instant::now() + PROCESS_WAIT_MAX;
-    while !node.banner.contains("Stop with Ctrl-C") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = receiver.recv_timeout(left).expect("cairn dev printed its banner in time");
-        node.banner.push_str(&line);
-        node.banner.push('\n');
-    }
-    node
+    common::start_until_banner(cairn(&args), PROCESS_WAIT_MAX)
 }
 
 fn terminate(node: &mut Node) -> ExitStatus {

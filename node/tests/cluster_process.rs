@@ -4,11 +4,12 @@
 //! The nodes' replication is the core's and is tested there and in the simulator; this test
 //! holds whatever the core does with peer messages.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
@@ -18,17 +19,7 @@ const PROCESS_WAIT_MAX: Duration = Duration::from_secs(30);
 const API_VERSIONS: i16 = 18;
 
 /// The process, killed if the test fails before stopping it.
-struct Cluster {
-    child: Child,
-    banner: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Cluster = common::Running;
 
 /// Starts `cairn dev --nodes 3` on `dir` with every port picked by the system, and waits
 /// for its banner.
@@ -47,29 +38,9 @@ fn start_cluster(dir: &Path) -> Cluster {
         "--http-listener",
         "127.0.0.1:0",
     ];
-    let mut child = Command::new(CAIRN)
-        .args(args)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start cairn dev");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut cluster = Cluster { child, banner: String::new() };
-    let deadline = Instant::now() + PROCESS_WAIT_MAX;
-    while !cluster.banner.contains("Stop with Ctrl-C") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = receiver.recv_timeout(left).expect("cairn dev printed its banner in time");
-        cluster.banner.push_str(&line);
-        cluster.banner.push('\n');
-    }
-    cluster
+    let mut command = Command::new(CAIRN);
+    command.args(args).env_clear();
+    common::start_until_banner(command, PROCESS_WAIT_MAX)
 }
 
 /// The value after `label` on the banner's line that has it.

@@ -4,12 +4,15 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart. Each one gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
 happened (SIGKILL if it does not stop; it also dies with this process, via
 PR_SET_PDEATHSIG, if this runner is killed).
+
+cluster-failover runs three `cairn serve` processes instead (tests/clients/cluster.py) and
+kills one with SIGKILL under a producer (tests/clients/failover.py says how it checks).
 
 On a failure it prints what was expected and what was seen, the data directory (kept for a
 post-mortem) and the tail of the node's log and of the failing client's output.
@@ -25,7 +28,6 @@ interpreter that has confluent-kafka and kafka-python (CI: /opt/cairn-venv/bin/p
 """
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -39,25 +41,18 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cluster  # noqa: E402
+import failover  # noqa: E402
+from cluster import tail  # noqa: E402
 from common import Failure, env_flag, fail  # noqa: E402
 
 SKIP = 77
 READY_TIMEOUT = 30.0  # seconds for a node to accept connections
-STOP_TIMEOUT = 30.0  # seconds for a node to exit after SIGTERM
 PIP_HINT = "pip install -r tests/clients/requirements.txt (or run: bash .ci/install-clients)"
 
 
 class Skip(Exception):
     pass
-
-
-def _die_with_parent():
-    """preexec_fn: the child gets SIGKILL when this runner dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def free_port():
@@ -66,107 +61,27 @@ def free_port():
         return s.getsockname()[1]
 
 
-def tail(path, lines=60):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-    text = data.decode("utf-8", "replace").splitlines()
-    return "\n".join(text[-lines:]) if text else "(empty)"
-
-
-class Node:
+class Node(cluster.CairnProcess):
     """One `cairn dev` process on a data dir that outlives restarts."""
 
     def __init__(self, cairn, workdir):
+        super().__init__("cairn", os.path.join(workdir, "node.log"))
         self.cairn = cairn
         self.data_dir = os.path.join(workdir, "data")
         os.makedirs(self.data_dir)
-        self.log_path = os.path.join(workdir, "node.log")
         self.port = free_port()
         self.http_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
-        self.proc = None
-        self.starts = 0
 
     def start(self):
-        self.starts += 1
         cmd = [
             self.cairn, "dev",
             "--data-dir", self.data_dir,
             "--listener", self.bootstrap,
             "--http-listener", f"127.0.0.1:{self.http_port}",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== run.py: start #{self.starts}: {' '.join(cmd)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-                env={**os.environ, "RUST_BACKTRACE": "1"},
-            )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            code = self.proc.poll()
-            if code is not None:
-                self.proc = None
-                fail(f"cairn (start #{self.starts}) exited with status {code} before accepting connections on {self.bootstrap}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    return
-            except OSError as e:
-                if time.monotonic() > deadline:
-                    fail(f"cairn (start #{self.starts}) did not accept connections on {self.bootstrap} within {READY_TIMEOUT:.0f} s (last: {e})")
-                time.sleep(0.1)
-
-    def kill9(self):
-        """A crash: SIGKILL, no chance to flush anything."""
-        if self.proc is None:
-            fail("kill9: the node is not running")
-        code = self.proc.poll()
-        if code is not None:
-            fail(f"the node had already exited with status {code} before the planned SIGKILL")
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT)
-        self.proc = None
-
-    def stop_clean(self):
-        """SIGTERM, and the node must exit by itself, with status 0, within STOP_TIMEOUT."""
-        if self.proc is None:
-            fail("stop: the node is not running")
-        code = self.proc.poll()
-        if code is not None:
-            self.proc = None
-            fail(f"the node had already exited with status {code} before SIGTERM")
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.ensure_dead()
-            fail(f"cairn did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed with SIGKILL)")
-        self.proc = None
-        if code != 0:
-            fail(f"cairn exited with status {code} after SIGTERM, expected 0 (a clean shutdown)")
-
-    def ensure_dead(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGKILL)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"WARNING: cairn pid {self.proc.pid} survived SIGKILL for {STOP_TIMEOUT:.0f} s", file=sys.stderr)
-            self.proc = None
-
-    def check_alive(self, when):
-        if self.proc is None or self.proc.poll() is not None:
-            code = None if self.proc is None else self.proc.returncode
-            self.proc = None
-            fail(f"cairn is not running {when} (exit status {code})")
+        self.popen(cmd)
+        self.wait_listening(self.port, time.monotonic() + READY_TIMEOUT)
 
 
 class Scenario:
@@ -176,18 +91,26 @@ class Scenario:
         self.name = name
         self.workdir = tempfile.mkdtemp(prefix=f"cairn-clients-{name}-")
         self.node = Node(cairn, self.workdir)
+        self.cluster = None  # a Cluster of `cairn serve` processes, for cluster scenarios
         self.last_client_log = None
         self.background = []
+
+    def bootstrap(self):
+        return self.cluster.bootstrap if self.cluster else self.node.bootstrap
+
+    def started(self):
+        """Whether any node ever started (else there is no log to keep or show)."""
+        return self.node.starts > 0 or (self.cluster is not None and any(n.starts for n in self.cluster.nodes.values()))
 
     def client(self, script, *args, timeout):
         """Runs a client script to completion; returns its JSON summary or fails."""
         out = os.path.join(self.workdir, f"{script.removesuffix('.py')}.{len(os.listdir(self.workdir))}.log")
         self.last_client_log = out
-        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.node.bootstrap, *map(str, args)]
+        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.bootstrap(), *map(str, args)]
         with open(out, "wb") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, preexec_fn=cluster.die_with_parent)
             try:
                 stdout, _ = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -209,11 +132,11 @@ class Scenario:
     def start_background(self, script, *args):
         out = os.path.join(self.workdir, f"{script.removesuffix('.py')}.bg.log")
         self.last_client_log = out
-        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.node.bootstrap, *map(str, args)]
+        cmd = [sys.executable, os.path.join(HERE, script), "--bootstrap", self.bootstrap(), *map(str, args)]
         log = open(out, "wb")
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cluster.die_with_parent)
         log.close()
         proc.log_path = out
         self.background.append(proc)
@@ -225,15 +148,20 @@ class Scenario:
                 proc.kill()
                 proc.wait(timeout=30)
         self.node.ensure_dead()
+        if self.cluster is not None:
+            self.cluster.ensure_dead()
 
     def report_failure(self, message):
         print(f"FAIL {self.name}: {message}", flush=True)
-        if self.node.starts == 0:
+        if not self.started():
             return  # nothing ran: no log to show, and the work dir is removed
         print(f"  work dir (kept): {self.workdir}", flush=True)
-        print(f"  node log: {self.node.log_path}; last lines:", flush=True)
-        for ln in tail(self.node.log_path).splitlines():
-            print(f"    | {ln}", flush=True)
+        logs = [self.node.log_path] if self.node.starts else []
+        logs += [n.log_path for n in self.cluster.nodes.values()] if self.cluster else []
+        for log in logs:
+            print(f"  node log: {log}; last lines:", flush=True)
+            for ln in tail(log).splitlines():
+                print(f"    | {ln}", flush=True)
         if self.last_client_log:
             print(f"  client log: {self.last_client_log}; last lines:", flush=True)
             for ln in tail(self.last_client_log, 30).splitlines():
@@ -351,6 +279,7 @@ SCENARIOS = {
     "kafka-python-admin": scenario_kafka_python_admin,
     "crash-fsync": scenario_crash_fsync,
     "clean-restart": scenario_clean_restart,
+    "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),
 }
 
 
@@ -415,7 +344,7 @@ def main():
             skipped += 1
         else:
             failed += 1
-        if (outcome != "fail" and not args.keep) or s.node.starts == 0:
+        if (outcome != "fail" and not args.keep) or not s.started():
             shutil.rmtree(s.workdir, ignore_errors=True)
         if interrupted:
             break

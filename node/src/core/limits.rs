@@ -116,6 +116,9 @@ pub const RAFT_HELD_SENDS_MAX: usize = 1024;
 /// log once more.
 pub const RAFT_STORAGE_FAILURES_MAX: u32 = 8;
 
+/// How long Raft waits before it rewrites its log again after the disk was full.
+pub const RAFT_NO_SPACE_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
 const _: () = assert!(RAFT_VOTERS_MAX <= RAFT_MEMBERS_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX as u64 <= RAFT_APPEND_BYTES_MAX);
 const _: () = assert!(RAFT_ENTRY_BYTES_MAX as u64 <= RAFT_UNCOMMITTED_BYTES_MAX);

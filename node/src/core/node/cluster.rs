@@ -195,6 +195,17 @@ impl Node {
                         return false;
                     }
                 };
+                // Raft reports a step's committed entries before the leader change of the
+                // same step: a controller whose term has passed stops before it is handed
+                // batches of another leader's.
+                let leads = self.raft.role() == RaftRole::Leader;
+                if self.controller.is_active()
+                    && (!leads || self.controller_term != Some(self.raft.term()))
+                {
+                    let hint = self.raft.leader().map(|l| l.0 as i32);
+                    self.controller.become_inactive(hint);
+                    self.controller_term = None;
+                }
                 self.image.apply(index, &records);
                 self.controller.handle_committed(index, &records);
                 return true;
@@ -212,8 +223,15 @@ impl Node {
             RaftEvent::LeaderChanged { leader, term } => {
                 tracing::info!(?leader, term, node = self.config.node_id.0, "metadata leader");
                 let hint = leader.map(|l| l.0 as i32);
-                if leader != Some(self.config.node_id) && self.controller.is_active() {
+                // A new term ends the controller's activity even when this node leads it
+                // again (Raft may report only the latest of a step-down and a re-election):
+                // its batches of the old term may have been overwritten, and the next batch
+                // committed need not be one it proposed.
+                let same_term = self.controller_term == Some(term);
+                let still_leads = leader == Some(self.config.node_id) && same_term;
+                if self.controller.is_active() && !still_leads {
                     self.controller.become_inactive(hint);
+                    self.controller_term = None;
                 } else {
                     self.controller.set_leader_hint(hint);
                 }
@@ -250,6 +268,7 @@ impl Node {
                 "active controller"
             );
             self.controller.become_active(now, self.image.clone());
+            self.controller_term = Some(self.raft.term());
             // Calls waiting for a controller can be handed to this one.
             for call in self.calls.pending.values_mut() {
                 if call.target == Target::Nowhere {
@@ -268,6 +287,7 @@ impl Node {
                     tracing::info!(%error, "metadata proposal refused; controller steps down");
                     let hint = self.raft.leader().map(|l| l.0 as i32);
                     self.controller.become_inactive(hint);
+                    self.controller_term = None;
                 }
             }
             ControllerOutput::Reply { token, response } => {

@@ -169,6 +169,8 @@ pub struct Node {
     raft: Raft,
     image: MetadataImage,
     controller: Controller,
+    /// The Raft term the controller became active in.
+    controller_term: Option<u64>,
     broker: BrokerSession,
     calls: Calls,
     replicas: BTreeMap<PartitionId, Replica>,
@@ -232,6 +234,7 @@ impl Node {
             raft,
             image: MetadataImage::default(),
             controller,
+            controller_term: None,
             broker,
             calls: Calls::default(),
             replicas: BTreeMap::new(),

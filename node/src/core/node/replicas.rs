@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::*;
-use crate::core::controller::{NO_LEADER, TopicImage};
+use crate::core::controller::{NO_LEADER, TopicId, TopicImage};
 use crate::core::io::{DiskOk, FileName};
 use crate::core::replica::{
     PartitionState as ReplicaState, ReplicaConfig, ReplicaEvent, ReplicaMessage, ReplicaResponse,
@@ -31,12 +31,12 @@ impl Node {
     pub(super) fn metadata_applied(&mut self, now: Instant) {
         let me = self.config.node_id.0 as i32;
         let started = self.broker.registered(&self.image);
-        let mut wanted: Vec<(PartitionId, TopicImage)> = Vec::new();
+        // The partitions placed here, with their topic's id (which names the directory).
+        let mut wanted: Vec<(PartitionId, TopicId)> = Vec::new();
         for topic in self.image.topics() {
             for (index, state) in topic.partitions.iter().enumerate() {
                 if state.replicas.contains(&me) {
-                    wanted
-                        .push((PartitionId::new(topic.name.clone(), index as i32), topic.clone()));
+                    wanted.push((PartitionId::new(topic.name.clone(), index as i32), topic.id));
                 }
             }
         }
@@ -44,34 +44,36 @@ impl Node {
         let stale: Vec<PartitionId> = (self.replicas.iter())
             .filter(|(id, replica)| {
                 let dir = replica.log().dir();
-                !wanted.iter().any(|(w, topic)| w == *id && id.dir(topic.id) == *dir)
+                !wanted.iter().any(|(w, topic_id)| w == *id && id.dir(*topic_id) == *dir)
             })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
             self.drop_replica(&id);
         }
-        for (id, topic) in wanted {
+        for (id, topic_id) in wanted {
+            let topic = self.image.topic_by_id(topic_id).expect("listed from the image");
             let state = &topic.partitions[id.partition as usize];
+            let config = self.replica_config(&id, topic);
+            let log_config = topic.settings.log.clone();
+            let state = ReplicaState {
+                replicas: node_ids(&state.replicas),
+                isr: node_ids(&state.isr),
+                leader: (state.leader != NO_LEADER).then_some(NodeId(state.leader as u32)),
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+            };
             if !self.replicas.contains_key(&id) {
-                self.open_replica(&id, &topic);
+                self.open_replica(&id, topic_id, config.clone(), log_config.clone());
             }
-            let config = self.replica_config(&id, &topic);
             let replica = self.replicas.get_mut(&id).expect("opened");
             if *replica.config() != config {
                 replica.set_config(config);
             }
-            if replica.log().config() != &topic.settings.log {
-                replica.set_log_config(topic.settings.log.clone());
+            if *replica.log().config() != log_config {
+                replica.set_log_config(log_config);
             }
             if started {
-                let state = ReplicaState {
-                    replicas: node_ids(&state.replicas),
-                    isr: node_ids(&state.isr),
-                    leader: (state.leader != NO_LEADER).then_some(NodeId(state.leader as u32)),
-                    leader_epoch: state.leader_epoch,
-                    partition_epoch: state.partition_epoch,
-                };
                 replica.set_partition_state(now, state, &mut self.ops.replica(&id));
             }
             self.replica_touched(now, &id);
@@ -96,14 +98,16 @@ impl Node {
         config
     }
 
-    fn open_replica(&mut self, id: &PartitionId, topic: &TopicImage) {
-        // Share the topic's name with the image (see `Ord for PartitionId`).
-        let id = PartitionId::new(topic.name.clone(), id.partition);
-        let config = self.replica_config(&id, topic);
-        let dir = id.dir(topic.id);
-        let log_config = topic.settings.log.clone();
-        let replica = Replica::open(config, dir, log_config, &mut self.ops.replica(&id));
-        self.replicas.insert(id, replica);
+    fn open_replica(
+        &mut self,
+        id: &PartitionId,
+        topic_id: TopicId,
+        config: ReplicaConfig,
+        log_config: crate::core::log::LogConfig,
+    ) {
+        let dir = id.dir(topic_id);
+        let replica = Replica::open(config, dir, log_config, &mut self.ops.replica(id));
+        self.replicas.insert(id.clone(), replica);
     }
 
     /// Drops the replica of `id` and deletes its files; whoever waits on it is told it is

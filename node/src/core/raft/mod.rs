@@ -93,8 +93,8 @@ use self::replication::{Install, Progress};
 use self::storage::{Storage, StorageEvent};
 use crate::core::io::{DiskResult, NodeId, OpId};
 use crate::core::limits::{
-    RAFT_ENTRY_BYTES_MAX, RAFT_HELD_SENDS_MAX, RAFT_LOG_BYTES_MAX, RAFT_SNAPSHOT_BYTES_MAX,
-    RAFT_UNCOMMITTED_BYTES_MAX, RAFT_UNCOMMITTED_ENTRIES_MAX,
+    RAFT_ENTRY_BYTES_MAX, RAFT_HELD_SENDS_MAX, RAFT_LOG_BYTES_MAX, RAFT_NO_SPACE_BACKOFF,
+    RAFT_SNAPSHOT_BYTES_MAX, RAFT_UNCOMMITTED_BYTES_MAX, RAFT_UNCOMMITTED_ENTRIES_MAX,
 };
 use crate::core::log::DiskQueue;
 use crate::core::rng::{CoreRng, seeded};
@@ -110,6 +110,8 @@ enum Timer {
     Heartbeat,
     /// A leader checks that it heard from a majority (thesis §6.2).
     CheckQuorum,
+    /// A rewrite of the log postponed by a full disk.
+    StorageRetry,
 }
 
 #[derive(Debug)]
@@ -370,6 +372,9 @@ impl Raft {
                     self.become_follower(now, self.hard.term, None);
                 }
                 let no_space = matches!(error, crate::core::io::DiskError::NoSpace);
+                if no_space {
+                    self.timers.set(Timer::StorageRetry, now + RAFT_NO_SPACE_BACKOFF);
+                }
                 if !self.storage.rewrite_after_failure(&self.log, self.hard, no_space, out) {
                     let detail = error.to_string();
                     self.stop(RaftFatal::Storage { file, detail });
@@ -412,6 +417,9 @@ impl Raft {
                 Timer::Election => self.election_timeout(now, out),
                 Timer::Heartbeat => self.heartbeat(now),
                 Timer::CheckQuorum => self.check_quorum(now),
+                Timer::StorageRetry => {
+                    self.storage.start_pending_rewrite(&self.log, self.hard, out)
+                }
             }
         }
         self.after(out);

@@ -140,6 +140,9 @@ pub struct Storage {
     rewrite: Option<Rewrite>,
     /// Records written while a rewrite is in flight, appended once it is in place.
     buffered: Vec<WalRecord>,
+    /// A rewrite that waits for a full disk to have room again (started by
+    /// [`Storage::start_pending_rewrite`]); writes buffer meanwhile, as during a rewrite.
+    pending_rewrite: bool,
     failures: u32,
     snapshot_writes: u64,
     snapshot_write: Option<SnapshotWrite>,
@@ -164,6 +167,7 @@ impl Storage {
             syncs: HashMap::new(),
             rewrite: None,
             buffered: Vec::new(),
+            pending_rewrite: false,
             failures: 0,
             snapshot_writes: 0,
             snapshot_write: None,
@@ -198,14 +202,14 @@ impl Storage {
         self.snapshot_write.is_some()
     }
 
-    /// Whether a segment rewrite is in flight.
+    /// Whether a segment rewrite is in flight or waits for room on a full disk.
     pub fn rewriting(&self) -> bool {
-        self.rewrite.is_some()
+        self.rewrite.is_some() || self.pending_rewrite
     }
 
     /// Whether the segment has grown enough past `log` that it should be rewritten.
     pub fn wants_rewrite(&self, log: &RaftLog) -> bool {
-        self.rewrite.is_none() && self.segment_bytes > 2 * log.bytes() + SEGMENT_SLACK_BYTES
+        !self.rewriting() && self.segment_bytes > 2 * log.bytes() + SEGMENT_SLACK_BYTES
     }
 
     // ----- mutators -----
@@ -224,7 +228,7 @@ impl Storage {
             self.truncated(index);
         }
         self.write_seq += records.len() as u64;
-        if self.rewrite.is_some() {
+        if self.rewriting() {
             self.buffered.extend(records);
         } else {
             self.append(&records, log.last_index(), out);
@@ -300,7 +304,9 @@ impl Storage {
     /// from memory. Returns false once failures in a row pass the limit (Raft stops).
     ///
     /// A full disk (`no_space`) does not count toward the limit: it passes once space is
-    /// freed (retention, an operator), and stopping would turn it into an outage.
+    /// freed (retention, an operator), and stopping would turn it into an outage. Its rewrite
+    /// waits for [`Storage::start_pending_rewrite`] (Raft calls it after a backoff), rather
+    /// than failing again at once for as long as the disk stays full.
     pub fn rewrite_after_failure(
         &mut self,
         log: &RaftLog,
@@ -317,8 +323,31 @@ impl Storage {
         self.generation += 1;
         self.syncs.clear();
         self.rewrite = None;
-        self.rewrite(log, hard_state, out);
+        if no_space {
+            self.pending_rewrite = true;
+        } else {
+            self.pending_rewrite = false;
+            self.rewrite(log, hard_state, out);
+        }
         true
+    }
+
+    /// Starts the rewrite a full disk postponed, if one waits.
+    pub fn start_pending_rewrite(
+        &mut self,
+        log: &RaftLog,
+        hard_state: HardState,
+        out: &mut impl DiskQueue,
+    ) {
+        if std::mem::take(&mut self.pending_rewrite) {
+            self.rewrite(log, hard_state, out);
+        }
+    }
+
+    /// Whether a rewrite waits for [`Storage::start_pending_rewrite`].
+    #[cfg(test)]
+    pub fn rewrite_pending(&self) -> bool {
+        self.pending_rewrite
     }
 
     /// Stores a snapshot: tmp file, sync, rename to `raft/snapshot-<index>`; reported by
@@ -451,7 +480,7 @@ impl Storage {
     pub fn invariants(&self, log: &RaftLog) {
         assert!(self.synced_seq <= self.write_seq, "nothing durable that was not written");
         assert!(self.synced_index <= log.last_index(), "durable entries are held");
-        if self.rewrite.is_none() {
+        if !self.rewriting() {
             assert!(self.buffered.is_empty(), "records wait only for a rewrite");
         }
         for wait in self.syncs.values() {

@@ -407,3 +407,29 @@ fn a_snapshot_durable_before_its_term_restarts_in_that_term() {
     assert_eq!(raft.log().snapshot_index(), 10);
     assert_eq!(raft.term(), 5, "not below the term of its own snapshot");
 }
+
+#[test]
+fn a_full_disk_postpones_the_rewrite_and_never_stops_the_storage() {
+    let mut queue = OpQueue::default();
+    let mut log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    for _ in 0..3 * crate::core::limits::RAFT_STORAGE_FAILURES_MAX {
+        assert!(storage.rewrite_after_failure(&log, HardState::default(), true, &mut queue));
+    }
+    assert!(storage.rewrite_pending());
+    assert!(take(&mut queue).is_empty(), "nothing is written while the disk is full");
+    // Records written meanwhile wait for the rewrite, which holds them.
+    log.push(entry(1, 1));
+    storage.write(vec![record(entry(1, 1))], &log, None, &mut queue);
+    assert!(take(&mut queue).is_empty());
+    storage.start_pending_rewrite(&log, HardState::default(), &mut queue);
+    assert!(!storage.rewrite_pending());
+    let rewrite = take(&mut queue);
+    assert_eq!(rewrite.len(), 3, "create, append, sync of the new segment: {rewrite:?}");
+    for (id, _) in rewrite {
+        storage.handle_disk(id, Ok(DiskOk::Done), &log, &mut queue);
+    }
+    let [(rename, DiskOp::Rename { .. })] = &take(&mut queue)[..] else { panic!("rename") };
+    storage.handle_disk(*rename, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(storage.synced_index(), 1, "the rewrite held the entry written meanwhile");
+}

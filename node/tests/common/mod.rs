@@ -1,0 +1,44 @@
+//! What the process tests share: a `cairn` process started in the background, waited for
+//! until its banner says how to connect, and killed if a test fails before stopping it.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `cairn` process and the banner it printed.
+pub struct Running {
+    /// The process.
+    pub child: Child,
+    /// Its standard output up to the end of the banner.
+    pub banner: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` (a `cairn dev`) and waits, at most `wait`, for the banner's last line.
+pub fn start_until_banner(mut command: Command, wait: Duration) -> Running {
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start cairn dev");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let mut running = Running { child, banner: String::new() };
+    let deadline = Instant::now() + wait;
+    while !running.banner.contains("Stop with Ctrl-C") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = receiver.recv_timeout(left).expect("cairn dev printed its banner in time");
+        running.banner.push_str(&line);
+        running.banner.push('\n');
+    }
+    running
+}
