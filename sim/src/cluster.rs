@@ -22,6 +22,7 @@ use cairn_node::core::io::{DiskDriver, NodeId, RequestId};
 use cairn_node::core::node::{
     ClusterConfig, Message, MessageKind, Request, RequestError, Response, format_ops,
 };
+use rand::Rng;
 
 use crate::disk::SimDiskFaults;
 use crate::faults::{FaultAction, NodeRef};
@@ -70,12 +71,14 @@ impl World {
     /// If an op fails: the disk's faults are held off while formatting.
     pub(crate) fn format_node(&mut self, index: u32, initial: bool) {
         let cluster = self.cluster_config(index);
+        // Drawn from the disk stream: each format of a directory gets its own id.
+        let directory_id = self.rng_disk.random();
         let disk = &mut self.nodes[index as usize].disk.disk;
         let faults = disk.faults().clone();
         disk.set_faults(SimDiskFaults::default());
         // A lone voter has no leader to catch up from after a wipe: it starts afresh.
         let initial = initial || cluster.voters.len() == 1;
-        for op in format_ops(NodeId(index + 1), &cluster, initial) {
+        for op in format_ops(NodeId(index + 1), &cluster, initial, directory_id) {
             let what = format!("{op:?}");
             let result = disk.execute(op);
             assert!(result.is_ok(), "formatting node {}: {what}: {result:?}", index + 1);

@@ -54,6 +54,8 @@ struct Seen {
     log_end: Option<u64>,
     /// (leader epoch, high watermark, ISR size) while leading.
     leading: Option<(i32, u64, usize)>,
+    /// Role, leader epoch and ISR, for `--trace`.
+    traced: Option<String>,
 }
 
 /// Every replica of a workload partition may be on any node: the watch per node.
@@ -228,10 +230,35 @@ impl World {
                 continue;
             };
             let log = replica.log();
+            if crate::trace::enabled() {
+                let now = format!(
+                    "{:?} epoch {} isr {:?} ready {}",
+                    replica.role(),
+                    replica.leader_epoch(),
+                    replica.isr().iter().map(|n| n.0).collect::<Vec<_>>(),
+                    log.is_ready()
+                );
+                if seen.traced.as_ref() != Some(&now) {
+                    let (hw, leo) = (replica.high_watermark(), log.log_end_offset());
+                    let at =
+                        format_args!("node {} {}: {now} hw {hw} leo {leo}", node + 1, part.name);
+                    crate::trace::line(self.now, at);
+                    seen.traced = Some(now);
+                }
+            }
             if log.is_ready() {
                 let end = log.log_end_offset();
                 if seen.log_end.is_some_and(|before| end < before) {
                     self.coverage.truncations += 1;
+                    if crate::trace::enabled() {
+                        let before = seen.log_end.unwrap_or(0);
+                        let at = format_args!(
+                            "node {} {}: truncated {before} -> {end}",
+                            node + 1,
+                            part.name
+                        );
+                        crate::trace::line(self.now, at);
+                    }
                 }
                 seen.log_end = Some(end);
             }

@@ -137,7 +137,7 @@ pub struct World {
     t0: Instant,
     queue: EventQueue<Event>,
     pub(crate) rng_net: ChaCha8Rng,
-    rng_disk: ChaCha8Rng,
+    pub(crate) rng_disk: ChaCha8Rng,
     pub(crate) rng_work: ChaCha8Rng,
     rng_faults: ChaCha8Rng,
     rng_sched: ChaCha8Rng,
@@ -590,6 +590,9 @@ impl World {
         let Some(action) = self.admit(action, drawn) else { return };
         if let Some(kind) = action.kind() {
             *self.coverage.faults.entry(kind.name()).or_default() += 1;
+        }
+        if crate::trace::enabled() {
+            crate::trace::line(self.now, format_args!("fault {action:?}"));
         }
         let now = self.now;
         match action {

@@ -522,6 +522,7 @@ impl Node {
                     port: u32::from(cluster.advertised_port),
                     rack: None,
                     metadata_offset,
+                    directory_id: self.raft.directory_id(),
                 };
                 self.call(now, Purpose::Register, RequestKind::RegisterBroker(request).into());
             }

@@ -545,7 +545,12 @@ impl Replica {
             .map(|id| leader.followers.get(id).and_then(|p| p.counted_leo(durability)))
             .collect();
         let before = self.high_watermark;
-        let hw = leader_high_watermark(before, own, &members);
+        // The strict min ISR rule (KIP-966): below `min.insync.replicas` committed members
+        // the HW stays where it is, acks=0 and acks=1 writes included. The controller counts
+        // on it: the members a shrink below the minimum drops stay eligible leaders (the
+        // ELR), which is safe only if the HW cannot pass what they hold.
+        let under_min = state.isr.len() < min;
+        let hw = if under_min { before } else { leader_high_watermark(before, own, &members) };
         assert!(hw >= before, "the HW never moves back");
         self.high_watermark = hw;
         let flushed = self.log.flushed_offset();
@@ -560,10 +565,16 @@ impl Replica {
         if canary::is(Canary::AcksAllBeforeIsr) {
             acks_all_bound = own;
         }
-        while leader.isr_waits.front().is_some_and(|wait| wait.last_offset < acks_all_bound) {
+        // Below the minimum no acks=all write can complete: each one waiting is answered
+        // now (appended, maybe kept) rather than left to time out.
+        while leader
+            .isr_waits
+            .front()
+            .is_some_and(|wait| under_min || wait.last_offset < acks_all_bound)
+        {
             let wait = leader.isr_waits.pop_front().expect("checked");
-            let isr = maximal.len();
-            let response = if isr < min {
+            let isr = state.isr.len();
+            let response = if under_min {
                 ReplicaResponse::Error(ReplicaError::NotEnoughReplicasAfterAppend { isr, min })
             } else {
                 ReplicaResponse::Produced { base_offset: wait.base_offset }

@@ -278,7 +278,10 @@ fn not_enough_replicas_after_append() {
     let error = error_of(&c, token);
     assert_eq!(error, &ReplicaError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 });
     assert_eq!(error.code(), 20);
-    assert_eq!(c.replica(0).high_watermark(), 1);
+    // The strict min ISR rule: below the minimum the HW does not move (KIP-966).
+    assert_eq!(c.replica(0).high_watermark(), 0);
+    c.produce(0, Acks::Leader, b"b");
+    assert_eq!(c.replica(0).high_watermark(), 0, "acks=1 writes do not move it either");
 }
 
 /// Node 0 leads epoch 0 and takes `a`, `b` on every node, then `c`, `d` alone (cut off);
