@@ -336,6 +336,18 @@ impl World {
         committed_prefix_agrees(name, &replicas)
     }
 
+    /// Whether workload partition `part` lost every in-sync copy: the active controller's
+    /// image shows it with an empty ISR (its last member was wiped), and only an unclean
+    /// election could bring it back.
+    pub(crate) fn partition_lost(&self, part: usize) -> bool {
+        let id = &self.work.parts[part].id;
+        let Some(controller) = self.controller() else { return false };
+        let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
+        let state =
+            core.image().topic(&id.topic).and_then(|t| t.partitions.get(id.partition as usize));
+        state.is_some_and(|state| state.isr.is_empty())
+    }
+
     /// The active controller (index): the live node that says it is, in the highest term.
     pub(crate) fn controller(&self) -> Option<u32> {
         self.live_nodes()

@@ -149,6 +149,8 @@ pub struct Coverage {
     pub isr_expands: u64,
     /// Nodes the drainer restarted because a suspended leader never gave way (node bug).
     pub operator_restarts: u64,
+    /// Partitions the drain found with every in-sync copy wiped (an empty ISR).
+    pub partitions_lost: u64,
     /// Bytes cut by recoveries (torn or damaged tails) are not visible yet; this counts
     /// acknowledged offsets recovery cut under the unrecoverable atlas.
     pub acked_lost_detected: u64,
@@ -187,6 +189,7 @@ impl Coverage {
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
         self.operator_restarts += other.operator_restarts;
+        self.partitions_lost += other.partitions_lost;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
         self.messages_sent += other.messages_sent;
@@ -257,13 +260,14 @@ impl fmt::Display for Coverage {
         writeln!(
             f,
             "  elections raft {} partition {} truncations {} isr shrinks {} expands {} \
-             suspended leaders restarted {}",
+             suspended leaders restarted {} partitions lost {}",
             self.raft_elections,
             self.partition_elections,
             self.truncations,
             self.isr_shrinks,
             self.isr_expands,
-            self.operator_restarts
+            self.operator_restarts,
+            self.partitions_lost
         )?;
         writeln!(
             f,

@@ -653,8 +653,15 @@ pub(crate) fn drain_wake(world: &mut World) {
         world.work.drain = Some((0, 0));
     }
     // Partitions of a node that stopped serving (a detected loss under the unrecoverable
-    // atlas; the checks count it) cannot be drained.
-    let failed = |world: &World, part: usize| {
+    // atlas; the checks count it) cannot be drained, nor can partitions whose every in-sync
+    // copy was wiped (the controller left their ISR empty): what they acknowledged is a loss
+    // the run expected.
+    let failed = |world: &mut World, part: usize| {
+        if world.partition_lost(part) {
+            world.losses_excused = true;
+            world.coverage.partitions_lost += 1;
+            return true;
+        }
         let leader = world.work.clients[drainer as usize].leaders[part];
         leader.is_some_and(|node| world.node_failed(node))
     };

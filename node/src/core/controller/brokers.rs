@@ -135,9 +135,10 @@ impl Controller {
         // Another data directory than the last registration's: the broker was wiped and
         // formatted again, and holds none of the records its replicas had (KIP-858 tells
         // directories apart the same way). It must not lead from the ISR or the ELR.
-        let lost_data = image
-            .broker(node_id)
-            .is_some_and(|old| old.directory_id != 0 && old.directory_id != request.directory_id);
+        let lost_data = image.broker(node_id).is_some_and(|old| {
+            let known = old.directory_id != 0 && request.directory_id != 0;
+            known && old.directory_id != request.directory_id
+        });
         if lost_data {
             tracing::warn!(
                 node_id,

@@ -510,6 +510,10 @@ impl Node {
     pub(super) fn broker_timer(&mut self, now: Instant) {
         let interval = self.config.cluster.broker_heartbeat_interval;
         self.timers.set(Timer::Broker, now + interval);
+        if !self.raft.is_ready() {
+            // The registration carries the data directory's id, which Raft's recovery reads.
+            return;
+        }
         let node_id = self.config.node_id.0 as i32;
         let metadata_offset = self.raft.applied_index();
         match self.broker.epoch {
