@@ -558,9 +558,13 @@ fn poll_answered(
             if client as usize == world.work.clients.len() - 1 {
                 let position = world.work.clients[client as usize].positions[part];
                 // A new leader's HW may lag what earlier answers reported until its
-                // followers fetch again: the drain waits for it under the recoverable atlas
-                // (the unrecoverable one may destroy what the HW covered).
-                let lagging = high_watermark < world.work.parts[part].max_high_watermark
+                // followers fetch again, and stays put while the ISR is below
+                // min.insync.replicas: the drain waits for it to cover what was told and
+                // every acknowledged write under the recoverable atlas (the unrecoverable one
+                // may destroy what the HW covered).
+                let p = &world.work.parts[part];
+                let acked_end = p.acked.last_key_value().map_or(0, |(offset, _)| offset + 1);
+                let lagging = high_watermark < p.max_high_watermark.max(acked_end)
                     && world.params.atlas == crate::params::Atlas::Recoverable;
                 if read.is_empty() && position >= high_watermark && !lagging {
                     world.work.drain = Some((part + 1, 0));

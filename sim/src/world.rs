@@ -532,8 +532,9 @@ impl World {
             };
             if recoverable && !watch.lost {
                 // A follower truncating its divergent tail (KIP-101) may take back what it
-                // had flushed: the checks then start again from the truncated log.
-                if watch.was_ready && watch.last_flushed.is_some_and(|f| log.log_end_offset() < f) {
+                // had flushed, even what an earlier life flushed (a running log's end goes
+                // back only by truncation): the checks then start again from the truncated log.
+                if watch.was_ready && log.log_end_offset() < watch.max_flushed {
                     watch.last_flushed = None;
                     watch.max_flushed = log.flushed_offset();
                 }
