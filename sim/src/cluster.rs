@@ -266,18 +266,6 @@ impl World {
         }
     }
 
-    /// Restarts node `index` in the liveness phase (a crash, then a restart 100 ms later),
-    /// at most once per node per run: what an operator does to a node whose partition
-    /// leadership is suspended after its log failed (see `workload::poll_answered`).
-    pub(crate) fn operator_restart(&mut self, index: u32) {
-        if !self.operator_restarted.insert(index) {
-            return;
-        }
-        self.coverage.operator_restarts += 1;
-        let node = NodeRef::Id(index + 1);
-        self.apply(FaultAction::Crash { node, down_ms: Some(100) }, false);
-    }
-
     /// Wipes node `index`'s disk, formats it to rejoin, and restarts it after `down_ms`.
     pub(crate) fn wipe(&mut self, index: u32, down_ms: Option<u64>) {
         let n = &mut self.nodes[index as usize];

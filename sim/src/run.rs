@@ -147,8 +147,6 @@ pub struct Coverage {
     pub isr_shrinks: u64,
     /// ISR expands seen by a leader within its epoch.
     pub isr_expands: u64,
-    /// Nodes the drainer restarted because a suspended leader never gave way (node bug).
-    pub operator_restarts: u64,
     /// Partitions the drain found with every in-sync copy wiped (an empty ISR).
     pub partitions_lost: u64,
     /// Bytes cut by recoveries (torn or damaged tails) are not visible yet; this counts
@@ -188,7 +186,6 @@ impl Coverage {
         self.truncations += other.truncations;
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
-        self.operator_restarts += other.operator_restarts;
         self.partitions_lost += other.partitions_lost;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
@@ -260,13 +257,12 @@ impl fmt::Display for Coverage {
         writeln!(
             f,
             "  elections raft {} partition {} truncations {} isr shrinks {} expands {} \
-             suspended leaders restarted {} partitions lost {}",
+             partitions lost {}",
             self.raft_elections,
             self.partition_elections,
             self.truncations,
             self.isr_shrinks,
             self.isr_expands,
-            self.operator_restarts,
             self.partitions_lost
         )?;
         writeln!(

@@ -597,7 +597,6 @@ fn poll_answered(
         }
         Response::Error(error) => {
             complete(world, client, &pending, OpType::Fail, None);
-            let asked = world.work.clients[client as usize].leaders[part];
             forget_leader(world, client, part);
             if client as usize == world.work.clients.len() - 1 {
                 world.work.drain_delay_ms = 20;
@@ -619,14 +618,6 @@ fn poll_answered(
                 matches!(error, RequestError::Replica(ReplicaError::LeadershipSuspended { .. }));
             let damaged = corrupt || suspended || matches!(log, Some(LogError::Storage { .. }));
             let unrecoverable = world.params.atlas == crate::params::Atlas::Unrecoverable;
-            if suspended && !unrecoverable && client as usize == last && world.work.stopped {
-                // A leader whose log failed (a failed sync, a full disk) stops serving until
-                // a newer leader epoch, but today's node never tells the controller, so none
-                // comes (a known node bug): the drainer restarts it, as an operator would.
-                if let Some(node) = asked {
-                    world.operator_restart(node);
-                }
-            }
             if damaged && unrecoverable && client as usize == last {
                 // Detect and stop: the damage is reported, never served; the drain moves on.
                 world.work.drain = Some((part + 1, 0));

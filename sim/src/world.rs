@@ -154,8 +154,6 @@ pub struct World {
     pub(crate) creating: Option<(u32, u64, usize, u64)>,
     /// No topic creation is asked before this time (after a failed one).
     pub(crate) create_after: u64,
-    /// Nodes (indexes) restarted by the drainer (`World::operator_restart`).
-    pub(crate) operator_restarted: std::collections::BTreeSet<u32>,
     /// Nodes (indexes) wiped in this run, for the atlas (`cluster.rs`).
     pub(crate) wiped: std::collections::BTreeSet<u32>,
     /// Whether a wipe lost the only copy of partitions (see [`NODES_REPLICATE`]): the
@@ -230,7 +228,6 @@ impl World {
             topics_created,
             creating: None,
             create_after: 0,
-            operator_restarted: std::collections::BTreeSet::new(),
             wiped: std::collections::BTreeSet::new(),
             losses_excused: false,
             hash: 0xcbf2_9ce4_8422_2325,

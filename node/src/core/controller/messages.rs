@@ -74,6 +74,10 @@ pub struct AlterPartitionRequest {
     /// The ISR it asks for.
     #[prost(int32, repeated, tag = "7")]
     pub new_isr: Vec<i32>,
+    /// Instead of an ISR change: the leader's log failed in this epoch, and it asks for
+    /// another leader from the ISR, or itself again in a new epoch.
+    #[prost(bool, tag = "8")]
+    pub resign: bool,
 }
 
 /// Create one topic.

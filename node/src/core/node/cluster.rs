@@ -543,14 +543,15 @@ impl Node {
         }
     }
 
-    /// Asks the controller for the ISR change a leader replica proposed.
+    /// Asks the controller for the ISR change (or the resignation) a leader replica proposed
+    /// in its (leader epoch, partition epoch).
     pub(super) fn propose_isr(
         &mut self,
         now: Instant,
         partition: &PartitionId,
-        leader_epoch: i32,
-        partition_epoch: i32,
+        (leader_epoch, partition_epoch): (i32, i32),
         new_isr: Vec<NodeId>,
+        resign: bool,
     ) {
         let topic = self.image.topic(&partition.topic);
         let (Some(broker_epoch), Some(topic)) = (self.broker.epoch, topic) else {
@@ -564,6 +565,7 @@ impl Node {
             leader_epoch,
             partition_epoch,
             new_isr: new_isr.iter().map(|n| n.0 as i32).collect(),
+            resign,
         };
         let purpose =
             Purpose::AlterPartition { partition: partition.clone(), leader_epoch, partition_epoch };

@@ -471,7 +471,8 @@ impl Replica {
     pub(super) fn step_leader(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
         let RoleState::Leader(leader) = &self.role else { return false };
         if leader.suspended_epoch.is_some() {
-            return false;
+            // It serves nothing more in this epoch: it only resigns it.
+            return self.maybe_propose_isr(now);
         }
         if !leader.started {
             if !self.log.is_ready() || self.truncating {
@@ -628,10 +629,25 @@ impl Replica {
         let hw = self.high_watermark;
         let Some(state) = &self.state else { return false };
         let RoleState::Leader(leader) = &mut self.role else { return false };
-        if !leader.started || leader.suspended_epoch.is_some() {
+        if leader.pending_isr.is_some() || leader.alter_blocked {
             return false;
         }
-        if leader.pending_isr.is_some() || leader.alter_blocked {
+        if leader.suspended_epoch.is_some_and(|epoch| epoch == state.leader_epoch) {
+            // Its log failed: it cannot lead on in this epoch (what it served may be gone
+            // from its recovered log), so it asks the controller for a new one.
+            tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                epoch = state.leader_epoch, "the log failed: resigning the leadership");
+            self.events.push_back(ReplicaEvent::AlterPartition {
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                new_isr: state.isr.clone(),
+                resign: true,
+            });
+            leader.pending_isr = Some(PendingIsr { new_isr: state.isr.clone() });
+            self.timers.set(Timer::AlterPartition, now + self.config.alter_partition_timeout);
+            return true;
+        }
+        if !leader.started || leader.suspended_epoch.is_some() {
             return false;
         }
         let lagging = |id: &NodeId| {
@@ -669,6 +685,7 @@ impl Replica {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             new_isr: new_isr.clone(),
+            resign: false,
         });
         leader.pending_isr = Some(PendingIsr { new_isr });
         self.timers.set(Timer::AlterPartition, now + self.config.alter_partition_timeout);
