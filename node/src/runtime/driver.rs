@@ -314,10 +314,25 @@ impl Driver {
             })
             .map(|(peer, state)| (*peer, state.up, state.changes))
             .collect();
+        if changed.iter().any(|(_, up, _)| !up) {
+            // Messages a dead peer sent before it died may still wait in the queue: the node
+            // takes them first, so that they do not look like news from it after its death.
+            self.drain_peer_messages();
+        }
         let now = self.clock.now();
         for (peer, up, changes) in changed {
             self.links_seen.insert(peer, changes);
             self.node.handle_peer_link(now, peer, up);
+        }
+    }
+
+    /// Hands the node every peer message queued now (at most the queue's bound).
+    fn drain_peer_messages(&mut self) {
+        let Some(inbound) = &mut self.peer_inbound else { return };
+        let now = self.clock.now();
+        for _ in 0..PEER_INBOUND_QUEUE_MAX {
+            let Ok((from, message)) = inbound.try_recv() else { break };
+            self.node.handle_message(now, from, message);
         }
     }
 

@@ -13,9 +13,10 @@
 //!
 //! Link state ([`Peers::links`], decision 0011): the outgoing task says a peer is *down*
 //! when connecting to it failed, and *up* when a connection to it is open again. A broken
-//! connection alone says nothing: the task connects again at once (after [`BACKOFF_MIN`]),
-//! and only a refusal, which is what a killed process's host answers, reports the peer
-//! down. So a reconnect is never a death, and a dead process is known within milliseconds.
+//! connection alone says nothing: the task connects again at once (without a backoff if the
+//! connection had lived [`BACKOFF_MAX`] or more), and only a refusal, which is what a
+//! killed process's host answers, reports the peer down. So a reconnect is never a death,
+//! and a dead process is known within a millisecond.
 //! A peer whose host is gone or cut off answers nothing: no signal, the lease decides.
 //!
 //! Delivery is best effort, as the simulator's network is: a message queued behind a
@@ -320,11 +321,18 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             match connected {
                 Ok(stream) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    let opened = tokio::time::Instant::now();
                     match self.write(stream, &mut backoff).await {
                         WriteEnd::Stopped => return,
                         WriteEnd::Failed(error) => {
                             tracing::debug!(to = self.to.0, %error, "peer connection lost")
                         }
+                    }
+                    // A connection that lived a while is tried again at once, so that a
+                    // killed peer is known within a millisecond (module docs); one that
+                    // breaks as soon as it opens backs off, so nothing spins.
+                    if opened.elapsed() >= BACKOFF_MAX {
+                        continue;
                     }
                 }
                 Err(error) => {

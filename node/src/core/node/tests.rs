@@ -353,6 +353,13 @@ fn a_killed_broker_whose_connections_closed_is_fenced_within_the_grace() {
     for id in (1..=3).map(NodeId).filter(|id| *id != leader) {
         c.link_down(id, leader);
     }
+    // Before it is fenced, Metadata already sends clients looking for a new leader.
+    let describe = Request::Metadata { topics: Some(vec!["f".into()]), auto_create: false };
+    let Response::Metadata(view) = c.ask(controller, describe) else { panic!("a view") };
+    let state = view.topics[0].state.as_ref().expect("described");
+    let info = &state.partitions[partition.partition as usize];
+    assert_eq!((info.leader, info.offline.as_slice()), (None, &[leader][..]));
+    assert!(view.brokers.iter().any(|b| b.node_id == leader), "listed until fenced");
     // Its lease, renewed by its last heartbeat, ends at least 1.25 s from now.
     let (grace, session) = grace_and_session();
     c.run_for(grace + Duration::from_millis(100));
