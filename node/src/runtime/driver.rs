@@ -6,7 +6,8 @@
 //! Peers talk to it through a [`PeerLink`]: the node's `Output::Send`s go to the peer
 //! transport's queues (a full one drops the message), and the transport's bounded inbound
 //! queue feeds `Node::handle_message`; the transport's link states feed
-//! `Node::handle_peer_link` whenever one changes. No lock is held anywhere: every hand-over is a queue.
+//! `Node::handle_peer_link` whenever one changes. No lock is held anywhere: every hand-over
+//! is a queue or a watch.
 //! The driver is the only place that reads a clock ([`Clock`]) and hands its time to the core.
 
 use std::collections::{BTreeMap, HashMap};
