@@ -337,6 +337,25 @@ fn partition_led(c: &Cluster, wanted: impl Fn(NodeId) -> bool) -> (PartitionId, 
         .expect("such a partition")
 }
 
+/// A cluster from [`three_nodes_with_a_topic`] and a partition led by a broker that is not
+/// the active controller.
+struct PlainLeader {
+    c: Cluster,
+    controller: NodeId,
+    partition: PartitionId,
+    leader: NodeId,
+    /// The partition's leader epoch now.
+    epoch: i32,
+}
+
+fn a_partition_led_by_a_broker_alone() -> PlainLeader {
+    let c = three_nodes_with_a_topic();
+    let controller = c.controller().expect("a controller");
+    let (partition, leader) = partition_led(&c, |l| l != controller);
+    let epoch = c.leader_epoch(controller, &partition);
+    PlainLeader { c, controller, partition, leader, epoch }
+}
+
 /// The grace a closed link leaves a broker (two heartbeats), and the lease it cuts short.
 fn grace_and_session() -> (Duration, Duration) {
     let cluster = ClusterConfig::single(NodeId(1));
@@ -345,10 +364,8 @@ fn grace_and_session() -> (Duration, Duration) {
 
 #[test]
 fn a_killed_broker_whose_connections_closed_is_fenced_within_the_grace() {
-    let mut c = three_nodes_with_a_topic();
-    let controller = c.controller().expect("a controller");
-    let (partition, leader) = partition_led(&c, |l| l != controller);
-    let epoch = c.leader_epoch(controller, &partition);
+    let PlainLeader { mut c, controller, partition, leader, epoch } =
+        a_partition_led_by_a_broker_alone();
     c.crash(leader);
     for id in (1..=3).map(NodeId).filter(|id| *id != leader) {
         c.link_down(id, leader);
@@ -374,10 +391,8 @@ fn a_killed_broker_whose_connections_closed_is_fenced_within_the_grace() {
 
 #[test]
 fn a_broker_that_heartbeats_within_the_grace_keeps_its_leadership() {
-    let mut c = three_nodes_with_a_topic();
-    let controller = c.controller().expect("a controller");
-    let (partition, leader) = partition_led(&c, |l| l != controller);
-    let epoch = c.leader_epoch(controller, &partition);
+    let PlainLeader { mut c, controller, partition, leader, epoch } =
+        a_partition_led_by_a_broker_alone();
     // A blip: the controller's transport saw the connections close, the broker lives on.
     c.link_down(controller, leader);
     assert_eq!(c.node(controller).peers_down().collect::<Vec<_>>(), vec![leader]);
