@@ -4,7 +4,8 @@
     PYTHON=/opt/cairn-venv/bin/python
     $PYTHON bench/cluster_bench.py throughput --cairn target/release/cairn \\
         --rdkafka-perf .../rdkafka_performance [--runs 3] [--count 2000000] [--partitions 1]
-    $PYTHON bench/cluster_bench.py failover --cairn target/release/cairn [--runs 7]
+    $PYTHON bench/cluster_bench.py failover --cairn target/release/cairn [--runs 7] \
+        [--victim leader|controller]
 
 Both start three `cairn serve` processes (tests/clients/cluster.py: formatted with
 `cairn format --voters`, default settings, durability fsync) in a fresh directory under
@@ -16,12 +17,14 @@ throughput: per run, a new topic, then `rdkafka_performance -P -t TOPIC -b ALL_T
 `-p 0`); prints each run's records/s and the median.
 
 failover: one topic of 3 partitions (one led by each node); a confluent-kafka producer with
-librdkafka's defaults but acks=all sends 1,000 records/s to partition 0. Per run: SIGKILL to
-the leader of partition 0 (from Metadata), then the time until a record sent to partition 0
-after the kill is acknowledged ("client"), and until the new leader logs `leading ... partition=0`
-("server": the fencing of the dead broker and the election, as the node sees it); then the
-node is started again and the next run waits until every ISR holds 3 replicas again.
-Prints each run and the medians.
+librdkafka's defaults but acks=all sends 1,000 records/s to one partition P. Per run: SIGKILL
+to the leader of P (from Metadata), then the time until a record sent to P after the kill is
+acknowledged ("client"), and until the new leader logs `leading ... partition=P` ("server":
+the fencing of the dead broker and the election, as the node sees it); then the node is
+started again and the next run waits until every ISR holds 3 replicas again. P is partition
+0 with --victim leader (the default); with --victim controller, P is a partition the active
+controller leads (partition 0 if it leads none), so that the node killed is the controller
+too. Prints each run and the medians.
 """
 
 import argparse
@@ -116,12 +119,12 @@ def throughput(args):
             shutil.rmtree(cluster.workdir, ignore_errors=True)
 
 
-def leading_logged(node, since_pos, topic):
-    """The UNIX time of the first `leading topic=T partition=0` line after since_pos."""
+def leading_logged(node, since_pos, topic, partition):
+    """The UNIX time of the first `leading topic=T partition=P` line after since_pos."""
     with open(node.log_path, "rb") as f:
         f.seek(since_pos)
         for line in f.read().decode("utf-8", "replace").splitlines():
-            if "leading" in line and f"topic={topic} partition=0 " in line:
+            if "leading" in line and f"topic={topic} partition={partition} " in line:
                 return datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
     return None
 
@@ -132,6 +135,7 @@ def failover(args):
     create_topic(admin, topic, 3)
     acks = []
     producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    target = [0]  # the partition the pump sends to
 
     def on_delivery(err, msg, sent_at):
         if err is None:
@@ -144,7 +148,7 @@ def failover(args):
         while time.monotonic() < end:
             while sent < (time.monotonic() - start) * 1000:
                 t = time.time()
-                producer.produce(topic, value=b"x" * 100, partition=0, on_delivery=lambda e, m, t=t: on_delivery(e, m, t))
+                producer.produce(topic, value=b"x" * 100, partition=target[0], on_delivery=lambda e, m, t=t: on_delivery(e, m, t))
                 sent += 1
             producer.poll(0.001)
 
@@ -153,9 +157,12 @@ def failover(args):
         pump(2.0)
         for run in range(1, args.runs + 1):
             wait("3 in-sync replicas everywhere", lambda: (ps := partitions_of(admin, topic)) and all(len(i) == 3 for _, i in ps.values()))
+            md = admin.list_topics(topic=topic, timeout=5)
+            led = sorted(p for p, m in md.topics[topic].partitions.items() if m.leader == md.controller_id)
+            target[0] = led[0] if args.victim == "controller" and led else 0
             pump(2.0)
             md = admin.list_topics(topic=topic, timeout=5)
-            victim = cluster.nodes[md.topics[topic].partitions[0].leader]
+            victim = cluster.nodes[md.topics[topic].partitions[target[0]].leader]
             controller = " (the active controller too)" if md.controller_id == victim.node_id else ""
             positions = {n.node_id: os.path.getsize(n.log_path) for n in cluster.nodes.values()}
             t_kill = time.time()
@@ -169,12 +176,12 @@ def failover(args):
             c = min(a for s, a in acks if s > t_kill) - t_kill
             pump(0.5)
             s = min(
-                (t for n in cluster.nodes.values() if n is not victim if (t := leading_logged(n, positions[n.node_id], topic))),
+                (t for n in cluster.nodes.values() if n is not victim if (t := leading_logged(n, positions[n.node_id], topic, target[0]))),
                 default=float("nan"),
             ) - t_kill
             client.append(c)
             server.append(s)
-            print(f"run {run}: killed node {victim.node_id}{controller}; produce acknowledged again after {c:.3f} s; new leader after {s:.3f} s", flush=True)
+            print(f"run {run}: partition {target[0]}: killed node {victim.node_id}{controller}; produce acknowledged again after {c:.3f} s; new leader after {s:.3f} s", flush=True)
             victim.start()
         producer.flush(30)
         print(f"median of {len(client)} runs: client {statistics.median(client):.3f} s, server {statistics.median(server):.3f} s", flush=True)
@@ -193,6 +200,8 @@ def main():
     ap.add_argument("--count", type=int, default=2_000_000)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the cluster's directory")
+    ap.add_argument("--victim", choices=["leader", "controller"], default="leader",
+                    help="failover: kill partition 0's leader, or the controller with a partition it leads")
     args = ap.parse_args()
     args.runs = args.runs or (3 if args.what == "throughput" else 7)
     if args.what == "throughput":

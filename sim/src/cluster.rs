@@ -8,7 +8,10 @@
 //! the incarnation of `to` that was running when it was sent. A crashed node receives
 //! nothing, and a message in flight to a node that crashed (or was wiped) since is dropped,
 //! as a TCP connection to it would have broken. A paused node gets its messages when the
-//! pause ends. Coverage counts messages sent, delivered and dropped (`Coverage::messages_*`);
+//! pause ends. A crash closes the crashed node's connections: every running node the
+//! network still links it to is told at once (`Node::handle_peer_link`), as its transport
+//! would see a refused reconnect; a cut link carries no such news, so under a partition the
+//! lease alone decides (decision 0011). Coverage counts messages sent, delivered and dropped (`Coverage::messages_*`);
 //! every send and delivery is folded into the rolling hash.
 //!
 //! Formatting (decision 0009): a node never formats itself, so the world runs
@@ -134,6 +137,23 @@ impl World {
         let core = self.nodes[to as usize].node.as_mut().expect("checked");
         core.handle_message(local, NodeId(from + 1), message);
         self.after_node_step(to);
+    }
+
+    /// Node `index` crashed: its host closed its connections, so every running, unpaused
+    /// node that the network links it to sees its link go down. One behind a cut sees
+    /// nothing, as over a real network partition.
+    pub(crate) fn crash_closes_links(&mut self, index: u32) {
+        for to in (0..self.params.nodes).filter(|to| *to != index) {
+            let n = &self.nodes[to as usize];
+            let (a, b) = (Endpoint::Node(index), Endpoint::Node(to));
+            if n.node.is_none() || n.paused_until > self.now || self.net.is_cut(self.now, a, b) {
+                continue;
+            }
+            let local = self.local_now(to);
+            let core = self.nodes[to as usize].node.as_mut().expect("checked");
+            core.handle_peer_link(local, NodeId(index + 1), false);
+            self.after_node_step(to);
+        }
     }
 
     /// Resolves the nodes `action` names by role, and keeps a drawn fault within the atlas:
@@ -272,7 +292,9 @@ impl World {
         if n.node.take().is_some() {
             n.incarnation += 1;
             n.paused_until = 0;
+            self.crash_closes_links(index);
         }
+        let n = &mut self.nodes[index as usize];
         n.disk.disk.wipe();
         self.wiped.insert(index);
         if self.params.voters() == 1 && index == 0 {

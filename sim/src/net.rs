@@ -118,7 +118,8 @@ impl Network {
         }
     }
 
-    fn is_cut(&self, now: u64, from: Endpoint, to: Endpoint) -> bool {
+    /// Whether the link from `from` to `to` is cut at `now` (ns).
+    pub(crate) fn is_cut(&self, now: u64, from: Endpoint, to: Endpoint) -> bool {
         let (a, b) = (side(from), side(to));
         [(a, b), (a, Cut::Anyone), (Cut::Anyone, b)]
             .iter()

@@ -602,6 +602,7 @@ impl World {
                     n.disk.crash();
                     n.paused_until = 0;
                     self.coverage.crashes += 1;
+                    self.crash_closes_links(index);
                 }
                 if let Some(ms) = down_ms {
                     let restart = FaultAction::Restart { node };

@@ -66,9 +66,18 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// failover stays under 2 s).
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 1500;
 
+/// The default grace a broker keeps once the transport saw its connections close: its lease
+/// is cut to expire this soon unless a heartbeat renews it (decision 0011: two heartbeat
+/// intervals of 250 ms, so a reconnect costs nothing and a killed process is fenced at once).
+pub const BROKER_LINK_DOWN_GRACE_MS_DEFAULT: u64 = 500;
+
 const _: () = assert!(CONTROLLER_PENDING_BATCHES_MAX >= 1);
 const _: () = assert!(PRODUCER_ID_BLOCK_SIZE >= 1);
 const _: () = assert!(BROKER_SESSION_TIMEOUT_MS_DEFAULT >= 250, "a lease spans heartbeats");
+const _: () = assert!(
+    BROKER_LINK_DOWN_GRACE_MS_DEFAULT < BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+    "a closed link shortens a lease"
+);
 const _: () = assert!(REPLICA_TRUNCATION_ROUNDS_MAX > EPOCH_CACHE_ENTRIES_MAX);
 /// Members (voters plus learners) of a Raft group; the metadata quorum is a handful of
 /// voters and one learner per broker.

@@ -5,10 +5,12 @@
 //! send numbered requests, and receive the answers in whatever order the node gives them.
 //! Peers talk to it through a [`PeerLink`]: the node's `Output::Send`s go to the peer
 //! transport's queues (a full one drops the message), and the transport's bounded inbound
-//! queue feeds `Node::handle_message`. No lock is held anywhere: every hand-over is a queue.
+//! queue feeds `Node::handle_message`; the transport's link states feed
+//! `Node::handle_peer_link` whenever one changes. No lock is held anywhere: every hand-over
+//! is a queue or a watch.
 //! The driver is the only place that reads a clock ([`Clock`]) and hands its time to the core.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,7 +19,7 @@ use tokio::time::sleep_until;
 
 use super::executor::{Completions, DiskExecutor};
 use super::http::Metrics;
-use super::peer::PeerSender;
+use super::peer::{PeerLinks, PeerSender};
 use crate::core::io::{ConnId, DiskOp, NodeId, OpId, RequestId};
 use crate::core::node::{Message, Node, Output, Request, Response};
 use crate::core::time::Instant;
@@ -146,6 +148,8 @@ pub struct PeerLink {
     pub sender: PeerSender<Message>,
     /// Messages from peers, with the sender's id.
     pub inbound: mpsc::Receiver<(NodeId, Message)>,
+    /// Every peer's link state ([`super::peer::Peers::links`]).
+    pub links: watch::Receiver<PeerLinks>,
 }
 
 /// [`spawn`], also keeping `metrics.ready` true while the node is started and not stopping,
@@ -160,9 +164,9 @@ pub fn spawn_with_metrics(
 ) -> (NodeHandle, tokio::task::JoinHandle<Node>) {
     let (inbound, receiver) = mpsc::channel(INBOUND_QUEUE_MAX);
     let (version_sender, data_version) = watch::channel(node.data_version());
-    let (peer_sender, peer_inbound) = match peers {
-        Some(link) => (Some(link.sender), Some(link.inbound)),
-        None => (None, None),
+    let (peer_sender, peer_inbound, links) = match peers {
+        Some(link) => (Some(link.sender), Some(link.inbound), Some(link.links)),
+        None => (None, None, None),
     };
     let driver = Driver {
         node,
@@ -172,6 +176,8 @@ pub fn spawn_with_metrics(
         inbound_open: true,
         peers: peer_sender,
         peer_inbound,
+        links,
+        links_seen: BTreeMap::new(),
         data_version: version_sender,
         clock,
         metrics: Arc::clone(&metrics),
@@ -198,6 +204,10 @@ struct Driver {
     peers: Option<PeerSender<Message>>,
     /// `None` without peers, or once the transport dropped its end.
     peer_inbound: Option<mpsc::Receiver<(NodeId, Message)>>,
+    /// `None` without peers, or once the transport stopped.
+    links: Option<watch::Receiver<PeerLinks>>,
+    /// The `changes` count of each peer's link state the node was last told of.
+    links_seen: BTreeMap<NodeId, u64>,
     data_version: watch::Sender<u64>,
     clock: Clock,
     metrics: Arc<Metrics>,
@@ -263,6 +273,7 @@ impl Driver {
     async fn wait_for_input(&mut self) -> bool {
         let deadline = self.node.poll_timeout().map(|at| self.clock.to_tokio(at));
         let peers_open = self.peer_inbound.is_some();
+        let links_open = self.links.is_some();
         tokio::select! {
             batch = self.completions.recv() => {
                 let Some(batch) = batch else { return false };
@@ -281,11 +292,49 @@ impl Driver {
                     self.node.handle_message(now, from, message);
                 }
             }
+            changed = links_changed(&mut self.links), if links_open => {
+                if changed {
+                    self.tell_links();
+                } else {
+                    self.links = None;
+                }
+            }
             () = sleep_until(deadline.unwrap_or_else(far_future)) => {
                 self.node.handle_timeout(self.clock.now());
             }
         }
         true
+    }
+
+    /// Tells the node of every peer link whose state changed since it was last told.
+    fn tell_links(&mut self) {
+        let Some(links) = &mut self.links else { return };
+        let changed: Vec<(NodeId, bool, u64)> = (links.borrow_and_update().iter())
+            .filter(|(peer, state)| {
+                self.links_seen.get(peer).copied().unwrap_or(0) != state.changes
+            })
+            .map(|(peer, state)| (*peer, state.up, state.changes))
+            .collect();
+        if changed.iter().any(|(_, up, _)| !up) {
+            // Messages a dead peer sent before it died may still wait in the queue: the node
+            // takes them first, so that they do not look like news from it after its death.
+            self.drain_peer_messages();
+        }
+        let now = self.clock.now();
+        for (peer, up, changes) in changed {
+            self.links_seen.insert(peer, changes);
+            self.node.handle_peer_link(now, peer, up);
+        }
+    }
+
+    /// Hands the node every peer message queued now (at most the queue's bound).
+    fn drain_peer_messages(&mut self) {
+        let Some(inbound) = &mut self.peer_inbound else { return };
+        let now = self.clock.now();
+        for _ in 0..PEER_INBOUND_QUEUE_MAX {
+            let Ok((from, message)) = inbound.try_recv() else { break };
+            self.node.handle_message(now, from, message);
+        }
     }
 
     fn handle_inbound(&mut self, message: Option<Inbound>) {
@@ -321,6 +370,14 @@ async fn recv_peers(
     match inbound {
         Some(receiver) => receiver.recv_many(batch, PEER_INBOUND_BATCH_MAX).await,
         None => 0,
+    }
+}
+
+/// Whether a peer's link state changed; false once the transport stopped.
+async fn links_changed(links: &mut Option<watch::Receiver<PeerLinks>>) -> bool {
+    match links {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
     }
 }
 

@@ -11,6 +11,14 @@
 //! Messages are one-way. An answer travels on the answerer's own outgoing connection, so
 //! each ordered pair of nodes has one connection and one order.
 //!
+//! Link state ([`Peers::links`], decision 0011): the outgoing task says a peer is *down*
+//! when connecting to it failed, and *up* when a connection to it is open again. A broken
+//! connection alone says nothing: the task connects again at once (without a backoff if the
+//! connection had lived [`BACKOFF_MAX`] or more), and only a refusal, which is what a
+//! killed process's host answers, reports the peer down. So a reconnect is never a death,
+//! and a dead process is known within a millisecond.
+//! A peer whose host is gone or cut off answers nothing: no signal, the lease decides.
+//!
 //! Delivery is best effort, as the simulator's network is: a message queued behind a
 //! broken connection, offered to a full queue ([`PEER_QUEUE_MAX`]), or received while the
 //! node's inbound queue is full, may be lost and is counted. A full inbound queue drops
@@ -52,6 +60,18 @@ const PROTOCOL_VERSION: u32 = 1;
 
 const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(PEER_WRITE_BATCH_MAX <= PEER_QUEUE_MAX);
+
+/// What the transport last saw of the connection to one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkState {
+    /// Whether the last attempt to connect succeeded (true until one failed).
+    pub up: bool,
+    /// How many times `up` changed: tells a down, up, down from one down.
+    pub changes: u64,
+}
+
+/// Every peer's [`LinkState`], by id.
+pub type PeerLinks = BTreeMap<NodeId, LinkState>;
 
 /// The first frame on every peer connection.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -174,6 +194,7 @@ impl<M> PeerSender<M> {
 #[derive(Debug)]
 pub struct Peers<M> {
     sender: PeerSender<M>,
+    links: watch::Receiver<PeerLinks>,
     tasks: JoinSet<()>,
     _message: PhantomData<fn(M)>,
 }
@@ -200,6 +221,9 @@ where
         });
         let mut tasks = JoinSet::new();
         let mut queues = BTreeMap::new();
+        let initial = config.peers.keys().map(|&to| (to, LinkState { up: true, changes: 0 }));
+        let (links, links_receiver) = watch::channel(initial.collect::<PeerLinks>());
+        let links = Arc::new(links);
         for (&to, address) in &config.peers {
             let (sender, receiver) = mpsc::channel(PEER_QUEUE_MAX);
             queues.insert(to, sender);
@@ -209,6 +233,7 @@ where
                 hello: hello.clone(),
                 queue: receiver,
                 stats: Arc::clone(&stats),
+                links: Arc::clone(&links),
                 stop: stop.clone(),
             };
             tasks.spawn(outbound.run());
@@ -224,7 +249,7 @@ where
         };
         tasks.spawn(accept.run());
         let sender = PeerSender { queues: Arc::new(queues), stats };
-        Peers { sender, tasks, _message: PhantomData }
+        Peers { sender, links: links_receiver, tasks, _message: PhantomData }
     }
 
     /// Queues `message` for peer `to`; see [`PeerSender::send`].
@@ -240,6 +265,11 @@ where
     /// What the transport did so far.
     pub fn stats(&self) -> &Arc<PeerStats> {
         &self.sender.stats
+    }
+
+    /// Every peer's link state, changing as connections fail and open (module docs).
+    pub fn links(&self) -> watch::Receiver<PeerLinks> {
+        self.links.clone()
     }
 
     /// Waits until every task ended (after the stop signal).
@@ -270,6 +300,7 @@ struct Outbound<M> {
     hello: Bytes,
     queue: mpsc::Receiver<M>,
     stats: Arc<PeerStats>,
+    links: Arc<watch::Sender<PeerLinks>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -290,15 +321,23 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             match connected {
                 Ok(stream) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    let opened = tokio::time::Instant::now();
                     match self.write(stream, &mut backoff).await {
                         WriteEnd::Stopped => return,
                         WriteEnd::Failed(error) => {
                             tracing::debug!(to = self.to.0, %error, "peer connection lost")
                         }
                     }
+                    // A connection that lived a while is tried again at once, so that a
+                    // killed peer is known within a millisecond (module docs); one that
+                    // breaks as soon as it opens backs off, so nothing spins.
+                    if opened.elapsed() >= BACKOFF_MAX {
+                        continue;
+                    }
                 }
                 Err(error) => {
-                    tracing::debug!(to = self.to.0, address = %self.address, %error, "cannot connect")
+                    tracing::debug!(to = self.to.0, address = %self.address, %error, "cannot connect");
+                    self.report(false);
                 }
             }
             tokio::select! {
@@ -309,6 +348,21 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
         }
     }
 
+    /// Publishes whether the peer's link is up, if that changed.
+    fn report(&self, up: bool) {
+        let to = self.to;
+        self.links.send_if_modified(|links| {
+            let state = links.get_mut(&to).expect("every peer has a link state");
+            if state.up == up {
+                return false;
+            }
+            tracing::info!(peer = to.0, up, "peer link changed");
+            state.up = up;
+            state.changes += 1;
+            true
+        });
+    }
+
     /// Says hello, then writes queued messages until the socket fails or the node stops.
     async fn write(&mut self, mut stream: TcpStream, backoff: &mut Duration) -> WriteEnd {
         // Raft heartbeats and fetch answers are small and latency-bound.
@@ -317,6 +371,7 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
             return WriteEnd::Failed(error);
         }
         *backoff = BACKOFF_MIN;
+        self.report(true);
         let _up = ConnectionUp::new(Arc::clone(&self.stats));
         let mut batch = Vec::with_capacity(PEER_WRITE_BATCH_MAX);
         let mut buf = BytesMut::new();

@@ -321,7 +321,7 @@ fn start_peers(
     let (stop, stopped) = watch::channel(false);
     let peers = Peers::start(peer_config, listener, sink, stopped);
     let _ = metrics.peers.set(Arc::clone(peers.stats()));
-    let link = PeerLink { sender: peers.sender(), inbound };
+    let link = PeerLink { sender: peers.sender(), inbound, links: peers.links() };
     (RunningPeers { peers, stop }, link)
 }
 

@@ -9,6 +9,7 @@
 //!   become_active(now, image) / become_inactive(hint)      (the node, from Raft's role)
 //!   handle_request(now, token, ControllerRequest)          (brokers and the node)
 //!   handle_committed(index, records)                       (Raft committed a batch)
+//!   handle_broker_link_down(now, node_id)                  (its connections closed)
 //!   handle_timeout(now)                                    (a broker's lease lapsed)
 //!        |
 //!        v
@@ -48,6 +49,12 @@
 //! get one. A new active controller gives every broker a fresh lease, since their
 //! heartbeats went to the old one.
 //!
+//! A lease is also cut short when the node's transport saw a broker's connections close
+//! (a killed process's kernel closes them at once): [`Controller::handle_broker_link_down`]
+//! makes it expire within `broker_link_down_grace` unless a heartbeat renews it first, so
+//! a dead broker is fenced in a fraction of the session timeout while a reconnect that
+//! heartbeats within the grace costs nothing (decision 0011).
+//!
 //! # Not built yet
 //!
 //! Preferred-leader rebalancing (a returning broker leads only partitions without a
@@ -83,7 +90,10 @@ use self::messages::{
     CreateTopicReply, DeleteTopicReply, HeartbeatReply, PartitionReply, ProducerIdsReply,
     RegisterBrokerReply, ReplyKind,
 };
-use super::limits::{BROKER_SESSION_TIMEOUT_MS_DEFAULT, CONTROLLER_PENDING_BATCHES_MAX};
+use super::limits::{
+    BROKER_LINK_DOWN_GRACE_MS_DEFAULT, BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+    CONTROLLER_PENDING_BATCHES_MAX,
+};
 use super::rng::{self, CoreRng};
 use super::time::Instant;
 use super::timer::TimerTable;
@@ -99,6 +109,9 @@ pub struct ControllerConfig {
     pub seed: u64,
     /// How long a broker's lease lasts after its last heartbeat.
     pub broker_session_timeout: Duration,
+    /// How long a broker's lease lasts at most once its connections closed, unless a
+    /// heartbeat renews it ([`Controller::handle_broker_link_down`]).
+    pub broker_link_down_grace: Duration,
     /// The settings a new topic takes unless it sets them.
     pub topic_defaults: TopicConfig,
     /// The partition count of a topic created with -1.
@@ -112,6 +125,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             seed: 0,
             broker_session_timeout: Duration::from_millis(BROKER_SESSION_TIMEOUT_MS_DEFAULT),
+            broker_link_down_grace: Duration::from_millis(BROKER_LINK_DOWN_GRACE_MS_DEFAULT),
             topic_defaults: TopicConfig::default(),
             default_partitions: 1,
             default_replication_factor: 1,
@@ -273,7 +287,8 @@ struct Active {
 ///
 /// Getters: [`Self::is_active`], [`Self::committed_image`], [`Self::speculative_image`],
 /// [`Self::pending_batches`]. Inputs: [`Self::become_active`], [`Self::become_inactive`],
-/// [`Self::handle_request`], [`Self::handle_committed`], [`Self::handle_timeout`]. Outputs:
+/// [`Self::handle_request`], [`Self::handle_committed`], [`Self::handle_broker_link_down`],
+/// [`Self::handle_timeout`]. Outputs:
 /// [`Self::poll_output`], [`Self::poll_timeout`].
 #[derive(Debug)]
 pub struct Controller {
@@ -429,6 +444,23 @@ impl Controller {
         if let Some((token, plan)) = pending.reply {
             let response = plan.answer(&active.committed);
             self.reply(token, response);
+        }
+        self.invariants();
+    }
+
+    /// The node's transport saw broker `node_id`'s connections close: its lease now ends
+    /// within `broker_link_down_grace` of `now` (never later than it already did), so a
+    /// dead broker is fenced without waiting out the session timeout. A heartbeat in the
+    /// grace renews the lease as usual: a reconnect costs nothing (decision 0011). Nothing
+    /// happens while inactive or for a broker without a lease.
+    pub fn handle_broker_link_down(&mut self, now: Instant, node_id: i32) {
+        let grace = self.config.broker_link_down_grace;
+        let Some(active) = &mut self.active else { return };
+        let Some(deadline) = active.leases.get(node_id) else { return };
+        let cut = deadline.min(now + grace);
+        if cut < deadline {
+            tracing::info!(node_id, "broker's connections closed: its lease ends in the grace");
+            active.leases.set(node_id, cut);
         }
         self.invariants();
     }

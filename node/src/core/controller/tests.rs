@@ -626,6 +626,38 @@ fn the_next_timeout_is_the_earliest_lease_and_heartbeats_move_it() {
 }
 
 #[test]
+fn a_closed_link_cuts_a_lease_to_the_grace_and_a_heartbeat_renews_it() {
+    let mut h = Harness::new(25);
+    let epochs = h.start_brokers(2);
+    let (lease, grace) = (Duration::from_millis(1500), Duration::from_millis(500));
+    h.heartbeat(1, epochs[0], h.index);
+    h.heartbeat(2, epochs[1], h.index);
+    let broker_2_lease = h.now + lease;
+    h.controller.handle_broker_link_down(h.now, 1);
+    assert_eq!(h.controller.poll_timeout(), Some(h.now + grace), "broker 1's lease is cut");
+    // A second report, later, never lengthens it.
+    let cut = h.now + grace;
+    h.advance(100);
+    h.controller.handle_broker_link_down(h.now, 1);
+    assert_eq!(h.controller.poll_timeout(), Some(cut));
+    // A heartbeat within the grace renews the full lease (broker 2's is now the first to
+    // end): the blip cost nothing.
+    h.heartbeat(1, epochs[0], h.index);
+    assert_eq!(h.controller.poll_timeout(), Some(broker_2_lease));
+    // Without one, the broker is fenced when the grace ends.
+    h.controller.handle_broker_link_down(h.now, 2);
+    h.advance(500);
+    h.commit_all();
+    assert!(h.image().broker(2).expect("registered").fenced);
+    assert!(!h.image().broker(1).expect("registered").fenced);
+    // Unknown brokers and an inactive controller ignore the news.
+    h.controller.handle_broker_link_down(h.now, 9);
+    h.controller.become_inactive(None);
+    h.controller.handle_broker_link_down(h.now, 1);
+    assert_eq!(h.controller.poll_timeout(), None);
+}
+
+#[test]
 fn a_returning_broker_leads_again_every_partition_it_can() {
     let mut h = Harness::new(25);
     let epochs = h.start_brokers(2);

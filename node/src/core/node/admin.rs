@@ -6,6 +6,13 @@
 //! from this node's image: the image of a node that is not the controller may lag the
 //! controller's by a moment, as Kafka's brokers' metadata caches do, and clients retry.
 //! A Metadata request that auto-creates topics waits for their creation first.
+//!
+//! A partition whose leader this node's transport saw die (its connections closed, see
+//! [`Node::handle_peer_link`]) is answered with no leader (LEADER_NOT_AVAILABLE) and that
+//! replica offline, until the controller has fenced it or it is heard from again: a client
+//! told so looks for the new leader again within its retry backoff (librdkafka: 100 ms,
+//! doubling), where a client told the old leader waits for its next periodic refresh
+//! (decision 0011). The broker list stays the image's live brokers, as Kafka's.
 
 use std::sync::Arc;
 
@@ -196,15 +203,18 @@ impl Node {
 
     fn topic_state(&self, topic: &TopicImage) -> TopicState {
         let ids = |ids: &[i32]| ids.iter().map(|id| NodeId(*id as u32)).collect::<Vec<_>>();
+        let reachable = |id: NodeId| !self.peers_down.contains(&id);
         let partitions = (topic.partitions.iter())
             .map(|state| PartitionInfo {
-                leader: (state.leader != NO_LEADER).then_some(NodeId(state.leader as u32)),
+                leader: (state.leader != NO_LEADER)
+                    .then_some(NodeId(state.leader as u32))
+                    .filter(|leader| reachable(*leader)),
                 leader_epoch: state.leader_epoch,
                 replicas: ids(&state.replicas),
                 isr: ids(&state.isr),
                 offline: ids(&state.replicas)
                     .into_iter()
-                    .filter(|id| !self.image.is_live(id.0 as i32))
+                    .filter(|id| !self.image.is_live(id.0 as i32) || !reachable(*id))
                     .collect(),
             })
             .collect();

@@ -269,6 +269,11 @@ impl Node {
             );
             self.controller.become_active(now, self.image.clone());
             self.controller_term = Some(self.raft.term());
+            // Brokers whose connections closed before this term get the grace, not a
+            // fresh session timeout: this covers the active controller dying with them.
+            for peer in self.peers_down.clone() {
+                self.controller.handle_broker_link_down(now, peer.0 as i32);
+            }
             // Calls waiting for a controller can be handed to this one.
             for call in self.calls.pending.values_mut() {
                 if call.target == Target::Nowhere {

@@ -16,7 +16,8 @@
 //! - getters: [`Node::is_started`], [`Node::fatal`], [`Node::replica`], [`Node::raft`],
 //!   [`Node::image`], ...;
 //! - inputs: [`Node::handle_request`] (a client asked something), [`Node::handle_message`]
-//!   (a peer said something), [`Node::handle_disk`] (a disk op completed),
+//!   (a peer said something), [`Node::handle_peer_link`] (the transport saw a peer's
+//!   connections close or open again), [`Node::handle_disk`] (a disk op completed),
 //!   [`Node::handle_timeout`] (the deadline of [`Node::poll_timeout`] passed);
 //! - outputs: [`Node::poll_output`] until `None`, then [`Node::poll_timeout`].
 //!
@@ -32,6 +33,12 @@
 //!   outputs, so every produce handled since the last drain shares one sync per partition.
 //! - The controller is active only on the Raft leader, once everything in Raft's log is
 //!   applied to the image (so every batch committed from then on is one it proposed).
+//! - A closed link is a hint, never a verdict (decision 0011): the node remembers which
+//!   peers' connections the transport saw close (whatever its role) until it hears from them
+//!   again; the active controller cuts such a broker's lease to a short grace, and a Raft
+//!   follower whose leader's link closed stops defending that leader and campaigns soon.
+//!   The lease and Raft's own timeouts still decide: a heartbeat in the grace keeps the
+//!   broker, and PreVote fails while a majority still hears the leader.
 //!
 //! Files: `types.rs` (the public vocabulary), `message.rs` (what nodes say to each other),
 //! `cluster.rs` (Raft, the image, the controller, this broker's registration and the
@@ -194,6 +201,8 @@ pub struct Node {
     unchecked: Vec<PartitionId>,
     shutting_down: bool,
     data_version: u64,
+    /// Peers whose connections the transport saw close, not heard from since.
+    peers_down: BTreeSet<NodeId>,
 }
 
 impl Node {
@@ -220,6 +229,9 @@ impl Node {
         let controller = Controller::new(ControllerConfig {
             seed: rand::Rng::random(&mut rng),
             broker_session_timeout: cluster.broker_session_timeout,
+            // Two heartbeats: a broker that reconnects at once renews its lease in time.
+            broker_link_down_grace: (cluster.broker_heartbeat_interval * 2)
+                .min(cluster.broker_session_timeout),
             topic_defaults: config.default_topic.clone(),
             default_partitions: config.default_partitions,
             default_replication_factor: cluster.default_replication_factor,
@@ -251,6 +263,7 @@ impl Node {
             unchecked: Vec::new(),
             shutting_down: false,
             data_version: 0,
+            peers_down: BTreeSet::new(),
         };
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
@@ -312,6 +325,12 @@ impl Node {
     /// fetch that found too little may wait for it to change before it asks again.
     pub fn data_version(&self) -> u64 {
         self.data_version
+    }
+
+    /// The peers whose connections the transport saw close and that have not been heard
+    /// from since ([`Node::handle_peer_link`]).
+    pub fn peers_down(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers_down.iter().copied()
     }
 
     /// The node's random generator (for components that need randomness).
@@ -402,6 +421,8 @@ impl Node {
 
     /// A peer's message.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message) {
+        // A message proves its sender runs, whatever the transport last said.
+        self.peers_down.remove(&from);
         let Some(kind) = message.kind else {
             tracing::debug!(?from, "an empty peer message ignored");
             return;
@@ -420,6 +441,30 @@ impl Node {
             }
         }
         self.after_input(now, touched);
+    }
+
+    /// The transport saw every connection with `peer` close (`up == false`: its process
+    /// died, or its host refuses connections), or a connection open again (`up`). A hint:
+    /// the node acts on it only through short timeouts that the peer's own messages beat
+    /// (see the module documentation). A message from `peer` counts as `up` too. A driver
+    /// reports a drop only once reconnecting failed, so that a reconnect is no death.
+    pub fn handle_peer_link(&mut self, now: Instant, peer: NodeId, up: bool) {
+        if peer == self.config.node_id || !self.config.cluster.nodes().any(|n| n == peer) {
+            tracing::debug!(?peer, up, "link state of a node that is not a peer ignored");
+            return;
+        }
+        if up {
+            self.peers_down.remove(&peer);
+            return;
+        }
+        if !self.peers_down.insert(peer) {
+            return;
+        }
+        tracing::info!(node = self.config.node_id.0, peer = peer.0, "peer's connections closed");
+        self.controller.handle_broker_link_down(now, peer.0 as i32);
+        self.raft.handle_peer_down(now, peer, &mut self.ops.raft());
+        self.after_raft(now);
+        self.after_input(now, None);
     }
 
     /// The result of disk op `id`.

@@ -77,6 +77,26 @@ impl Cluster {
         self.disks[id.0 as usize - 1].crash(&mut rng, false);
     }
 
+    /// Node `id`'s transport reports that every connection with `peer` closed.
+    fn link_down(&mut self, id: NodeId, peer: NodeId) {
+        let now = self.now;
+        let node = self.nodes[id.0 as usize - 1].as_mut().expect("up");
+        node.handle_peer_link(now, peer, false);
+        self.settle();
+    }
+
+    /// The active controller, if one node is.
+    fn controller(&self) -> Option<NodeId> {
+        let mut up = self.nodes.iter().flatten();
+        up.find(|node| node.is_controller()).map(|node| node.config.node_id)
+    }
+
+    /// The leader epoch of `partition` in node `via`'s image.
+    fn leader_epoch(&self, via: NodeId, partition: &PartitionId) -> i32 {
+        let topic = self.node(via).image().topic(&partition.topic).expect("the topic exists");
+        topic.partitions[partition.partition as usize].leader_epoch
+    }
+
     fn node(&self, id: NodeId) -> &Node {
         self.nodes[id.0 as usize - 1].as_ref().expect("the node is up")
     }
@@ -297,4 +317,109 @@ fn deleting_a_topic_drops_every_replica() {
         let files = c.disks[id as usize - 1].names();
         assert!(!files.iter().any(|f| f.starts_with("partitions/")), "{files:?}");
     }
+}
+
+/// A cluster of three with a topic of three partitions, so each node leads one.
+fn three_nodes_with_a_topic() -> Cluster {
+    let mut c = Cluster::new(3);
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.create(NodeId(1), "f", 3, TopicConfig::default()), Response::TopicChanged);
+    c.run_for(Duration::from_millis(500));
+    c
+}
+
+/// A partition of topic "f" that `wanted` says yes to the leader of, and that leader.
+fn partition_led(c: &Cluster, wanted: impl Fn(NodeId) -> bool) -> (PartitionId, NodeId) {
+    let controller = c.controller().expect("a controller");
+    (0..3)
+        .map(|p| PartitionId::new("f", p))
+        .find_map(|p| c.leader(controller, &p).filter(|l| wanted(*l)).map(|l| (p, l)))
+        .expect("such a partition")
+}
+
+/// A cluster from [`three_nodes_with_a_topic`] and a partition led by a broker that is not
+/// the active controller.
+struct PlainLeader {
+    c: Cluster,
+    controller: NodeId,
+    partition: PartitionId,
+    leader: NodeId,
+    /// The partition's leader epoch now.
+    epoch: i32,
+}
+
+fn a_partition_led_by_a_broker_alone() -> PlainLeader {
+    let c = three_nodes_with_a_topic();
+    let controller = c.controller().expect("a controller");
+    let (partition, leader) = partition_led(&c, |l| l != controller);
+    let epoch = c.leader_epoch(controller, &partition);
+    PlainLeader { c, controller, partition, leader, epoch }
+}
+
+/// The grace a closed link leaves a broker (two heartbeats), and the lease it cuts short.
+fn grace_and_session() -> (Duration, Duration) {
+    let cluster = ClusterConfig::single(NodeId(1));
+    (cluster.broker_heartbeat_interval * 2, cluster.broker_session_timeout)
+}
+
+#[test]
+fn a_killed_broker_whose_connections_closed_is_fenced_within_the_grace() {
+    let PlainLeader { mut c, controller, partition, leader, epoch } =
+        a_partition_led_by_a_broker_alone();
+    c.crash(leader);
+    for id in (1..=3).map(NodeId).filter(|id| *id != leader) {
+        c.link_down(id, leader);
+    }
+    // Before it is fenced, Metadata already sends clients looking for a new leader.
+    let describe = Request::Metadata { topics: Some(vec!["f".into()]), auto_create: false };
+    let Response::Metadata(view) = c.ask(controller, describe) else { panic!("a view") };
+    let state = view.topics[0].state.as_ref().expect("described");
+    let info = &state.partitions[partition.partition as usize];
+    assert_eq!((info.leader, info.offline.as_slice()), (None, &[leader][..]));
+    assert!(view.brokers.iter().any(|b| b.node_id == leader), "listed until fenced");
+    // Its lease, renewed by its last heartbeat, ends at least 1.25 s from now.
+    let (grace, session) = grace_and_session();
+    c.run_for(grace + Duration::from_millis(100));
+    assert!(grace + Duration::from_millis(100) < session - Duration::from_millis(250));
+    let broker = c.node(controller).image().broker(leader.0 as i32).expect("registered");
+    assert!(broker.fenced, "the dead broker is fenced");
+    let new_leader = c.leader(controller, &partition).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    assert!(c.leader_epoch(controller, &partition) > epoch);
+    assert_eq!(c.produce(new_leader, &partition, b"after"), Response::Produced { base_offset: 0 });
+}
+
+#[test]
+fn a_broker_that_heartbeats_within_the_grace_keeps_its_leadership() {
+    let PlainLeader { mut c, controller, partition, leader, epoch } =
+        a_partition_led_by_a_broker_alone();
+    // A blip: the controller's transport saw the connections close, the broker lives on.
+    c.link_down(controller, leader);
+    assert_eq!(c.node(controller).peers_down().collect::<Vec<_>>(), vec![leader]);
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.node(controller).peers_down().count(), 0, "its messages showed it alive");
+    let broker = c.node(controller).image().broker(leader.0 as i32).expect("registered");
+    assert!(!broker.fenced, "a broker that heartbeats in the grace stays unfenced");
+    assert_eq!(c.leader(controller, &partition), Some(leader));
+    assert_eq!(c.leader_epoch(controller, &partition), epoch, "no election happened");
+}
+
+#[test]
+fn a_killed_controller_that_led_a_partition_is_replaced_on_both_counts_within_the_grace() {
+    let mut c = three_nodes_with_a_topic();
+    let controller = c.controller().expect("a controller");
+    let (partition, _) = partition_led(&c, |l| l == controller);
+    c.crash(controller);
+    for id in (1..=3).map(NodeId).filter(|id| *id != controller) {
+        c.link_down(id, controller);
+    }
+    // Without the signal: an election timeout (at least 400 ms from now), then a fresh
+    // 1.5 s lease from the new controller. With it: a pre-vote within a Raft heartbeat
+    // interval, and the new controller gives the dead broker the grace only (500 ms).
+    c.run_for(Duration::from_millis(800));
+    let new_controller = c.controller().expect("a new controller");
+    assert_ne!(new_controller, controller);
+    let new_leader = c.leader(new_controller, &partition).expect("a new leader");
+    assert_ne!(new_leader, controller);
+    assert_eq!(c.produce(new_leader, &partition, b"after"), Response::Produced { base_offset: 0 });
 }

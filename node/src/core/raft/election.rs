@@ -9,6 +9,10 @@
 //!   no pre-vote, and ignores a vote request of a higher term (without adopting the term).
 //! - A leader that has not heard from a majority of voters within the minimum election
 //!   timeout steps down, so that clients stop waiting on a leader that cannot commit.
+//! - A follower told that its leader's connections closed ([`Raft::handle_peer_down`])
+//!   stops defending that leader and asks for pre-votes after a short random delay instead
+//!   of a whole election timeout (decision 0011). A false alarm costs nothing: the other
+//!   voters still hear the leader and refuse the pre-vote.
 
 use bytes::Bytes;
 
@@ -96,6 +100,27 @@ impl Raft {
             }
             _ => {}
         }
+    }
+
+    /// The node's transport saw every connection with `peer` close. If `peer` is this
+    /// follower's leader, leader stickiness (§4.2.3) no longer holds here, since it exists to
+    /// keep a leader that is alive, and the election timer fires within one heartbeat
+    /// interval (a random delay, so that two followers learning it together rarely split
+    /// the vote) rather than an election timeout after the leader's last message. Safety
+    /// does not depend on it: a pre-vote still needs a majority that does not hear a leader
+    /// (§9.6), so a false alarm deposes nobody.
+    pub fn handle_peer_down(&mut self, now: Instant, peer: NodeId, out: &mut impl DiskQueue) {
+        use rand::Rng;
+        if self.role != Role::Follower || self.leader != Some(peer) || !self.may_vote() {
+            return;
+        }
+        self.leader_contact = None;
+        let spread = self.config.heartbeat_interval.as_nanos().max(1) as u64;
+        let at = now + std::time::Duration::from_nanos(self.rng.random_range(0..spread));
+        if self.timers.get(Timer::Election).is_none_or(|deadline| deadline > at) {
+            self.timers.set(Timer::Election, at);
+        }
+        self.after(out);
     }
 
     /// Whether this member heard from a live leader recently enough to refuse to help

@@ -11,7 +11,7 @@
 //!   [`commit_index`](Raft::commit_index), [`is_ready`](Raft::is_ready),
 //!   [`fatal`](Raft::fatal), [`owns`](Raft::owns), ...;
 //! - inputs: [`handle_disk`](Raft::handle_disk), [`handle_message`](Raft::handle_message),
-//!   [`handle_timeout`](Raft::handle_timeout);
+//!   [`handle_timeout`](Raft::handle_timeout), [`handle_peer_down`](Raft::handle_peer_down);
 //! - mutators: [`open`](Raft::open) (starts recovery), [`propose`](Raft::propose),
 //!   [`snapshot`](Raft::snapshot), [`transfer_leadership`](Raft::transfer_leadership);
 //! - outputs: [`poll_event`](Raft::poll_event) until `None`, then

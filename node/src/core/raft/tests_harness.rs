@@ -400,6 +400,16 @@ impl Cluster {
         self.wire.retain(|flight| flight.to.0 != id && flight.from.0 != id);
     }
 
+    /// Member `id`'s transport reports that every connection with `peer` closed.
+    pub fn peer_down(&mut self, id: u32, peer: u32) {
+        self.note(format_args!("{id} sees {peer}'s connections close"));
+        let now = self.now;
+        let member = self.member_mut(id);
+        let Some(raft) = member.raft.as_mut() else { return };
+        raft.handle_peer_down(now, NodeId(peer), &mut member.queue);
+        self.drain(id);
+    }
+
     /// Runs up to `count` of member `id`'s queued disk ops, handing each result back.
     pub fn run_disk(&mut self, id: u32, count: usize) {
         for _ in 0..count {

@@ -727,3 +727,54 @@ fn follower_wiped_under_a_running_leader_is_brought_back() {
     assert!(cluster.run_until(SECOND, |c| c.raft(wiped).may_vote()), "caught up");
     cluster.check_applications();
 }
+
+/// The leader's process dies and both followers' transports see its connections close:
+/// they elect a new leader before either one's election timeout could have fired (at the
+/// earliest `election_timeout_min` after the leader's last heartbeat). Two followers that
+/// draw nearly the same delay both win their pre-votes and split the real vote, and then
+/// wait a whole election timeout, as Raft does after any split: rare with real latencies,
+/// less rare with this harness's 5 ms steps, so most seeds, not all, must be early.
+#[test]
+fn followers_told_their_leader_died_elect_before_an_election_timeout() {
+    let config = RaftConfig::new(NodeId(1), Vec::new(), Vec::new());
+    let early = config.election_timeout_min - config.heartbeat_interval;
+    let mut early_elections = 0;
+    for seed in 0..20 {
+        let mut cluster = Cluster::new(3, 0, seed);
+        let leader = elect(&mut cluster);
+        cluster.run_for(SECOND);
+        let term = cluster.raft(leader).term();
+        cluster.crash(leader);
+        for id in (1..=3).filter(|id| *id != leader) {
+            cluster.peer_down(id, leader);
+        }
+        let new_leader = |c: &Cluster| c.leader().is_some_and(|l| l != leader);
+        if cluster.run_until(early, new_leader) {
+            early_elections += 1;
+        }
+        assert!(cluster.run_until(3 * SECOND, new_leader), "seed {seed}: no new leader");
+        let elected = cluster.leader().expect("elected");
+        assert!(cluster.raft(elected).term() > term);
+    }
+    assert!(early_elections >= 15, "{early_elections} of 20 elections were early");
+}
+
+/// A follower wrongly told its leader's connections closed asks for pre-votes, which the
+/// others refuse while they hear the leader: the leader keeps its term.
+#[test]
+fn a_false_alarm_about_a_live_leader_deposes_nobody() {
+    for seed in 0..20 {
+        let mut cluster = Cluster::new(3, 0, seed);
+        let leader = elect(&mut cluster);
+        cluster.run_for(SECOND);
+        let term = cluster.raft(leader).term();
+        let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+        cluster.peer_down(follower, leader);
+        cluster.run_for(2 * SECOND);
+        assert_eq!(cluster.leader(), Some(leader), "seed {seed}");
+        for id in 1..=3 {
+            assert_eq!(cluster.raft(id).term(), term, "seed {seed}: node {id}'s term");
+            assert_eq!(cluster.raft(id).leader(), Some(NodeId(leader)), "seed {seed}");
+        }
+    }
+}

@@ -195,3 +195,54 @@ async fn an_idle_connection_to_a_stopped_peer_is_noticed_and_made_again() {
     one.stop().await;
     two.stop().await;
 }
+
+/// Waits until node `node` reports peer `peer`'s link as `up` after `changes` changes.
+async fn wait_for_link(node: &TestNode, peer: u32, up: bool, changes: u64) {
+    let mut links = node.peers.links();
+    let wanted = super::LinkState { up, changes };
+    let reached = links.wait_for(|links| links.get(&NodeId(peer)) == Some(&wanted));
+    let waited = tokio::time::timeout(WAIT, reached).await;
+    assert!(waited.is_ok(), "link to {peer}: {:?}, not {wanted:?}", node.peers.links().borrow());
+}
+
+/// A peer that stopped (its process killed: its host refuses connections) is reported down
+/// as soon as reconnecting fails, and up once a connection opens again.
+#[tokio::test]
+async fn a_stopped_peer_is_reported_down_and_a_restarted_one_up() {
+    let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
+    let one = start(1, "c", l1, &[(2, a2.clone())]);
+    let two = start(2, "c", l2, &[(1, a1.clone())]);
+    wait_for_connected(&one, 1).await;
+    wait_for_link(&one, 2, true, 0).await;
+    let stopped_at = tokio::time::Instant::now();
+    two.stop().await;
+    wait_for_link(&one, 2, false, 1).await;
+    let noticed = stopped_at.elapsed();
+    assert!(noticed < Duration::from_millis(500), "noticed after {noticed:?}");
+    let listener = TcpListener::bind(a2.as_str()).await.expect("the port is free again");
+    let two = start(2, "c", listener, &[(1, a1)]);
+    wait_for_link(&one, 2, true, 2).await;
+    one.stop().await;
+    two.stop().await;
+}
+
+/// A connection that breaks while the peer still accepts is made again without the link
+/// ever being reported down: a reconnect is not a death.
+#[tokio::test]
+async fn a_dropped_connection_to_a_live_peer_is_no_link_change() {
+    let ((l1, _), (l2, a2)) = (listener().await, listener().await);
+    let one = start(1, "c", l1, &[(2, a2)]);
+    let (first, _) = l2.accept().await.expect("node 1 connects");
+    drop(first);
+    let (_second, _) = l2.accept().await.expect("node 1 connects again");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stats = one.peers.stats();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    while load(&stats.connects) < 2 || load(&stats.connected) != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "node 1 never reconnected");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let state = one.peers.links().borrow().get(&NodeId(2)).copied();
+    assert_eq!(state, Some(super::LinkState { up: true, changes: 0 }));
+    one.stop().await;
+}
