@@ -108,6 +108,19 @@ pub enum Violation {
         /// The nodes (indexes).
         nodes: (u32, u32),
     },
+    /// A running replica truncated its log below its own high watermark: it had counted as
+    /// committed what it then took back (design §8: the committed prefix never changes;
+    /// KAFKA-14704). Checked for fsync partitions under the recoverable atlas.
+    TruncatedBelowHighWatermark {
+        /// The partition.
+        partition: String,
+        /// The node (index).
+        node: u32,
+        /// The replica's high watermark before.
+        high_watermark: u64,
+        /// Its log end offset after the truncation.
+        log_end_offset: u64,
+    },
     /// A leader's high watermark went back within its epoch (design §8).
     HighWatermarkBack {
         /// The partition.

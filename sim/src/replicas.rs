@@ -54,6 +54,8 @@ struct Seen {
     log_end: Option<u64>,
     /// (leader epoch, high watermark, ISR size) while leading.
     leading: Option<(i32, u64, usize)>,
+    /// The replica's high watermark while its log stayed ready.
+    high_watermark: Option<u64>,
     /// Role, leader epoch and ISR, for `--trace`.
     traced: Option<String>,
 }
@@ -246,8 +248,22 @@ impl World {
                     seen.traced = Some(now);
                 }
             }
+            if !log.is_ready() {
+                seen.high_watermark = None;
+            }
             if log.is_ready() {
                 let end = log.log_end_offset();
+                let checked = World::is_durable(part)
+                    && self.params.atlas == crate::params::Atlas::Recoverable;
+                if let Some(hw) = seen.high_watermark.filter(|hw| end < *hw && checked) {
+                    return Err(Violation::TruncatedBelowHighWatermark {
+                        partition: part.name.clone(),
+                        node,
+                        high_watermark: hw,
+                        log_end_offset: end,
+                    });
+                }
+                seen.high_watermark = Some(replica.high_watermark());
                 if seen.log_end.is_some_and(|before| end < before) {
                     self.coverage.truncations += 1;
                     if crate::trace::enabled() {
