@@ -113,6 +113,9 @@ pub struct Params {
     pub poll_percent: u32,
     /// Weights of acks 0, 1 and all.
     pub acks_weights: [u32; 3],
+    /// A scenario's expectation: (from this simulated ms, at least this many acks=all
+    /// writes acknowledged by the end of the safety phase).
+    pub acks_all_expected: Option<(u64, u64)>,
     /// Network latency bounds, microseconds.
     pub net_latency_us: (u64, u64),
     /// Probability a message is lost.
@@ -170,6 +173,7 @@ impl Params {
             think_ms_max: rng.random_range(1..=50),
             poll_percent: rng.random_range(10..=60),
             acks_weights: [rng.random_range(0..=4), rng.random_range(0..=3), 6],
+            acks_all_expected: None,
             net_latency_us: (rng.random_range(50..=500), rng.random_range(500..=20_000)),
             net_loss: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },
             net_duplicate: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },

@@ -80,6 +80,12 @@ pub struct WorkloadSpec {
     pub poll_percent: Option<u32>,
     /// Weights of acks 0, 1, all.
     pub acks_weights: Option<[u32; 3]>,
+    /// With `acks_all_min`: from this simulated second to the end of the safety phase, at
+    /// least `acks_all_min` acks=all writes must be acknowledged (a scenario that leaves
+    /// enough replicas running expects writes to go on).
+    pub acks_all_after_s: Option<f64>,
+    /// See `acks_all_after_s`.
+    pub acks_all_min: Option<u64>,
 }
 
 /// `[faults]`.
@@ -157,6 +163,11 @@ impl Scenario {
         set(&mut params.request_timeout_ms, w.request_timeout_ms);
         set(&mut params.poll_percent, w.poll_percent);
         set(&mut params.acks_weights, w.acks_weights);
+        match (w.acks_all_after_s, w.acks_all_min) {
+            (Some(s), Some(min)) => params.acks_all_expected = Some(((s * 1000.0) as u64, min)),
+            (None, None) => {}
+            _ => return Err("acks_all_after_s and acks_all_min go together".into()),
+        }
         self.apply_faults(params)?;
         if params.nodes == 0 || params.clients == 0 || params.topics.is_empty() {
             return Err("a run needs at least one node, one client and one topic".into());

@@ -144,6 +144,8 @@ pub struct Workload {
     timeout_ms: u64,
     /// Sends acknowledged with acks 1 or all.
     pub acked_sends: u64,
+    /// acks=all writes acknowledged since a scenario's `acks_all_after_s`.
+    pub acks_all_late: u64,
     nodes: u32,
     /// The drainer's next wake after an answer, in ms (longer while a leader catches up).
     drain_delay_ms: u64,
@@ -203,6 +205,7 @@ impl Workload {
             think_ms_max: params.think_ms_max,
             timeout_ms: params.request_timeout_ms,
             acked_sends: 0,
+            acks_all_late: 0,
             nodes: params.nodes,
             drain_delay_ms: 1,
         }
@@ -454,6 +457,10 @@ fn send_answered(
     match response {
         Response::Produced { base_offset } => {
             world.work.acked_sends += 1;
+            let expected_from = world.params.acks_all_expected.map(|(ms, _)| ms * MS);
+            if acks == Acks::All && expected_from.is_some_and(|from| world.now >= from) {
+                world.work.acks_all_late += 1;
+            }
             let checked = world.acks_checked();
             let p = &mut world.work.parts[part];
             // acks=1 promises the leader's copy only: a failover may take it back (KIP-101),

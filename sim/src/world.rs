@@ -369,7 +369,19 @@ impl World {
                     self.schedule(self.now + gap, Event::Nemesis);
                 }
             }
-            Event::Heal => self.heal(),
+            Event::Heal => {
+                if let Some((ms, min)) = self.params.acks_all_expected
+                    && self.work.acks_all_late < min
+                {
+                    let what = format!(
+                        "{} acks=all writes acknowledged from {ms} ms to the end of the safety \
+                         phase; the scenario expects at least {min}",
+                        self.work.acks_all_late
+                    );
+                    self.violation.get_or_insert(Violation::Liveness { what });
+                }
+                self.heal();
+            }
             Event::DrainWake => crate::workload::drain_wake(self),
             #[cfg(test)]
             Event::Stop => self.done = true,

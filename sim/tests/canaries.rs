@@ -2,9 +2,11 @@
 //! finds a failing seed within a bounded number of seeds. This is how we know the simulator
 //! tests anything. Needs `--features canary`.
 //!
-//! Of the replication canaries (issue 6), random seeds of the replicated world catch three
-//! within a bound (below); `hw-over-all-replicas`, `offset-for-newer-epoch` and
-//! `follower-hw-before-truncation` are caught by `core::replica`'s own tests only
+//! Of the replication canaries (issue 6), random seeds of the replicated world catch four
+//! within a bound and the `follower-stays-down` scenario a fifth (below).
+//! `offset-for-newer-epoch` is out of the protocol's reach: a leader's epoch is the newest
+//! the controller ever assigned, so no follower asks it about a newer one, and only
+//! `core::replica`'s own story test reaches the refusal
 //! (`node/src/core/replica/tests_canary.rs`; docs/simulator.md, Canary bugs).
 
 #![cfg(feature = "canary")]
@@ -115,6 +117,25 @@ fn consumers_reading_past_the_hw_are_caught_by_random_seeds() {
 fn a_follower_truncating_to_its_own_hw_is_caught_by_random_seeds() {
     let found = first_failure(&spec(CanaryChoice::FollowerTruncatesToHw, None), 20);
     assert!(found.is_some(), "not caught within 20 random seeds");
+}
+
+/// A follower that applies the leader's HW before truncating its divergent tail
+/// (KAFKA-14704) truncates below its own HW (`TruncatedBelowHighWatermark`). Seeds 0..100
+/// catch it 16 times, the first at seed 5, at most 17 apart.
+#[test]
+fn a_follower_applying_the_hw_before_truncating_is_caught_by_random_seeds() {
+    let found = first_failure(&spec(CanaryChoice::FollowerHwBeforeTruncation, None), 30);
+    assert!(found.is_some(), "not caught within 30 random seeds");
+}
+
+/// A HW computed over every replica waits on a follower that crashed and left the ISR: no
+/// acks=all write completes after it, which `follower-stays-down` expects. Its seeds 0..20
+/// all catch it.
+#[test]
+fn a_hw_over_every_replica_is_caught_by_a_follower_that_stays_down() {
+    let spec = spec(CanaryChoice::HwOverAllReplicas, Some("follower-stays-down.toml"));
+    let found = first_failure(&spec, 5);
+    assert!(found.is_some(), "not caught within 5 seeds of follower-stays-down");
 }
 
 #[test]
