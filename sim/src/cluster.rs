@@ -21,14 +21,22 @@
 //!
 //! [`Network`]: crate::net::Network
 
-use cairn_node::core::io::{DiskDriver, NodeId};
-use cairn_node::core::node::{ClusterConfig, Message, MessageKind, format_ops};
+use cairn_node::core::io::{DiskDriver, NodeId, RequestId};
+use cairn_node::core::node::{
+    ClusterConfig, Message, MessageKind, Request, RequestError, Response, format_ops,
+};
+use rand::Rng;
 
 use crate::disk::SimDiskFaults;
 use crate::faults::{FaultAction, NodeRef};
 use crate::net::Endpoint;
 use crate::params::Atlas;
-use crate::world::{Event, MS, NODES_REPLICATE, World};
+use crate::world::{ADMIN_CONN, Event, MS, NODES_REPLICATE, World};
+
+/// How long the world waits before asking again after a topic creation failed.
+const CREATE_RETRY_NS: u64 = 100 * MS;
+/// How long a topic creation may go unanswered before the world asks again.
+const CREATE_TIMEOUT_NS: u64 = 10_000 * MS;
 
 impl World {
     /// The cluster config node `index` runs with: the cluster's id and members (voters
@@ -66,12 +74,14 @@ impl World {
     /// If an op fails: the disk's faults are held off while formatting.
     pub(crate) fn format_node(&mut self, index: u32, initial: bool) {
         let cluster = self.cluster_config(index);
+        // Drawn from the disk stream: each format of a directory gets its own id.
+        let directory_id = self.rng_disk.random();
         let disk = &mut self.nodes[index as usize].disk.disk;
         let faults = disk.faults().clone();
         disk.set_faults(SimDiskFaults::default());
         // A lone voter has no leader to catch up from after a wipe: it starts afresh.
         let initial = initial || cluster.voters.len() == 1;
-        for op in format_ops(NodeId(index + 1), &cluster, initial) {
+        for op in format_ops(NodeId(index + 1), &cluster, initial, directory_id) {
             let what = format!("{op:?}");
             let result = disk.execute(op);
             assert!(result.is_ok(), "formatting node {}: {what}: {result:?}", index + 1);
@@ -147,13 +157,13 @@ impl World {
     }
 
     /// Resolves the nodes `action` names by role, and keeps a drawn fault within the atlas:
-    /// under the recoverable atlas the nemesis wipes at most a minority of the nodes, and of
-    /// the voters, within a run (a scenario's timeline is applied as written). `None`: the
+    /// the nemesis wipes at most a minority of the voters within a run, and under the
+    /// recoverable atlas a minority of the nodes (a scenario's timeline is applied as
+    /// written). `None`: the
     /// fault is not applied.
     pub(crate) fn admit(&mut self, action: FaultAction, drawn: bool) -> Option<FaultAction> {
         let action = self.resolve_action(action);
         if let (true, FaultAction::Wipe { node: NodeRef::Id(id), .. }) = (drawn, &action)
-            && self.params.atlas == Atlas::Recoverable
             && !self.wipe_keeps_majority(id - 1)
         {
             return None;
@@ -161,14 +171,18 @@ impl World {
         Some(action)
     }
 
-    /// Whether wiping node `index` too leaves a majority of the nodes, and of the voters,
-    /// never wiped in this run.
+    /// Whether wiping node `index` too leaves a majority of the voters, and (recoverable
+    /// atlas) of the nodes, never wiped in this run.
     fn wipe_keeps_majority(&self, index: u32) -> bool {
         let mut wiped = self.wiped.clone();
         wiped.insert(index);
         let voters = self.params.voters();
         let wiped_voters = wiped.iter().filter(|i| **i < voters).count() as u32;
-        wiped.len() as u32 <= (self.params.nodes - 1) / 2 && wiped_voters <= (voters - 1) / 2
+        // Even the unrecoverable atlas keeps the metadata quorum: wiping a majority of the
+        // voters starts another cluster under the same id, which nothing can reconcile.
+        let nodes_kept = self.params.atlas == Atlas::Unrecoverable
+            || wiped.len() as u32 <= (self.params.nodes - 1) / 2;
+        nodes_kept && wiped_voters <= (voters - 1) / 2
     }
 
     fn resolve_action(&self, action: FaultAction) -> FaultAction {
@@ -210,44 +224,66 @@ impl World {
     fn resolve(&self, node: &NodeRef) -> u32 {
         match node {
             NodeRef::Id(id) => id - 1,
+            // Without one (no quorum, no leader yet), the first voter, then the next node.
             NodeRef::Controller => self.controller().unwrap_or(0),
-            NodeRef::Leader { topic, partition } => self
-                .leader_of(topic, *partition)
-                .unwrap_or_else(|| self.placement(topic, *partition)),
-            NodeRef::Follower { topic, partition } => self
-                .follower_of(topic, *partition)
-                .unwrap_or_else(|| (self.placement(topic, *partition) + 1) % self.params.nodes),
+            NodeRef::Leader { topic, partition } => self.leader_of(topic, *partition).unwrap_or(0),
+            NodeRef::Follower { topic, partition } => {
+                self.follower_of(topic, *partition).unwrap_or(1 % self.params.nodes)
+            }
         }
     }
 
-    /// The active controller (index), if the world can tell. Today's node runs no Raft, so
-    /// none: a fault naming `"controller"` strikes the first voter. Once `core::node` runs
-    /// the metadata quorum, answer from the nodes' Raft roles here.
-    pub(crate) fn controller(&self) -> Option<u32> {
-        None
+    /// Creates the run's topics once, through the controller (topic requests go to it from
+    /// any node): when node `index` has started and no creation is in flight, it is asked
+    /// for the first topic not created yet. An answer that is not a success (no quorum yet,
+    /// too few brokers registered for the replication factor) is retried after
+    /// `CREATE_RETRY_NS`; a creation whose node crashed, or that got no answer within
+    /// `CREATE_TIMEOUT_NS`, is asked again (the controller answers "exists" if it was done).
+    pub(crate) fn create_topics(&mut self, index: u32) {
+        let incarnation = self.nodes[index as usize].incarnation;
+        if let Some((node, inc, _, at)) = self.creating {
+            let gone = self.nodes[node as usize].incarnation != inc;
+            if !gone && self.now < at + CREATE_TIMEOUT_NS {
+                return;
+            }
+            self.creating = None;
+        }
+        let Some(t) = self.topics_created.iter().position(|done| !done) else { return };
+        let n = &self.nodes[index as usize];
+        if self.now < self.create_after
+            || !n.node.as_ref().is_some_and(|core| core.is_started() && core.fatal().is_none())
+        {
+            return;
+        }
+        let part = self.work.parts.iter().find(|p| *p.id.topic == *self.params.topics[t].name);
+        let part = part.expect("every topic has partitions");
+        let request = Request::CreateTopic {
+            name: part.id.topic.clone(),
+            partitions: part.topic_partitions,
+            replication_factor: part.replication_factor,
+            config: part.config(),
+            validate_only: false,
+        };
+        self.creating = Some((index, incarnation, t, self.now));
+        let now = self.local_now(index);
+        let core = self.nodes[index as usize].node.as_mut().expect("checked");
+        core.handle_request(now, ADMIN_CONN, RequestId(t as u64), request);
     }
 
-    /// The leader (index) of `topic`-`partition`, if the world can tell. Today's node holds
-    /// each partition alone, so none: a fault naming its leader strikes the node the
-    /// placement gives it. Once `core::node` runs replicas, answer from their roles here.
-    pub(crate) fn leader_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
-        None
-    }
-
-    /// A replica (index) of `topic`-`partition` that does not lead it, if the world can
-    /// tell. Today none: a fault naming a follower strikes the node after the one the
-    /// placement gives the partition. Once `core::node` runs replicas, answer from their roles.
-    pub(crate) fn follower_of(&self, _topic: &str, _partition: u32) -> Option<u32> {
-        None
-    }
-
-    fn placement(&self, topic: &str, partition: u32) -> u32 {
-        let part = self
-            .work
-            .parts
-            .iter()
-            .find(|p| &*p.id.topic == topic && u32::try_from(p.id.partition) == Ok(partition));
-        part.expect("the scenario names partitions of the run").node
+    /// Node `index` answered the creation of topic `id`.
+    pub(crate) fn topic_created(&mut self, index: u32, id: RequestId, response: &Response) {
+        let t = id.0 as usize;
+        if self.creating.is_some_and(|(node, _, topic, _)| node == index && topic == t) {
+            self.creating = None;
+        }
+        // TOPIC_ALREADY_EXISTS (36): an earlier attempt whose answer was lost succeeded.
+        let done = matches!(response, Response::TopicChanged)
+            || matches!(response, Response::Error(RequestError::Controller { code: 36, .. }));
+        if done {
+            self.topics_created[t] = true;
+        } else {
+            self.create_after = self.now + CREATE_RETRY_NS;
+        }
     }
 
     /// Wipes node `index`'s disk, formats it to rejoin, and restarts it after `down_ms`.
@@ -261,6 +297,10 @@ impl World {
         let n = &mut self.nodes[index as usize];
         n.disk.disk.wipe();
         self.wiped.insert(index);
+        if self.params.voters() == 1 && index == 0 {
+            // The lone voter's metadata went with its disk: the topics are created again.
+            self.topics_created.iter_mut().for_each(|done| *done = false);
+        }
         self.format_node(index, false);
         self.only_copies_damaged(index);
         let restart = FaultAction::Restart { node: NodeRef::Id(index + 1) };
@@ -268,19 +308,19 @@ impl World {
     }
 
     /// A fault destroyed durable data on node `index` (a wipe, or under the recoverable
-    /// atlas a scenario's corruption or bad sector). While each partition lives on one node
-    /// ([`NODES_REPLICATE`]) that was its only copy: the loss is expected, so the next
-    /// recovery of each of its partitions is checked as a detected loss, and the history
-    /// check excuses lost writes, as under the unrecoverable atlas.
+    /// atlas a scenario's corruption or bad sector): the next recovery of each of its
+    /// partitions is checked as a detected loss, not against what it flushed before. While
+    /// each partition lives on one node ([`NODES_REPLICATE`] off) that was its only copy, so
+    /// the history check also excuses lost writes, as under the unrecoverable atlas; with
+    /// replicas the damaged one fetches again from its leader and nothing is excused.
     pub(crate) fn only_copies_damaged(&mut self, index: u32) {
-        if NODES_REPLICATE {
-            return;
+        for watches in &mut self.watches {
+            let watch = &mut watches[index as usize];
+            watch.lost = true;
+            watch.max_flushed = 0;
         }
-        for (part, watch) in self.work.parts.iter().zip(&mut self.watches) {
-            if part.node == index {
-                watch.lost = true;
-                self.losses_excused = true;
-            }
+        if !NODES_REPLICATE {
+            self.losses_excused = true;
         }
     }
 

@@ -100,6 +100,66 @@ pub enum Violation {
         /// Why it stopped.
         error: String,
     },
+    /// Two nodes led one partition in one leader epoch, or Raft in one term (design §8;
+    /// Raft thesis §3.6.3, Election Safety).
+    TwoLeaders {
+        /// The partition and epoch, or the Raft term.
+        what: String,
+        /// The nodes (indexes).
+        nodes: (u32, u32),
+    },
+    /// A running replica truncated its log below its own high watermark: it had counted as
+    /// committed what it then took back (design §8: the committed prefix never changes;
+    /// KAFKA-14704). Checked for fsync partitions under the recoverable atlas.
+    TruncatedBelowHighWatermark {
+        /// The partition.
+        partition: String,
+        /// The node (index).
+        node: u32,
+        /// The replica's high watermark before.
+        high_watermark: u64,
+        /// Its log end offset after the truncation.
+        log_end_offset: u64,
+    },
+    /// A leader's high watermark went back within its epoch (design §8).
+    HighWatermarkBack {
+        /// The partition.
+        partition: String,
+        /// The leader epoch.
+        epoch: i32,
+        /// Before.
+        before: u64,
+        /// After.
+        after: u64,
+    },
+    /// Two Raft logs agree on an entry's index and term but not on an earlier entry
+    /// (Raft thesis §3.6.3, Log Matching).
+    RaftLogsDiverge {
+        /// The first index that differs.
+        index: u64,
+        /// The nodes (indexes).
+        nodes: (u32, u32),
+    },
+    /// A leader of a later term lacks an entry a node knew committed (Raft thesis §3.6.3,
+    /// Leader Completeness).
+    RaftCommittedEntryMissing {
+        /// The entry's index.
+        index: u64,
+        /// The node that knew it committed.
+        member: u32,
+        /// The leader without it.
+        leader: u32,
+    },
+    /// Two ISR replicas hold different batches at one offset below their high watermarks
+    /// (design §8: the committed prefix identical across the ISR).
+    CommittedPrefixDiffers {
+        /// The partition.
+        partition: String,
+        /// The batch's base offset.
+        offset: u64,
+        /// The nodes (indexes).
+        nodes: (u32, u32),
+    },
     /// Something pending did not finish within the liveness bound after the faults healed.
     Liveness {
         /// What.

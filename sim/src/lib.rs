@@ -11,6 +11,7 @@
 //! - [`net`], [`disk`], [`faulty`]: the network and the disks, with their faults;
 //! - [`faults`]: the fault actions and the random nemesis;
 //! - [`invariants`]: the online invariants, one function each, and [`invariants::Violation`];
+//! - [`trace`]: `run --trace`, a line per fault and replica role change;
 //! - [`run`]: one seed or a sweep of seeds, the history check and coverage.
 //!
 //! See docs/simulator.md.
@@ -25,7 +26,9 @@ pub mod invariants;
 pub mod net;
 pub mod params;
 mod queue;
+pub mod replicas;
 pub mod run;
 pub mod scenario;
+pub mod trace;
 pub mod workload;
 pub mod world;

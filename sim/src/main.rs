@@ -30,6 +30,9 @@ enum Command {
         /// Plants a deliberate bug (needs `--features canary`).
         #[arg(long)]
         canary: Option<String>,
+        /// Writes a line per fault and per replica role, epoch or ISR change to stderr.
+        #[arg(long)]
+        trace: bool,
     },
     /// Runs a range of seeds, printing failing seeds with their replay command and coverage.
     Sweep {
@@ -85,7 +88,10 @@ fn main() -> ExitCode {
 
 fn main_inner() -> Result<ExitCode, String> {
     match Cli::parse().command {
-        Command::Run { seed, scenario, history, canary } => {
+        Command::Run { seed, scenario, history, canary, trace } => {
+            if trace {
+                cairn_sim::trace::enable();
+            }
             let mut spec = spec(scenario, canary)?;
             spec.keep_history = history.is_some();
             println!("cairn-sim run --seed {seed}");

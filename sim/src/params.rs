@@ -68,6 +68,10 @@ pub struct TopicSpec {
     pub segment_bytes: u64,
     /// `retention.bytes` (-1: keep everything).
     pub retention_bytes: i64,
+    /// `min.insync.replicas` (1 or 2 drawn; at most the replication factor).
+    pub min_insync_replicas: i32,
+    /// Replicas per partition; `None`: the cluster's default, min(3, nodes).
+    pub replication_factor: Option<i32>,
 }
 
 /// Rates of the random fault schedule (the nemesis), per kind; 0 disables a kind.
@@ -109,6 +113,9 @@ pub struct Params {
     pub poll_percent: u32,
     /// Weights of acks 0, 1 and all.
     pub acks_weights: [u32; 3],
+    /// A scenario's expectation: (from this simulated ms, at least this many acks=all
+    /// writes acknowledged by the end of the safety phase).
+    pub acks_all_expected: Option<(u64, u64)>,
     /// Network latency bounds, microseconds.
     pub net_latency_us: (u64, u64),
     /// Probability a message is lost.
@@ -166,6 +173,7 @@ impl Params {
             think_ms_max: rng.random_range(1..=50),
             poll_percent: rng.random_range(10..=60),
             acks_weights: [rng.random_range(0..=4), rng.random_range(0..=3), 6],
+            acks_all_expected: None,
             net_latency_us: (rng.random_range(50..=500), rng.random_range(500..=20_000)),
             net_loss: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },
             net_duplicate: if flaky { rng.random_range(0.0..0.02) } else { 0.0 },
@@ -235,13 +243,11 @@ impl Params {
         }
     }
 
-    /// Every partition: topic index, partition index, and the node (index) that holds it.
-    pub fn placements(&self) -> Vec<(usize, u32, u32)> {
+    /// Every partition: topic index and partition index.
+    pub fn partitions(&self) -> Vec<(usize, u32)> {
         let mut out = Vec::new();
         for (t, topic) in self.topics.iter().enumerate() {
-            for p in 0..topic.partitions {
-                out.push((t, p, (t as u32 + p) % self.nodes));
-            }
+            out.extend((0..topic.partitions).map(|p| (t, p)));
         }
         out
     }
@@ -263,6 +269,8 @@ fn draw_topic(rng: &mut ChaCha8Rng, index: u32) -> TopicSpec {
         durability,
         segment_bytes,
         retention_bytes,
+        min_insync_replicas: rng.random_range(1..=2),
+        replication_factor: None,
     }
 }
 
@@ -280,12 +288,15 @@ impl fmt::Display for Params {
         for topic in &self.topics {
             writeln!(
                 f,
-                "  topic {} partitions {} {:?} segment.bytes {} retention.bytes {}",
+                "  topic {} partitions {} {:?} segment.bytes {} retention.bytes {} \
+                 min.insync.replicas {} replication {}",
                 topic.name,
                 topic.partitions,
                 topic.durability,
                 topic.segment_bytes,
-                topic.retention_bytes
+                topic.retention_bytes,
+                topic.min_insync_replicas,
+                topic.replication_factor.map_or("default".into(), |r| r.to_string())
             )?;
         }
         writeln!(

@@ -137,8 +137,18 @@ pub struct Coverage {
     pub restarts: u64,
     /// Recovered logs checked byte for byte.
     pub recoveries_checked: u64,
-    /// Leader elections (none before replication, issue 6).
-    pub elections: u64,
+    /// Raft leader elections (terms seen with a leader).
+    pub raft_elections: u64,
+    /// Partition leader elections ((partition, leader epoch) seen with a leader).
+    pub partition_elections: u64,
+    /// Replica logs whose end went back while their node ran (follower truncations).
+    pub truncations: u64,
+    /// ISR shrinks seen by a leader within its epoch.
+    pub isr_shrinks: u64,
+    /// ISR expands seen by a leader within its epoch.
+    pub isr_expands: u64,
+    /// Partitions the drain found with every in-sync copy wiped (an empty ISR).
+    pub partitions_lost: u64,
     /// Bytes cut by recoveries (torn or damaged tails) are not visible yet; this counts
     /// acknowledged offsets recovery cut under the unrecoverable atlas.
     pub acked_lost_detected: u64,
@@ -171,7 +181,12 @@ impl Coverage {
         self.crashes += other.crashes;
         self.restarts += other.restarts;
         self.recoveries_checked += other.recoveries_checked;
-        self.elections += other.elections;
+        self.raft_elections += other.raft_elections;
+        self.partition_elections += other.partition_elections;
+        self.truncations += other.truncations;
+        self.isr_shrinks += other.isr_shrinks;
+        self.isr_expands += other.isr_expands;
+        self.partitions_lost += other.partitions_lost;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
         self.messages_sent += other.messages_sent;
@@ -204,6 +219,15 @@ impl Coverage {
         want(self.recoveries_checked >= seeds / 5, format!("recoveries checked < {}", seeds / 5));
         let kinds = self.faults.len() as u64;
         want(seeds < 50 || kinds >= 10, format!("fault kinds exercised {kinds} < 10"));
+        // Replication (issue 6): 0..200 has about 2.5 Raft elections, 7 partition
+        // elections, 5 truncations, 3.5 ISR shrinks and 5 expands per seed.
+        let big = seeds >= 50;
+        want(!big || self.raft_elections >= seeds, format!("raft elections < {seeds}"));
+        let elections = self.partition_elections;
+        want(!big || elections >= 2 * seeds, format!("partition elections < {}", 2 * seeds));
+        want(!big || self.truncations >= seeds / 2, format!("truncations < {}", seeds / 2));
+        want(!big || self.isr_shrinks >= seeds / 2, format!("isr shrinks < {}", seeds / 2));
+        want(!big || self.isr_expands >= seeds / 2, format!("isr expands < {}", seeds / 2));
         let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
@@ -226,13 +250,20 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  crashes {} restarts {} recoveries checked {} elections {} truncations \
-             (acked offsets cut, unrecoverable atlas) {}",
-            self.crashes,
-            self.restarts,
-            self.recoveries_checked,
-            self.elections,
-            self.acked_lost_detected
+            "  crashes {} restarts {} recoveries checked {} acked offsets cut (unrecoverable \
+             atlas) {}",
+            self.crashes, self.restarts, self.recoveries_checked, self.acked_lost_detected
+        )?;
+        writeln!(
+            f,
+            "  elections raft {} partition {} truncations {} isr shrinks {} expands {} \
+             partitions lost {}",
+            self.raft_elections,
+            self.partition_elections,
+            self.truncations,
+            self.isr_shrinks,
+            self.isr_expands,
+            self.partitions_lost
         )?;
         writeln!(
             f,

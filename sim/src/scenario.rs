@@ -58,6 +58,10 @@ pub struct TopicToml {
     pub segment_bytes: Option<u64>,
     /// `retention.bytes` (default -1).
     pub retention_bytes: Option<i64>,
+    /// `min.insync.replicas` (default 1).
+    pub min_insync_replicas: Option<i32>,
+    /// Replicas per partition (default: the cluster's, min(3, nodes)).
+    pub replication_factor: Option<i32>,
 }
 
 /// `[workload]`.
@@ -76,6 +80,12 @@ pub struct WorkloadSpec {
     pub poll_percent: Option<u32>,
     /// Weights of acks 0, 1, all.
     pub acks_weights: Option<[u32; 3]>,
+    /// With `acks_all_min`: from this simulated second to the end of the safety phase, at
+    /// least `acks_all_min` acks=all writes must be acknowledged (a scenario that leaves
+    /// enough replicas running expects writes to go on).
+    pub acks_all_after_s: Option<f64>,
+    /// See `acks_all_after_s`.
+    pub acks_all_min: Option<u64>,
 }
 
 /// `[faults]`.
@@ -153,6 +163,11 @@ impl Scenario {
         set(&mut params.request_timeout_ms, w.request_timeout_ms);
         set(&mut params.poll_percent, w.poll_percent);
         set(&mut params.acks_weights, w.acks_weights);
+        match (w.acks_all_after_s, w.acks_all_min) {
+            (Some(s), Some(min)) => params.acks_all_expected = Some(((s * 1000.0) as u64, min)),
+            (None, None) => {}
+            _ => return Err("acks_all_after_s and acks_all_min go together".into()),
+        }
         self.apply_faults(params)?;
         if params.nodes == 0 || params.clients == 0 || params.topics.is_empty() {
             return Err("a run needs at least one node, one client and one topic".into());
@@ -245,5 +260,7 @@ fn topic(t: &TopicToml) -> Result<TopicSpec, String> {
         durability,
         segment_bytes: t.segment_bytes.unwrap_or(1 << 20),
         retention_bytes: t.retention_bytes.unwrap_or(-1),
+        min_insync_replicas: t.min_insync_replicas.unwrap_or(1).max(1),
+        replication_factor: t.replication_factor,
     })
 }

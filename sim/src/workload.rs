@@ -59,8 +59,13 @@ pub struct Part {
     pub id: PartitionId,
     /// `topic-partition`, for messages.
     pub name: String,
-    /// The node (index) holding it.
-    pub node: u32,
+    /// Replicas per partition of its topic (the cluster's default unless fixed).
+    pub replication_factor: i32,
+    /// Its topic's `min.insync.replicas`, at most the replication factor.
+    pub min_insync_replicas: i32,
+    /// The highest high watermark any fetch answer reported: the final drain reads at least
+    /// to it (a new leader's HW may lag the old one's for a moment, KIP-101).
+    pub max_high_watermark: u64,
     /// Its durability.
     pub durability: TopicDurability,
     /// How many partitions its topic has.
@@ -84,14 +89,29 @@ impl Part {
             TopicDurability::Fsync => Durability::Fsync,
             TopicDurability::Replicate => Durability::Replicate,
         };
-        TopicConfig { log: self.log.clone(), durability, ..TopicConfig::default() }
+        TopicConfig {
+            log: self.log.clone(),
+            durability,
+            min_insync_replicas: self.min_insync_replicas,
+            ..TopicConfig::default()
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 enum Pending {
-    Send { part: usize, value: i64, acks: Acks },
-    Poll { part: usize, offset: u64, is_final: bool },
+    Send {
+        part: usize,
+        value: i64,
+        acks: Acks,
+    },
+    Poll {
+        part: usize,
+        offset: u64,
+        is_final: bool,
+    },
+    /// A Metadata request, to learn the partitions' leaders.
+    Metadata,
 }
 
 /// One simulated client.
@@ -101,6 +121,9 @@ struct Client {
     next_id: u64,
     positions: Vec<u64>,
     started: bool,
+    /// Per partition: its leader (node index) as the last Metadata answer named it; `None`
+    /// until one did, and again after an error or a timeout (a Kafka client's cache).
+    leaders: Vec<Option<u32>>,
 }
 
 /// Every client, the partitions, and the history.
@@ -121,15 +144,20 @@ pub struct Workload {
     timeout_ms: u64,
     /// Sends acknowledged with acks 1 or all.
     pub acked_sends: u64,
+    /// acks=all writes acknowledged since a scenario's `acks_all_after_s`.
+    pub acks_all_late: u64,
+    nodes: u32,
+    /// The drainer's next wake after an answer, in ms (longer while a leader catches up).
+    drain_delay_ms: u64,
 }
 
 impl Workload {
     /// The workload of `params`.
     pub fn new(params: &Params) -> Workload {
         let parts: Vec<Part> = params
-            .placements()
+            .partitions()
             .into_iter()
-            .map(|(t, p, node)| {
+            .map(|(t, p)| {
                 let topic = &params.topics[t];
                 let log = LogConfig {
                     segment_bytes: topic.segment_bytes,
@@ -137,10 +165,14 @@ impl Workload {
                     batch_bytes_max: 4096.min(topic.segment_bytes as usize),
                     ..LogConfig::default()
                 };
+                let replication_factor =
+                    topic.replication_factor.unwrap_or(params.nodes.min(3) as i32);
                 Part {
                     id: PartitionId::new(topic.name.as_str(), p as i32),
                     name: format!("{}-{p}", topic.name),
-                    node,
+                    replication_factor,
+                    min_insync_replicas: topic.min_insync_replicas.min(replication_factor),
+                    max_high_watermark: 0,
                     durability: topic.durability,
                     topic_partitions: topic.partitions as i32,
                     log,
@@ -158,6 +190,7 @@ impl Workload {
                 next_id: 0,
                 positions: vec![0; parts.len()],
                 started: false,
+                leaders: vec![None; parts.len()],
             })
             .collect();
         Workload {
@@ -172,6 +205,9 @@ impl Workload {
             think_ms_max: params.think_ms_max,
             timeout_ms: params.request_timeout_ms,
             acked_sends: 0,
+            acks_all_late: 0,
+            nodes: params.nodes,
+            drain_delay_ms: 1,
         }
     }
 
@@ -217,6 +253,9 @@ pub(crate) fn client_wake(world: &mut World, client: u32) {
         world.work.history.complete(now, u64::from(client), OpType::Ok, F::Assign, assign);
     }
     let part = world.rng_work.random_range(0..world.work.parts.len());
+    if world.work.clients[c].leaders[part].is_none() {
+        return start_metadata(world, client);
+    }
     if world.rng_work.random_range(0..100) < world.work.poll_percent {
         let offset = world.work.clients[c].positions[part];
         start_poll(world, client, part, offset, false);
@@ -241,7 +280,7 @@ fn start_send(world: &mut World, client: u32, part: usize) {
     p.next_value += 1;
     let batch = build::batch(&[&value.to_be_bytes()], timestamp);
     let request = Request::Produce { partition: p.id.clone(), acks, batch };
-    let node = p.node;
+    let node = world.work.clients[client as usize].leaders[part].expect("known before a send");
     if p.recorded {
         let send = Value::Send(send_value(p, value, acks));
         world.work.history.invoke(world.now, u64::from(client), F::Send, send);
@@ -273,7 +312,7 @@ fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final
         max_bytes: FETCH_BYTES_MAX,
         leader_epoch: None,
     };
-    let node = p.node;
+    let node = world.work.clients[client as usize].leaders[part].expect("known before a poll");
     if p.recorded {
         let value =
             if is_final { Value::Poll(Poll { is_final, records: vec![] }) } else { Value::Null };
@@ -286,6 +325,42 @@ fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final
         Msg::Request { client, id, request },
     );
     wait(world, client, id, Pending::Poll { part, offset, is_final });
+}
+
+/// Asks a node picked at random for the cluster's metadata, as a Kafka client does to learn
+/// (or refresh) the partitions' leaders.
+fn start_metadata(world: &mut World, client: u32) {
+    let node = world.rng_work.random_range(0..world.work.nodes);
+    let request = Request::Metadata { topics: None, auto_create: false };
+    let id = next_id(world, client);
+    world.send(
+        Endpoint::Client(client),
+        Endpoint::Node(node),
+        Msg::Request { client, id, request },
+    );
+    wait(world, client, id, Pending::Metadata);
+}
+
+/// A Metadata answer: every partition's leader as the answering node knows it.
+fn metadata_answered(world: &mut World, client: u32, response: Response) {
+    let Response::Metadata(view) = response else { return };
+    let work = &mut world.work;
+    for topic in &view.topics {
+        let Ok(state) = &topic.state else { continue };
+        for (part, p) in work.parts.iter().enumerate() {
+            if p.id.topic != topic.name {
+                continue;
+            }
+            let info = usize::try_from(p.id.partition).ok().and_then(|i| state.partitions.get(i));
+            let leader = info.and_then(|info| info.leader).map(|node| node.0 - 1);
+            work.clients[client as usize].leaders[part] = leader.filter(|l| *l < work.nodes);
+        }
+    }
+}
+
+/// The client forgets `part`'s leader: its next operation on it asks for metadata first.
+fn forget_leader(world: &mut World, client: u32, part: usize) {
+    world.work.clients[client as usize].leaders[part] = None;
 }
 
 fn next_id(world: &mut World, client: u32) -> u64 {
@@ -302,7 +377,8 @@ fn wait(world: &mut World, client: u32, id: u64, pending: Pending) {
 
 fn think(world: &mut World, client: u32) {
     if client as usize == world.work.clients.len() - 1 {
-        world.schedule(world.now + MS, Event::DrainWake);
+        let delay = std::mem::replace(&mut world.work.drain_delay_ms, 1);
+        world.schedule(world.now + delay * MS, Event::DrainWake);
         return;
     }
     let delay = world.rng_work.random_range(0..=world.work.think_ms_max * MS);
@@ -317,6 +393,12 @@ pub(crate) fn client_timeout(world: &mut World, client: u32, id: u64) {
     }
     let (_, pending) = c.pending.take().expect("checked");
     complete(world, client, &pending, OpType::Info, None);
+    if let Pending::Send { part, .. } | Pending::Poll { part, .. } = pending {
+        forget_leader(world, client, part);
+    }
+    if client as usize == world.work.clients.len() - 1 {
+        world.work.drain_delay_ms = 20;
+    }
     think(world, client);
 }
 
@@ -339,6 +421,7 @@ fn complete(world: &mut World, client: u32, pending: &Pending, kind: OpType, off
                 world.work.history.complete(world.now, process, kind, F::Poll, Value::Null);
             }
         }
+        Pending::Metadata => {}
     }
 }
 
@@ -357,6 +440,7 @@ pub(crate) fn client_receive(world: &mut World, client: u32, msg: Msg) {
         Pending::Poll { part, offset, is_final } => {
             poll_answered(world, client, part, offset, is_final, response)
         }
+        Pending::Metadata => metadata_answered(world, client, response),
     }
     think(world, client);
 }
@@ -373,10 +457,19 @@ fn send_answered(
     match response {
         Response::Produced { base_offset } => {
             world.work.acked_sends += 1;
+            let expected_from = world.params.acks_all_expected.map(|(ms, _)| ms * MS);
+            if acks == Acks::All && expected_from.is_some_and(|from| world.now >= from) {
+                world.work.acks_all_late += 1;
+            }
+            let checked = world.acks_checked();
             let p = &mut world.work.parts[part];
-            if World::is_durable(p) {
-                if let Err(v) =
-                    invariants::acked_offset_unique(&p.name, &p.acked, base_offset, value)
+            // acks=1 promises the leader's copy only: a failover may take it back (KIP-101),
+            // so with replicas only acks=all writes must keep their offsets.
+            let promised = acks == Acks::All || !crate::world::NODES_REPLICATE;
+            if World::is_durable(p) && promised {
+                if checked
+                    && let Err(v) =
+                        invariants::acked_offset_unique(&p.name, &p.acked, base_offset, value)
                 {
                     world.violation.get_or_insert(v);
                 }
@@ -387,6 +480,7 @@ fn send_answered(
         Response::Error(error) => {
             let kind = if definitely_not_written(&error) { OpType::Fail } else { OpType::Info };
             complete(world, client, &pending, kind, None);
+            forget_leader(world, client, part);
         }
         other => panic!("a produce answered with {other:?}"),
     }
@@ -441,11 +535,13 @@ fn poll_answered(
                     offset += 1;
                 });
             }
+            let p = &mut world.work.parts[part];
+            p.max_high_watermark = p.max_high_watermark.max(high_watermark);
             let p = &world.work.parts[part];
             let offsets: Vec<u64> = read.iter().map(|(o, _)| *o).collect();
             let mut check = invariants::fetch_in_range(&p.name, offset, &offsets, high_watermark);
             for (o, v) in &read {
-                if World::is_durable(p) {
+                if World::is_durable(p) && world.acks_checked() {
                     check = check
                         .and_then(|()| invariants::fetch_matches_acked(&p.name, &p.acked, *o, *v));
                 }
@@ -468,8 +564,19 @@ fn poll_answered(
             }
             if client as usize == world.work.clients.len() - 1 {
                 let position = world.work.clients[client as usize].positions[part];
-                if read.is_empty() && position >= high_watermark {
+                // A new leader's HW may lag what earlier answers reported until its
+                // followers fetch again, and stays put while the ISR is below
+                // min.insync.replicas: the drain waits for it to cover what was told and
+                // every acknowledged write under the recoverable atlas (the unrecoverable one
+                // may destroy what the HW covered).
+                let p = &world.work.parts[part];
+                let acked_end = p.acked.last_key_value().map_or(0, |(offset, _)| offset + 1);
+                let lagging = high_watermark < p.max_high_watermark.max(acked_end)
+                    && world.params.atlas == crate::params::Atlas::Recoverable;
+                if read.is_empty() && position >= high_watermark && !lagging {
                     world.work.drain = Some((part + 1, 0));
+                } else if read.is_empty() {
+                    world.work.drain_delay_ms = 20;
                 }
             }
         }
@@ -497,6 +604,10 @@ fn poll_answered(
         }
         Response::Error(error) => {
             complete(world, client, &pending, OpType::Fail, None);
+            forget_leader(world, client, part);
+            if client as usize == world.work.clients.len() - 1 {
+                world.work.drain_delay_ms = 20;
+            }
             let log = match &error {
                 RequestError::Log(error) | RequestError::Replica(ReplicaError::Log(error)) => {
                     Some(error)
@@ -544,9 +655,19 @@ pub(crate) fn drain_wake(world: &mut World) {
         world.work.drain = Some((0, 0));
     }
     // Partitions of a node that stopped serving (a detected loss under the unrecoverable
-    // atlas; the checks count it) cannot be drained.
-    while part < world.work.parts.len()
-        && (!world.work.parts[part].recorded || world.node_failed(world.work.parts[part].node))
+    // atlas; the checks count it) cannot be drained, nor can partitions whose every in-sync
+    // copy was wiped (the controller left their ISR empty): what they acknowledged is a loss
+    // the run expected.
+    let failed = |world: &mut World, part: usize| {
+        if world.partition_lost(part) {
+            world.losses_excused = true;
+            world.coverage.partitions_lost += 1;
+            return true;
+        }
+        let leader = world.work.clients[drainer as usize].leaders[part];
+        leader.is_some_and(|node| world.node_failed(node))
+    };
+    while part < world.work.parts.len() && (!world.work.parts[part].recorded || failed(world, part))
     {
         part += 1;
     }
@@ -556,6 +677,9 @@ pub(crate) fn drain_wake(world: &mut World) {
         return;
     }
     world.work.drain = Some((part, 0));
+    if world.work.clients[drainer as usize].leaders[part].is_none() {
+        return start_metadata(world, drainer);
+    }
     let offset = world.work.clients[drainer as usize].positions[part];
     start_poll(world, drainer, part, offset, true);
 }
@@ -563,6 +687,17 @@ pub(crate) fn drain_wake(world: &mut World) {
 /// What is still pending, for a liveness violation.
 pub(crate) fn pending_description(world: &World) -> String {
     let (part, _) = world.work.drain.unwrap_or((0, 0));
-    let name = world.work.parts.get(part).map_or("-", |p| p.name.as_str());
-    format!("the final drain did not finish (at partition {name})")
+    let Some(p) = world.work.parts.get(part) else {
+        return "the final drain did not finish".into();
+    };
+    let drainer = &world.work.clients[world.work.clients.len() - 1];
+    format!(
+        "the final drain did not finish (at partition {}: position {}, highest HW told {}, \
+         leader known {:?}; replicas{})",
+        p.name,
+        drainer.positions[part],
+        p.max_high_watermark,
+        drainer.leaders[part].map(|l| l + 1),
+        world.describe_replicas(part)
+    )
 }

@@ -14,9 +14,7 @@
 //! end within `liveness_ms`.
 
 use cairn_node::core::io::{ConnId, DiskResult, NodeId, OpId, RequestId};
-use cairn_node::core::node::{
-    Message, Node, NodeConfig, Output, PartitionId, Request, RequestError, Response,
-};
+use cairn_node::core::node::{Message, Node, NodeConfig, Output, PartitionId};
 use cairn_node::core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -35,11 +33,12 @@ use crate::workload::{Msg, Part, Workload};
 /// The connection id the world's controller uses to create partitions on a node.
 pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
 
-/// Whether the nodes replicate partitions. Until `core::node` runs a replica per hosted
-/// partition, each partition lives on one node, so a wipe loses its only copy: the random
-/// nemesis draws wipes only under the unrecoverable atlas, and a scenario's wipe makes the
-/// run excuse lost writes (`World::losses_excused`). Set once the node replicates.
-pub const NODES_REPLICATE: bool = false;
+/// Whether the nodes replicate partitions: one cluster, topics placed by the controller,
+/// clients following leaders. `false` makes each node a cluster of its own (a lone
+/// replica of every partition it is asked about), where a wipe loses the only copy: the
+/// random nemesis then draws wipes only under the unrecoverable atlas, and a scenario's
+/// wipe makes the run excuse lost writes (`World::losses_excused`).
+pub const NODES_REPLICATE: bool = true;
 
 /// Nanoseconds in a millisecond.
 pub(crate) const MS: u64 = 1_000_000;
@@ -89,6 +88,9 @@ pub(crate) enum Event {
     Heal,
     DrainWake,
     End,
+    /// Ends the run where it is (tests that watch the first moments of a run).
+    #[cfg(test)]
+    Stop,
 }
 
 /// A node's clock: offset and drift over the world's time, never going back.
@@ -124,8 +126,6 @@ pub(crate) struct SimNode {
     pub(crate) paused_until: u64,
     pub(crate) clock: Clock,
     pub(crate) timer_at: Option<u64>,
-    /// Whether this incarnation was asked to create its topics (again after an error).
-    topics_asked: bool,
     /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
     pub(crate) last_request: Vec<u64>,
 }
@@ -137,14 +137,23 @@ pub struct World {
     t0: Instant,
     queue: EventQueue<Event>,
     pub(crate) rng_net: ChaCha8Rng,
-    rng_disk: ChaCha8Rng,
+    pub(crate) rng_disk: ChaCha8Rng,
     pub(crate) rng_work: ChaCha8Rng,
     rng_faults: ChaCha8Rng,
     rng_sched: ChaCha8Rng,
     pub(crate) net: Network,
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) work: Workload,
-    pub(crate) watches: Vec<PartitionWatch>,
+    /// Per workload partition and node (index): the storage checks' memory.
+    pub(crate) watches: Vec<Vec<PartitionWatch>>,
+    /// The replication checks' memory (`replicas.rs`).
+    pub(crate) replicas: crate::replicas::ReplicaWatch,
+    /// The topics (indexes into `Params::topics`) the controller committed.
+    pub(crate) topics_created: Vec<bool>,
+    /// The topic creation in flight: node (index), its incarnation, topic, when sent.
+    pub(crate) creating: Option<(u32, u64, usize, u64)>,
+    /// No topic creation is asked before this time (after a failed one).
+    pub(crate) create_after: u64,
     /// Nodes (indexes) wiped in this run, for the atlas (`cluster.rs`).
     pub(crate) wiped: std::collections::BTreeSet<u32>,
     /// Whether a wipe lost the only copy of partitions (see [`NODES_REPLICATE`]): the
@@ -187,7 +196,6 @@ impl World {
                     paused_until: 0,
                     clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
                     timer_at: None,
-                    topics_asked: false,
                     last_request: vec![0; params.clients as usize + 1],
                 }
             })
@@ -199,7 +207,10 @@ impl World {
             reorder: params.net_reorder,
         });
         let work = Workload::new(&params);
-        let watches = vec![PartitionWatch::default(); work.parts.len()];
+        let watches =
+            vec![vec![PartitionWatch::default(); params.nodes as usize]; work.parts.len()];
+        let replicas = crate::replicas::new_watch(work.parts.len(), params.nodes);
+        let topics_created = vec![false; params.topics.len()];
         let mut world = World {
             now: 0,
             t0,
@@ -213,6 +224,10 @@ impl World {
             nodes,
             work,
             watches,
+            replicas,
+            topics_created,
+            creating: None,
+            create_after: 0,
             wiped: std::collections::BTreeSet::new(),
             losses_excused: false,
             hash: 0xcbf2_9ce4_8422_2325,
@@ -276,12 +291,24 @@ impl World {
         for core in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
             core.invariants();
         }
+        if self.violation.is_none()
+            && let Err(violation) = self.check_cluster()
+        {
+            self.violation = Some(violation);
+        }
         self.coverage.events = self.events;
         self.coverage.sim_ns = self.now;
     }
 
     fn step(&mut self, event: Event) {
         self.mix(self.now);
+        if self.now >= self.replicas.next_cluster_check {
+            self.replicas.next_cluster_check = self.now + crate::replicas::CLUSTER_CHECK_NS;
+            if let Err(violation) = self.check_cluster() {
+                self.violation.get_or_insert(violation);
+                return;
+            }
+        }
         match event {
             Event::NodeTimer { node, incarnation } => {
                 self.mix(1 << 32 | u64::from(node));
@@ -342,8 +369,22 @@ impl World {
                     self.schedule(self.now + gap, Event::Nemesis);
                 }
             }
-            Event::Heal => self.heal(),
+            Event::Heal => {
+                if let Some((ms, min)) = self.params.acks_all_expected
+                    && self.work.acks_all_late < min
+                {
+                    let what = format!(
+                        "{} acks=all writes acknowledged from {ms} ms to the end of the safety \
+                         phase; the scenario expects at least {min}",
+                        self.work.acks_all_late
+                    );
+                    self.violation.get_or_insert(Violation::Liveness { what });
+                }
+                self.heal();
+            }
             Event::DrainWake => crate::workload::drain_wake(self),
+            #[cfg(test)]
+            Event::Stop => self.done = true,
             Event::End => {
                 if !self.done {
                     let what = crate::workload::pending_description(self);
@@ -351,6 +392,14 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Runs the first `ms` of simulated time only (before the nodes elect anyone and talk
+    /// on their own: Raft's election timeout is at least 500 ms).
+    #[cfg(test)]
+    pub(crate) fn run_first_ms(&mut self, ms: u64) {
+        self.schedule(ms * MS, Event::Stop);
+        self.run(crate::run::EVENTS_MAX);
     }
 
     fn nemesis_gap(&mut self) -> u64 {
@@ -423,7 +472,7 @@ impl World {
     /// Drains a node's outputs, re-arms its timer, and checks the invariants.
     pub(crate) fn after_node_step(&mut self, node: u32) {
         let index = node as usize;
-        self.ask_for_topics(node);
+        self.create_topics(node);
         loop {
             let Some(output) = self.nodes[index].node.as_mut().and_then(|n| n.poll_output()) else {
                 break;
@@ -438,11 +487,7 @@ impl World {
                 }
                 Output::Reply { conn, id, response } => {
                     if conn == ADMIN_CONN {
-                        // A topic the node kept from an earlier life exists already; any
-                        // other error (a failed metadata write) is retried at the next step.
-                        let retry = matches!(&response, Response::Error(e)
-                            if !matches!(e, RequestError::Controller { code: 36, .. }));
-                        self.nodes[index].topics_asked &= !retry;
+                        self.topic_created(node, id, &response);
                         continue;
                     }
                     let client = conn.0 as u32;
@@ -453,7 +498,7 @@ impl World {
             }
         }
         self.arm_timer(node);
-        if let Err(violation) = self.check_node(node) {
+        if let Err(violation) = self.check_node(node).and_then(|()| self.check_replicas(node)) {
             self.violation.get_or_insert(violation);
         }
     }
@@ -484,10 +529,7 @@ impl World {
             }
         }
         for (index, part) in self.work.parts.iter_mut().enumerate() {
-            if part.node != node {
-                continue;
-            }
-            let watch = &mut self.watches[index];
+            let watch = &mut self.watches[index][node as usize];
             let key = watch.node_key.get_or_insert_with(|| {
                 core.partitions().find(|id| **id == part.id).unwrap_or(&part.id).clone()
             });
@@ -498,6 +540,13 @@ impl World {
                 continue;
             };
             if recoverable && !watch.lost {
+                // A follower truncating its divergent tail (KIP-101) may take back what it
+                // had flushed, even what an earlier life flushed (a running log's end goes
+                // back only by truncation): the checks then start again from the truncated log.
+                if watch.was_ready && log.log_end_offset() < watch.max_flushed {
+                    watch.last_flushed = None;
+                    watch.max_flushed = log.flushed_offset();
+                }
                 invariants::flushed_offset_monotonic(&part.name, watch, log)?;
                 invariants::recovery_keeps_flushed(&part.name, watch, log)?;
                 if !watch.was_ready {
@@ -508,8 +557,12 @@ impl World {
                 // Detected loss: recovery cut the log. Acknowledgements above the cut are
                 // gone, as the unrecoverable atlas allows; what comes next is checked anew.
                 let end = log.log_end_offset();
-                let lost = part.acked.split_off(&end).len() as u64;
-                self.coverage.acked_lost_detected += lost;
+                // With replicas, one replica's damage loses nothing acknowledged: it fetches
+                // again from its leader.
+                if !NODES_REPLICATE {
+                    let lost = part.acked.split_off(&end).len() as u64;
+                    self.coverage.acked_lost_detected += lost;
+                }
                 watch.max_flushed = watch.max_flushed.min(end);
                 watch.lost = false;
             }
@@ -539,37 +592,7 @@ impl World {
         n.incarnation += 1;
         n.node = Some(core);
         n.timer_at = None;
-        n.topics_asked = false;
         self.after_node_step(index);
-    }
-
-    /// The controller's part, until there is one: once a node has started, it is asked to
-    /// create every topic it holds a partition of (the node keeps them across restarts, so a
-    /// restarted node mostly answers that they exist). Each node holds every partition of
-    /// such a topic; the workload uses those the placement gives it.
-    fn ask_for_topics(&mut self, index: u32) {
-        let n = &self.nodes[index as usize];
-        if n.topics_asked || !n.node.as_ref().is_some_and(|core| core.is_started()) {
-            return;
-        }
-        let now = self.local_now(index);
-        let n = &mut self.nodes[index as usize];
-        n.topics_asked = true;
-        let core = n.node.as_mut().expect("checked");
-        let mut asked = std::collections::BTreeSet::new();
-        for (i, part) in self.work.parts.iter().enumerate().filter(|(_, p)| p.node == index) {
-            if !asked.insert(part.id.topic.clone()) {
-                continue;
-            }
-            let request = Request::CreateTopic {
-                name: part.id.topic.clone(),
-                partitions: part.topic_partitions,
-                replication_factor: 1,
-                config: part.config(),
-                validate_only: false,
-            };
-            core.handle_request(now, ADMIN_CONN, RequestId(i as u64), request);
-        }
     }
 
     /// Applies a fault of the timeline, or one the nemesis `drawn`.
@@ -577,6 +600,9 @@ impl World {
         let Some(action) = self.admit(action, drawn) else { return };
         if let Some(kind) = action.kind() {
             *self.coverage.faults.entry(kind.name()).or_default() += 1;
+        }
+        if crate::trace::enabled() {
+            crate::trace::line(self.now, format_args!("fault {action:?}"));
         }
         let now = self.now;
         match action {
@@ -740,6 +766,15 @@ impl World {
         }
         self.work.stopped = true;
         self.schedule(self.now + 500 * MS, Event::DrainWake);
+    }
+
+    /// Whether acknowledged offsets are checked (`acked_offset_unique`,
+    /// `fetch_matches_acked`): always under the recoverable atlas; under the unrecoverable
+    /// one only while each partition has one copy, whose recovery cuts the world sees (with
+    /// replicas, damage on a leader may lose acknowledged writes anywhere, as the atlas
+    /// allows, and the history check excuses it).
+    pub(crate) fn acks_checked(&self) -> bool {
+        self.params.atlas == Atlas::Recoverable || !NODES_REPLICATE
     }
 
     /// Whether a partition's topic is fsync-durable.

@@ -313,7 +313,12 @@ pub fn format(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
     cluster.cluster_id.clone_from(&cluster_id);
     cluster.voters = spec.voters();
     cluster.learners.clone_from(&spec.learners);
-    run_ops(dir, format_ops(node_id, &cluster, spec.initial))?;
+    // Each format of a directory gets its own id, so that the controller tells a broker
+    // whose data was wiped from one that kept it.
+    let directory_id = u64::from_le_bytes(
+        random_bytes().map_err(|error| io_error("read", "/dev/urandom", error))?,
+    );
+    run_ops(dir, format_ops(node_id, &cluster, spec.initial, directory_id))?;
     let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
     write_meta(dir, &meta)?;
     tracing::info!(dir = %dir.display(), node_id = node_id.0, cluster_id = %meta.cluster_id,
@@ -584,12 +589,18 @@ pub fn read_bootstrap(dir: &Path) -> Result<BootstrapRecord, DataDirError> {
 /// shape of Kafka's cluster ids. Read from the OS: the core's generator is seeded and must not
 /// be the source of an id meant to be unique across clusters.
 fn generate_cluster_id() -> io::Result<String> {
-    let mut bytes = [0u8; CLUSTER_ID_RANDOM_BYTES];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let bytes: [u8; CLUSTER_ID_RANDOM_BYTES] = random_bytes()?;
     let id = base64_url(&bytes);
     assert_eq!(id.len(), 22);
     assert!(validate_cluster_id(&id).is_ok());
     Ok(id)
+}
+
+/// `N` bytes from the OS's generator.
+fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn base64_url(bytes: &[u8]) -> String {

@@ -2,7 +2,7 @@
 //! fencing and unfencing, and producer-id blocks.
 
 use super::election;
-use super::image::{MetadataImage, NO_LEADER, decision_record, fence_record};
+use super::image::{MetadataImage, NO_LEADER, PartitionState, decision_record, fence_record};
 use super::messages::{
     AllocateProducerIdsRequest, BrokerHeartbeatRequest, ControllerError, RegisterBrokerReply,
     RegisterBrokerRequest, ReplyKind,
@@ -28,17 +28,31 @@ pub(super) fn fence_records(
 
 /// The partition changes that taking `node_id` out of the live brokers of `image` causes.
 fn partition_changes_without(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    partition_changes(image, node_id, |state, min_isr, unclean, live| {
+        election::fence(state, node_id, min_isr, unclean, live)
+    })
+}
+
+/// The partition changes that `node_id` losing its data causes ([`election::forget`]).
+fn partition_changes_forgetting(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    partition_changes(image, node_id, |state, min_isr, unclean, live| {
+        election::forget(state, node_id, min_isr, unclean, live)
+    })
+}
+
+/// The records for `rule`'s decision (state, min ISR, unclean allowed, who is live) in each
+/// partition `node_id` is a replica of, with `node_id` no longer live.
+fn partition_changes(
+    image: &MetadataImage,
+    node_id: i32,
+    rule: impl Fn(&PartitionState, i32, bool, &dyn Fn(i32) -> bool) -> election::Decision,
+) -> Vec<MetadataRecord> {
     let live = |id: i32| id != node_id && image.is_live(id);
     let mut records = Vec::new();
     for (topic, partition, state) in image.partitions_of(node_id) {
         let settings = &topic.settings;
-        let decision = election::fence(
-            state,
-            node_id,
-            settings.min_insync_replicas,
-            settings.unclean_leader_election,
-            live,
-        );
+        let decision =
+            rule(state, settings.min_insync_replicas, settings.unclean_leader_election, &live);
         records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
@@ -115,9 +129,24 @@ impl Controller {
             port: request.port,
             rack: request.rack.clone(),
             broker_epoch: None,
+            directory_id: request.directory_id,
         };
         records.push(RecordKind::RegisterBroker(register).into());
-        if image.is_live(node_id) {
+        // Another data directory than the last registration's: the broker was wiped and
+        // formatted again, and holds none of the records its replicas had (KIP-858 tells
+        // directories apart the same way). It must not lead from the ISR or the ELR.
+        let lost_data = image.broker(node_id).is_some_and(|old| {
+            let known = old.directory_id != 0 && request.directory_id != 0;
+            known && old.directory_id != request.directory_id
+        });
+        if lost_data {
+            tracing::warn!(
+                node_id,
+                "broker registered with another data directory: it leaves \
+                every ISR and ELR"
+            );
+            records.extend(partition_changes_forgetting(image, node_id));
+        } else if image.is_live(node_id) {
             records.extend(partition_changes_without(image, node_id));
         }
         active.leases.set(node_id, now + timeout);

@@ -104,6 +104,32 @@ pub fn fence(
     decision
 }
 
+/// What a broker that lost its data does to a partition (it registered with another data
+/// directory: wiped and formatted again): it leaves the ISR and the ELR, even as the last
+/// member (its copy of the committed records is gone, so it must not lead with what it has
+/// now), and if it led, a leader is elected among the live replicas. The ISR may be left
+/// empty: then nobody holds the committed records for sure, and only an unclean election
+/// can bring the partition back. `live` must answer false for `broker`.
+pub fn forget(
+    state: &PartitionState,
+    broker: i32,
+    min_isr: i32,
+    unclean: bool,
+    live: impl Fn(i32) -> bool,
+) -> Decision {
+    assert!(!live(broker), "the broker that lost its data is not live");
+    let without = |ids: &[i32]| ids.iter().copied().filter(|id| *id != broker).collect();
+    let mut decision =
+        Decision { leader: state.leader, isr: without(&state.isr), elr: without(&state.elr) };
+    if decision.leader == broker {
+        decision.leader = NO_LEADER;
+    }
+    if decision.leader == NO_LEADER {
+        decision = elect(&state.replicas, decision, min_isr, unclean, live);
+    }
+    decision
+}
+
 /// What a broker coming back does to a partition without a leader: an election.
 pub fn unfence(
     state: &PartitionState,
@@ -197,6 +223,30 @@ mod tests {
         for (state, broker, live, min_isr, unclean, expected) in rows {
             let decision = fence(&state, broker, min_isr, unclean, |id| live.contains(&id));
             assert_eq!(decision, expected, "{state:?} fencing {broker}");
+        }
+    }
+
+    #[test]
+    fn a_broker_that_lost_its_data_leaves_the_isr_and_elr_even_as_the_last_member() {
+        // (state, wiped broker, live, min isr, unclean) -> decision
+        type Row = (PartitionState, i32, &'static [i32], i32, bool, Decision);
+        let rows: Vec<Row> = vec![
+            // A follower in the ISR: it leaves it, and does not join the ELR.
+            (state(&[1, 2, 3], &[1, 2, 3], &[], 1), 3, &[1, 2], 3, false, d(1, &[1, 2], &[])),
+            // An ELR member: it is no longer eligible.
+            (state(&[1, 2, 3], &[1], &[2, 3], 1), 2, &[1, 3], 2, false, d(1, &[1], &[3])),
+            // The last ISR member, fenced before (no leader): the ELR member leads.
+            (state(&[1, 2, 3], &[1], &[2], NO_LEADER), 1, &[2, 3], 2, false, d(2, &[2], &[])),
+            // The last ISR member and nobody eligible: the ISR is left empty, offline...
+            (state(&[1, 2, 3], &[1], &[], NO_LEADER), 1, &[2, 3], 2, false, d(NO_LEADER, &[], &[])),
+            // ...unless unclean elections are allowed.
+            (state(&[1, 2, 3], &[1], &[], NO_LEADER), 1, &[2, 3], 2, true, d(2, &[2], &[])),
+            // It led: the next live ISR member leads.
+            (state(&[1, 2, 3], &[1, 2], &[], 1), 1, &[2, 3], 1, false, d(2, &[2], &[])),
+        ];
+        for (state, broker, live, min_isr, unclean, expected) in rows {
+            let decision = forget(&state, broker, min_isr, unclean, |id| live.contains(&id));
+            assert_eq!(decision, expected, "{state:?} forgetting {broker}");
         }
     }
 

@@ -72,6 +72,8 @@ pub struct BrokerState {
     pub epoch: u64,
     /// The incarnation it registered with.
     pub incarnation: u64,
+    /// The id of its data directory (0 if unknown).
+    pub directory_id: u64,
     /// The host of its Kafka listener.
     pub host: String,
     /// The port of its Kafka listener.
@@ -149,7 +151,11 @@ impl PartitionState {
         let at = || format!("{topic}-{partition}");
         assert!(!self.replicas.is_empty(), "{}: no replicas", at());
         assert!(distinct(&self.replicas), "{}: a replica listed twice", at());
-        assert!(!self.isr.is_empty(), "{}: the ISR is never empty", at());
+        assert!(
+            !self.isr.is_empty() || self.leader == NO_LEADER,
+            "{}: an empty ISR (its last member lost its data) has no leader",
+            at()
+        );
         assert!(distinct(&self.isr), "{}: an ISR member listed twice", at());
         assert!(distinct(&self.elr), "{}: an ELR member listed twice", at());
         assert!(self.isr.iter().all(|b| self.replicas.contains(b)), "{}: ISR ⊄ replicas", at());
@@ -351,6 +357,7 @@ impl MetadataImage {
             node_id: record.node_id,
             epoch: record.broker_epoch.unwrap_or(index),
             incarnation: record.incarnation,
+            directory_id: record.directory_id,
             host: record.host.clone(),
             port: record.port,
             rack: record.rack.clone(),
@@ -439,6 +446,7 @@ impl MetadataImage {
                     port: broker.port,
                     rack: broker.rack.clone(),
                     broker_epoch: Some(broker.epoch),
+                    directory_id: broker.directory_id,
                 })
                 .into(),
             );

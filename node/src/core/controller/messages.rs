@@ -28,6 +28,9 @@ pub struct RegisterBrokerRequest {
     /// How far it has applied the metadata log.
     #[prost(uint64, tag = "6")]
     pub metadata_offset: u64,
+    /// The id of its data directory, drawn when it was formatted (0 if unknown).
+    #[prost(uint64, tag = "7")]
+    pub directory_id: u64,
 }
 
 /// A broker's heartbeat: it renews its lease and reports how far it has applied the log.
@@ -71,6 +74,10 @@ pub struct AlterPartitionRequest {
     /// The ISR it asks for.
     #[prost(int32, repeated, tag = "7")]
     pub new_isr: Vec<i32>,
+    /// Instead of an ISR change: the leader's log failed in this epoch, and it asks for
+    /// another leader from the ISR, or itself again in a new epoch.
+    #[prost(bool, tag = "8")]
+    pub resign: bool,
 }
 
 /// Create one topic.

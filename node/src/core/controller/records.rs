@@ -50,6 +50,9 @@ pub struct RegisterBrokerRecord {
     /// its epoch is then the index of its entry.
     #[prost(uint64, optional, tag = "6")]
     pub broker_epoch: Option<u64>,
+    /// The id of the broker's data directory (its raft bootstrap record's); 0 if unknown.
+    #[prost(uint64, tag = "7")]
+    pub directory_id: u64,
 }
 
 /// A broker is fenced: it leads nothing and is not counted live (its lease lapsed, it asked
@@ -257,6 +260,7 @@ mod tests {
                 port: 9092,
                 rack: Some("r1".into()),
                 broker_epoch: None,
+                directory_id: 77,
             })
             .into(),
             RecordKind::FenceBroker(FenceBrokerRecord { node_id: 1, broker_epoch: 4 }).into(),

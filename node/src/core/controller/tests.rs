@@ -145,7 +145,12 @@ impl Harness {
     }
 }
 
+/// A registration of `node_id` from its usual data directory (id `node_id * 7`).
 pub(super) fn register(node_id: i32, incarnation: u64) -> RequestKind {
+    register_from(node_id, incarnation, node_id as u64 * 7)
+}
+
+pub(super) fn register_from(node_id: i32, incarnation: u64, directory_id: u64) -> RequestKind {
     RequestKind::RegisterBroker(RegisterBrokerRequest {
         node_id,
         incarnation,
@@ -153,6 +158,7 @@ pub(super) fn register(node_id: i32, incarnation: u64) -> RequestKind {
         port: 9092,
         rack: None,
         metadata_offset: 0,
+        directory_id,
     })
 }
 
@@ -228,6 +234,7 @@ fn registration_is_proposed_then_answered_with_its_index_as_epoch() {
         port: 9092,
         rack: None,
         broker_epoch: None,
+        directory_id: 49,
     };
     assert_eq!(h.outputs(), vec![proposal(vec![RecordKind::RegisterBroker(expected).into()])]);
     assert_eq!(h.reply(token), None, "no answer before the commit");
@@ -409,6 +416,32 @@ fn a_restarted_broker_replaces_its_old_registration() {
     let unfenced = h.heartbeat(1, new_epoch, h.index);
     assert!(!heartbeat_of(&unfenced).is_fenced);
     assert_eq!(h.image().broker(1).unwrap().incarnation, 9999);
+}
+
+#[test]
+fn a_broker_back_with_another_data_directory_is_no_longer_eligible_to_lead() {
+    // (directory broker 1 comes back with) -> its partition's ISR and ELR
+    for (directory_id, kept) in [(7, true), (8, false)] {
+        let mut h = Harness::new(6);
+        let epochs = h.start_brokers(2);
+        let mut request = create("t", 1, 2);
+        if let RequestKind::CreateTopic(create) = &mut request {
+            create.config.insert("min.insync.replicas".into(), "2".into());
+        }
+        h.call(request);
+        // Broker 1's lease lapses: the ISR falls below min isr, so broker 1 stays eligible.
+        h.advance(1000);
+        h.heartbeat(2, epochs[1], h.index);
+        h.advance(600);
+        h.commit_all();
+        let state = &h.topic("t").partitions[0];
+        assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (2, vec![2], vec![1]));
+        // A restart keeps it eligible; a wipe and a new format do not.
+        h.call(register_from(1, 5000, directory_id));
+        let state = &h.topic("t").partitions[0];
+        let elr = if kept { vec![1] } else { vec![] };
+        assert_eq!((state.isr.clone(), state.elr.clone()), (vec![2], elr), "dir {directory_id}");
+    }
 }
 
 #[test]

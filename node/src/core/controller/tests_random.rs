@@ -190,6 +190,7 @@ fn send_alter_partition(h: &mut Harness, world: &mut World, rng: &mut CoreRng) {
         leader_epoch: state.leader_epoch,
         partition_epoch: state.partition_epoch,
         new_isr,
+        resign: rng.random_bool(0.1),
     };
     let valid = rng.random_bool(0.7);
     if !valid {

@@ -251,6 +251,7 @@ fn unclean_election_only_where_the_topic_allows_it() {
             leader_epoch: 0,
             partition_epoch: 0,
             new_isr: vec![leader],
+            resign: false,
         });
         assert_eq!(h.call(alter).error_code, 0);
         let others: Vec<i32> = state.replicas.iter().copied().filter(|b| *b != leader).collect();
@@ -272,6 +273,46 @@ fn unclean_election_only_where_the_topic_allows_it() {
 }
 
 #[test]
+fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new_epoch() {
+    let (mut h, epochs, id) = three_replicas(20, false);
+    let state = h.topic("t").partitions[0].clone();
+    let leader = state.leader;
+    let resign = |state: &PartitionState| {
+        RequestKind::AlterPartition(AlterPartitionRequest {
+            broker_id: state.leader,
+            broker_epoch: epochs[state.leader as usize - 1],
+            topic_id: id.to_vec(),
+            partition: 0,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: state.isr.clone(),
+            resign: true,
+        })
+    };
+    assert_eq!(h.call(resign(&state)).error_code, 0);
+    let after = h.topic("t").partitions[0].clone();
+    let next = state.replicas.iter().copied().find(|b| *b != leader).unwrap();
+    let isr: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
+    assert_eq!((after.leader, after.leader_epoch, after.isr.clone()), (next, 1, isr));
+    // A stale resignation (the old epoch) is refused and changes nothing.
+    assert_eq!(h.call(resign(&state)).error_code, 74);
+    // The last ISR member resigning leads again, in a new epoch.
+    let shrink = RequestKind::AlterPartition(AlterPartitionRequest {
+        new_isr: vec![next],
+        resign: false,
+        ..match resign(&after) {
+            RequestKind::AlterPartition(r) => r,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(h.call(shrink).error_code, 0);
+    let alone = h.topic("t").partitions[0].clone();
+    assert_eq!(h.call(resign(&alone)).error_code, 0);
+    let again = h.topic("t").partitions[0].clone();
+    assert_eq!((again.leader, again.leader_epoch, again.isr.clone()), (next, 3, vec![next]));
+}
+
+#[test]
 fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
     let (mut h, epochs, id) = three_replicas(19, false);
     let state = h.topic("t").partitions[0].clone();
@@ -286,6 +327,7 @@ fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
         leader_epoch: 0,
         partition_epoch: 0,
         new_isr: vec![leader, follower],
+        resign: false,
     };
     let with = |f: &dyn Fn(&mut AlterPartitionRequest)| {
         let mut request = base.clone();

@@ -224,6 +224,10 @@ impl Controller {
             let (current, given) = (state.partition_epoch, request.partition_epoch);
             return Err(ControllerError::InvalidUpdateVersion { current, given });
         }
+        if request.resign {
+            let records = resignation_records(image, id, partition, state, node_id);
+            return Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }));
+        }
         check_new_isr(image, state, &request.new_isr, node_id)?;
         let min_isr = topic.settings.min_insync_replicas;
         let decision = election::change_isr(state, &request.new_isr, min_isr);
@@ -236,6 +240,34 @@ impl Controller {
         let records = vec![RecordKind::PartitionChange(change).into()];
         Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }))
     }
+}
+
+/// The records for leader `leader`'s resignation (its log failed in its epoch): the first
+/// other live ISR member in replica order leads, and the one resigning leaves the ISR (its
+/// recovered log may lack what it had; it fetches its way back in). With no other live
+/// member, it leads again in a new epoch: leaderless, then elected, in one batch.
+fn resignation_records(
+    image: &MetadataImage,
+    topic: TopicId,
+    partition: i32,
+    state: &super::PartitionState,
+    leader: i32,
+) -> Vec<MetadataRecord> {
+    let others = |id: &i32| *id != leader && state.isr.contains(id) && image.is_live(*id);
+    let Some(next) = state.replicas.iter().copied().find(others) else {
+        let step_down = change_record(topic, partition, state, &state.isr, &state.elr, NO_LEADER);
+        let mut stepped = state.clone();
+        stepped.leader = NO_LEADER;
+        let again = change_record(topic, partition, &stepped, &state.isr, &state.elr, leader);
+        return [step_down, again]
+            .into_iter()
+            .flatten()
+            .map(|c| RecordKind::PartitionChange(c).into())
+            .collect();
+    };
+    let isr: Vec<i32> = state.isr.iter().copied().filter(|id| *id != leader).collect();
+    let change = change_record(topic, partition, state, &isr, &state.elr, next);
+    change.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
 }
 
 /// Checks an ISR a leader asks for: not empty, no repeats, replicas only, the leader in it,

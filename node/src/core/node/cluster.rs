@@ -515,6 +515,10 @@ impl Node {
     pub(super) fn broker_timer(&mut self, now: Instant) {
         let interval = self.config.cluster.broker_heartbeat_interval;
         self.timers.set(Timer::Broker, now + interval);
+        if !self.raft.is_ready() {
+            // The registration carries the data directory's id, which Raft's recovery reads.
+            return;
+        }
         let node_id = self.config.node_id.0 as i32;
         let metadata_offset = self.raft.applied_index();
         match self.broker.epoch {
@@ -527,6 +531,7 @@ impl Node {
                     port: u32::from(cluster.advertised_port),
                     rack: None,
                     metadata_offset,
+                    directory_id: self.raft.directory_id(),
                 };
                 self.call(now, Purpose::Register, RequestKind::RegisterBroker(request).into());
             }
@@ -543,14 +548,15 @@ impl Node {
         }
     }
 
-    /// Asks the controller for the ISR change a leader replica proposed.
+    /// Asks the controller for the ISR change (or the resignation) a leader replica proposed
+    /// in its (leader epoch, partition epoch).
     pub(super) fn propose_isr(
         &mut self,
         now: Instant,
         partition: &PartitionId,
-        leader_epoch: i32,
-        partition_epoch: i32,
+        (leader_epoch, partition_epoch): (i32, i32),
         new_isr: Vec<NodeId>,
+        resign: bool,
     ) {
         let topic = self.image.topic(&partition.topic);
         let (Some(broker_epoch), Some(topic)) = (self.broker.epoch, topic) else {
@@ -564,6 +570,7 @@ impl Node {
             leader_epoch,
             partition_epoch,
             new_isr: new_isr.iter().map(|n| n.0 as i32).collect(),
+            resign,
         };
         let purpose =
             Purpose::AlterPartition { partition: partition.clone(), leader_epoch, partition_epoch };

@@ -350,8 +350,8 @@ impl Node {
                 self.ops.reply(call.conn, call.id, response);
             }
             ReplicaEvent::Send { to, message } => self.ops.send(to, message.into()),
-            ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr } => {
-                self.propose_isr(now, id, leader_epoch, partition_epoch, new_isr);
+            ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr, resign } => {
+                self.propose_isr(now, id, (leader_epoch, partition_epoch), new_isr, resign);
             }
             ReplicaEvent::HighWatermarkAdvanced { .. } => self.data_version += 1,
             ReplicaEvent::Recovered { .. } => {

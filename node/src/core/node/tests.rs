@@ -39,7 +39,7 @@ impl Cluster {
         let mut disks = Vec::new();
         for id in &ids {
             let mut disk = MemDisk::default();
-            for op in format_ops(*id, &cluster, true) {
+            for op in format_ops(*id, &cluster, true, u64::from(id.0)) {
                 disk.execute(op).expect("formatting succeeds");
             }
             disks.push(disk);

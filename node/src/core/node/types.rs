@@ -421,14 +421,22 @@ impl ClusterConfig {
 /// The disk ops that format node `node_id` of `cluster`: the bootstrap record Raft needs to
 /// start (decision 0009: a node never formats itself). `initial` for the cluster's first
 /// format; `false` for a node whose disk was wiped and that rejoins a running cluster, which
-/// then does not vote until it has caught up.
-pub fn format_ops(node_id: NodeId, cluster: &ClusterConfig, initial: bool) -> Vec<DiskOp> {
+/// then does not vote until it has caught up. `directory_id` names this format of the
+/// directory: draw it at random, so that a directory formatted again gets another (the
+/// controller then knows the broker lost its replicas' data).
+pub fn format_ops(
+    node_id: NodeId,
+    cluster: &ClusterConfig,
+    initial: bool,
+    directory_id: u64,
+) -> Vec<DiskOp> {
     let record = crate::core::raft::BootstrapRecord {
         cluster_id: cluster.cluster_id.clone(),
         node_id: node_id.0,
         voters: cluster.voters.iter().map(|n| n.0).collect(),
         learners: cluster.learners.iter().map(|n| n.0).collect(),
         initial,
+        directory_id,
     };
     crate::core::raft::format_ops(&record)
 }

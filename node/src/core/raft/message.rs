@@ -219,6 +219,11 @@ pub struct BootstrapRecord {
     /// and must catch up before it votes).
     #[prost(bool, tag = "5")]
     pub initial: bool,
+    /// A number drawn when the directory was formatted: a directory wiped and formatted
+    /// again has another, so the controller can tell a broker that lost its data from one
+    /// that kept it (0 in directories formatted before it existed: unknown).
+    #[prost(uint64, tag = "6")]
+    pub directory_id: u64,
 }
 
 /// The durable term, vote and progress of a node.

@@ -154,6 +154,7 @@ pub struct Raft {
     phase: Phase,
     fatal: Option<RaftFatal>,
     cluster_id: String,
+    directory_id: u64,
     is_voter: bool,
     /// Term, vote and catch-up flag as last written (not necessarily synced yet).
     hard: HardState,
@@ -204,6 +205,7 @@ impl Raft {
             phase: Phase::Stopped,
             fatal: None,
             cluster_id: String::new(),
+            directory_id: 0,
             is_voter,
             hard: HardState::default(),
             hard_seq: 0,
@@ -255,6 +257,12 @@ impl Raft {
     /// The cluster id from the bootstrap record (empty before recovery read it).
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The data directory's id from the bootstrap record (0 before recovery read it, or in a
+    /// directory formatted before the id existed).
+    pub fn directory_id(&self) -> u64 {
+        self.directory_id
     }
 
     /// What this member is doing.
@@ -544,6 +552,7 @@ impl Raft {
             "raft recovered"
         );
         self.cluster_id = recovered.bootstrap.cluster_id;
+        self.directory_id = recovered.bootstrap.directory_id;
         self.hard = recovered.hard_state;
         self.log = recovered.log;
         // A snapshot is synced apart from the log, so it may be durable while the record of

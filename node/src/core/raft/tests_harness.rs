@@ -158,6 +158,7 @@ pub fn format(disk: &mut MemDisk, node: u32, voters: &[u32], learners: &[u32], i
         voters: voters.to_vec(),
         learners: learners.to_vec(),
         initial,
+        directory_id: u64::from(node),
     };
     for op in format_ops(&record) {
         disk.execute(op).expect("format");

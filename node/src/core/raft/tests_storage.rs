@@ -243,6 +243,7 @@ fn a_single_voter_on_real_files_comes_back_with_its_snapshot_and_log() {
         voters: vec![1],
         learners: vec![],
         initial: true,
+        directory_id: 1,
     };
     for op in format_ops(&record) {
         disk.execute(op).expect("format");

@@ -420,9 +420,14 @@ impl Cluster {
         match event {
             ReplicaEvent::Reply { token, response } => self.replies.push((from, token, response)),
             ReplicaEvent::Send { to, message } => self.network.push_back((from, to, message)),
-            ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr } => {
+            ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr, resign } => {
                 self.alters.push((from, leader_epoch, partition_epoch, new_isr.clone()));
-                if self.auto_alter {
+                if !self.auto_alter {
+                    return;
+                }
+                if resign {
+                    self.answer_resign(from, leader_epoch, partition_epoch);
+                } else {
                     self.answer_alter(from, leader_epoch, partition_epoch, new_isr);
                 }
             }
@@ -457,6 +462,27 @@ impl Cluster {
                     &mut node.queue,
                 );
             }
+        }
+    }
+
+    /// The controller's answer to a resignation (as `core::controller` gives it): the first
+    /// other ISR member that is up leads, without the one resigning in its ISR; with none,
+    /// the same leader leads again in a new epoch. Refused if based on an old state.
+    pub fn answer_resign(&mut self, from: NodeId, leader_epoch: i32, partition_epoch: i32) {
+        let current = (self.state.leader_epoch, self.state.partition_epoch);
+        if current != (leader_epoch, partition_epoch) || self.state.leader != Some(from) {
+            return self.answer_alter(from, leader_epoch, partition_epoch, Vec::new());
+        }
+        let up = |id: &NodeId| self.nodes.get(id.0 as usize).is_some_and(|n| n.up);
+        let other = self.state.isr.iter().copied().find(|id| *id != from && up(id));
+        if let Some(other) = other {
+            self.state.isr.retain(|id| *id != from);
+            self.state.leader = Some(other);
+        }
+        self.state.leader_epoch += 1;
+        self.state.partition_epoch += 1;
+        for i in 0..self.nodes.len() {
+            self.send_state(i as u32);
         }
     }
 

@@ -471,7 +471,8 @@ impl Replica {
     pub(super) fn step_leader(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
         let RoleState::Leader(leader) = &self.role else { return false };
         if leader.suspended_epoch.is_some() {
-            return false;
+            // It serves nothing more in this epoch: it only resigns it.
+            return self.maybe_propose_isr(now);
         }
         if !leader.started {
             if !self.log.is_ready() || self.truncating {
@@ -545,7 +546,12 @@ impl Replica {
             .map(|id| leader.followers.get(id).and_then(|p| p.counted_leo(durability)))
             .collect();
         let before = self.high_watermark;
-        let hw = leader_high_watermark(before, own, &members);
+        // The strict min ISR rule (KIP-966): below `min.insync.replicas` committed members
+        // the HW stays where it is, acks=0 and acks=1 writes included. The controller counts
+        // on it: the members a shrink below the minimum drops stay eligible leaders (the
+        // ELR), which is safe only if the HW cannot pass what they hold.
+        let under_min = state.isr.len() < min;
+        let hw = if under_min { before } else { leader_high_watermark(before, own, &members) };
         assert!(hw >= before, "the HW never moves back");
         self.high_watermark = hw;
         let flushed = self.log.flushed_offset();
@@ -560,10 +566,16 @@ impl Replica {
         if canary::is(Canary::AcksAllBeforeIsr) {
             acks_all_bound = own;
         }
-        while leader.isr_waits.front().is_some_and(|wait| wait.last_offset < acks_all_bound) {
+        // Below the minimum no acks=all write can complete: each one waiting is answered
+        // now (appended, maybe kept) rather than left to time out.
+        while leader
+            .isr_waits
+            .front()
+            .is_some_and(|wait| under_min || wait.last_offset < acks_all_bound)
+        {
             let wait = leader.isr_waits.pop_front().expect("checked");
-            let isr = maximal.len();
-            let response = if isr < min {
+            let isr = state.isr.len();
+            let response = if under_min {
                 ReplicaResponse::Error(ReplicaError::NotEnoughReplicasAfterAppend { isr, min })
             } else {
                 ReplicaResponse::Produced { base_offset: wait.base_offset }
@@ -617,10 +629,25 @@ impl Replica {
         let hw = self.high_watermark;
         let Some(state) = &self.state else { return false };
         let RoleState::Leader(leader) = &mut self.role else { return false };
-        if !leader.started || leader.suspended_epoch.is_some() {
+        if leader.pending_isr.is_some() || leader.alter_blocked {
             return false;
         }
-        if leader.pending_isr.is_some() || leader.alter_blocked {
+        if leader.suspended_epoch.is_some_and(|epoch| epoch == state.leader_epoch) {
+            // Its log failed: it cannot lead on in this epoch (what it served may be gone
+            // from its recovered log), so it asks the controller for a new one.
+            tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                epoch = state.leader_epoch, "the log failed: resigning the leadership");
+            self.events.push_back(ReplicaEvent::AlterPartition {
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch,
+                new_isr: state.isr.clone(),
+                resign: true,
+            });
+            leader.pending_isr = Some(PendingIsr { new_isr: state.isr.clone() });
+            self.timers.set(Timer::AlterPartition, now + self.config.alter_partition_timeout);
+            return true;
+        }
+        if !leader.started || leader.suspended_epoch.is_some() {
             return false;
         }
         let lagging = |id: &NodeId| {
@@ -658,6 +685,7 @@ impl Replica {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
             new_isr: new_isr.clone(),
+            resign: false,
         });
         leader.pending_isr = Some(PendingIsr { new_isr });
         self.timers.set(Timer::AlterPartition, now + self.config.alter_partition_timeout);

@@ -485,24 +485,42 @@ impl Replica {
     }
 
     fn log_failed(&mut self, now: Instant, error: LogError) {
-        if let RoleState::Leader(leader) = &mut self.role {
-            // Producers waiting on this epoch get the storage error; the replica leads no
-            // more in it (module docs) but keeps the role, so that a later state of the same
-            // epoch does not make it serve again.
-            let old = std::mem::take(leader.as_mut());
-            let epoch = self.leader_epoch();
-            let storage = ReplicaError::Log(error.clone());
-            self.stop_leading(old, || storage.clone());
-            if let RoleState::Leader(leader) = &mut self.role {
-                leader.suspended_epoch = Some(epoch);
-            }
-        }
+        self.suspend_leadership(&error);
         if let RoleState::Follower(follower) = &mut self.role {
             follower.reset();
         }
         self.truncating = false;
         self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
         self.events.push_back(ReplicaEvent::Failed { error });
+    }
+
+    /// A leader found a batch that fails its checksum on every read: consumers and followers
+    /// cannot get past it here, while another ISR member holds it intact. It stops leading
+    /// its epoch and resigns it (as after a log failure), so the controller elects another;
+    /// a lone replica keeps serving what is intact (the batch is never served).
+    fn resign_over_corruption(&mut self, error: &LogError) {
+        let me = self.config.node_id;
+        let only_replica = self.state.as_ref().is_none_or(|state| state.replicas == [me]);
+        let RoleState::Leader(leader) = &self.role else { return };
+        if only_replica || leader.suspended_epoch.is_some() {
+            return;
+        }
+        self.suspend_leadership(error);
+    }
+
+    /// A leader stops leading its epoch over `error`: producers waiting on it get the error;
+    /// it leads no more in it (module docs) but keeps the role, so that a later state of the
+    /// same epoch does not make it serve again, and it resigns the epoch (a lone replica
+    /// serves again once its log recovered).
+    fn suspend_leadership(&mut self, error: &LogError) {
+        let RoleState::Leader(leader) = &mut self.role else { return };
+        let old = std::mem::take(leader.as_mut());
+        let epoch = self.leader_epoch();
+        let storage = ReplicaError::Log(error.clone());
+        self.stop_leading(old, || storage.clone());
+        if let RoleState::Leader(leader) = &mut self.role {
+            leader.suspended_epoch = Some(epoch);
+        }
     }
 
     fn log_recovered(&mut self) {
@@ -524,6 +542,9 @@ impl Replica {
     }
 
     fn read_done(&mut self, token: u64, result: Result<Bytes, LogError>) {
+        if let Err(error @ LogError::Corrupt { .. }) = &result {
+            self.resign_over_corruption(error);
+        }
         let Some(purpose) = self.reads.remove(&token) else {
             return;
         };

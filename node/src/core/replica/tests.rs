@@ -278,7 +278,10 @@ fn not_enough_replicas_after_append() {
     let error = error_of(&c, token);
     assert_eq!(error, &ReplicaError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 });
     assert_eq!(error.code(), 20);
-    assert_eq!(c.replica(0).high_watermark(), 1);
+    // The strict min ISR rule: below the minimum the HW does not move (KIP-966).
+    assert_eq!(c.replica(0).high_watermark(), 0);
+    c.produce(0, Acks::Leader, b"b");
+    assert_eq!(c.replica(0).high_watermark(), 0, "acks=1 writes do not move it either");
 }
 
 /// Node 0 leads epoch 0 and takes `a`, `b` on every node, then `c`, `d` alone (cut off);
@@ -688,19 +691,26 @@ fn leader_whose_log_failed_stops_leading_its_epoch() {
     let mut c = three(FSYNC, 1);
     c.produce(0, Acks::All, b"a");
     c.node(0).disk.syncs_before_failure = Some(0);
+    c.auto_alter = false;
     let waiting = c.produce(0, Acks::All, b"b");
     assert!(matches!(error_of(&c, waiting), ReplicaError::Log(LogError::Storage { .. })));
     assert!(
         c.events.iter().any(|(n, e)| *n == NodeId(0) && matches!(e, ReplicaEvent::Failed { .. }))
     );
+    // Followers may hold what the failure took back: no more writes in epoch 0 from this
+    // replica, recovered or not...
     c.advance_by(Duration::from_millis(1_500), Duration::from_millis(100));
     assert!(c.replica(0).log().is_ready(), "recovered");
-    // Recovered, but followers may hold what the failure took back: no more writes in
-    // epoch 0 from this replica.
     let token = c.produce(0, Acks::All, b"c");
     assert_eq!(error_of(&c, token), &ReplicaError::LeadershipSuspended { leader_epoch: 0 });
     assert_eq!(error_of(&c, token).code(), 56);
-    c.elect(1, &[0, 1, 2]);
+    // ...and it resigned the epoch: the controller elects the next ISR member without it.
+    let (from, leader_epoch, partition_epoch, _) = c.alters.last().cloned().expect("resigned");
+    assert_eq!((from, leader_epoch), (NodeId(0), 0));
+    c.auto_alter = true;
+    c.answer_resign(from, leader_epoch, partition_epoch);
+    assert_eq!((c.state.leader, c.state.leader_epoch), (Some(NodeId(1)), 1));
+    assert_eq!(c.state.isr, [NodeId(1), NodeId(2)]);
     let token = c.produce(1, Acks::All, b"d");
     assert!(produced(&c, token).is_some());
     c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));

@@ -46,7 +46,7 @@ fn caught(canary: Canary, story: fn(), seeds_max: Option<u64>) {
 
 // Figures: `measure_replication_canaries`, seeds 0..100 (docs/simulator.md).
 
-/// Random runs: 78 of 100 seeds fail (acknowledged writes lost after a leader crash), the
+/// Random runs: 93 of 100 seeds fail (acknowledged writes lost after a leader crash), the
 /// first at seed 0.
 #[test]
 fn acks_all_before_isr_is_caught() {
@@ -60,14 +60,14 @@ fn hw_over_all_replicas_is_caught() {
     caught(Canary::HwOverAllReplicas, tests::hw_is_min_flushed_leo_over_isr_not_all_replicas, None);
 }
 
-/// Random runs: 89 of 100 seeds fail (a consumer reads at or above the HW), the first at 0.
+/// Random runs: 99 of 100 seeds fail (a consumer reads at or above the HW), the first at 0.
 #[test]
 fn leader_leo_visible_is_caught() {
     caught(Canary::LeaderLeoVisible, tests::consumers_read_only_below_the_hw, Some(5));
 }
 
-/// Random runs: 11 of 100 seeds fail (committed prefixes disagree, or an acknowledged write
-/// is lost), the first at seed 21, at most 29 apart.
+/// Random runs: 16 of 100 seeds fail (committed prefixes disagree, or an acknowledged write
+/// is lost), the first at seed 1, at most 29 apart.
 #[test]
 fn follower_truncating_to_its_hw_is_caught() {
     caught(Canary::FollowerTruncatesToHw, tests::follower_never_truncates_to_own_hw, Some(40));
@@ -81,14 +81,16 @@ fn offset_for_newer_epoch_is_caught() {
     caught(Canary::OffsetForNewerEpoch, tests::leader_refuses_epoch_newer_than_its_own, None);
 }
 
-/// Random runs: 62 of 100 seeds fail (a follower's HW covers its divergent suffix, so
-/// committed prefixes disagree), the first at seed 0.
+/// Random runs: 24 of 100 seeds fail (a follower's HW covers its divergent suffix, so
+/// committed prefixes disagree), the first at seed 6, at most 11 apart. (62 before the
+/// strict min ISR rule: a shrunk ISR no longer moves the HW, so fewer followers are told
+/// one over a divergent suffix.)
 #[test]
 fn follower_hw_before_truncation_is_caught() {
     caught(
         Canary::FollowerHwBeforeTruncation,
         tests::follower_applies_leader_hw_only_after_truncation,
-        Some(5),
+        Some(20),
     );
 }
 

@@ -246,6 +246,10 @@ pub enum ReplicaEvent {
         partition_epoch: i32,
         /// The ISR proposed.
         new_isr: Vec<NodeId>,
+        /// The leader's log failed in this epoch, so it cannot lead on in it: it asks for
+        /// another leader from the ISR, or itself again in a new epoch (`new_isr` is then the
+        /// ISR as it stands).
+        resign: bool,
     },
     /// The high watermark advanced (consumers may see more).
     HighWatermarkAdvanced {

@@ -1,0 +1,423 @@
+//! The replicated world's checks over replicas and the metadata quorum, what the world
+//! counts about them (elections, truncations, ISR changes), and who holds which role.
+//!
+//! After every step of a node (cheap, that node only):
+//! - [`one_leader_per_epoch`]: at most one node leads a partition in one leader epoch;
+//! - [`raft_election_safety`]: at most one Raft leader per term (Raft thesis §3.6.3);
+//! - [`hw_monotonic_in_epoch`]: a leader's high watermark, what clients are told, never goes
+//!   back while it leads in one epoch and runs (design §8);
+//! - the coverage: a running replica's log end going back is a truncation; a leader's ISR
+//!   growing or shrinking within its epoch is an expand or a shrink.
+//!
+//! At every `CLUSTER_CHECK_NS` of simulated time and at the end (they read every node):
+//! - [`raft_log_matching`]: two Raft logs holding an entry with the same index and term
+//!   hold the same entries up to it (§3.6.3, Log Matching);
+//! - [`raft_leader_completeness`]: an entry a node knows committed while in term `t` is in
+//!   the log of every leader of a term after `t` (§3.6.3, Leader Completeness);
+//! - [`committed_prefix_agrees`]: per partition, the batches below the least high
+//!   watermark of its ISR replicas (the leader's ISR) have the same CRC-32C at the same
+//!   offsets on every one of them (design §8), read from the replicas' simulated disks
+//!   (under the recoverable atlas: the unrecoverable one damages bytes silently).
+
+use std::collections::BTreeMap;
+
+use cairn_node::core::log::PartitionLog;
+use cairn_node::core::log::batch::BatchScan;
+use cairn_node::core::node::{Node, PartitionId};
+use cairn_node::core::raft::{RaftLog, Role as RaftRole};
+use cairn_node::core::replica::Role;
+
+use crate::disk::SimDisk;
+use crate::invariants::Violation;
+use crate::world::World;
+
+/// How often (simulated) the checks that read every node run.
+pub(crate) const CLUSTER_CHECK_NS: u64 = 250_000_000;
+
+/// What the replication checks remember between steps.
+#[derive(Debug, Default)]
+pub struct ReplicaWatch {
+    /// (workload partition, leader epoch) -> the node (index) seen leading it.
+    epoch_leaders: BTreeMap<(usize, i32), u32>,
+    /// Raft term -> the node (index) seen leading it.
+    term_leaders: BTreeMap<u64, u32>,
+    /// Per workload partition and node (index): what the node's replica showed last.
+    seen: Vec<Vec<Seen>>,
+    /// When the checks over every node run next.
+    pub(crate) next_cluster_check: u64,
+}
+
+/// A replica as last seen on one node, within one incarnation.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    incarnation: u64,
+    log_end: Option<u64>,
+    /// (leader epoch, high watermark, ISR size) while leading.
+    leading: Option<(i32, u64, usize)>,
+    /// The replica's high watermark while its log stayed ready.
+    high_watermark: Option<u64>,
+    /// Role, leader epoch and ISR, for `--trace`.
+    traced: Option<String>,
+}
+
+/// Every replica of a workload partition may be on any node: the watch per node.
+pub(crate) fn new_watch(parts: usize, nodes: u32) -> ReplicaWatch {
+    ReplicaWatch {
+        seen: vec![vec![Seen::default(); nodes as usize]; parts],
+        ..ReplicaWatch::default()
+    }
+}
+
+/// Design §8: at most one leader per (partition, leader epoch) across the nodes.
+pub fn one_leader_per_epoch(
+    leaders: &mut BTreeMap<(usize, i32), u32>,
+    name: &str,
+    part: usize,
+    epoch: i32,
+    node: u32,
+) -> Result<(), Violation> {
+    match leaders.insert((part, epoch), node) {
+        Some(other) if other != node => Err(Violation::TwoLeaders {
+            what: format!("{name} epoch {epoch}"),
+            nodes: (other, node),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Raft thesis §3.6.3 (Election Safety): at most one leader per term.
+pub fn raft_election_safety(
+    leaders: &mut BTreeMap<u64, u32>,
+    term: u64,
+    node: u32,
+) -> Result<(), Violation> {
+    match leaders.insert(term, node) {
+        Some(other) if other != node => {
+            Err(Violation::TwoLeaders { what: format!("raft term {term}"), nodes: (other, node) })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Design §8 (high watermark monotonic): while a replica leads in one epoch and its node
+/// runs, its high watermark never goes back.
+pub fn hw_monotonic_in_epoch(
+    name: &str,
+    before: Option<(i32, u64)>,
+    epoch: i32,
+    high_watermark: u64,
+) -> Result<(), Violation> {
+    match before {
+        Some((e, hw)) if e == epoch && high_watermark < hw => Err(Violation::HighWatermarkBack {
+            partition: name.to_string(),
+            epoch,
+            before: hw,
+            after: high_watermark,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Raft thesis §3.6.3 (Log Matching): if two logs hold an entry with the same index and
+/// term, they hold the same entries up to that index. Compared over the entries both hold.
+pub fn raft_log_matching(a: (u32, &RaftLog), b: (u32, &RaftLog)) -> Result<(), Violation> {
+    let (first, last) =
+        (a.1.first_index().max(b.1.first_index()), a.1.last_index().min(b.1.last_index()));
+    // The highest index where both hold an entry of the same term: below it all must agree.
+    let Some(top) = (first..=last)
+        .rev()
+        .find(|i| a.1.get(*i).zip(b.1.get(*i)).is_some_and(|(x, y)| x.term == y.term))
+    else {
+        return Ok(());
+    };
+    for index in first..=top {
+        if let (Some(x), Some(y)) = (a.1.get(index), b.1.get(index))
+            && x != y
+        {
+            return Err(Violation::RaftLogsDiverge { index, nodes: (a.0, b.0) });
+        }
+    }
+    Ok(())
+}
+
+/// Raft thesis §3.6.3 (Leader Completeness): node `member` knows `commit` committed while in
+/// term `term`; a leader of a later term holds that entry (unless its snapshot covers it).
+pub fn raft_leader_completeness(
+    member: (u32, &RaftLog, u64, u64),
+    leader: (u32, &RaftLog, u64),
+) -> Result<(), Violation> {
+    let (node, log, commit, term) = member;
+    let (leader_node, leader_log, leader_term) = leader;
+    if leader_term <= term || commit <= leader_log.snapshot_index() {
+        return Ok(());
+    }
+    let Some(entry_term) = log.term_at(commit) else { return Ok(()) };
+    if leader_log.term_at(commit) != Some(entry_term) {
+        return Err(Violation::RaftCommittedEntryMissing {
+            index: commit,
+            member: node,
+            leader: leader_node,
+        });
+    }
+    Ok(())
+}
+
+/// The CRC-32C of each batch of `log` wholly below `below`, by base offset, from `disk`.
+fn batch_crcs(log: &PartitionLog, disk: &SimDisk, below: u64) -> BTreeMap<u64, u32> {
+    let mut out = BTreeMap::new();
+    for segment in log.segments() {
+        if segment.base_offset >= below {
+            break;
+        }
+        let Some(bytes) = disk.contents(&segment.log_file) else { continue };
+        let end = (segment.size_bytes as usize).min(bytes.len());
+        for (_, header) in BatchScan::new(&bytes[..end], usize::MAX >> 1) {
+            if header.next_offset() as u64 > below {
+                break;
+            }
+            out.insert(header.base_offset as u64, header.crc);
+        }
+    }
+    out
+}
+
+/// Design §8 (the committed prefix identical across the ISR): below the least high
+/// watermark of the ISR replicas, every batch two of them hold at one offset has one CRC.
+pub fn committed_prefix_agrees(
+    name: &str,
+    replicas: &[(u32, &PartitionLog, &SimDisk, u64)],
+) -> Result<(), Violation> {
+    let Some(below) = replicas.iter().map(|r| r.3).min() else { return Ok(()) };
+    let mut first: Option<(u32, BTreeMap<u64, u32>)> = None;
+    for (node, log, disk, _) in replicas {
+        let crcs = batch_crcs(log, disk, below);
+        let Some((first_node, reference)) = &first else {
+            first = Some((*node, crcs));
+            continue;
+        };
+        for (offset, crc) in &crcs {
+            if reference.get(offset).is_some_and(|c| c != crc) {
+                return Err(Violation::CommittedPrefixDiffers {
+                    partition: name.to_string(),
+                    offset: *offset,
+                    nodes: (*first_node, *node),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl World {
+    /// The per-step checks and counts over node `node`'s replicas and Raft role.
+    pub(crate) fn check_replicas(&mut self, node: u32) -> Result<(), Violation> {
+        let n = &self.nodes[node as usize];
+        let Some(core) = n.node.as_ref() else { return Ok(()) };
+        let incarnation = n.incarnation;
+        let raft = core.raft();
+        if raft.role() == RaftRole::Leader {
+            if !self.replicas.term_leaders.contains_key(&raft.term()) {
+                self.coverage.raft_elections += 1;
+            }
+            raft_election_safety(&mut self.replicas.term_leaders, raft.term(), node)?;
+        }
+        for (index, part) in self.work.parts.iter().enumerate() {
+            let seen = &mut self.replicas.seen[index][node as usize];
+            if seen.incarnation != incarnation {
+                *seen = Seen { incarnation, ..Seen::default() };
+            }
+            let Some(replica) = core.replica(&part.id) else {
+                seen.log_end = None;
+                seen.leading = None;
+                continue;
+            };
+            let log = replica.log();
+            if crate::trace::enabled() {
+                let now = format!(
+                    "{:?} epoch {} isr {:?} ready {}",
+                    replica.role(),
+                    replica.leader_epoch(),
+                    replica.isr().iter().map(|n| n.0).collect::<Vec<_>>(),
+                    log.is_ready()
+                );
+                if seen.traced.as_ref() != Some(&now) {
+                    let (hw, leo) = (replica.high_watermark(), log.log_end_offset());
+                    let at =
+                        format_args!("node {} {}: {now} hw {hw} leo {leo}", node + 1, part.name);
+                    crate::trace::line(self.now, at);
+                    seen.traced = Some(now);
+                }
+            }
+            if !log.is_ready() {
+                seen.high_watermark = None;
+            }
+            if log.is_ready() {
+                let end = log.log_end_offset();
+                let checked = World::is_durable(part)
+                    && self.params.atlas == crate::params::Atlas::Recoverable;
+                if let Some(hw) = seen.high_watermark.filter(|hw| end < *hw && checked) {
+                    return Err(Violation::TruncatedBelowHighWatermark {
+                        partition: part.name.clone(),
+                        node,
+                        high_watermark: hw,
+                        log_end_offset: end,
+                    });
+                }
+                seen.high_watermark = Some(replica.high_watermark());
+                if seen.log_end.is_some_and(|before| end < before) {
+                    self.coverage.truncations += 1;
+                    if crate::trace::enabled() {
+                        let before = seen.log_end.unwrap_or(0);
+                        let at = format_args!(
+                            "node {} {}: truncated {before} -> {end}",
+                            node + 1,
+                            part.name
+                        );
+                        crate::trace::line(self.now, at);
+                    }
+                }
+                seen.log_end = Some(end);
+            }
+            // A leader whose log failed stops serving until it recovered in place (which
+            // may count less as flushed for a moment): its epoch's watch starts again.
+            if replica.role() != Role::Leader || !log.is_ready() {
+                seen.leading = None;
+                continue;
+            }
+            let (epoch, hw, isr) =
+                (replica.leader_epoch(), replica.high_watermark(), replica.isr().len());
+            if !self.replicas.epoch_leaders.contains_key(&(index, epoch)) {
+                self.coverage.partition_elections += 1;
+            }
+            one_leader_per_epoch(&mut self.replicas.epoch_leaders, &part.name, index, epoch, node)?;
+            let before = seen.leading.map(|(e, hw, _)| (e, hw));
+            hw_monotonic_in_epoch(&part.name, before, epoch, hw)?;
+            if let Some((e, _, size)) = seen.leading
+                && e == epoch
+            {
+                self.coverage.isr_shrinks += u64::from(isr < size);
+                self.coverage.isr_expands += u64::from(isr > size);
+            }
+            seen.leading = Some((epoch, hw, isr));
+        }
+        Ok(())
+    }
+
+    /// The checks that read every node: Raft log matching and leader completeness, and the
+    /// committed prefix of every partition across its ISR.
+    pub(crate) fn check_cluster(&mut self) -> Result<(), Violation> {
+        let live: Vec<(u32, &Node)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.node.as_ref().map(|core| (i as u32, core)))
+            .filter(|(_, core)| core.raft().is_ready())
+            .collect();
+        for (i, (a, core_a)) in live.iter().enumerate() {
+            for (b, core_b) in &live[i + 1..] {
+                raft_log_matching((*a, core_a.raft().log()), (*b, core_b.raft().log()))?;
+            }
+        }
+        for (leader, core_l) in live.iter().filter(|(_, c)| c.raft().role() == RaftRole::Leader) {
+            for (member, core_m) in &live {
+                let raft = core_m.raft();
+                let m = (*member, raft.log(), raft.commit_index(), raft.term());
+                raft_leader_completeness(m, (*leader, core_l.raft().log(), core_l.raft().term()))?;
+            }
+        }
+        // The unrecoverable atlas damages durable bytes silently (a replica detects it only
+        // when it reads them), so the prefix is compared under the recoverable one.
+        if self.params.atlas == crate::params::Atlas::Recoverable {
+            for part in &self.work.parts {
+                self.check_prefix(&part.id, &part.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`committed_prefix_agrees`] for one partition, over its leader's ISR.
+    fn check_prefix(&self, id: &PartitionId, name: &str) -> Result<(), Violation> {
+        let Some(leader) = self.leader_of(&id.topic, id.partition as u32) else { return Ok(()) };
+        let core = self.nodes[leader as usize].node.as_ref().expect("a live leader");
+        let isr = core.replica(id).expect("leads it").isr().to_vec();
+        let mut replicas = Vec::with_capacity(isr.len());
+        for member in isr {
+            let index = member.0 - 1;
+            let n = &self.nodes[index as usize];
+            let Some(replica) = n.node.as_ref().and_then(|core| core.replica(id)) else { continue };
+            if replica.log().is_ready() {
+                replicas.push((index, replica.log(), &n.disk.disk, replica.high_watermark()));
+            }
+        }
+        committed_prefix_agrees(name, &replicas)
+    }
+
+    /// Whether workload partition `part` lost every in-sync copy: the active controller's
+    /// image shows it with an empty ISR (its last member was wiped), and only an unclean
+    /// election could bring it back.
+    pub(crate) fn partition_lost(&self, part: usize) -> bool {
+        let id = &self.work.parts[part].id;
+        let Some(controller) = self.controller() else { return false };
+        let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
+        let state =
+            core.image().topic(&id.topic).and_then(|t| t.partitions.get(id.partition as usize));
+        state.is_some_and(|state| state.isr.is_empty())
+    }
+
+    /// The active controller (index): the live node that says it is, in the highest term.
+    pub(crate) fn controller(&self) -> Option<u32> {
+        self.live_nodes()
+            .filter(|(_, core)| core.is_controller())
+            .max_by_key(|(_, core)| core.raft().term())
+            .map(|(i, _)| i)
+    }
+
+    /// The leader (index) of `topic`-`partition`: the live node whose replica leads it, in
+    /// the highest leader epoch.
+    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Option<u32> {
+        let id = PartitionId::new(topic, partition as i32);
+        self.live_nodes()
+            .filter_map(|(i, core)| core.replica(&id).map(|r| (i, r)))
+            .filter(|(_, r)| r.role() == Role::Leader)
+            .max_by_key(|(_, r)| r.leader_epoch())
+            .map(|(i, _)| i)
+    }
+
+    /// A live replica (index) of `topic`-`partition` that follows its leader, the first by
+    /// node id.
+    pub(crate) fn follower_of(&self, topic: &str, partition: u32) -> Option<u32> {
+        let id = PartitionId::new(topic, partition as i32);
+        self.live_nodes()
+            .filter_map(|(i, core)| core.replica(&id).map(|r| (i, r)))
+            .find(|(_, r)| matches!(r.role(), Role::Follower { .. }))
+            .map(|(i, _)| i)
+    }
+
+    fn live_nodes(&self) -> impl Iterator<Item = (u32, &Node)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.node.as_ref().map(|c| (i as u32, c)))
+    }
+}
+
+impl World {
+    /// Every replica of workload partition `part`: node, role, epoch, HW, LEO, ISR.
+    pub(crate) fn describe_replicas(&self, part: usize) -> String {
+        let id = &self.work.parts[part].id;
+        let mut out = String::new();
+        for (i, core) in self.live_nodes() {
+            let Some(r) = core.replica(id) else { continue };
+            let log = r.log();
+            out += &format!(
+                " [node {} {:?} epoch {} hw {} leo {} flushed {} ready {} isr {:?}]",
+                i + 1,
+                r.role(),
+                r.leader_epoch(),
+                r.high_watermark(),
+                log.log_end_offset(),
+                log.flushed_offset(),
+                log.is_ready(),
+                r.isr().iter().map(|n| n.0).collect::<Vec<_>>()
+            );
+        }
+        out
+    }
+}
