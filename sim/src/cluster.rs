@@ -288,6 +288,9 @@ impl World {
 
     /// Wipes node `index`'s disk, formats it to rejoin, and restarts it after `down_ms`.
     pub(crate) fn wipe(&mut self, index: u32, down_ms: Option<u64>) {
+        // Judged while its metadata image still counts among the newest.
+        self.nodes[index as usize].lost_power_at = Some(self.now);
+        self.replicate_losses(index);
         let n = &mut self.nodes[index as usize];
         if n.node.take().is_some() {
             n.incarnation += 1;

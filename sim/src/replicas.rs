@@ -31,6 +31,10 @@ use crate::disk::SimDisk;
 use crate::invariants::Violation;
 use crate::world::World;
 
+/// Beyond the flush interval, how long an acknowledged write may stay unsynced on a replica
+/// (a sync in flight, a slow disk) for the `replicate` loss rule.
+const REPLICATE_LOSS_MARGIN_MS: u64 = 1_000;
+
 /// How often (simulated) the checks that read every node run.
 pub(crate) const CLUSTER_CHECK_NS: u64 = 250_000_000;
 
@@ -56,6 +60,8 @@ struct Seen {
     leading: Option<(i32, u64, usize)>,
     /// The replica's high watermark while its log stayed ready.
     high_watermark: Option<u64>,
+    /// When its log last failed while running (a failed sync drops the unsynced tail).
+    log_failed_at: Option<u64>,
     /// Role, leader epoch and ISR, for `--trace`.
     traced: Option<String>,
 }
@@ -221,6 +227,7 @@ impl World {
             }
             raft_election_safety(&mut self.replicas.term_leaders, raft.term(), node)?;
         }
+        let mut failed = Vec::new();
         for (index, part) in self.work.parts.iter().enumerate() {
             let seen = &mut self.replicas.seen[index][node as usize];
             if seen.incarnation != incarnation {
@@ -249,6 +256,12 @@ impl World {
                 }
             }
             if !log.is_ready() {
+                if seen.high_watermark.is_some() {
+                    // Ready at the last step: the log failed, and under `replicate` what it
+                    // had not synced is gone, as if the node had lost power.
+                    seen.log_failed_at = Some(self.now);
+                    failed.push(index);
+                }
                 seen.high_watermark = None;
             }
             if log.is_ready() {
@@ -299,6 +312,9 @@ impl World {
                 self.coverage.isr_expands += u64::from(isr > size);
             }
             seen.leading = Some((epoch, hw, isr));
+        }
+        for part in failed {
+            self.replicate_loss(part, node);
         }
         Ok(())
     }
@@ -362,6 +378,57 @@ impl World {
         let state =
             core.image().topic(&id.topic).and_then(|t| t.partitions.get(id.partition as usize));
         state.is_some_and(|state| state.isr.is_empty())
+    }
+
+    /// Node `index` just lost power. Under `replicate` durability an acknowledged write may
+    /// be lost once every member of its partition's ISR lost power together (design §3):
+    /// every member's last loss within `flush_interval + REPLICATE_LOSS_MARGIN_MS` of now,
+    /// or the member still down. Such a partition's promises are dropped (what was
+    /// acknowledged, and the HWs told) and counted; later acknowledgements are promises
+    /// again.
+    pub(crate) fn replicate_losses(&mut self, index: u32) {
+        for part in 0..self.work.parts.len() {
+            self.replicate_loss(part, index);
+        }
+    }
+
+    /// [`Self::replicate_losses`] for one partition, after node `index` lost power or its
+    /// replica's log failed (a failed sync drops the unsynced tail the same way).
+    fn replicate_loss(&mut self, part: usize, index: u32) {
+        if World::is_durable(&self.work.parts[part]) {
+            return;
+        }
+        let window = (self.params.flush_interval_ms + REPLICATE_LOSS_MARGIN_MS) * crate::world::MS;
+        let recent = |at: Option<u64>| at.is_some_and(|t| self.now - t <= window);
+        let isr = self.isr_of(part);
+        let lost = |m: &u32| {
+            let n = &self.nodes[*m as usize];
+            let failed = self.replicas.seen[part][*m as usize].log_failed_at;
+            n.node.is_none() || recent(n.lost_power_at) || recent(failed)
+        };
+        if isr.contains(&index) && isr.iter().all(lost) {
+            let p = &mut self.work.parts[part];
+            p.acked.clear();
+            p.max_high_watermark = 0;
+            p.loss_excused_at = Some(self.now);
+            self.coverage.replicate_losses_excused += 1;
+        }
+    }
+
+    /// The ISR (node indexes) of workload partition `part` in the newest metadata image a
+    /// running node holds (the one that applied the most of the metadata log), or every
+    /// node if none holds the partition.
+    fn isr_of(&self, part: usize) -> Vec<u32> {
+        let id = &self.work.parts[part].id;
+        let newest = self.live_nodes().max_by_key(|(_, core)| core.raft().applied_index());
+        let state = newest.and_then(|(_, core)| {
+            let topic = core.image().topic(&id.topic)?;
+            topic.partitions.get(id.partition as usize).cloned()
+        });
+        match state {
+            Some(state) => state.isr.iter().map(|m| *m as u32 - 1).collect(),
+            None => (0..self.params.nodes).collect(),
+        }
     }
 
     /// The active controller (index): the live node that says it is, in the highest term.

@@ -149,6 +149,9 @@ pub struct Coverage {
     pub isr_expands: u64,
     /// Partitions the drain found with every in-sync copy wiped (an empty ISR).
     pub partitions_lost: u64,
+    /// Times every ISR member of a `replicate` partition lost power together, which excuses
+    /// the loss of what it acknowledged before.
+    pub replicate_losses_excused: u64,
     /// Bytes cut by recoveries (torn or damaged tails) are not visible yet; this counts
     /// acknowledged offsets recovery cut under the unrecoverable atlas.
     pub acked_lost_detected: u64,
@@ -187,6 +190,7 @@ impl Coverage {
         self.isr_shrinks += other.isr_shrinks;
         self.isr_expands += other.isr_expands;
         self.partitions_lost += other.partitions_lost;
+        self.replicate_losses_excused += other.replicate_losses_excused;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
         self.messages_sent += other.messages_sent;
@@ -257,13 +261,14 @@ impl fmt::Display for Coverage {
         writeln!(
             f,
             "  elections raft {} partition {} truncations {} isr shrinks {} expands {} \
-             partitions lost {}",
+             partitions lost {} replicate losses excused {}",
             self.raft_elections,
             self.partition_elections,
             self.truncations,
             self.isr_shrinks,
             self.isr_expands,
-            self.partitions_lost
+            self.partitions_lost,
+            self.replicate_losses_excused
         )?;
         writeln!(
             f,

@@ -80,6 +80,10 @@ pub struct Part {
     pub next_value: i64,
     /// Offsets acknowledged (acks 1 or all, fsync topics) and their values.
     pub acked: BTreeMap<u64, i64>,
+    /// When the world last excused a loss of what this `replicate` partition acknowledged
+    /// (every ISR member lost power together): an answer in flight then may name a write
+    /// already gone.
+    pub loss_excused_at: Option<u64>,
 }
 
 impl Part {
@@ -172,6 +176,7 @@ impl Workload {
                     name: format!("{}-{p}", topic.name),
                     replication_factor,
                     min_insync_replicas: topic.min_insync_replicas.min(replication_factor),
+                    loss_excused_at: None,
                     max_high_watermark: 0,
                     durability: topic.durability,
                     topic_partitions: topic.partitions as i32,
@@ -465,8 +470,17 @@ fn send_answered(
             let p = &mut world.work.parts[part];
             // acks=1 promises the leader's copy only: a failover may take it back (KIP-101),
             // so with replicas only acks=all writes must keep their offsets.
+            // Under `replicate`, acks=all promises the write survives unless every ISR
+            // member loses power together (`World::replicate_losses` then drops it).
             let promised = acks == Acks::All || !crate::world::NODES_REPLICATE;
-            if World::is_durable(p) && promised {
+            // An answer sent before a loss the world excused may arrive after it.
+            let in_flight = world.work.timeout_ms * MS;
+            let excused = p.loss_excused_at.is_some_and(|at| world.now - at <= in_flight);
+            let replicated = crate::world::NODES_REPLICATE
+                && crate::world::REPLICATE_ACKS_CHECKED
+                && acks == Acks::All
+                && !excused;
+            if (World::is_durable(p) || replicated) && promised {
                 if checked
                     && let Err(v) =
                         invariants::acked_offset_unique(&p.name, &p.acked, base_offset, value)
@@ -541,7 +555,7 @@ fn poll_answered(
             let offsets: Vec<u64> = read.iter().map(|(o, _)| *o).collect();
             let mut check = invariants::fetch_in_range(&p.name, offset, &offsets, high_watermark);
             for (o, v) in &read {
-                if World::is_durable(p) && world.acks_checked() {
+                if world.acks_checked() {
                     check = check
                         .and_then(|()| invariants::fetch_matches_acked(&p.name, &p.acked, *o, *v));
                 }

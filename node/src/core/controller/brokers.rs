@@ -13,6 +13,7 @@ use super::records::{
 use super::{Controller, Outcome, ReplyPlan, heartbeat_reply};
 use crate::core::limits::PRODUCER_ID_BLOCK_SIZE;
 use crate::core::time::Instant;
+use crate::core::topic::{Durability, TopicConfig};
 
 /// The records that fence registration `epoch` of `node_id` in `image`: the fence, then
 /// each partition it was in the ISR of or led ([`election::fence`]).
@@ -28,31 +29,68 @@ pub(super) fn fence_records(
 
 /// The partition changes that taking `node_id` out of the live brokers of `image` causes.
 fn partition_changes_without(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
-    partition_changes(image, node_id, |state, min_isr, unclean, live| {
+    partition_changes(image, node_id, |state, settings, live| {
+        let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
         election::fence(state, node_id, min_isr, unclean, live)
     })
 }
 
 /// The partition changes that `node_id` losing its data causes ([`election::forget`]).
 fn partition_changes_forgetting(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
-    partition_changes(image, node_id, |state, min_isr, unclean, live| {
+    partition_changes(image, node_id, |state, settings, live| {
+        let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
         election::forget(state, node_id, min_isr, unclean, live)
     })
 }
 
-/// The records for `rule`'s decision (state, min ISR, unclean allowed, who is live) in each
-/// partition `node_id` is a replica of, with `node_id` no longer live.
+/// The partition changes that a new process of `node_id` registering causes: as a fencing
+/// if the old one was still live, and, where the topic's durability is `replicate`, the
+/// broker also leaves the ISR (unless it is the last member) and the ELR: its last process
+/// may have stopped without syncing, and what it acknowledged from memory may be gone
+/// (KIP-966 takes a broker back from an unclean shutdown out of the ELR; Cairn does not
+/// tell clean from unclean yet, so it assumes unclean, and the old process may never have
+/// been fenced if no controller ran meanwhile). Under `fsync` it held on disk everything
+/// the HW covered, and keeps its place.
+fn partition_changes_restarting(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let was_live = image.is_live(node_id);
+    partition_changes(image, node_id, |state, settings, live| {
+        let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
+        let mut decision = if was_live {
+            election::fence(state, node_id, min_isr, unclean, live)
+        } else {
+            election::Decision {
+                leader: state.leader,
+                isr: state.isr.clone(),
+                elr: state.elr.clone(),
+            }
+        };
+        if settings.durability == Durability::Replicate {
+            decision.elr.retain(|id| *id != node_id);
+            if decision.isr.len() > 1 {
+                decision.isr.retain(|id| *id != node_id);
+            }
+            if decision.leader == node_id && !decision.isr.contains(&node_id) {
+                decision.leader = NO_LEADER;
+            }
+            if decision.leader == NO_LEADER {
+                decision = election::elect(&state.replicas, decision, min_isr, unclean, live);
+            }
+        }
+        decision
+    })
+}
+
+/// The records for `rule`'s decision (state, topic settings, who is live) in each partition
+/// `node_id` is a replica of, with `node_id` no longer live.
 fn partition_changes(
     image: &MetadataImage,
     node_id: i32,
-    rule: impl Fn(&PartitionState, i32, bool, &dyn Fn(i32) -> bool) -> election::Decision,
+    rule: impl Fn(&PartitionState, &TopicConfig, &dyn Fn(i32) -> bool) -> election::Decision,
 ) -> Vec<MetadataRecord> {
     let live = |id: i32| id != node_id && image.is_live(id);
     let mut records = Vec::new();
     for (topic, partition, state) in image.partitions_of(node_id) {
-        let settings = &topic.settings;
-        let decision =
-            rule(state, settings.min_insync_replicas, settings.unclean_leader_election, &live);
+        let decision = rule(state, &topic.settings, &live);
         records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
@@ -146,8 +184,8 @@ impl Controller {
                 every ISR and ELR"
             );
             records.extend(partition_changes_forgetting(image, node_id));
-        } else if image.is_live(node_id) {
-            records.extend(partition_changes_without(image, node_id));
+        } else if image.broker(node_id).is_some() {
+            records.extend(partition_changes_restarting(image, node_id));
         }
         active.leases.set(node_id, now + timeout);
         Ok(Outcome::Propose(records, ReplyPlan::RegisterBroker { node_id }))

@@ -294,8 +294,21 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
     let next = state.replicas.iter().copied().find(|b| *b != leader).unwrap();
     let isr: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
     assert_eq!((after.leader, after.leader_epoch, after.isr.clone()), (next, 1, isr));
-    // A stale resignation (the old epoch) is refused and changes nothing.
-    assert_eq!(h.call(resign(&state)).error_code, 74);
+    // Repeated by the old leader, now a follower outside the ISR, it changes nothing.
+    assert_eq!(h.call(resign(&state)).error_code, 0);
+    assert_eq!(h.topic("t").partitions[0], after);
+    // A follower in the ISR whose log lost records (`replicate`) resigns: it leaves the ISR.
+    let follower = after.isr.iter().copied().find(|b| *b != next).unwrap();
+    let mut from_follower = match resign(&after) {
+        RequestKind::AlterPartition(r) => r,
+        _ => unreachable!(),
+    };
+    from_follower.broker_id = follower;
+    from_follower.broker_epoch = epochs[follower as usize - 1];
+    assert_eq!(h.call(RequestKind::AlterPartition(from_follower)).error_code, 0);
+    let without = h.topic("t").partitions[0].clone();
+    assert_eq!((without.leader, without.isr.clone()), (next, vec![next]));
+    let after = without;
     // The last ISR member resigning leads again, in a new epoch.
     let shrink = RequestKind::AlterPartition(AlterPartitionRequest {
         new_isr: vec![next],

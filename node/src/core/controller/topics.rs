@@ -213,6 +213,14 @@ impl Controller {
         let state = image.partition(id, partition).ok_or_else(|| {
             ControllerError::UnknownTopicOrPartition(format!("{}-{partition}", topic.name))
         })?;
+        if request.resign && state.leader != node_id {
+            let records = follower_loss_records(id, partition, state, node_id);
+            if records.is_empty() {
+                let reply = partition_reply(id, partition, state);
+                return Ok(Outcome::Reply(Some(ReplyKind::Partition(reply))));
+            }
+            return Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }));
+        }
         if request.leader_epoch != state.leader_epoch {
             let (current, given) = (state.leader_epoch, request.leader_epoch);
             return Err(ControllerError::FencedLeaderEpoch { current, given });
@@ -267,6 +275,24 @@ fn resignation_records(
     };
     let isr: Vec<i32> = state.isr.iter().copied().filter(|id| *id != leader).collect();
     let change = change_record(topic, partition, state, &isr, &state.elr, next);
+    change.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
+}
+
+/// The records for a follower's resignation (its log failed under `replicate`, losing what
+/// it had not synced): it leaves the ISR, unless it is the last member, and the ELR. Whatever
+/// the epochs it saw: its log lost records either way.
+fn follower_loss_records(
+    topic: TopicId,
+    partition: i32,
+    state: &super::PartitionState,
+    follower: i32,
+) -> Vec<MetadataRecord> {
+    let mut isr = state.isr.clone();
+    if isr.len() > 1 {
+        isr.retain(|id| *id != follower);
+    }
+    let elr: Vec<i32> = state.elr.iter().copied().filter(|id| *id != follower).collect();
+    let change = change_record(topic, partition, state, &isr, &elr, state.leader);
     change.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
 }
 

@@ -491,7 +491,17 @@ impl Node {
             }
             Purpose::AlterPartition { partition, leader_epoch, partition_epoch } => {
                 if refused.is_some() {
-                    self.alter_partition_failed(now, &partition, leader_epoch, partition_epoch);
+                    // A refusal because the partition moved on may follow a commit of this
+                    // very change (a retried call): its outcome is not known.
+                    let moved_on = is_error(
+                        &response,
+                        &ControllerError::InvalidUpdateVersion { current: 0, given: 0 },
+                    ) || is_error(
+                        &response,
+                        &ControllerError::FencedLeaderEpoch { current: 0, given: 0 },
+                    );
+                    let epochs = (leader_epoch, partition_epoch);
+                    self.alter_partition_failed(now, &partition, epochs, !moved_on);
                 }
             }
         }
@@ -504,7 +514,9 @@ impl Node {
             Purpose::Register => self.timers.set(Timer::Broker, now),
             Purpose::Heartbeat => {}
             Purpose::AlterPartition { partition, leader_epoch, partition_epoch } => {
-                self.alter_partition_failed(now, &partition, leader_epoch, partition_epoch);
+                // Timed out: it may have committed.
+                let epochs = (leader_epoch, partition_epoch);
+                self.alter_partition_failed(now, &partition, epochs, false);
             }
         }
     }
@@ -560,7 +572,8 @@ impl Node {
     ) {
         let topic = self.image.topic(&partition.topic);
         let (Some(broker_epoch), Some(topic)) = (self.broker.epoch, topic) else {
-            return self.alter_partition_failed(now, partition, leader_epoch, partition_epoch);
+            let epochs = (leader_epoch, partition_epoch);
+            return self.alter_partition_failed(now, partition, epochs, true);
         };
         let request = AlterPartitionRequest {
             broker_id: self.config.node_id.0 as i32,

@@ -374,12 +374,12 @@ impl Node {
         &mut self,
         now: Instant,
         id: &PartitionId,
-        leader_epoch: i32,
-        partition_epoch: i32,
+        epochs: (i32, i32),
+        not_committed: bool,
     ) {
         let Some(replica) = self.replicas.get_mut(id) else { return };
         let mut out = self.ops.replica(id);
-        replica.alter_partition_failed(now, leader_epoch, partition_epoch, &mut out);
+        replica.alter_partition_failed(now, epochs, not_committed, &mut out);
         self.replica_touched(now, id);
     }
 

@@ -457,8 +457,8 @@ impl Cluster {
             if node.up {
                 node.replica.alter_partition_failed(
                     now,
-                    leader_epoch,
-                    partition_epoch,
+                    (leader_epoch, partition_epoch),
+                    true,
                     &mut node.queue,
                 );
             }

@@ -85,6 +85,10 @@ pub(super) struct LeaderState {
     epoch_start_offset: u64,
     followers: BTreeMap<NodeId, Progress>,
     pub pending_isr: Option<PendingIsr>,
+    /// Members an expansion proposed whose outcome is unknown (the call timed out, or the
+    /// controller refused it because the partition moved on): the controller may have
+    /// committed them, so the HW counts them until the next partition state says (KIP-497).
+    pub unconfirmed: Vec<NodeId>,
     /// An ISR change failed; the next waits for the AlterPartition timer.
     pub alter_blocked: bool,
     /// acks=1 under `fsync`: waiting for the leader's own flush.
@@ -533,7 +537,12 @@ impl Replica {
             Durability::Replicate => self.log.log_end_offset(),
         };
         let pending = leader.pending_isr.as_ref().map_or(&[][..], |p| &p.new_isr[..]);
-        let maximal = maximal_isr(&state.isr, pending);
+        let mut maximal = maximal_isr(&state.isr, pending);
+        for id in &leader.unconfirmed {
+            if !maximal.contains(id) {
+                maximal.push(*id);
+            }
+        }
         #[allow(unused_mut)]
         let mut counted = &maximal;
         #[cfg(feature = "canary")]
@@ -681,6 +690,11 @@ impl Replica {
         };
         tracing::info!(topic = %self.config.topic, partition = self.config.partition,
             isr = ?state.isr, ?new_isr, "proposing an ISR change");
+        for id in &new_isr {
+            if !state.isr.contains(id) && !leader.unconfirmed.contains(id) {
+                leader.unconfirmed.push(*id);
+            }
+        }
         self.events.push_back(ReplicaEvent::AlterPartition {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
@@ -708,12 +722,22 @@ impl Replica {
         let state = self.state.as_ref().expect("a leader has a state");
         let RoleState::Leader(leader) = &mut self.role else { return };
         leader.pending_isr = None;
+        leader.unconfirmed.clear();
         leader.alter_blocked = false;
         self.timers.stop(Timer::AlterPartition);
         if leader.started {
             leader.followers.retain(|id, _| state.replicas.contains(id));
             for id in state.replicas.iter().filter(|id| **id != me) {
                 leader.followers.entry(*id).or_insert_with(|| Progress::new(now, leo));
+            }
+            // A follower out of the ISR proves what it holds by fetching again: one the
+            // controller took out (its log failed and lost records) must not be let back
+            // in on what it reported before.
+            for (id, progress) in &mut leader.followers {
+                if !state.isr.contains(id) {
+                    progress.leo = None;
+                    progress.flushed = None;
+                }
             }
         }
     }

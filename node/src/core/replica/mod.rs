@@ -352,12 +352,15 @@ impl Replica {
 
     /// The controller refused (or the node could not deliver) the ISR change proposed in
     /// `leader_epoch` on `partition_epoch`; it is proposed again after a backoff if still
-    /// wanted. An answer about any other proposal is ignored.
+    /// wanted. `not_committed`: the change surely did not commit (a refusal on its merits,
+    /// or never sent), so the members it would have added stop counting for the HW; after
+    /// a timeout or a refusal because the partition moved on, they count until the next
+    /// partition state. An answer about any other proposal is ignored.
     pub fn alter_partition_failed(
         &mut self,
         now: Instant,
-        leader_epoch: i32,
-        partition_epoch: i32,
+        (leader_epoch, partition_epoch): (i32, i32),
+        not_committed: bool,
         out: &mut impl DiskQueue,
     ) {
         let backoff = self.config.alter_partition_backoff;
@@ -365,6 +368,9 @@ impl Replica {
             let ours = self.state.as_ref().is_some_and(|state| {
                 state.leader_epoch == leader_epoch && state.partition_epoch == partition_epoch
             });
+            if ours && not_committed {
+                leader.unconfirmed.clear();
+            }
             if ours && leader.pending_isr.take().is_some() {
                 self.timers.set(Timer::AlterPartition, now + backoff);
                 leader.alter_blocked = true;
@@ -488,6 +494,7 @@ impl Replica {
         self.suspend_leadership(&error);
         if let RoleState::Follower(follower) = &mut self.role {
             follower.reset();
+            self.leave_isr_after_loss();
         }
         self.truncating = false;
         self.timers.set(Timer::Recover, now + self.config.recovery_backoff);
@@ -506,6 +513,28 @@ impl Replica {
             return;
         }
         self.suspend_leadership(error);
+    }
+
+    /// A follower's log failed under `replicate`: what it had not synced is gone, records the
+    /// HW counted among them, so it must not stay in the ISR (or the ELR), where the
+    /// controller could elect it. It asks the controller to take it out (a resignation from
+    /// a follower); it joins again by fetching. Under `fsync` the HW covers only synced
+    /// records, so it keeps its place.
+    fn leave_isr_after_loss(&mut self) {
+        let me = self.config.node_id;
+        let Some(state) = &self.state else { return };
+        let member = state.isr.contains(&me);
+        if self.config.durability != Durability::Replicate || !member || state.isr.len() < 2 {
+            return;
+        }
+        tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+            "the log failed under replicate: asking to leave the ISR");
+        self.events.push_back(ReplicaEvent::AlterPartition {
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr: state.isr.iter().copied().filter(|id| *id != me).collect(),
+            resign: true,
+        });
     }
 
     /// A leader stops leading its epoch over `error`: producers waiting on it get the error;
@@ -536,7 +565,12 @@ impl Replica {
                     self.high_watermark = self.high_watermark.min(self.log.flushed_offset());
                 }
             }
-            RoleState::Follower(follower) => follower.reset(),
+            RoleState::Follower(follower) => {
+                follower.reset();
+                // The leader may have taken it into the ISR on a fetch from before the
+                // failure, while its log was down: what it reported is no longer there.
+                self.leave_isr_after_loss();
+            }
             _ => {}
         }
     }

@@ -242,7 +242,8 @@ fn a_refused_isr_change_is_proposed_again_after_backoff() {
     // The controller refuses (say, the partition epoch moved on): back off, then again.
     let now = c.now;
     let node = c.node(from.0);
-    node.replica.alter_partition_failed(now, leader_epoch, partition_epoch, &mut node.queue);
+    let epochs = (leader_epoch, partition_epoch);
+    node.replica.alter_partition_failed(now, epochs, true, &mut node.queue);
     assert!(c.replica(0).pending_isr().is_none());
     c.advance_by(Duration::from_millis(50), Duration::from_millis(10));
     assert_eq!(c.alters.len(), 1, "within the backoff");
