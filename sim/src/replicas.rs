@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 
+use cairn_node::core::controller::PartitionState;
 use cairn_node::core::log::PartitionLog;
 use cairn_node::core::log::batch::BatchScan;
 use cairn_node::core::node::{Node, PartitionId};
@@ -30,6 +31,11 @@ use cairn_node::core::replica::Role;
 use crate::disk::SimDisk;
 use crate::invariants::Violation;
 use crate::world::World;
+
+/// Partition `id`'s state in `core`'s metadata image.
+fn image_partition<'a>(core: &'a Node, id: &PartitionId) -> Option<&'a PartitionState> {
+    core.image().topic(&id.topic)?.partitions.get(id.partition as usize)
+}
 
 /// Beyond the flush interval, how long an acknowledged write may stay unsynced on a replica
 /// (a sync in flight, a slow disk) for the `replicate` loss rule.
@@ -375,9 +381,7 @@ impl World {
         let id = &self.work.parts[part].id;
         let Some(controller) = self.controller() else { return false };
         let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
-        let state =
-            core.image().topic(&id.topic).and_then(|t| t.partitions.get(id.partition as usize));
-        state.is_some_and(|state| state.isr.is_empty())
+        image_partition(core, id).is_some_and(|state| state.isr.is_empty())
     }
 
     /// Node `index` just lost power. Under `replicate` durability an acknowledged write may
@@ -421,11 +425,7 @@ impl World {
     fn isr_of(&self, part: usize) -> Vec<u32> {
         let id = &self.work.parts[part].id;
         let newest = self.live_nodes().max_by_key(|(_, core)| core.raft().applied_index());
-        let state = newest.and_then(|(_, core)| {
-            let topic = core.image().topic(&id.topic)?;
-            topic.partitions.get(id.partition as usize).cloned()
-        });
-        match state {
+        match newest.and_then(|(_, core)| image_partition(core, id)) {
             Some(state) => state.isr.iter().map(|m| *m as u32 - 1).collect(),
             None => (0..self.params.nodes).collect(),
         }

@@ -58,11 +58,7 @@ fn partition_changes_restarting(image: &MetadataImage, node_id: i32) -> Vec<Meta
         let mut decision = if was_live {
             election::fence(state, node_id, min_isr, unclean, live)
         } else {
-            election::Decision {
-                leader: state.leader,
-                isr: state.isr.clone(),
-                elr: state.elr.clone(),
-            }
+            election::Decision::unchanged(state)
         };
         if settings.durability == Durability::Replicate {
             decision.elr.retain(|id| *id != node_id);

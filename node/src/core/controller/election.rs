@@ -28,7 +28,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn unchanged(state: &PartitionState) -> Decision {
+    /// The decision that keeps `state`'s leader, ISR and ELR.
+    pub fn unchanged(state: &PartitionState) -> Decision {
         Decision { leader: state.leader, isr: state.isr.clone(), elr: state.elr.clone() }
     }
 }

@@ -267,15 +267,11 @@ fn resignation_records(
         let mut stepped = state.clone();
         stepped.leader = NO_LEADER;
         let again = change_record(topic, partition, &stepped, &state.isr, &state.elr, leader);
-        return [step_down, again]
-            .into_iter()
-            .flatten()
-            .map(|c| RecordKind::PartitionChange(c).into())
-            .collect();
+        return change_records([step_down, again].into_iter().flatten());
     };
     let isr: Vec<i32> = state.isr.iter().copied().filter(|id| *id != leader).collect();
     let change = change_record(topic, partition, state, &isr, &state.elr, next);
-    change.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
+    change_records(change)
 }
 
 /// The records for a follower's resignation (its log failed under `replicate`, losing what
@@ -293,7 +289,13 @@ fn follower_loss_records(
     }
     let elr: Vec<i32> = state.elr.iter().copied().filter(|id| *id != follower).collect();
     let change = change_record(topic, partition, state, &isr, &elr, state.leader);
-    change.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
+    change_records(change)
+}
+
+fn change_records(
+    changes: impl IntoIterator<Item = super::records::PartitionChangeRecord>,
+) -> Vec<MetadataRecord> {
+    changes.into_iter().map(|c| RecordKind::PartitionChange(c).into()).collect()
 }
 
 /// Checks an ISR a leader asks for: not empty, no repeats, replicas only, the leader in it,
