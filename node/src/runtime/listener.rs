@@ -12,7 +12,10 @@
 //!
 //! Produce batches stay in the buffer the socket filled: while a frame is incomplete the
 //! connection reads no further than its end, so a large frame is the sole owner of its
-//! buffer and `decode_request` hands its batches to the core without a copy.
+//! buffer and `decode_request` hands its batches to the core without a copy. Fetched records
+//! are not copied either: an answer is a list of chunks ([`encode_response_chunks`]), a
+//! Fetch answer's records are the `Bytes` the log read, and the chunks of every waiting
+//! answer go to the socket by `writev`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
@@ -34,7 +37,7 @@ use crate::core::io::{ConnId, RequestId};
 use crate::core::node::Response;
 use crate::kafka::request::RequestHeader;
 use crate::kafka::{
-    Broker, Decoded, Exchange, FrameDecoder, Step, decode_request, encode_response,
+    Broker, Decoded, Exchange, FrameDecoder, Step, decode_request, encode_response_chunks,
     encode_unsupported,
 };
 
@@ -44,7 +47,8 @@ pub const CONNECTION_REQUESTS_MAX: usize = 1024;
 pub const CONNECTION_OUTPUT_BYTES_MAX: usize = 64 << 20;
 /// Bytes asked of the socket per read between frames.
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
-/// Answers written per system call at most (well under Linux's `IOV_MAX` of 1024).
+/// Answer chunks written per system call at most (well under Linux's `IOV_MAX` of 1024). A
+/// Fetch answer is two chunks per partition with records, plus one.
 pub const WRITE_SLICES_MAX: usize = 64;
 
 const _: () = assert!(WRITE_SLICES_MAX <= 1024, "a writev takes at most IOV_MAX slices");
@@ -165,8 +169,8 @@ enum Slot {
         /// Set while a fetch waits for data.
         deadline: Option<Instant>,
     },
-    /// Served: the answer to write, if any.
-    Done(Option<Bytes>),
+    /// Served: the answer's chunks, in order (none for an acks 0 produce).
+    Done(Vec<Bytes>),
 }
 
 /// A connection's serving state; the socket halves and queues live in [`Connection::run`].
@@ -183,7 +187,7 @@ struct Connection {
     next_request: u64,
     /// The node's data version as last seen.
     data_version: u64,
-    /// Encoded answers, in order, waiting for the socket.
+    /// Chunks of encoded answers, in order, waiting for the socket.
     output: VecDeque<Bytes>,
     output_bytes: usize,
     /// The client sent its last byte.
@@ -300,7 +304,7 @@ impl Connection {
                 }
                 Ok(Decoded::Unsupported(unsupported)) => {
                     let answer = encode_unsupported(&unsupported).freeze();
-                    self.slots.push_back(Slot::Done(Some(answer)));
+                    self.slots.push_back(Slot::Done(vec![answer]));
                     self.context.metrics.requests.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => return Err(Close::Rejected(error.to_string())),
@@ -322,7 +326,7 @@ impl Connection {
                 Step::Ask(requests) => return self.send(seq, requests, true, data).await,
                 Step::Tell(requests) => {
                     self.send(seq, requests, false, data).await?;
-                    self.finish(seq, None);
+                    self.finish(seq, Vec::new());
                     return Ok(());
                 }
                 Step::Respond(response) => {
@@ -330,8 +334,9 @@ impl Connection {
                         Slot::Serving { header, .. } => header,
                         Slot::Done(_) => unreachable!("a finished request responds"),
                     };
-                    let answer = encode_response(header, &response).map_err(Close::Encode)?;
-                    self.finish(seq, Some(answer.freeze()));
+                    let answer =
+                        encode_response_chunks(header, &response).map_err(Close::Encode)?;
+                    self.finish(seq, answer);
                     return Ok(());
                 }
                 Step::Wait { deadline } => {
@@ -426,8 +431,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Request `seq` is served: note its answer (none for acks 0) and count it.
-    fn finish(&mut self, seq: u64, answer: Option<Bytes>) {
+    /// Request `seq` is served: note its answer's chunks (none for acks 0) and count it.
+    fn finish(&mut self, seq: u64, answer: Vec<Bytes>) {
         let metrics = Arc::clone(&self.context.metrics);
         let slot = self.slot_mut(seq);
         if let Slot::Serving { exchange, .. } = slot {
@@ -444,14 +449,15 @@ impl Connection {
         while let Some(Slot::Done(_)) = self.slots.front() {
             let Some(Slot::Done(answer)) = self.slots.pop_front() else { unreachable!() };
             self.first_seq += 1;
-            if let Some(answer) = answer {
-                self.output_bytes += answer.len();
-                self.output.push_back(answer);
+            // An empty chunk would stay at the front of the output after every write.
+            for chunk in answer.into_iter().filter(|chunk| !chunk.is_empty()) {
+                self.output_bytes += chunk.len();
+                self.output.push_back(chunk);
             }
         }
     }
 
-    /// Writes as many waiting answers as the socket takes, in one system call.
+    /// Writes as many waiting answer chunks as the socket takes, in one system call.
     fn write(&mut self, writer: &OwnedWriteHalf) -> Result<(), Close> {
         let slices: Vec<IoSlice<'_>> =
             self.output.iter().take(WRITE_SLICES_MAX).map(|b| IoSlice::new(b)).collect();

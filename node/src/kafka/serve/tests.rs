@@ -41,6 +41,7 @@ use crate::kafka::request::{
     ProducePartition, ProduceRequest as CairnProduce, ProduceTopic, RequestHeader,
 };
 use crate::kafka::response::encode_response;
+use crate::kafka::vectored::encode_response_chunks;
 use crate::kafka::versions::SUPPORTED_APIS;
 
 fn broker() -> Broker {
@@ -735,6 +736,10 @@ fn every_answer_encodes_at_every_served_version() {
             let response = sample_response(range.api_key, version);
             let encoded = encode_response(&header(range.api_key, version), &response);
             assert!(encoded.is_ok(), "{:?} v{version}: {encoded:?}", range.api_key);
+            // What the listener writes: the same bytes, in chunks.
+            let chunks = encode_response_chunks(&header(range.api_key, version), &response);
+            let written: Vec<u8> = chunks.unwrap().iter().flat_map(|c| c.to_vec()).collect();
+            assert_eq!(written, encoded.unwrap().to_vec(), "{:?} v{version}", range.api_key);
         }
     }
 }
