@@ -60,9 +60,12 @@ fn ix_of(node: &NodeRef) -> u32 {
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
 pub(crate) enum Event {
+    /// Node `node`'s timer, scheduled at `at` (world time) for its incarnation
+    /// `incarnation`; only the event `SimNode::timer_at` names is live.
     NodeTimer {
         node: u32,
         incarnation: u64,
+        at: u64,
     },
     DiskDone {
         node: u32,
@@ -131,6 +134,8 @@ pub(crate) struct SimNode {
     pub(crate) disk: FaultyDisk,
     pub(crate) paused_until: u64,
     pub(crate) clock: Clock,
+    /// The time of its one live timer event (`Event::NodeTimer`), if one is scheduled: a
+    /// nearer deadline schedules another and leaves the earlier event to be ignored.
     pub(crate) timer_at: Option<u64>,
     /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
     pub(crate) last_request: Vec<u64>,
@@ -319,15 +324,18 @@ impl World {
             }
         }
         match event {
-            Event::NodeTimer { node, incarnation } => {
+            Event::NodeTimer { node, incarnation, at } => {
                 self.mix(1 << 32 | u64::from(node));
-                if self.defer_if_paused(node, || Event::NodeTimer { node, incarnation }) {
+                let n = &self.nodes[node as usize];
+                // A timer event that a nearer deadline or a clock change replaced, or one of
+                // an earlier life: the node's current timer event is another one.
+                if n.incarnation != incarnation || n.node.is_none() || n.timer_at != Some(at) {
+                    return;
+                }
+                if self.defer_if_paused(node, || Event::NodeTimer { node, incarnation, at }) {
                     return;
                 }
                 let n = &mut self.nodes[node as usize];
-                if n.incarnation != incarnation || n.node.is_none() {
-                    return;
-                }
                 n.timer_at = None;
                 let local = self.local_now(node);
                 let n = &mut self.nodes[node as usize];
@@ -522,7 +530,7 @@ impl World {
         }
         n.timer_at = Some(at);
         let incarnation = n.incarnation;
-        self.schedule(at, Event::NodeTimer { node, incarnation });
+        self.schedule(at, Event::NodeTimer { node, incarnation, at });
     }
 
     /// The online invariants of every partition on `node`.
