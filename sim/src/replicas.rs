@@ -320,7 +320,7 @@ fn committed_prefix_agrees(
 impl World {
     /// The per-step checks and counts over node `node`'s replicas and Raft role.
     pub(crate) fn check_replicas(&mut self, node: u32) -> Result<(), Violation> {
-        let n = &self.nodes[node as usize];
+        let n = &mut self.nodes[node as usize];
         let Some(core) = n.node.as_ref() else { return Ok(()) };
         let incarnation = n.incarnation;
         let raft = core.raft();
@@ -331,12 +331,13 @@ impl World {
             raft_election_safety(&mut self.replicas.term_leaders, raft.term(), node)?;
         }
         let mut failed = Vec::new();
+        let replicas = crate::world::replicas_by_part(core, &self.work.parts, &mut n.part_keys);
         for (index, part) in self.work.parts.iter().enumerate() {
             let seen = &mut self.replicas.seen[index][node as usize];
             if seen.incarnation != incarnation {
                 *seen = Seen { incarnation, ..Seen::default() };
             }
-            let Some(replica) = core.replica(&part.id) else {
+            let Some(replica) = replicas[index] else {
                 seen.log_end = None;
                 seen.leading = None;
                 continue;
@@ -402,10 +403,16 @@ impl World {
             }
             let (epoch, hw, isr) =
                 (replica.leader_epoch(), replica.high_watermark(), replica.isr().len());
-            if !self.replicas.epoch_leaders.contains_key(&(index, epoch)) {
-                self.coverage.partition_elections += 1;
+            // Seen leading this epoch at its last step, this life: the map holds this node for
+            // it already (another node recorded since would have failed the check then).
+            let known = seen.leading.is_some_and(|(e, ..)| e == epoch);
+            if !known {
+                if !self.replicas.epoch_leaders.contains_key(&(index, epoch)) {
+                    self.coverage.partition_elections += 1;
+                }
+                let leaders = &mut self.replicas.epoch_leaders;
+                one_leader_per_epoch(leaders, &part.name, index, epoch, node)?;
             }
-            one_leader_per_epoch(&mut self.replicas.epoch_leaders, &part.name, index, epoch, node)?;
             let before = seen.leading.map(|(e, hw, _)| (e, hw));
             hw_monotonic_in_epoch(&part.name, before, epoch, hw)?;
             if let Some((e, _, size)) = seen.leading

@@ -301,6 +301,11 @@ impl Node {
         self.replicas.keys()
     }
 
+    /// The node's replicas, in the order of their partitions.
+    pub fn replicas(&self) -> impl Iterator<Item = (&PartitionId, &Replica)> {
+        self.replicas.iter()
+    }
+
     /// The node's member of the metadata quorum.
     pub fn raft(&self) -> &Raft {
         &self.raft
