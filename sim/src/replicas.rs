@@ -456,9 +456,11 @@ impl World {
         if self.params.atlas == crate::params::Atlas::Recoverable {
             let mut cache = std::mem::take(&mut self.replicas.scans);
             cache.begin();
-            let checked = self.work.parts.iter().try_for_each(|part| {
-                self.check_prefix(&part.id, &part.name, &mut cache)
-            });
+            let checked = self
+                .work
+                .parts
+                .iter()
+                .try_for_each(|part| self.check_prefix(&part.id, &part.name, &mut cache));
             cache.end();
             self.replicas.scans = cache;
             checked?;

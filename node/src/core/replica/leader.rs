@@ -540,10 +540,9 @@ impl Replica {
         let isr = &state.isr[..];
         // The maximal ISR (the committed ISR, a pending change's members, the expansions
         // not confirmed yet), walked in place: a member counted twice changes no minimum.
-        let maximal = isr
-            .iter()
-            .chain(pending.iter().filter(|id| !isr.contains(id)))
-            .chain(leader.unconfirmed.iter().filter(|id| !isr.contains(id) && !pending.contains(id)));
+        let maximal = isr.iter().chain(pending.iter().filter(|id| !isr.contains(id))).chain(
+            leader.unconfirmed.iter().filter(|id| !isr.contains(id) && !pending.contains(id)),
+        );
         #[allow(unused_mut)]
         let mut all_replicas = false;
         #[cfg(feature = "canary")]
@@ -797,4 +796,3 @@ fn answers_newer_epochs() -> bool {
     }
     false
 }
-
