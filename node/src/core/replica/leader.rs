@@ -538,8 +538,8 @@ impl Replica {
         };
         let pending = leader.pending_isr.as_ref().map_or(&[][..], |p| &p.new_isr[..]);
         let isr = &state.isr[..];
-        // The maximal ISR (the committed ISR, a pending change's members, the expansions
-        // not confirmed yet), walked in place: a member counted twice changes no minimum.
+        // The maximal ISR (KIP-497: the committed ISR, the members a pending change adds,
+        // the expansions not confirmed yet), walked in place rather than collected.
         let maximal = isr.iter().chain(pending.iter().filter(|id| !isr.contains(id))).chain(
             leader.unconfirmed.iter().filter(|id| !isr.contains(id) && !pending.contains(id)),
         );
