@@ -192,8 +192,9 @@ pub struct Node {
     /// Directories being deleted.
     deleting: BTreeSet<super::io::FileName>,
     timers: TimerTable<Timer>,
-    /// Each replica's next deadline, and the same ordered by time.
-    replica_deadlines: HashMap<PartitionId, Instant>,
+    /// Each replica's next deadline, and the same ordered by time. A `BTreeMap`: a replica's
+    /// own id compares by pointer, cheaper than hashing its name after every replica input.
+    replica_deadlines: BTreeMap<PartitionId, Instant>,
     replica_timers: BTreeSet<(Instant, PartitionId)>,
     flush_wanted: BTreeSet<PartitionId>,
     /// Partitions changed since the last check other than by an input (flushed by
@@ -257,7 +258,7 @@ impl Node {
             next_token: 0,
             deleting: BTreeSet::new(),
             timers: TimerTable::default(),
-            replica_deadlines: HashMap::new(),
+            replica_deadlines: BTreeMap::new(),
             replica_timers: BTreeSet::new(),
             flush_wanted: BTreeSet::new(),
             unchecked: Vec::new(),
