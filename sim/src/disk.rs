@@ -164,6 +164,8 @@ pub struct SimDisk {
     /// Paths whose next `Sync` fails.
     syncs_armed: BTreeSet<String>,
     stats: SimDiskStats,
+    /// The last stamp handed out (see [`SimDisk::contents_stamped`]).
+    stamp_last: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -177,6 +179,9 @@ struct SimFile {
     dirty: BTreeSet<u64>,
     /// Sectors whose reads fail until rewritten.
     bad: BTreeSet<u64>,
+    /// Changes whenever bytes already in `current` change (see
+    /// [`SimDisk::contents_stamped`]).
+    stamp: u64,
 }
 
 impl SimDisk {
@@ -193,6 +198,7 @@ impl SimDisk {
             dirs: BTreeSet::new(),
             syncs_armed: BTreeSet::new(),
             stats: SimDiskStats::default(),
+            stamp_last: 0,
         }
     }
 
@@ -237,6 +243,22 @@ impl SimDisk {
         self.files.get(&*normalize(file)).map(|f| &f.current[..])
     }
 
+    /// [`SimDisk::contents`] with the file's stamp: a number unique on this disk that
+    /// changes whenever bytes the file already holds change (a write over them, a
+    /// truncation, a failed sync, a crash, a corruption, the file created again) and stays
+    /// when the file only grows at its end or is renamed. While the stamp stays, what a
+    /// reader saw of the file's first bytes is still there, so a scan of them can be kept and
+    /// extended instead of read again (`replicas::committed_prefix_agrees`).
+    pub fn contents_stamped(&self, file: &FileName) -> Option<(u64, &[u8])> {
+        self.files.get(&*normalize(file)).map(|f| (f.stamp, &f.current[..]))
+    }
+
+    /// A stamp no file of this disk had.
+    fn stamp_new(&mut self) -> u64 {
+        self.stamp_last += 1;
+        self.stamp_last
+    }
+
     /// The bytes in use: the sum of the files' current lengths, what the capacity bounds.
     pub fn used_bytes(&self) -> u64 {
         self.files.values().map(|f| f.current.len() as u64).sum()
@@ -264,8 +286,10 @@ impl SimDisk {
     /// # Panics
     /// If `file` does not exist or neither content reaches `pos`.
     pub fn corrupt(&mut self, file: &FileName, pos: u64) {
+        let stamp = self.stamp_new();
         let f = self.files.get_mut(&*normalize(file));
         let f = f.unwrap_or_else(|| panic!("no file {file}"));
+        f.stamp = stamp;
         let len = f.durable.len().max(f.current.len()) as u64;
         assert!(pos < len, "corrupt {file} at {pos}: it has {len} bytes");
         let mask = 1u8 << self.rng.random_range(0..8u32);
@@ -306,6 +330,8 @@ impl SimDisk {
                 }
             }
             f.current.clone_from(&f.durable);
+            self.stamp_last += 1;
+            f.stamp = self.stamp_last;
         }
     }
 
@@ -322,7 +348,8 @@ impl SimDisk {
             return Err(self.no_space());
         }
         self.dirs.extend(parents.into_iter().map(String::from));
-        self.files.insert(path.to_string(), SimFile::default());
+        let stamp = self.stamp_new();
+        self.files.insert(path.to_string(), SimFile { stamp, ..SimFile::default() });
         Ok(DiskOk::Done)
     }
 
@@ -330,6 +357,7 @@ impl SimDisk {
         // Summing every file's length is only worth it on a disk with a capacity.
         let used = self.faults.capacity_bytes.map(|_| self.used_bytes());
         let capacity = self.faults.capacity_bytes;
+        let stamp = self.stamp_new();
         let f = self.file(path, "append")?;
         let len = f.current.len() as u64;
         if pos > len {
@@ -338,6 +366,9 @@ impl SimDisk {
         let end = pos + data.len() as u64;
         if capacity.is_some_and(|c| used.unwrap_or(0) + end.saturating_sub(len) > c) {
             return Err(self.no_space());
+        }
+        if pos < len && !data.is_empty() {
+            f.stamp = stamp;
         }
         f.write(pos, data);
         self.stats.bytes_written += data.len() as u64;
@@ -350,8 +381,10 @@ impl SimDisk {
         let armed = self.syncs_armed.remove(path);
         let fail = armed || chance(&mut self.rng, self.faults.sync_failure);
         let latent = !fail && chance(&mut self.rng, self.faults.latent_sector_error);
+        let stamp = self.stamp_new();
         let f = self.files.get_mut(path).expect("checked above");
         if fail {
+            f.stamp = stamp;
             f.current.clone_from(&f.durable);
             f.dirty.clear();
             self.stats.syncs_failed += 1;
@@ -392,12 +425,14 @@ impl SimDisk {
     }
 
     fn truncate(&mut self, path: &str, len: u64) -> DiskResult {
+        let stamp = self.stamp_new();
         let f = self.file(path, "truncate")?;
         let cur_len = f.current.len() as u64;
         if len > cur_len {
             return Err(io_error("truncate", path, &format!("to {len}, beyond the end {cur_len}")));
         }
         f.current.truncate(len as usize);
+        f.stamp = stamp;
         // Writes wholly beyond the cut are gone from the page cache; nothing of them can
         // reach the medium any more.
         f.dirty.retain(|&s| s * SECTOR_BYTES < len);
@@ -686,6 +721,44 @@ mod tests {
         assert_eq!(disk.durable_len(&name("f")), Some(0));
         disk.crash();
         assert_eq!(disk.contents(&name("f")), Some(&b""[..]));
+    }
+
+    #[test]
+    fn stamp_stays_while_a_file_only_grows_and_changes_when_its_bytes_do() {
+        let mut disk = faulty(SimDiskFaults { sync_failure: 0.0, ..SimDiskFaults::default() });
+        let stamp = |disk: &SimDisk, file: &str| disk.contents_stamped(&name(file)).unwrap().0;
+        create(&mut disk, "f");
+        let created = stamp(&disk, "f");
+        append(&mut disk, "f", 0, b"abc").unwrap();
+        sync(&mut disk, "f").unwrap();
+        append(&mut disk, "f", 3, b"def").unwrap();
+        assert_eq!(stamp(&disk, "f"), created, "appends and a sync keep it");
+        let renamed = run(&mut disk, DiskOp::Rename { from: name("f"), to: name("g") });
+        assert_eq!(renamed, Ok(DiskOk::Done));
+        assert_eq!(stamp(&disk, "g"), created, "a rename moves the same bytes");
+        let mut seen = vec![created];
+        let mut changed = |disk: &SimDisk, what: &str| {
+            let now = stamp(disk, "g");
+            assert!(!seen.contains(&now), "{what} gives a new stamp");
+            seen.push(now);
+        };
+        append(&mut disk, "g", 1, b"X").unwrap();
+        changed(&disk, "a write over bytes");
+        run(&mut disk, DiskOp::Truncate { file: name("g"), len: 2 }).unwrap();
+        changed(&disk, "a truncation");
+        disk.corrupt(&name("g"), 0);
+        changed(&disk, "a corruption");
+        append(&mut disk, "g", 2, b"tail").unwrap();
+        disk.crash();
+        changed(&disk, "a crash");
+        disk.fail_next_sync(&name("g"));
+        append(&mut disk, "g", 3, b"more").unwrap();
+        assert!(sync(&mut disk, "g").is_err());
+        changed(&disk, "a failed sync");
+        create(&mut disk, "g");
+        changed(&disk, "a create over it");
+        create(&mut disk, "h");
+        assert!(!seen.contains(&stamp(&disk, "h")), "another file has another stamp");
     }
 
     #[test]

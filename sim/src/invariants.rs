@@ -7,7 +7,6 @@ use std::fmt;
 
 use cairn_node::core::log::PartitionLog;
 use cairn_node::core::log::batch::BatchScan;
-use cairn_node::core::node::PartitionId;
 
 use crate::disk::SimDisk;
 
@@ -187,9 +186,6 @@ pub struct PartitionWatch {
     pub max_flushed: u64,
     /// Whether the log was ready at the last step.
     pub was_ready: bool,
-    /// The node's own id of the partition while its log is ready: it shares the node's copy
-    /// of the topic name, so looking the log up compares pointers rather than names.
-    pub node_key: Option<PartitionId>,
     /// Set when the node's disk was wiped while it held the partition's only copy: the next
     /// time the log is ready it is checked as a detected loss (acknowledgements above its
     /// end dropped), not against what it held before.

@@ -55,6 +55,8 @@ pub struct ReplicaWatch {
     seen: Vec<Vec<Seen>>,
     /// When the checks over every node run next.
     pub(crate) next_cluster_check: u64,
+    /// What [`committed_prefix_agrees`] read of the segment files at its last check.
+    scans: ScanCache,
 }
 
 /// A replica as last seen on one node, within one incarnation.
@@ -174,41 +176,136 @@ pub fn raft_leader_completeness(
     Ok(())
 }
 
-/// The CRC-32C of each batch of `log` wholly below `below`, by base offset, from `disk`.
-fn batch_crcs(log: &PartitionLog, disk: &SimDisk, below: u64) -> BTreeMap<u64, u32> {
-    let mut out = BTreeMap::new();
+/// One whole valid batch of a segment file, as a scan from the file's start finds it.
+#[derive(Debug, Clone, Copy)]
+struct ScannedBatch {
+    /// The byte after it in the file.
+    end_byte: usize,
+    base_offset: u64,
+    next_offset: u64,
+    crc: u32,
+}
+
+/// A segment file's batches as a [`BatchScan`] from its start finds them, kept while the
+/// file's stamp stays (its first bytes unchanged, [`SimDisk::contents_stamped`]) and
+/// extended as it grows, so that each check reads only the bytes written since the last.
+#[derive(Debug, Default)]
+struct SegmentScan {
+    /// The file's length when last scanned.
+    scanned_len: usize,
+    /// Where the scan goes on from: the end of the last whole valid batch.
+    resume_at: usize,
+    batches: Vec<ScannedBatch>,
+    /// The check that last used it (scans no check used are dropped).
+    round: u64,
+}
+
+impl SegmentScan {
+    /// Scans `bytes` (the file now) on from where the last scan stopped. A [`BatchScan`]'s
+    /// only state is its position, so this finds what a scan of `bytes` from the start would.
+    fn extend(&mut self, bytes: &[u8]) {
+        assert!(bytes.len() >= self.scanned_len, "a file that shrank has another stamp");
+        if bytes.len() == self.scanned_len {
+            return;
+        }
+        let mut scan = BatchScan::new(&bytes[self.resume_at..], usize::MAX >> 1);
+        for (at, header) in scan.by_ref() {
+            self.batches.push(ScannedBatch {
+                end_byte: self.resume_at + at + header.total_bytes(),
+                base_offset: header.base_offset as u64,
+                next_offset: header.next_offset() as u64,
+                crc: header.crc,
+            });
+        }
+        self.resume_at += scan.position();
+        self.scanned_len = bytes.len();
+    }
+}
+
+/// The segment scans of every node, by (node index, file stamp).
+#[derive(Debug, Default)]
+pub(crate) struct ScanCache {
+    scans: BTreeMap<(u32, u64), SegmentScan>,
+    round: u64,
+}
+
+impl ScanCache {
+    /// Starts a check: scans the last one did not use are dropped at its end.
+    fn begin(&mut self) {
+        self.round += 1;
+    }
+
+    /// Drops the scans of files this check did not read (gone, rewritten, not in an ISR).
+    fn end(&mut self) {
+        let round = self.round;
+        self.scans.retain(|_, scan| scan.round == round);
+    }
+}
+
+/// The (base offset, CRC-32C) of each batch of `log` wholly below `below`, from `disk`, in
+/// `out` (sorted by offset, one per offset: the last one found, as a map would keep it).
+fn batch_crcs(
+    node: u32,
+    log: &PartitionLog,
+    disk: &SimDisk,
+    below: u64,
+    cache: &mut ScanCache,
+    out: &mut Vec<(u64, u32)>,
+) {
+    out.clear();
     for segment in log.segments() {
         if segment.base_offset >= below {
             break;
         }
-        let Some(bytes) = disk.contents(&segment.log_file) else { continue };
+        let Some((stamp, bytes)) = disk.contents_stamped(&segment.log_file) else { continue };
+        let scan = cache.scans.entry((node, stamp)).or_default();
+        scan.round = cache.round;
+        scan.extend(bytes);
+        // A scan of the segment's first `end` bytes stops at the first batch not wholly in
+        // them: the whole-file scan's batches up to there.
         let end = (segment.size_bytes as usize).min(bytes.len());
-        for (_, header) in BatchScan::new(&bytes[..end], usize::MAX >> 1) {
-            if header.next_offset() as u64 > below {
+        for batch in scan.batches.iter().take_while(|b| b.end_byte <= end) {
+            if batch.next_offset > below {
                 break;
             }
-            out.insert(header.base_offset as u64, header.crc);
+            out.push((batch.base_offset, batch.crc));
         }
     }
-    out
+    if !out.is_sorted_by(|a, b| a.0 < b.0) {
+        // Only a log whose segments overlap gets here: keep the last batch of each offset.
+        out.sort_by_key(|(offset, _)| *offset);
+        let mut kept: Vec<(u64, u32)> = Vec::with_capacity(out.len());
+        for entry in out.drain(..) {
+            match kept.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => kept.push(entry),
+            }
+        }
+        *out = kept;
+    }
 }
 
 /// Design §8 (the committed prefix identical across the ISR): below the least high
 /// watermark of the ISR replicas, every batch two of them hold at one offset has one CRC.
-pub fn committed_prefix_agrees(
+fn committed_prefix_agrees(
     name: &str,
     replicas: &[(u32, &PartitionLog, &SimDisk, u64)],
+    cache: &mut ScanCache,
 ) -> Result<(), Violation> {
     let Some(below) = replicas.iter().map(|r| r.3).min() else { return Ok(()) };
-    let mut first: Option<(u32, BTreeMap<u64, u32>)> = None;
-    for (node, log, disk, _) in replicas {
-        let crcs = batch_crcs(log, disk, below);
-        let Some((first_node, reference)) = &first else {
-            first = Some((*node, crcs));
-            continue;
-        };
+    let (mut reference, mut crcs) = (Vec::new(), Vec::new());
+    let Some(((first_node, ..), others)) = replicas.split_first() else { return Ok(()) };
+    let (_, log, disk, _) = replicas[0];
+    batch_crcs(*first_node, log, disk, below, cache, &mut reference);
+    for (node, log, disk, _) in others {
+        batch_crcs(*node, log, disk, below, cache, &mut crcs);
+        // Both sorted by offset: walk them together.
+        let mut mine = reference.iter().peekable();
         for (offset, crc) in &crcs {
-            if reference.get(offset).is_some_and(|c| c != crc) {
+            while mine.next_if(|(o, _)| o < offset).is_some() {}
+            if let Some((_, c)) = mine.peek().filter(|(o, _)| o == offset)
+                && c != crc
+            {
                 return Err(Violation::CommittedPrefixDiffers {
                     partition: name.to_string(),
                     offset: *offset,
@@ -223,7 +320,7 @@ pub fn committed_prefix_agrees(
 impl World {
     /// The per-step checks and counts over node `node`'s replicas and Raft role.
     pub(crate) fn check_replicas(&mut self, node: u32) -> Result<(), Violation> {
-        let n = &self.nodes[node as usize];
+        let n = &mut self.nodes[node as usize];
         let Some(core) = n.node.as_ref() else { return Ok(()) };
         let incarnation = n.incarnation;
         let raft = core.raft();
@@ -234,12 +331,13 @@ impl World {
             raft_election_safety(&mut self.replicas.term_leaders, raft.term(), node)?;
         }
         let mut failed = Vec::new();
+        let replicas = crate::world::replicas_by_part(core, &self.work.parts, &mut n.part_keys);
         for (index, part) in self.work.parts.iter().enumerate() {
             let seen = &mut self.replicas.seen[index][node as usize];
             if seen.incarnation != incarnation {
                 *seen = Seen { incarnation, ..Seen::default() };
             }
-            let Some(replica) = core.replica(&part.id) else {
+            let Some(replica) = replicas[index] else {
                 seen.log_end = None;
                 seen.leading = None;
                 continue;
@@ -305,10 +403,16 @@ impl World {
             }
             let (epoch, hw, isr) =
                 (replica.leader_epoch(), replica.high_watermark(), replica.isr().len());
-            if !self.replicas.epoch_leaders.contains_key(&(index, epoch)) {
-                self.coverage.partition_elections += 1;
+            // Seen leading this epoch at its last step, this life: the map holds this node for
+            // it already (another node recorded since would have failed the check then).
+            let known = seen.leading.is_some_and(|(e, ..)| e == epoch);
+            if !known {
+                if !self.replicas.epoch_leaders.contains_key(&(index, epoch)) {
+                    self.coverage.partition_elections += 1;
+                }
+                let leaders = &mut self.replicas.epoch_leaders;
+                one_leader_per_epoch(leaders, &part.name, index, epoch, node)?;
             }
-            one_leader_per_epoch(&mut self.replicas.epoch_leaders, &part.name, index, epoch, node)?;
             let before = seen.leading.map(|(e, hw, _)| (e, hw));
             hw_monotonic_in_epoch(&part.name, before, epoch, hw)?;
             if let Some((e, _, size)) = seen.leading
@@ -350,15 +454,27 @@ impl World {
         // The unrecoverable atlas damages durable bytes silently (a replica detects it only
         // when it reads them), so the prefix is compared under the recoverable one.
         if self.params.atlas == crate::params::Atlas::Recoverable {
-            for part in &self.work.parts {
-                self.check_prefix(&part.id, &part.name)?;
-            }
+            let mut cache = std::mem::take(&mut self.replicas.scans);
+            cache.begin();
+            let checked = self
+                .work
+                .parts
+                .iter()
+                .try_for_each(|part| self.check_prefix(&part.id, &part.name, &mut cache));
+            cache.end();
+            self.replicas.scans = cache;
+            checked?;
         }
         Ok(())
     }
 
     /// [`committed_prefix_agrees`] for one partition, over its leader's ISR.
-    fn check_prefix(&self, id: &PartitionId, name: &str) -> Result<(), Violation> {
+    fn check_prefix(
+        &self,
+        id: &PartitionId,
+        name: &str,
+        cache: &mut ScanCache,
+    ) -> Result<(), Violation> {
         let Some(leader) = self.leader_of(&id.topic, id.partition as u32) else { return Ok(()) };
         let core = self.nodes[leader as usize].node.as_ref().expect("a live leader");
         let isr = core.replica(id).expect("leads it").isr().to_vec();
@@ -371,7 +487,7 @@ impl World {
                 replicas.push((index, replica.log(), &n.disk.disk, replica.high_watermark()));
             }
         }
-        committed_prefix_agrees(name, &replicas)
+        committed_prefix_agrees(name, &replicas, cache)
     }
 
     /// Whether workload partition `part` lost every in-sync copy: the active controller's

@@ -15,6 +15,7 @@
 
 use cairn_node::core::io::{ConnId, DiskResult, NodeId, OpId, RequestId};
 use cairn_node::core::node::{Message, Node, NodeConfig, Output, PartitionId};
+use cairn_node::core::replica::Replica;
 use cairn_node::core::time::Instant;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -60,9 +61,12 @@ fn ix_of(node: &NodeRef) -> u32 {
 /// Something that happens at a point of simulated time.
 #[derive(Debug)]
 pub(crate) enum Event {
+    /// Node `node`'s timer, scheduled at `at` (world time) for its incarnation
+    /// `incarnation`; only the event `SimNode::timer_at` names is live.
     NodeTimer {
         node: u32,
         incarnation: u64,
+        at: u64,
     },
     DiskDone {
         node: u32,
@@ -131,11 +135,15 @@ pub(crate) struct SimNode {
     pub(crate) disk: FaultyDisk,
     pub(crate) paused_until: u64,
     pub(crate) clock: Clock,
+    /// The time of its one live timer event (`Event::NodeTimer`), if one is scheduled: a
+    /// nearer deadline schedules another and leaves the earlier event to be ignored.
     pub(crate) timer_at: Option<u64>,
     /// Per client: the last request number handled (TCP-like dedup, kept across restarts).
     pub(crate) last_request: Vec<u64>,
     /// When it last lost power (a crash or a wipe), for the `replicate` loss rule.
     pub(crate) lost_power_at: Option<u64>,
+    /// Its partitions as [`replicas_by_part`] last saw them.
+    pub(crate) part_keys: Vec<(PartitionId, usize)>,
 }
 
 /// The whole simulated world of one run.
@@ -175,6 +183,56 @@ pub struct World {
     pub(crate) route_buf: Vec<u64>,
 }
 
+/// Node `core`'s replica of each workload partition (by index). `keys` remembers the node's
+/// partitions in its order with the index of each (`usize::MAX`: not a workload partition):
+/// while the node holds the same ones (the same names, by pointer: `keys` keeps them
+/// alive), a walk of its replicas finds them without comparing a name. A lookup per
+/// partition after every step was a fifth of a light run (docs/simulator.md, Speed).
+pub(crate) fn replicas_by_part<'a>(
+    core: &'a Node,
+    parts: &[Part],
+    keys: &mut Vec<(PartitionId, usize)>,
+) -> Vec<Option<&'a Replica>> {
+    let mut out = vec![None; parts.len()];
+    let same = |(known, _): &(PartitionId, usize), id: &PartitionId| {
+        std::sync::Arc::ptr_eq(&known.topic, &id.topic) && known.partition == id.partition
+    };
+    let mut held = 0;
+    for (id, replica) in core.replicas() {
+        match keys.get(held) {
+            Some(entry) if same(entry, id) => {
+                if let Some(slot) = out.get_mut(entry.1) {
+                    *slot = Some(replica);
+                }
+            }
+            _ => return replicas_by_part_anew(core, parts, keys),
+        }
+        held += 1;
+    }
+    if held != keys.len() {
+        return replicas_by_part_anew(core, parts, keys);
+    }
+    out
+}
+
+/// [`replicas_by_part`] by name, remembering the node's partitions in `keys`.
+fn replicas_by_part_anew<'a>(
+    core: &'a Node,
+    parts: &[Part],
+    keys: &mut Vec<(PartitionId, usize)>,
+) -> Vec<Option<&'a Replica>> {
+    let mut out = vec![None; parts.len()];
+    keys.clear();
+    for (id, replica) in core.replicas() {
+        let index = parts.iter().position(|p| p.id == *id);
+        if let Some(index) = index {
+            out[index] = Some(replica);
+        }
+        keys.push((id.clone(), index.unwrap_or(usize::MAX)));
+    }
+    out
+}
+
 impl World {
     /// A world for `params` and `seed`, with the scenario's `timeline`.
     pub fn new(seed: u64, params: Params, timeline: &[TimedFault]) -> World {
@@ -206,6 +264,7 @@ impl World {
                     timer_at: None,
                     last_request: vec![0; params.clients as usize + 1],
                     lost_power_at: None,
+                    part_keys: Vec::new(),
                 }
             })
             .collect();
@@ -319,15 +378,18 @@ impl World {
             }
         }
         match event {
-            Event::NodeTimer { node, incarnation } => {
+            Event::NodeTimer { node, incarnation, at } => {
                 self.mix(1 << 32 | u64::from(node));
-                if self.defer_if_paused(node, || Event::NodeTimer { node, incarnation }) {
+                let n = &self.nodes[node as usize];
+                // A timer event that a nearer deadline or a clock change replaced, or one of
+                // an earlier life: the node's current timer event is another one.
+                if n.incarnation != incarnation || n.node.is_none() || n.timer_at != Some(at) {
+                    return;
+                }
+                if self.defer_if_paused(node, || Event::NodeTimer { node, incarnation, at }) {
                     return;
                 }
                 let n = &mut self.nodes[node as usize];
-                if n.incarnation != incarnation || n.node.is_none() {
-                    return;
-                }
                 n.timer_at = None;
                 let local = self.local_now(node);
                 let n = &mut self.nodes[node as usize];
@@ -522,14 +584,15 @@ impl World {
         }
         n.timer_at = Some(at);
         let incarnation = n.incarnation;
-        self.schedule(at, Event::NodeTimer { node, incarnation });
+        self.schedule(at, Event::NodeTimer { node, incarnation, at });
     }
 
     /// The online invariants of every partition on `node`.
     fn check_node(&mut self, node: u32) -> Result<(), Violation> {
         let recoverable = self.params.atlas == Atlas::Recoverable;
-        let n = &self.nodes[node as usize];
+        let n = &mut self.nodes[node as usize];
         let Some(core) = n.node.as_ref() else { return Ok(()) };
+        let replicas = replicas_by_part(core, &self.work.parts, &mut n.part_keys);
         if let Some(error) = core.fatal() {
             // A node that cannot read its topic store refuses to serve: a detected loss,
             // which only the unrecoverable atlas may cause.
@@ -539,13 +602,9 @@ impl World {
         }
         for (index, part) in self.work.parts.iter_mut().enumerate() {
             let watch = &mut self.watches[index][node as usize];
-            let key = watch.node_key.get_or_insert_with(|| {
-                core.partitions().find(|id| **id == part.id).unwrap_or(&part.id).clone()
-            });
-            let Some(log) = core.partition(key).filter(|log| log.is_ready()) else {
+            let Some(log) = replicas[index].map(|r| r.log()).filter(|log| log.is_ready()) else {
                 watch.was_ready = false;
                 watch.last_flushed = None;
-                watch.node_key = None;
                 continue;
             };
             if recoverable && !watch.lost {

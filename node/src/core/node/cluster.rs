@@ -153,19 +153,25 @@ impl Node {
     // ----- Raft and the controller -----
 
     /// Acts on everything Raft and the controller reported, until neither has more.
-    pub(super) fn after_raft(&mut self, now: Instant) {
+    /// Returns whether anything beyond Raft and the outbox changed: a Raft event other than
+    /// a message to send, a controller output, or the controller made active (see
+    /// [`Node::after_raft_input`]).
+    pub(super) fn after_raft(&mut self, now: Instant) -> bool {
         let mut metadata_changed = false;
+        let mut beyond_raft = false;
         // Bounded: each pass handles what the other side queued; proposals are bounded by
         // the controller's pending-batch limit.
         for _ in 0..1024 {
             let mut progressed = false;
             while let Some(event) = self.raft.poll_event() {
                 progressed = true;
+                beyond_raft |= !matches!(event, RaftEvent::Send { .. });
                 metadata_changed |= self.raft_event(now, event);
             }
-            self.maybe_activate_controller(now);
+            beyond_raft |= self.maybe_activate_controller(now);
             while let Some(output) = self.controller.poll_output() {
                 progressed = true;
+                beyond_raft = true;
                 self.controller_output(now, output);
             }
             if !progressed {
@@ -176,6 +182,7 @@ impl Node {
             self.data_version += 1;
             self.metadata_applied(now);
         }
+        beyond_raft
     }
 
     /// Handles one Raft event; returns whether the image changed.
@@ -256,12 +263,13 @@ impl Node {
 
     /// Makes this node's controller active once it leads Raft and has applied everything in
     /// Raft's log, so that every batch committed from then on is one it proposed.
-    fn maybe_activate_controller(&mut self, now: Instant) {
+    /// Returns whether it did.
+    fn maybe_activate_controller(&mut self, now: Instant) -> bool {
         let leads = self.raft.role() == RaftRole::Leader && self.raft.is_ready();
-        if leads
+        let activate = leads
             && !self.controller.is_active()
-            && self.raft.applied_index() == self.raft.last_index()
-        {
+            && self.raft.applied_index() == self.raft.last_index();
+        if activate {
             tracing::info!(
                 node = self.config.node_id.0,
                 term = self.raft.term(),
@@ -282,6 +290,7 @@ impl Node {
             }
             self.arm_calls_timer();
         }
+        activate
     }
 
     fn controller_output(&mut self, now: Instant, output: ControllerOutput) {

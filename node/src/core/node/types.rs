@@ -55,7 +55,14 @@ impl PartitionId {
 
 /// The part of a partition directory's name that identifies its topic.
 pub fn dir_id(topic_id: TopicId) -> String {
-    topic_id.0[..8].iter().map(|b| format!("{b:02x}")).collect()
+    // Digit by digit: `format!` per byte was a tenth of a replica's metadata update.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for b in &topic_id.0[..8] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The topic id part and the partition of a partition directory's name, if it is one.
@@ -72,10 +79,13 @@ impl Ord for PartitionId {
         // A node's partitions share their topic's name (`Node::open_partition`), so the maps
         // keyed by partition mostly compare pointers rather than names (docs/simulator.md,
         // Speed). `Arc<str>`'s `==` takes the same shortcut, so `Eq` agrees.
+        // Names that differ in their first byte (most topics' names do) are ordered by it,
+        // as the whole comparison would order them, without a call to `memcmp`.
         let topics = if Arc::ptr_eq(&self.topic, &other.topic) {
             std::cmp::Ordering::Equal
         } else {
-            self.topic.cmp(&other.topic)
+            let (a, b) = (self.topic.as_bytes(), other.topic.as_bytes());
+            a.first().cmp(&b.first()).then_with(|| a.cmp(b))
         };
         topics.then(self.partition.cmp(&other.partition))
     }
@@ -454,5 +464,22 @@ impl Default for NodeConfig {
             default_topic: TopicConfig::default(),
             cluster: ClusterConfig::single(NodeId(0)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_directory_names_its_topic_partition_and_id_prefix() {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&[0x00, 0x01, 0x9a, 0xbf, 0x10, 0xff, 0x7e, 0xc3]);
+        assert_eq!(dir_id(TopicId(id)), "00019abf10ff7ec3");
+        let dir = PartitionId::new("orders", 2).dir(TopicId(id));
+        let name = dir.to_string();
+        let last = name.rsplit('/').next().expect("a name");
+        assert_eq!(last, "orders-2.00019abf10ff7ec3");
+        assert_eq!(parse_dir_name(last), Some(("00019abf10ff7ec3".to_string(), 2)));
     }
 }

@@ -13,11 +13,18 @@ use crate::core::time::Instant;
 ///
 /// A member whose LEO is unknown (`None`: it has not fetched since this leader took over)
 /// holds the high watermark where it is: the leader cannot tell what it holds.
-pub fn leader_high_watermark(current: u64, leader_leo: u64, members: &[Option<u64>]) -> u64 {
+///
+/// `members` is a slice or an iterator, so the leader hands its members in without
+/// collecting them (this runs after every produce and fetch a leader handles).
+pub fn leader_high_watermark<I>(current: u64, leader_leo: u64, members: I) -> u64
+where
+    I: IntoIterator,
+    I::Item: std::borrow::Borrow<Option<u64>>,
+{
     let mut bound = leader_leo;
     for member in members {
-        match member {
-            Some(leo) => bound = bound.min(*leo),
+        match *std::borrow::Borrow::<Option<u64>>::borrow(&member) {
+            Some(leo) => bound = bound.min(leo),
             None => return current,
         }
     }

@@ -537,30 +537,34 @@ impl Replica {
             Durability::Replicate => self.log.log_end_offset(),
         };
         let pending = leader.pending_isr.as_ref().map_or(&[][..], |p| &p.new_isr[..]);
-        let mut maximal = maximal_isr(&state.isr, pending);
-        for id in &leader.unconfirmed {
-            if !maximal.contains(id) {
-                maximal.push(*id);
-            }
-        }
+        let isr = &state.isr[..];
+        // The maximal ISR (KIP-497: the committed ISR, the members a pending change adds,
+        // the expansions not confirmed yet), walked in place rather than collected.
+        let maximal = isr.iter().chain(pending.iter().filter(|id| !isr.contains(id))).chain(
+            leader.unconfirmed.iter().filter(|id| !isr.contains(id) && !pending.contains(id)),
+        );
         #[allow(unused_mut)]
-        let mut counted = &maximal;
+        let mut all_replicas = false;
         #[cfg(feature = "canary")]
         if canary::is(Canary::HwOverAllReplicas) {
-            counted = &state.replicas;
+            all_replicas = true;
         }
-        let members: Vec<Option<u64>> = counted
-            .iter()
-            .filter(|id| **id != me)
-            .map(|id| leader.followers.get(id).and_then(|p| p.counted_leo(durability)))
-            .collect();
+        let followers = &leader.followers;
+        let leo_of = |id: &NodeId| followers.get(id).and_then(|p| p.counted_leo(durability));
         let before = self.high_watermark;
         // The strict min ISR rule (KIP-966): below `min.insync.replicas` committed members
         // the HW stays where it is, acks=0 and acks=1 writes included. The controller counts
         // on it: the members a shrink below the minimum drops stay eligible leaders (the
         // ELR), which is safe only if the HW cannot pass what they hold.
         let under_min = state.isr.len() < min;
-        let hw = if under_min { before } else { leader_high_watermark(before, own, &members) };
+        let hw = if under_min {
+            before
+        } else if all_replicas {
+            let others = state.replicas.iter().filter(|id| **id != me);
+            leader_high_watermark(before, own, others.map(leo_of))
+        } else {
+            leader_high_watermark(before, own, maximal.filter(|id| **id != me).map(leo_of))
+        };
         assert!(hw >= before, "the HW never moves back");
         self.high_watermark = hw;
         let flushed = self.log.flushed_offset();
@@ -791,11 +795,4 @@ fn answers_newer_epochs() -> bool {
         return true;
     }
     false
-}
-
-/// The maximal ISR (KIP-497): the committed ISR and the members a pending change adds.
-fn maximal_isr(isr: &[NodeId], pending: &[NodeId]) -> Vec<NodeId> {
-    let mut maximal = isr.to_vec();
-    maximal.extend(pending.iter().filter(|id| !isr.contains(id)));
-    maximal
 }
