@@ -30,7 +30,8 @@ enum Command {
         /// Plants a deliberate bug (needs `--features canary`).
         #[arg(long)]
         canary: Option<String>,
-        /// Writes a line per fault and per replica role, epoch or ISR change to stderr.
+        /// Writes a line per fault and per replica role, epoch or ISR change to stderr, and
+        /// the core's log lines (filtered by RUST_LOG, `info` by default).
         #[arg(long)]
         trace: bool,
     },
@@ -91,6 +92,15 @@ fn main_inner() -> Result<ExitCode, String> {
         Command::Run { seed, scenario, history, canary, trace } => {
             if trace {
                 cairn_sim::trace::enable();
+                // The core's own log lines too (RUST_LOG, `info` by default), in event order,
+                // without wall-clock times: they would differ from run to run.
+                let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .without_time()
+                    .with_writer(std::io::stderr)
+                    .init();
             }
             let mut spec = spec(scenario, canary)?;
             spec.keep_history = history.is_some();

@@ -330,7 +330,7 @@ impl World {
             }
             raft_election_safety(&mut self.replicas.term_leaders, raft.term(), node)?;
         }
-        let mut failed = Vec::new();
+        let mut ask_loss_rule = Vec::new();
         let replicas = crate::world::replicas_by_part(core, &self.work.parts, &mut n.part_keys);
         for (index, part) in self.work.parts.iter().enumerate() {
             let seen = &mut self.replicas.seen[index][node as usize];
@@ -364,9 +364,14 @@ impl World {
                     // Ready at the last step: the log failed, and under `replicate` what it
                     // had not synced is gone, as if the node had lost power.
                     seen.log_failed_at = Some(self.now);
-                    failed.push(index);
+                    ask_loss_rule.push(index);
                 }
                 seen.high_watermark = None;
+            }
+            if log.is_ready() && seen.high_watermark.is_none() {
+                // Ready again after a failure or a restart: the tail it lost is gone for good
+                // now, so the loss rule is asked again, with the ISR of this moment.
+                ask_loss_rule.push(index);
             }
             if log.is_ready() {
                 let end = log.log_end_offset();
@@ -423,7 +428,7 @@ impl World {
             }
             seen.leading = Some((epoch, hw, isr));
         }
-        for part in failed {
+        for part in ask_loss_rule {
             self.replicate_loss(part, node);
         }
         Ok(())
@@ -491,21 +496,36 @@ impl World {
     }
 
     /// Whether workload partition `part` lost every in-sync copy: the active controller's
-    /// image shows it with an empty ISR (its last member was wiped), and only an unclean
-    /// election could bring it back.
+    /// image shows it with an empty ISR (its last member was wiped), or with every member on
+    /// a node that refuses to serve (its metadata unreadable: only the unrecoverable atlas
+    /// does that), and only an unclean election could bring it back.
     pub(crate) fn partition_lost(&self, part: usize) -> bool {
         let id = &self.work.parts[part].id;
         let Some(controller) = self.controller() else { return false };
         let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
-        image_partition(core, id).is_some_and(|state| state.isr.is_empty())
+        image_partition(core, id).is_some_and(|state| {
+            state.isr.iter().all(|member| self.node_failed(*member as u32 - 1))
+        })
+    }
+
+    /// Whether the controller quorum lost its metadata log: most voters are up but refuse
+    /// to serve (a Raft log or metadata unreadable, which only the unrecoverable atlas may
+    /// cause). No partition without a leader can get one after that.
+    pub(crate) fn quorum_failed(&self) -> bool {
+        let voters = self.params.voters();
+        let failed = (0..voters).filter(|index| self.node_failed(*index)).count();
+        2 * failed > voters as usize
     }
 
     /// Node `index` just lost power. Under `replicate` durability an acknowledged write may
     /// be lost once every member of its partition's ISR lost power together (design §3):
     /// every member's last loss within `flush_interval + REPLICATE_LOSS_MARGIN_MS` of now,
-    /// or the member still down. Such a partition's promises are dropped (what was
-    /// acknowledged, and the HWs told) and counted; later acknowledgements are promises
-    /// again.
+    /// or the member still down. The rule is asked when a member loses power or its log
+    /// fails, and again when a member's log is ready after that (the moment what it lost is
+    /// gone for good), with the ISR of that moment: an ISR change committed in between (a
+    /// shrink the leader proposed just before its own log failed) counts. Such a
+    /// partition's promises are dropped (what was acknowledged, and the HWs told) and
+    /// counted; later acknowledgements are promises again.
     pub(crate) fn replicate_losses(&mut self, index: u32) {
         for part in 0..self.work.parts.len() {
             self.replicate_loss(part, index);
@@ -528,10 +548,12 @@ impl World {
         };
         if isr.contains(&index) && isr.iter().all(lost) {
             let p = &mut self.work.parts[part];
+            // Counted when there were promises to drop (a lone member failing again in a
+            // loop drops nothing new).
+            self.coverage.replicate_losses_excused += u64::from(!p.acked.is_empty());
             p.acked.clear();
             p.max_high_watermark = 0;
             p.loss_excused_at = Some(self.now);
-            self.coverage.replicate_losses_excused += 1;
         }
     }
 

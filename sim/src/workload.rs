@@ -477,7 +477,6 @@ fn send_answered(
             let in_flight = world.work.timeout_ms * MS;
             let excused = p.loss_excused_at.is_some_and(|at| world.now - at <= in_flight);
             let replicated = crate::world::NODES_REPLICATE
-                && crate::world::REPLICATE_ACKS_CHECKED
                 && acks == Acks::All
                 && !excused;
             if (World::is_durable(p) || replicated) && promised {
@@ -670,8 +669,9 @@ pub(crate) fn drain_wake(world: &mut World) {
     }
     // Partitions of a node that stopped serving (a detected loss under the unrecoverable
     // atlas; the checks count it) cannot be drained, nor can partitions whose every in-sync
-    // copy was wiped (the controller left their ISR empty): what they acknowledged is a loss
-    // the run expected.
+    // copy was wiped (the controller left their ISR empty), nor partitions without a leader
+    // once the controller quorum lost its log: what they acknowledged is a loss the run
+    // expected.
     let failed = |world: &mut World, part: usize| {
         if world.partition_lost(part) {
             world.losses_excused = true;
@@ -679,6 +679,10 @@ pub(crate) fn drain_wake(world: &mut World) {
             return true;
         }
         let leader = world.work.clients[drainer as usize].leaders[part];
+        if leader.is_none() && world.quorum_failed() {
+            world.losses_excused = true;
+            return true;
+        }
         leader.is_some_and(|node| world.node_failed(node))
     };
     while part < world.work.parts.len() && (!world.work.parts[part].recorded || failed(world, part))

@@ -41,12 +41,6 @@ pub const ADMIN_CONN: ConnId = ConnId(u64::MAX);
 /// wipe makes the run excuse lost writes (`World::losses_excused`).
 pub const NODES_REPLICATE: bool = true;
 
-/// Whether acks=all writes to `replicate` partitions are promises the checks hold the node
-/// to, save when every ISR member lost power (or failed a sync) together
-/// (`World::replicate_losses`). Off: with it on, 2 seeds of 0..2000 (440, 1004) still lose
-/// such a write outside that rule (docs/simulator.md, What is not checked yet).
-pub const REPLICATE_ACKS_CHECKED: bool = false;
-
 /// Nanoseconds in a millisecond.
 pub(crate) const MS: u64 = 1_000_000;
 

@@ -2,7 +2,7 @@
 //! fencing and unfencing, and producer-id blocks.
 
 use super::election;
-use super::image::{MetadataImage, NO_LEADER, PartitionState, decision_record, fence_record};
+use super::image::{NO_LEADER, PartitionState, decision_record, fence_record};
 use super::messages::{
     AllocateProducerIdsRequest, BrokerHeartbeatRequest, ControllerError, RegisterBrokerReply,
     RegisterBrokerRequest, ReplyKind,
@@ -10,34 +10,30 @@ use super::messages::{
 use super::records::{
     MetadataRecord, ProducerIdsRecord, RecordKind, RegisterBrokerRecord, UnfenceBrokerRecord,
 };
-use super::{Controller, Outcome, ReplyPlan, heartbeat_reply};
+use super::{Controller, Liveness, Outcome, ReplyPlan, heartbeat_reply};
 use crate::core::limits::PRODUCER_ID_BLOCK_SIZE;
 use crate::core::time::Instant;
 use crate::core::topic::{Durability, TopicConfig};
 
-/// The records that fence registration `epoch` of `node_id` in `image`: the fence, then
-/// each partition it was in the ISR of or led ([`election::fence`]).
-pub(super) fn fence_records(
-    image: &MetadataImage,
-    node_id: i32,
-    epoch: u64,
-) -> Vec<MetadataRecord> {
+/// The records that fence registration `epoch` of `node_id`: the fence, then each
+/// partition it was in the ISR of or led ([`election::fence`]).
+pub(super) fn fence_records(live: Liveness<'_>, node_id: i32, epoch: u64) -> Vec<MetadataRecord> {
     let mut records = vec![fence_record(node_id, epoch)];
-    records.extend(partition_changes_without(image, node_id));
+    records.extend(partition_changes_without(live, node_id));
     records
 }
 
-/// The partition changes that taking `node_id` out of the live brokers of `image` causes.
-fn partition_changes_without(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
-    partition_changes(image, node_id, |state, settings, live| {
+/// The partition changes that taking `node_id` out of the live brokers causes.
+fn partition_changes_without(live: Liveness<'_>, node_id: i32) -> Vec<MetadataRecord> {
+    partition_changes(live, node_id, |state, settings, live| {
         let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
         election::fence(state, node_id, min_isr, unclean, live)
     })
 }
 
 /// The partition changes that `node_id` losing its data causes ([`election::forget`]).
-fn partition_changes_forgetting(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
-    partition_changes(image, node_id, |state, settings, live| {
+fn partition_changes_forgetting(live: Liveness<'_>, node_id: i32) -> Vec<MetadataRecord> {
+    partition_changes(live, node_id, |state, settings, live| {
         let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
         election::forget(state, node_id, min_isr, unclean, live)
     })
@@ -51,9 +47,9 @@ fn partition_changes_forgetting(image: &MetadataImage, node_id: i32) -> Vec<Meta
 /// tell clean from unclean yet, so it assumes unclean, and the old process may never have
 /// been fenced if no controller ran meanwhile). Under `fsync` it held on disk everything
 /// the HW covered, and keeps its place.
-fn partition_changes_restarting(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
-    let was_live = image.is_live(node_id);
-    partition_changes(image, node_id, |state, settings, live| {
+fn partition_changes_restarting(live: Liveness<'_>, node_id: i32) -> Vec<MetadataRecord> {
+    let was_live = live.image().is_live(node_id);
+    partition_changes(live, node_id, |state, settings, live| {
         let (min_isr, unclean) = (settings.min_insync_replicas, settings.unclean_leader_election);
         let mut decision = if was_live {
             election::fence(state, node_id, min_isr, unclean, live)
@@ -79,26 +75,34 @@ fn partition_changes_restarting(image: &MetadataImage, node_id: i32) -> Vec<Meta
 /// The records for `rule`'s decision (state, topic settings, who is live) in each partition
 /// `node_id` is a replica of, with `node_id` no longer live.
 fn partition_changes(
-    image: &MetadataImage,
+    liveness: Liveness<'_>,
     node_id: i32,
     rule: impl Fn(&PartitionState, &TopicConfig, &dyn Fn(i32) -> bool) -> election::Decision,
 ) -> Vec<MetadataRecord> {
-    let live = |id: i32| id != node_id && image.is_live(id);
+    let live = |id: i32| id != node_id && liveness.is_live(id);
     let mut records = Vec::new();
-    for (topic, partition, state) in image.partitions_of(node_id) {
+    for (topic, partition, state) in liveness.image().partitions_of(node_id) {
         let decision = rule(state, &topic.settings, &live);
         records.extend(decision_record(topic.id, partition, state, &decision));
     }
     records
 }
 
-/// The records that unfence registration `epoch` of `node_id` in `image`: the unfence,
-/// then an election in each of its partitions that has no leader.
-fn unfence_records(image: &MetadataImage, node_id: i32, epoch: u64) -> Vec<MetadataRecord> {
+/// The records that unfence registration `epoch` of `node_id`: the unfence, then the
+/// elections it allows ([`election_records`]).
+fn unfence_records(live: Liveness<'_>, node_id: i32, epoch: u64) -> Vec<MetadataRecord> {
     let unfence = UnfenceBrokerRecord { node_id, broker_epoch: epoch };
     let mut records: Vec<MetadataRecord> = vec![RecordKind::UnfenceBroker(unfence).into()];
-    let live = |id: i32| id == node_id || image.is_live(id);
-    for (topic, partition, state) in image.partitions_of(node_id) {
+    records.extend(election_records(live, node_id));
+    records
+}
+
+/// An election in each partition of `node_id` that has no leader, with `node_id` live: it
+/// was unfenced, or a new active controller heard from it for the first time.
+fn election_records(liveness: Liveness<'_>, node_id: i32) -> Vec<MetadataRecord> {
+    let live = |id: i32| id == node_id || liveness.is_live(id);
+    let mut records = Vec::new();
+    for (topic, partition, state) in liveness.image().partitions_of(node_id) {
         if state.leader != NO_LEADER {
             continue;
         }
@@ -149,6 +153,17 @@ impl Controller {
             if old.incarnation == request.incarnation && old.epoch != 0 {
                 // A retry from the same process: its registration stands.
                 active.leases.set(node_id, now + timeout);
+                let first_heard = active.heard.insert(node_id);
+                let live = Liveness { image, heard: &active.heard };
+                if first_heard && !old.fenced {
+                    let records = election_records(live, node_id);
+                    if !records.is_empty() {
+                        return Ok(Outcome::Propose(
+                            records,
+                            ReplyPlan::RegisterBroker { node_id },
+                        ));
+                    }
+                }
                 let reply = RegisterBrokerReply { broker_epoch: old.epoch };
                 return Ok(Outcome::Reply(Some(ReplyKind::RegisterBroker(reply))));
             }
@@ -169,6 +184,7 @@ impl Controller {
         // Another data directory than the last registration's: the broker was wiped and
         // formatted again, and holds none of the records its replicas had (KIP-858 tells
         // directories apart the same way). It must not lead from the ISR or the ELR.
+        let live = Liveness { image, heard: &active.heard };
         let lost_data = image.broker(node_id).is_some_and(|old| {
             let known = old.directory_id != 0 && request.directory_id != 0;
             known && old.directory_id != request.directory_id
@@ -179,16 +195,18 @@ impl Controller {
                 "broker registered with another data directory: it leaves \
                 every ISR and ELR"
             );
-            records.extend(partition_changes_forgetting(image, node_id));
+            records.extend(partition_changes_forgetting(live, node_id));
         } else if image.broker(node_id).is_some() {
-            records.extend(partition_changes_restarting(image, node_id));
+            records.extend(partition_changes_restarting(live, node_id));
         }
         active.leases.set(node_id, now + timeout);
+        active.heard.insert(node_id);
         Ok(Outcome::Propose(records, ReplyPlan::RegisterBroker { node_id }))
     }
 
     /// A broker heartbeats: its lease is renewed; it is unfenced once it has caught up, or
-    /// fenced if it wants to shut down.
+    /// fenced if it wants to shut down. The first heartbeat an active controller hears from
+    /// an unfenced broker runs the elections that waited for it ([`Liveness`]).
     pub(super) fn heartbeat(
         &mut self,
         now: Instant,
@@ -200,6 +218,8 @@ impl Controller {
         let image = &active.speculative;
         let broker = image.broker_at_epoch(node_id, request.broker_epoch)?;
         active.leases.set(node_id, now + timeout);
+        let first_heard = active.heard.insert(node_id);
+        let live = Liveness { image, heard: &active.heard };
         let epoch = broker.epoch;
         let caught_up = request.metadata_offset >= epoch;
         let want_shutdown = request.want_shutdown;
@@ -207,11 +227,17 @@ impl Controller {
         if want_shutdown && !broker.fenced {
             // A controlled shutdown: its leaderships move away before it stops.
             tracing::info!(node_id, "broker shutting down: fencing it");
-            return Ok(Outcome::Propose(fence_records(image, node_id, epoch), plan));
+            return Ok(Outcome::Propose(fence_records(live, node_id, epoch), plan));
         }
         if !want_shutdown && broker.fenced && caught_up {
             tracing::info!(node_id, epoch, "broker caught up: unfencing it");
-            return Ok(Outcome::Propose(unfence_records(image, node_id, epoch), plan));
+            return Ok(Outcome::Propose(unfence_records(live, node_id, epoch), plan));
+        }
+        if first_heard && !broker.fenced {
+            let records = election_records(live, node_id);
+            if !records.is_empty() {
+                return Ok(Outcome::Propose(records, plan));
+            }
         }
         let reply = heartbeat_reply(&active.committed, node_id, epoch, caught_up, want_shutdown);
         Ok(Outcome::Reply(Some(ReplyKind::Heartbeat(reply))))

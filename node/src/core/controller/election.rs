@@ -5,8 +5,10 @@
 //!   in the ISR), then from the ELR; then, only where the topic sets
 //!   `unclean.leader.election.enable`, from any live replica, losing what it lacks; else the
 //!   partition has no leader.
-//! - Fencing a broker removes it from the ISR, except the last member: KRaft keeps it, so
-//!   that when it comes back it can lead again with every committed record.
+//! - Fencing a broker removes it from the ISR only while another member is live: KRaft keeps
+//!   the last member, so that when it comes back it can lead again with every committed
+//!   record, and Cairn keeps it too when the others are not known to be live (a member the
+//!   controller has not heard from may have lost its unsynced records: decision 0013).
 //! - When the ISR shrinks below `min.insync.replicas`, the members removed join the ELR:
 //!   acks=all writes cannot complete below that size, so the high watermark cannot pass what
 //!   they hold. When the ISR is at least `min.insync.replicas`, the ELR is empty (the high
@@ -83,9 +85,9 @@ pub fn elect(
     Decision { leader: NO_LEADER, ..decision }
 }
 
-/// What fencing `broker` does to a partition: it leaves the ISR unless it is the last
-/// member, and if it led (or nobody did), a leader is elected among the live replicas.
-/// `live` must already answer false for `broker`.
+/// What fencing `broker` does to a partition: it leaves the ISR if another member is live
+/// (so never the last member), and if it led (or nobody did), a leader is elected among the
+/// live replicas. `live` must already answer false for `broker`.
 pub fn fence(
     state: &PartitionState,
     broker: i32,
@@ -95,7 +97,8 @@ pub fn fence(
 ) -> Decision {
     assert!(!live(broker), "the fenced broker is not live");
     let mut decision = Decision::unchanged(state);
-    if state.isr.len() > 1 && state.isr.contains(&broker) {
+    let another_live = state.isr.iter().any(|id| *id != broker && live(*id));
+    if another_live && state.isr.contains(&broker) {
         let rest: Vec<i32> = state.isr.iter().copied().filter(|id| *id != broker).collect();
         decision = change_isr(state, &rest, min_isr);
     }
@@ -220,6 +223,12 @@ mod tests {
             (state(&[1, 2, 3], &[1], &[], 1), 1, &[2, 3], 2, true, d(2, &[2], &[])),
             // A replica outside the ISR: nothing changes.
             (state(&[1, 2, 3], &[1, 2], &[], 1), 3, &[1, 2], 1, false, d(1, &[1, 2], &[])),
+            // No other ISR member is live (1 not heard from yet): the fenced leader stays
+            // in the ISR and nobody leads, whatever min isr says.
+            (state(&[1, 2, 3], &[1, 2], &[], 2), 2, &[3], 1, false, d(NO_LEADER, &[1, 2], &[])),
+            (state(&[1, 2, 3], &[1, 2], &[], 2), 2, &[3], 2, true, d(3, &[3], &[])),
+            // A follower fenced while the leader is not known live: it stays in the ISR.
+            (state(&[1, 2, 3], &[1, 2], &[], 1), 2, &[3], 1, false, d(1, &[1, 2], &[])),
         ];
         for (state, broker, live, min_isr, unclean, expected) in rows {
             let decision = fence(&state, broker, min_isr, unclean, |id| live.contains(&id));

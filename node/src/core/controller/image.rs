@@ -508,22 +508,37 @@ impl MetadataImage {
 }
 
 impl MetadataImage {
+    /// Asserts that no partition is offline while one of its eligible replicas could lead:
+    /// nobody in its ISR or ELR is `live`, nor (where unclean elections are allowed) any
+    /// replica. Only the active controller knows who is live in its sense (an unfenced
+    /// broker it has not heard from does not count), so it alone checks this.
+    ///
+    /// # Panics
+    /// If a partition is offline needlessly.
+    pub fn offline_invariants(&self, live: impl Fn(i32) -> bool) {
+        for topic in self.topics.values() {
+            let name = &topic.name;
+            for (index, state) in topic.partitions.iter().enumerate() {
+                if state.leader != NO_LEADER {
+                    continue;
+                }
+                let eligible = |id: &i32| live(*id);
+                assert!(!state.isr.iter().any(eligible), "{name}-{index}: offline, ISR live");
+                assert!(!state.elr.iter().any(eligible), "{name}-{index}: offline, ELR live");
+                if topic.settings.unclean_leader_election {
+                    let live = state.replicas.iter().any(eligible);
+                    assert!(!live, "{name}-{index}: offline, a replica live, unclean allowed");
+                }
+            }
+        }
+    }
+
     /// What a partition's state must satisfy given the brokers and its topic's settings.
     fn partition_invariants(&self, topic: &TopicImage, index: usize, state: &PartitionState) {
         let name = &topic.name;
         if state.leader != NO_LEADER {
             let leader = state.leader;
             assert!(self.is_live(leader), "{name}-{index}: leader {leader} is not live");
-        } else {
-            // The controller never leaves a partition offline that one of its eligible
-            // replicas could lead.
-            let eligible = |id: &i32| self.is_live(*id);
-            assert!(!state.isr.iter().any(eligible), "{name}-{index}: offline, ISR live");
-            assert!(!state.elr.iter().any(eligible), "{name}-{index}: offline, ELR live");
-            if topic.settings.unclean_leader_election {
-                let live = state.replicas.iter().any(eligible);
-                assert!(!live, "{name}-{index}: offline, a replica live, unclean allowed");
-            }
         }
         // KIP-966: the ELR holds replicas only while the ISR is below min.insync.replicas.
         if !state.elr.is_empty() {

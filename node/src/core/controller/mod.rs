@@ -75,11 +75,13 @@ mod topics;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_liveness;
+#[cfg(test)]
 mod tests_random;
 #[cfg(test)]
 mod tests_topics;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 pub use image::{BrokerState, MetadataImage, NO_LEADER, PartitionState, TopicId, TopicImage};
@@ -281,6 +283,41 @@ struct Active {
     pending: VecDeque<Pending>,
     /// Each broker's lease deadline.
     leases: TimerTable<i32>,
+    /// The brokers that registered or heartbeated since this controller became active.
+    heard: BTreeSet<i32>,
+}
+
+impl Active {
+    /// Who counts as live in the speculative image ([`Liveness`]).
+    fn liveness(&self) -> Liveness<'_> {
+        Liveness { image: &self.speculative, heard: &self.heard }
+    }
+}
+
+/// Who the active controller counts as live when it elects a leader or takes a fenced
+/// broker out of an ISR: a broker unfenced in the image *and heard from* (registered or
+/// heartbeated) since this controller became active. The image alone is not enough: a
+/// broker unfenced in it may have died while no controller ran (every controller
+/// restarting, or the broker on the controller's own node), and a new controller learns
+/// that only when its lease lapses or a new process of it registers. Until then it must
+/// neither lead nor be the ISR member left behind when another is fenced: under
+/// `replicate` its new process may hold nothing of what the ISR held (decision 0013).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Liveness<'a> {
+    image: &'a MetadataImage,
+    heard: &'a BTreeSet<i32>,
+}
+
+impl<'a> Liveness<'a> {
+    /// The image this view reads.
+    pub(super) fn image(&self) -> &'a MetadataImage {
+        self.image
+    }
+
+    /// Whether `node_id` is unfenced and heard from.
+    pub(super) fn is_live(&self, node_id: i32) -> bool {
+        self.heard.contains(&node_id) && self.image.is_live(node_id)
+    }
 }
 
 /// The controller. See the module documentation.
@@ -336,7 +373,8 @@ impl Controller {
     // ----- inputs -----
 
     /// This node became the active controller, with `image` applied up to just before its
-    /// term's first entry. Every broker gets a fresh lease from `now`.
+    /// term's first entry. Every broker gets a fresh lease from `now`, and counts as live for
+    /// elections only once it has been heard from ([`Liveness`]).
     ///
     /// # Panics
     /// If it is already active.
@@ -347,8 +385,9 @@ impl Controller {
             leases.set(broker.node_id, now + self.config.broker_session_timeout);
         }
         let speculative = image.clone();
-        self.active =
-            Some(Active { committed: image, speculative, pending: VecDeque::new(), leases });
+        let pending = VecDeque::new();
+        let heard = BTreeSet::new();
+        self.active = Some(Active { committed: image, speculative, pending, leases, heard });
         self.leader_hint = None;
         self.invariants();
     }
@@ -473,12 +512,12 @@ impl Controller {
             lapsed.push(node_id);
         }
         for node_id in lapsed {
-            let image = &self.active.as_ref().expect("active").speculative;
-            let Some(broker) = image.broker(node_id).filter(|broker| !broker.fenced) else {
+            let live = self.active.as_ref().expect("active").liveness();
+            let Some(broker) = live.image().broker(node_id).filter(|broker| !broker.fenced) else {
                 continue;
             };
             tracing::info!(node_id, epoch = broker.epoch, "broker lease lapsed: fencing it");
-            let records = brokers::fence_records(image, node_id, broker.epoch);
+            let records = brokers::fence_records(live, node_id, broker.epoch);
             self.propose(records, None);
         }
         self.invariants();
@@ -538,6 +577,8 @@ impl Controller {
         if cfg!(debug_assertions) {
             active.committed.invariants();
             active.speculative.invariants();
+            let live = active.liveness();
+            active.speculative.offline_invariants(|id| live.is_live(id));
             if active.pending.is_empty() {
                 assert_eq!(active.speculative, active.committed, "nothing pending, same image");
             }

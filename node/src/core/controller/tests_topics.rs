@@ -395,3 +395,30 @@ fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
     });
     assert_eq!(error_of(&h.call(rejoin)), 107);
 }
+
+#[test]
+fn a_resigning_leader_without_another_isr_member_hands_over_to_the_elr() {
+    let (mut h, epochs, id) = three_replicas(21, false);
+    let replicas = h.topic("t").partitions[0].replicas.clone();
+    let (a, b, c) = (replicas[0], replicas[1], replicas[2]);
+    // Below min ISR: ISR {a}, and b is eligible; then b comes back (live, still in the ELR).
+    silence(&mut h, &epochs, &[c]);
+    silence(&mut h, &epochs, &[b, c]);
+    h.heartbeat(b, epochs[b as usize - 1], h.index);
+    let state = h.topic("t").partitions[0].clone();
+    assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (a, vec![a], vec![b]));
+    // a's log fails and it resigns: b holds everything the HW covered, so b leads, not a.
+    let resign = AlterPartitionRequest {
+        broker_id: a,
+        broker_epoch: epochs[a as usize - 1],
+        topic_id: id.to_vec(),
+        partition: 0,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: state.isr.clone(),
+        resign: true,
+    };
+    assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
+    let state = h.topic("t").partitions[0].clone();
+    assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (b, vec![b], vec![]));
+}

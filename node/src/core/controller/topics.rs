@@ -13,9 +13,9 @@ use super::placement::place;
 use super::records::{
     ConfigRecord, MetadataRecord, PartitionRecord, RecordKind, RemoveTopicRecord, TopicRecord,
 };
-use super::{Controller, Outcome, ReplyPlan, partition_reply};
-use crate::core::topic::TopicConfig;
+use super::{Controller, Liveness, Outcome, ReplyPlan, partition_reply};
 use crate::core::topic::{ConfigChange, validate_partition_count, validate_topic_name};
+use crate::core::topic::{Durability, TopicConfig};
 
 /// Draws before giving up on a fresh topic id: with 128 random bits, one collision is
 /// already beyond belief.
@@ -193,7 +193,7 @@ impl Controller {
         }
         let config = ConfigRecord { topic_id: topic.id.to_vec(), changes: diff };
         let mut records: Vec<MetadataRecord> = vec![RecordKind::Config(config).into()];
-        records.extend(settings_changes(image, topic, &settings));
+        records.extend(settings_changes(self.active().liveness(), topic, &settings));
         Ok(Outcome::Propose(records, ReplyPlan::Done))
     }
 
@@ -233,7 +233,8 @@ impl Controller {
             return Err(ControllerError::InvalidUpdateVersion { current, given });
         }
         if request.resign {
-            let records = resignation_records(image, id, partition, state, node_id);
+            let live = self.active().liveness();
+            let records = resignation_records(live, topic, partition, state, node_id);
             return Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }));
         }
         check_new_isr(image, state, &request.new_isr, node_id)?;
@@ -250,28 +251,45 @@ impl Controller {
     }
 }
 
-/// The records for leader `leader`'s resignation (its log failed in its epoch): the first
-/// other live ISR member in replica order leads, and the one resigning leaves the ISR (its
-/// recovered log may lack what it had; it fetches its way back in). With no other live
-/// member, it leads again in a new epoch: leaderless, then elected, in one batch.
+/// The records for leader `leader`'s resignation (its log failed in its epoch, or it holds
+/// a corrupt batch): another member leads, the first of the ISR in replica order, else the
+/// first of the ELR (KIP-966: it holds every record the HW covered when it left the ISR),
+/// among the live ones ([`Liveness`]). Under `replicate` the leader's recovered log may lack
+/// records the HW covered, so a member not heard from yet, but not fenced either, is a
+/// better bet than the leader itself: it is taken next. The one resigning leaves the ISR
+/// and the ELR (its log may lack what it had; it fetches its way back in). With nobody else
+/// eligible, it leads again in a new epoch: leaderless, then elected, in one batch.
 fn resignation_records(
-    image: &MetadataImage,
-    topic: TopicId,
+    live: Liveness<'_>,
+    topic: &TopicImage,
     partition: i32,
     state: &super::PartitionState,
     leader: i32,
 ) -> Vec<MetadataRecord> {
-    let others = |id: &i32| *id != leader && state.isr.contains(id) && image.is_live(*id);
-    let Some(next) = state.replicas.iter().copied().find(others) else {
-        let step_down = change_record(topic, partition, state, &state.isr, &state.elr, NO_LEADER);
-        let mut stepped = state.clone();
-        stepped.leader = NO_LEADER;
-        let again = change_record(topic, partition, &stepped, &state.isr, &state.elr, leader);
-        return change_records([step_down, again].into_iter().flatten());
-    };
-    let isr: Vec<i32> = state.isr.iter().copied().filter(|id| *id != leader).collect();
-    let change = change_record(topic, partition, state, &isr, &state.elr, next);
-    change_records(change)
+    let without = |ids: &[i32]| ids.iter().copied().filter(|id| *id != leader).collect();
+    let min_isr = topic.settings.min_insync_replicas;
+    let replicate = topic.settings.durability == Durability::Replicate;
+    let heard = |id: i32| id != leader && live.is_live(id);
+    let unfenced = |id: i32| id != leader && replicate && live.image().is_live(id);
+    let tiers: [&dyn Fn(i32) -> bool; 2] = [&heard, &unfenced];
+    for others in tiers {
+        let rest = election::Decision {
+            leader: NO_LEADER,
+            isr: without(&state.isr),
+            elr: without(&state.elr),
+        };
+        let decision = election::elect(&state.replicas, rest, min_isr, false, others);
+        if decision.leader != NO_LEADER {
+            let (isr, elr, next) = (&decision.isr, &decision.elr, decision.leader);
+            return change_records(change_record(topic.id, partition, state, isr, elr, next));
+        }
+    }
+    let id = topic.id;
+    let step_down = change_record(id, partition, state, &state.isr, &state.elr, NO_LEADER);
+    let mut stepped = state.clone();
+    stepped.leader = NO_LEADER;
+    let again = change_record(id, partition, &stepped, &state.isr, &state.elr, leader);
+    change_records([step_down, again].into_iter().flatten())
 }
 
 /// The records for a follower's resignation (its log failed under `replicate`, losing what
@@ -331,7 +349,7 @@ fn check_new_isr(
 
 /// The partition changes that `topic` taking `settings` causes.
 fn settings_changes(
-    image: &MetadataImage,
+    live: Liveness<'_>,
     topic: &TopicImage,
     settings: &TopicConfig,
 ) -> Vec<MetadataRecord> {
@@ -343,9 +361,8 @@ fn settings_changes(
         let mut decision = election::change_isr(state, &state.isr, min_isr);
         if state.leader == NO_LEADER {
             let unclean = settings.unclean_leader_election;
-            decision = election::elect(&state.replicas, decision, min_isr, unclean, |id| {
-                image.is_live(id)
-            });
+            decision =
+                election::elect(&state.replicas, decision, min_isr, unclean, |id| live.is_live(id));
         }
         records.extend(decision_record(topic.id, partition, state, &decision));
     }

@@ -32,7 +32,10 @@ pub enum Canary {
     /// A follower of a new leader epoch truncates to its own HW and fetches from there,
     /// instead of asking OffsetForLeaderEpoch (the pre-KIP-101 rule).
     FollowerTruncatesToHw,
-    /// A leader answers OffsetForLeaderEpoch for an epoch newer than its own (KAFKA-6361).
+    /// A leader's OffsetForLeaderEpoch answer names the epoch asked about, not the newest
+    /// epoch at or below it that its log holds, and fetches are served without checking
+    /// their last fetched epoch (KAFKA-6361, as Kafka was before KIP-279 and KIP-320): a
+    /// follower whose newest epoch the leader never had keeps a suffix of it.
     OffsetForNewerEpoch,
     /// A follower of a new leader epoch fetches before it reconciles and applies the HW of
     /// the answer before truncating its divergent suffix (KAFKA-14704).

@@ -312,7 +312,8 @@ impl Replica {
         // Defence in depth: a follower fetches only after OffsetForLeaderEpoch, so its last
         // epoch ends at or after its fetch offset in this log. If not, it diverged: send it
         // back to OffsetForLeaderEpoch rather than serve it batches that do not follow its log.
-        if request.last_fetched_epoch >= 0 && offset > start {
+        // (The canary of KAFKA-6361 plants Kafka's state before KIP-320 too: no such check.)
+        if request.last_fetched_epoch >= 0 && offset > start && !answers_asked_epoch() {
             let (epoch, end) = self.log.epochs().end_offset_for(request.last_fetched_epoch, leo);
             if epoch != request.last_fetched_epoch || end < offset as i64 {
                 return Err(ErrorCode::OffsetOutOfRange);
@@ -427,9 +428,10 @@ impl Replica {
         self.events.push_back(ReplicaEvent::Send { to, message });
     }
 
-    /// A follower asks where an epoch ends in this log (KIP-279). An epoch newer than this
-    /// leader's own is refused (KAFKA-6361): answering it with the LEO would let a follower
-    /// keep a suffix this leader never had.
+    /// A follower asks where an epoch ends in this log (KIP-279): the answer names the
+    /// newest epoch at or below the one asked about that this log holds, and where it ends.
+    /// Naming the epoch asked about instead would let a follower keep a suffix of an epoch
+    /// this leader never had (KAFKA-6361). An epoch newer than this leader's own is refused.
     pub(super) fn handle_offset_for_leader_epoch(
         &mut self,
         from: NodeId,
@@ -442,12 +444,13 @@ impl Replica {
             Ok(()) => match self.check_serving() {
                 Err(ReplicaError::NotLeaderOrFollower) => Err(ErrorCode::NotLeaderOrFollower),
                 Err(_) => Err(ErrorCode::KafkaStorageError),
-                Ok(()) if request.leader_epoch > current && !answers_newer_epochs() => {
-                    Err(ErrorCode::UnknownLeaderEpoch)
-                }
+                Ok(()) if request.leader_epoch > current => Err(ErrorCode::UnknownLeaderEpoch),
                 Ok(()) => {
-                    let leo = self.log.log_end_offset();
-                    Ok(self.log.epochs().end_offset_for(request.leader_epoch, leo))
+                    let (asked, leo) = (request.leader_epoch, self.log.log_end_offset());
+                    match self.log.epochs().end_offset_for(asked, leo) {
+                        (_, end) if end >= 0 && answers_asked_epoch() => Ok((asked, end)),
+                        found => Ok(found),
+                    }
                 }
             },
         };
@@ -787,9 +790,11 @@ impl Replica {
     }
 }
 
-/// Whether a leader answers OffsetForLeaderEpoch for epochs newer than its own: never, but
-/// for the canary of KAFKA-6361.
-fn answers_newer_epochs() -> bool {
+/// Whether a leader names the epoch asked about in its OffsetForLeaderEpoch answers, and
+/// serves fetches without checking their last fetched epoch: never, but for the canary of
+/// KAFKA-6361 (Kafka's answers carried no epoch before KIP-279, nor fetches one before
+/// KIP-320).
+fn answers_asked_epoch() -> bool {
     #[cfg(feature = "canary")]
     if canary::is(Canary::OffsetForNewerEpoch) {
         return true;

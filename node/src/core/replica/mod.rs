@@ -118,6 +118,9 @@ pub struct Replica {
     high_watermark: u64,
     /// Whether a truncation of the log is under way (until its `Truncated` event).
     truncating: bool,
+    /// Whether the log failed in this process and has not recovered since: its recovery
+    /// then follows a loss (a log's first recovery, at start, does not).
+    failed: bool,
     reads: HashMap<u64, ReadFor>,
     next_read_token: u64,
     next_correlation_id: u64,
@@ -143,6 +146,7 @@ impl Replica {
             role: RoleState::None,
             high_watermark: 0,
             truncating: false,
+            failed: false,
             reads: HashMap::new(),
             next_read_token: 0,
             next_correlation_id: 0,
@@ -491,6 +495,7 @@ impl Replica {
     }
 
     fn log_failed(&mut self, now: Instant, error: LogError) {
+        self.failed = true;
         self.suspend_leadership(&error);
         if let RoleState::Follower(follower) = &mut self.role {
             follower.reset();
@@ -553,6 +558,7 @@ impl Replica {
     }
 
     fn log_recovered(&mut self) {
+        let after_failure = std::mem::take(&mut self.failed);
         let me = self.config.node_id;
         let only_replica = self.state.as_ref().is_some_and(|state| state.replicas == [me]);
         match &mut self.role {
@@ -568,8 +574,12 @@ impl Replica {
             RoleState::Follower(follower) => {
                 follower.reset();
                 // The leader may have taken it into the ISR on a fetch from before the
-                // failure, while its log was down: what it reported is no longer there.
-                self.leave_isr_after_loss();
+                // failure, while its log was down: what it reported is no longer there. A
+                // log's first recovery in this process lost nothing of this process's (a
+                // restart is the controller's to handle: it saw the new registration).
+                if after_failure {
+                    self.leave_isr_after_loss();
+                }
             }
             _ => {}
         }

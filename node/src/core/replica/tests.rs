@@ -401,8 +401,34 @@ fn follower_reconciles_over_several_epochs() {
     assert_eq!(c.batches_below(0, 3), c.batches_below(1, 3));
 }
 
+/// KAFKA-6361: node 1 led an epoch briefly and wrote "b" that nobody else got, while node 0
+/// held "x", unreplicated, from the epoch before; then node 0 leads again. Asked where node
+/// 1's epoch ends, node 0 answers with the epoch before it (the newest it holds at or below
+/// it) and where that one ends, so node 1 cuts "b" and takes "x".
 #[test]
-pub(super) fn leader_refuses_epoch_newer_than_its_own() {
+pub(super) fn leader_answers_an_epoch_it_lacks_with_the_one_before() {
+    let mut c = three(FSYNC, 1);
+    c.produce(0, Acks::All, b"a");
+    c.pump();
+    c.crash(2);
+    c.hold_network = true;
+    c.produce(0, Acks::Leader, b"x");
+    c.pump();
+    c.elect(1, &[1]);
+    c.produce(1, Acks::Leader, b"b");
+    c.pump();
+    c.network.clear();
+    c.elect(0, &[0, 1]);
+    assert_eq!(c.replica(0).log().log_end_offset(), 2);
+    c.hold_network = false;
+    c.pump();
+    let expected: Vec<Bytes> = vec![Bytes::from_static(b"a"), Bytes::from_static(b"x")];
+    assert_eq!(c.values_below(0, 2), expected);
+    assert_eq!(c.values_below(1, 2), expected, "the follower kept a suffix the leader lacks");
+}
+
+#[test]
+fn leader_refuses_epoch_newer_than_its_own() {
     let mut c = three(FSYNC, 1);
     c.produce(0, Acks::All, b"a");
     c.hold_network = true;
