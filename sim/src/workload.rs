@@ -476,9 +476,7 @@ fn send_answered(
             // An answer sent before a loss the world excused may arrive after it.
             let in_flight = world.work.timeout_ms * MS;
             let excused = p.loss_excused_at.is_some_and(|at| world.now - at <= in_flight);
-            let replicated = crate::world::NODES_REPLICATE
-                && acks == Acks::All
-                && !excused;
+            let replicated = crate::world::NODES_REPLICATE && acks == Acks::All && !excused;
             if (World::is_durable(p) || replicated) && promised {
                 if checked
                     && let Err(v) =
