@@ -317,9 +317,9 @@ fn truncation_then_rebuild_equals_the_table_of_the_truncated_log() {
                     assert!(producers_forgotten >= 1);
                     let covering = snapshots
                         .iter()
+                        .rev()
                         .map(|s| ProducerStateTable::restore(s).unwrap())
-                        .filter(|t| t.covered_end_offset() <= cut)
-                        .last()
+                        .find(|t| t.covered_end_offset() <= cut)
                         .expect("the empty snapshot covers every cut");
                     let reloaded = replay(covering, &leader.log, cut);
                     assert_eq!(reloaded, expected, "seed {seed}: reload after truncation");
