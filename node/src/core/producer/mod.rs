@@ -229,6 +229,9 @@ impl ProducerEntry {
 
 /// The sequence `delta` records after `sequence`, wrapping past `i32::MAX` to 0 as Kafka's
 /// `DefaultRecordBatch.incrementSequence` does.
+///
+/// # Panics
+/// If `sequence` or `delta` is negative.
 pub fn sequence_after(sequence: i32, delta: i32) -> i32 {
     assert!(sequence >= 0 && delta >= 0, "sequences and deltas are not negative");
     if sequence > i32::MAX - delta { delta - (i32::MAX - sequence) - 1 } else { sequence + delta }
@@ -426,7 +429,10 @@ impl ProducerStateTable {
     /// (or DeleteRecords) moved the log start there, as Kafka's `truncateHead` does. Producers
     /// with a batch at or past it keep their whole window, including batches below it, so a
     /// retry of those is still answered as a duplicate. Returns how many were forgotten.
+    /// A log start past the covered offset (a replica whose whole log was replaced) moves the
+    /// covered offset up to it: nothing below it can be replayed any more.
     pub fn truncate_start(&mut self, log_start_offset: u64) -> usize {
+        self.covered_end_offset = self.covered_end_offset.max(log_start_offset);
         let before = self.producers.len();
         self.producers.retain(|_, entry| entry.last().last_offset >= log_start_offset);
         before - self.producers.len()

@@ -375,6 +375,9 @@ fn retention_forgets_a_producer_only_once_its_last_batch_left_the_log() {
     );
     assert_eq!(leader.table.truncate_start(6), 1);
     assert!(leader.table.is_empty());
+    assert_eq!(leader.table.covered_end_offset(), 6);
+    assert_eq!(leader.table.truncate_start(9), 0);
+    assert_eq!(leader.table.covered_end_offset(), 9, "nothing below the log start to replay");
     assert_eq!(leader.table.check(&header(1, 0, 9, 1)), Ok(ProducerCheck::Append));
 }
 
