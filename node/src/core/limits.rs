@@ -143,3 +143,20 @@ const _: () = assert!(RAFT_INFLIGHT_ENTRIES_MAX >= RAFT_APPEND_ENTRIES_MAX as u6
 pub const START_WAITING_REQUESTS_MAX: usize = 1024;
 /// How long such a request waits for the start before it is refused (retriable).
 pub const START_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(10_000);
+
+/// Batches of one idempotent producer whose sequences and offsets a partition remembers, so
+/// that a retry of any of them is answered with its original offsets (Kafka keeps five, the
+/// most `max.in.flight.requests.per.connection` may be with idempotence on, KIP-98).
+pub const PRODUCER_BATCH_WINDOW: usize = 5;
+
+/// Idempotent producers one partition tracks. Past it the producer whose last batch is oldest
+/// is forgotten to make room (a later batch of it is then accepted as from an unknown
+/// producer, KIP-360); Kafka bounds the same state only by `producer.id.expiration.ms`.
+pub const PRODUCERS_PER_PARTITION_MAX: usize = 8192;
+
+/// Kafka's default `producer.id.expiration.ms` (one day): a producer whose last batch is older
+/// than this is forgotten.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 = 86_400_000;
+
+const _: () = assert!(PRODUCER_BATCH_WINDOW >= 1 && PRODUCER_BATCH_WINDOW <= u8::MAX as usize);
+const _: () = assert!(PRODUCERS_PER_PARTITION_MAX >= 1);

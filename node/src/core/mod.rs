@@ -38,6 +38,7 @@ pub mod io;
 pub mod limits;
 pub mod log;
 pub mod node;
+pub mod producer;
 pub mod raft;
 pub mod replica;
 pub mod rng;
