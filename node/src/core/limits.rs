@@ -143,3 +143,14 @@ const _: () = assert!(RAFT_INFLIGHT_ENTRIES_MAX >= RAFT_APPEND_ENTRIES_MAX as u6
 pub const START_WAITING_REQUESTS_MAX: usize = 1024;
 /// How long such a request waits for the start before it is refused (retriable).
 pub const START_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(10_000);
+
+/// Members one consumer group may hold, counting members given an id that have not joined
+/// yet (KIP-394); a group's `group.max.size` may only lower it. It bounds every per-group
+/// table and the answers one input can release.
+pub const GROUP_MEMBERS_MAX: usize = 4096;
+
+/// Answers a group may hold before its driver drains them: one per parked request of every
+/// member (a join or a sync) plus the request being handled.
+pub const GROUP_EVENTS_MAX: usize = 2 * GROUP_MEMBERS_MAX + 1;
+
+const _: () = assert!(GROUP_EVENTS_MAX > GROUP_MEMBERS_MAX);
