@@ -86,11 +86,10 @@ impl Group {
 
     /// A join without a member id.
     fn join_new(&mut self, now: Instant, token: RequestToken, request: JoinRequest) {
-        if let Some(instance) = &request.group_instance_id {
-            if let Some(holder) = self.static_members.get(instance).cloned() {
-                self.replace_static(now, token, &holder, request);
-                return;
-            }
+        let holder = request.group_instance_id.as_ref().and_then(|i| self.static_members.get(i));
+        if let Some(holder) = holder.cloned() {
+            self.replace_static(now, token, &holder, request);
+            return;
         }
         if self.is_full() {
             self.answer(GroupEvent::Join { token, result: Err(GroupError::GroupMaxSizeReached) });

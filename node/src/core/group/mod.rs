@@ -445,10 +445,10 @@ impl Group {
     fn remove_member(&mut self, member_id: &str, error: GroupError) {
         let member = self.members.remove(member_id).expect("removing a member");
         self.timers.stop(GroupTimer::Session(member.serial));
-        if let Some(instance) = &member.group_instance_id {
-            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
-                self.static_members.remove(instance);
-            }
+        if let Some(instance) = &member.group_instance_id
+            && self.static_members.get(instance).map(String::as_str) == Some(member_id)
+        {
+            self.static_members.remove(instance);
         }
         if self.leader.as_deref() == Some(member_id) {
             self.leader = None;
