@@ -160,3 +160,14 @@ pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 = 86_400_000;
 
 const _: () = assert!(PRODUCER_BATCH_WINDOW >= 1 && PRODUCER_BATCH_WINDOW <= u8::MAX as usize);
 const _: () = assert!(PRODUCERS_PER_PARTITION_MAX >= 1);
+
+/// Members one consumer group may hold, counting members given an id that have not joined
+/// yet (KIP-394); a group's `group.max.size` may only lower it. It bounds every per-group
+/// table and the answers one input can release.
+pub const GROUP_MEMBERS_MAX: usize = 4096;
+
+/// Answers a group may hold before its driver drains them: one per parked request of every
+/// member (a join or a sync) plus the request being handled.
+pub const GROUP_EVENTS_MAX: usize = 2 * GROUP_MEMBERS_MAX + 1;
+
+const _: () = assert!(GROUP_EVENTS_MAX > GROUP_MEMBERS_MAX);

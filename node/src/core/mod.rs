@@ -34,6 +34,7 @@
 
 pub mod controller;
 pub mod frame;
+pub mod group;
 pub mod io;
 pub mod limits;
 pub mod log;
