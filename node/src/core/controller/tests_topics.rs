@@ -210,19 +210,26 @@ fn silence(h: &mut Harness, epochs: &[u64], silent: &[i32]) {
     }
 }
 
-#[test]
-fn elections_go_through_the_elr_when_the_isr_is_gone() {
-    let (mut h, epochs, _) = three_replicas(17, false);
+/// The replicas of "t" in replica order, `a` leading; then c goes, then b: below min ISR,
+/// so the partition is left with ISR {a} and b eligible (ELR {b}).
+fn shrink_to_one_with_an_eligible(h: &mut Harness, epochs: &[u64]) -> (i32, i32, i32) {
     let replicas = h.topic("t").partitions[0].replicas.clone();
     let (a, b, c) = (replicas[0], replicas[1], replicas[2]);
     // c goes: ISR {a, b}, still at min ISR, so no ELR.
-    silence(&mut h, &epochs, &[c]);
+    silence(h, epochs, &[c]);
     let state = h.topic("t").partitions[0].clone();
     assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (a, vec![a, b], vec![]));
     // b goes: below min ISR, b becomes eligible.
-    silence(&mut h, &epochs, &[b, c]);
+    silence(h, epochs, &[b, c]);
     let state = h.topic("t").partitions[0].clone();
     assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (a, vec![a], vec![b]));
+    (a, b, c)
+}
+
+#[test]
+fn elections_go_through_the_elr_when_the_isr_is_gone() {
+    let (mut h, epochs, _) = three_replicas(17, false);
+    let (a, b, c) = shrink_to_one_with_an_eligible(&mut h, &epochs);
     // a goes: the last ISR member stays, and nobody live is eligible: offline.
     silence(&mut h, &epochs, &[a, b, c]);
     let state = h.topic("t").partitions[0].clone();
@@ -399,11 +406,8 @@ fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
 #[test]
 fn a_resigning_leader_without_another_isr_member_hands_over_to_the_elr() {
     let (mut h, epochs, id) = three_replicas(21, false);
-    let replicas = h.topic("t").partitions[0].replicas.clone();
-    let (a, b, c) = (replicas[0], replicas[1], replicas[2]);
-    // Below min ISR: ISR {a}, and b is eligible; then b comes back (live, still in the ELR).
-    silence(&mut h, &epochs, &[c]);
-    silence(&mut h, &epochs, &[b, c]);
+    let (a, b, _) = shrink_to_one_with_an_eligible(&mut h, &epochs);
+    // b comes back: live, still in the ELR.
     h.heartbeat(b, epochs[b as usize - 1], h.index);
     let state = h.topic("t").partitions[0].clone();
     assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (a, vec![a], vec![b]));

@@ -314,12 +314,7 @@ impl Group {
         self.protocol_name = Some(self.choose_protocol(&leader));
         self.leader = Some(leader);
         self.state = GroupState::CompletingRebalance;
-        let joined: Vec<(String, RequestToken)> = self
-            .members
-            .iter_mut()
-            .filter_map(|(id, member)| Some((id.clone(), member.awaiting_join.take()?)))
-            .collect();
-        for (member_id, token) in joined {
+        for (member_id, token) in self.take_parked(|member| &mut member.awaiting_join) {
             let result = Ok(self.join_response(&member_id, false));
             self.answer(GroupEvent::Join { token, result });
         }

@@ -242,12 +242,7 @@ impl Group {
             }
         }
         self.state = GroupState::Stable;
-        let waiting: Vec<(String, RequestToken)> = self
-            .members
-            .iter_mut()
-            .filter_map(|(id, member)| Some((id.clone(), member.awaiting_sync.take()?)))
-            .collect();
-        for (member_id, token) in waiting {
+        for (member_id, token) in self.take_parked(|member| &mut member.awaiting_sync) {
             let result = Ok(self.sync_response(&member_id));
             self.answer(GroupEvent::Sync { token, result });
         }
@@ -395,6 +390,15 @@ impl Group {
     }
 
     // ----- helpers -----
+
+    /// Takes every member's request parked in `slot` (a join or a sync), with its member id.
+    fn take_parked(
+        &mut self,
+        slot: fn(&mut Member) -> &mut Option<RequestToken>,
+    ) -> Vec<(String, RequestToken)> {
+        let members = self.members.iter_mut();
+        members.filter_map(|(id, member)| Some((id.clone(), slot(member).take()?))).collect()
+    }
 
     fn answer(&mut self, event: GroupEvent) {
         assert!(self.events.len() < GROUP_EVENTS_MAX, "the driver does not drain answers");
