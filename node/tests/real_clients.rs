@@ -196,3 +196,8 @@ fn sigkill_under_acks_all_loses_no_acknowledged_message_with_fsync() {
 fn sigterm_and_restart_keep_every_message() {
     run_scenario("clean-restart", Duration::from_secs(600));
 }
+
+#[test]
+fn consumer_groups_of_three_clients_commit_resume_and_survive_a_sigkill() {
+    run_scenario("groups", Duration::from_secs(600));
+}
