@@ -60,6 +60,21 @@ impl Node {
         &self.coordinator
     }
 
+    /// Every committed offset of the groups this node coordinates, with the partition's HW
+    /// where this node leads it (the lag's other half; decision 0015).
+    pub fn group_offsets(&self) -> Vec<GroupOffset> {
+        (self.coordinator.committed())
+            .map(|(group, id, offset)| GroupOffset {
+                group: group.to_owned(),
+                partition: id.clone(),
+                committed: offset.offset,
+                high_watermark: (self.replicas.get(id))
+                    .filter(|replica| replica.role() == Role::Leader)
+                    .map(Replica::high_watermark),
+            })
+            .collect()
+    }
+
     /// FindCoordinator, a coordinator request, or ListGroups.
     pub(super) fn group_request(
         &mut self,

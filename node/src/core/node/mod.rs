@@ -60,9 +60,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use self::cluster::{BrokerSession, Calls};
 pub use self::message::{FromController, Message, MessageKind, ToController};
 pub use self::types::{
-    Acks, BrokerInfo, ClusterConfig, ClusterView, NodeConfig, OffsetSpec, Output, PARTITIONS_DIR,
-    PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response, TopicInfo,
-    TopicState, dir_id, format_ops, parse_dir_name,
+    Acks, BrokerInfo, ClusterConfig, ClusterView, GroupOffset, NodeConfig, OffsetSpec, Output,
+    PARTITIONS_DIR, PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response,
+    TopicInfo, TopicState, dir_id, format_ops, parse_dir_name,
 };
 use super::controller::{Controller, ControllerConfig, MetadataImage};
 use super::coordinator::Coordinator;

@@ -479,6 +479,12 @@ fn a_commit_survives_the_coordinators_crash_and_the_new_leader_answers_it() {
         commit(&mut c, coordinator, "g", 42),
         Response::Group(CoordinatorResponse::Commit(Ok(())))
     );
+    // Its metrics: the committed offset, and the lag's HW only where it leads the partition.
+    let offsets = c.node(coordinator).group_offsets();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!((offsets[0].group.as_str(), offsets[0].committed), ("g", 42));
+    let leads = c.leader(coordinator, &PartitionId::new("f", 0)) == Some(coordinator);
+    assert_eq!(offsets[0].high_watermark.is_some(), leads);
     // Another node is not the coordinator.
     let other = NodeId(if coordinator.0 == 1 { 2 } else { 1 });
     let refused = CoordinatorResponse::Commit(Err(CoordinatorError::NotCoordinator));

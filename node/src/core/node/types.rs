@@ -291,6 +291,19 @@ pub enum Response {
     Groups(Vec<ListedGroup>),
 }
 
+/// One committed offset of a group this node coordinates, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// The group.
+    pub group: String,
+    /// The partition.
+    pub partition: PartitionId,
+    /// The committed offset (the next to consume).
+    pub committed: i64,
+    /// The partition's high watermark, where this node leads it.
+    pub high_watermark: Option<u64>,
+}
+
 /// What Metadata answers: the brokers, the active controller and the topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterView {
