@@ -201,3 +201,8 @@ fn sigterm_and_restart_keep_every_message() {
 fn consumer_groups_of_three_clients_commit_resume_and_survive_a_sigkill() {
     run_scenario("groups", Duration::from_secs(600));
 }
+
+#[test]
+fn a_group_of_three_covers_six_partitions_and_two_take_over_when_one_leaves() {
+    run_scenario("group-rebalance", Duration::from_secs(600));
+}

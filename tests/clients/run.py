@@ -4,7 +4,7 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart, cluster-failover, groups. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover, groups, group-rebalance. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
@@ -288,6 +288,16 @@ def scenario_groups(s):
     s.node.stop_clean()
 
 
+def scenario_group_rebalance(s):
+    """A confluent-kafka group of 3 consumers over 6 partitions covers every partition;
+    when one leaves, the other two take its partitions over."""
+    need_module("confluent_kafka")
+    s.node.start()
+    s.client("group_rebalance.py", "--topic", "rebalance", "--timeout", 90, timeout=500)
+    s.node.check_alive("after the group rebalance")
+    s.node.stop_clean()
+
+
 SCENARIOS = {
     "kcat": scenario_kcat,
     "confluent-keyed": scenario_confluent_keyed,
@@ -296,6 +306,7 @@ SCENARIOS = {
     "clean-restart": scenario_clean_restart,
     "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),
     "groups": scenario_groups,
+    "group-rebalance": scenario_group_rebalance,
 }
 
 
