@@ -250,7 +250,9 @@ impl Node {
         let mut ops = Ops::default();
         let raft = Raft::open(raft_config, now, &mut ops.raft());
         let broker = BrokerSession::new(rand::Rng::random(&mut rng));
-        let coordinator = groups::new_coordinator(&config, rand::Rng::random(&mut rng));
+        // Derived from the seed, not drawn from `rng`: the node's own stream stays what it
+        // was before the coordinator existed, so simulator runs without groups replay alike.
+        let coordinator = groups::new_coordinator(&config, config.seed ^ 0x6772_6f75_7073);
         let mut node = Node {
             config,
             rng,
