@@ -4,7 +4,7 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart, cluster-failover, groups, group-rebalance. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover, groups, group-rebalance, coordinator-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
@@ -298,6 +298,23 @@ def scenario_group_rebalance(s):
     s.node.stop_clean()
 
 
+def scenario_coordinator_failover(s):
+    """A 3-node cluster: a group commits, its coordinator gets SIGKILL, and the new
+    coordinator answers the same offsets; the group resumes exactly there."""
+    need_module("confluent_kafka")
+    need_module("kafka")
+    s.cluster = cluster.Cluster(s.node.cairn, os.path.join(s.workdir, "cluster"))
+    s.cluster.start()
+    done = s.client("coordinator_failover.py", "--phase", "commit", "--timeout", 60, timeout=300)
+    victim = s.cluster.nodes[done["coordinator"]]
+    victim.kill9()
+    print(f"  killed node {victim.node_id}, the coordinator of the group", flush=True)
+    s.client("coordinator_failover.py", "--phase", "check", "--timeout", 60, timeout=300)
+    victim.start()
+    s.cluster.check_alive("after the coordinator's restart")
+    s.cluster.stop_clean()
+
+
 SCENARIOS = {
     "kcat": scenario_kcat,
     "confluent-keyed": scenario_confluent_keyed,
@@ -307,6 +324,7 @@ SCENARIOS = {
     "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),
     "groups": scenario_groups,
     "group-rebalance": scenario_group_rebalance,
+    "coordinator-failover": scenario_coordinator_failover,
 }
 
 
