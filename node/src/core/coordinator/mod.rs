@@ -250,9 +250,16 @@ impl Coordinator {
         now: Instant,
         token: RequestToken,
         partition: i32,
-        request: CoordinatorRequest,
+        mut request: CoordinatorRequest,
     ) {
-        let name = request.group().to_owned();
+        // Taken out rather than copied: a heartbeat allocates nothing on its way.
+        let name = match &mut request {
+            CoordinatorRequest::Join { group, .. }
+            | CoordinatorRequest::Sync { group, .. }
+            | CoordinatorRequest::Heartbeat { group, .. }
+            | CoordinatorRequest::Leave { group, .. } => std::mem::take(group),
+            _ => unreachable!("not a membership request"),
+        };
         let is_join = matches!(request, CoordinatorRequest::Join { .. });
         if is_join && !self.has_group(partition, &name) {
             if self.groups_count >= COORDINATOR_GROUPS_MAX {
@@ -453,15 +460,13 @@ impl Coordinator {
     /// Drains a group's answers after an input; writes a completed generation, holding the
     /// SyncGroup answers that completed it until it is appended.
     fn after_group(&mut self, now: Instant, partition: i32, name: &str) {
-        let shard = self.shards.get_mut(&partition).expect("led here");
-        let entry = shard.groups.get_mut(name).expect("a group just handled");
-        let mut events = Vec::new();
-        while let Some(event) = entry.group.poll_event() {
-            events.push(event);
-        }
-        let state = entry.group.state();
+        // Split borrows: the answers go straight to the outputs, with no list in between
+        // (a heartbeat's path allocates nothing here).
+        let Coordinator { shards, outputs, .. } = self;
+        let entry = shards.get_mut(&partition).and_then(|shard| shard.groups.get_mut(name));
+        let entry = entry.expect("a group just handled");
         let generation = entry.group.generation();
-        let completed = match state {
+        let completed = match entry.group.state() {
             GroupState::Stable => Some((generation, true)),
             GroupState::Empty if entry.written.is_some_and(|(_, members)| members) => {
                 Some((generation, false))
@@ -469,19 +474,20 @@ impl Coordinator {
             _ => None,
         };
         let to_write = completed.filter(|done| entry.written != Some(*done));
-        let Some(done) = to_write else {
-            return events.into_iter().for_each(|event| self.answer(event));
-        };
+        let mut held = Vec::new();
+        while let Some(event) = entry.group.poll_event() {
+            if to_write.is_some() && matches!(event, GroupEvent::Sync { result: Ok(_), .. }) {
+                held.push(event);
+            } else {
+                outputs.push_back(reply_of(event));
+            }
+        }
+        let Some(done) = to_write else { return };
         // Marked written whatever the append's outcome: a failed one is not retried (the
         // members it fails rejoin, completing a new generation that is written).
         entry.written = Some(done);
         let value = group_value(entry.group.snapshot());
         let record = Record::Group { group: name.to_owned(), value: Some(value) };
-        let (held, immediate): (Vec<GroupEvent>, Vec<GroupEvent>) = (events.into_iter())
-            .partition(|event| matches!(event, GroupEvent::Sync { result: Ok(_), .. }));
-        for event in immediate {
-            self.answer(event);
-        }
         let batch = records::encode_batch(std::slice::from_ref(&record), now.as_millis());
         self.append(partition, batch, AppendFor::Generation { held });
     }
@@ -558,21 +564,7 @@ impl Coordinator {
     }
 
     fn answer(&mut self, event: GroupEvent) {
-        let (token, response) = match event {
-            GroupEvent::Join { token, result } => {
-                (token, CoordinatorResponse::Join(result.map_err(Into::into)))
-            }
-            GroupEvent::Sync { token, result } => {
-                (token, CoordinatorResponse::Sync(result.map_err(Into::into)))
-            }
-            GroupEvent::Heartbeat { token, result } => {
-                (token, CoordinatorResponse::Heartbeat(result.map_err(Into::into)))
-            }
-            GroupEvent::Leave { token, result } => {
-                (token, CoordinatorResponse::Leave(result.map_err(Into::into)))
-            }
-        };
-        self.reply(token, response);
+        self.outputs.push_back(reply_of(event));
     }
 
     fn fetch_offsets(
@@ -621,6 +613,25 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The coordinator's answer carrying a group's answer.
+fn reply_of(event: GroupEvent) -> CoordinatorOutput {
+    let (token, response) = match event {
+        GroupEvent::Join { token, result } => {
+            (token, CoordinatorResponse::Join(result.map_err(Into::into)))
+        }
+        GroupEvent::Sync { token, result } => {
+            (token, CoordinatorResponse::Sync(result.map_err(Into::into)))
+        }
+        GroupEvent::Heartbeat { token, result } => {
+            (token, CoordinatorResponse::Heartbeat(result.map_err(Into::into)))
+        }
+        GroupEvent::Leave { token, result } => {
+            (token, CoordinatorResponse::Leave(result.map_err(Into::into)))
+        }
+    };
+    CoordinatorOutput::Reply { token, response }
 }
 
 /// The checks of an OffsetCommit against its group, in Kafka 3.x's order
