@@ -196,3 +196,18 @@ fn sigkill_under_acks_all_loses_no_acknowledged_message_with_fsync() {
 fn sigterm_and_restart_keep_every_message() {
     run_scenario("clean-restart", Duration::from_secs(600));
 }
+
+#[test]
+fn consumer_groups_of_three_clients_commit_resume_and_survive_a_sigkill() {
+    run_scenario("groups", Duration::from_secs(600));
+}
+
+#[test]
+fn a_group_of_three_covers_six_partitions_and_two_take_over_when_one_leaves() {
+    run_scenario("group-rebalance", Duration::from_secs(600));
+}
+
+#[test]
+fn committed_offsets_survive_a_sigkill_of_the_groups_coordinator_in_a_cluster() {
+    run_scenario("coordinator-failover", Duration::from_secs(600));
+}

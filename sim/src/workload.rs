@@ -521,6 +521,8 @@ fn definitely_not_written(error: &RequestError) -> bool {
         RequestError::Replica(error) => {
             matches!(error, ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting)
         }
+        // A coordinator's error never answers a produce.
+        RequestError::Coordinator(_) => false,
     }
 }
 

@@ -4,7 +4,7 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart, cluster-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover, groups, group-rebalance, coordinator-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
@@ -273,6 +273,48 @@ def scenario_clean_restart(s):
     s.node.stop_clean()
 
 
+def scenario_groups(s):
+    """Consumer groups: confluent-kafka, kcat -G and kafka-python each consume in a group,
+    commit and resume; the admin client lists, fetches offsets and deletes a group; after a
+    SIGKILL and a restart every committed offset is still there."""
+    need_kcat()
+    need_module("confluent_kafka")
+    need_module("kafka")
+    s.node.start()
+    s.client("groups.py", "--topic", "groups", "--count", 40, "--timeout", 60, timeout=400)
+    s.node.kill9()
+    s.node.start()
+    s.client("groups.py", "--topic", "groups", "--count", 40, "--timeout", 60, "--check-only", timeout=120)
+    s.node.stop_clean()
+
+
+def scenario_group_rebalance(s):
+    """A confluent-kafka group of 3 consumers over 6 partitions covers every partition;
+    when one leaves, the other two take its partitions over."""
+    need_module("confluent_kafka")
+    s.node.start()
+    s.client("group_rebalance.py", "--topic", "rebalance", "--timeout", 90, timeout=500)
+    s.node.check_alive("after the group rebalance")
+    s.node.stop_clean()
+
+
+def scenario_coordinator_failover(s):
+    """A 3-node cluster: a group commits, its coordinator gets SIGKILL, and the new
+    coordinator answers the same offsets; the group resumes exactly there."""
+    need_module("confluent_kafka")
+    need_module("kafka")
+    s.cluster = cluster.Cluster(s.node.cairn, os.path.join(s.workdir, "cluster"))
+    s.cluster.start()
+    done = s.client("coordinator_failover.py", "--phase", "commit", "--timeout", 60, timeout=300)
+    victim = s.cluster.nodes[done["coordinator"]]
+    victim.kill9()
+    print(f"  killed node {victim.node_id}, the coordinator of the group", flush=True)
+    s.client("coordinator_failover.py", "--phase", "check", "--timeout", 60, timeout=300)
+    victim.start()
+    s.cluster.check_alive("after the coordinator's restart")
+    s.cluster.stop_clean()
+
+
 SCENARIOS = {
     "kcat": scenario_kcat,
     "confluent-keyed": scenario_confluent_keyed,
@@ -280,6 +322,9 @@ SCENARIOS = {
     "crash-fsync": scenario_crash_fsync,
     "clean-restart": scenario_clean_restart,
     "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),
+    "groups": scenario_groups,
+    "group-rebalance": scenario_group_rebalance,
+    "coordinator-failover": scenario_coordinator_failover,
 }
 
 

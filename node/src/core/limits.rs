@@ -171,3 +171,19 @@ pub const GROUP_MEMBERS_MAX: usize = 4096;
 pub const GROUP_EVENTS_MAX: usize = 2 * GROUP_MEMBERS_MAX + 1;
 
 const _: () = assert!(GROUP_EVENTS_MAX > GROUP_MEMBERS_MAX);
+
+/// Bytes one read of an offsets partition asks for while the coordinator loads it; a batch
+/// larger than this is still returned whole.
+pub const COORDINATOR_LOAD_READ_BYTES: u32 = 1 << 20;
+
+/// How long a coordinator waits before reading its partition again after a failed read.
+pub const COORDINATOR_LOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Appends a coordinator may have in flight (commits, generations, deletions) over all its
+/// partitions; past it, a request is refused with COORDINATOR_NOT_AVAILABLE (retriable).
+pub const COORDINATOR_APPENDS_MAX: usize = 65_536;
+
+/// Groups one coordinator keeps over all its partitions; past it, a new group is refused.
+pub const COORDINATOR_GROUPS_MAX: usize = 1 << 20;
+
+const _: () = assert!(COORDINATOR_LOAD_READ_BYTES > 0 && COORDINATOR_APPENDS_MAX > 0);

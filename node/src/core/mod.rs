@@ -33,6 +33,7 @@
 //! to its components and owns its timers), [`limits`] (every bound in one place).
 
 pub mod controller;
+pub mod coordinator;
 pub mod frame;
 pub mod group;
 pub mod io;

@@ -32,6 +32,7 @@ pub fn request_error_code(error: &RequestError) -> i16 {
         RequestError::Replica(ReplicaError::Log(error)) => log_error_code(error),
         RequestError::Replica(error) => error.code(),
         RequestError::Log(error) => log_error_code(error),
+        RequestError::Coordinator(error) => error.code(),
     }
 }
 

@@ -57,6 +57,14 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::CreatePartitions => v >= 2,
         ApiKey::IncrementalAlterConfigs => v >= 1,
         ApiKey::DescribeCluster => true,
+        ApiKey::FindCoordinator => v >= 3,
+        ApiKey::JoinGroup => v >= 6,
+        ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => v >= 4,
+        ApiKey::OffsetCommit => v >= 8,
+        ApiKey::OffsetFetch => v >= 6,
+        ApiKey::ListGroups => v >= 3,
+        ApiKey::DescribeGroups => v >= 5,
+        ApiKey::DeleteGroups => v >= 2,
         other => return Err(PreflightError::UnknownApi(other as i16)),
     };
     let mut w = Walker { buf: body, flexible };
@@ -72,6 +80,16 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::CreatePartitions => create_partitions(&mut w),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs(&mut w),
         ApiKey::DescribeCluster => describe_cluster(&mut w, v),
+        ApiKey::FindCoordinator => find_coordinator(&mut w, v),
+        ApiKey::JoinGroup => join_group(&mut w, v),
+        ApiKey::SyncGroup => sync_group(&mut w, v),
+        ApiKey::Heartbeat => heartbeat(&mut w, v),
+        ApiKey::LeaveGroup => leave_group(&mut w, v),
+        ApiKey::OffsetCommit => offset_commit(&mut w, v),
+        ApiKey::OffsetFetch => offset_fetch(&mut w, v),
+        ApiKey::ListGroups => list_groups(&mut w, v),
+        ApiKey::DescribeGroups => describe_groups(&mut w, v),
+        ApiKey::DeleteGroups => delete_groups(&mut w),
         other => Err(PreflightError::UnknownApi(other as i16)),
     }
 }
@@ -404,6 +422,164 @@ fn describe_cluster(w: &mut Walker<'_>, v: i16) -> Walk {
     if v >= 2 {
         w.int8()?; // include_fenced_brokers
     }
+    w.tagged()
+}
+
+fn find_coordinator(w: &mut Walker<'_>, v: i16) -> Walk {
+    if v <= 3 {
+        w.string()?; // key
+    }
+    if v >= 1 {
+        w.int8()?; // key_type
+    }
+    if v >= 4 {
+        w.array(Walker::string)?; // coordinator_keys
+    }
+    w.tagged()
+}
+
+fn join_group(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // group_id
+    w.int32()?; // session_timeout_ms
+    if v >= 1 {
+        w.int32()?; // rebalance_timeout_ms
+    }
+    w.string()?; // member_id
+    if v >= 5 {
+        w.string()?; // group_instance_id
+    }
+    w.string()?; // protocol_type
+    w.array(|w| {
+        w.string()?; // name
+        w.bytes()?; // metadata
+        w.tagged()
+    })?;
+    if v >= 8 {
+        w.string()?; // reason
+    }
+    w.tagged()
+}
+
+fn sync_group(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // group_id
+    w.int32()?; // generation_id
+    w.string()?; // member_id
+    if v >= 3 {
+        w.string()?; // group_instance_id
+    }
+    if v >= 5 {
+        w.string()?; // protocol_type
+        w.string()?; // protocol_name
+    }
+    w.array(|w| {
+        w.string()?; // member_id
+        w.bytes()?; // assignment
+        w.tagged()
+    })?;
+    w.tagged()
+}
+
+fn heartbeat(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // group_id
+    w.int32()?; // generation_id
+    w.string()?; // member_id
+    if v >= 3 {
+        w.string()?; // group_instance_id
+    }
+    w.tagged()
+}
+
+fn leave_group(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // group_id
+    if v <= 2 {
+        w.string()?; // member_id
+    } else {
+        w.array(|w| {
+            w.string()?; // member_id
+            w.string()?; // group_instance_id
+            if v >= 5 {
+                w.string()?; // reason
+            }
+            w.tagged()
+        })?;
+    }
+    w.tagged()
+}
+
+fn offset_commit(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // group_id
+    w.int32()?; // generation_id_or_member_epoch
+    w.string()?; // member_id
+    if v >= 7 {
+        w.string()?; // group_instance_id
+    }
+    if v <= 4 {
+        w.int64()?; // retention_time_ms
+    }
+    w.array(|w| {
+        w.string()?; // name
+        w.array(|w| {
+            w.int32()?; // partition_index
+            w.int64()?; // committed_offset
+            if v >= 6 {
+                w.int32()?; // committed_leader_epoch
+            }
+            w.string()?; // committed_metadata
+            w.tagged()
+        })?;
+        w.tagged()
+    })?;
+    w.tagged()
+}
+
+fn offset_fetch(w: &mut Walker<'_>, v: i16) -> Walk {
+    let topics = |w: &mut Walker<'_>| {
+        w.array(|w| {
+            w.string()?; // name
+            w.array(Walker::int32)?; // partition_indexes
+            w.tagged()
+        })
+    };
+    if v <= 7 {
+        w.string()?; // group_id
+        topics(w)?;
+    } else {
+        w.array(|w| {
+            w.string()?; // group_id
+            if v >= 9 {
+                w.string()?; // member_id
+                w.int32()?; // member_epoch
+            }
+            topics(w)?;
+            w.tagged()
+        })?;
+    }
+    if v >= 7 {
+        w.int8()?; // require_stable
+    }
+    w.tagged()
+}
+
+fn list_groups(w: &mut Walker<'_>, v: i16) -> Walk {
+    if v >= 4 {
+        w.array(Walker::string)?; // states_filter
+    }
+    if v >= 5 {
+        w.array(Walker::string)?; // types_filter
+    }
+    w.tagged()
+}
+
+fn describe_groups(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.array(Walker::string)?; // groups
+    if v >= 3 {
+        w.int8()?; // include_authorized_operations
+    }
+    w.tagged()
+}
+
+fn delete_groups(w: &mut Walker<'_>) -> Walk {
+    w.array(Walker::string)?; // groups_names
     w.tagged()
 }
 

@@ -85,6 +85,26 @@ pub enum KafkaRequest {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     /// DescribeCluster.
     DescribeCluster(DescribeClusterRequest),
+    /// FindCoordinator.
+    FindCoordinator(kafka_protocol::messages::FindCoordinatorRequest),
+    /// JoinGroup.
+    JoinGroup(kafka_protocol::messages::JoinGroupRequest),
+    /// Heartbeat.
+    Heartbeat(kafka_protocol::messages::HeartbeatRequest),
+    /// LeaveGroup.
+    LeaveGroup(kafka_protocol::messages::LeaveGroupRequest),
+    /// SyncGroup.
+    SyncGroup(kafka_protocol::messages::SyncGroupRequest),
+    /// OffsetCommit.
+    OffsetCommit(kafka_protocol::messages::OffsetCommitRequest),
+    /// OffsetFetch.
+    OffsetFetch(kafka_protocol::messages::OffsetFetchRequest),
+    /// DescribeGroups.
+    DescribeGroups(kafka_protocol::messages::DescribeGroupsRequest),
+    /// ListGroups.
+    ListGroups(kafka_protocol::messages::ListGroupsRequest),
+    /// DeleteGroups.
+    DeleteGroups(kafka_protocol::messages::DeleteGroupsRequest),
 }
 
 /// What a frame turned out to be.
@@ -293,6 +313,36 @@ pub fn decode_request(frame: BytesMut) -> Result<Decoded, DecodeError> {
         }
         ApiKey::DescribeCluster => {
             KafkaRequest::DescribeCluster(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::FindCoordinator => {
+            KafkaRequest::FindCoordinator(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::JoinGroup => {
+            KafkaRequest::JoinGroup(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::Heartbeat => {
+            KafkaRequest::Heartbeat(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::LeaveGroup => {
+            KafkaRequest::LeaveGroup(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::SyncGroup => {
+            KafkaRequest::SyncGroup(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::OffsetCommit => {
+            KafkaRequest::OffsetCommit(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::OffsetFetch => {
+            KafkaRequest::OffsetFetch(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::DescribeGroups => {
+            KafkaRequest::DescribeGroups(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::ListGroups => {
+            KafkaRequest::ListGroups(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::DeleteGroups => {
+            KafkaRequest::DeleteGroups(body(&mut cursor, api_version).map_err(bad_body)?)
         }
         // `is_supported` admitted only the APIs above.
         other => unreachable!("api {other:?} passed the version table but has no decoder"),

@@ -44,6 +44,26 @@ pub enum KafkaResponse {
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
     /// DescribeCluster.
     DescribeCluster(DescribeClusterResponse),
+    /// FindCoordinator.
+    FindCoordinator(kafka_protocol::messages::FindCoordinatorResponse),
+    /// JoinGroup.
+    JoinGroup(kafka_protocol::messages::JoinGroupResponse),
+    /// Heartbeat.
+    Heartbeat(kafka_protocol::messages::HeartbeatResponse),
+    /// LeaveGroup.
+    LeaveGroup(kafka_protocol::messages::LeaveGroupResponse),
+    /// SyncGroup.
+    SyncGroup(kafka_protocol::messages::SyncGroupResponse),
+    /// OffsetCommit.
+    OffsetCommit(kafka_protocol::messages::OffsetCommitResponse),
+    /// OffsetFetch.
+    OffsetFetch(kafka_protocol::messages::OffsetFetchResponse),
+    /// DescribeGroups.
+    DescribeGroups(kafka_protocol::messages::DescribeGroupsResponse),
+    /// ListGroups.
+    ListGroups(kafka_protocol::messages::ListGroupsResponse),
+    /// DeleteGroups.
+    DeleteGroups(kafka_protocol::messages::DeleteGroupsResponse),
 }
 
 impl KafkaResponse {
@@ -61,6 +81,16 @@ impl KafkaResponse {
             KafkaResponse::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             KafkaResponse::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
             KafkaResponse::DescribeCluster(_) => ApiKey::DescribeCluster,
+            KafkaResponse::FindCoordinator(_) => ApiKey::FindCoordinator,
+            KafkaResponse::JoinGroup(_) => ApiKey::JoinGroup,
+            KafkaResponse::Heartbeat(_) => ApiKey::Heartbeat,
+            KafkaResponse::LeaveGroup(_) => ApiKey::LeaveGroup,
+            KafkaResponse::SyncGroup(_) => ApiKey::SyncGroup,
+            KafkaResponse::OffsetCommit(_) => ApiKey::OffsetCommit,
+            KafkaResponse::OffsetFetch(_) => ApiKey::OffsetFetch,
+            KafkaResponse::DescribeGroups(_) => ApiKey::DescribeGroups,
+            KafkaResponse::ListGroups(_) => ApiKey::ListGroups,
+            KafkaResponse::DeleteGroups(_) => ApiKey::DeleteGroups,
         }
     }
 
@@ -77,6 +107,16 @@ impl KafkaResponse {
             KafkaResponse::DescribeConfigs(body) => encode_body(body, out, version),
             KafkaResponse::IncrementalAlterConfigs(body) => encode_body(body, out, version),
             KafkaResponse::DescribeCluster(body) => encode_body(body, out, version),
+            KafkaResponse::FindCoordinator(body) => encode_body(body, out, version),
+            KafkaResponse::JoinGroup(body) => encode_body(body, out, version),
+            KafkaResponse::Heartbeat(body) => encode_body(body, out, version),
+            KafkaResponse::LeaveGroup(body) => encode_body(body, out, version),
+            KafkaResponse::SyncGroup(body) => encode_body(body, out, version),
+            KafkaResponse::OffsetCommit(body) => encode_body(body, out, version),
+            KafkaResponse::OffsetFetch(body) => encode_body(body, out, version),
+            KafkaResponse::DescribeGroups(body) => encode_body(body, out, version),
+            KafkaResponse::ListGroups(body) => encode_body(body, out, version),
+            KafkaResponse::DeleteGroups(body) => encode_body(body, out, version),
         }
     }
 }

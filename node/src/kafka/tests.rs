@@ -296,6 +296,155 @@ fn sample_request(api_key: ApiKey, v: i16) -> KafkaRequest {
             topics: Vec::new(),
             batches_copied: false,
         }),
+        other => sample_group_request(other, v),
+    }
+}
+
+/// A populated request of every served group API at `v`, with every array non-empty and
+/// every field of the version set.
+fn sample_group_request(api_key: ApiKey, v: i16) -> KafkaRequest {
+    let group = || GroupId(text("g"));
+    let instance = |min: i16| (v >= min).then(|| text("i"));
+    match api_key {
+        ApiKey::FindCoordinator => {
+            let mut body = FindCoordinatorRequest::default();
+            if v >= 4 {
+                body = body.with_coordinator_keys(vec![text("g"), text("h")]);
+            } else {
+                body = body.with_key(text("g"));
+            }
+            KafkaRequest::FindCoordinator(body.with_key_type(0))
+        }
+        ApiKey::JoinGroup => {
+            use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+            let protocol = JoinGroupRequestProtocol::default()
+                .with_name(text("range"))
+                .with_metadata(Bytes::from_static(b"sub"));
+            let mut body = JoinGroupRequest::default()
+                .with_group_id(group())
+                .with_session_timeout_ms(10_000)
+                .with_member_id(text("m"))
+                .with_group_instance_id(instance(5))
+                .with_protocol_type(text("consumer"))
+                .with_protocols(vec![protocol]);
+            if v >= 1 {
+                body = body.with_rebalance_timeout_ms(30_000);
+            }
+            if v >= 8 {
+                body = body.with_reason(Some(text("why")));
+            }
+            KafkaRequest::JoinGroup(body)
+        }
+        ApiKey::SyncGroup => {
+            use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+            let assignment = SyncGroupRequestAssignment::default()
+                .with_member_id(text("m"))
+                .with_assignment(Bytes::from_static(b"a"));
+            let mut body = SyncGroupRequest::default()
+                .with_group_id(group())
+                .with_generation_id(3)
+                .with_member_id(text("m"))
+                .with_group_instance_id(instance(3))
+                .with_assignments(vec![assignment]);
+            if v >= 5 {
+                body = body
+                    .with_protocol_type(Some(text("consumer")))
+                    .with_protocol_name(Some(text("range")));
+            }
+            KafkaRequest::SyncGroup(body)
+        }
+        ApiKey::Heartbeat => KafkaRequest::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(group())
+                .with_generation_id(3)
+                .with_member_id(text("m"))
+                .with_group_instance_id(instance(3)),
+        ),
+        ApiKey::LeaveGroup => {
+            use kafka_protocol::messages::leave_group_request::MemberIdentity;
+            let body = LeaveGroupRequest::default().with_group_id(group());
+            KafkaRequest::LeaveGroup(if v >= 3 {
+                let mut member = MemberIdentity::default()
+                    .with_member_id(text("m"))
+                    .with_group_instance_id(Some(text("i")));
+                if v >= 5 {
+                    member = member.with_reason(Some(text("bye")));
+                }
+                body.with_members(vec![member])
+            } else {
+                body.with_member_id(text("m"))
+            })
+        }
+        ApiKey::OffsetCommit => {
+            use kafka_protocol::messages::offset_commit_request::{
+                OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+            };
+            let mut partition = OffsetCommitRequestPartition::default()
+                .with_partition_index(1)
+                .with_committed_offset(42)
+                .with_committed_metadata(Some(text("meta")));
+            if v >= 6 {
+                partition = partition.with_committed_leader_epoch(4);
+            }
+            let topic = OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![partition]);
+            let mut body = OffsetCommitRequest::default()
+                .with_group_id(group())
+                .with_generation_id_or_member_epoch(3)
+                .with_member_id(text("m"))
+                .with_group_instance_id(instance(7))
+                .with_topics(vec![topic]);
+            if v <= 4 {
+                body = body.with_retention_time_ms(-1);
+            }
+            KafkaRequest::OffsetCommit(body)
+        }
+        ApiKey::OffsetFetch => {
+            use kafka_protocol::messages::offset_fetch_request::{
+                OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+            };
+            let mut body = OffsetFetchRequest::default();
+            if v >= 8 {
+                let topics = OffsetFetchRequestTopics::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![0, 1]);
+                let mut entry = OffsetFetchRequestGroup::default()
+                    .with_group_id(group())
+                    .with_topics(Some(vec![topics]));
+                if v >= 9 {
+                    entry = entry.with_member_id(Some(text("m"))).with_member_epoch(3);
+                }
+                body = body.with_groups(vec![entry]);
+            } else {
+                let topic = OffsetFetchRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![0, 1]);
+                body = body.with_group_id(group()).with_topics(Some(vec![topic]));
+            }
+            if v >= 7 {
+                body = body.with_require_stable(true);
+            }
+            KafkaRequest::OffsetFetch(body)
+        }
+        ApiKey::ListGroups => {
+            let mut body = ListGroupsRequest::default();
+            if v >= 4 {
+                body = body.with_states_filter(vec![text("Stable")]);
+            }
+            KafkaRequest::ListGroups(body)
+        }
+        ApiKey::DescribeGroups => {
+            let mut body =
+                DescribeGroupsRequest::default().with_groups(vec![group(), GroupId(text("h"))]);
+            if v >= 3 {
+                body = body.with_include_authorized_operations(true);
+            }
+            KafkaRequest::DescribeGroups(body)
+        }
+        ApiKey::DeleteGroups => KafkaRequest::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![group()]),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -313,6 +462,16 @@ fn encode_sample(request: &KafkaRequest, api_key: ApiKey, v: i16) -> BytesMut {
         KafkaRequest::IncrementalAlterConfigs(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::DescribeCluster(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::Produce(_) => client_frame(api_key, v, 11, &produce_body(v)),
+        KafkaRequest::FindCoordinator(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::JoinGroup(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::Heartbeat(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::LeaveGroup(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::SyncGroup(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::OffsetCommit(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::OffsetFetch(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::DescribeGroups(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::ListGroups(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::DeleteGroups(b) => client_frame(api_key, v, 11, b),
     }
 }
 
@@ -383,9 +542,9 @@ fn an_unknown_api_key_is_unsupported_not_an_error() {
 
 #[test]
 fn a_known_but_unserved_api_is_unsupported() {
-    let body = HeartbeatRequest::default();
-    let decoded = serve(client_frame(ApiKey::Heartbeat, 4, 5, &body)).unwrap();
-    assert!(matches!(decoded, Decoded::Unsupported(u) if u.api_key == 12 && u.correlation_id == 5));
+    let body = TxnOffsetCommitRequest::default();
+    let decoded = serve(client_frame(ApiKey::TxnOffsetCommit, 3, 5, &body)).unwrap();
+    assert!(matches!(decoded, Decoded::Unsupported(u) if u.api_key == 28 && u.correlation_id == 5));
 }
 
 #[test]

@@ -35,12 +35,28 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::ListOffsets, 1, 6),
     // v13 (Kafka 4) only adds a top-level error code.
     range(ApiKey::Metadata, 0, 12),
+    // Consumer groups (decision 0015). v2+ of OffsetCommit (v9 is KIP-848's member epoch in
+    // the generation's place, the same field for a classic group).
+    range(ApiKey::OffsetCommit, 2, 9),
+    // v8 batches groups; v9 adds KIP-848's member epoch, ignored for classic groups.
+    range(ApiKey::OffsetFetch, 1, 9),
+    // v4 batches keys; v5 (KIP-890) and v6 (share groups) are not served.
+    range(ApiKey::FindCoordinator, 0, 4),
+    range(ApiKey::JoinGroup, 0, 9),
+    range(ApiKey::Heartbeat, 0, 4),
+    range(ApiKey::LeaveGroup, 0, 5),
+    range(ApiKey::SyncGroup, 0, 5),
+    // v6 (Kafka 4) only adds an error message.
+    range(ApiKey::DescribeGroups, 0, 5),
+    // v5 adds a group type filter (KIP-848); Cairn has classic groups only.
+    range(ApiKey::ListGroups, 0, 4),
     // v4 (Kafka 4, sent by kafka-python 3) has the v3 schema.
     range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::DeleteGroups, 0, 2),
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
     // v2 (KIP-1073) lists fenced brokers; clients of the era ask for v1.
     range(ApiKey::DescribeCluster, 0, 1),
@@ -98,7 +114,8 @@ mod tests {
         assert!(is_supported(ApiKey::Produce as i16, 11));
         assert!(!is_supported(ApiKey::Produce as i16, 2));
         assert!(!is_supported(ApiKey::Produce as i16, 12));
-        assert!(!is_supported(ApiKey::JoinGroup as i16, 0));
+        assert!(is_supported(ApiKey::JoinGroup as i16, 0));
+        assert!(!is_supported(ApiKey::JoinGroup as i16, 10));
         assert!(!is_supported(-1, 0));
         assert!(!is_supported(i16::MAX, 0));
         assert_eq!(api_versions_response(0).api_keys.len(), SUPPORTED_APIS.len());

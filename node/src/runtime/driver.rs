@@ -185,6 +185,7 @@ pub fn spawn_with_metrics(
         disk_ops: Vec::new(),
         peer_batch: Vec::with_capacity(PEER_INBOUND_BATCH_MAX),
         shutting_down: false,
+        groups_published: None,
     };
     let task = tokio::spawn(async move {
         let node = driver.run().await;
@@ -215,6 +216,8 @@ struct Driver {
     disk_ops: Vec<(OpId, DiskOp)>,
     peer_batch: Vec<(NodeId, Message)>,
     shutting_down: bool,
+    /// When the committed offsets were last copied into the metrics.
+    groups_published: Option<tokio::time::Instant>,
 }
 
 impl Driver {
@@ -224,6 +227,7 @@ impl Driver {
             self.carry_out_outputs();
             let started = self.node.is_started();
             self.metrics.ready.store(started && !self.shutting_down, Ordering::Relaxed);
+            self.publish_group_offsets();
             if *self.data_version.borrow() != self.node.data_version() {
                 self.data_version.send_replace(self.node.data_version());
             }
@@ -243,6 +247,19 @@ impl Driver {
                 return self.node;
             }
         }
+    }
+
+    /// Copies the committed offsets of the groups this node coordinates, with their lag where
+    /// it leads the partition, into the metrics, at most once per
+    /// [`super::http::GROUP_METRICS_INTERVAL`] (the HTTP task cannot read the node).
+    fn publish_group_offsets(&mut self) {
+        let now = tokio::time::Instant::now();
+        let interval = super::http::GROUP_METRICS_INTERVAL;
+        if self.groups_published.is_some_and(|at| now.duration_since(at) < interval) {
+            return;
+        }
+        self.groups_published = Some(now);
+        self.metrics.set_group_offsets(self.node.group_offsets());
     }
 
     /// Drains the node's outputs: disk ops are gathered for the executor, replies go to

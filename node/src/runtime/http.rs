@@ -42,7 +42,13 @@ pub struct Metrics {
     pub disk_fdatasyncs: AtomicU64,
     /// The peer transport's stats, once a node of a cluster of several started it.
     pub peers: std::sync::OnceLock<Arc<super::peer::PeerStats>>,
+    /// The committed offsets of the groups this node coordinates, as the driver last
+    /// copied them (every [`GROUP_METRICS_INTERVAL`]).
+    pub groups: std::sync::Mutex<Vec<crate::core::node::GroupOffset>>,
 }
+
+/// How often the driver copies the groups' committed offsets into the metrics.
+pub const GROUP_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Metrics {
     /// The metrics in Prometheus' text exposition format.
@@ -77,8 +83,52 @@ impl Metrics {
         if let Some(peers) = self.peers.get() {
             peers.render(&mut out);
         }
+        self.render_groups(&mut out);
         out
     }
+
+    /// Replaces the groups' committed offsets shown.
+    pub fn set_group_offsets(&self, offsets: Vec<crate::core::node::GroupOffset>) {
+        *self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = offsets;
+    }
+
+    /// Committed offsets per group, topic and partition, and the lag where this node leads
+    /// the partition (decision 0015: in a cluster the coordinator and the partition's leader
+    /// are often different nodes; each node reports the lag of the partitions it leads).
+    fn render_groups(&self, out: &mut String) {
+        let groups = self.groups.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = write!(
+            out,
+            "# HELP cairn_group_committed_offset Offset a consumer group committed (the next \
+             to consume), on its coordinator.\n# TYPE cairn_group_committed_offset gauge\n"
+        );
+        for offset in groups.iter() {
+            let labels = group_labels(offset);
+            let _ = writeln!(out, "cairn_group_committed_offset{{{labels}}} {}", offset.committed);
+        }
+        let _ = write!(
+            out,
+            "# HELP cairn_group_lag High watermark minus the committed offset, where the \
+             coordinator also leads the partition.\n# TYPE cairn_group_lag gauge\n"
+        );
+        for offset in groups.iter() {
+            if let Some(hw) = offset.high_watermark {
+                let lag = (hw as i64).saturating_sub(offset.committed).max(0);
+                let _ = writeln!(out, "cairn_group_lag{{{}}} {lag}", group_labels(offset));
+            }
+        }
+    }
+}
+
+/// The labels of one committed offset, escaped as the Prometheus text format asks.
+fn group_labels(offset: &crate::core::node::GroupOffset) -> String {
+    let escape = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!(
+        "group=\"{}\",topic=\"{}\",partition=\"{}\"",
+        escape(&offset.group),
+        escape(&offset.partition.topic),
+        offset.partition.partition
+    )
 }
 
 /// Binds `addr` and serves the endpoint until the task is dropped. Returns the bound address
@@ -171,6 +221,33 @@ mod tests {
         let body = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
         assert!(body.contains("\ncairn_requests_total 7\n"), "{body}");
         assert!(body.contains("# TYPE cairn_ready gauge\ncairn_ready 1\n"), "{body}");
+        metrics.set_group_offsets(vec![
+            crate::core::node::GroupOffset {
+                group: "g\"1".into(),
+                partition: crate::core::node::PartitionId::new("t", 2),
+                committed: 40,
+                high_watermark: Some(52),
+            },
+            crate::core::node::GroupOffset {
+                group: "h".into(),
+                partition: crate::core::node::PartitionId::new("t", 0),
+                committed: 7,
+                high_watermark: None,
+            },
+        ]);
+        let body = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+        let committed =
+            "cairn_group_committed_offset{group=\"g\\\"1\",topic=\"t\",partition=\"2\"} 40\n";
+        assert!(body.contains(committed), "{body}");
+        assert!(
+            body.contains(
+                "cairn_group_committed_offset{group=\"h\",topic=\"t\",partition=\"0\"} 7\n"
+            )
+        );
+        assert!(
+            body.contains("cairn_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"2\"} 12\n")
+        );
+        assert!(!body.contains("cairn_group_lag{group=\"h\""), "no lag where the HW is unknown");
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
         assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 405"));
         // A head that never ends is cut at the limit and answered, not read forever.

@@ -35,6 +35,7 @@ mod join;
 mod member;
 #[cfg(test)]
 mod random_tests;
+mod restore;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -44,6 +45,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use self::member::Member;
+pub use self::restore::{GroupSnapshot, MemberSnapshot};
 pub use self::types::{
     Generation, GroupConfig, GroupDescription, GroupError, GroupEvent, GroupState, JoinRequest,
     JoinResponse, JoinedMember, LeaveMember, LeaveResult, MemberDescription, RequestToken,

@@ -51,6 +51,8 @@ pub(super) enum Purpose {
     Heartbeat,
     /// An ISR change one of this node's leaders proposed.
     AlterPartition { partition: PartitionId, leader_epoch: i32, partition_epoch: i32 },
+    /// The creation of `__consumer_offsets` a FindCoordinator asked for.
+    OffsetsTopic,
 }
 
 /// Where the current attempt of a call went.
@@ -354,7 +356,9 @@ impl Node {
     /// Starts a call to the active controller.
     pub(super) fn call(&mut self, now: Instant, purpose: Purpose, request: ControllerRequest) {
         let deadline = match purpose {
-            Purpose::Client { .. } | Purpose::AutoCreate { .. } => Some(now + CLIENT_CALL_TIMEOUT),
+            Purpose::Client { .. } | Purpose::AutoCreate { .. } | Purpose::OffsetsTopic => {
+                Some(now + CLIENT_CALL_TIMEOUT)
+            }
             Purpose::Register => None,
             Purpose::Heartbeat => Some(now + self.config.cluster.broker_heartbeat_interval * 2),
             Purpose::AlterPartition { .. } => Some(now + ALTER_PARTITION_CALL_TIMEOUT),
@@ -513,6 +517,7 @@ impl Node {
                     self.alter_partition_failed(now, &partition, epochs, !moved_on);
                 }
             }
+            Purpose::OffsetsTopic => self.offsets_topic_created(refused),
         }
     }
 
@@ -527,6 +532,7 @@ impl Node {
                 let epochs = (leader_epoch, partition_epoch);
                 self.alter_partition_failed(now, &partition, epochs, false);
             }
+            Purpose::OffsetsTopic => self.offsets_topic_created(Some(error)),
         }
     }
 

@@ -47,6 +47,7 @@
 
 mod admin;
 mod cluster;
+mod groups;
 mod message;
 mod replicas;
 mod types;
@@ -59,11 +60,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use self::cluster::{BrokerSession, Calls};
 pub use self::message::{FromController, Message, MessageKind, ToController};
 pub use self::types::{
-    Acks, BrokerInfo, ClusterConfig, ClusterView, NodeConfig, OffsetSpec, Output, PARTITIONS_DIR,
-    PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response, TopicInfo,
-    TopicState, dir_id, format_ops, parse_dir_name,
+    Acks, BrokerInfo, ClusterConfig, ClusterView, GroupOffset, NodeConfig, OffsetSpec, Output,
+    PARTITIONS_DIR, PartitionId, PartitionInfo, ReplicaError, Request, RequestError, Response,
+    TopicInfo, TopicState, dir_id, format_ops, parse_dir_name,
 };
 use super::controller::{Controller, ControllerConfig, MetadataImage};
+use super::coordinator::Coordinator;
 use super::io::{ConnId, DiskOp, DiskResult, NodeId, OpId, RequestId};
 use super::log::{DiskQueue, PartitionLog};
 use super::raft::{Raft, RaftConfig};
@@ -204,6 +206,14 @@ pub struct Node {
     data_version: u64,
     /// Peers whose connections the transport saw close, not heard from since.
     peers_down: BTreeSet<NodeId>,
+    /// The group coordinator of the offsets partitions this node leads.
+    coordinator: Coordinator,
+    /// Coordinator requests from clients, by the token the coordinator answers.
+    group_calls: HashMap<u64, (ConnId, RequestId)>,
+    /// Replica requests of the coordinator, by node token.
+    coordinator_calls: HashMap<u64, groups::CoordinatorCall>,
+    /// Whether a creation of `__consumer_offsets` is with the controller.
+    offsets_topic_creating: bool,
 }
 
 impl Node {
@@ -240,6 +250,9 @@ impl Node {
         let mut ops = Ops::default();
         let raft = Raft::open(raft_config, now, &mut ops.raft());
         let broker = BrokerSession::new(rand::Rng::random(&mut rng));
+        // Derived from the seed, not drawn from `rng`: the node's own stream stays what it
+        // was before the coordinator existed, so simulator runs without groups replay alike.
+        let coordinator = groups::new_coordinator(&config, config.seed ^ 0x6772_6f75_7073);
         let mut node = Node {
             config,
             rng,
@@ -265,6 +278,10 @@ impl Node {
             shutting_down: false,
             data_version: 0,
             peers_down: BTreeSet::new(),
+            coordinator,
+            group_calls: HashMap::new(),
+            coordinator_calls: HashMap::new(),
+            offsets_topic_creating: false,
         };
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
@@ -384,6 +401,9 @@ impl Node {
             }
             Request::ListOffsets { partition, spec, leader_epoch } => {
                 self.list_offsets(now, conn, id, partition, spec, leader_epoch)
+            }
+            group @ (Request::FindCoordinator { .. } | Request::Group(_) | Request::ListGroups) => {
+                self.group_request(now, conn, id, group)
             }
             // Before the node has started its image may lack topics that exist, and the
             // controller would refuse to place replicas: such requests wait (boundedly).
@@ -526,6 +546,9 @@ impl Node {
             self.controller.handle_timeout(now);
             self.after_raft(now);
         }
+        if self.coordinator.poll_timeout().is_some_and(|at| at <= now) {
+            self.coordinator.handle_timeout(now);
+        }
         while let Some((at, id)) = self.replica_timers.first().cloned() {
             if at > now {
                 break;
@@ -561,6 +584,7 @@ impl Node {
             self.raft.poll_timeout(),
             self.controller.poll_timeout(),
             self.replica_timers.first().map(|(at, _)| *at),
+            self.coordinator.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -618,7 +642,8 @@ impl Node {
 
     /// The check after an input (see [`Node::invariants`]), then the node's reaction to
     /// what its components reported.
-    fn after_input(&mut self, _now: Instant, touched: Option<PartitionId>) {
+    fn after_input(&mut self, now: Instant, touched: Option<PartitionId>) {
+        self.after_coordinator(now);
         let mut unchecked = std::mem::take(&mut self.unchecked);
         match touched {
             None => self.invariants(),

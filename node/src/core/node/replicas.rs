@@ -115,6 +115,9 @@ impl Node {
     fn drop_replica(&mut self, id: &PartitionId) {
         let replica = self.replicas.remove(id).expect("dropping a held replica");
         self.flush_wanted.remove(id);
+        if &*id.topic == crate::core::coordinator::OFFSETS_TOPIC {
+            self.coordinator_resign(id.partition);
+        }
         if let Some(at) = self.replica_deadlines.remove(id) {
             self.replica_timers.remove(&(at, id.clone()));
         }
@@ -316,6 +319,7 @@ impl Node {
         while let Some(event) = self.replicas.get_mut(id).and_then(Replica::poll_event) {
             self.replica_event(now, id, event);
         }
+        self.coordinator_check(now, id);
         let Some(replica) = self.replicas.get(id) else { return };
         if replica.wants_flush() {
             self.flush_wanted.insert(id.clone());
@@ -335,7 +339,9 @@ impl Node {
     fn replica_event(&mut self, now: Instant, id: &PartitionId, event: ReplicaEvent) {
         match event {
             ReplicaEvent::Reply { token, response } => {
-                let Some(call) = self.client_calls.remove(&token) else { return };
+                let Some(call) = self.client_calls.remove(&token) else {
+                    return self.coordinator_replica_reply(now, token, response);
+                };
                 let epoch = self.replicas.get(id).map_or(-1, Replica::leader_epoch);
                 let response = match response {
                     ReplicaResponse::Produced { base_offset } => Response::Produced { base_offset },
@@ -353,7 +359,10 @@ impl Node {
             ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr, resign } => {
                 self.propose_isr(now, id, (leader_epoch, partition_epoch), new_isr, resign);
             }
-            ReplicaEvent::HighWatermarkAdvanced { .. } => self.data_version += 1,
+            ReplicaEvent::HighWatermarkAdvanced { .. } => {
+                self.data_version += 1;
+                self.coordinator_high_watermark(now, id);
+            }
             ReplicaEvent::Recovered { .. } => {
                 // What recovery found is durable only once synced; under `fsync` the HW
                 // waits for that, so sync at once rather than at the next flush interval.

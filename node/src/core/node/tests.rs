@@ -8,6 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
+use crate::core::coordinator::{
+    CoordinatorError, CoordinatorRequest, CoordinatorResponse, OFFSETS_TOPIC, OffsetCommit,
+};
 use crate::core::io::DiskDriver;
 use crate::core::log::batch::build;
 use crate::core::raft::tests_harness::MemDisk;
@@ -65,7 +68,13 @@ impl Cluster {
         self.seed += 1;
         let mut cluster = self.cluster.clone();
         cluster.advertised_host = format!("node-{}", id.0);
-        let config = NodeConfig { node_id: id, seed: self.seed, cluster, ..NodeConfig::default() };
+        let config = NodeConfig {
+            node_id: id,
+            seed: self.seed,
+            cluster,
+            offsets_topic_partitions: 3,
+            ..NodeConfig::default()
+        };
         self.nodes[id.0 as usize - 1] = Some(Node::new(config, self.now));
         self.settle();
     }
@@ -422,4 +431,75 @@ fn a_killed_controller_that_led_a_partition_is_replaced_on_both_counts_within_th
     let new_leader = c.leader(new_controller, &partition).expect("a new leader");
     assert_ne!(new_leader, controller);
     assert_eq!(c.produce(new_leader, &partition, b"after"), Response::Produced { base_offset: 0 });
+}
+
+/// Asks node `via` which node coordinates `group` until one is named (the first request
+/// creates `__consumer_offsets`).
+fn find_coordinator(c: &mut Cluster, via: NodeId, group: &str) -> NodeId {
+    for _ in 0..20 {
+        let request = Request::FindCoordinator { key: group.into(), key_type: 0 };
+        match c.ask(via, request) {
+            Response::Coordinator { node_id, .. } => return node_id,
+            Response::Error(RequestError::Coordinator(CoordinatorError::NotAvailable(_))) => {
+                c.run_for(Duration::from_millis(200));
+            }
+            other => panic!("FindCoordinator answered {other:?}"),
+        }
+    }
+    panic!("no coordinator for {group}");
+}
+
+fn commit(c: &mut Cluster, to: NodeId, group: &str, offset: i64) -> Response {
+    let offsets = vec![(PartitionId::new("f", 0), offset, 0, String::new())];
+    let commit = OffsetCommit {
+        group: group.into(),
+        generation: -1,
+        member_id: String::new(),
+        group_instance_id: None,
+        offsets,
+    };
+    c.ask(to, Request::Group(CoordinatorRequest::Commit(commit)))
+}
+
+fn committed(c: &mut Cluster, to: NodeId, group: &str) -> Response {
+    let fetch = CoordinatorRequest::Fetch { group: group.into(), partitions: None };
+    c.ask(to, Request::Group(fetch))
+}
+
+#[test]
+fn a_commit_survives_the_coordinators_crash_and_the_new_leader_answers_it() {
+    let mut c = three_nodes_with_a_topic();
+    let coordinator = find_coordinator(&mut c, NodeId(1), "g");
+    let topic = c.node(NodeId(1)).image().topic(OFFSETS_TOPIC).expect("created").clone();
+    assert_eq!(topic.partitions.len(), 3);
+    assert_eq!(topic.settings.log.retention_ms, -1, "retention never deletes a commit");
+    assert_eq!(topic.partitions[0].replicas.len(), 3);
+    c.run_for(Duration::from_millis(500));
+    assert_eq!(
+        commit(&mut c, coordinator, "g", 42),
+        Response::Group(CoordinatorResponse::Commit(Ok(())))
+    );
+    // Its metrics: the committed offset, and the lag's HW only where it leads the partition.
+    let offsets = c.node(coordinator).group_offsets();
+    assert_eq!(offsets.len(), 1);
+    assert_eq!((offsets[0].group.as_str(), offsets[0].committed), ("g", 42));
+    let leads = c.leader(coordinator, &PartitionId::new("f", 0)) == Some(coordinator);
+    assert_eq!(offsets[0].high_watermark.is_some(), leads);
+    // Another node is not the coordinator.
+    let other = NodeId(if coordinator.0 == 1 { 2 } else { 1 });
+    let refused = CoordinatorResponse::Commit(Err(CoordinatorError::NotCoordinator));
+    assert_eq!(commit(&mut c, other, "g", 1), Response::Group(refused));
+
+    c.crash(coordinator);
+    c.run_for(Duration::from_secs(4));
+    let survivor = NodeId(if coordinator.0 == 3 { 2 } else { 3 });
+    let next = find_coordinator(&mut c, survivor, "g");
+    assert_ne!(next, coordinator);
+    c.run_for(Duration::from_millis(500));
+    let Response::Group(CoordinatorResponse::Fetch(Ok(offsets))) = committed(&mut c, next, "g")
+    else {
+        panic!("a fetch answer")
+    };
+    assert_eq!(offsets.len(), 1);
+    assert_eq!(offsets[0].1.as_ref().map(|o| o.offset), Some(42));
 }

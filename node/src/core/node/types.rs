@@ -10,6 +10,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::Message;
 use crate::core::controller::TopicId;
+use crate::core::coordinator::{
+    CoordinatorError, CoordinatorRequest, CoordinatorResponse, ListedGroup,
+};
 use crate::core::io::{ConnId, DiskOp, FileName, NodeId, OpId, RequestId};
 use crate::core::log::LogError;
 pub use crate::core::replica::{Acks, OffsetSpec, ReplicaError};
@@ -182,6 +185,18 @@ pub enum Request {
         /// The leader epoch the client believes current (ListOffsets v4+).
         leader_epoch: Option<i32>,
     },
+    /// Which node coordinates group `key` (FindCoordinator). The first one creates
+    /// `__consumer_offsets` (decision 0015).
+    FindCoordinator {
+        /// The group id.
+        key: String,
+        /// Kafka's key type: 0 for a group; 1 (a transaction) has no coordinator here.
+        key_type: i8,
+    },
+    /// A request to the coordinator of a group (this node must be it).
+    Group(CoordinatorRequest),
+    /// The groups this node coordinates (ListGroups).
+    ListGroups,
 }
 
 /// Why a request failed: each becomes a Kafka error code at the edge.
@@ -224,6 +239,9 @@ pub enum RequestError {
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The group coordinator refused.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
 }
 
 /// The node's answer to a request.
@@ -258,6 +276,32 @@ pub enum Response {
     },
     /// The request failed.
     Error(RequestError),
+    /// The coordinator of the group asked for.
+    Coordinator {
+        /// Its node id.
+        node_id: NodeId,
+        /// The host of its Kafka listener.
+        host: String,
+        /// The port of that listener.
+        port: u16,
+    },
+    /// A coordinator's answer.
+    Group(CoordinatorResponse),
+    /// The groups this node coordinates.
+    Groups(Vec<ListedGroup>),
+}
+
+/// One committed offset of a group this node coordinates, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    /// The group.
+    pub group: String,
+    /// The partition.
+    pub partition: PartitionId,
+    /// The committed offset (the next to consume).
+    pub committed: i64,
+    /// The partition's high watermark, where this node leads it.
+    pub high_watermark: Option<u64>,
 }
 
 /// What Metadata answers: the brokers, the active controller and the topics.
@@ -370,6 +414,10 @@ pub struct NodeConfig {
     pub default_topic: TopicConfig,
     /// The cluster: its id, its members, and how clients reach this node.
     pub cluster: ClusterConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor`: its replicas, at most the live brokers.
+    pub offsets_topic_replication_factor: i32,
 }
 
 /// The cluster a node belongs to, as its config and `cairn format` give it (decision 0009).
@@ -463,6 +511,8 @@ impl Default for NodeConfig {
             default_partitions: 1,
             default_topic: TopicConfig::default(),
             cluster: ClusterConfig::single(NodeId(0)),
+            offsets_topic_partitions: 50,
+            offsets_topic_replication_factor: 3,
         }
     }
 }

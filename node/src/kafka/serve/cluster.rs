@@ -160,7 +160,9 @@ fn topic(info: &TopicInfo) -> MetadataResponseTopic {
                 .with_offline_replicas(ids(&partition.offline))
         })
         .collect();
-    entry.with_partitions(partitions)
+    // Kafka tooling hides internal topics from listings and refuses to produce to them.
+    let internal = &*info.name == crate::core::coordinator::OFFSETS_TOPIC;
+    entry.with_partitions(partitions).with_is_internal(internal)
 }
 
 pub(super) fn topic_name(name: &str) -> TopicName {

@@ -31,8 +31,11 @@ use crate::core::node::{NodeConfig, Request, Response, TopicConfig};
 mod admin;
 mod cluster;
 mod data;
+mod groups;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_groups;
 
 /// What this node says about itself: in Metadata, DescribeCluster and DescribeConfigs, and
 /// the defaults CreateTopics fills in.
@@ -126,6 +129,8 @@ enum Call {
     CreatePartitions(admin::CreatePartitionsCall),
     DescribeConfigs(admin::DescribeConfigsCall),
     AlterConfigs(admin::AlterConfigsCall),
+    /// A consumer group API.
+    Group(groups::GroupCall),
     /// Answered without the core.
     Done,
 }
@@ -184,6 +189,11 @@ impl Exchange {
             KafkaRequest::IncrementalAlterConfigs(request) => {
                 let (call, step) = admin::AlterConfigsCall::start(request);
                 (Call::AlterConfigs(call), step)
+            }
+            group => {
+                let client_id = header.client_id.as_deref();
+                let (call, step) = start_group_call(group, version, client_id);
+                (Call::Group(call), step)
             }
         };
         let mut exchange = Exchange { call, answers: Vec::new(), missing: 0, stats };
@@ -266,8 +276,31 @@ impl Exchange {
             Call::CreatePartitions(call) => call.advance(answers),
             Call::DescribeConfigs(call) => call.advance(broker, answers),
             Call::AlterConfigs(call) => call.advance(answers),
+            Call::Group(call) => call.advance(answers),
             Call::Done => unreachable!("a finished exchange gets no answers"),
         }
+    }
+}
+
+/// Starts a consumer group API call.
+fn start_group_call(
+    request: KafkaRequest,
+    version: i16,
+    client_id: Option<&str>,
+) -> (groups::GroupCall, Step) {
+    use groups::GroupCall;
+    match request {
+        KafkaRequest::FindCoordinator(request) => GroupCall::find_coordinator(request, version),
+        KafkaRequest::JoinGroup(request) => GroupCall::join(request, version, client_id),
+        KafkaRequest::SyncGroup(request) => GroupCall::sync(request, version),
+        KafkaRequest::Heartbeat(request) => GroupCall::heartbeat(request, version),
+        KafkaRequest::LeaveGroup(request) => GroupCall::leave(request, version),
+        KafkaRequest::OffsetCommit(request) => GroupCall::commit(request, version),
+        KafkaRequest::OffsetFetch(request) => GroupCall::fetch(request, version),
+        KafkaRequest::ListGroups(request) => GroupCall::list(request, version),
+        KafkaRequest::DescribeGroups(request) => GroupCall::describe(request, version),
+        KafkaRequest::DeleteGroups(request) => GroupCall::delete(request, version),
+        other => unreachable!("not a group API: {other:?}"),
     }
 }
 

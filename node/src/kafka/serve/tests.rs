@@ -61,7 +61,7 @@ fn header(api_key: ApiKey, api_version: i16) -> RequestHeader {
 }
 
 /// Starts serving `body` at `version` and returns the core requests of the first round.
-fn start(body: KafkaRequest, version: i16, now: Instant) -> (Exchange, Vec<Request>) {
+pub(super) fn start(body: KafkaRequest, version: i16, now: Instant) -> (Exchange, Vec<Request>) {
     let api_key = api_key_of(&body);
     let (exchange, step) = Exchange::start(&broker(), &header(api_key, version), body, now);
     let Step::Ask(requests) = step else { panic!("expected core requests, got {step:?}") };
@@ -81,12 +81,22 @@ fn api_key_of(body: &KafkaRequest) -> ApiKey {
         KafkaRequest::DescribeConfigs(_) => ApiKey::DescribeConfigs,
         KafkaRequest::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
         KafkaRequest::DescribeCluster(_) => ApiKey::DescribeCluster,
+        KafkaRequest::FindCoordinator(_) => ApiKey::FindCoordinator,
+        KafkaRequest::JoinGroup(_) => ApiKey::JoinGroup,
+        KafkaRequest::Heartbeat(_) => ApiKey::Heartbeat,
+        KafkaRequest::LeaveGroup(_) => ApiKey::LeaveGroup,
+        KafkaRequest::SyncGroup(_) => ApiKey::SyncGroup,
+        KafkaRequest::OffsetCommit(_) => ApiKey::OffsetCommit,
+        KafkaRequest::OffsetFetch(_) => ApiKey::OffsetFetch,
+        KafkaRequest::DescribeGroups(_) => ApiKey::DescribeGroups,
+        KafkaRequest::ListGroups(_) => ApiKey::ListGroups,
+        KafkaRequest::DeleteGroups(_) => ApiKey::DeleteGroups,
     }
 }
 
 /// Hands `answers` to the exchange in reverse order (the core answers in any order) and
 /// returns the step that completes the round.
-fn answer(exchange: &mut Exchange, answers: Vec<Response>, now: Instant) -> Step {
+pub(super) fn answer(exchange: &mut Exchange, answers: Vec<Response>, now: Instant) -> Step {
     let count = answers.len();
     let mut last = None;
     for (index, response) in answers.into_iter().enumerate().rev() {
@@ -98,14 +108,14 @@ fn answer(exchange: &mut Exchange, answers: Vec<Response>, now: Instant) -> Step
     last.expect("the round completed")
 }
 
-fn respond(step: Step) -> KafkaResponse {
+pub(super) fn respond(step: Step) -> KafkaResponse {
     match step {
         Step::Respond(response) => response,
         other => panic!("expected an answer, got {other:?}"),
     }
 }
 
-fn requests_eq(actual: &[Request], expected: &[Request]) {
+pub(super) fn requests_eq(actual: &[Request], expected: &[Request]) {
     assert_eq!(format!("{actual:#?}"), format!("{expected:#?}"));
 }
 
@@ -710,7 +720,7 @@ fn sample_response(api_key: ApiKey, version: i16) -> KafkaResponse {
         ApiKey::IncrementalAlterConfigs => {
             KafkaRequest::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
-        other => panic!("{other:?} is not served"),
+        other => super::tests_groups::sample_group_body(other, version),
     };
     let (mut exchange, step) = Exchange::start(&broker(), &header(api_key, version), body, now);
     let Step::Ask(requests) = step else { return respond(step) };
@@ -722,6 +732,9 @@ fn sample_response(api_key: ApiKey, version: i16) -> KafkaResponse {
             Request::Fetch { .. } => fetched(batches(1)),
             Request::ListOffsets { .. } => {
                 Response::Offset { offset: 1, timestamp: -1, leader_epoch: 0 }
+            }
+            Request::FindCoordinator { .. } | Request::Group(_) | Request::ListGroups => {
+                super::tests_groups::sample_group_answer(request)
             }
             _ => Response::TopicChanged,
         })

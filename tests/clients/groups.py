@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Consumer groups with three independent clients, on one node (decision 0015).
+
+Steps and checks (every group consumes topic TOPIC, one partition, COUNT messages):
+  1. confluent-kafka (librdkafka): a consumer subscribes in group "cg-confluent", reads
+     the first HALF messages, commits them synchronously and closes; a second consumer in
+     the same group resumes at HALF exactly and reads the rest, at offsets HALF..COUNT-1;
+  2. kcat -G: a balanced consumer in group "cg-kcat" reads every message and exits at the
+     end (its auto-commit); a second `kcat -G` in the group resumes at COUNT and reads none;
+  3. kafka-python: a KafkaConsumer with group_id "cg-python" reads HALF, commits, closes;
+     a second one resumes at HALF and reads the rest;
+  4. kafka-python's admin client: every group is listed; each group's committed offset
+     is COUNT (OffsetFetch); a group with no member is deleted (DeleteGroups) and has no
+     offsets afterwards.
+
+With --check-only, only step 4's offset check runs (the run after a restart of the node):
+the committed offsets of the three groups must still be COUNT.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+
+from common import Deadline, check_reachable, fail, main_wrapper, require_module
+
+GROUPS = ["cg-confluent", "cg-kcat", "cg-python"]
+
+
+def produce(bootstrap, topic, count, timeout):
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    errors = []
+    for i in range(count):
+        producer.produce(topic, value=f"m-{i}".encode(), partition=0, on_delivery=lambda e, m: e and errors.append(e))
+    left = producer.flush(timeout)
+    if left or errors:
+        fail(f"produce: {left} messages not delivered, errors {errors[:3]}")
+
+
+def confluent_read(bootstrap, topic, group, limit, deadline):
+    """Offsets one confluent-kafka group member reads (at most `limit`), then commit."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    consumer.subscribe([topic])
+    offsets = []
+    idle_since = None
+    while len(offsets) < limit:
+        deadline.check(f"confluent-kafka group {group} to read {limit} messages (read {len(offsets)})")
+        message = consumer.poll(0.5)
+        if message is None:
+            # The end of the partition, after the group assigned it and nothing came.
+            if consumer.assignment() and idle_since is not None and time.monotonic() - idle_since > 3:
+                break
+            idle_since = idle_since or time.monotonic()
+            continue
+        idle_since = None
+        if message.error():
+            continue
+        offsets.append(message.offset())
+    if offsets:
+        consumer.commit(offsets=[TopicPartition(topic, 0, offsets[-1] + 1)], asynchronous=False)
+    consumer.close()
+    return offsets
+
+
+def kcat_read(bootstrap, topic, group, timeout):
+    # auto.offset.reset, not -o beginning: an explicit -o would override the committed offset.
+    cmd = ["kcat", "-b", bootstrap, "-G", group, "-X", "auto.offset.reset=earliest", "-e", "-f", "%o\\n", topic]
+    try:
+        res = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail(f"kcat -G {group} did not reach the end within {timeout:.0f} s")
+    if res.returncode != 0:
+        fail(f"kcat -G {group} exited {res.returncode}: {res.stderr.decode()[-400:]}")
+    return [int(line) for line in res.stdout.decode().split()]
+
+
+def python_read(bootstrap, topic, group, limit, timeout):
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(timeout * 1000),
+    )
+    offsets = []
+    for message in consumer:
+        offsets.append(message.offset)
+        if len(offsets) >= limit:
+            break
+    consumer.commit()
+    consumer.close()
+    return offsets
+
+
+def expect_run(what, offsets, start, end):
+    if offsets != list(range(start, end)):
+        fail(f"{what}: expected offsets {start}..{end - 1}, read {offsets[:5]}...{offsets[-5:]} ({len(offsets)})")
+
+
+def committed(admin, group, topic):
+    from kafka import TopicPartition
+
+    offsets = admin.list_group_offsets(group)
+    entry = offsets.get(group, {}).get(TopicPartition(topic, 0))
+    return None if entry is None else entry.offset
+
+
+def check_offsets(admin, topic, count, deadline):
+    # After a restart the coordinator may still be loading: retry within the bound.
+    while True:
+        try:
+            seen = {group: committed(admin, group, topic) for group in GROUPS}
+        except Exception as e:  # COORDINATOR_LOAD_IN_PROGRESS surfaces as an exception
+            seen = {"error": f"{type(e).__name__}: {e}"}
+        if all(seen.get(group) == count for group in GROUPS):
+            return
+        deadline.check(f"every group's committed offset to be {count} (seen {seen})")
+        time.sleep(0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
+    ap.add_argument("--topic", default="groups")
+    ap.add_argument("--count", type=int, default=40)
+    ap.add_argument("--timeout", type=float, default=60.0, help="bound for each step, seconds")
+    ap.add_argument("--check-only", action="store_true")
+    args = ap.parse_args()
+    require_module("confluent_kafka", "install it with: pip install -r tests/clients/requirements.txt")
+    require_module("kafka", "install it with: pip install -r tests/clients/requirements.txt")
+    if shutil.which("kcat") is None:
+        fail("kcat not installed")
+    from kafka.admin import KafkaAdminClient
+
+    check_reachable(args.bootstrap)
+    count, half = args.count, args.count // 2
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=int(args.timeout * 1000))
+    try:
+        if args.check_only:
+            check_offsets(admin, args.topic, count, Deadline(args.timeout))
+            return {"test": "groups", "checked_after_restart": GROUPS, "offset": count}
+        produce(args.bootstrap, args.topic, count, args.timeout)
+
+        first = confluent_read(args.bootstrap, args.topic, GROUPS[0], half, Deadline(args.timeout))
+        expect_run("confluent-kafka, first member", first, 0, half)
+        rest = confluent_read(args.bootstrap, args.topic, GROUPS[0], count, Deadline(args.timeout))
+        expect_run("confluent-kafka, second member (resumed)", rest, half, count)
+
+        expect_run("kcat -G, first run", kcat_read(args.bootstrap, args.topic, GROUPS[1], args.timeout), 0, count)
+        expect_run("kcat -G, second run (resumed)", kcat_read(args.bootstrap, args.topic, GROUPS[1], args.timeout), count, count)
+
+        first = python_read(args.bootstrap, args.topic, GROUPS[2], half, 10)
+        expect_run("kafka-python, first consumer", first, 0, half)
+        rest = python_read(args.bootstrap, args.topic, GROUPS[2], count, 10)
+        expect_run("kafka-python, second consumer (resumed)", rest, half, count)
+
+        listed = {group["group_id"] if isinstance(group, dict) else group[0] for group in admin.list_groups()}
+        if not set(GROUPS) <= listed:
+            fail(f"list_groups: expected {GROUPS} among {sorted(listed)}")
+        check_offsets(admin, args.topic, count, Deadline(args.timeout))
+
+        doomed = "cg-doomed"
+        python_read(args.bootstrap, args.topic, doomed, 1, 10)
+        result = admin.delete_groups([doomed])
+        if json.dumps(result, default=str).find("OK") < 0:
+            fail(f"delete_groups({doomed}) answered {result}")
+        if committed(admin, doomed, args.topic) is not None:
+            fail(f"{doomed} still has a committed offset after DeleteGroups")
+    finally:
+        admin.close()
+    return {"test": "groups", "groups": GROUPS, "count": count}
+
+
+if __name__ == "__main__":
+    main_wrapper(main)
