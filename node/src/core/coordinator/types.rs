@@ -218,7 +218,8 @@ impl CoordinatorError {
             CoordinatorError::GroupIdNotFound => 69,
             CoordinatorError::InvalidGroupId => 24,
             CoordinatorError::OffsetMetadataTooLarge => 12,
-            CoordinatorError::UnsupportedKeyType(_) => 35, // UNSUPPORTED_VERSION
+            // INVALID_REQUEST: a transactional producer fails at once rather than retrying.
+            CoordinatorError::UnsupportedKeyType(_) => 42,
         }
     }
 }

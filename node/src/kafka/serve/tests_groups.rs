@@ -351,3 +351,15 @@ pub(super) fn sample_group_answer(request: &Request) -> Response {
         CoordinatorRequest::Delete { .. } => CoordinatorResponse::Delete(Ok(())),
     })
 }
+
+#[test]
+fn find_coordinator_for_a_transaction_is_an_invalid_request() {
+    let now = Instant::now();
+    let request = FindCoordinatorRequest::default().with_key(text("tx")).with_key_type(1);
+    let (mut exchange, asks) = start(KafkaRequest::FindCoordinator(request), 1, now);
+    requests_eq(&asks, &[Request::FindCoordinator { key: "tx".into(), key_type: 1 }]);
+    let error = RequestError::Coordinator(CoordinatorError::UnsupportedKeyType(1));
+    let response = respond(answer(&mut exchange, vec![Response::Error(error)], now));
+    let KafkaResponse::FindCoordinator(response) = response else { panic!("{response:?}") };
+    assert_eq!((response.error_code, response.node_id), (42, BrokerId(-1)));
+}
