@@ -507,7 +507,8 @@ fn definitely_not_written(error: &RequestError) -> bool {
         | RequestError::NotLeader { .. }
         | RequestError::NodeNotReady
         | RequestError::ControllerTimeout
-        | RequestError::Controller { .. } => true,
+        | RequestError::Controller { .. }
+        | RequestError::TransactionsUnsupported => true,
         // NOT_LEADER_OR_FOLLOWER also answers producers whose batch was appended when the
         // leader lost its role, and the rest may follow an append: unknown.
         RequestError::Replica(ReplicaError::Log(error)) | RequestError::Log(error) => matches!(
@@ -519,7 +520,12 @@ fn definitely_not_written(error: &RequestError) -> bool {
                 | LogError::OffsetOutOfRange { .. }
         ),
         RequestError::Replica(error) => {
-            matches!(error, ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting)
+            matches!(
+                error,
+                ReplicaError::NotEnoughReplicas { .. }
+                    | ReplicaError::TooManyWaiting
+                    | ReplicaError::Producer(_)
+            )
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::CreatePartitions => v >= 2,
         ApiKey::IncrementalAlterConfigs => v >= 1,
         ApiKey::DescribeCluster => true,
+        ApiKey::InitProducerId => v >= 2,
         other => return Err(PreflightError::UnknownApi(other as i16)),
     };
     let mut w = Walker { buf: body, flexible };
@@ -72,6 +73,7 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::CreatePartitions => create_partitions(&mut w),
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs(&mut w),
         ApiKey::DescribeCluster => describe_cluster(&mut w, v),
+        ApiKey::InitProducerId => init_producer_id(&mut w, v),
         other => Err(PreflightError::UnknownApi(other as i16)),
     }
 }
@@ -403,6 +405,16 @@ fn describe_cluster(w: &mut Walker<'_>, v: i16) -> Walk {
     }
     if v >= 2 {
         w.int8()?; // include_fenced_brokers
+    }
+    w.tagged()
+}
+
+fn init_producer_id(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // transactional_id
+    w.int32()?; // transaction_timeout_ms
+    if v >= 3 {
+        w.int64()?; // producer_id
+        w.int16()?; // producer_epoch
     }
     w.tagged()
 }

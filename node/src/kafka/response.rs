@@ -9,8 +9,8 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
-    IncrementalAlterConfigsResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
-    ResponseHeader,
+    IncrementalAlterConfigsResponse, InitProducerIdResponse, ListOffsetsResponse, MetadataResponse,
+    ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -44,6 +44,8 @@ pub enum KafkaResponse {
     IncrementalAlterConfigs(IncrementalAlterConfigsResponse),
     /// DescribeCluster.
     DescribeCluster(DescribeClusterResponse),
+    /// InitProducerId.
+    InitProducerId(InitProducerIdResponse),
 }
 
 impl KafkaResponse {
@@ -61,6 +63,7 @@ impl KafkaResponse {
             KafkaResponse::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             KafkaResponse::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
             KafkaResponse::DescribeCluster(_) => ApiKey::DescribeCluster,
+            KafkaResponse::InitProducerId(_) => ApiKey::InitProducerId,
         }
     }
 
@@ -77,6 +80,7 @@ impl KafkaResponse {
             KafkaResponse::DescribeConfigs(body) => encode_body(body, out, version),
             KafkaResponse::IncrementalAlterConfigs(body) => encode_body(body, out, version),
             KafkaResponse::DescribeCluster(body) => encode_body(body, out, version),
+            KafkaResponse::InitProducerId(body) => encode_body(body, out, version),
         }
     }
 }

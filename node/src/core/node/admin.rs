@@ -109,7 +109,8 @@ impl Node {
             Request::Metadata { .. }
             | Request::Produce { .. }
             | Request::Fetch { .. }
-            | Request::ListOffsets { .. } => unreachable!("not a topic request"),
+            | Request::ListOffsets { .. }
+            | Request::InitProducerId { .. } => unreachable!("not a topic request"),
         };
         self.call(now, Purpose::Client { conn, id }, kind.into());
     }

@@ -51,6 +51,8 @@ pub(super) enum Purpose {
     Heartbeat,
     /// An ISR change one of this node's leaders proposed.
     AlterPartition { partition: PartitionId, leader_epoch: i32, partition_epoch: i32 },
+    /// A block of producer ids for InitProducerId.
+    ProducerIds,
 }
 
 /// Where the current attempt of a call went.
@@ -354,7 +356,9 @@ impl Node {
     /// Starts a call to the active controller.
     pub(super) fn call(&mut self, now: Instant, purpose: Purpose, request: ControllerRequest) {
         let deadline = match purpose {
-            Purpose::Client { .. } | Purpose::AutoCreate { .. } => Some(now + CLIENT_CALL_TIMEOUT),
+            Purpose::Client { .. } | Purpose::AutoCreate { .. } | Purpose::ProducerIds => {
+                Some(now + CLIENT_CALL_TIMEOUT)
+            }
             Purpose::Register => None,
             Purpose::Heartbeat => Some(now + self.config.cluster.broker_heartbeat_interval * 2),
             Purpose::AlterPartition { .. } => Some(now + ALTER_PARTITION_CALL_TIMEOUT),
@@ -513,6 +517,16 @@ impl Node {
                     self.alter_partition_failed(now, &partition, epochs, !moved_on);
                 }
             }
+            Purpose::ProducerIds => {
+                let block = match (response.reply, refused) {
+                    (Some(ReplyKind::ProducerIds(reply)), None) => {
+                        Ok((reply.first_id, reply.count))
+                    }
+                    (_, Some(error)) => Err(error),
+                    (_, None) => Err(RequestError::ControllerTimeout),
+                };
+                self.producer_ids_allocated(now, block);
+            }
         }
     }
 
@@ -527,6 +541,7 @@ impl Node {
                 let epochs = (leader_epoch, partition_epoch);
                 self.alter_partition_failed(now, &partition, epochs, false);
             }
+            Purpose::ProducerIds => self.producer_ids_allocated(now, Err(error)),
         }
     }
 

@@ -48,6 +48,7 @@
 mod admin;
 mod cluster;
 mod message;
+mod producer_ids;
 mod replicas;
 mod types;
 
@@ -204,6 +205,8 @@ pub struct Node {
     data_version: u64,
     /// Peers whose connections the transport saw close, not heard from since.
     peers_down: BTreeSet<NodeId>,
+    /// This broker's block of producer ids (InitProducerId).
+    producer_ids: producer_ids::ProducerIdBlock,
 }
 
 impl Node {
@@ -265,6 +268,7 @@ impl Node {
             shutting_down: false,
             data_version: 0,
             peers_down: BTreeSet::new(),
+            producer_ids: Default::default(),
         };
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
@@ -358,6 +362,10 @@ impl Node {
     /// node until [`Node::is_quiescent`].
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        // A producer state snapshot covering the whole log, so the restart replays nothing.
+        for (id, replica) in &mut self.replicas {
+            replica.snapshot_producers(&mut self.ops.replica(id));
+        }
         let unflushed = self.replicas.iter().filter(|(_, r)| r.needs_flush());
         let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
         self.flush_wanted.extend(ids);
@@ -390,6 +398,9 @@ impl Node {
             admin if !self.broker.started => self.wait_for_start(now, conn, id, admin),
             Request::Metadata { topics, auto_create } => {
                 self.metadata(now, conn, id, topics, auto_create)
+            }
+            Request::InitProducerId { transactional_id } => {
+                self.init_producer_id(now, conn, id, transactional_id)
             }
             admin => self.admin_request(now, conn, id, admin),
         }
@@ -594,6 +605,7 @@ impl Node {
         self.raft.invariants();
         self.image.invariants();
         self.controller.invariants();
+        self.producer_ids.invariants();
         assert!(
             self.image.last_applied() <= self.raft.applied_index(),
             "the image holds only what Raft reported"

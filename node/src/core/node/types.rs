@@ -182,6 +182,11 @@ pub enum Request {
         /// The leader epoch the client believes current (ListOffsets v4+).
         leader_epoch: Option<i32>,
     },
+    /// A producer id for an idempotent producer (InitProducerId), answered with epoch 0.
+    InitProducerId {
+        /// The producer's transactional id: Cairn has no transactions, so one is refused.
+        transactional_id: Option<Arc<str>>,
+    },
 }
 
 /// Why a request failed: each becomes a Kafka error code at the edge.
@@ -224,6 +229,12 @@ pub enum RequestError {
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A transactional producer asked for an id: Cairn implements idempotence without
+    /// transactions.
+    #[error(
+        "transactions are not supported: use an idempotent producer without a transactional.id"
+    )]
+    TransactionsUnsupported,
 }
 
 /// The node's answer to a request.
@@ -258,6 +269,13 @@ pub enum Response {
     },
     /// The request failed.
     Error(RequestError),
+    /// A producer id handed out (InitProducerId).
+    ProducerId {
+        /// The id.
+        producer_id: i64,
+        /// Its epoch: always 0 without transactions.
+        producer_epoch: i16,
+    },
 }
 
 /// What Metadata answers: the brokers, the active controller and the topics.

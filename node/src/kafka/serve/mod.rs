@@ -31,6 +31,7 @@ use crate::core::node::{NodeConfig, Request, Response, TopicConfig};
 mod admin;
 mod cluster;
 mod data;
+mod producer;
 #[cfg(test)]
 mod tests;
 
@@ -126,6 +127,7 @@ enum Call {
     CreatePartitions(admin::CreatePartitionsCall),
     DescribeConfigs(admin::DescribeConfigsCall),
     AlterConfigs(admin::AlterConfigsCall),
+    InitProducerId(producer::InitProducerIdCall),
     /// Answered without the core.
     Done,
 }
@@ -184,6 +186,10 @@ impl Exchange {
             KafkaRequest::IncrementalAlterConfigs(request) => {
                 let (call, step) = admin::AlterConfigsCall::start(request);
                 (Call::AlterConfigs(call), step)
+            }
+            KafkaRequest::InitProducerId(request) => {
+                let (call, step) = producer::InitProducerIdCall::start(request);
+                (Call::InitProducerId(call), step)
             }
         };
         let mut exchange = Exchange { call, answers: Vec::new(), missing: 0, stats };
@@ -266,6 +272,7 @@ impl Exchange {
             Call::CreatePartitions(call) => call.advance(answers),
             Call::DescribeConfigs(call) => call.advance(broker, answers),
             Call::AlterConfigs(call) => call.advance(answers),
+            Call::InitProducerId(call) => call.advance(answers),
             Call::Done => unreachable!("a finished exchange gets no answers"),
         }
     }
