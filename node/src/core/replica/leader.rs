@@ -178,6 +178,9 @@ impl Replica {
             // are answered under the condition the original's answer waits for (the HW for
             // acks=all), never earlier: the original may not be replicated yet.
             ProducerCheck::Duplicate { base_offset, last_offset } => {
+                tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                    producer_id = header.producer_id, sequence = header.base_sequence,
+                    base_offset, "a retried batch answered with its original offset");
                 Wait { token, base_offset, last_offset }
             }
         };

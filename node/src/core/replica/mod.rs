@@ -690,6 +690,10 @@ impl Replica {
         self.log.invariants();
         if self.log.is_ready() {
             assert!(self.high_watermark <= self.log.log_end_offset(), "HW beyond the LEO");
+            if self.producers.is_ready() {
+                let covered = self.producers.table.covered_end_offset();
+                assert!(covered <= self.log.log_end_offset(), "producer state beyond the LEO");
+            }
         }
         if let Some(state) = &self.state {
             for member in &state.isr {

@@ -295,6 +295,10 @@ impl Replica {
                 .and_then(|table| match table.covered_end_offset() == offset {
                     true => Ok(table),
                     false => Err("its covered offset is not its name's".to_string()),
+                })
+                .and_then(|table| match offset <= self.log.log_end_offset() {
+                    true => Ok(table),
+                    false => Err("it covers more than the log holds".to_string()),
                 }),
             Ok(_) => Err("not data".to_string()),
             Err(error) => Err(error.to_string()),
