@@ -120,6 +120,8 @@ impl Replica {
                 }
                 None => follower.phase = Phase::Fetch,
             },
+            // The producer state is being rebuilt: what is fetched could not be recorded.
+            Phase::Fetch if !self.producers.is_ready() => return progressed,
             Phase::Fetch => {
                 // Under `fsync` the leader counts only flushed offsets: fetch again once what
                 // was appended is durable, so the next fetch moves the HW (group commit keeps

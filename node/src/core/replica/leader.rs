@@ -166,7 +166,13 @@ impl Replica {
             validate_produced_batch(&batch, self.log.config().batch_bytes_max)
                 .map_err(LogError::from)?;
         }
-        let wait = match check? {
+        #[allow(unused_mut)]
+        let mut check = check?;
+        #[cfg(feature = "canary")]
+        if canary::is(Canary::IdempotenceNotDeduplicated) {
+            check = ProducerCheck::Append;
+        }
+        let wait = match check {
             ProducerCheck::Append => {
                 let info = self.log.append_as_leader(now, batch, epoch, out)?;
                 self.producers.table.appended(&header, info.base_offset);

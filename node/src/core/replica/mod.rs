@@ -487,7 +487,8 @@ impl Replica {
 
     /// Starts what the role wants done next; returns whether anything happened.
     /// A leader starts its epoch, and a follower fetches, only once the producer state is
-    /// rebuilt (module `producers`).
+    /// rebuilt (module `producers`); a follower reconciles meanwhile (a truncation restarts
+    /// the rebuild).
     fn step(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
         if self.timers.get(Timer::ProducerExpiry).is_none() {
             self.timers.set(Timer::ProducerExpiry, now + PRODUCER_ID_EXPIRATION_CHECK_INTERVAL);
@@ -496,8 +497,8 @@ impl Replica {
         progressed
             | match &self.role {
                 RoleState::Leader(_) => self.step_leader(now, out),
-                RoleState::Follower(_) if self.producers.is_ready() => self.step_follower(now, out),
-                RoleState::Follower(_) | RoleState::None => false,
+                RoleState::Follower(_) => self.step_follower(now, out),
+                RoleState::None => false,
             }
     }
 
