@@ -14,7 +14,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
-use crate::core::log::batch::{BATCH_HEADER_BYTES, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2};
+use crate::core::log::batch::{
+    BATCH_HEADER_BYTES, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2, read_varlong,
+};
 
 /// What a record is about: its key.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -198,19 +200,6 @@ fn put_varlong(out: &mut BytesMut, value: i64) {
         zigzag >>= 7;
     }
     out.put_u8(zigzag as u8);
-}
-
-fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let byte = *bytes.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    None
 }
 
 const OFFSET_CRC: usize = 17;

@@ -372,7 +372,7 @@ impl Iterator for BatchScan<'_> {
 }
 
 /// Reads a zigzag varint (Kafka's `varint`/`varlong`) at `*pos`.
-fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_varlong(bytes: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     for shift in (0..70).step_by(7) {
         let byte = *bytes.get(*pos)?;
