@@ -250,7 +250,8 @@ impl Driver {
     }
 
     /// Copies the committed offsets of the groups this node coordinates, with their lag where
-    /// it leads the partition, into the metrics, at most once per
+    /// it leads the partition, and the high watermarks of the partitions it leads into the
+    /// metrics, at most once per
     /// [`super::http::GROUP_METRICS_INTERVAL`] (the HTTP task cannot read the node).
     fn publish_group_offsets(&mut self) {
         let now = tokio::time::Instant::now();
@@ -260,6 +261,7 @@ impl Driver {
         }
         self.groups_published = Some(now);
         self.metrics.set_group_offsets(self.node.group_offsets());
+        self.metrics.set_high_watermarks(self.node.led_high_watermarks());
     }
 
     /// Drains the node's outputs: disk ops are gathered for the executor, replies go to

@@ -45,6 +45,10 @@ pub struct Metrics {
     /// The committed offsets of the groups this node coordinates, as the driver last
     /// copied them (every [`GROUP_METRICS_INTERVAL`]).
     pub groups: std::sync::Mutex<Vec<crate::core::node::GroupOffset>>,
+    /// The high watermark of every partition this node leads, copied with `groups`: with
+    /// the committed offsets of every coordinator it gives every group's lag, cluster-wide
+    /// (docs/operations.md, Consumer groups).
+    pub high_watermarks: std::sync::Mutex<Vec<(crate::core::node::PartitionId, u64)>>,
 }
 
 /// How often the driver copies the groups' committed offsets into the metrics.
@@ -84,7 +88,13 @@ impl Metrics {
             peers.render(&mut out);
         }
         self.render_groups(&mut out);
+        self.render_high_watermarks(&mut out);
         out
+    }
+
+    /// Replaces the high watermarks shown, one per partition this node leads.
+    pub fn set_high_watermarks(&self, hws: Vec<(crate::core::node::PartitionId, u64)>) {
+        *self.high_watermarks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = hws;
     }
 
     /// Replaces the groups' committed offsets shown.
@@ -120,13 +130,36 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    fn render_high_watermarks(&self, out: &mut String) {
+        let hws = self.high_watermarks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = write!(
+            out,
+            "# HELP cairn_partition_high_watermark High watermark of a partition this node \
+             leads.\n# TYPE cairn_partition_high_watermark gauge\n"
+        );
+        for (partition, hw) in hws.iter() {
+            let topic = escape_label(&partition.topic);
+            let index = partition.partition;
+            let _ = writeln!(
+                out,
+                "cairn_partition_high_watermark{{topic=\"{topic}\",partition=\"{index}\"}} {hw}"
+            );
+        }
+    }
+}
+
+/// `text` escaped as a label value of the Prometheus text format.
+fn escape_label(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// The labels of one committed offset, escaped as the Prometheus text format asks.
 fn group_labels(offset: &crate::core::node::GroupOffset) -> String {
-    let escape = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
     format!(
         "group=\"{}\",topic=\"{}\",partition=\"{}\"",
-        escape(&offset.group),
-        escape(&offset.partition.topic),
+        escape_label(&offset.group),
+        escape_label(&offset.partition.topic),
         offset.partition.partition
     )
 }
@@ -248,6 +281,10 @@ mod tests {
             body.contains("cairn_group_lag{group=\"g\\\"1\",topic=\"t\",partition=\"2\"} 12\n")
         );
         assert!(!body.contains("cairn_group_lag{group=\"h\""), "no lag where the HW is unknown");
+        metrics.set_high_watermarks(vec![(crate::core::node::PartitionId::new("t", 0), 19)]);
+        let body = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
+        let hw = "cairn_partition_high_watermark{topic=\"t\",partition=\"0\"} 19\n";
+        assert!(body.contains(hw), "{body}");
         assert!(get(addr, "GET /nope HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
         assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 405"));
         // A head that never ends is cut at the limit and answered, not read forever.

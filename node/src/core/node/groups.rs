@@ -75,6 +75,15 @@ impl Node {
             .collect()
     }
 
+    /// The high watermark of every partition this node leads, for metrics: with the
+    /// coordinators' committed offsets it gives every group's lag in a cluster.
+    pub fn led_high_watermarks(&self) -> Vec<(PartitionId, u64)> {
+        (self.replicas.iter())
+            .filter(|(_, replica)| replica.role() == Role::Leader)
+            .map(|(id, replica)| (id.clone(), replica.high_watermark()))
+            .collect()
+    }
+
     /// FindCoordinator, a coordinator request, or ListGroups.
     pub(super) fn group_request(
         &mut self,
