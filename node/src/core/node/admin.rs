@@ -112,8 +112,7 @@ impl Node {
             | Request::ListOffsets { .. }
             | Request::FindCoordinator { .. }
             | Request::Group(_)
-            | Request::ListGroups
-            | Request::InitProducerId { .. } => unreachable!("not a topic request"),
+            | Request::ListGroups => unreachable!("not a topic request"),
         };
         self.call(now, Purpose::Client { conn, id }, kind.into());
     }
