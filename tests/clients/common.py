@@ -119,5 +119,19 @@ def create_topic_confluent(bootstrap, topic, partitions, config=None, timeout=30
         time.sleep(0.2)
 
 
+def produce_acked(bootstrap, messages, timeout):
+    """Produces `messages` ((topic, partition, value bytes) each) with confluent-kafka and
+    acks=all, and fails unless every one was acknowledged within `timeout` seconds."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    errors = []
+    for topic, partition, value in messages:
+        producer.produce(topic, value=value, partition=partition, on_delivery=lambda e, m: e and errors.append(e))
+    left = producer.flush(timeout)
+    if left or errors:
+        fail(f"produce: {left} messages not acknowledged, errors {errors[:3]}")
+
+
 def env_flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")

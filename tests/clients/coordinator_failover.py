@@ -14,7 +14,7 @@
 import argparse
 import time
 
-from common import Deadline, check_reachable, fail, main_wrapper, require_module, wait_future
+from common import Deadline, check_reachable, fail, main_wrapper, produce_acked, require_module, wait_future
 
 PARTITIONS = 3
 GROUP = "cg-failover"
@@ -28,15 +28,8 @@ def java_hash(text):
 
 
 def produce(bootstrap, topic, start, count, timeout):
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    errors = []
-    for i in range(start, start + count):
-        value = f"v-{i}".encode()
-        producer.produce(topic, value=value, partition=i % PARTITIONS, on_delivery=lambda e, m: e and errors.append(e))
-    if producer.flush(timeout) or errors:
-        fail(f"produce: not every message was acknowledged ({errors[:3]})")
+    messages = ((topic, i % PARTITIONS, f"v-{i}".encode()) for i in range(start, start + count))
+    produce_acked(bootstrap, messages, timeout)
 
 
 def consume(bootstrap, topic, want, deadline):

@@ -15,7 +15,7 @@ import argparse
 import threading
 import time
 
-from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, require_module
+from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, produce_acked, require_module
 
 PARTITIONS = 6
 
@@ -78,15 +78,8 @@ class Member:
 
 
 def produce(bootstrap, topic, count, timeout, start=0):
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    errors = []
-    for i in range(start, start + count):
-        value = f"v-{i}".encode()
-        producer.produce(topic, value=value, partition=i % PARTITIONS, on_delivery=lambda e, m: e and errors.append(e))
-    if producer.flush(timeout) or errors:
-        fail(f"produce: not every message was acknowledged ({errors[:3]})")
+    messages = ((topic, i % PARTITIONS, f"v-{i}".encode()) for i in range(start, start + count))
+    produce_acked(bootstrap, messages, timeout)
 
 
 def wait_for(what, deadline, condition):

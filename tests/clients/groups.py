@@ -23,21 +23,13 @@ import shutil
 import subprocess
 import time
 
-from common import Deadline, check_reachable, fail, main_wrapper, require_module
+from common import Deadline, check_reachable, fail, main_wrapper, produce_acked, require_module
 
 GROUPS = ["cg-confluent", "cg-kcat", "cg-python"]
 
 
 def produce(bootstrap, topic, count, timeout):
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    errors = []
-    for i in range(count):
-        producer.produce(topic, value=f"m-{i}".encode(), partition=0, on_delivery=lambda e, m: e and errors.append(e))
-    left = producer.flush(timeout)
-    if left or errors:
-        fail(f"produce: {left} messages not delivered, errors {errors[:3]}")
+    produce_acked(bootstrap, ((topic, 0, f"m-{i}".encode()) for i in range(count)), timeout)
 
 
 def confluent_read(bootstrap, topic, group, limit, deadline):
