@@ -425,6 +425,14 @@ impl World {
             {
                 self.coverage.isr_shrinks += u64::from(isr < size);
                 self.coverage.isr_expands += u64::from(isr > size);
+                if isr < size {
+                    // A shrink the leader proposed before its own log failed may commit
+                    // after the log recovered: the loss rule is asked with the new ISR.
+                    ask_loss_rule.push(index);
+                }
+            } else {
+                // A new epoch (the loss rule is asked with the ISR it was elected from).
+                ask_loss_rule.push(index);
             }
             seen.leading = Some((epoch, hw, isr));
         }
@@ -496,15 +504,16 @@ impl World {
     }
 
     /// Whether workload partition `part` lost every in-sync copy: the active controller's
-    /// image shows it with an empty ISR (its last member was wiped), or with every member on
-    /// a node that refuses to serve (its metadata unreadable: only the unrecoverable atlas
+    /// image shows it with an empty ISR and ELR (its last member was wiped), or with every
+    /// member of both on a node that refuses to serve (its metadata unreadable: only the unrecoverable atlas
     /// does that), and only an unclean election could bring it back.
     pub(crate) fn partition_lost(&self, part: usize) -> bool {
         let id = &self.work.parts[part].id;
         let Some(controller) = self.controller() else { return false };
         let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
         image_partition(core, id).is_some_and(|state| {
-            state.isr.iter().all(|member| self.node_failed(*member as u32 - 1))
+            let mut eligible = state.isr.iter().chain(&state.elr);
+            eligible.all(|member| self.node_failed(*member as u32 - 1))
         })
     }
 

@@ -380,6 +380,11 @@ impl Replica {
         if let RoleState::Follower(follower) = &mut self.role {
             follower.leader_high_watermark = Some(response.high_watermark);
         }
+        // Its log agrees with the leader's, up to at least what the leader's HW covers: it
+        // holds every record a HW counted again, whatever its log lost.
+        if self.log.log_end_offset() >= response.high_watermark {
+            self.lost_tail = false;
+        }
     }
 }
 

@@ -121,6 +121,13 @@ pub struct Replica {
     /// Whether the log failed in this process and has not recovered since: its recovery
     /// then follows a loss (a log's first recovery, at start, does not).
     failed: bool,
+    /// Under `replicate`: the log failed in this process, losing its unsynced tail, and the
+    /// replica has not since fetched its way up to a leader's HW. It may lack records a HW
+    /// covered, so no committed state may count on it ([`Replica::act_on_lost_tail`]).
+    lost_tail: bool,
+    /// Whether it resigned a leadership over `lost_tail` (or its log failed while leading,
+    /// which resigns too) and has not followed since: elected again, nobody better was.
+    resigned_over_loss: bool,
     reads: HashMap<u64, ReadFor>,
     next_read_token: u64,
     next_correlation_id: u64,
@@ -147,6 +154,8 @@ impl Replica {
             high_watermark: 0,
             truncating: false,
             failed: false,
+            lost_tail: false,
+            resigned_over_loss: false,
             reads: HashMap::new(),
             next_read_token: 0,
             next_correlation_id: 0,
@@ -291,6 +300,7 @@ impl Replica {
         } else if matches!(self.role, RoleState::Leader(_)) {
             self.leader_isr_changed(now, out);
         }
+        self.act_on_lost_tail(new_epoch);
         self.after_input(now, out);
     }
 
@@ -496,6 +506,11 @@ impl Replica {
 
     fn log_failed(&mut self, now: Instant, error: LogError) {
         self.failed = true;
+        if self.config.durability == Durability::Replicate {
+            self.lost_tail = true;
+            // A leader resigns the epoch its log failed in (`suspend_leadership`).
+            self.resigned_over_loss |= matches!(self.role, RoleState::Leader(_));
+        }
         self.suspend_leadership(&error);
         if let RoleState::Follower(follower) = &mut self.role {
             follower.reset();
@@ -540,6 +555,44 @@ impl Replica {
             new_isr: state.isr.iter().copied().filter(|id| *id != me).collect(),
             resign: true,
         });
+    }
+
+    /// Keeps committed states from counting on a replica that lost its unsynced tail
+    /// (`lost_tail`), after state `new_epoch` (or the same epoch's new ISR) was applied:
+    /// - a follower named in the ISR asks to leave it: the leader may have proposed it on a
+    ///   fetch from before the failure, whose answer came after it;
+    /// - a new leader resigns the epoch, once: another ISR or ELR member may hold what it
+    ///   lost, and the controller then elects it, or waits offline for an ELR member to come
+    ///   back. Elected again after that, nobody else was eligible, and it leads (a loss is
+    ///   then every ISR member's, the `replicate` contract of design §3).
+    ///
+    /// The flag clears when, as a follower, it holds a leader's HW again (`fetched`).
+    fn act_on_lost_tail(&mut self, new_epoch: bool) {
+        let me = self.config.node_id;
+        let Some(state) = &self.state else { return };
+        match &mut self.role {
+            RoleState::Follower(_) => {
+                self.resigned_over_loss = false;
+                if self.lost_tail && !self.failed {
+                    self.leave_isr_after_loss();
+                }
+            }
+            RoleState::Leader(leader) if new_epoch && self.lost_tail => {
+                // The controller knows who else is eligible (the ELR too): it decides.
+                let others = state.replicas.iter().any(|id| *id != me);
+                if others && !self.resigned_over_loss {
+                    tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                        epoch = state.leader_epoch,
+                        "elected after losing unsynced records: resigning for an eligible replica");
+                    leader.suspended_epoch = Some(state.leader_epoch);
+                    self.resigned_over_loss = true;
+                } else {
+                    self.lost_tail = false;
+                    self.resigned_over_loss = false;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// A leader stops leading its epoch over `error`: producers waiting on it get the error;

@@ -770,3 +770,65 @@ fn follower_whose_log_failed_recovers_and_catches_up() {
     assert_eq!(values(&c, 2), [v("a"), v("b")]);
     assert_eq!(c.replica(2).high_watermark(), 2);
 }
+
+/// Under `replicate`: node 2's sync fails and its unsynced tail ("a", "b") is gone, while it
+/// cannot reach the leader to fetch it again.
+fn follower_2_loses_its_tail(c: &mut Cluster) {
+    c.produce(0, Acks::All, b"a");
+    c.produce(0, Acks::All, b"b");
+    assert_eq!(values(c, 2), [v("a"), v("b")]);
+    c.auto_alter = false;
+    c.cut.extend([(NodeId(0), NodeId(2)), (NodeId(2), NodeId(0))]);
+    let node = c.node(2);
+    // Its first flush persists the epoch cache, then syncs the segment: that sync fails.
+    node.disk.syncs_before_failure = Some(1);
+    node.replica.flush(&mut node.queue);
+    c.pump();
+    c.node(2).disk.crash();
+    c.advance_by(Duration::from_millis(1_500), Duration::from_millis(100));
+    assert!(c.replica(2).log().is_ready(), "recovered");
+    assert_eq!(c.replica(2).log().log_end_offset(), 0, "its tail is gone");
+}
+
+#[test]
+fn a_replica_elected_after_losing_its_tail_resigns_for_one_that_holds_it() {
+    let mut c = three(REPLICATE, 1);
+    follower_2_loses_its_tail(&mut c);
+    // Its request to leave the ISR is not committed yet when the leader dies, and the
+    // controller elects it: it resigns at once instead of leading with less than the HW.
+    c.crash(0);
+    c.elect(2, &[1, 2]);
+    let epoch = c.state.leader_epoch;
+    let token = c.produce(2, Acks::All, b"c");
+    assert_eq!(error_of(&c, token), &ReplicaError::LeadershipSuspended { leader_epoch: epoch });
+    let (from, leader_epoch, partition_epoch, _) = c.alters.last().cloned().expect("resigned");
+    assert_eq!((from, leader_epoch), (NodeId(2), epoch));
+    // The controller elects node 1, which holds "a" and "b"; node 2 fetches them back...
+    c.answer_resign(from, leader_epoch, partition_epoch);
+    assert_eq!((c.state.leader, c.state.isr.clone()), (Some(NodeId(1)), vec![NodeId(1)]));
+    c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));
+    assert_eq!(values(&c, 2), [v("a"), v("b")]);
+    // ...and having held the HW again, it leads when elected, without resigning.
+    c.auto_alter = true;
+    c.elect(2, &[1, 2]);
+    let token = c.produce(2, Acks::All, b"c");
+    assert_eq!(produced(&c, token), Some(2));
+}
+
+#[test]
+fn the_last_isr_member_after_losing_its_tail_resigns_once_then_leads() {
+    let mut c = three(REPLICATE, 1);
+    follower_2_loses_its_tail(&mut c);
+    // The others are gone and it is the only ISR member: it resigns once, in case the
+    // controller knows an eligible replica; re-elected, nobody was, and it leads.
+    c.crash(0);
+    c.crash(1);
+    c.auto_alter = true;
+    c.elect(2, &[2]);
+    let resigned = |c: &Cluster, epoch| c.alters.iter().filter(|a| a.1 == epoch).count();
+    assert_eq!(resigned(&c, 1), 1);
+    assert_eq!((c.state.leader, c.state.leader_epoch), (Some(NodeId(2)), 2));
+    assert_eq!(resigned(&c, 2), 0);
+    let token = c.produce(2, Acks::All, b"c");
+    assert_eq!(produced(&c, token), Some(0));
+}
