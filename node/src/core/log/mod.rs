@@ -21,8 +21,9 @@
 //!   offset, across segments too.
 //! - Bytes are stored exactly as they came; only `baseOffset` and `partitionLeaderEpoch` of a
 //!   produced batch are patched, and the CRC-32C does not cover them.
-//! - Nothing is reported flushed before the `Sync` that covers it completed; a failed write or
-//!   sync fails the log (fsyncgate) until [`recover`](PartitionLog::recover) re-reads the disk.
+//! - Nothing is reported flushed before the `Sync` that covers it completed (nor a restart's
+//!   new log start before its segment was created); a failed write or sync fails the log
+//!   (fsyncgate) until [`recover`](PartitionLog::recover) re-reads the disk.
 //! - A batch read from disk is returned only after its CRC-32C checked out; a damaged batch is
 //!   never returned.
 //! - Layout of the directory: `<base>.log` segments, `<base>.index` beside each sealed one,

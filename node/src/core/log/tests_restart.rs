@@ -23,11 +23,7 @@ fn empty_log(queue: &mut OpQueue) -> PartitionLog {
 /// Answers every queued op with `answer` (a listing is always empty: the directory as a
 /// disk holds it once every file was removed), in order; returns the highest flushed offset
 /// the log reported along the way.
-fn run(
-    log: &mut PartitionLog,
-    queue: &mut OpQueue,
-    answer: impl Fn(&DiskOp) -> DiskResult,
-) -> u64 {
+fn run(log: &mut PartitionLog, queue: &mut OpQueue, answer: impl Fn(&DiskOp) -> DiskResult) -> u64 {
     let mut max_flushed = log.flushed_offset();
     while let Some((id, op)) = queue.pop() {
         let result = match op {
@@ -75,10 +71,10 @@ fn a_restart_ends_once_its_new_segment_is_created() {
     assert_eq!(refused.unwrap_err(), LogError::Truncating, "appends wait for the restart");
     assert!(events(&mut log).is_empty(), "not truncated before the create completed");
     run(&mut log, &mut queue, |_| Ok(DiskOk::Done));
-    assert_eq!(events(&mut log), vec![
-        LogEvent::Truncated { offset: 70 },
-        LogEvent::Flushed { offset: 70 }
-    ]);
+    assert_eq!(
+        events(&mut log),
+        vec![LogEvent::Truncated { offset: 70 }, LogEvent::Flushed { offset: 70 }]
+    );
     assert_eq!(log.flushed_offset(), 70);
     assert_eq!(log.append_as_leader(T0, batch, 1, &mut queue).unwrap().base_offset, 70);
 }
