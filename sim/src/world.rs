@@ -605,7 +605,12 @@ impl World {
                 // A follower truncating its divergent tail (KIP-101) may take back what it
                 // had flushed, even what an earlier life flushed (a running log's end goes
                 // back only by truncation): the checks then start again from the truncated log.
-                if watch.was_ready && log.log_end_offset() < watch.max_flushed {
+                // So does a follower restarting its log at its leader's log start
+                // (`truncate_fully_and_start_at`): it drops the whole log, and until the new
+                // start is durable the core counts nothing flushed, the one time the flushed
+                // offset is below the log start.
+                let restarting = log.flushed_offset() < log.log_start_offset();
+                if watch.was_ready && (log.log_end_offset() < watch.max_flushed || restarting) {
                     watch.last_flushed = None;
                     watch.max_flushed = log.flushed_offset();
                 }

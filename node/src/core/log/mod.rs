@@ -21,8 +21,9 @@
 //!   offset, across segments too.
 //! - Bytes are stored exactly as they came; only `baseOffset` and `partitionLeaderEpoch` of a
 //!   produced batch are patched, and the CRC-32C does not cover them.
-//! - Nothing is reported flushed before the `Sync` that covers it completed; a failed write or
-//!   sync fails the log (fsyncgate) until [`recover`](PartitionLog::recover) re-reads the disk.
+//! - Nothing is reported flushed before the `Sync` that covers it completed (nor a restart's
+//!   new log start before its segment was created); a failed write or sync fails the log
+//!   (fsyncgate) until [`recover`](PartitionLog::recover) re-reads the disk.
 //! - A batch read from disk is returned only after its CRC-32C checked out; a damaged batch is
 //!   never returned.
 //! - Layout of the directory: `<base>.log` segments, `<base>.index` beside each sealed one,
@@ -37,6 +38,8 @@ pub mod harness;
 mod read;
 mod recovery;
 pub mod segment;
+#[cfg(test)]
+mod tests_restart;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -298,7 +301,7 @@ enum Phase {
 enum Pending {
     /// A write the log depends on; its failure fails the log.
     Data,
-    /// A sync (or rename) that makes offsets durable; see `SyncWait`.
+    /// A sync (or rename, or a restart's create) that makes offsets durable; see `SyncWait`.
     Sync,
     /// Index files and removals: rebuilt or redone at recovery, so failures only count.
     Housekeeping,
@@ -321,6 +324,9 @@ struct SyncWait {
     then_rename: Option<(FileName, FileName)>,
     /// Whether this wait ends with a new epoch checkpoint installed.
     installs_checkpoint: bool,
+    /// For the `Create` of the segment a restart (`truncate_fully_and_start_at`) begins the
+    /// log with: once it is done the new start is durable and the restart is over.
+    ends_restart: bool,
 }
 
 /// One partition's log. See the module documentation.
@@ -694,6 +700,7 @@ impl PartitionLog {
             done: false,
             then_rename: None,
             installs_checkpoint: false,
+            ends_restart: false,
         });
         self.sync_issued_offset = self.sync_issued_offset.max(target);
     }
@@ -754,6 +761,11 @@ impl PartitionLog {
         while self.syncs.front().is_some_and(|wait| wait.done) {
             let wait = self.syncs.pop_front().expect("checked");
             self.flushed_offset = self.flushed_offset.max(wait.target.min(self.log_end_offset));
+            if wait.ends_restart {
+                // The new segment is on disk (and, ops running in order, the old ones gone).
+                self.truncating = false;
+                self.events.push_back(LogEvent::Truncated { offset: self.log_end_offset });
+            }
         }
         // An index makes recovery trust the epoch checkpoint for its segment: write none while
         // an epoch change is not yet on disk.
@@ -806,7 +818,14 @@ impl PartitionLog {
     }
 
     /// Empties the log and restarts it at `offset` (a follower whose leader no longer holds
-    /// anything the follower has).
+    /// anything the follower has). Like a truncation, it is under way until
+    /// [`LogEvent::Truncated`] reports it: appends are refused until then.
+    ///
+    /// The old segments' removals run before the new segment's create, and each is durable
+    /// once done: until the create completed, a crash or a failed create (a full disk) may
+    /// leave no segment at all, and recovery would start the log at 0. So nothing counts as
+    /// flushed meanwhile (the flushed offset is 0, below the new log start: the one state in
+    /// which it may be), and the restart ends when the create completes.
     pub fn truncate_fully_and_start_at(
         &mut self,
         now: Instant,
@@ -819,16 +838,26 @@ impl PartitionLog {
         }
         let segment = Segment::new(&self.dir, offset, now);
         let id = out.submit(DiskOp::Create { file: segment.log_file.clone() });
-        self.pending.insert(id, Pending::Data);
         self.segments.push_back(segment);
         self.log_start_offset = offset;
         self.log_end_offset = offset;
-        self.reset_flushed_to(offset);
+        // What earlier syncs cover is gone with the old segments.
+        self.flushed_offset = 0;
+        self.syncs.iter_mut().for_each(|wait| wait.target = 0);
+        self.sealed_indexes.clear();
+        self.sync_issued_offset = 0;
+        self.track_sync(id, offset);
+        self.syncs.back_mut().expect("just queued").ends_restart = true;
+        self.truncating = true;
         self.epochs = LeaderEpochCache::default();
         self.epochs_dirty = true;
-        self.events.push_back(LogEvent::Truncated { offset });
         self.invariants();
         Ok(())
+    }
+
+    /// Whether a restart waits for its new segment to be on disk.
+    fn restarting(&self) -> bool {
+        self.syncs.iter().any(|wait| wait.ends_restart)
     }
 
     fn remove_segment_files(
@@ -1032,7 +1061,11 @@ impl PartitionLog {
         let last = self.segments.back().expect("a ready log has a segment");
         assert_eq!(first.base_offset, self.log_start_offset, "log start is the first segment");
         assert_eq!(last.next_offset, self.log_end_offset, "log end is the active segment's end");
-        assert!(self.log_start_offset <= self.flushed_offset, "flushed below the log start");
+        assert!(
+            self.log_start_offset <= self.flushed_offset
+                || (self.flushed_offset == 0 && self.restarting()),
+            "flushed below the log start"
+        );
         assert!(self.flushed_offset <= self.log_end_offset, "flushed beyond the log end");
         assert!(!last.sealed, "the active segment is not sealed");
         // Pairs without collecting them: this runs after every input (docs/simulator.md, Speed).

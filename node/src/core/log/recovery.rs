@@ -393,6 +393,7 @@ impl PartitionLog {
             done: false,
             then_rename: None,
             installs_checkpoint: false,
+            ends_restart: false,
         });
         recovery.scanned_syncs.push((id, segment.base_offset));
         recovery.scanned_ranges.push((segment.base_offset, segment.next_offset));
