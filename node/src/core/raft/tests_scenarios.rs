@@ -14,7 +14,7 @@ use super::{
     EntryKind, ProposeError, Raft, RaftConfig, RaftEvent, RaftFatal, Role, TransferError,
     segment_file,
 };
-use crate::core::io::{DiskDriver, NodeId};
+use crate::core::io::{DiskDriver, DiskOk, DiskOp, FileName, NodeId};
 use crate::core::log::OpQueue;
 use crate::core::time::Instant;
 
@@ -314,6 +314,26 @@ fn a_bit_flipped_in_transit_does_not_cut_the_log() {
     cluster.start(1);
     assert!(cluster.raft(1).last_index() < last, "cut at the damage");
     assert!(cluster.raft(1).is_ready());
+}
+
+#[test]
+fn two_different_bit_flips_in_one_frame_do_not_cut_the_log() {
+    let mut cluster = Cluster::new(1, 0, 37);
+    for _ in 0..3 {
+        commit_one(&mut cluster);
+    }
+    let last = cluster.raft(1).last_index();
+    cluster.crash(1);
+    let disk = &mut cluster.member_mut(1).disk;
+    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let read = DiskOp::Read { file: FileName::new(segment.as_str()), pos: 0, len: 1 << 20 };
+    let Ok(DiskOk::Data(bytes)) = disk.execute(read) else { panic!("the segment reads") };
+    // Two bits of one byte in the middle: the same frame fails on both reads, at the same
+    // place, but with different bytes, so neither read is believed.
+    let middle = bytes.len() / 2 * 8;
+    disk.flip_bits.insert(segment, vec![middle, middle + 3]);
+    cluster.start(1);
+    assert_eq!(cluster.raft(1).last_index(), last, "nothing cut");
 }
 
 #[test]
