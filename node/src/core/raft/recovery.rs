@@ -1,15 +1,16 @@
 //! Recovery at start: list `raft/`, read the bootstrap record, the newest snapshot and the
 //! newest log segment, verify every frame, and rebuild memory.
 //!
-//! Reads may return corrupt bytes. Damage is believed only when two reads in a row return
-//! the same damaged bytes: the same place is not enough, since the bootstrap record and a
-//! snapshot are one frame each, so every damage in them is at byte 0 (a bit flipped on the
-//! way is gone on the next read, one on the medium is not), as the topic store does. A
-//! damaged tail of the segment is then cut (a write torn by a crash, never acknowledged
-//! since it was never synced); a damaged bootstrap record, snapshot or segment header stops
-//! Raft ([`RaftFatal::Corrupt`]): corrupt data is never applied. Reads of the bootstrap
-//! record or a snapshot that never agree are a failing disk ([`RaftFatal::Storage`]), not
-//! corruption; a segment is cut where the last of them saw damage.
+//! Reads may return corrupt bytes. Damage is believed only when reads in a row return the
+//! same damaged bytes (a bit flipped on the way is gone on the next read, one on the medium
+//! is not), as the topic store does. The same place is not enough: the bootstrap record and
+//! a snapshot are one frame each, so every damage in them is at byte 0. A damaged tail of the
+//! segment, seen twice, is then cut (a write torn by a crash, never acknowledged since it was
+//! never synced); a damaged bootstrap record or snapshot, seen three times, or a damaged
+//! segment header stops Raft ([`RaftFatal::Corrupt`]): corrupt data is never applied. Reads
+//! of the bootstrap record or a snapshot that never agree are a failing disk
+//! ([`RaftFatal::Storage`]), not corruption; a segment is cut where the last of them saw
+//! damage.
 //!
 //! Damage on the medium inside synced frames cannot be told from a torn tail, so it is cut
 //! the same way, and the entries after it, acknowledged once, are gone from this node: the
@@ -32,6 +33,15 @@ use crate::core::limits::{
 use crate::core::log::DiskQueue;
 
 const BOOTSTRAP_BYTES_MAX: u64 = 1 << 20;
+
+/// Reads in a row that must return the same damage of the segment before it is believed: its
+/// damaged tail is cut, and the leader sends the entries again.
+const SEGMENT_READS_AGREEING: u8 = 2;
+/// The same for the bootstrap record and a snapshot, whose damage stops the node for good.
+/// Two bits flipped on the way land on the same bit of a small file often enough to matter
+/// (one pair of flipped reads in 392 for a 49-byte bootstrap record); three almost never.
+const ONE_FRAME_READS_AGREEING: u8 = 3;
+const _: () = assert!(ONE_FRAME_READS_AGREEING <= RECOVERY_READ_RETRIES_MAX + 1);
 
 /// What recovery found.
 #[derive(Debug)]
@@ -76,7 +86,8 @@ pub struct Recovery {
     step: Step,
     op: OpId,
     attempts: u8,
-    last_damage: Option<Damage>,
+    /// The damage the last read showed, and how many reads in a row showed it.
+    last_damage: Option<(Damage, u8)>,
     bootstrap: Option<BootstrapRecord>,
     snapshot_entry: Option<(u64, u64)>,
     snapshot: Option<SnapshotRecord>,
@@ -175,15 +186,20 @@ impl Recovery {
         Progress::Pending
     }
 
-    /// What to make of a read of the current file that showed `damage`.
-    fn judge(&mut self, damage: Damage) -> Verdict {
-        if self.last_damage == Some(damage) {
+    /// What to make of a read of the current file that showed `damage`: it is believed once
+    /// `needed` reads in a row showed it.
+    fn judge(&mut self, damage: Damage, needed: u8) -> Verdict {
+        let seen = match self.last_damage {
+            Some((last, seen)) if last == damage => seen + 1,
+            _ => 1,
+        };
+        if seen >= needed {
             return Verdict::Confirmed;
         }
         if self.attempts >= RECOVERY_READ_RETRIES_MAX {
             return Verdict::Unconfirmed;
         }
-        self.last_damage = Some(damage);
+        self.last_damage = Some((damage, seen));
         self.attempts += 1;
         Verdict::ReadAgain
     }
@@ -255,7 +271,7 @@ impl Recovery {
             }
             Err(error) => error.to_string(),
         };
-        match self.judge(Damage::of(bytes, 0)) {
+        match self.judge(Damage::of(bytes, 0), ONE_FRAME_READS_AGREEING) {
             Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
@@ -278,7 +294,7 @@ impl Recovery {
             Ok((record, _)) => format!("holds index {}", record.index),
             Err(error) => error.to_string(),
         };
-        match self.judge(Damage::of(bytes, 0)) {
+        match self.judge(Damage::of(bytes, 0), ONE_FRAME_READS_AGREEING) {
             Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
@@ -299,7 +315,8 @@ impl Recovery {
         let short = (bytes.len() as u64) < len;
         // Reads that never agree end like one that was confirmed: cut where the last saw
         // damage, which keeps only frames that passed their checksums.
-        if (cut < bytes.len() || short) && self.judge(Damage::of(bytes, cut)) == Verdict::ReadAgain
+        if (cut < bytes.len() || short)
+            && self.judge(Damage::of(bytes, cut), SEGMENT_READS_AGREEING) == Verdict::ReadAgain
         {
             self.issue(out);
             return Progress::Pending;
@@ -358,7 +375,7 @@ impl Damage {
 enum Verdict {
     /// Read the file again: the damage may have come on the way.
     ReadAgain,
-    /// The read before returned the same damage: it is on the medium.
+    /// Enough reads in a row returned the same damage: it is on the medium.
     Confirmed,
     /// Reads kept returning different damage until the retries ran out.
     Unconfirmed,
