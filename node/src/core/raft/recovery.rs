@@ -6,11 +6,10 @@
 //! is not), as the topic store does. The same place is not enough: the bootstrap record and
 //! a snapshot are one frame each, so every damage in them is at byte 0. A damaged tail of the
 //! segment, seen twice, is then cut (a write torn by a crash, never acknowledged since it was
-//! never synced); a damaged bootstrap record or snapshot, seen three times, or a damaged
-//! segment header stops Raft ([`RaftFatal::Corrupt`]): corrupt data is never applied. Reads
-//! of the bootstrap record or a snapshot that never agree are a failing disk
-//! ([`RaftFatal::Storage`]), not corruption; a segment is cut where the last of them saw
-//! damage.
+//! never synced); a damaged bootstrap record, snapshot or segment header, seen three times,
+//! stops Raft ([`RaftFatal::Corrupt`]): corrupt data is never applied. Reads
+//! of them that never agree are a failing disk ([`RaftFatal::Storage`]), not corruption; a
+//! segment's tail is cut where the last of them saw damage.
 //!
 //! Damage on the medium inside synced frames cannot be told from a torn tail, so it is cut
 //! the same way, and the entries after it, acknowledged once, are gone from this node: the
@@ -37,11 +36,12 @@ const BOOTSTRAP_BYTES_MAX: u64 = 1 << 20;
 /// Reads in a row that must return the same damage of the segment before it is believed: its
 /// damaged tail is cut, and the leader sends the entries again.
 const SEGMENT_READS_AGREEING: u8 = 2;
-/// The same for the bootstrap record and a snapshot, whose damage stops the node for good.
+/// The same for the bootstrap record, a snapshot and the segment's header, whose damage
+/// stops the node for good.
 /// Two bits flipped on the way land on the same bit of a small file often enough to matter
 /// (one pair of flipped reads in 392 for a 49-byte bootstrap record); three almost never.
-const ONE_FRAME_READS_AGREEING: u8 = 3;
-const _: () = assert!(ONE_FRAME_READS_AGREEING <= RECOVERY_READ_RETRIES_MAX + 1);
+const FATAL_READS_AGREEING: u8 = 3;
+const _: () = assert!(FATAL_READS_AGREEING <= RECOVERY_READ_RETRIES_MAX + 1);
 
 /// What recovery found.
 #[derive(Debug)]
@@ -204,7 +204,7 @@ impl Recovery {
         Verdict::ReadAgain
     }
 
-    /// Reads of a one-frame file that never agreed on its damage.
+    /// Reads of a file that never agreed on damage that would stop Raft.
     fn unconfirmed(&self, error: &str) -> RaftFatal {
         let reads = u32::from(self.attempts) + 1;
         let detail = format!("{reads} reads returned different damage; the last: {error}");
@@ -271,7 +271,7 @@ impl Recovery {
             }
             Err(error) => error.to_string(),
         };
-        match self.judge(Damage::of(bytes, 0), ONE_FRAME_READS_AGREEING) {
+        match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
             Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
@@ -294,7 +294,7 @@ impl Recovery {
             Ok((record, _)) => format!("holds index {}", record.index),
             Err(error) => error.to_string(),
         };
-        match self.judge(Damage::of(bytes, 0), ONE_FRAME_READS_AGREEING) {
+        match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
             Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
@@ -315,14 +315,18 @@ impl Recovery {
         let short = (bytes.len() as u64) < len;
         // Reads that never agree end like one that was confirmed: cut where the last saw
         // damage, which keeps only frames that passed their checksums.
-        if (cut < bytes.len() || short)
-            && self.judge(Damage::of(bytes, cut), SEGMENT_READS_AGREEING) == Verdict::ReadAgain
-        {
+        let needed = if replay.is_ok() { SEGMENT_READS_AGREEING } else { FATAL_READS_AGREEING };
+        let verdict =
+            (cut < bytes.len() || short).then(|| self.judge(Damage::of(bytes, cut), needed));
+        if verdict == Some(Verdict::ReadAgain) {
             self.issue(out);
             return Progress::Pending;
         }
         let replay = match replay {
             Ok(replay) => replay,
+            Err(detail) if verdict == Some(Verdict::Unconfirmed) => {
+                return Progress::Failed(self.unconfirmed(&detail));
+            }
             Err(detail) => return Progress::Failed(RaftFatal::Corrupt { file, detail }),
         };
         if cut < bytes.len() {
