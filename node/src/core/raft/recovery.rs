@@ -1,12 +1,15 @@
 //! Recovery at start: list `raft/`, read the bootstrap record, the newest snapshot and the
 //! newest log segment, verify every frame, and rebuild memory.
 //!
-//! Reads may return corrupt bytes. A damaged frame is believed only when two reads in a row
-//! see it at the same place (a bit flipped on the way is gone on the next read, one on the
-//! medium is not), as the topic store does. A damaged tail of the segment is then cut (a
-//! write torn by a crash, never acknowledged since it was never synced); a damaged
-//! bootstrap record, snapshot or segment header stops Raft ([`RaftFatal::Corrupt`]):
-//! corrupt data is never applied.
+//! Reads may return corrupt bytes. Damage is believed only when reads in a row return the
+//! same damaged bytes (a bit flipped on the way is gone on the next read, one on the medium
+//! is not), as the topic store does. The same place is not enough: the bootstrap record and
+//! a snapshot are one frame each, so every damage in them is at byte 0. A damaged tail of the
+//! segment, seen twice, is then cut (a write torn by a crash, never acknowledged since it was
+//! never synced); a damaged bootstrap record, snapshot or segment header, seen three times,
+//! stops Raft ([`RaftFatal::Corrupt`]): corrupt data is never applied. Reads
+//! of them that never agree are a failing disk ([`RaftFatal::Storage`]), not corruption; a
+//! segment's tail is cut where the last of them saw damage.
 //!
 //! Damage on the medium inside synced frames cannot be told from a torn tail, so it is cut
 //! the same way, and the entries after it, acknowledged once, are gone from this node: the
@@ -29,6 +32,16 @@ use crate::core::limits::{
 use crate::core::log::DiskQueue;
 
 const BOOTSTRAP_BYTES_MAX: u64 = 1 << 20;
+
+/// Reads in a row that must return the same damage of the segment before it is believed: its
+/// damaged tail is cut, and the leader sends the entries again.
+const SEGMENT_READS_AGREEING: u8 = 2;
+/// The same for the bootstrap record, a snapshot and the segment's header, whose damage
+/// stops the node for good.
+/// Two bits flipped on the way land on the same bit of a small file often enough to matter
+/// (one pair of flipped reads in 392 for a 49-byte bootstrap record); three almost never.
+const FATAL_READS_AGREEING: u8 = 3;
+const _: () = assert!(FATAL_READS_AGREEING <= RECOVERY_READ_RETRIES_MAX + 1);
 
 /// What recovery found.
 #[derive(Debug)]
@@ -73,7 +86,8 @@ pub struct Recovery {
     step: Step,
     op: OpId,
     attempts: u8,
-    last_cut: Option<usize>,
+    /// The damage the last read showed, and how many reads in a row showed it.
+    last_damage: Option<(Damage, u8)>,
     bootstrap: Option<BootstrapRecord>,
     snapshot_entry: Option<(u64, u64)>,
     snapshot: Option<SnapshotRecord>,
@@ -90,7 +104,7 @@ impl Recovery {
             step: Step::List,
             op,
             attempts: 0,
-            last_cut: None,
+            last_damage: None,
             bootstrap: None,
             snapshot_entry: None,
             snapshot: None,
@@ -167,19 +181,34 @@ impl Recovery {
     fn next(&mut self, step: Step, out: &mut impl DiskQueue) -> Progress {
         self.step = step;
         self.attempts = 0;
-        self.last_cut = None;
+        self.last_damage = None;
         self.issue(out);
         Progress::Pending
     }
 
-    /// Whether a damage seen at `cut` should be read again before it is believed.
-    fn read_again(&mut self, cut: usize) -> bool {
-        if self.last_cut == Some(cut) || self.attempts >= RECOVERY_READ_RETRIES_MAX {
-            return false;
+    /// What to make of a read of the current file that showed `damage`: it is believed once
+    /// `needed` reads in a row showed it.
+    fn judge(&mut self, damage: Damage, needed: u8) -> Verdict {
+        let seen = match self.last_damage {
+            Some((last, seen)) if last == damage => seen + 1,
+            _ => 1,
+        };
+        if seen >= needed {
+            return Verdict::Confirmed;
         }
-        self.last_cut = Some(cut);
+        if self.attempts >= RECOVERY_READ_RETRIES_MAX {
+            return Verdict::Unconfirmed;
+        }
+        self.last_damage = Some((damage, seen));
         self.attempts += 1;
-        true
+        Verdict::ReadAgain
+    }
+
+    /// Reads of a file that never agreed on damage that would stop Raft.
+    fn unconfirmed(&self, error: &str) -> RaftFatal {
+        let reads = u32::from(self.attempts) + 1;
+        let detail = format!("{reads} reads returned different damage; the last: {error}");
+        RaftFatal::Storage { file: self.file(), detail }
     }
 
     fn listed(&mut self, entries: &[DirEntry], out: &mut impl DiskQueue) -> Progress {
@@ -232,44 +261,48 @@ impl Recovery {
     }
 
     fn bootstrap_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
-        match decode_frame::<BootstrapRecord>(bytes) {
+        let error = match decode_frame::<BootstrapRecord>(bytes) {
             Ok((record, _)) => {
                 self.bootstrap = Some(record);
-                match self.snapshot_entry {
+                return match self.snapshot_entry {
                     Some(_) => self.next(Step::Snapshot, out),
                     None => self.next(Step::Segment, out),
-                }
+                };
             }
-            Err(_) if self.read_again(0) => {
+            Err(error) => error.to_string(),
+        };
+        match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
+            Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
             }
-            Err(error) => Progress::Failed(RaftFatal::Corrupt {
+            Verdict::Confirmed => Progress::Failed(RaftFatal::Corrupt {
                 file: FileName::new(BOOTSTRAP_FILE),
-                detail: error.to_string(),
+                detail: error,
             }),
+            Verdict::Unconfirmed => Progress::Failed(self.unconfirmed(&error)),
         }
     }
 
     fn snapshot_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
         let (index, _) = self.snapshot_entry.expect("listed");
-        match decode_frame::<SnapshotRecord>(bytes) {
+        let error = match decode_frame::<SnapshotRecord>(bytes) {
             Ok((record, _)) if record.index == index => {
                 self.snapshot = Some(record);
-                self.next(Step::Segment, out)
+                return self.next(Step::Segment, out);
             }
-            Ok(_) | Err(_) if self.read_again(0) => {
+            Ok((record, _)) => format!("holds index {}", record.index),
+            Err(error) => error.to_string(),
+        };
+        match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
+            Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
             }
-            Ok((record, _)) => Progress::Failed(RaftFatal::Corrupt {
-                file: snapshot_file(index),
-                detail: format!("holds index {}", record.index),
-            }),
-            Err(error) => Progress::Failed(RaftFatal::Corrupt {
-                file: snapshot_file(index),
-                detail: error.to_string(),
-            }),
+            Verdict::Confirmed => {
+                Progress::Failed(RaftFatal::Corrupt { file: snapshot_file(index), detail: error })
+            }
+            Verdict::Unconfirmed => Progress::Failed(self.unconfirmed(&error)),
         }
     }
 
@@ -280,12 +313,20 @@ impl Recovery {
         let replay = replay_segment(bytes, (snap_index, snap_term));
         let cut = replay.as_ref().map_or(0, |r| r.valid_bytes);
         let short = (bytes.len() as u64) < len;
-        if (cut < bytes.len() || short) && self.read_again(cut) {
+        // Reads that never agree end like one that was confirmed: cut where the last saw
+        // damage, which keeps only frames that passed their checksums.
+        let needed = if replay.is_ok() { SEGMENT_READS_AGREEING } else { FATAL_READS_AGREEING };
+        let verdict =
+            (cut < bytes.len() || short).then(|| self.judge(Damage::of(bytes, cut), needed));
+        if verdict == Some(Verdict::ReadAgain) {
             self.issue(out);
             return Progress::Pending;
         }
         let replay = match replay {
             Ok(replay) => replay,
+            Err(detail) if verdict == Some(Verdict::Unconfirmed) => {
+                return Progress::Failed(self.unconfirmed(&detail));
+            }
             Err(detail) => return Progress::Failed(RaftFatal::Corrupt { file, detail }),
         };
         if cut < bytes.len() {
@@ -314,6 +355,34 @@ impl Recovery {
             cut_bytes: len.saturating_sub(cut as u64),
         }))
     }
+}
+
+/// What a damaged read showed: where its valid bytes end, how many bytes came back, and a
+/// checksum of the bytes from the damage on. Damage on the medium, or a torn tail, reads the
+/// same each time; two bits flipped on the way almost never do, even inside one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Damage {
+    cut: usize,
+    len: usize,
+    crc: u32,
+}
+
+impl Damage {
+    fn of(bytes: &Bytes, cut: usize) -> Damage {
+        let crc = crc32fast::hash(&bytes[cut.min(bytes.len())..]);
+        Damage { cut, len: bytes.len(), crc }
+    }
+}
+
+/// What a damaged read means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Read the file again: the damage may have come on the way.
+    ReadAgain,
+    /// Enough reads in a row returned the same damage: it is on the medium.
+    Confirmed,
+    /// Reads kept returning different damage until the retries ran out.
+    Unconfirmed,
 }
 
 fn number_after(name: &str, prefix: &str) -> Option<u64> {

@@ -36,6 +36,9 @@ pub struct MemDisk {
     /// Flip a bit in the middle of the next this-many reads of a log segment (a transient
     /// fault: the medium is fine).
     pub flip_reads: u32,
+    /// Bits to flip in the next reads of a file, one read each, in order (transient faults
+    /// at chosen places): file name -> bit numbers counted from the read's first byte.
+    pub flip_bits: BTreeMap<String, Vec<usize>>,
 }
 
 impl MemDisk {
@@ -107,6 +110,10 @@ impl DiskDriver for MemDisk {
             }
             DiskOp::Read { file, pos, len } => {
                 let segment = file.as_str().starts_with("raft/log-");
+                let flip = self
+                    .flip_bits
+                    .get_mut(file.as_str())
+                    .and_then(|bits| (!bits.is_empty()).then(|| bits.remove(0)));
                 let file = self.files.get(file.as_str()).ok_or(DiskError::NotFound)?;
                 let start = (pos as usize).min(file.data.len());
                 let end = (start + len as usize).min(file.data.len());
@@ -115,6 +122,9 @@ impl DiskDriver for MemDisk {
                     self.flip_reads -= 1;
                     let at = bytes.len() / 2;
                     bytes[at] ^= 0x10;
+                }
+                if let Some(bit) = flip {
+                    bytes[bit / 8] ^= 1 << (bit % 8);
                 }
                 return Ok(DiskOk::Data(Bytes::from(bytes)));
             }

@@ -14,7 +14,7 @@ use super::{
     EntryKind, ProposeError, Raft, RaftConfig, RaftEvent, RaftFatal, Role, TransferError,
     segment_file,
 };
-use crate::core::io::{DiskDriver, NodeId};
+use crate::core::io::{DiskDriver, DiskOk, DiskOp, FileName, NodeId};
 use crate::core::log::OpQueue;
 use crate::core::time::Instant;
 
@@ -296,6 +296,35 @@ fn damaged_segment_header_is_fatal_not_applied() {
 }
 
 #[test]
+fn the_same_bit_flipped_twice_in_the_segment_header_does_not_stop_raft() {
+    let mut cluster = Cluster::new(1, 0, 31);
+    let index = commit_one(&mut cluster);
+    cluster.crash(1);
+    let disk = &mut cluster.member_mut(1).disk;
+    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    // A bit of the header's length field, flipped alike on two reads: a damaged header stops
+    // Raft for good, so it takes a third read to believe it.
+    disk.flip_bits.insert(segment, vec![20, 20]);
+    cluster.start(1);
+    assert_eq!(cluster.raft(1).fatal(), None);
+    assert_eq!(cluster.raft(1).last_index(), index);
+}
+
+#[test]
+fn reads_of_a_segment_header_that_never_agree_are_a_storage_error_not_corruption() {
+    let mut cluster = Cluster::new(1, 0, 31);
+    commit_one(&mut cluster);
+    cluster.crash(1);
+    let disk = &mut cluster.member_mut(1).disk;
+    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let reads = usize::from(crate::core::limits::RECOVERY_READ_RETRIES_MAX) + 1;
+    disk.flip_bits.insert(segment, (16..16 + reads).collect());
+    cluster.start(1);
+    let fatal = cluster.raft(1).fatal();
+    assert!(matches!(fatal, Some(RaftFatal::Storage { .. })), "{fatal:?}");
+}
+
+#[test]
 fn a_bit_flipped_in_transit_does_not_cut_the_log() {
     let mut cluster = Cluster::new(1, 0, 37);
     for _ in 0..3 {
@@ -314,6 +343,26 @@ fn a_bit_flipped_in_transit_does_not_cut_the_log() {
     cluster.start(1);
     assert!(cluster.raft(1).last_index() < last, "cut at the damage");
     assert!(cluster.raft(1).is_ready());
+}
+
+#[test]
+fn two_different_bit_flips_in_one_frame_do_not_cut_the_log() {
+    let mut cluster = Cluster::new(1, 0, 37);
+    for _ in 0..3 {
+        commit_one(&mut cluster);
+    }
+    let last = cluster.raft(1).last_index();
+    cluster.crash(1);
+    let disk = &mut cluster.member_mut(1).disk;
+    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let read = DiskOp::Read { file: FileName::new(segment.as_str()), pos: 0, len: 1 << 20 };
+    let Ok(DiskOk::Data(bytes)) = disk.execute(read) else { panic!("the segment reads") };
+    // Two bits of one byte in the middle: the same frame fails on both reads, at the same
+    // place, but with different bytes, so neither read is believed.
+    let middle = bytes.len() / 2 * 8;
+    disk.flip_bits.insert(segment, vec![middle, middle + 3]);
+    cluster.start(1);
+    assert_eq!(cluster.raft(1).last_index(), last, "nothing cut");
 }
 
 #[test]

@@ -7,8 +7,9 @@ use super::log::RaftLog;
 use super::message::{Entry, EntryKind, HardState, SnapshotRecord, WalKind, WalRecord};
 use super::storage::{LOG_TMP, Storage, StorageEvent, segment_file};
 use super::tests_harness::{Cluster, MemDisk, format};
-use super::{Raft, RaftConfig, RaftFatal, snapshot_file};
+use super::{BOOTSTRAP_FILE, Raft, RaftConfig, RaftFatal, snapshot_file};
 use crate::core::io::{DiskError, DiskOk, DiskOp, FileName, NodeId, OpId};
+use crate::core::limits::RECOVERY_READ_RETRIES_MAX;
 use crate::core::log::OpQueue;
 use crate::core::time::Instant;
 
@@ -206,6 +207,89 @@ fn a_damaged_snapshot_stops_raft_and_is_never_restored() {
     disk.corrupt(name.as_str(), 12);
     let raft = open_on(&mut disk);
     assert!(matches!(raft.fatal(), Some(RaftFatal::Corrupt { file, .. }) if *file == name));
+}
+
+/// A formatted single voter whose reads of `file` come back with `bits` flipped, one per read.
+fn flipping(file: &str, bits: &[usize]) -> MemDisk {
+    let mut disk = MemDisk::default();
+    format(&mut disk, 1, &[1], &[], true);
+    disk.flip_bits.insert(file.to_string(), bits.to_vec());
+    disk
+}
+
+#[test]
+fn two_different_bit_flips_in_reads_of_the_bootstrap_record_are_not_corruption() {
+    // Seed 11602: a payload bit, then a bit of the length field (the frame then claims
+    // 4,096 more bytes). Both damages are at byte 0 of a one-frame file, but they differ,
+    // so neither is on the medium: the third read is clean.
+    let mut disk = flipping(BOOTSTRAP_FILE, &[8 * 12 + 1, 20]);
+    let raft = open_on(&mut disk);
+    assert_eq!(raft.fatal(), None);
+    assert!(raft.is_ready());
+    assert_eq!(disk.flip_bits[BOOTSTRAP_FILE], Vec::<usize>::new(), "read three times");
+}
+
+#[test]
+fn the_same_bit_flipped_in_two_reads_of_the_bootstrap_record_is_not_corruption() {
+    // A 23-byte record has 184 bits: two flips in a row land on the same one often enough
+    // that two agreeing reads cannot stop a node for good.
+    let mut disk = flipping(BOOTSTRAP_FILE, &[8 * 12 + 1, 8 * 12 + 1]);
+    let raft = open_on(&mut disk);
+    assert_eq!(raft.fatal(), None);
+    assert!(raft.is_ready());
+}
+
+#[test]
+fn a_bootstrap_record_damaged_on_the_medium_stops_raft() {
+    let mut disk = MemDisk::default();
+    format(&mut disk, 1, &[1], &[], true);
+    disk.corrupt(BOOTSTRAP_FILE, 12);
+    let raft = open_on(&mut disk);
+    let file = FileName::new(BOOTSTRAP_FILE);
+    assert!(
+        matches!(raft.fatal(), Some(RaftFatal::Corrupt { file: f, .. }) if *f == file),
+        "{:?}",
+        raft.fatal()
+    );
+    assert!(!raft.is_ready());
+}
+
+#[test]
+fn reads_of_the_bootstrap_record_that_never_agree_are_a_storage_error_not_corruption() {
+    let reads = usize::from(RECOVERY_READ_RETRIES_MAX) + 1;
+    let bits: Vec<usize> = (0..reads).map(|read| 8 * 12 + read).collect();
+    let mut disk = flipping(BOOTSTRAP_FILE, &bits);
+    let raft = open_on(&mut disk);
+    let file = FileName::new(BOOTSTRAP_FILE);
+    assert!(
+        matches!(raft.fatal(), Some(RaftFatal::Storage { file: f, .. }) if *f == file),
+        "{:?}",
+        raft.fatal()
+    );
+    assert_eq!(disk.flip_bits[BOOTSTRAP_FILE], Vec::<usize>::new(), "every read tried");
+}
+
+#[test]
+fn two_different_bit_flips_in_reads_of_a_snapshot_are_not_corruption() {
+    let mut cluster = Cluster::new(1, 0, 53);
+    cluster.member_mut(1).config.snapshot_entries = 2;
+    cluster.member_mut(1).snapshots = true;
+    cluster.crash(1);
+    cluster.start(1);
+    assert!(cluster.run_until(std::time::Duration::from_secs(5), |c| c.leader().is_some()));
+    for _ in 0..4 {
+        cluster.propose(1);
+        cluster.run_for(std::time::Duration::from_millis(50));
+    }
+    let snapshot = cluster.raft(1).log().snapshot_index();
+    assert!(snapshot > 0, "a snapshot was taken");
+    cluster.crash(1);
+    let mut disk = cluster.member(1).disk.clone();
+    let name = snapshot_file(snapshot);
+    disk.flip_bits.insert(name.as_str().to_string(), vec![8 * 12 + 1, 20]);
+    let raft = open_on(&mut disk);
+    assert_eq!(raft.fatal(), None);
+    assert_eq!(raft.log().snapshot_index(), snapshot, "restored from the snapshot");
 }
 
 #[test]
