@@ -39,6 +39,8 @@ mod read;
 mod recovery;
 pub mod segment;
 #[cfg(test)]
+mod tests_read;
+#[cfg(test)]
 mod tests_restart;
 
 use std::collections::{BTreeMap, VecDeque};

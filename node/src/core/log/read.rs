@@ -149,21 +149,37 @@ impl PartitionLog {
                 self.events.push_back(LogEvent::Read { token: job.token, result });
             }
             Collected::ReadMore { position, base, len } => {
-                job.at =
-                    IndexHit { position: job.at.position + position as u64, base_offset: base };
+                let start = job.at.position + position as u64;
+                let end = self.segment_by_base(job.segment_base).map_or(0, |s| s.size_bytes);
+                if start + len as u64 > end {
+                    // A batch said to run past the end of its segment (a length damaged on
+                    // the way from disk, or on it): reading on would ask for the same bytes
+                    // for ever.
+                    return self.damaged_read(job, bytes.len(), position, out);
+                }
+                job.at = IndexHit { position: start, base_offset: base };
                 let wanted = (len as u64).max(u64::from(job.max_bytes));
                 self.submit_fetch_read(job, wanted, out);
             }
-            Collected::Corrupt { position } => {
-                if job.retries < READ_RETRIES_MAX {
-                    job.retries += 1;
-                    let wanted = bytes.len() as u64;
-                    self.submit_fetch_read(job, wanted, out);
-                } else {
-                    let error = self.corrupt(job.segment_base, job.at.position + position as u64);
-                    self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
-                }
-            }
+            Collected::Corrupt { position } => self.damaged_read(job, bytes.len(), position, out),
+        }
+    }
+
+    /// A read found damage at `position` of its `read` bytes: read again (a flip on the way
+    /// from disk heals), up to [`READ_RETRIES_MAX`] times, then report the batch corrupt.
+    fn damaged_read(
+        &mut self,
+        mut job: ReadJob,
+        read: usize,
+        position: usize,
+        out: &mut impl DiskQueue,
+    ) {
+        if job.retries < READ_RETRIES_MAX {
+            job.retries += 1;
+            self.submit_fetch_read(job, read as u64, out);
+        } else {
+            let error = self.corrupt(job.segment_base, job.at.position + position as u64);
+            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
         }
     }
 
