@@ -268,7 +268,12 @@ impl Replica {
         let RoleState::Follower(follower) = &mut self.role else { return };
         follower.rounds += 1;
         let (start, leo) = (self.log.log_start_offset(), self.log.log_end_offset());
-        let (target, agreed) = if response.leader_epoch < 0 || response.end_offset < 0 {
+        let (target, agreed) = if response.leader_epoch < 0 && response.end_offset >= 0 {
+            // The leader holds none of our epochs any more (retention removed them; the end
+            // offset is its log start): ours cannot be compared, and only what our HW covers
+            // is committed, so the same as the leader's (or removed from it too).
+            (self.high_watermark.clamp(start, leo), true)
+        } else if response.leader_epoch < 0 || response.end_offset < 0 {
             // The leader holds no epoch at or below ours: nothing of ours is in its log.
             (start, true)
         } else {

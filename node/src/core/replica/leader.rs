@@ -18,6 +18,7 @@ use crate::core::io::NodeId;
 use crate::core::limits::REPLICA_ACK_WAITS_MAX;
 #[cfg(feature = "canary")]
 use crate::core::log::canary::{self, Canary};
+use crate::core::log::epoch::UNDEFINED_EPOCH;
 use crate::core::log::{DiskQueue, LogError, ReadStart};
 use crate::core::time::Instant;
 use crate::core::topic::Durability;
@@ -428,10 +429,24 @@ impl Replica {
         self.events.push_back(ReplicaEvent::Send { to, message });
     }
 
+    /// Whether every epoch this log holds is newer than `asked`: it holds no record of
+    /// `asked` or older (retention removed them, and moved its oldest epoch's start up to
+    /// its log start). A follower's records of those epochs can then not be vouched for:
+    /// those at or above the oldest start diverge, and where the divergence began below it
+    /// is lost with the records. KIP-279 answers the oldest epoch's start, which let a
+    /// follower keep a divergent tail under it (simulator seed 16256). It is answered with
+    /// the undefined epoch and this log's start: the follower keeps only what its HW covers
+    /// (committed, so in this log too unless retention removed it).
+    fn holds_no_epoch_up_to(&self, asked: i32) -> bool {
+        self.log.epochs().entries().first().is_some_and(|oldest| asked < oldest.epoch)
+    }
+
     /// A follower asks where an epoch ends in this log (KIP-279): the answer names the
     /// newest epoch at or below the one asked about that this log holds, and where it ends.
     /// Naming the epoch asked about instead would let a follower keep a suffix of an epoch
     /// this leader never had (KAFKA-6361). An epoch newer than this leader's own is refused.
+    /// An epoch older than every one it holds is answered undefined
+    /// ([`Replica::holds_no_epoch_up_to`]).
     pub(super) fn handle_offset_for_leader_epoch(
         &mut self,
         from: NodeId,
@@ -445,6 +460,9 @@ impl Replica {
                 Err(ReplicaError::NotLeaderOrFollower) => Err(ErrorCode::NotLeaderOrFollower),
                 Err(_) => Err(ErrorCode::KafkaStorageError),
                 Ok(()) if request.leader_epoch > current => Err(ErrorCode::UnknownLeaderEpoch),
+                Ok(()) if self.holds_no_epoch_up_to(request.leader_epoch) => {
+                    Ok((UNDEFINED_EPOCH, self.log.log_start_offset() as i64))
+                }
                 Ok(()) => {
                     let (asked, leo) = (request.leader_epoch, self.log.log_end_offset());
                     match self.log.epochs().end_offset_for(asked, leo) {

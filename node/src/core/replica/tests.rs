@@ -832,3 +832,39 @@ fn the_last_isr_member_after_losing_its_tail_resigns_once_then_leads() {
     let token = c.produce(2, Acks::All, b"c");
     assert_eq!(produced(&c, token), Some(0));
 }
+
+#[test]
+fn a_follower_whose_epoch_the_leader_no_longer_holds_keeps_nothing_below_its_start() {
+    let log = LogConfig { retention_bytes: 0, ..log_config() };
+    let mut c = Cluster::with_log(3, test_config(FSYNC, 1), log);
+    c.elect(0, &[0, 1, 2]);
+    c.produce(0, Acks::All, b"a");
+    // Node 2 leads epoch 1 cut off from the others and writes offsets 1..13 alone, then
+    // goes down...
+    c.cut.extend([(NodeId(2), NodeId(0)), (NodeId(2), NodeId(1))]);
+    c.cut.extend([(NodeId(0), NodeId(2)), (NodeId(1), NodeId(2))]);
+    c.elect(2, &[2]);
+    for _ in 0..12 {
+        c.produce(2, Acks::Leader, &[b'x'; 900]);
+    }
+    c.crash(2);
+    // ...while node 0 leads epoch 2, writes other records from offset 1, and retention
+    // removes every record of epochs 0 and 1 from its log.
+    c.elect(0, &[0, 1]);
+    for _ in 0..12 {
+        c.produce(0, Acks::All, &[b'y'; 900]);
+    }
+    let (now, node) = (c.now, c.node(0));
+    assert!(node.replica.apply_retention(now, &mut node.queue) > 0);
+    c.pump();
+    let start = c.replica(0).log().log_start_offset();
+    assert!(start > 1, "retention took the leader past offset 1");
+    // Node 2 comes back with a log end past the leader's start: the leader holds nothing of
+    // its epoch 1 to compare, so none of its "x" records may stay, below that start or not.
+    c.cut.clear();
+    c.restart(2);
+    c.send_state(2);
+    c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));
+    assert_eq!(c.replica(2).log().log_start_offset(), start);
+    assert_eq!(c.batches_below(2, 13), c.batches_below(0, 13));
+}
