@@ -187,8 +187,8 @@ fn open_on(disk: &mut MemDisk) -> Raft {
     raft
 }
 
-#[test]
-fn a_damaged_snapshot_stops_raft_and_is_never_restored() {
+/// A one-voter cluster that took a snapshot and crashed: its snapshot's index and disk.
+fn crashed_after_a_snapshot() -> (u64, MemDisk) {
     let mut cluster = Cluster::new(1, 0, 53);
     cluster.member_mut(1).config.snapshot_entries = 2;
     cluster.member_mut(1).snapshots = true;
@@ -202,7 +202,13 @@ fn a_damaged_snapshot_stops_raft_and_is_never_restored() {
     let snapshot = cluster.raft(1).log().snapshot_index();
     assert!(snapshot > 0, "a snapshot was taken");
     cluster.crash(1);
-    let mut disk = cluster.member(1).disk.clone();
+    let disk = cluster.member(1).disk.clone();
+    (snapshot, disk)
+}
+
+#[test]
+fn a_damaged_snapshot_stops_raft_and_is_never_restored() {
+    let (snapshot, mut disk) = crashed_after_a_snapshot();
     let name = snapshot_file(snapshot);
     disk.corrupt(name.as_str(), 12);
     let raft = open_on(&mut disk);
@@ -271,20 +277,7 @@ fn reads_of_the_bootstrap_record_that_never_agree_are_a_storage_error_not_corrup
 
 #[test]
 fn two_different_bit_flips_in_reads_of_a_snapshot_are_not_corruption() {
-    let mut cluster = Cluster::new(1, 0, 53);
-    cluster.member_mut(1).config.snapshot_entries = 2;
-    cluster.member_mut(1).snapshots = true;
-    cluster.crash(1);
-    cluster.start(1);
-    assert!(cluster.run_until(std::time::Duration::from_secs(5), |c| c.leader().is_some()));
-    for _ in 0..4 {
-        cluster.propose(1);
-        cluster.run_for(std::time::Duration::from_millis(50));
-    }
-    let snapshot = cluster.raft(1).log().snapshot_index();
-    assert!(snapshot > 0, "a snapshot was taken");
-    cluster.crash(1);
-    let mut disk = cluster.member(1).disk.clone();
+    let (snapshot, mut disk) = crashed_after_a_snapshot();
     let name = snapshot_file(snapshot);
     disk.flip_bits.insert(name.as_str().to_string(), vec![8 * 12 + 1, 20]);
     let raft = open_on(&mut disk);
