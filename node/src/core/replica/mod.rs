@@ -562,9 +562,9 @@ impl Replica {
     /// - a follower named in the ISR asks to leave it: the leader may have proposed it on a
     ///   fetch from before the failure, whose answer came after it;
     /// - a new leader resigns the epoch, once: another ISR or ELR member may hold what it
-    ///   lost, and the controller then elects it, or waits offline for an ELR member to come
-    ///   back. Elected again after that, nobody else was eligible, and it leads (a loss is
-    ///   then every ISR member's, the `replicate` contract of design §3).
+    ///   lost, and the controller elects one that is live (decision 0016). Elected again
+    ///   after that, nobody else was eligible, and it leads (a loss is then every ISR
+    ///   member's, the `replicate` contract of design §3).
     ///
     /// The flag clears when, as a follower, it holds a leader's HW again (`fetched`).
     fn act_on_lost_tail(&mut self, new_epoch: bool) {
