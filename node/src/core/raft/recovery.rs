@@ -271,17 +271,7 @@ impl Recovery {
             }
             Err(error) => error.to_string(),
         };
-        match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
-            Verdict::ReadAgain => {
-                self.issue(out);
-                Progress::Pending
-            }
-            Verdict::Confirmed => Progress::Failed(RaftFatal::Corrupt {
-                file: FileName::new(BOOTSTRAP_FILE),
-                detail: error,
-            }),
-            Verdict::Unconfirmed => Progress::Failed(self.unconfirmed(&error)),
-        }
+        self.fatal_damage(bytes, error, out)
     }
 
     fn snapshot_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
@@ -294,13 +284,20 @@ impl Recovery {
             Ok((record, _)) => format!("holds index {}", record.index),
             Err(error) => error.to_string(),
         };
+        self.fatal_damage(bytes, error, out)
+    }
+
+    /// A read of a one-frame file whose damage stops Raft (the bootstrap record, a snapshot)
+    /// failed with `error`: read it again, or stop Raft, as corrupt once enough reads agreed,
+    /// as a failing disk if they never did.
+    fn fatal_damage(&mut self, bytes: &Bytes, error: String, out: &mut impl DiskQueue) -> Progress {
         match self.judge(Damage::of(bytes, 0), FATAL_READS_AGREEING) {
             Verdict::ReadAgain => {
                 self.issue(out);
                 Progress::Pending
             }
             Verdict::Confirmed => {
-                Progress::Failed(RaftFatal::Corrupt { file: snapshot_file(index), detail: error })
+                Progress::Failed(RaftFatal::Corrupt { file: self.file(), detail: error })
             }
             Verdict::Unconfirmed => Progress::Failed(self.unconfirmed(&error)),
         }

@@ -256,13 +256,7 @@ fn torn_tail_is_cut_at_recovery() {
     }
     let last = cluster.raft(1).last_index();
     cluster.crash(1);
-    let segment = cluster
-        .member(1)
-        .disk
-        .names()
-        .into_iter()
-        .find(|name| name.starts_with("raft/log-"))
-        .expect("a segment");
+    let segment = segment_name(&cluster.member(1).disk);
     // A frame torn by the crash: a length that promises more than is there.
     cluster.member_mut(1).disk.append_garbage_synced(&segment, &[0, 0, 0, 40, 1, 2, 3]);
     cluster.start(1);
@@ -281,13 +275,7 @@ fn damaged_segment_header_is_fatal_not_applied() {
     let mut cluster = Cluster::new(1, 0, 31);
     commit_one(&mut cluster);
     cluster.crash(1);
-    let segment = cluster
-        .member(1)
-        .disk
-        .names()
-        .into_iter()
-        .find(|name| name.starts_with("raft/log-"))
-        .expect("a segment");
+    let segment = segment_name(&cluster.member(1).disk);
     cluster.member_mut(1).disk.corrupt(&segment, 9);
     cluster.start(1);
     let raft = cluster.raft(1);
@@ -301,7 +289,7 @@ fn the_same_bit_flipped_twice_in_the_segment_header_does_not_stop_raft() {
     let index = commit_one(&mut cluster);
     cluster.crash(1);
     let disk = &mut cluster.member_mut(1).disk;
-    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let segment = segment_name(disk);
     // A bit of the header's length field, flipped alike on two reads: a damaged header stops
     // Raft for good, so it takes a third read to believe it.
     disk.flip_bits.insert(segment, vec![20, 20]);
@@ -316,7 +304,7 @@ fn reads_of_a_segment_header_that_never_agree_are_a_storage_error_not_corruption
     commit_one(&mut cluster);
     cluster.crash(1);
     let disk = &mut cluster.member_mut(1).disk;
-    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let segment = segment_name(disk);
     let reads = usize::from(crate::core::limits::RECOVERY_READ_RETRIES_MAX) + 1;
     disk.flip_bits.insert(segment, (16..16 + reads).collect());
     cluster.start(1);
@@ -354,7 +342,7 @@ fn two_different_bit_flips_in_one_frame_do_not_cut_the_log() {
     let last = cluster.raft(1).last_index();
     cluster.crash(1);
     let disk = &mut cluster.member_mut(1).disk;
-    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a log");
+    let segment = segment_name(disk);
     let read = DiskOp::Read { file: FileName::new(segment.as_str()), pos: 0, len: 1 << 20 };
     let Ok(DiskOk::Data(bytes)) = disk.execute(read) else { panic!("the segment reads") };
     // Two bits of one byte in the middle: the same frame fails on both reads, at the same
@@ -826,4 +814,9 @@ fn a_false_alarm_about_a_live_leader_deposes_nobody() {
             assert_eq!(cluster.raft(id).leader(), Some(NodeId(leader)), "seed {seed}");
         }
     }
+}
+
+/// The name of the (one) Raft log segment on `disk`.
+fn segment_name(disk: &MemDisk) -> String {
+    disk.names().into_iter().find(|name| name.starts_with("raft/log-")).expect("a segment")
 }
