@@ -203,7 +203,8 @@ async fn api_versions_lists_every_served_api() {
     assert_eq!(response.error_code, 0);
     let keys: Vec<i16> = response.api_keys.iter().map(|k| k.api_key).collect();
     // The consumer group APIs (8 to 16, 42) are decision 0015's.
-    let expected = [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 32, 37, 42, 44, 60];
+    let expected =
+        [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32, 37, 42, 44, 60];
     assert_eq!(keys, expected);
     let cluster = client.call(1, &DescribeClusterRequest::default()).await;
     assert_eq!(cluster.cluster_id.as_str(), "cairn-dev");

@@ -41,11 +41,13 @@ pub enum CanaryChoice {
     OffsetForNewerEpoch,
     /// A follower applies the leader's HW before truncating (KAFKA-14704).
     FollowerHwBeforeTruncation,
+    /// An idempotent producer's retry appended again (Redpanda issue 3039).
+    IdempotenceNotDeduplicated,
 }
 
 impl CanaryChoice {
     /// Every canary.
-    pub const ALL: [CanaryChoice; 9] = [
+    pub const ALL: [CanaryChoice; 10] = [
         CanaryChoice::UnsyncedWriteDurable,
         CanaryChoice::LookupOffByOne,
         CanaryChoice::RecoverySkipsCrc,
@@ -55,6 +57,7 @@ impl CanaryChoice {
         CanaryChoice::FollowerTruncatesToHw,
         CanaryChoice::OffsetForNewerEpoch,
         CanaryChoice::FollowerHwBeforeTruncation,
+        CanaryChoice::IdempotenceNotDeduplicated,
     ];
 
     /// Its name on the command line.
@@ -69,6 +72,7 @@ impl CanaryChoice {
             CanaryChoice::FollowerTruncatesToHw => "follower-truncates-to-hw",
             CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
             CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
+            CanaryChoice::IdempotenceNotDeduplicated => "idempotence-not-deduplicated",
         }
     }
 
@@ -80,6 +84,7 @@ impl CanaryChoice {
             CanaryChoice::UnsyncedWriteDurable
                 | CanaryChoice::LookupOffByOne
                 | CanaryChoice::RecoverySkipsCrc
+                | CanaryChoice::IdempotenceNotDeduplicated
         )
     }
 
@@ -109,6 +114,7 @@ impl CanaryChoice {
                 CanaryChoice::FollowerTruncatesToHw => Canary::FollowerTruncatesToHw,
                 CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
                 CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
+                CanaryChoice::IdempotenceNotDeduplicated => Canary::IdempotenceNotDeduplicated,
             }));
         }
         #[cfg(not(feature = "canary"))]

@@ -2,6 +2,14 @@
 //! polls, one operation at a time, over the simulated network; then one drainer reads every
 //! partition to its end. Every operation goes into the history of design §9.
 //!
+//! Client 0 is an idempotent producer (KIP-98): it gets a producer id by InitProducerId,
+//! sends acks=all batches stamped with a per-partition sequence, and retries a
+//! send whose outcome is unknown (a timeout, an error after which the batch may be in the
+//! log) with the same batch and sequence, until an answer is definite; its invoke stays
+//! open meanwhile. The broker must answer such a retry with the original's offset: a
+//! second copy is a `duplicate` in the history. When the faults heal (the workload stops),
+//! a send still unsettled completes as unknown.
+//!
 //! What goes into the history: partitions of fsync topics without retention are recorded
 //! as they are. Sends to topics with retention are recorded with acks=1, since retention may
 //! delete an acknowledged record before anyone reads it (the online invariants still check
@@ -11,6 +19,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::BytesMut;
 use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicPartition, Value};
 use cairn_node::core::log::batch::{BATCH_HEADER_BYTES, BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
@@ -116,6 +125,19 @@ enum Pending {
     },
     /// A Metadata request, to learn the partitions' leaders.
     Metadata,
+    /// An InitProducerId, for an idempotent client.
+    InitProducerId,
+}
+
+/// An idempotent client's send whose outcome is not definite yet: it is sent again, the
+/// same bytes, until it is.
+#[derive(Debug, Clone)]
+struct Unsettled {
+    part: usize,
+    value: i64,
+    acks: Acks,
+    batch: BytesMut,
+    attempts: u32,
 }
 
 /// One simulated client.
@@ -128,6 +150,13 @@ struct Client {
     /// Per partition: its leader (node index) as the last Metadata answer named it; `None`
     /// until one did, and again after an error or a timeout (a Kafka client's cache).
     leaders: Vec<Option<u32>>,
+    /// Whether it is an idempotent producer (module docs).
+    idempotent: bool,
+    /// Its producer id, once InitProducerId answered.
+    producer_id: Option<i64>,
+    /// Per partition: the sequence of its next batch.
+    sequences: Vec<i32>,
+    unsettled: Option<Unsettled>,
 }
 
 /// Every client, the partitions, and the history.
@@ -190,12 +219,16 @@ impl Workload {
             .collect();
         // The drainer is one more client, after the others.
         let clients = (0..=params.clients)
-            .map(|_| Client {
+            .map(|index| Client {
                 pending: None,
                 next_id: 0,
                 positions: vec![0; parts.len()],
                 started: false,
                 leaders: vec![None; parts.len()],
+                idempotent: index == 0 && index < params.clients,
+                producer_id: None,
+                sequences: vec![0; parts.len()],
+                unsettled: None,
             })
             .collect();
         Workload {
@@ -257,6 +290,17 @@ pub(crate) fn client_wake(world: &mut World, client: u32) {
         world.work.history.invoke(now, u64::from(client), F::Assign, assign.clone());
         world.work.history.complete(now, u64::from(client), OpType::Ok, F::Assign, assign);
     }
+    if world.work.clients[c].idempotent {
+        if world.work.clients[c].producer_id.is_none() {
+            return start_init_producer_id(world, client);
+        }
+        if let Some(part) = world.work.clients[c].unsettled.as_ref().map(|u| u.part) {
+            if world.work.clients[c].leaders[part].is_none() {
+                return start_metadata(world, client);
+            }
+            return send_unsettled(world, client);
+        }
+    }
     let part = world.rng_work.random_range(0..world.work.parts.len());
     if world.work.clients[c].leaders[part].is_none() {
         return start_metadata(world, client);
@@ -272,7 +316,9 @@ pub(crate) fn client_wake(world: &mut World, client: u32) {
 fn start_send(world: &mut World, client: u32, part: usize) {
     let w = world.work.acks_weights;
     let pick = world.rng_work.random_range(0..w.iter().sum::<u32>().max(1));
-    let acks = if pick < w[0] {
+    let acks = if world.work.clients[client as usize].idempotent {
+        Acks::All // Kafka requires acks=all with idempotence.
+    } else if pick < w[0] {
         Acks::None
     } else if pick < w[0] + w[1] {
         Acks::Leader
@@ -283,7 +329,12 @@ fn start_send(world: &mut World, client: u32, part: usize) {
     let p = &mut world.work.parts[part];
     let value = p.next_value;
     p.next_value += 1;
-    let batch = build::batch(&[&value.to_be_bytes()], timestamp);
+    let mut batch = build::batch(&[&value.to_be_bytes()], timestamp);
+    let c = &mut world.work.clients[client as usize];
+    if let (true, Some(producer_id), false) = (c.idempotent, c.producer_id, acks == Acks::None) {
+        build::stamp_producer(&mut batch, producer_id, 0, c.sequences[part]);
+        c.unsettled = Some(Unsettled { part, value, acks, batch: batch.clone(), attempts: 1 });
+    }
     let request = Request::Produce { partition: p.id.clone(), acks, batch };
     let node = world.work.clients[client as usize].leaders[part].expect("known before a send");
     if p.recorded {
@@ -346,6 +397,62 @@ fn start_metadata(world: &mut World, client: u32) {
     wait(world, client, id, Pending::Metadata);
 }
 
+/// Asks a node picked at random for a producer id (an idempotent client's first step).
+fn start_init_producer_id(world: &mut World, client: u32) {
+    let node = world.rng_work.random_range(0..world.work.nodes);
+    let request = Request::InitProducerId { transactional_id: None };
+    let id = next_id(world, client);
+    world.send(
+        Endpoint::Client(client),
+        Endpoint::Node(node),
+        Msg::Request { client, id, request },
+    );
+    wait(world, client, id, Pending::InitProducerId);
+}
+
+/// Sends an idempotent client's unsettled batch again, the same bytes, to the partition's
+/// leader as the client knows it.
+fn send_unsettled(world: &mut World, client: u32) {
+    let c = &mut world.work.clients[client as usize];
+    let unsettled = c.unsettled.as_mut().expect("an unsettled send");
+    unsettled.attempts += 1;
+    let (part, value, acks) = (unsettled.part, unsettled.value, unsettled.acks);
+    let batch = unsettled.batch.clone();
+    let node = c.leaders[part].expect("known before a send");
+    let partition = world.work.parts[part].id.clone();
+    let request = Request::Produce { partition, acks, batch };
+    let id = next_id(world, client);
+    world.send(
+        Endpoint::Client(client),
+        Endpoint::Node(node),
+        Msg::Request { client, id, request },
+    );
+    wait(world, client, id, Pending::Send { part, value, acks });
+}
+
+/// Whether `client` keeps its send of `value` to `part` unsettled rather than completing it
+/// as unknown: an idempotent client does, until the workload stops.
+fn keeps_unsettled(world: &World, client: u32, part: usize, value: i64) -> bool {
+    let c = &world.work.clients[client as usize];
+    let ours = c.unsettled.as_ref().is_some_and(|u| u.part == part && u.value == value);
+    ours && !world.work.stopped
+}
+
+/// The workload stopped: every unsettled send of a client with nothing in flight completes
+/// as unknown (one in flight completes with its answer or timeout).
+pub(crate) fn settle_unsettled(world: &mut World) {
+    for client in 0..world.work.clients.len() {
+        let c = &mut world.work.clients[client];
+        if c.pending.is_some() {
+            continue;
+        }
+        if let Some(u) = c.unsettled.take() {
+            let pending = Pending::Send { part: u.part, value: u.value, acks: u.acks };
+            complete(world, client as u32, &pending, OpType::Info, None);
+        }
+    }
+}
+
 /// A Metadata answer: every partition's leader as the answering node knows it.
 fn metadata_answered(world: &mut World, client: u32, response: Response) {
     let Response::Metadata(view) = response else { return };
@@ -397,7 +504,16 @@ pub(crate) fn client_timeout(world: &mut World, client: u32, id: u64) {
         return;
     }
     let (_, pending) = c.pending.take().expect("checked");
-    complete(world, client, &pending, OpType::Info, None);
+    match pending {
+        // Sent again with the same sequence at the next wake.
+        Pending::Send { part, value, .. } if keeps_unsettled(world, client, part, value) => {}
+        Pending::Send { .. } => {
+            world.work.clients[client as usize].unsettled = None;
+            complete(world, client, &pending, OpType::Info, None);
+        }
+        // A Metadata or InitProducerId: an unsettled send stays so.
+        _ => complete(world, client, &pending, OpType::Info, None),
+    }
     if let Pending::Send { part, .. } | Pending::Poll { part, .. } = pending {
         forget_leader(world, client, part);
     }
@@ -426,7 +542,7 @@ fn complete(world: &mut World, client: u32, pending: &Pending, kind: OpType, off
                 world.work.history.complete(world.now, process, kind, F::Poll, Value::Null);
             }
         }
-        Pending::Metadata => {}
+        Pending::Metadata | Pending::InitProducerId => {}
     }
 }
 
@@ -446,6 +562,13 @@ pub(crate) fn client_receive(world: &mut World, client: u32, msg: Msg) {
             poll_answered(world, client, part, offset, is_final, response)
         }
         Pending::Metadata => metadata_answered(world, client, response),
+        Pending::InitProducerId => {
+            if let Response::ProducerId { producer_id, .. } = response {
+                let c = &mut world.work.clients[client as usize];
+                c.producer_id = Some(producer_id);
+                c.sequences.iter_mut().for_each(|s| *s = 0);
+            }
+        }
     }
     think(world, client);
 }
@@ -486,12 +609,29 @@ fn send_answered(
                 }
                 p.acked.insert(base_offset, value);
             }
+            let c = &mut world.work.clients[client as usize];
+            if c.unsettled.take().is_some() {
+                c.sequences[part] = c.sequences[part].wrapping_add(1).max(0);
+            }
             complete(world, client, &pending, OpType::Ok, Some(base_offset));
         }
         Response::Error(error) => {
-            let kind = if definitely_not_written(&error) { OpType::Fail } else { OpType::Info };
-            complete(world, client, &pending, kind, None);
             forget_leader(world, client, part);
+            let c = &mut world.work.clients[client as usize];
+            let first_attempt = c.unsettled.as_ref().is_none_or(|u| u.attempts == 1);
+            if let RequestError::Replica(ReplicaError::Producer(_)) = &error {
+                // The partition does not take this producer's sequence: start afresh with a
+                // new producer id (as a Kafka client resets after such an error).
+                c.producer_id = None;
+            } else if !(definitely_not_written(&error) && first_attempt)
+                && keeps_unsettled(world, client, part, value)
+            {
+                return; // Sent again with the same sequence at the next wake.
+            }
+            world.work.clients[client as usize].unsettled = None;
+            let definite = definitely_not_written(&error) && first_attempt;
+            let kind = if definite { OpType::Fail } else { OpType::Info };
+            complete(world, client, &pending, kind, None);
         }
         other => panic!("a produce answered with {other:?}"),
     }
@@ -507,7 +647,8 @@ fn definitely_not_written(error: &RequestError) -> bool {
         | RequestError::NotLeader { .. }
         | RequestError::NodeNotReady
         | RequestError::ControllerTimeout
-        | RequestError::Controller { .. } => true,
+        | RequestError::Controller { .. }
+        | RequestError::TransactionsUnsupported => true,
         // NOT_LEADER_OR_FOLLOWER also answers producers whose batch was appended when the
         // leader lost its role, and the rest may follow an append: unknown.
         RequestError::Replica(ReplicaError::Log(error)) | RequestError::Log(error) => matches!(
@@ -519,7 +660,12 @@ fn definitely_not_written(error: &RequestError) -> bool {
                 | LogError::OffsetOutOfRange { .. }
         ),
         RequestError::Replica(error) => {
-            matches!(error, ReplicaError::NotEnoughReplicas { .. } | ReplicaError::TooManyWaiting)
+            matches!(
+                error,
+                ReplicaError::NotEnoughReplicas { .. }
+                    | ReplicaError::TooManyWaiting
+                    | ReplicaError::Producer(_)
+            )
         }
         // A coordinator's error never answers a produce.
         RequestError::Coordinator(_) => false,

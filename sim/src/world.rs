@@ -836,6 +836,7 @@ impl World {
             }
         }
         self.work.stopped = true;
+        crate::workload::settle_unsettled(self);
         self.schedule(self.now + 500 * MS, Event::DrainWake);
     }
 

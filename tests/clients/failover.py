@@ -121,15 +121,18 @@ def check_replicas_identical(cluster, topic, partitions):
         fail(f"replicas differ after a clean stop (partition dir -> node -> SHA-256 of its segments): {differ or dict(digests)}")
 
 
-def scenario_cluster_failover(s, need_module):
+def scenario_cluster_failover(s, need_module, idempotent=False):
+    """The steps of the module doc; `idempotent`: the producer is idempotent
+    (enable.idempotence=true) and the check refuses any record written twice."""
     need_module("confluent_kafka")
+    extra = ["--idempotence"] if idempotent else []
     s.cluster = Cluster(s.node.cairn, os.path.join(s.workdir, "cluster"))
     s.cluster.start()
     acked_path = os.path.join(s.workdir, "reports.txt")
     reports = Reports(acked_path)
     producer = s.start_background(
         "failover_producer.py", "--topic", TOPIC, "--partitions", PARTITIONS, "--rate", RATE,
-        "--acked-file", acked_path, "--max-seconds", 120,
+        "--acked-file", acked_path, "--max-seconds", 120, *extra,
     )  # fmt: skip
     all_partitions = range(PARTITIONS)
     wait_for(
@@ -177,7 +180,8 @@ def scenario_cluster_failover(s, need_module):
     if code != 0:
         fail(f"failover_producer.py exited {code}: {tail(producer.log_path, 5)}")
     print(f"  producer: {tail(producer.log_path, 1)}", flush=True)
-    s.client("failover_check.py", "--topic", TOPIC, "--partitions", PARTITIONS, "--acked-file", acked_path, "--timeout", 60, timeout=120)
+    no_dups = ["--no-duplicates"] if idempotent else []
+    s.client("failover_check.py", "--topic", TOPIC, "--partitions", PARTITIONS, "--acked-file", acked_path, "--timeout", 60, *no_dups, timeout=120)
     s.cluster.check_alive("after the check")
     panics = s.cluster.panics()
     if panics:

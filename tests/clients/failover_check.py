@@ -18,6 +18,9 @@ every message):
  4. no gap: a record whose id is new comes right after the highest id written so far in
     S_p, skipping only ids whose delivery failed (none, as the producer runs it).
 
+With --no-duplicates (an idempotent producer wrote the topic) any record written twice is
+a failure: the broker must have answered every retry with its original offset.
+
 Prints counts: records, acknowledged, duplicates (and the partitions and offsets where the
 first duplicates are), per partition. `failover_check.py --self-test` runs the checks on
 made-up logs, each fault of which must be caught.
@@ -153,6 +156,7 @@ def main():
     ap.add_argument("--partitions", type=int, required=True)
     ap.add_argument("--acked-file", required=True)
     ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--no-duplicates", action="store_true", help="fail on any record written twice")
     args = ap.parse_args()
 
     ck = require_module("confluent_kafka", "install it with: pip install -r tests/clients/requirements.txt")
@@ -183,6 +187,9 @@ def main():
         fail(f"reports name partitions {sorted(unknown)} of a {args.partitions}-partition topic")
     if summary["acked"] == 0:
         fail("no acknowledged message to check")
+    if args.no_duplicates and summary["duplicates"]:
+        where = {p: v["first_duplicate"] for p, v in summary["per_partition"].items() if v["duplicates"]}
+        fail(f"{summary['duplicates']} records written twice by an idempotent producer (first per partition: {where})")
     return summary
 
 

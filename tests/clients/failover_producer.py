@@ -12,7 +12,8 @@ counts every message this producer made, from 0. Per partition, the ids of the m
 in the order produce() was called are that partition's sequence: librdkafka keeps a
 partition's messages in produce() order, and with max.in.flight=1 it retries a batch before
 sending anything after it, so the log must show that sequence, possibly with a run of it
-written again by a retry (idempotence is off: Cairn has no InitProducerId yet).
+written again by a retry. With --idempotence the producer is idempotent instead
+(enable.idempotence=true, up to 5 requests in flight): no message may then be written twice.
 
 Every report is appended to ACKED_FILE as `A <partition> <id> <offset> <unix time of the
 produce() call> <unix time of the report>` (acked)
@@ -70,6 +71,7 @@ def main():
     ap.add_argument("--acked-file", required=True)
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--flush-seconds", type=float, default=60.0)
+    ap.add_argument("--idempotence", action="store_true", help="an idempotent producer (InitProducerId)")
     args = ap.parse_args()
 
     ck = require_module("confluent_kafka", "install it with: pip install -r tests/clients/requirements.txt")
@@ -91,20 +93,22 @@ def main():
         stats["acked"] += 1
         out.write(f"A {msg.partition()} {ident} {msg.offset()} {sent_at:.6f} {time.time():.6f}\n")
 
-    producer = ck.Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "acks": "all",
-            "enable.idempotence": False,
-            "retries": 1_000_000,
-            # One request in flight per broker: a retry is sent before anything produced
-            # after it, so a partition's order holds without idempotence.
-            "max.in.flight.requests.per.connection": 1,
-            "linger.ms": 5,
-            "message.timeout.ms": 60_000,
-            "topic.metadata.refresh.interval.ms": 1_000,
-        }
-    )
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "acks": "all",
+        "enable.idempotence": False,
+        "retries": 1_000_000,
+        # One request in flight per broker: a retry is sent before anything produced
+        # after it, so a partition's order holds without idempotence.
+        "max.in.flight.requests.per.connection": 1,
+        "linger.ms": 5,
+        "message.timeout.ms": 60_000,
+        "topic.metadata.refresh.interval.ms": 1_000,
+    }
+    if args.idempotence:
+        # The broker keeps order and drops retried duplicates (KIP-98): five in flight.
+        config.update({"enable.idempotence": True, "max.in.flight.requests.per.connection": 5})
+    producer = ck.Producer(config)
     deadline = Deadline(args.max_seconds)
     start = time.monotonic()
     sent = 0
@@ -128,7 +132,13 @@ def main():
             f"produced {sent}: {stats['acked']} acked, {stats['failed']} failed (first error: "
             f"{stats['first_error']}), {remaining} without a report after {args.flush_seconds:.0f} s"
         )
-    return {"test": "failover_producer", "sent": sent, "acked": stats["acked"], "leaders_at_start": leaders}
+    return {
+        "test": "failover_producer",
+        "idempotence": args.idempotence,
+        "sent": sent,
+        "acked": stats["acked"],
+        "leaders_at_start": leaders,
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
 Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
-clean-restart, cluster-failover, groups, group-rebalance, coordinator-failover. Each one but the last gets its own node: a fresh temporary directory (data dir, node log,
+clean-restart, cluster-failover, cluster-failover-idempotent, groups, group-rebalance,
+coordinator-failover. Each one but the cluster ones gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
 --http-listener 127.0.0.1:H`, a bounded wait until the Kafka port accepts connections, the
 client scripts of this folder run with timeouts, and the node stopped at the end whatever
@@ -12,7 +13,8 @@ happened (SIGKILL if it does not stop; it also dies with this process, via
 PR_SET_PDEATHSIG, if this runner is killed).
 
 cluster-failover runs three `cairn serve` processes instead (tests/clients/cluster.py) and
-kills one with SIGKILL under a producer (tests/clients/failover.py says how it checks).
+kills one with SIGKILL under a producer (tests/clients/failover.py says how it checks);
+cluster-failover-idempotent does the same with an idempotent producer and no duplicate allowed.
 
 On a failure it prints what was expected and what was seen, the data directory (kept for a
 post-mortem) and the tail of the node's log and of the failing client's output.
@@ -325,6 +327,7 @@ SCENARIOS = {
     "groups": scenario_groups,
     "group-rebalance": scenario_group_rebalance,
     "coordinator-failover": scenario_coordinator_failover,
+    "cluster-failover-idempotent": lambda s: failover.scenario_cluster_failover(s, need_module, idempotent=True),
 }
 
 

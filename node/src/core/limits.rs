@@ -161,6 +161,20 @@ pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: u64 = 86_400_000;
 const _: () = assert!(PRODUCER_BATCH_WINDOW >= 1 && PRODUCER_BATCH_WINDOW <= u8::MAX as usize);
 const _: () = assert!(PRODUCERS_PER_PARTITION_MAX >= 1);
 
+/// How often a replica forgets the producers older than `producer.id.expiration.ms` (Kafka's
+/// `producer.id.expiration.check.interval.ms`, ten minutes).
+pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL: std::time::Duration =
+    std::time::Duration::from_millis(600_000);
+
+/// Producer state snapshots a partition keeps on disk (Kafka keeps them per segment; two are
+/// enough here: the newest, and one older in case the newest is damaged or truncated away).
+pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
+
+/// Bytes of log one read brings in while a replica rebuilds its producer state from the log.
+pub const PRODUCER_REPLAY_READ_BYTES: u32 = 1 << 20;
+
+const _: () = assert!(PRODUCER_SNAPSHOTS_KEPT >= 1);
+
 /// Members one consumer group may hold, counting members given an id that have not joined
 /// yet (KIP-394); a group's `group.max.size` may only lower it. It bounds every per-group
 /// table and the answers one input can release.

@@ -33,6 +33,10 @@ pub fn request_error_code(error: &RequestError) -> i16 {
         RequestError::Replica(error) => error.code(),
         RequestError::Log(error) => log_error_code(error),
         RequestError::Coordinator(error) => error.code(),
+        // INVALID_REQUEST rather than UNSUPPORTED_VERSION: the API and its version are
+        // supported (ApiVersions says so), only the transactional use of it is not; both
+        // librdkafka and the Java client treat it as fatal and show the message.
+        RequestError::TransactionsUnsupported => ResponseError::InvalidRequest.code(),
     }
 }
 
@@ -82,11 +86,16 @@ mod tests {
     use super::*;
     use crate::core::io::{DiskError, FileName};
     use crate::core::node::PartitionId;
+    use crate::core::producer::ProducerError;
 
     #[test]
     fn codes_match_kafkas_numbers() {
         let partition = PartitionId::new("t", 0);
         let file = FileName::new("partitions/t-0/00000000000000000000.log".to_owned());
+        let out_of_order =
+            ProducerError::OutOfOrderSequence { producer_id: 1, epoch: 0, expected: 3, found: 5 };
+        let fenced_producer =
+            ProducerError::InvalidProducerEpoch { producer_id: 1, epoch: 0, current: 1 };
         let cases: Vec<(RequestError, i16)> = vec![
             (RequestError::UnknownPartition(partition.clone()), 3),
             (RequestError::NotLeader { partition, leader: None }, 6),
@@ -97,6 +106,8 @@ mod tests {
             (ReplicaError::NotEnoughReplicasAfterAppend { isr: 1, min: 2 }.into(), 20),
             (ReplicaError::FencedLeaderEpoch { request: 1, current: 2 }.into(), 74),
             (ReplicaError::Log(LogError::Recovering).into(), 6),
+            (ReplicaError::Producer(out_of_order).into(), 45),
+            (ReplicaError::Producer(fenced_producer).into(), 47),
             (LogError::InvalidBatch(BatchError::BadMagic { magic: 1 }).into(), 2),
             (LogError::InvalidBatch(BatchError::TrailingBytes(3)).into(), 2),
             (

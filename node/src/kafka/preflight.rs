@@ -65,6 +65,7 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::ListGroups => v >= 3,
         ApiKey::DescribeGroups => v >= 5,
         ApiKey::DeleteGroups => v >= 2,
+        ApiKey::InitProducerId => v >= 2,
         other => return Err(PreflightError::UnknownApi(other as i16)),
     };
     let mut w = Walker { buf: body, flexible };
@@ -90,6 +91,7 @@ pub fn check_body(api_key: ApiKey, api_version: i16, body: &[u8]) -> Walk {
         ApiKey::ListGroups => list_groups(&mut w, v),
         ApiKey::DescribeGroups => describe_groups(&mut w, v),
         ApiKey::DeleteGroups => delete_groups(&mut w),
+        ApiKey::InitProducerId => init_producer_id(&mut w, v),
         other => Err(PreflightError::UnknownApi(other as i16)),
     }
 }
@@ -485,6 +487,16 @@ fn heartbeat(w: &mut Walker<'_>, v: i16) -> Walk {
     w.string()?; // member_id
     if v >= 3 {
         w.string()?; // group_instance_id
+    }
+    w.tagged()
+}
+
+fn init_producer_id(w: &mut Walker<'_>, v: i16) -> Walk {
+    w.string()?; // transactional_id
+    w.int32()?; // transaction_timeout_ms
+    if v >= 3 {
+        w.int64()?; // producer_id
+        w.int16()?; // producer_epoch
     }
     w.tagged()
 }

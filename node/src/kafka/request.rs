@@ -19,8 +19,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest as WireProduceRequest,
-    RequestHeader as WireRequestHeader,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest as WireProduceRequest, RequestHeader as WireRequestHeader,
 };
 use kafka_protocol::protocol::Decodable;
 
@@ -105,6 +105,8 @@ pub enum KafkaRequest {
     ListGroups(kafka_protocol::messages::ListGroupsRequest),
     /// DeleteGroups.
     DeleteGroups(kafka_protocol::messages::DeleteGroupsRequest),
+    /// InitProducerId.
+    InitProducerId(InitProducerIdRequest),
 }
 
 /// What a frame turned out to be.
@@ -343,6 +345,9 @@ pub fn decode_request(frame: BytesMut) -> Result<Decoded, DecodeError> {
         }
         ApiKey::DeleteGroups => {
             KafkaRequest::DeleteGroups(body(&mut cursor, api_version).map_err(bad_body)?)
+        }
+        ApiKey::InitProducerId => {
+            KafkaRequest::InitProducerId(body(&mut cursor, api_version).map_err(bad_body)?)
         }
         // `is_supported` admitted only the APIs above.
         other => unreachable!("api {other:?} passed the version table but has no decoder"),

@@ -9,8 +9,8 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
-    IncrementalAlterConfigsResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse,
-    ResponseHeader,
+    IncrementalAlterConfigsResponse, InitProducerIdResponse, ListOffsetsResponse, MetadataResponse,
+    ProduceResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -64,6 +64,8 @@ pub enum KafkaResponse {
     ListGroups(kafka_protocol::messages::ListGroupsResponse),
     /// DeleteGroups.
     DeleteGroups(kafka_protocol::messages::DeleteGroupsResponse),
+    /// InitProducerId.
+    InitProducerId(InitProducerIdResponse),
 }
 
 impl KafkaResponse {
@@ -91,6 +93,7 @@ impl KafkaResponse {
             KafkaResponse::DescribeGroups(_) => ApiKey::DescribeGroups,
             KafkaResponse::ListGroups(_) => ApiKey::ListGroups,
             KafkaResponse::DeleteGroups(_) => ApiKey::DeleteGroups,
+            KafkaResponse::InitProducerId(_) => ApiKey::InitProducerId,
         }
     }
 
@@ -117,6 +120,7 @@ impl KafkaResponse {
             KafkaResponse::DescribeGroups(body) => encode_body(body, out, version),
             KafkaResponse::ListGroups(body) => encode_body(body, out, version),
             KafkaResponse::DeleteGroups(body) => encode_body(body, out, version),
+            KafkaResponse::InitProducerId(body) => encode_body(body, out, version),
         }
     }
 }

@@ -296,6 +296,9 @@ fn sample_request(api_key: ApiKey, v: i16) -> KafkaRequest {
             topics: Vec::new(),
             batches_copied: false,
         }),
+        ApiKey::InitProducerId => KafkaRequest::InitProducerId(
+            InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+        ),
         other => sample_group_request(other, v),
     }
 }
@@ -461,6 +464,7 @@ fn encode_sample(request: &KafkaRequest, api_key: ApiKey, v: i16) -> BytesMut {
         KafkaRequest::DescribeConfigs(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::IncrementalAlterConfigs(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::DescribeCluster(b) => client_frame(api_key, v, 11, b),
+        KafkaRequest::InitProducerId(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::Produce(_) => client_frame(api_key, v, 11, &produce_body(v)),
         KafkaRequest::FindCoordinator(b) => client_frame(api_key, v, 11, b),
         KafkaRequest::JoinGroup(b) => client_frame(api_key, v, 11, b),

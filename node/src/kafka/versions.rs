@@ -54,6 +54,8 @@ pub const SUPPORTED_APIS: &[ApiRange] = &[
     range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
+    // Idempotence without transactions; v5+ (KIP-890, KIP-939) are transactional only.
+    range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::DeleteGroups, 0, 2),

@@ -470,6 +470,19 @@ pub mod build {
         out
     }
 
+    /// Stamps a batch built by [`batch`] as idempotent producer `producer_id`'s, in
+    /// `epoch`, first sequence `sequence` (KIP-98), and recomputes its CRC.
+    pub fn stamp_producer(batch: &mut BytesMut, producer_id: i64, epoch: i16, sequence: i32) {
+        batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8]
+            .copy_from_slice(&producer_id.to_be_bytes());
+        batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2]
+            .copy_from_slice(&epoch.to_be_bytes());
+        batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
+            .copy_from_slice(&sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+        batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     /// Values of the records of an uncompressed batch built by [`batch`].
     pub fn values(batch: &[u8]) -> Vec<Bytes> {
         let mut values = Vec::new();

@@ -40,6 +40,9 @@ pub enum Canary {
     /// A follower of a new leader epoch fetches before it reconciles and applies the HW of
     /// the answer before truncating its divergent suffix (KAFKA-14704).
     FollowerHwBeforeTruncation,
+    /// A leader appends an idempotent producer's retried batch again instead of answering it
+    /// with its original offset (Redpanda issue 3039): retries are not deduplicated.
+    IdempotenceNotDeduplicated,
 }
 
 impl Canary {

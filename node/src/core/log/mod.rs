@@ -465,6 +465,11 @@ impl PartitionLog {
         self.segments.iter()
     }
 
+    /// The base offset of the active (last) segment; a change after an append is a roll.
+    pub fn active_segment_base(&self) -> Option<u64> {
+        self.segments.back().map(|segment| segment.base_offset)
+    }
+
     /// Bytes held in all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|segment| segment.size_bytes).sum()

@@ -112,7 +112,8 @@ impl Node {
             | Request::ListOffsets { .. }
             | Request::FindCoordinator { .. }
             | Request::Group(_)
-            | Request::ListGroups => unreachable!("not a topic request"),
+            | Request::ListGroups
+            | Request::InitProducerId { .. } => unreachable!("not a topic request"),
         };
         self.call(now, Purpose::Client { conn, id }, kind.into());
     }

@@ -53,6 +53,8 @@ pub(super) enum Purpose {
     AlterPartition { partition: PartitionId, leader_epoch: i32, partition_epoch: i32 },
     /// The creation of `__consumer_offsets` a FindCoordinator asked for.
     OffsetsTopic,
+    /// A block of producer ids for InitProducerId.
+    ProducerIds,
 }
 
 /// Where the current attempt of a call went.
@@ -356,9 +358,10 @@ impl Node {
     /// Starts a call to the active controller.
     pub(super) fn call(&mut self, now: Instant, purpose: Purpose, request: ControllerRequest) {
         let deadline = match purpose {
-            Purpose::Client { .. } | Purpose::AutoCreate { .. } | Purpose::OffsetsTopic => {
-                Some(now + CLIENT_CALL_TIMEOUT)
-            }
+            Purpose::Client { .. }
+            | Purpose::AutoCreate { .. }
+            | Purpose::OffsetsTopic
+            | Purpose::ProducerIds => Some(now + CLIENT_CALL_TIMEOUT),
             Purpose::Register => None,
             Purpose::Heartbeat => Some(now + self.config.cluster.broker_heartbeat_interval * 2),
             Purpose::AlterPartition { .. } => Some(now + ALTER_PARTITION_CALL_TIMEOUT),
@@ -518,6 +521,16 @@ impl Node {
                 }
             }
             Purpose::OffsetsTopic => self.offsets_topic_created(refused),
+            Purpose::ProducerIds => {
+                let block = match (response.reply, refused) {
+                    (Some(ReplyKind::ProducerIds(reply)), None) => {
+                        Ok((reply.first_id, reply.count))
+                    }
+                    (_, Some(error)) => Err(error),
+                    (_, None) => Err(RequestError::ControllerTimeout),
+                };
+                self.producer_ids_allocated(now, block);
+            }
         }
     }
 
@@ -533,6 +546,7 @@ impl Node {
                 self.alter_partition_failed(now, &partition, epochs, false);
             }
             Purpose::OffsetsTopic => self.offsets_topic_created(Some(error)),
+            Purpose::ProducerIds => self.producer_ids_allocated(now, Err(error)),
         }
     }
 

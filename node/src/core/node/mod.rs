@@ -49,6 +49,7 @@ mod admin;
 mod cluster;
 mod groups;
 mod message;
+mod producer_ids;
 mod replicas;
 mod types;
 
@@ -214,6 +215,8 @@ pub struct Node {
     coordinator_calls: HashMap<u64, groups::CoordinatorCall>,
     /// Whether a creation of `__consumer_offsets` is with the controller.
     offsets_topic_creating: bool,
+    /// This broker's block of producer ids (InitProducerId).
+    producer_ids: producer_ids::ProducerIdBlock,
 }
 
 impl Node {
@@ -282,6 +285,7 @@ impl Node {
             group_calls: HashMap::new(),
             coordinator_calls: HashMap::new(),
             offsets_topic_creating: false,
+            producer_ids: Default::default(),
         };
         node.timers.set(Timer::Retention, now + node.config.retention_check_interval);
         node.timers.set(Timer::Flush, now + node.config.flush_interval);
@@ -375,6 +379,10 @@ impl Node {
     /// node until [`Node::is_quiescent`].
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
+        // A producer state snapshot covering the whole log, so the restart replays nothing.
+        for (id, replica) in &mut self.replicas {
+            replica.snapshot_producers(&mut self.ops.replica(id));
+        }
         let unflushed = self.replicas.iter().filter(|(_, r)| r.needs_flush());
         let ids: Vec<PartitionId> = unflushed.map(|(id, _)| id.clone()).collect();
         self.flush_wanted.extend(ids);
@@ -410,6 +418,9 @@ impl Node {
             admin if !self.broker.started => self.wait_for_start(now, conn, id, admin),
             Request::Metadata { topics, auto_create } => {
                 self.metadata(now, conn, id, topics, auto_create)
+            }
+            Request::InitProducerId { transactional_id } => {
+                self.init_producer_id(now, conn, id, transactional_id)
             }
             admin => self.admin_request(now, conn, id, admin),
         }
@@ -618,6 +629,7 @@ impl Node {
         self.raft.invariants();
         self.image.invariants();
         self.controller.invariants();
+        self.producer_ids.invariants();
         assert!(
             self.image.last_applied() <= self.raft.applied_index(),
             "the image holds only what Raft reported"

@@ -503,3 +503,45 @@ fn a_commit_survives_the_coordinators_crash_and_the_new_leader_answers_it() {
     assert_eq!(offsets.len(), 1);
     assert_eq!(offsets[0].1.as_ref().map(|o| o.offset), Some(42));
 }
+
+fn producer_id(response: Response) -> i64 {
+    match response {
+        Response::ProducerId { producer_id, producer_epoch: 0 } => producer_id,
+        other => panic!("not a producer id: {other:?}"),
+    }
+}
+
+#[test]
+fn producer_ids_never_repeat_across_blocks_nodes_and_restarts() {
+    use crate::core::limits::PRODUCER_ID_BLOCK_SIZE;
+    let mut c = Cluster::new(3);
+    c.run_for(Duration::from_secs(3));
+    let mut seen = std::collections::BTreeSet::new();
+    let init = || Request::InitProducerId { transactional_id: None };
+    // More than a block from one broker, and some from each of the others.
+    for _ in 0..PRODUCER_ID_BLOCK_SIZE + 2 {
+        assert!(seen.insert(producer_id(c.ask(NodeId(2), init()))), "an id twice");
+    }
+    for id in [1, 3] {
+        assert!(seen.insert(producer_id(c.ask(NodeId(id), init()))), "an id twice");
+    }
+    // Every node loses power and comes back: blocks handed out are committed, so the new
+    // ones start past them (the unused rest of a block is abandoned).
+    for id in 1..=3 {
+        c.crash(NodeId(id));
+    }
+    for id in 1..=3 {
+        c.start(NodeId(id));
+    }
+    c.run_for(Duration::from_secs(5));
+    for id in 1..=3 {
+        let fresh = producer_id(c.ask(NodeId(id), init()));
+        assert!(fresh > *seen.last().expect("ids"), "node {id}: {fresh} after a restart");
+        assert!(seen.insert(fresh));
+    }
+    let transactional = Request::InitProducerId { transactional_id: Some("tx".into()) };
+    assert_eq!(
+        c.ask(NodeId(1), transactional),
+        Response::Error(RequestError::TransactionsUnsupported)
+    );
+}

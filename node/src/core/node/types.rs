@@ -197,6 +197,11 @@ pub enum Request {
     Group(CoordinatorRequest),
     /// The groups this node coordinates (ListGroups).
     ListGroups,
+    /// A producer id for an idempotent producer (InitProducerId), answered with epoch 0.
+    InitProducerId {
+        /// The producer's transactional id: Cairn has no transactions, so one is refused.
+        transactional_id: Option<Arc<str>>,
+    },
 }
 
 /// Why a request failed: each becomes a Kafka error code at the edge.
@@ -242,6 +247,12 @@ pub enum RequestError {
     /// The group coordinator refused.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// A transactional producer asked for an id: Cairn implements idempotence without
+    /// transactions.
+    #[error(
+        "transactions are not supported: use an idempotent producer without a transactional.id"
+    )]
+    TransactionsUnsupported,
 }
 
 /// The node's answer to a request.
@@ -289,6 +300,13 @@ pub enum Response {
     Group(CoordinatorResponse),
     /// The groups this node coordinates.
     Groups(Vec<ListedGroup>),
+    /// A producer id handed out (InitProducerId).
+    ProducerId {
+        /// The id.
+        producer_id: i64,
+        /// Its epoch: always 0 without transactions.
+        producer_epoch: i16,
+    },
 }
 
 /// One committed offset of a group this node coordinates, for metrics.

@@ -120,6 +120,8 @@ impl Replica {
                 }
                 None => follower.phase = Phase::Fetch,
             },
+            // The producer state is being rebuilt: what is fetched could not be recorded.
+            Phase::Fetch if !self.producers.is_ready() => return progressed,
             Phase::Fetch => {
                 // Under `fsync` the leader counts only flushed offsets: fetch again once what
                 // was appended is durable, so the next fetch moves the HW (group commit keeps
@@ -364,10 +366,13 @@ impl Replica {
         {
             return; // Answers a position the log has left; the next step fetches afresh.
         }
+        if !self.producers.is_ready() {
+            return; // The producer state is being rebuilt; fetch again once it is.
+        }
         let records: Bytes = response.records;
         if !records.is_empty() {
-            match self.log.append_as_follower(now, records, out) {
-                Ok(_) => {}
+            match self.log.append_as_follower(now, records.clone(), out) {
+                Ok(_) => self.producers_follower_appended(&records, out),
                 Err(LogError::StaleEpoch { .. }) => {
                     // The leader sent batches of an epoch older than our latest: diverged.
                     if let RoleState::Follower(follower) = &mut self.role {

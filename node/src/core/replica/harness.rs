@@ -52,6 +52,20 @@ impl MemDisk {
     pub fn contents(&self, name: &FileName) -> &[u8] {
         self.files.get(name.as_str()).map_or(&[], |f| &f.data)
     }
+
+    /// The names of the files in `dir` (not recursively).
+    pub fn files_in(&self, dir: &str) -> Vec<String> {
+        let prefix = format!("{dir}/");
+        let names = self.files.keys().filter_map(|name| name.strip_prefix(&prefix));
+        names.filter(|rest| !rest.contains('/')).map(str::to_string).collect()
+    }
+
+    /// Flips the bits of byte `pos` of `name`, synced copy included (silent corruption).
+    pub fn corrupt(&mut self, name: &str, pos: usize) {
+        let file = self.files.get_mut(name).expect("the file exists");
+        file.data[pos] ^= 0xff;
+        file.synced[pos] ^= 0xff;
+    }
 }
 
 impl DiskDriver for MemDisk {
@@ -300,6 +314,16 @@ impl Cluster {
         let (token, now) = (self.next_token, self.now);
         let node = &mut self.nodes[id as usize];
         node.replica.produce(now, token, acks, batch(value), epoch, &mut node.queue);
+        self.pump();
+        token
+    }
+
+    /// A produce of `batch` as built by the test to node `id`; returns its token.
+    pub fn produce_batch(&mut self, id: u32, acks: Acks, batch: BytesMut) -> u64 {
+        self.next_token += 1;
+        let (token, now) = (self.next_token, self.now);
+        let node = &mut self.nodes[id as usize];
+        node.replica.produce(now, token, acks, batch, None, &mut node.queue);
         self.pump();
         token
     }

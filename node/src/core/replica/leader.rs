@@ -16,10 +16,12 @@ use super::{
 };
 use crate::core::io::NodeId;
 use crate::core::limits::REPLICA_ACK_WAITS_MAX;
+use crate::core::log::batch::{BatchHeader, validate_produced_batch};
 #[cfg(feature = "canary")]
 use crate::core::log::canary::{self, Canary};
 use crate::core::log::epoch::UNDEFINED_EPOCH;
 use crate::core::log::{DiskQueue, LogError, ReadStart};
+use crate::core::producer::ProducerCheck;
 use crate::core::time::Instant;
 use crate::core::topic::Durability;
 
@@ -144,28 +146,78 @@ impl Replica {
     ) -> Result<(), ReplicaError> {
         self.check_epoch(current_leader_epoch)?;
         self.check_serving()?;
+        if !self.producers.is_ready() {
+            return Err(ReplicaError::Log(LogError::Recovering)); // Retriable.
+        }
         let epoch = self.leader_epoch();
         let isr = self.isr().len();
         let min = self.config.min_insync_replicas;
         if acks == Acks::All && isr < min {
             return Err(ReplicaError::NotEnoughReplicas { isr, min });
         }
-        let RoleState::Leader(leader) = &mut self.role else { unreachable!("checked") };
+        let RoleState::Leader(leader) = &self.role else { unreachable!("checked") };
         if leader.local_waits.len() + leader.isr_waits.len() >= REPLICA_ACK_WAITS_MAX {
             return Err(ReplicaError::TooManyWaiting);
         }
-        let info = self.log.append_as_leader(now, batch, epoch, out)?;
-        let wait = Wait { token, base_offset: info.base_offset, last_offset: info.last_offset };
-        match (acks, self.config.durability) {
-            (Acks::None, _) => {}
-            (Acks::Leader, Durability::Replicate) => {
-                let response = ReplicaResponse::Produced { base_offset: info.base_offset };
-                self.events.push_back(ReplicaEvent::Reply { token, response });
-            }
-            (Acks::Leader, Durability::Fsync) => leader.local_waits.push_back(wait),
-            (Acks::All, _) => leader.isr_waits.push_back(wait),
+        // The header is read without the CRC here; the append (or, for an answer without
+        // one, `validate_produced_batch`) checks the whole batch, so its CRC is computed once.
+        let header = BatchHeader::parse(&batch).map_err(LogError::from)?;
+        let check = self.producers.table.check(&header);
+        if !matches!(check, Ok(ProducerCheck::Append)) {
+            validate_produced_batch(&batch, self.log.config().batch_bytes_max)
+                .map_err(LogError::from)?;
         }
+        #[allow(unused_mut)]
+        let mut check = check?;
+        #[cfg(feature = "canary")]
+        if canary::is(Canary::IdempotenceNotDeduplicated) {
+            check = ProducerCheck::Append;
+        }
+        let wait = match check {
+            ProducerCheck::Append => {
+                let info = self.log.append_as_leader(now, batch, epoch, out)?;
+                self.producers.table.appended(&header, info.base_offset);
+                let active = self.log.active_segment_base();
+                self.producers.after_append(active, out);
+                Wait { token, base_offset: info.base_offset, last_offset: info.last_offset }
+            }
+            // A retry of a batch in the log: nothing is appended, and the original's offsets
+            // are answered under the condition the original's answer waits for (the HW for
+            // acks=all), never earlier: the original may not be replicated yet.
+            ProducerCheck::Duplicate { base_offset, last_offset } => {
+                tracing::info!(topic = %self.config.topic, partition = self.config.partition,
+                    producer_id = header.producer_id, sequence = header.base_sequence,
+                    base_offset, "a retried batch answered with its original offset");
+                Wait { token, base_offset, last_offset }
+            }
+        };
+        self.wait_for_acks(acks, wait);
         Ok(())
+    }
+
+    /// Answers a produce now or queues it until the flush or HW its `acks` wait for. A
+    /// duplicate's wait may be older than those queued: waits stay ordered by last offset.
+    fn wait_for_acks(&mut self, acks: Acks, wait: Wait) {
+        let (hw, flushed) = (self.high_watermark, self.log.flushed_offset());
+        let RoleState::Leader(leader) = &mut self.role else { unreachable!("checked") };
+        let reply = ReplicaResponse::Produced { base_offset: wait.base_offset };
+        let queue = match (acks, self.config.durability) {
+            (Acks::None, _) => return,
+            (Acks::Leader, Durability::Replicate) => None,
+            (Acks::Leader, Durability::Fsync) if wait.last_offset < flushed => None,
+            (Acks::Leader, Durability::Fsync) => Some(&mut leader.local_waits),
+            (Acks::All, _) if wait.last_offset < hw => None,
+            (Acks::All, _) => Some(&mut leader.isr_waits),
+        };
+        match queue {
+            None => {
+                self.events.push_back(ReplicaEvent::Reply { token: wait.token, response: reply })
+            }
+            Some(queue) => {
+                let at = queue.partition_point(|queued| queued.last_offset <= wait.last_offset);
+                queue.insert(at, wait);
+            }
+        }
     }
 
     /// Whether this replica serves as leader now; the error says why not.
@@ -500,7 +552,7 @@ impl Replica {
             return self.maybe_propose_isr(now);
         }
         if !leader.started {
-            if !self.log.is_ready() || self.truncating {
+            if !self.log.is_ready() || self.truncating || !self.producers.is_ready() {
                 return false;
             }
             // Under `fsync` the epoch starts on a durable log: until recovery's syncs (or a
@@ -788,8 +840,9 @@ impl Replica {
         let me = self.config.node_id;
         let leo = self.log.log_end_offset();
         for waits in [&leader.local_waits, &leader.isr_waits] {
+            // Equal last offsets: a duplicate's wait beside its original's.
             let offsets = waits.iter().map(|wait| wait.last_offset);
-            assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a < b), "waits in order");
+            assert!(offsets.clone().zip(offsets.skip(1)).all(|(a, b)| a <= b), "waits in order");
             if self.log.is_ready() {
                 assert!(waits.back().is_none_or(|wait| wait.last_offset < leo), "wait past LEO");
             }

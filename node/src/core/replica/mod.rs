@@ -48,6 +48,7 @@ mod follower;
 pub mod hw;
 mod leader;
 pub mod messages;
+mod producers;
 mod types;
 
 #[cfg(test)]
@@ -56,6 +57,8 @@ mod harness;
 mod tests;
 #[cfg(all(test, feature = "canary"))]
 mod tests_canary;
+#[cfg(test)]
+mod tests_producers;
 #[cfg(test)]
 mod tests_random;
 
@@ -69,11 +72,13 @@ pub use self::messages::{
     ErrorCode, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ReplicaFetch,
     ReplicaFetchResponse, ReplicaMessage,
 };
+use self::producers::Producers;
 pub use self::types::{
     Acks, OffsetSpec, PartitionState, ReplicaConfig, ReplicaError, ReplicaEvent, ReplicaResponse,
     Role,
 };
 use super::io::{DiskResult, FileName, NodeId, OpId};
+use super::limits::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL;
 use super::log::{DiskQueue, LogConfig, LogError, LogEvent, PartitionLog};
 use super::time::Instant;
 use super::timer::TimerTable;
@@ -91,14 +96,26 @@ enum Timer {
     Follower,
     /// Recover the failed log.
     Recover,
+    /// Forget producers idle for `producer.id.expiration.ms`.
+    ProducerExpiry,
 }
 
 /// What a log read in flight is for.
 #[derive(Debug, Clone, Copy)]
 enum ReadFor {
-    ClientFetch { token: u64 },
-    ClientOffset { token: u64 },
-    Replica { to: NodeId, correlation_id: u64, leader_epoch: i32 },
+    ClientFetch {
+        token: u64,
+    },
+    ClientOffset {
+        token: u64,
+    },
+    Replica {
+        to: NodeId,
+        correlation_id: u64,
+        leader_epoch: i32,
+    },
+    /// A stretch of log replayed into the producer state.
+    ProducerReplay,
 }
 
 #[derive(Debug)]
@@ -133,6 +150,8 @@ pub struct Replica {
     next_correlation_id: u64,
     timers: TimerTable<Timer>,
     events: VecDeque<ReplicaEvent>,
+    /// The idempotent producer state (module `producers`).
+    producers: Producers,
 }
 
 impl Replica {
@@ -145,7 +164,8 @@ impl Replica {
         out: &mut impl DiskQueue,
     ) -> Replica {
         assert!(config.min_insync_replicas >= 1, "min.insync.replicas is at least 1");
-        let log = PartitionLog::open(dir, log_config, out);
+        let log = PartitionLog::open(dir.clone(), log_config, out);
+        let producers = Producers::open(dir, out);
         Replica {
             config,
             log,
@@ -161,6 +181,7 @@ impl Replica {
             next_correlation_id: 0,
             timers: TimerTable::default(),
             events: VecDeque::new(),
+            producers,
         }
     }
 
@@ -256,7 +277,21 @@ impl Replica {
     /// Applies retention with the high watermark as the bound (Kafka never deletes what
     /// consumers cannot yet see).
     pub fn apply_retention(&mut self, now: Instant, out: &mut impl DiskQueue) -> usize {
-        self.log.apply_retention(now, self.high_watermark, out)
+        if !self.producers.is_ready() {
+            return 0; // A rebuild reads the log from its covered offset: keep it there.
+        }
+        let deleted = self.log.apply_retention(now, self.high_watermark, out);
+        if deleted > 0 {
+            // Kafka's `truncateHead`: producers whose last batch left the log are forgotten.
+            self.producers.table.truncate_start(self.log.log_start_offset());
+        }
+        deleted
+    }
+
+    /// Writes a snapshot of the producer state (at a clean stop), so that the next start
+    /// replays only the log after it.
+    pub fn snapshot_producers(&mut self, out: &mut impl DiskQueue) {
+        self.producers.write_snapshot(out);
     }
 
     // ----- inputs -----
@@ -335,7 +370,8 @@ impl Replica {
         result: DiskResult,
         out: &mut impl DiskQueue,
     ) -> bool {
-        if !self.log.handle_disk(now, id, result, out) {
+        if !self.producer_disk_done(id, &result, out) && !self.log.handle_disk(now, id, result, out)
+        {
             return false;
         }
         self.after_input(now, out);
@@ -359,6 +395,7 @@ impl Replica {
                     self.truncating = false;
                     self.log.recover(out);
                 }
+                Timer::ProducerExpiry => self.expire_producers(now),
             }
         }
         self.after_input(now, out);
@@ -448,7 +485,7 @@ impl Replica {
             let mut progressed = false;
             while let Some(event) = self.log.poll_event() {
                 progressed = true;
-                self.handle_log_event(now, event);
+                self.handle_log_event(now, event, out);
             }
             progressed |= self.step(now, out);
             if !progressed {
@@ -459,27 +496,38 @@ impl Replica {
     }
 
     /// Starts what the role wants done next; returns whether anything happened.
+    /// A leader starts its epoch, and a follower fetches, only once the producer state is
+    /// rebuilt (module `producers`); a follower reconciles meanwhile (a truncation restarts
+    /// the rebuild).
     fn step(&mut self, now: Instant, out: &mut impl DiskQueue) -> bool {
-        match &self.role {
-            RoleState::Leader(_) => self.step_leader(now, out),
-            RoleState::Follower(_) => self.step_follower(now, out),
-            RoleState::None => false,
+        if self.timers.get(Timer::ProducerExpiry).is_none() {
+            self.timers.set(Timer::ProducerExpiry, now + PRODUCER_ID_EXPIRATION_CHECK_INTERVAL);
         }
+        let progressed = self.step_producers(out);
+        progressed
+            | match &self.role {
+                RoleState::Leader(_) => self.step_leader(now, out),
+                RoleState::Follower(_) => self.step_follower(now, out),
+                RoleState::None => false,
+            }
     }
 
-    fn handle_log_event(&mut self, now: Instant, event: LogEvent) {
+    fn handle_log_event(&mut self, now: Instant, event: LogEvent, out: &mut impl DiskQueue) {
         match event {
             LogEvent::Recovered { log_start_offset, log_end_offset, .. } => {
                 // Under `replicate` a crash may take back acknowledged writes (the setting's
                 // contract); the HW never exceeds what the log holds.
                 self.high_watermark = self.high_watermark.min(log_end_offset);
                 self.events.push_back(ReplicaEvent::Recovered { log_start_offset, log_end_offset });
+                // What the log holds may have changed under the table (a torn tail cut, or
+                // unsynced writes lost): rebuild it.
+                self.producers.want_reload();
                 self.log_recovered();
             }
             // The step after every input acts on a flush: the leader's HW and acks=1 waits,
             // a follower's next fetch and its HW.
             LogEvent::Flushed { .. } => {}
-            LogEvent::Read { token, result } => self.read_done(token, result),
+            LogEvent::Read { token, result } => self.read_done(token, result, out),
             LogEvent::OffsetForTimestamp { token, result } => {
                 if let Some(ReadFor::ClientOffset { token: client }) = self.reads.remove(&token) {
                     let response = match result {
@@ -498,6 +546,7 @@ impl Replica {
                         hw = self.high_watermark, offset, "truncated below the high watermark");
                     self.high_watermark = offset;
                 }
+                self.producers_truncated(offset, out);
                 self.events.push_back(ReplicaEvent::Truncated { offset });
             }
             LogEvent::Failed { error } => self.log_failed(now, error),
@@ -638,7 +687,7 @@ impl Replica {
         }
     }
 
-    fn read_done(&mut self, token: u64, result: Result<Bytes, LogError>) {
+    fn read_done(&mut self, token: u64, result: Result<Bytes, LogError>, out: &mut impl DiskQueue) {
         if let Err(error @ LogError::Corrupt { .. }) = &result {
             self.resign_over_corruption(error);
         }
@@ -658,6 +707,7 @@ impl Replica {
                 self.events.push_back(ReplicaEvent::Reply { token, response });
             }
             ReadFor::ClientOffset { .. } => unreachable!("offset lookups answer by their event"),
+            ReadFor::ProducerReplay => self.producer_replay_read(token, result, out),
             ReadFor::Replica { to, correlation_id, leader_epoch } => {
                 self.replica_read_done(to, correlation_id, leader_epoch, result)
             }
@@ -694,6 +744,10 @@ impl Replica {
         self.log.invariants();
         if self.log.is_ready() {
             assert!(self.high_watermark <= self.log.log_end_offset(), "HW beyond the LEO");
+            if self.producers.is_ready() {
+                let covered = self.producers.table.covered_end_offset();
+                assert!(covered <= self.log.log_end_offset(), "producer state beyond the LEO");
+            }
         }
         if let Some(state) = &self.state {
             for member in &state.isr {

@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::messages::{ErrorCode, ReplicaMessage};
 use crate::core::io::NodeId;
+use crate::core::limits::PRODUCER_ID_EXPIRATION_MS_DEFAULT;
 use crate::core::log::LogError;
+use crate::core::producer::ProducerError;
 use crate::core::topic::Durability;
 
 /// A partition's replication state as the committed metadata gives it (the node converts
@@ -78,6 +80,9 @@ pub struct ReplicaConfig {
     pub alter_partition_timeout: Duration,
     /// How long after its log failed the replica recovers it.
     pub recovery_backoff: Duration,
+    /// `producer.id.expiration.ms`: an idempotent producer whose last batch is older than
+    /// this is forgotten.
+    pub producer_id_expiration: Duration,
 }
 
 impl ReplicaConfig {
@@ -98,6 +103,7 @@ impl ReplicaConfig {
             alter_partition_backoff: Duration::from_millis(100),
             alter_partition_timeout: Duration::from_millis(3_000),
             recovery_backoff: Duration::from_millis(1_000),
+            producer_id_expiration: Duration::from_millis(PRODUCER_ID_EXPIRATION_MS_DEFAULT),
         }
     }
 }
@@ -167,6 +173,10 @@ pub enum ReplicaError {
     /// The log refused or failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The idempotent producer state refused the batch (a sequence gap, a fenced producer
+    /// epoch); nothing was appended.
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 impl ReplicaError {
@@ -188,6 +198,9 @@ impl ReplicaError {
             }
             ReplicaError::Log(LogError::StaleEpoch { .. }) => ErrorCode::FencedLeaderEpoch.code(),
             ReplicaError::Log(_) => ErrorCode::KafkaStorageError.code(),
+            ReplicaError::Producer(ProducerError::OutOfOrderSequence { .. }) => 45,
+            ReplicaError::Producer(ProducerError::InvalidProducerEpoch { .. }) => 47,
+            ReplicaError::Producer(ProducerError::InvalidBatch { .. }) => 87, // INVALID_RECORD
         }
     }
 }

@@ -32,6 +32,7 @@ mod admin;
 mod cluster;
 mod data;
 mod groups;
+mod producer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -131,6 +132,7 @@ enum Call {
     AlterConfigs(admin::AlterConfigsCall),
     /// A consumer group API.
     Group(groups::GroupCall),
+    InitProducerId(producer::InitProducerIdCall),
     /// Answered without the core.
     Done,
 }
@@ -189,6 +191,10 @@ impl Exchange {
             KafkaRequest::IncrementalAlterConfigs(request) => {
                 let (call, step) = admin::AlterConfigsCall::start(request);
                 (Call::AlterConfigs(call), step)
+            }
+            KafkaRequest::InitProducerId(request) => {
+                let (call, step) = producer::InitProducerIdCall::start(request);
+                (Call::InitProducerId(call), step)
             }
             group => {
                 let client_id = header.client_id.as_deref();
@@ -277,6 +283,7 @@ impl Exchange {
             Call::DescribeConfigs(call) => call.advance(broker, answers),
             Call::AlterConfigs(call) => call.advance(answers),
             Call::Group(call) => call.advance(answers),
+            Call::InitProducerId(call) => call.advance(answers),
             Call::Done => unreachable!("a finished exchange gets no answers"),
         }
     }

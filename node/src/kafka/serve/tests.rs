@@ -91,6 +91,7 @@ fn api_key_of(body: &KafkaRequest) -> ApiKey {
         KafkaRequest::DescribeGroups(_) => ApiKey::DescribeGroups,
         KafkaRequest::ListGroups(_) => ApiKey::ListGroups,
         KafkaRequest::DeleteGroups(_) => ApiKey::DeleteGroups,
+        KafkaRequest::InitProducerId(_) => ApiKey::InitProducerId,
     }
 }
 
@@ -720,6 +721,9 @@ fn sample_response(api_key: ApiKey, version: i16) -> KafkaResponse {
         ApiKey::IncrementalAlterConfigs => {
             KafkaRequest::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
+        ApiKey::InitProducerId => KafkaRequest::InitProducerId(
+            InitProducerIdRequest::default().with_transactional_id(None),
+        ),
         other => super::tests_groups::sample_group_body(other, version),
     };
     let (mut exchange, step) = Exchange::start(&broker(), &header(api_key, version), body, now);
@@ -735,6 +739,9 @@ fn sample_response(api_key: ApiKey, version: i16) -> KafkaResponse {
             }
             Request::FindCoordinator { .. } | Request::Group(_) | Request::ListGroups => {
                 super::tests_groups::sample_group_answer(request)
+            }
+            Request::InitProducerId { .. } => {
+                Response::ProducerId { producer_id: 1_000, producer_epoch: 0 }
             }
             _ => Response::TopicChanged,
         })
@@ -755,4 +762,34 @@ fn every_answer_encodes_at_every_served_version() {
             assert_eq!(written, encoded.unwrap().to_vec(), "{:?} v{version}", range.api_key);
         }
     }
+}
+
+#[test]
+fn init_producer_id_asks_the_core_and_answers_its_id_or_error_exactly() {
+    let now = Instant::now();
+    for version in 0..=4 {
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(if version % 2 == 0 { None } else { Some(Default::default()) })
+            .with_transaction_timeout_ms(60_000);
+        let (mut exchange, asked) = start(KafkaRequest::InitProducerId(request), version, now);
+        requests_eq(&asked, &[Request::InitProducerId { transactional_id: None }]);
+        let answered = Response::ProducerId { producer_id: 4_000, producer_epoch: 0 };
+        let expected = InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(4_000))
+            .with_producer_epoch(0);
+        let got = respond(answer(&mut exchange, vec![answered], now));
+        assert_eq!(got, KafkaResponse::InitProducerId(expected), "v{version}");
+    }
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(text("tx"))))
+        .with_transaction_timeout_ms(60_000);
+    let (mut exchange, asked) = start(KafkaRequest::InitProducerId(request), 4, now);
+    requests_eq(&asked, &[Request::InitProducerId { transactional_id: Some("tx".into()) }]);
+    let refused = Response::Error(RequestError::TransactionsUnsupported);
+    let expected = InitProducerIdResponse::default()
+        .with_error_code(42)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let got = respond(answer(&mut exchange, vec![refused], now));
+    assert_eq!(got, KafkaResponse::InitProducerId(expected), "INVALID_REQUEST");
 }
