@@ -11,7 +11,7 @@
 //! - mutators: [`ProducerStateTable::appended`] after a batch is in the log (leader or
 //!   follower), [`ProducerStateTable::replay`] for each batch of the log in offset order
 //!   during recovery or on becoming leader, [`ProducerStateTable::truncate_to`] after a
-//!   follower truncated its log (KIP-101), [`ProducerStateTable::truncate_start`] after
+//!   follower truncated its log (KIP-101), [`ProducerStateTable::log_start_moved`] after
 //!   retention moved the log start, [`ProducerStateTable::expire`] by
 //!   `producer.id.expiration.ms`;
 //! - persistence: [`ProducerStateTable::snapshot`] and [`ProducerStateTable::restore`]
@@ -30,9 +30,9 @@
 //!   remembered one, wrapping from `i32::MAX` to 0;
 //! - an older epoch is fenced (`INVALID_PRODUCER_EPOCH`); a newer epoch must start at
 //!   sequence 0 and clears the window;
-//! - a producer the partition does not know (never seen, expired, or all its batches removed
-//!   by retention) may start at any sequence. Since KIP-360 (Kafka 2.5) the broker no longer
-//!   answers `UNKNOWN_PRODUCER_ID` to a produce, so [`ProducerError`] has no such variant;
+//! - a producer the partition does not know (never seen, or expired) may start at any
+//!   sequence; retention removing its batches does not forget it (KIP-360). Since KIP-360
+//!   (Kafka 2.5) the broker no longer answers `UNKNOWN_PRODUCER_ID` to a produce, so [`ProducerError`] has no such variant;
 //!   Kafka 3.x returns it only on transactional paths Cairn does not implement.
 //! - batches without a producer id (-1) are always appended and never tracked.
 //!
@@ -425,17 +425,15 @@ impl ProducerStateTable {
         }
     }
 
-    /// Forgets every producer whose last batch lies below `log_start_offset`, after retention
-    /// (or DeleteRecords) moved the log start there, as Kafka's `truncateHead` does. Producers
-    /// with a batch at or past it keep their whole window, including batches below it, so a
-    /// retry of those is still answered as a duplicate. Returns how many were forgotten.
-    /// A log start past the covered offset (a replica whose whole log was replaced) moves the
-    /// covered offset up to it: nothing below it can be replayed any more.
-    pub fn truncate_start(&mut self, log_start_offset: u64) -> usize {
+    /// The log start moved to `log_start_offset` (retention, DeleteRecords, or a replica
+    /// whose whole log was replaced): nothing below it can be replayed any more, so the
+    /// covered offset moves up to it. Every producer is kept, with its whole window, even
+    /// one whose batches all lie below the new start: since KIP-360 (Kafka 2.5) only
+    /// `producer.id.expiration.ms` ([`ProducerStateTable::expire`]) forgets a producer, so
+    /// that a retry of a batch retention removed is still answered as a duplicate rather
+    /// than written a second time.
+    pub fn log_start_moved(&mut self, log_start_offset: u64) {
         self.covered_end_offset = self.covered_end_offset.max(log_start_offset);
-        let before = self.producers.len();
-        self.producers.retain(|_, entry| entry.last().last_offset >= log_start_offset);
-        before - self.producers.len()
     }
 
     /// Forgets every producer whose last batch's timestamp is at least `expiration` before

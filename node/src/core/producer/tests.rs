@@ -360,25 +360,29 @@ fn truncation_is_exact_within_the_window_and_asks_for_a_reload_beyond_it() {
 }
 
 #[test]
-fn retention_forgets_a_producer_only_once_its_last_batch_left_the_log() {
+fn retention_keeps_every_producer_and_moves_only_the_covered_offset() {
     let mut leader = Leader::default();
     leader.produce(header(1, 0, 0, 2)); // 0..=1
     leader.produce(header(2, 0, 0, 2)); // 2..=3
     leader.produce(header(1, 0, 2, 2)); // 4..=5
-    assert_eq!(leader.table.truncate_start(4), 1);
-    assert_eq!(leader.table.producer(2), None);
-    let retry = header(1, 0, 0, 2);
-    assert_eq!(
-        leader.table.check(&retry),
-        Ok(ProducerCheck::Duplicate { base_offset: 0, last_offset: 1 }),
-        "a batch below the log start is still a duplicate while its producer is known"
-    );
-    assert_eq!(leader.table.truncate_start(6), 1);
-    assert!(leader.table.is_empty());
+    leader.table.log_start_moved(6);
+    assert_eq!(leader.table.len(), 2, "KIP-360: retention forgets no producer");
     assert_eq!(leader.table.covered_end_offset(), 6);
-    assert_eq!(leader.table.truncate_start(9), 0);
+    assert_eq!(
+        leader.table.check(&header(2, 0, 0, 2)),
+        Ok(ProducerCheck::Duplicate { base_offset: 2, last_offset: 3 }),
+        "a retry of a batch retention removed is still a duplicate"
+    );
+    assert_eq!(
+        leader.table.check(&header(1, 0, 5, 1)),
+        Err(ProducerError::OutOfOrderSequence { producer_id: 1, epoch: 0, expected: 4, found: 5 }),
+        "a gap is still a gap once the log start passed the producer's batches"
+    );
+    leader.table.log_start_moved(9);
     assert_eq!(leader.table.covered_end_offset(), 9, "nothing below the log start to replay");
-    assert_eq!(leader.table.check(&header(1, 0, 9, 1)), Ok(ProducerCheck::Append));
+    leader.table.log_start_moved(7);
+    assert_eq!(leader.table.covered_end_offset(), 9, "the covered offset never moves back");
+    assert_eq!(leader.table.check(&header(3, 0, 9, 1)), Ok(ProducerCheck::Append));
 }
 
 #[test]

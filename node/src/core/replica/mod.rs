@@ -282,8 +282,8 @@ impl Replica {
         }
         let deleted = self.log.apply_retention(now, self.high_watermark, out);
         if deleted > 0 {
-            // Kafka's `truncateHead`: producers whose last batch left the log are forgotten.
-            self.producers.table.truncate_start(self.log.log_start_offset());
+            // Producers are kept (KIP-360); only the covered offset moves.
+            self.producers.table.log_start_moved(self.log.log_start_offset());
         }
         deleted
     }

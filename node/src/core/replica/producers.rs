@@ -279,7 +279,7 @@ impl Replica {
             }
             None => {
                 p.table = ProducerStateTable::new();
-                p.table.truncate_start(self.log.log_start_offset());
+                p.table.log_start_moved(self.log.log_start_offset());
                 self.replay_next(out);
             }
         }
@@ -305,7 +305,7 @@ impl Replica {
         };
         match restored {
             Ok(mut table) => {
-                table.truncate_start(self.log.log_start_offset());
+                table.log_start_moved(self.log.log_start_offset());
                 self.producers.table = table;
                 self.replay_next(out);
             }
@@ -392,7 +392,7 @@ impl Replica {
             "producer state replay gave up; producers are forgotten");
         let leo = self.log.log_end_offset();
         let mut table = ProducerStateTable::new();
-        table.truncate_start(leo);
+        table.log_start_moved(leo);
         self.producers.table = table;
         self.producers.load = Load::Idle;
     }
@@ -412,7 +412,7 @@ impl Replica {
                 "truncation into forgotten producer state: rebuilding");
             self.producers.want_reload();
         }
-        self.producers.table.truncate_start(self.log.log_start_offset());
+        self.producers.table.log_start_moved(self.log.log_start_offset());
     }
 
     /// Records the batches a follower appended (whole, validated, contiguous).

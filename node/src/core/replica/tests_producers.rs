@@ -44,7 +44,7 @@ fn error_of(c: &Cluster, token: u64) -> ReplicaError {
 fn replayed(c: &Cluster, id: u32) -> ProducerStateTable {
     let leo = c.replica(id).log().log_end_offset();
     let mut table = ProducerStateTable::new();
-    table.truncate_start(c.replica(id).log().log_start_offset());
+    table.log_start_moved(c.replica(id).log().log_start_offset());
     for batch in c.batches_below(id, leo) {
         table.replay(&BatchHeader::parse(&batch).expect("a batch"));
     }
