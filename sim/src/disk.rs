@@ -280,6 +280,14 @@ impl SimDisk {
         f.unwrap_or_else(|| panic!("no file {file}")).bad.insert(sector);
     }
 
+    /// Whether some read of `file` fails until the file is rewritten there: it has a bad
+    /// sector its page cache does not cover (a dirty sector reads from memory).
+    pub fn unreadable(&self, file: &FileName) -> bool {
+        self.files
+            .get(&*normalize(file))
+            .is_some_and(|f| f.bad.iter().any(|s| !f.dirty.contains(s)))
+    }
+
     /// Flips one random bit of byte `pos` of `file`, in both its durable and its current
     /// contents (wherever they reach `pos`): silent corruption on the medium.
     ///

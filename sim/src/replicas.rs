@@ -505,16 +505,31 @@ impl World {
 
     /// Whether workload partition `part` lost every in-sync copy: the active controller's
     /// image shows it with an empty ISR and ELR (its last member was wiped), or with every
-    /// member of both on a node that refuses to serve (its metadata unreadable: only the unrecoverable atlas
-    /// does that), and only an unclean election could bring it back.
+    /// member of both on a node that refuses to serve (its metadata unreadable), or holding
+    /// a segment with a sector no read gets past (a latent sector error): only the
+    /// unrecoverable atlas does either, and only an unclean election or an operator could
+    /// bring such a partition back.
     pub(crate) fn partition_lost(&self, part: usize) -> bool {
         let id = &self.work.parts[part].id;
         let Some(controller) = self.controller() else { return false };
         let core = self.nodes[controller as usize].node.as_ref().expect("a live controller");
         image_partition(core, id).is_some_and(|state| {
             let mut eligible = state.isr.iter().chain(&state.elr);
-            eligible.all(|member| self.node_failed(*member as u32 - 1))
+            eligible.all(|member| {
+                let index = *member as u32 - 1;
+                self.node_failed(index) || self.copy_unreadable(index, id)
+            })
         })
+    }
+
+    /// Whether node `index`'s copy of `id` has a segment some read of which fails for good.
+    fn copy_unreadable(&self, index: u32, id: &PartitionId) -> bool {
+        let n = &self.nodes[index as usize];
+        let Some(replica) = n.node.as_ref().and_then(|core| core.replica(id)) else {
+            return false;
+        };
+        let mut segments = replica.log().segments();
+        segments.any(|segment| n.disk.disk.unreadable(&segment.log_file))
     }
 
     /// Whether the controller quorum lost its metadata log: most voters are up but refuse

@@ -21,6 +21,10 @@ use crate::core::topic::Durability;
 
 /// The partition's directory on every node.
 pub const DIR: &str = "partitions/t-0";
+/// Disk ops one node may run before its queue is empty: more means a loop that never
+/// settles (each completion submitting another op), which fails the test rather than hang it.
+const DISK_OPS_PER_RUN_MAX: u32 = 1_000_000;
+
 /// The start of test time.
 pub const T0: Instant = Instant::from_millis(1_700_000_000_000);
 
@@ -38,6 +42,8 @@ pub struct MemDisk {
     files: BTreeMap<String, MemFile>,
     /// Syncs still to succeed before one fails with EIO (`None`: never).
     pub syncs_before_failure: Option<u32>,
+    /// Files every read of which fails with EIO (a sector gone bad on the medium).
+    pub unreadable: BTreeSet<String>,
 }
 
 impl MemDisk {
@@ -98,6 +104,9 @@ impl MemDisk {
                 f.synced = f.data.clone();
             }
             DiskOp::Read { file, pos, len } => {
+                if self.unreadable.contains(file.as_str()) {
+                    return Err(DiskError::Io("injected: bad sector".into()));
+                }
                 let f = self.files.get(file.as_str()).ok_or(DiskError::NotFound)?;
                 let start = (pos as usize).min(f.data.len());
                 let end = (start + len as usize).min(f.data.len());
@@ -415,10 +424,17 @@ impl Cluster {
             return false;
         }
         if !node.disk_paused {
+            let mut ops = 0u32;
             while let Some((id, op)) = node.queue.pop() {
                 let result = node.disk.execute(op);
                 node.replica.handle_disk(now, id, result, &mut node.queue);
                 moved = true;
+                ops += 1;
+                assert!(
+                    ops < DISK_OPS_PER_RUN_MAX,
+                    "node {:?} never stops submitting disk ops",
+                    node.id
+                );
             }
         }
         if node.replica.wants_flush() {

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use super::{ReadFor, Replica};
 use crate::core::io::{DiskOk, DiskOp, DiskResult, FileName, OpId};
-use crate::core::limits::{PRODUCER_REPLAY_READ_BYTES, PRODUCER_SNAPSHOTS_KEPT};
+use crate::core::limits::{PRODUCER_REPLAY_READ_BYTES, PRODUCER_SNAPSHOTS_KEPT, READ_RETRIES_MAX};
 use crate::core::log::batch::BatchHeader;
 use crate::core::log::{DiskQueue, LogError, ReadStart};
 use crate::core::producer::{ProducerStateTable, Truncation};
@@ -76,6 +76,8 @@ pub(super) struct Producers {
     /// The base offset of the log's active segment when last looked at: a change after an
     /// append is a roll.
     active_segment: Option<u64>,
+    /// Replay reads in a row that failed with an I/O error.
+    replay_io_failures: u8,
 }
 
 /// The snapshot file covering `offset` in `dir`.
@@ -108,6 +110,7 @@ impl Producers {
             writing: None,
             ops,
             active_segment: None,
+            replay_io_failures: 0,
         }
     }
 
@@ -356,6 +359,7 @@ impl Replica {
             Ok(bytes) => bytes,
             Err(error) => return self.producer_replay_failed(error),
         };
+        self.producers.replay_io_failures = 0;
         let covered = self.producers.table.covered_end_offset();
         let mut pos = 0;
         // Bounded by the read's size: each batch advances `pos` by its length.
@@ -371,16 +375,29 @@ impl Replica {
     }
 
     /// The log cannot be read: a failed log recovers and reloads again; damaged data does
-    /// not heal, so the table gives up on what it cannot read.
+    /// not heal, so the table gives up on what it cannot read. An I/O error is read again,
+    /// from a fresh reload, up to [`READ_RETRIES_MAX`] times in a row: a sector gone bad on
+    /// the medium fails every read until it is rewritten, and a rebuild that waited for it
+    /// would keep the partition from serving for good (and reload without pause).
     fn producer_replay_failed(&mut self, error: LogError) {
-        match error {
-            LogError::Corrupt { .. } | LogError::OffsetOutOfRange { .. } => {
-                let covered = self.producers.table.covered_end_offset();
-                tracing::warn!(dir = %self.producers.dir, %error, covered,
-                    "producer state replay cannot read the log");
-                self.producer_replay_gave_up(covered);
+        let p = &mut self.producers;
+        let gives_up = match error {
+            LogError::Corrupt { .. } | LogError::OffsetOutOfRange { .. } => true,
+            LogError::Storage { .. } => {
+                p.replay_io_failures = p.replay_io_failures.saturating_add(1);
+                p.replay_io_failures > READ_RETRIES_MAX
             }
-            _ => self.producers.want_reload(),
+            _ => false,
+        };
+        if gives_up {
+            p.replay_io_failures = 0;
+            let covered = p.table.covered_end_offset();
+            tracing::warn!(dir = %p.dir, %error, covered,
+                "producer state replay cannot read the log");
+            self.producer_replay_gave_up(covered);
+        } else {
+            tracing::debug!(dir = %p.dir, %error, "producer state replay read failed; reloading");
+            p.want_reload();
         }
     }
 

@@ -207,6 +207,30 @@ fn crash_and_recovery_from_a_snapshot_and_the_log_tail_equals_the_live_table() {
 }
 
 #[test]
+fn a_rebuild_that_cannot_read_the_log_gives_up_after_bounded_retries_and_the_leader_serves() {
+    let mut c = lone_node_with_snapshots();
+    let newest = *c.replica(0).producers.snapshot_offsets().last().expect("a snapshot");
+    let last = c.replica(0).log().segments().last().expect("a segment");
+    let tail = last.log_file.clone();
+    assert!(last.base_offset <= newest, "the replay after the snapshot reads the last segment");
+    // A sector of the tail went bad after recovery: every replay read of it fails.
+    c.nodes[0].disk.unreadable.insert(tail.to_string());
+    c.nodes[0].replica.producers.want_reload();
+    // The leader's next timer steps the replica, which starts the rebuild.
+    let second = std::time::Duration::from_secs(1);
+    c.advance_by(60 * second, second);
+    assert!(c.replica(0).producers.is_ready(), "the rebuild ended");
+    assert!(c.replica(0).producers.table.is_empty(), "producers it could not read are forgotten");
+    assert_eq!(
+        c.replica(0).producers.table.covered_end_offset(),
+        c.replica(0).log().log_end_offset()
+    );
+    c.nodes[0].disk.unreadable.clear();
+    let token = c.produce_batch(0, Acks::All, idempotent(&[7u8; 200], 9, 0, 0));
+    assert_eq!(produced(&c, token), Some(c.replica(0).log().log_end_offset() - 1), "it serves");
+}
+
+#[test]
 fn a_corrupt_snapshot_is_refused_and_an_older_one_used() {
     let mut c = lone_node_with_snapshots();
     let live = c.replica(0).producers.table.clone();
