@@ -196,20 +196,31 @@ struct SegmentScan {
     /// Where the scan goes on from: the end of the last whole valid batch.
     resume_at: usize,
     batches: Vec<ScannedBatch>,
+    /// A batch out of place was found (a flip in a base offset, which no CRC covers): the
+    /// scan ends before it, as the log's own reads and recovery stop there.
+    misplaced: bool,
     /// The check that last used it (scans no check used are dropped).
     round: u64,
 }
 
 impl SegmentScan {
-    /// Scans `bytes` (the file now) on from where the last scan stopped. A [`BatchScan`]'s
-    /// only state is its position, so this finds what a scan of `bytes` from the start would.
-    fn extend(&mut self, bytes: &[u8]) {
+    /// Scans `bytes` (the file now, a segment whose first offset is `base`) on from where
+    /// the last scan stopped. A [`BatchScan`]'s only state is its position, so this finds
+    /// what a scan of `bytes` from the start would, up to the first batch whose offset does
+    /// not follow the one before it (or, first, is not `base`).
+    fn extend(&mut self, base: u64, bytes: &[u8]) {
         assert!(bytes.len() >= self.scanned_len, "a file that shrank has another stamp");
-        if bytes.len() == self.scanned_len {
+        if bytes.len() == self.scanned_len || self.misplaced {
             return;
         }
+        let mut expected = self.batches.last().map_or(base, |b| b.next_offset);
         let mut scan = BatchScan::new(&bytes[self.resume_at..], usize::MAX >> 1);
         for (at, header) in scan.by_ref() {
+            if header.base_offset as u64 != expected {
+                self.misplaced = true;
+                return;
+            }
+            expected = header.next_offset() as u64;
             self.batches.push(ScannedBatch {
                 end_byte: self.resume_at + at + header.total_bytes(),
                 base_offset: header.base_offset as u64,
@@ -260,7 +271,7 @@ fn batch_crcs(
         let Some((stamp, bytes)) = disk.contents_stamped(&segment.log_file) else { continue };
         let scan = cache.scans.entry((node, stamp)).or_default();
         scan.round = cache.round;
-        scan.extend(bytes);
+        scan.extend(segment.base_offset, bytes);
         // A scan of the segment's first `end` bytes stops at the first batch not wholly in
         // them: the whole-file scan's batches up to there.
         let end = (segment.size_bytes as usize).min(bytes.len());
