@@ -170,6 +170,14 @@ pub struct Coverage {
     /// Node-to-node messages lost: by the network (loss, a cut link) or because the node
     /// they were sent to crashed since.
     pub messages_dropped: u64,
+    /// JoinGroups answered with a generation.
+    pub group_joins: u64,
+    /// Group generations completed (rebalances).
+    pub group_rebalances: u64,
+    /// OffsetCommits acknowledged.
+    pub commits_ok: u64,
+    /// OffsetFetches answered (committed offsets read).
+    pub committed_reads: u64,
     /// Faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Disk events by kind.
@@ -202,6 +210,10 @@ impl Coverage {
         self.messages_sent += other.messages_sent;
         self.messages_delivered += other.messages_delivered;
         self.messages_dropped += other.messages_dropped;
+        self.group_joins += other.group_joins;
+        self.group_rebalances += other.group_rebalances;
+        self.commits_ok += other.commits_ok;
+        self.committed_reads += other.committed_reads;
         for (mine, theirs) in [
             (&mut self.faults, &other.faults),
             (&mut self.disk, &other.disk),
@@ -280,6 +292,11 @@ impl fmt::Display for Coverage {
             f,
             "  node messages sent {} delivered {} dropped {}",
             self.messages_sent, self.messages_delivered, self.messages_dropped
+        )?;
+        writeln!(
+            f,
+            "  groups: joins {} rebalances {} commits acked {} committed reads {}",
+            self.group_joins, self.group_rebalances, self.commits_ok, self.committed_reads
         )?;
         writeln!(f, "  faults {:?}", self.faults)?;
         writeln!(f, "  disk {:?}", self.disk)?;
@@ -399,6 +416,11 @@ fn finish(world: &mut World) {
     let c = &mut world.coverage;
     c.runs = 1;
     c.writes_acked = world.work.acked_sends;
+    let groups = &world.work.groups;
+    c.group_joins = groups.joins;
+    c.group_rebalances = groups.rebalances;
+    c.commits_ok = groups.commits_ok;
+    c.committed_reads = groups.committed_reads;
     let net = world.net.stats();
     for (k, v) in [
         ("sent", net.sent),
@@ -430,6 +452,10 @@ fn finish(world: &mut World) {
         }
     }
     if world.violation.is_some() {
+        return;
+    }
+    if let Err(violation) = crate::groups::check_committed_read(world) {
+        world.violation = Some(violation);
         return;
     }
     let options = Options {

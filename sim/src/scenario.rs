@@ -70,6 +70,10 @@ pub struct TopicToml {
 pub struct WorkloadSpec {
     /// Clients.
     pub clients: Option<u32>,
+    /// Consumers in groups.
+    pub consumers: Option<u32>,
+    /// Groups the consumers are spread over.
+    pub groups: Option<u32>,
     /// Safety phase, seconds.
     pub safety_s: Option<f64>,
     /// Liveness bound, seconds.
@@ -158,6 +162,11 @@ impl Scenario {
         }
         let w = &self.workload;
         set(&mut params.clients, w.clients);
+        set(&mut params.consumers, w.consumers);
+        set(&mut params.groups, w.groups);
+        if params.groups == 0 {
+            return Err("groups: at least 1".into());
+        }
         set(&mut params.safety_ms, w.safety_s.map(|s| (s * 1000.0) as u64));
         set(&mut params.liveness_ms, w.liveness_s.map(|s| (s * 1000.0) as u64));
         set(&mut params.request_timeout_ms, w.request_timeout_ms);
@@ -169,6 +178,10 @@ impl Scenario {
             _ => return Err("acks_all_after_s and acks_all_min go together".into()),
         }
         self.apply_faults(params)?;
+        if params.atlas == Atlas::Unrecoverable && w.consumers.is_none() {
+            // As `Params::draw` does: consumers only where the group checks apply.
+            params.consumers = 0;
+        }
         if params.nodes == 0 || params.clients == 0 || params.topics.is_empty() {
             return Err("a run needs at least one node, one client and one topic".into());
         }
@@ -233,6 +246,14 @@ fn check_node(node: &NodeRef, params: &Params) -> Result<(), String> {
             match found {
                 Some(t) if *partition < t.partitions => Ok(()),
                 _ => Err(format!("{topic}-{partition}: no such partition")),
+            }
+        }
+        NodeRef::Coordinator { group } => {
+            let mut groups = (0..params.groups as usize).map(crate::groups::group_name);
+            if params.consumers > 0 && groups.any(|g| g == *group) {
+                Ok(())
+            } else {
+                Err(format!("coordinator:{group}: no consumer joins such a group"))
             }
         }
         NodeRef::Id(_) | NodeRef::Controller => Ok(()),
