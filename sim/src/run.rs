@@ -43,11 +43,13 @@ pub enum CanaryChoice {
     FollowerHwBeforeTruncation,
     /// An idempotent producer's retry appended again (Redpanda issue 3039).
     IdempotenceNotDeduplicated,
+    /// The group coordinator acknowledges a commit whose append failed.
+    CoordinatorCommitAppendIgnored,
 }
 
 impl CanaryChoice {
     /// Every canary.
-    pub const ALL: [CanaryChoice; 10] = [
+    pub const ALL: [CanaryChoice; 11] = [
         CanaryChoice::UnsyncedWriteDurable,
         CanaryChoice::LookupOffByOne,
         CanaryChoice::RecoverySkipsCrc,
@@ -58,6 +60,7 @@ impl CanaryChoice {
         CanaryChoice::OffsetForNewerEpoch,
         CanaryChoice::FollowerHwBeforeTruncation,
         CanaryChoice::IdempotenceNotDeduplicated,
+        CanaryChoice::CoordinatorCommitAppendIgnored,
     ];
 
     /// Its name on the command line.
@@ -73,6 +76,7 @@ impl CanaryChoice {
             CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
             CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
             CanaryChoice::IdempotenceNotDeduplicated => "idempotence-not-deduplicated",
+            CanaryChoice::CoordinatorCommitAppendIgnored => "coordinator-commit-append-ignored",
         }
     }
 
@@ -85,6 +89,7 @@ impl CanaryChoice {
                 | CanaryChoice::LookupOffByOne
                 | CanaryChoice::RecoverySkipsCrc
                 | CanaryChoice::IdempotenceNotDeduplicated
+                | CanaryChoice::CoordinatorCommitAppendIgnored
         )
     }
 
@@ -115,6 +120,9 @@ impl CanaryChoice {
                 CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
                 CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
                 CanaryChoice::IdempotenceNotDeduplicated => Canary::IdempotenceNotDeduplicated,
+                CanaryChoice::CoordinatorCommitAppendIgnored => {
+                    Canary::CoordinatorCommitAppendIgnored
+                }
             }));
         }
         #[cfg(not(feature = "canary"))]
