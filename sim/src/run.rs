@@ -178,6 +178,8 @@ pub struct Coverage {
     /// Node-to-node messages lost: by the network (loss, a cut link) or because the node
     /// they were sent to crashed since.
     pub messages_dropped: u64,
+    /// Runs with consumers in groups.
+    pub group_runs: u64,
     /// JoinGroups answered with a generation.
     pub group_joins: u64,
     /// Group generations completed (rebalances).
@@ -218,6 +220,7 @@ impl Coverage {
         self.messages_sent += other.messages_sent;
         self.messages_delivered += other.messages_delivered;
         self.messages_dropped += other.messages_dropped;
+        self.group_runs += other.group_runs;
         self.group_joins += other.group_joins;
         self.group_rebalances += other.group_rebalances;
         self.commits_ok += other.commits_ok;
@@ -258,6 +261,13 @@ impl Coverage {
         want(!big || self.truncations >= seeds / 2, format!("truncations < {}", seeds / 2));
         want(!big || self.isr_shrinks >= seeds / 2, format!("isr shrinks < {}", seeds / 2));
         want(!big || self.isr_expands >= seeds / 2, format!("isr expands < {}", seeds / 2));
+        // Groups: 0..2000 has consumers in about 1,300 runs, with 26 commits acknowledged
+        // and 2 generations completed per run on average.
+        let runs = self.group_runs;
+        want(!big || runs >= seeds / 4, format!("runs with consumers < {}", seeds / 4));
+        want(!big || self.commits_ok >= 5 * runs, format!("commits acked < {}", 5 * runs));
+        let rebalances = self.group_rebalances;
+        want(!big || rebalances >= runs / 2, format!("group rebalances < {}", runs / 2));
         let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
@@ -303,8 +313,12 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  groups: joins {} rebalances {} commits acked {} committed reads {}",
-            self.group_joins, self.group_rebalances, self.commits_ok, self.committed_reads
+            "  groups: runs {} joins {} rebalances {} commits acked {} committed reads {}",
+            self.group_runs,
+            self.group_joins,
+            self.group_rebalances,
+            self.commits_ok,
+            self.committed_reads
         )?;
         writeln!(f, "  faults {:?}", self.faults)?;
         writeln!(f, "  disk {:?}", self.disk)?;
@@ -425,6 +439,7 @@ fn finish(world: &mut World) {
     c.runs = 1;
     c.writes_acked = world.work.acked_sends;
     let groups = &world.work.groups;
+    c.group_runs = u64::from(world.params.consumers > 0);
     c.group_joins = groups.joins;
     c.group_rebalances = groups.rebalances;
     c.commits_ok = groups.commits_ok;

@@ -70,7 +70,7 @@ pub struct TopicToml {
 pub struct WorkloadSpec {
     /// Clients.
     pub clients: Option<u32>,
-    /// Consumers in groups.
+    /// Consumers in groups (none unless given).
     pub consumers: Option<u32>,
     /// Groups the consumers are spread over.
     pub groups: Option<u32>,
@@ -162,7 +162,9 @@ impl Scenario {
         }
         let w = &self.workload;
         set(&mut params.clients, w.clients);
-        set(&mut params.consumers, w.consumers);
+        // Consumers only where a scenario asks for them: a scenario's timeline is tuned to the
+        // workload it names, which random consumers would shift.
+        params.consumers = w.consumers.unwrap_or(0);
         set(&mut params.groups, w.groups);
         if params.groups == 0 {
             return Err("groups: at least 1".into());
@@ -178,10 +180,6 @@ impl Scenario {
             _ => return Err("acks_all_after_s and acks_all_min go together".into()),
         }
         self.apply_faults(params)?;
-        if params.atlas == Atlas::Unrecoverable && w.consumers.is_none() {
-            // As `Params::draw` does: consumers only where the group checks apply.
-            params.consumers = 0;
-        }
         if params.nodes == 0 || params.clients == 0 || params.topics.is_empty() {
             return Err("a run needs at least one node, one client and one topic".into());
         }
