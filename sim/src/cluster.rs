@@ -21,6 +21,7 @@
 //!
 //! [`Network`]: crate::net::Network
 
+use cairn_node::core::coordinator::OFFSETS_TOPIC;
 use cairn_node::core::io::{DiskDriver, NodeId, RequestId};
 use cairn_node::core::node::{
     ClusterConfig, Message, MessageKind, Request, RequestError, Response, format_ops,
@@ -227,6 +228,10 @@ impl World {
             // Without one (no quorum, no leader yet), the first voter, then the next node.
             NodeRef::Controller => self.controller().unwrap_or(0),
             NodeRef::Leader { topic, partition } => self.leader_of(topic, *partition).unwrap_or(0),
+            NodeRef::Coordinator { group } => {
+                let partition = crate::groups::offsets_partition(group) as u32;
+                self.leader_of(OFFSETS_TOPIC, partition).unwrap_or(0)
+            }
             NodeRef::Follower { topic, partition } => {
                 self.follower_of(topic, *partition).unwrap_or(1 % self.params.nodes)
             }

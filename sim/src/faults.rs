@@ -341,6 +341,12 @@ pub enum NodeRef {
         /// The partition.
         partition: u32,
     },
+    /// The coordinator of consumer group `group` when the fault strikes: the leader of its
+    /// partition of `__consumer_offsets`.
+    Coordinator {
+        /// The group.
+        group: String,
+    },
     /// A replica of partition `partition` of `topic` that does not lead it when the fault
     /// strikes.
     Follower {
@@ -368,11 +374,14 @@ impl TryFrom<RawNodeRef> for NodeRef {
             RawNodeRef::Role(role) => {
                 let bad = || {
                     format!(
-                        "node {role:?}: a number, \"controller\", \"leader:TOPIC-P\" or \
-                         \"follower:TOPIC-P\""
+                        "node {role:?}: a number, \"controller\", \"leader:TOPIC-P\", \
+                         \"follower:TOPIC-P\" or \"coordinator:GROUP\""
                     )
                 };
                 let (which, name) = role.split_once(':').ok_or_else(bad)?;
+                if which == "coordinator" && !name.is_empty() {
+                    return Ok(NodeRef::Coordinator { group: name.to_string() });
+                }
                 let (topic, partition) = name.rsplit_once('-').ok_or_else(bad)?;
                 let (topic, partition) = (topic.to_string(), partition.parse().map_err(|_| bad())?);
                 match which {

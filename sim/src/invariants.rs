@@ -72,6 +72,19 @@ pub enum Violation {
         /// The first offset returned.
         first: u64,
     },
+    /// A group committed an offset past an acknowledged acks=all record no member of the
+    /// group read: a consumer resuming from that offset skips the record (design §6: a
+    /// committed offset is the next offset to consume).
+    CommittedPastUnread {
+        /// The group.
+        group: String,
+        /// The partition.
+        partition: String,
+        /// The acknowledged offset no member read.
+        offset: u64,
+        /// The committed offset above it.
+        committed: u64,
+    },
     /// A fetch returned a record at or above the high watermark it reported.
     FetchAboveHighWatermark {
         /// The partition.

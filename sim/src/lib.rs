@@ -6,6 +6,8 @@
 //! - [`scenario`]: TOML files that fix parameters and add a timeline of faults;
 //! - [`world`]: the event loop (over `queue`, its event queue), the nodes, and the online checks after every step;
 //! - [`workload`]: simulated Kafka clients recording the history of design §9;
+//! - [`groups`]: simulated consumers in consumer groups, through the real coordinator, and
+//!   [`assignor`], the range assignor their group leader runs;
 //! - `cluster`: the nodes' cluster config and formatting, node-to-node messages, wipes and
 //!   clock jumps, faults naming a node by role;
 //! - [`net`], [`disk`], [`faulty`]: the network and the disks, with their faults;
@@ -18,10 +20,12 @@
 
 #![warn(missing_docs)]
 
+pub mod assignor;
 mod cluster;
 pub mod disk;
 pub mod faults;
 pub mod faulty;
+pub mod groups;
 pub mod invariants;
 pub mod net;
 pub mod params;

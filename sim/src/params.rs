@@ -101,6 +101,11 @@ pub struct Params {
     pub topics: Vec<TopicSpec>,
     /// Simulated clients (each one history process).
     pub clients: u32,
+    /// Simulated consumers in groups (each one history process; `groups` module), 0 for
+    /// none.
+    pub consumers: u32,
+    /// How many groups the consumers are spread over (consumer `k` joins group `k % groups`).
+    pub groups: u32,
     /// Length of the safety phase (faults on), simulated milliseconds.
     pub safety_ms: u64,
     /// Bound of the liveness phase: everything must finish within it after the faults heal.
@@ -167,6 +172,8 @@ impl Params {
             voters_of_five: 3,
             topics,
             clients: rng.random_range(1..=8),
+            consumers: 0,
+            groups: 1,
             safety_ms: rng.random_range(5_000..=20_000),
             liveness_ms: 30_000,
             request_timeout_ms: rng.random_range(200..=2_000),
@@ -201,7 +208,22 @@ impl Params {
         };
         params.draw_torn_profile(&mut rng);
         params.draw_late(&mut rng, unrecoverable);
+        params.draw_groups(&mut rng);
         params
+    }
+
+    /// Consumers in groups, drawn last so that the draws before keep the values they had
+    /// before groups existed: a seed that draws no consumer runs as it did then. Only under
+    /// the recoverable atlas: under the unrecoverable one the group checks are excused (a
+    /// commit may be destroyed with the disk that held it), so consumers would check
+    /// nothing there.
+    fn draw_groups(&mut self, rng: &mut ChaCha8Rng) {
+        let consumers = rng.random_range(0..=3);
+        let groups = rng.random_range(1..=2);
+        if self.atlas == Atlas::Recoverable {
+            self.consumers = consumers;
+            self.groups = groups.min(consumers.max(1));
+        }
     }
 
     /// What was added to the draw after its first version, drawn last so that the earlier
@@ -278,11 +300,13 @@ impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "  nodes {} voters {} cluster {} clients {} atlas {:?}",
+            "  nodes {} voters {} cluster {} clients {} consumers {} in {} groups atlas {:?}",
             self.nodes,
             self.voters(),
             self.cluster_id,
             self.clients,
+            self.consumers,
+            self.groups,
             self.atlas
         )?;
         for topic in &self.topics {

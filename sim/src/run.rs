@@ -43,11 +43,13 @@ pub enum CanaryChoice {
     FollowerHwBeforeTruncation,
     /// An idempotent producer's retry appended again (Redpanda issue 3039).
     IdempotenceNotDeduplicated,
+    /// The group coordinator acknowledges a commit whose append failed.
+    CoordinatorCommitAppendIgnored,
 }
 
 impl CanaryChoice {
     /// Every canary.
-    pub const ALL: [CanaryChoice; 10] = [
+    pub const ALL: [CanaryChoice; 11] = [
         CanaryChoice::UnsyncedWriteDurable,
         CanaryChoice::LookupOffByOne,
         CanaryChoice::RecoverySkipsCrc,
@@ -58,6 +60,7 @@ impl CanaryChoice {
         CanaryChoice::OffsetForNewerEpoch,
         CanaryChoice::FollowerHwBeforeTruncation,
         CanaryChoice::IdempotenceNotDeduplicated,
+        CanaryChoice::CoordinatorCommitAppendIgnored,
     ];
 
     /// Its name on the command line.
@@ -73,6 +76,7 @@ impl CanaryChoice {
             CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
             CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
             CanaryChoice::IdempotenceNotDeduplicated => "idempotence-not-deduplicated",
+            CanaryChoice::CoordinatorCommitAppendIgnored => "coordinator-commit-append-ignored",
         }
     }
 
@@ -85,6 +89,7 @@ impl CanaryChoice {
                 | CanaryChoice::LookupOffByOne
                 | CanaryChoice::RecoverySkipsCrc
                 | CanaryChoice::IdempotenceNotDeduplicated
+                | CanaryChoice::CoordinatorCommitAppendIgnored
         )
     }
 
@@ -115,6 +120,9 @@ impl CanaryChoice {
                 CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
                 CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
                 CanaryChoice::IdempotenceNotDeduplicated => Canary::IdempotenceNotDeduplicated,
+                CanaryChoice::CoordinatorCommitAppendIgnored => {
+                    Canary::CoordinatorCommitAppendIgnored
+                }
             }));
         }
         #[cfg(not(feature = "canary"))]
@@ -170,6 +178,16 @@ pub struct Coverage {
     /// Node-to-node messages lost: by the network (loss, a cut link) or because the node
     /// they were sent to crashed since.
     pub messages_dropped: u64,
+    /// Runs with consumers in groups.
+    pub group_runs: u64,
+    /// JoinGroups answered with a generation.
+    pub group_joins: u64,
+    /// Group generations completed (rebalances).
+    pub group_rebalances: u64,
+    /// OffsetCommits acknowledged.
+    pub commits_ok: u64,
+    /// OffsetFetches answered (committed offsets read).
+    pub committed_reads: u64,
     /// Faults by kind.
     pub faults: BTreeMap<&'static str, u64>,
     /// Disk events by kind.
@@ -202,6 +220,11 @@ impl Coverage {
         self.messages_sent += other.messages_sent;
         self.messages_delivered += other.messages_delivered;
         self.messages_dropped += other.messages_dropped;
+        self.group_runs += other.group_runs;
+        self.group_joins += other.group_joins;
+        self.group_rebalances += other.group_rebalances;
+        self.commits_ok += other.commits_ok;
+        self.committed_reads += other.committed_reads;
         for (mine, theirs) in [
             (&mut self.faults, &other.faults),
             (&mut self.disk, &other.disk),
@@ -238,6 +261,13 @@ impl Coverage {
         want(!big || self.truncations >= seeds / 2, format!("truncations < {}", seeds / 2));
         want(!big || self.isr_shrinks >= seeds / 2, format!("isr shrinks < {}", seeds / 2));
         want(!big || self.isr_expands >= seeds / 2, format!("isr expands < {}", seeds / 2));
+        // Groups: 0..2000 has consumers in about 1,300 runs, with 26 commits acknowledged
+        // and 2 generations completed per run on average.
+        let runs = self.group_runs;
+        want(!big || runs >= seeds / 4, format!("runs with consumers < {}", seeds / 4));
+        want(!big || self.commits_ok >= 5 * runs, format!("commits acked < {}", 5 * runs));
+        let rebalances = self.group_rebalances;
+        want(!big || rebalances >= runs / 2, format!("group rebalances < {}", runs / 2));
         let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
@@ -280,6 +310,15 @@ impl fmt::Display for Coverage {
             f,
             "  node messages sent {} delivered {} dropped {}",
             self.messages_sent, self.messages_delivered, self.messages_dropped
+        )?;
+        writeln!(
+            f,
+            "  groups: runs {} joins {} rebalances {} commits acked {} committed reads {}",
+            self.group_runs,
+            self.group_joins,
+            self.group_rebalances,
+            self.commits_ok,
+            self.committed_reads
         )?;
         writeln!(f, "  faults {:?}", self.faults)?;
         writeln!(f, "  disk {:?}", self.disk)?;
@@ -399,6 +438,12 @@ fn finish(world: &mut World) {
     let c = &mut world.coverage;
     c.runs = 1;
     c.writes_acked = world.work.acked_sends;
+    let groups = &world.work.groups;
+    c.group_runs = u64::from(world.params.consumers > 0);
+    c.group_joins = groups.joins;
+    c.group_rebalances = groups.rebalances;
+    c.commits_ok = groups.commits_ok;
+    c.committed_reads = groups.committed_reads;
     let net = world.net.stats();
     for (k, v) in [
         ("sent", net.sent),
@@ -430,6 +475,10 @@ fn finish(world: &mut World) {
         }
     }
     if world.violation.is_some() {
+        return;
+    }
+    if let Err(violation) = crate::groups::check_committed_read(world) {
+        world.violation = Some(violation);
         return;
     }
     let options = Options {

@@ -70,6 +70,10 @@ pub struct TopicToml {
 pub struct WorkloadSpec {
     /// Clients.
     pub clients: Option<u32>,
+    /// Consumers in groups (none unless given).
+    pub consumers: Option<u32>,
+    /// Groups the consumers are spread over.
+    pub groups: Option<u32>,
     /// Safety phase, seconds.
     pub safety_s: Option<f64>,
     /// Liveness bound, seconds.
@@ -158,6 +162,13 @@ impl Scenario {
         }
         let w = &self.workload;
         set(&mut params.clients, w.clients);
+        // Consumers only where a scenario asks for them: a scenario's timeline is tuned to the
+        // workload it names, which random consumers would shift.
+        params.consumers = w.consumers.unwrap_or(0);
+        set(&mut params.groups, w.groups);
+        if params.groups == 0 {
+            return Err("groups: at least 1".into());
+        }
         set(&mut params.safety_ms, w.safety_s.map(|s| (s * 1000.0) as u64));
         set(&mut params.liveness_ms, w.liveness_s.map(|s| (s * 1000.0) as u64));
         set(&mut params.request_timeout_ms, w.request_timeout_ms);
@@ -233,6 +244,14 @@ fn check_node(node: &NodeRef, params: &Params) -> Result<(), String> {
             match found {
                 Some(t) if *partition < t.partitions => Ok(()),
                 _ => Err(format!("{topic}-{partition}: no such partition")),
+            }
+        }
+        NodeRef::Coordinator { group } => {
+            let mut groups = (0..params.groups as usize).map(crate::groups::group_name);
+            if params.consumers > 0 && groups.any(|g| g == *group) {
+                Ok(())
+            } else {
+                Err(format!("coordinator:{group}: no consumer joins such a group"))
             }
         }
         NodeRef::Id(_) | NodeRef::Controller => Ok(()),

@@ -24,7 +24,8 @@ use cairn_jepsen::{Acks as HAcks, F, History, OpType, Poll, Record, Send, TopicP
 use cairn_node::core::log::batch::{BATCH_HEADER_BYTES, BatchScan, build};
 use cairn_node::core::log::{LogConfig, LogError};
 use cairn_node::core::node::{
-    Acks, Durability, PartitionId, ReplicaError, Request, RequestError, Response, TopicConfig,
+    Acks, ClusterView, Durability, PartitionId, ReplicaError, Request, RequestError, Response,
+    TopicConfig,
 };
 use rand::Rng;
 
@@ -173,13 +174,15 @@ pub struct Workload {
     drain_done: bool,
     poll_percent: u32,
     acks_weights: [u32; 3],
-    think_ms_max: u64,
-    timeout_ms: u64,
+    pub(crate) think_ms_max: u64,
+    pub(crate) timeout_ms: u64,
     /// Sends acknowledged with acks 1 or all.
     pub acked_sends: u64,
     /// acks=all writes acknowledged since a scenario's `acks_all_after_s`.
     pub acks_all_late: u64,
-    nodes: u32,
+    pub(crate) nodes: u32,
+    /// The consumers in groups.
+    pub groups: crate::groups::Groups,
     /// The drainer's next wake after an answer, in ms (longer while a leader catches up).
     drain_delay_ms: u64,
 }
@@ -231,6 +234,7 @@ impl Workload {
                 unsettled: None,
             })
             .collect();
+        let groups = crate::groups::Groups::new(params, &parts);
         Workload {
             parts,
             clients,
@@ -245,6 +249,7 @@ impl Workload {
             acked_sends: 0,
             acks_all_late: 0,
             nodes: params.nodes,
+            groups,
             drain_delay_ms: 1,
         }
     }
@@ -457,17 +462,31 @@ pub(crate) fn settle_unsettled(world: &mut World) {
 fn metadata_answered(world: &mut World, client: u32, response: Response) {
     let Response::Metadata(view) = response else { return };
     let work = &mut world.work;
+    for (part, leader) in leaders_named(&view, &work.parts, work.nodes) {
+        work.clients[client as usize].leaders[part] = leader;
+    }
+}
+
+/// Each workload partition a Metadata answer describes, with its leader (a node index) as
+/// the answer names it.
+pub(crate) fn leaders_named(
+    view: &ClusterView,
+    parts: &[Part],
+    nodes: u32,
+) -> Vec<(usize, Option<u32>)> {
+    let mut named = Vec::new();
     for topic in &view.topics {
         let Ok(state) = &topic.state else { continue };
-        for (part, p) in work.parts.iter().enumerate() {
+        for (part, p) in parts.iter().enumerate() {
             if p.id.topic != topic.name {
                 continue;
             }
             let info = usize::try_from(p.id.partition).ok().and_then(|i| state.partitions.get(i));
             let leader = info.and_then(|info| info.leader).map(|node| node.0 - 1);
-            work.clients[client as usize].leaders[part] = leader.filter(|l| *l < work.nodes);
+            named.push((part, leader.filter(|l| *l < nodes)));
         }
     }
+    named
 }
 
 /// The client forgets `part`'s leader: its next operation on it asks for metadata first.
@@ -684,16 +703,7 @@ fn poll_answered(
     let pending = Pending::Poll { part, offset, is_final };
     match response {
         Response::Fetched { records, high_watermark, .. } => {
-            let mut read = Vec::with_capacity(FETCH_BYTES_MAX as usize / CLIENT_BATCH_BYTES);
-            for (position, header) in BatchScan::new(&records, usize::MAX >> 1) {
-                let end = position + header.total_bytes();
-                let mut offset = header.base_offset as u64;
-                build::for_each_value(&records[position..end], |bytes| {
-                    let value = i64::from_be_bytes(bytes[..8].try_into().expect("8-byte values"));
-                    read.push((offset, value));
-                    offset += 1;
-                });
-            }
+            let read = records_read(&records);
             let p = &mut world.work.parts[part];
             p.max_high_watermark = p.max_high_watermark.max(high_watermark);
             let p = &world.work.parts[part];
@@ -791,6 +801,21 @@ fn poll_answered(
         }
         other => panic!("a fetch answered with {other:?}"),
     }
+}
+
+/// The records of a fetch answer: each offset with its client's 8-byte value.
+pub(crate) fn records_read(records: &[u8]) -> Vec<(u64, i64)> {
+    let mut read = Vec::with_capacity(FETCH_BYTES_MAX as usize / CLIENT_BATCH_BYTES);
+    for (position, header) in BatchScan::new(records, usize::MAX >> 1) {
+        let end = position + header.total_bytes();
+        let mut offset = header.base_offset as u64;
+        build::for_each_value(&records[position..end], |bytes| {
+            let value = i64::from_be_bytes(bytes[..8].try_into().expect("8-byte values"));
+            read.push((offset, value));
+            offset += 1;
+        });
+    }
+    read
 }
 
 /// The drainer's turn: poll the partition it is at, or finish.

@@ -256,7 +256,7 @@ impl World {
                     paused_until: 0,
                     clock: Clock { anchor_world: 0, anchor_local: 0, drift_ppm: 0, last: 0 },
                     timer_at: None,
-                    last_request: vec![0; params.clients as usize + 1],
+                    last_request: vec![0; (params.clients + 1 + params.consumers) as usize],
                     lost_power_at: None,
                     part_keys: Vec::new(),
                 }
@@ -307,6 +307,10 @@ impl World {
             world.start_node(index);
         }
         for client in 0..world.params.clients {
+            let delay = world.rng_work.random_range(0..10 * MS);
+            world.schedule(delay, Event::ClientWake { client });
+        }
+        for client in world.work.groups.clients() {
             let delay = world.rng_work.random_range(0..10 * MS);
             world.schedule(delay, Event::ClientWake { client });
         }
@@ -415,11 +419,19 @@ impl World {
             }
             Event::ClientWake { client } => {
                 self.mix(3 << 32 | u64::from(client));
-                crate::workload::client_wake(self, client);
+                if self.work.groups.is_consumer(client) {
+                    crate::groups::consumer_wake(self, client);
+                } else {
+                    crate::workload::client_wake(self, client);
+                }
             }
             Event::ClientTimeout { client, id } => {
                 self.mix(4 << 32 | id);
-                crate::workload::client_timeout(self, client, id);
+                if self.work.groups.is_consumer(client) {
+                    crate::groups::consumer_timeout(self, client, id);
+                } else {
+                    crate::workload::client_timeout(self, client, id);
+                }
             }
             Event::Fault(action) => {
                 self.mix(5 << 32);
@@ -496,7 +508,11 @@ impl World {
         match to {
             Endpoint::Client(client) => {
                 self.mix(6 << 32 | u64::from(client));
-                crate::workload::client_receive(self, client, msg);
+                if self.work.groups.is_consumer(client) {
+                    crate::groups::consumer_receive(self, client, msg);
+                } else {
+                    crate::workload::client_receive(self, client, msg);
+                }
             }
             Endpoint::Node(node) => {
                 self.mix(7 << 32 | u64::from(node));
@@ -652,6 +668,7 @@ impl World {
             ),
             flush_interval: std::time::Duration::from_millis(self.params.flush_interval_ms),
             recovery_backoff: std::time::Duration::from_millis(200),
+            offsets_topic_partitions: crate::groups::OFFSETS_PARTITIONS,
             ..NodeConfig::default()
         };
         let core = Node::new(config, local);

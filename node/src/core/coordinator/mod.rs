@@ -376,7 +376,9 @@ impl Coordinator {
     pub fn handle_append(&mut self, append: u64, result: Result<(), CoordinatorError>) {
         // Gone: its partition resigned, which answered it already.
         let Some(Append { partition, purpose }) = self.appends.remove(&append) else { return };
-        if let Err(error) = result {
+        if let Err(error) = result
+            && !commit_append_failure_ignored(&purpose)
+        {
             return self.append_failed(purpose, || error.clone());
         }
         match purpose {
@@ -671,6 +673,20 @@ fn check_commit(entry: Option<&GroupEntry>, commit: &OffsetCommit) -> Result<(),
         return Err(GroupError::RebalanceInProgress.into());
     }
     Ok(())
+}
+
+/// Whether the canary that acknowledges a commit whose append failed is planted (never
+/// without the `canary` feature).
+#[cfg(feature = "canary")]
+fn commit_append_failure_ignored(purpose: &AppendFor) -> bool {
+    use crate::core::log::canary::{self, Canary};
+    matches!(purpose, AppendFor::Commit { .. })
+        && canary::is(Canary::CoordinatorCommitAppendIgnored)
+}
+
+#[cfg(not(feature = "canary"))]
+fn commit_append_failure_ignored(_: &AppendFor) -> bool {
+    false
 }
 
 /// The answer of `request`'s kind carrying `error`.

@@ -4,7 +4,7 @@
 //! Compiled only with the `canary` feature, which no release build enables. A canary is
 //! chosen at run time, per thread, so that a sweep running seeds on several threads can give
 //! each its own: [`set`] before driving a node, [`is`] at each hook. Each hook in
-//! `core::log` and `core::replica` is marked `#[cfg(feature = "canary")]` and names the bug
+//! `core::log`, `core::replica` and `core::coordinator` is marked `#[cfg(feature = "canary")]` and names the bug
 //! it plants.
 
 use std::cell::Cell;
@@ -43,6 +43,10 @@ pub enum Canary {
     /// A leader appends an idempotent producer's retried batch again instead of answering it
     /// with its original offset (Redpanda issue 3039): retries are not deduplicated.
     IdempotenceNotDeduplicated,
+    /// The group coordinator acknowledges an OffsetCommit whose append to
+    /// `__consumer_offsets` failed, and serves it from its cache: a commit the log may not
+    /// hold (a later coordinator then never loads it) is answered as committed.
+    CoordinatorCommitAppendIgnored,
 }
 
 impl Canary {
