@@ -25,7 +25,7 @@ use cairn_node::core::controller::PartitionState;
 use cairn_node::core::log::PartitionLog;
 use cairn_node::core::log::batch::BatchScan;
 use cairn_node::core::node::{Node, PartitionId};
-use cairn_node::core::raft::{RaftLog, Role as RaftRole};
+use cairn_node::core::raft::{RaftFatal, RaftLog, Role as RaftRole};
 use cairn_node::core::replica::Role;
 
 use crate::disk::SimDisk;
@@ -335,6 +335,9 @@ impl World {
         let Some(core) = n.node.as_ref() else { return Ok(()) };
         let incarnation = n.incarnation;
         let raft = core.raft();
+        if matches!(raft.fatal(), Some(RaftFatal::CommittedConflict { .. })) {
+            self.committed_metadata_lost = true;
+        }
         if raft.role() == RaftRole::Leader {
             if !self.replicas.term_leaders.contains_key(&raft.term()) {
                 self.coverage.raft_elections += 1;
@@ -549,7 +552,10 @@ impl World {
     pub(crate) fn quorum_failed(&self) -> bool {
         let voters = self.params.voters();
         let failed = (0..voters).filter(|index| self.node_failed(*index)).count();
-        2 * failed > voters as usize
+        // Or a node stopped because a leader sent entries conflicting with ones it knew
+        // committed: damage on a quorum of voters' disks took committed metadata with it,
+        // and the quorum now runs a different history.
+        2 * failed > voters as usize || self.committed_metadata_lost
     }
 
     /// Node `index` just lost power. Under `replicate` durability an acknowledged write may

@@ -169,6 +169,10 @@ pub struct World {
     /// Whether a wipe lost the only copy of partitions (see [`NODES_REPLICATE`]): the
     /// history check then excuses lost writes as under the unrecoverable atlas.
     pub(crate) losses_excused: bool,
+    /// A node stopped because a leader's log conflicted with entries it knew committed:
+    /// committed metadata was lost with damaged disks (unrecoverable atlas). Kept for the
+    /// run: the node's next process may no longer know what was committed.
+    pub(crate) committed_metadata_lost: bool,
     pub(crate) hash: u64,
     pub(crate) events: u64,
     pub(crate) coverage: Coverage,
@@ -292,6 +296,7 @@ impl World {
             create_after: 0,
             wiped: std::collections::BTreeSet::new(),
             losses_excused: false,
+            committed_metadata_lost: false,
             hash: 0xcbf2_9ce4_8422_2325,
             events: 0,
             coverage: Coverage::default(),

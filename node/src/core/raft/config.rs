@@ -137,6 +137,22 @@ pub enum RaftFatal {
         /// What is wrong.
         detail: String,
     },
+    /// The leader sent entries that conflict with an entry this node knows committed: the
+    /// leader's log lost committed entries (damaged disks on a quorum), so this node stops
+    /// rather than take back what it applied.
+    #[error(
+        "leader {leader} sent entries conflicting with committed entry {index} (commit \
+         {commit}): the leader's log lost committed metadata; this node stops rather than \
+         apply a different history"
+    )]
+    CommittedConflict {
+        /// The first conflicting index.
+        index: u64,
+        /// This node's commit index.
+        commit: u64,
+        /// The leader that sent them.
+        leader: u32,
+    },
     /// The disk keeps failing.
     #[error("storage keeps failing on {file}: {detail}")]
     Storage {

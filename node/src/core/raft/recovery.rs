@@ -14,7 +14,10 @@
 //! Damage on the medium inside synced frames cannot be told from a torn tail, so it is cut
 //! the same way, and the entries after it, acknowledged once, are gone from this node: the
 //! leader notices and sends them again. Unlike after a wipe, the node does not hold back its
-//! vote meanwhile; the rest of the quorum must cover one damaged disk.
+//! vote meanwhile; the rest of the quorum must cover one damaged disk. Where it cannot (a
+//! lone voter, or damage on a majority), the quorum may go on with a history that lacks
+//! committed entries: a member that applied them stops when told to cut one
+//! ([`RaftFatal::CommittedConflict`]) rather than take back what it applied.
 
 use bytes::{Bytes, BytesMut};
 

@@ -12,6 +12,7 @@
 
 use bytes::BytesMut;
 
+use super::config::RaftFatal;
 use super::message::{
     AppendEntries, AppendEntriesResponse, Entry, InstallSnapshot, InstallSnapshotResponse,
     MessageKind, SnapshotRecord, WalKind, WalRecord,
@@ -337,7 +338,9 @@ impl Raft {
             Some(_) => {}
         }
         let last_new = prev_index + entries.len() as u64;
-        self.append_entries(entries, out);
+        if let Err(fatal) = self.append_entries(entries, out) {
+            return self.stop(fatal);
+        }
         self.leader_match = self.leader_match.max(last_new);
         let commit = commit.min(last_new);
         if commit > self.commit {
@@ -354,16 +357,29 @@ impl Raft {
     }
 
     /// Appends the entries the log does not hold yet, cutting a conflicting suffix first.
-    fn append_entries(&mut self, entries: Vec<Entry>, out: &mut impl DiskQueue) {
+    /// A conflict with a committed entry is refused: Raft's leader completeness says it
+    /// cannot happen, so the leader's log lost entries a quorum had stored (its disk, and
+    /// too many others, were damaged), and this node stops rather than cut what it applied.
+    fn append_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        out: &mut impl DiskQueue,
+    ) -> Result<(), RaftFatal> {
         let Some(first_new) =
             entries.iter().position(|entry| self.log.term_at(entry.index) != Some(entry.term))
         else {
-            return; // Every entry is held already (a duplicate or a reordered message).
+            return Ok(()); // Every entry is held already (a duplicate or a reordered message).
         };
         let from = entries[first_new].index;
         let truncated = (from <= self.log.last_index()).then_some(from - 1);
         if let Some(index) = truncated {
-            assert!(index >= self.commit, "a committed entry conflicts at {}", index + 1);
+            if index < self.commit {
+                return Err(RaftFatal::CommittedConflict {
+                    index: index + 1,
+                    commit: self.commit,
+                    leader: self.leader.map_or(0, |leader| leader.0),
+                });
+            }
             self.log.truncate_after(index);
         }
         let mut records = Vec::with_capacity(entries.len() - first_new);
@@ -372,6 +388,7 @@ impl Raft {
             records.push(WalRecord { kind: Some(WalKind::Entry(entry)) });
         }
         self.storage.write(records, &self.log, truncated, out);
+        Ok(())
     }
 
     fn answer_append(

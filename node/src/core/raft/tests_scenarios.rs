@@ -820,3 +820,29 @@ fn a_false_alarm_about_a_live_leader_deposes_nobody() {
 fn segment_name(disk: &MemDisk) -> String {
     disk.names().into_iter().find(|name| name.starts_with("raft/log-")).expect("a segment")
 }
+
+#[test]
+fn a_follower_told_to_cut_a_committed_entry_stops_instead() {
+    // One voter and one learner: damage on the voter's disk early in its segment takes
+    // committed entries with it (recovery cannot tell it from a torn tail), and nothing
+    // else holds a vote to cover them. The learner, told to replace what it applied, stops.
+    let mut cluster = Cluster::new(1, 1, 41);
+    let mut last = 0;
+    for _ in 0..4 {
+        last = commit_one(&mut cluster);
+    }
+    assert_eq!(cluster.member(2).applied, last);
+    cluster.crash(1);
+    let segment = segment_name(&cluster.member(1).disk);
+    cluster.member_mut(1).disk.corrupt(&segment, 40);
+    // The voter now breaks leader completeness, which is what the learner must detect.
+    cluster.check_completeness = false;
+    cluster.start(1);
+    cluster.run_for(5 * SECOND);
+    assert!(cluster.raft(1).last_index() < last, "the voter lost committed entries");
+    match cluster.raft(2).fatal() {
+        Some(RaftFatal::CommittedConflict { commit, .. }) => assert_eq!(*commit, last),
+        other => panic!("the learner should stop over the conflict, not {other:?}"),
+    }
+    assert_eq!(cluster.member(2).applied, last, "nothing it applied was taken back");
+}
