@@ -13,15 +13,22 @@ Steps and checks (every group consumes topic TOPIC, one partition, COUNT message
      is COUNT (OffsetFetch); a group with no member is deleted (DeleteGroups) and has no
      offsets afterwards.
 
+Lag (with --metrics URL, the node's /metrics): after step 1's first member, the group's lag
+is COUNT - HALF both as a client computes it (the high watermark from ListOffsets minus the
+committed offset from OffsetFetch) and in the node's `cairn_group_lag` gauge; after step 4
+every group's gauge is 0.
+
 With --check-only, only step 4's offset check runs (the run after a restart of the node):
 the committed offsets of the three groups must still be COUNT.
 """
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import time
+import urllib.request
 
 from common import Deadline, check_reachable, fail, main_wrapper, produce_acked, require_module
 
@@ -107,6 +114,37 @@ def committed(admin, group, topic):
     return None if entry is None else entry.offset
 
 
+def client_lag(bootstrap, admin, group, topic):
+    """The lag a client computes: high watermark (ListOffsets) minus committed (OffsetFetch)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "lag-probe"})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        consumer.close()
+    return high - committed(admin, group, topic)
+
+
+def metric_lag(url, group, topic):
+    """The node's cairn_group_lag gauge for (group, topic, partition 0), or None."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode()
+    labels = f'group="{group}",topic="{topic}",partition="0"'
+    found = re.search(r"^cairn_group_lag\{" + re.escape(labels) + r"\} (\d+)$", body, re.MULTILINE)
+    return None if found is None else int(found.group(1))
+
+
+def check_metric_lag(url, groups, topic, expected, deadline):
+    # The gauge is refreshed by the node's loop: wait for it within the bound.
+    while True:
+        seen = {group: metric_lag(url, group, topic) for group in groups}
+        if all(lag == expected for lag in seen.values()):
+            return
+        deadline.check(f"cairn_group_lag of {groups} on {topic} to be {expected} (seen {seen})")
+        time.sleep(0.2)
+
+
 def check_offsets(admin, topic, count, deadline):
     # After a restart the coordinator may still be loading: retry within the bound.
     while True:
@@ -127,6 +165,7 @@ def main():
     ap.add_argument("--count", type=int, default=40)
     ap.add_argument("--timeout", type=float, default=60.0, help="bound for each step, seconds")
     ap.add_argument("--check-only", action="store_true")
+    ap.add_argument("--metrics", help="URL of the node's /metrics, to check the lag gauge")
     args = ap.parse_args()
     require_module("confluent_kafka", "install it with: pip install -r tests/clients/requirements.txt")
     require_module("kafka", "install it with: pip install -r tests/clients/requirements.txt")
@@ -145,6 +184,11 @@ def main():
 
         first = confluent_read(args.bootstrap, args.topic, GROUPS[0], half, Deadline(args.timeout))
         expect_run("confluent-kafka, first member", first, 0, half)
+        lag = client_lag(args.bootstrap, admin, GROUPS[0], args.topic)
+        if lag != count - half:
+            fail(f"{GROUPS[0]}: a client computes lag {lag}, expected {count - half}")
+        if args.metrics:
+            check_metric_lag(args.metrics, GROUPS[:1], args.topic, count - half, Deadline(args.timeout))
         rest = confluent_read(args.bootstrap, args.topic, GROUPS[0], count, Deadline(args.timeout))
         expect_run("confluent-kafka, second member (resumed)", rest, half, count)
 
@@ -160,6 +204,8 @@ def main():
         if not set(GROUPS) <= listed:
             fail(f"list_groups: expected {GROUPS} among {sorted(listed)}")
         check_offsets(admin, args.topic, count, Deadline(args.timeout))
+        if args.metrics:
+            check_metric_lag(args.metrics, GROUPS, args.topic, 0, Deadline(args.timeout))
 
         doomed = "cg-doomed"
         python_read(args.bootstrap, args.topic, doomed, 1, 10)
@@ -170,7 +216,7 @@ def main():
             fail(f"{doomed} still has a committed offset after DeleteGroups")
     finally:
         admin.close()
-    return {"test": "groups", "groups": GROUPS, "count": count}
+    return {"test": "groups", "groups": GROUPS, "count": count, "lag_checked": bool(args.metrics)}
 
 
 if __name__ == "__main__":

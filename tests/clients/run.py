@@ -283,7 +283,8 @@ def scenario_groups(s):
     need_module("confluent_kafka")
     need_module("kafka")
     s.node.start()
-    s.client("groups.py", "--topic", "groups", "--count", 40, "--timeout", 60, timeout=400)
+    metrics = f"http://127.0.0.1:{s.node.http_port}/metrics"
+    s.client("groups.py", "--topic", "groups", "--count", 40, "--timeout", 60, "--metrics", metrics, timeout=400)
     s.node.kill9()
     s.node.start()
     s.client("groups.py", "--topic", "groups", "--count", 40, "--timeout", 60, "--check-only", timeout=120)
