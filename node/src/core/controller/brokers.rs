@@ -154,7 +154,7 @@ impl Controller {
                 // A retry from the same process: its registration stands.
                 active.leases.set(node_id, now + timeout);
                 let first_heard = active.heard.insert(node_id);
-                let live = Liveness { image, heard: &active.heard };
+                let live = Liveness { image, heard: &active.heard, replaced: &active.replaced };
                 if first_heard && !old.fenced {
                     let records = election_records(live, node_id);
                     if !records.is_empty() {
@@ -168,6 +168,9 @@ impl Controller {
                 return Ok(Outcome::Reply(Some(ReplyKind::RegisterBroker(reply))));
             }
             if old.incarnation != request.incarnation && !old.fenced && lease_live {
+                // Most likely a restart whose old process no controller saw stop: until
+                // its lease lapses, it may not be the one left to lead.
+                active.replaced.insert(node_id);
                 return Err(ControllerError::DuplicateBrokerRegistration(node_id));
             }
         }
@@ -184,7 +187,7 @@ impl Controller {
         // Another data directory than the last registration's: the broker was wiped and
         // formatted again, and holds none of the records its replicas had (KIP-858 tells
         // directories apart the same way). It must not lead from the ISR or the ELR.
-        let live = Liveness { image, heard: &active.heard };
+        let live = Liveness { image, heard: &active.heard, replaced: &active.replaced };
         let lost_data = image.broker(node_id).is_some_and(|old| {
             let known = old.directory_id != 0 && request.directory_id != 0;
             known && old.directory_id != request.directory_id
@@ -201,6 +204,7 @@ impl Controller {
         }
         active.leases.set(node_id, now + timeout);
         active.heard.insert(node_id);
+        active.replaced.remove(&node_id);
         Ok(Outcome::Propose(records, ReplyPlan::RegisterBroker { node_id }))
     }
 
@@ -219,7 +223,10 @@ impl Controller {
         let broker = image.broker_at_epoch(node_id, request.broker_epoch)?;
         active.leases.set(node_id, now + timeout);
         let first_heard = active.heard.insert(node_id);
-        let live = Liveness { image, heard: &active.heard };
+        // The registered process is running: the other that tried to register is not its
+        // successor.
+        active.replaced.remove(&node_id);
+        let live = Liveness { image, heard: &active.heard, replaced: &active.replaced };
         let epoch = broker.epoch;
         let caught_up = request.metadata_offset >= epoch;
         let want_shutdown = request.want_shutdown;

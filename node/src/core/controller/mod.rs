@@ -285,12 +285,17 @@ struct Active {
     leases: TimerTable<i32>,
     /// The brokers that registered or heartbeated since this controller became active.
     heard: BTreeSet<i32>,
+    /// The brokers a process of another incarnation tried to register as while the
+    /// registered process's lease had not lapsed, and that the registered process has not
+    /// heartbeated since: it has most likely stopped, and its replicas may lack what they
+    /// held (decision 0013).
+    replaced: BTreeSet<i32>,
 }
 
 impl Active {
     /// Who counts as live in the speculative image ([`Liveness`]).
     fn liveness(&self) -> Liveness<'_> {
-        Liveness { image: &self.speculative, heard: &self.heard }
+        Liveness { image: &self.speculative, heard: &self.heard, replaced: &self.replaced }
     }
 }
 
@@ -306,6 +311,7 @@ impl Active {
 pub(super) struct Liveness<'a> {
     image: &'a MetadataImage,
     heard: &'a BTreeSet<i32>,
+    replaced: &'a BTreeSet<i32>,
 }
 
 impl<'a> Liveness<'a> {
@@ -317,6 +323,13 @@ impl<'a> Liveness<'a> {
     /// Whether `node_id` is unfenced and heard from.
     pub(super) fn is_live(&self, node_id: i32) -> bool {
         self.heard.contains(&node_id) && self.image.is_live(node_id)
+    }
+
+    /// Whether `node_id` is unfenced in the image and no process of another incarnation
+    /// has tried to replace its registered one: not known to have stopped, though perhaps
+    /// not heard from yet.
+    pub(super) fn may_be_running(&self, node_id: i32) -> bool {
+        self.image.is_live(node_id) && !self.replaced.contains(&node_id)
     }
 }
 
@@ -386,8 +399,9 @@ impl Controller {
         }
         let speculative = image.clone();
         let pending = VecDeque::new();
-        let heard = BTreeSet::new();
-        self.active = Some(Active { committed: image, speculative, pending, leases, heard });
+        let (heard, replaced) = (BTreeSet::new(), BTreeSet::new());
+        let active = Active { committed: image, speculative, pending, leases, heard, replaced };
+        self.active = Some(active);
         self.leader_hint = None;
         self.invariants();
     }

@@ -92,3 +92,32 @@ fn a_broker_first_heard_by_a_new_controller_leads_where_nobody_does() {
     assert_eq!(retry, epochs[follower as usize - 1]);
     assert_eq!(h.topic("t").partitions[0].leader, follower);
 }
+
+#[test]
+fn a_resigning_leader_does_not_hand_over_to_a_broker_whose_new_process_is_waiting_to_register() {
+    // The story (simulator seed 27114): the follower's node, the controller's own, restarts
+    // under `replicate` and its replica lost the tail it had not synced. Its new process is
+    // refused while the old registration's lease runs. The leader's log then fails: it
+    // must not hand over to the follower, which a new process is known to have replaced.
+    let (mut h, epochs, (leader, follower)) = two_replicas(34, "replicate");
+    fail_over(&mut h);
+    let leader_epoch = epochs[leader as usize - 1];
+    h.heartbeat(leader, leader_epoch, h.index);
+    let refused = h.register(follower, 5151);
+    assert_ne!(refused.error_code, 0, "the old registration's lease still runs");
+    let state = h.topic("t").partitions[0].clone();
+    let resign = AlterPartitionRequest {
+        broker_id: leader,
+        broker_epoch: leader_epoch,
+        topic_id: h.topic("t").id.to_vec(),
+        partition: 0,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: state.isr.clone(),
+        resign: true,
+    };
+    assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
+    let after = h.topic("t").partitions[0].clone();
+    assert_eq!(after.leader, leader, "it leads again, in a new epoch, rather than the follower");
+    assert!(after.leader_epoch > state.leader_epoch);
+}

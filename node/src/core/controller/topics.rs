@@ -256,7 +256,8 @@ impl Controller {
 /// first of the ELR (KIP-966: it holds every record the HW covered when it left the ISR),
 /// among the live ones ([`Liveness`]). Under `replicate` the leader's recovered log may lack
 /// records the HW covered, so a member not heard from yet, but not fenced either, is a
-/// better bet than the leader itself: it is taken next. The one resigning leaves the ISR
+/// better bet than the leader itself: it is taken next, unless a new process of it has
+/// already tried to register (its replicas restarted and may lack as much). The one resigning leaves the ISR
 /// and the ELR (its log may lack what it had; it fetches its way back in). With nobody else
 /// eligible, it leads again in a new epoch: leaderless, then elected, in one batch.
 fn resignation_records(
@@ -270,7 +271,7 @@ fn resignation_records(
     let min_isr = topic.settings.min_insync_replicas;
     let replicate = topic.settings.durability == Durability::Replicate;
     let heard = |id: i32| id != leader && live.is_live(id);
-    let unfenced = |id: i32| id != leader && replicate && live.image().is_live(id);
+    let unfenced = |id: i32| id != leader && replicate && live.may_be_running(id);
     let tiers: [&dyn Fn(i32) -> bool; 2] = [&heard, &unfenced];
     for others in tiers {
         let rest = election::Decision {
