@@ -257,9 +257,10 @@ impl Controller {
 /// among the live ones ([`Liveness`]). Under `replicate` the leader's recovered log may lack
 /// records the HW covered, so a member not heard from yet, but not fenced either, is a
 /// better bet than the leader itself: it is taken next, unless a new process of it has
-/// already tried to register (its replicas restarted and may lack as much). The one resigning leaves the ISR
-/// and the ELR (its log may lack what it had; it fetches its way back in). With nobody else
-/// eligible, it leads again in a new epoch: leaderless, then elected, in one batch.
+/// already tried to register (its replicas restarted and may lack as much). The one
+/// resigning leaves the ISR and the ELR (its log may lack what it had; it fetches its way
+/// back in). With nobody else eligible, it leads again in a new epoch: leaderless, then
+/// elected, in one batch.
 fn resignation_records(
     live: Liveness<'_>,
     topic: &TopicImage,

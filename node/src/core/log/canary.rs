@@ -4,8 +4,8 @@
 //! Compiled only with the `canary` feature, which no release build enables. A canary is
 //! chosen at run time, per thread, so that a sweep running seeds on several threads can give
 //! each its own: [`set`] before driving a node, [`is`] at each hook. Each hook in
-//! `core::log`, `core::replica` and `core::coordinator` is marked `#[cfg(feature = "canary")]` and names the bug
-//! it plants.
+//! `core::log`, `core::replica` and `core::coordinator` is marked
+//! `#[cfg(feature = "canary")]` and names the bug it plants.
 
 use std::cell::Cell;
 

@@ -32,8 +32,9 @@
 //!   sequence 0 and clears the window;
 //! - a producer the partition does not know (never seen, or expired) may start at any
 //!   sequence; retention removing its batches does not forget it (KIP-360). Since KIP-360
-//!   (Kafka 2.5) the broker no longer answers `UNKNOWN_PRODUCER_ID` to a produce, so [`ProducerError`] has no such variant;
-//!   Kafka 3.x returns it only on transactional paths Cairn does not implement.
+//!   (Kafka 2.5) the broker no longer answers `UNKNOWN_PRODUCER_ID` to a produce, so
+//!   [`ProducerError`] has no such variant; Kafka 3.x returns it only on transactional
+//!   paths Cairn does not implement.
 //! - batches without a producer id (-1) are always appended and never tracked.
 //!
 //! Control batches (transaction markers) are not tracked: Cairn has no transactions.
