@@ -532,9 +532,10 @@ fn finish(world: &mut World) {
 /// one of whose copies was seen at or above the lowest reused offset. Such a copy was cut
 /// away, and the producer's retry, which the partition's rebuilt producer state could no
 /// longer recognise, wrote the record again: the log holds it once. A duplicate in a
-/// partition that lost nothing is never excused, so idempotence is still checked there;
-/// the history cannot tell a true duplicate above the cut from this one, so under the
-/// recoverable atlas (which cuts no acknowledged write) every duplicate counts.
+/// partition that lost nothing is never excused, so idempotence is still checked there.
+/// The history cannot tell a true duplicate above the cut from this one; a run that may
+/// not lose acknowledged writes (the recoverable atlas, no wipe of a partition's only
+/// copy) excuses none.
 fn excused_duplicates(report: &Report) -> u64 {
     let mut lowest_reused: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for anomaly in report.anomalies.get(&AnomalyKind::InconsistentOffsets).into_iter().flatten() {
