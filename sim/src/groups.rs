@@ -31,8 +31,7 @@ use cairn_node::core::coordinator::{
     partition_for,
 };
 use cairn_node::core::group::{GroupError, JoinRequest, JoinedMember, LeaveMember, SyncRequest};
-use cairn_node::core::log::LogError;
-use cairn_node::core::node::{PartitionId, ReplicaError, Request, RequestError, Response};
+use cairn_node::core::node::{PartitionId, Request, Response};
 use rand::Rng;
 
 use crate::assignor::{
@@ -41,7 +40,7 @@ use crate::assignor::{
 use crate::invariants::{self, Violation};
 use crate::net::Endpoint;
 use crate::params::{Atlas, Params};
-use crate::workload::{Msg, Part, leaders_named, records_read};
+use crate::workload::{Msg, Part, leaders_named, records_read, reset_position};
 use crate::world::{Event, MS, World};
 
 /// Partitions of `__consumer_offsets` in the simulated cluster (`offsets.topic.num.partitions`).
@@ -743,20 +742,9 @@ fn poll_answered(world: &mut World, client: u32, part: usize, offset: u64, respo
                 consumer(world, client).positions.insert(part, last + 1);
             }
         }
-        Response::Error(
-            RequestError::Log(LogError::OffsetOutOfRange {
-                log_start_offset, log_end_offset, ..
-            })
-            | RequestError::Replica(ReplicaError::Log(LogError::OffsetOutOfRange {
-                log_start_offset,
-                log_end_offset,
-                ..
-            })),
-        ) => {
+        Response::Error(error) if let Some(position) = reset_position(&error, offset) => {
             world.work.history.complete(world.now, process, OpType::Fail, F::Poll, Value::Null);
             // auto.offset.reset, as the other clients do; the history hears of it.
-            let position =
-                if offset < log_start_offset { log_start_offset } else { log_end_offset };
             consumer(world, client).positions.insert(part, position);
             let id = &world.work.parts[part].id;
             let assign = Value::Partitions(vec![TopicPartition {

@@ -391,28 +391,26 @@ fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final
 /// Asks a node picked at random for the cluster's metadata, as a Kafka client does to learn
 /// (or refresh) the partitions' leaders.
 fn start_metadata(world: &mut World, client: u32) {
-    let node = world.rng_work.random_range(0..world.work.nodes);
     let request = Request::Metadata { topics: None, auto_create: false };
-    let id = next_id(world, client);
-    world.send(
-        Endpoint::Client(client),
-        Endpoint::Node(node),
-        Msg::Request { client, id, request },
-    );
-    wait(world, client, id, Pending::Metadata);
+    ask_any_node(world, client, request, Pending::Metadata);
 }
 
 /// Asks a node picked at random for a producer id (an idempotent client's first step).
 fn start_init_producer_id(world: &mut World, client: u32) {
-    let node = world.rng_work.random_range(0..world.work.nodes);
     let request = Request::InitProducerId { transactional_id: None };
+    ask_any_node(world, client, request, Pending::InitProducerId);
+}
+
+/// Sends `request` to a node picked at random and waits for its answer as `pending`.
+fn ask_any_node(world: &mut World, client: u32, request: Request, pending: Pending) {
+    let node = world.rng_work.random_range(0..world.work.nodes);
     let id = next_id(world, client);
     world.send(
         Endpoint::Client(client),
         Endpoint::Node(node),
         Msg::Request { client, id, request },
     );
-    wait(world, client, id, Pending::InitProducerId);
+    wait(world, client, id, pending);
 }
 
 /// Sends an idempotent client's unsettled batch again, the same bytes, to the partition's
@@ -749,21 +747,10 @@ fn poll_answered(
                 }
             }
         }
-        Response::Error(
-            RequestError::Log(LogError::OffsetOutOfRange {
-                log_start_offset, log_end_offset, ..
-            })
-            | RequestError::Replica(ReplicaError::Log(LogError::OffsetOutOfRange {
-                log_start_offset,
-                log_end_offset,
-                ..
-            })),
-        ) => {
+        Response::Error(error) if let Some(position) = reset_position(&error, offset) => {
             complete(world, client, &pending, OpType::Fail, None);
             // Retention moved the start, or a crash took back an unflushed tail: reset the
             // position as a consumer's auto.offset.reset does, and say so in the history.
-            let position =
-                if offset < log_start_offset { log_start_offset } else { log_end_offset };
             world.work.clients[client as usize].positions[part] = position;
             if world.work.parts[part].recorded {
                 let assign = world.work.assign_value();
@@ -816,6 +803,24 @@ pub(crate) fn records_read(records: &[u8]) -> Vec<(u64, i64)> {
         });
     }
     read
+}
+
+/// Where a consumer whose fetch at `offset` was out of range goes on, as Kafka's
+/// `auto.offset.reset` does: to the log start if it was below it, else to the log end.
+/// `None` for any other error.
+pub(crate) fn reset_position(error: &RequestError, offset: u64) -> Option<u64> {
+    let (RequestError::Log(LogError::OffsetOutOfRange {
+        log_start_offset, log_end_offset, ..
+    })
+    | RequestError::Replica(ReplicaError::Log(LogError::OffsetOutOfRange {
+        log_start_offset,
+        log_end_offset,
+        ..
+    }))) = error
+    else {
+        return None;
+    };
+    Some(if offset < *log_start_offset { *log_start_offset } else { *log_end_offset })
 }
 
 /// The drainer's turn: poll the partition it is at, or finish.
