@@ -53,6 +53,10 @@ pub struct ReplicaWatch {
     term_leaders: BTreeMap<u64, u32>,
     /// Per workload partition and node (index): what the node's replica showed last.
     seen: Vec<Vec<Seen>>,
+    /// Per workload partition and node (index): the node lost power, or its replica's log
+    /// failed, and its replica has not since held every write the partition acknowledged
+    /// (its high watermark reached past the last one). Across incarnations.
+    unrestored: Vec<Vec<bool>>,
     /// When the checks over every node run next.
     pub(crate) next_cluster_check: u64,
     /// What [`committed_prefix_agrees`] read of the segment files at its last check.
@@ -78,6 +82,7 @@ struct Seen {
 pub(crate) fn new_watch(parts: usize, nodes: u32) -> ReplicaWatch {
     ReplicaWatch {
         seen: vec![vec![Seen::default(); nodes as usize]; parts],
+        unrestored: vec![vec![false; nodes as usize]; parts],
         ..ReplicaWatch::default()
     }
 }
@@ -378,6 +383,7 @@ impl World {
                     // Ready at the last step: the log failed, and under `replicate` what it
                     // had not synced is gone, as if the node had lost power.
                     seen.log_failed_at = Some(self.now);
+                    self.replicas.unrestored[index][node as usize] = true;
                     ask_loss_rule.push(index);
                 }
                 seen.high_watermark = None;
@@ -386,6 +392,13 @@ impl World {
                 // Ready again after a failure or a restart: the tail it lost is gone for good
                 // now, so the loss rule is asked again, with the ISR of this moment.
                 ask_loss_rule.push(index);
+            }
+            let unrestored = &mut self.replicas.unrestored[index][node as usize];
+            if *unrestored && log.is_ready() {
+                // It holds every acknowledged write again once its high watermark (applied
+                // only after its log agreed with the leader's epochs) passed the last one.
+                let last_acked = part.acked.last_key_value().map(|(offset, _)| *offset);
+                *unrestored = last_acked.is_some_and(|o| replica.high_watermark() <= o);
             }
             if log.is_ready() {
                 let end = log.log_end_offset();
@@ -561,7 +574,9 @@ impl World {
     /// Node `index` just lost power. Under `replicate` durability an acknowledged write may
     /// be lost once every member of its partition's ISR lost power together (design §3):
     /// every member's last loss within `flush_interval + REPLICATE_LOSS_MARGIN_MS` of now,
-    /// or the member still down. The rule is asked when a member loses power or its log
+    /// or the member still down, or lost since it last held every acknowledged write (it
+    /// restarted, or its log failed, and has not fetched them back: its memory holds no
+    /// copy, so it is no better than down; decision 0019). The rule is asked when a member loses power or its log
     /// fails, and again when a member's log is ready after that (the moment what it lost is
     /// gone for good), with the ISR of that moment: an ISR change committed in between (a
     /// shrink the leader proposed just before its own log failed) counts. Such a
@@ -569,6 +584,7 @@ impl World {
     /// counted; later acknowledgements are promises again.
     pub(crate) fn replicate_losses(&mut self, index: u32) {
         for part in 0..self.work.parts.len() {
+            self.replicas.unrestored[part][index as usize] = true;
             self.replicate_loss(part, index);
         }
     }
@@ -585,7 +601,8 @@ impl World {
         let lost = |m: &u32| {
             let n = &self.nodes[*m as usize];
             let failed = self.replicas.seen[part][*m as usize].log_failed_at;
-            n.node.is_none() || recent(n.lost_power_at) || recent(failed)
+            let unrestored = self.replicas.unrestored[part][*m as usize];
+            n.node.is_none() || recent(n.lost_power_at) || recent(failed) || unrestored
         };
         if isr.contains(&index) && isr.iter().all(lost) {
             let p = &mut self.work.parts[part];
