@@ -11,9 +11,10 @@ const ABOUT: &str = "Cairn: a Kafka-compatible distributed log";
 const LONG_ABOUT: &str = "Cairn: a Kafka-compatible distributed log.
 
 Kafka clients (librdkafka and kcat, confluent-kafka, kafka-python) connect to a Cairn node as
-to a Kafka broker. Every write is fsynced before it is acknowledged unless a topic says
-otherwise. Idempotent producers and consumer groups are not served yet: producers need
-enable.idempotence=false, consumers assign partitions themselves.";
+to a Kafka broker: producers (idempotent ones too), consumers that assign partitions or join
+consumer groups, and admin clients. Every write is fsynced before it is acknowledged unless a
+topic says otherwise. Transactions are not served yet: a producer with a transactional.id
+is refused.";
 
 const EXAMPLES: &str = "\
 Examples:
