@@ -37,6 +37,8 @@ pub mod limits;
 mod partitioner;
 mod producer;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 
 pub use admin::{Admin, AlterConfig, ConfigEntry, NewTopic};
 pub use batch::{ConsumerRecord, Header, RecordHeader};
