@@ -397,6 +397,120 @@ async fn read_frame(read: &mut OwnedReadHalf) -> Result<Bytes, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    use tokio::net::TcpListener;
+
+    /// A scripted broker on loopback: it reads `count` request frames before it answers
+    /// any, then answers each with a Metadata v1 body, shifting correlation ids by
+    /// `correlation_shift` (0 for a correct broker). Returns its address.
+    async fn scripted_broker(count: usize, correlation_shift: i32) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            // ApiVersions first: answer it alone, offering Metadata v1 only.
+            let (id, _) = read_request(&mut stream).await;
+            let api = kafka_protocol::messages::api_versions_response::ApiVersion::default()
+                .with_api_key(ApiKey::Metadata as i16)
+                .with_min_version(1)
+                .with_max_version(1);
+            let body = ApiVersionsResponse::default().with_api_keys(vec![api]);
+            write_answer(&mut stream, id, &body, API_VERSIONS_VERSION, 0).await;
+            let mut ids = Vec::new();
+            for _ in 0..count {
+                ids.push(read_request(&mut stream).await.0);
+            }
+            for id in ids {
+                let body = MetadataResponse::default();
+                write_answer(&mut stream, id + correlation_shift, &body, 1, 0).await;
+            }
+            // Keep the socket open until the client goes.
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+        });
+        addr
+    }
+
+    async fn read_request(stream: &mut TcpStream) -> (i32, i16) {
+        let size = stream.read_i32().await.unwrap() as usize;
+        let mut frame = vec![0; size];
+        stream.read_exact(&mut frame).await.unwrap();
+        let key = i16::from_be_bytes([frame[0], frame[1]]);
+        (i32::from_be_bytes(frame[4..8].try_into().unwrap()), key)
+    }
+
+    async fn write_answer<M: Encodable>(
+        stream: &mut TcpStream,
+        correlation_id: i32,
+        body: &M,
+        version: i16,
+        header_version: i16,
+    ) {
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut frame, header_version)
+            .unwrap();
+        body.encode(&mut frame, version).unwrap();
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        stream.write_all(&frame).await.unwrap();
+    }
+
+    async fn connect(addr: SocketAddr) -> Connection {
+        Connection::connect(addr, Arc::from("test"), Duration::from_secs(10)).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn many_requests_are_in_flight_at_once_and_answered_in_order() {
+        // The broker answers nothing until it has read all 50 requests: only a pipelining
+        // client gets any answer at all.
+        let connection = connect(scripted_broker(50, 0).await).await;
+        assert_eq!(connection.version::<MetadataRequest>().unwrap(), 1, "negotiated");
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let connection = connection.clone();
+            calls.spawn(async move { connection.call(&MetadataRequest::default()).await });
+        }
+        let mut answered = 0;
+        let all = async {
+            while let Some(result) = calls.join_next().await {
+                result.unwrap().unwrap();
+                answered += 1;
+            }
+        };
+        let in_time = tokio::time::timeout(Duration::from_secs(5), all).await;
+        assert!(in_time.is_ok(), "answers came only with every request in flight");
+        assert_eq!(answered, 50);
+        assert!(!connection.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_correlation_id_closes_the_connection_and_fails_every_call() {
+        let connection = connect(scripted_broker(3, 1).await).await;
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let connection = connection.clone();
+            calls.spawn(async move { connection.call(&MetadataRequest::default()).await });
+        }
+        while let Some(result) = calls.join_next().await {
+            let error = result.unwrap().unwrap_err();
+            assert!(matches!(error, Error::ConnectionClosed { .. }), "{error}");
+            assert!(error.to_string().contains("correlation id"), "{error}");
+        }
+        assert!(connection.is_closed());
+        let later = connection.call(&MetadataRequest::default()).await.unwrap_err();
+        assert!(matches!(later, Error::ConnectionClosed { .. }), "{later}");
+    }
+
+    #[tokio::test]
+    async fn an_api_the_broker_lacks_is_refused_before_sending() {
+        let connection = connect(scripted_broker(0, 0).await).await;
+        let request = kafka_protocol::messages::FetchRequest::default();
+        let error = connection.call(&request).await.unwrap_err();
+        assert!(matches!(error, Error::UnsupportedApi { api_key: 1, .. }), "{error}");
+    }
 
     #[test]
     fn versions_are_the_highest_both_sides_support() {
