@@ -274,3 +274,27 @@ async fn a_missing_node_is_a_clear_error() {
     let message = error.to_string();
     assert!(message.contains(&addr.to_string()) && message.contains("cairn dev"), "{message}");
 }
+
+#[tokio::test]
+async fn records_sent_while_the_node_is_down_are_retried_and_written_after_its_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let node = Node::start_at(Node::formatted_dir(), port).await;
+    let client = node.client().await;
+    create(&client, "restart", 1).await;
+    let config =
+        ProducerConfig { retry_backoff_max: Duration::from_millis(200), ..Default::default() };
+    let producer = Producer::new(&client, config).await.unwrap();
+    producer.send(ProducerRecord::new("restart").value(b"before")).await.unwrap().await.unwrap();
+    let dir = node._dir;
+    node.server.stop().await.unwrap();
+    // Sent while nothing listens: the batch fails to connect and is retried with backoff.
+    let during = producer.send(ProducerRecord::new("restart").value(b"during")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = Node::start_at(dir, port).await;
+    let written = tokio::time::timeout(WAIT, during).await.expect("delivered in time").unwrap();
+    assert_eq!(written.offset, 1);
+    let records = consume_all(&client, "restart", 2).await;
+    let values: Vec<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values, [&b"before"[..], &b"during"[..]]);
+    drop(node);
+}

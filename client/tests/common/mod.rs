@@ -18,6 +18,11 @@ pub struct Node {
 
 impl Node {
     pub async fn start() -> Node {
+        Node::start_at(Node::formatted_dir(), "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// A new data directory, formatted for a single node.
+    pub fn formatted_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let node_id = cairn_node::core::io::NodeId(0);
         let spec = cairn_node::runtime::datadir::FormatSpec {
@@ -25,8 +30,13 @@ impl Node {
             ..cairn_node::runtime::datadir::FormatSpec::single(node_id)
         };
         cairn_node::runtime::datadir::format(dir.path(), &spec).unwrap();
+        dir
+    }
+
+    /// Starts (or restarts) a node on a formatted directory, listening on `listener`.
+    pub async fn start_at(dir: tempfile::TempDir, listener: std::net::SocketAddr) -> Node {
         let mut config = ServerConfig::new(dir.path());
-        config.kafka_listener = "127.0.0.1:0".parse().unwrap();
+        config.kafka_listener = listener;
         config.http_listener = None;
         let server = Server::start(config).await.unwrap();
         let deadline = Instant::now() + WAIT;
