@@ -227,6 +227,13 @@ impl Client {
         Ok(connection.clone())
     }
 
+    /// A connection to broker `id` at `address`, which an answer named (FindCoordinator)
+    /// and the metadata may not know yet.
+    pub(crate) async fn broker_at(&self, id: i32, address: &str) -> Result<Connection> {
+        self.cache().brokers.entry(id).or_insert_with(|| address.to_string());
+        self.broker(id).await
+    }
+
     /// A connection to any broker: one already open, else the bootstrap's, else a new one.
     pub(crate) async fn any_broker(&self) -> Result<Connection> {
         let (open, ids) = {

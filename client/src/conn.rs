@@ -48,6 +48,13 @@ const CLIENT_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 1, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 2),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
 ];
 
 /// The version of ApiVersions the client opens with: flexible, served since Kafka 2.4.
@@ -191,24 +198,43 @@ impl Connection {
         self.call_version(request, version).await
     }
 
+    /// Like `call`, with a longer wait for a request the broker holds on purpose
+    /// (JoinGroup waits for the whole group).
+    pub(crate) async fn call_timeout<R: Request>(
+        &self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.call_inner(request, version, timeout).await
+    }
+
     /// Sends `request` at `version` and waits for its answer.
     pub(crate) async fn call_version<R: Request>(
         &self,
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.call_inner(request, version, self.request_timeout).await
+    }
+
+    async fn call_inner<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let (correlation_id, frame) = self.encode(request, version)?;
         let (reply, answer) = oneshot::channel();
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let pending = Pending { correlation_id, header_version, reply };
         self.submit(Outgoing { frame, answer: Some(pending) }).await?;
-        let mut body = match tokio::time::timeout(self.request_timeout, answer).await {
+        let mut body = match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(body)) => body?,
             Ok(Err(_)) => return Err(self.shared.closed_error()),
             Err(_) => {
                 // The stream's state is unknown after a lost answer: start over, as Kafka's
                 // clients do.
-                let timeout = self.request_timeout;
                 self.shared.close(format!("request timed out after {timeout:?}"));
                 return Err(Error::Timeout { addr: self.shared.addr, timeout });
             }

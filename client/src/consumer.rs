@@ -7,6 +7,11 @@
 //! asks ListOffsets for the earliest or latest offset, as `auto_offset_reset` says; so does
 //! one whose position fell out of range. Leader errors refresh the metadata and the
 //! partition is fetched again on the next round.
+//!
+//! With a group (`ConsumerConfig::group`), a consumer may instead `subscribe`: `poll` then
+//! joins the group (the classic protocol, eager, with the range assignor), starts where
+//! the group committed, and rejoins when a heartbeat says the group is rebalancing. Commits
+//! go to the group's coordinator, as a member or, with `assign`, as a simple consumer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::batch::{self, ConsumerRecord};
 use crate::client::Client;
 use crate::error::{Error, KafkaCode, Result};
+use crate::group::{self, GroupConfig, Member};
 
 /// Where a partition without a valid position starts (`auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +54,8 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: i32,
     /// The most bytes per partition in one answer (`max.partition.fetch.bytes`).
     pub partition_fetch_max_bytes: i32,
+    /// The consumer group, for `subscribe` and commits (`group.id` and its timings).
+    pub group: Option<GroupConfig>,
 }
 
 impl Default for ConsumerConfig {
@@ -58,6 +66,7 @@ impl Default for ConsumerConfig {
             fetch_min_bytes: 1,
             fetch_max_bytes: 50 << 20,
             partition_fetch_max_bytes: 1 << 20,
+            group: None,
         }
     }
 }
@@ -89,7 +98,19 @@ pub enum SeekTo {
     End,
 }
 
-/// A consumer of assigned partitions.
+/// A change of a subscribed consumer's partitions, told to the rebalance listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    /// These partitions are taken away (before the consumer rejoins; commit here).
+    Revoked(Vec<TopicPartition>),
+    /// These partitions are now this consumer's.
+    Assigned(Vec<TopicPartition>),
+}
+
+/// A callback for rebalances (Kafka's `ConsumerRebalanceListener`).
+pub type RebalanceListener = Box<dyn FnMut(&Rebalance) + Send>;
+
+/// A consumer of assigned partitions, or of a group's share of subscribed topics.
 ///
 /// ```no_run
 /// # async fn run() -> cairn_client::Result<()> {
@@ -104,7 +125,6 @@ pub enum SeekTo {
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
@@ -113,6 +133,22 @@ pub struct Consumer {
     positions: HashMap<TopicPartition, i64>,
     /// Partitions sought to the beginning or end, resolved on the next poll.
     pending_seeks: HashMap<TopicPartition, SeekTo>,
+    /// The subscribed topics (empty: partitions are assigned by hand).
+    subscription: Vec<String>,
+    member: Option<Member>,
+    /// The member id of the last generation, to rejoin as the same member.
+    member_id: String,
+    listener: Option<RebalanceListener>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("assignment", &self.assignment)
+            .field("subscription", &self.subscription)
+            .field("member_id", &self.member_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Consumer {
@@ -124,7 +160,141 @@ impl Consumer {
             assignment: Vec::new(),
             positions: HashMap::new(),
             pending_seeks: HashMap::new(),
+            subscription: Vec::new(),
+            member: None,
+            member_id: String::new(),
+            listener: None,
         }
+    }
+
+    /// Reads the group's share of these topics: the next `poll` joins the group. Needs
+    /// `ConsumerConfig::group`.
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
+        if self.config.group.is_none() {
+            return Err(Error::Config("subscribe needs a group: set ConsumerConfig::group".into()));
+        }
+        self.subscription = topics.iter().map(|t| t.to_string()).collect();
+        if let Some(member) = &self.member {
+            member.rejoin.store(true, std::sync::atomic::Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Calls `listener` on every rebalance of a subscribed consumer.
+    pub fn set_rebalance_listener(&mut self, listener: RebalanceListener) {
+        self.listener = Some(listener);
+    }
+
+    /// This member's id and generation in its group, once it joined.
+    pub fn membership(&self) -> Option<(&str, i32)> {
+        self.member.as_ref().map(|m| (m.member_id.as_str(), m.generation))
+    }
+
+    /// Commits the current positions of every assigned partition and waits for the answer.
+    pub async fn commit_sync(&mut self) -> Result<()> {
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .assignment
+            .iter()
+            .filter_map(|tp| self.positions.get(tp).map(|&offset| (tp.clone(), offset)))
+            .collect();
+        self.commit_offsets_sync(&offsets).await
+    }
+
+    /// Commits these offsets (the next offset to read, per partition) and waits.
+    pub async fn commit_offsets_sync(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let result = self.commit_task(offsets.to_vec())?.await;
+        let result = result.map_err(|e| Error::Protocol(e.to_string()))?;
+        if let Err(Error::Kafka { code, .. }) = &result {
+            // The generation is over: rejoin on the next poll.
+            if matches!(code.0, 22 | 25 | 27)
+                && let Some(member) = &self.member
+            {
+                member.rejoin.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+        result
+    }
+
+    /// Commits the current positions without waiting; the handle gives the outcome.
+    pub fn commit_async(&self) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .assignment
+            .iter()
+            .filter_map(|tp| self.positions.get(tp).map(|&offset| (tp.clone(), offset)))
+            .collect();
+        self.commit_task(offsets)
+    }
+
+    fn commit_task(
+        &self,
+        offsets: Vec<(TopicPartition, i64)>,
+    ) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let group = self.group_id()?.to_string();
+        let client = self.client.clone();
+        let membership = self
+            .member
+            .as_ref()
+            .map(|m| (m.member_id.clone(), m.generation, m.coordinator.clone()));
+        Ok(tokio::spawn(async move {
+            let membership = membership.as_ref().map(|(m, g, c)| (m.as_str(), *g, c));
+            group::commit(&client, &group, membership, &offsets).await
+        }))
+    }
+
+    /// The group's committed offsets of these partitions (`None` where none is).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        group::committed(&self.client, self.group_id()?, partitions).await
+    }
+
+    /// Leaves the group, if this consumer is a member, so the others take over at once.
+    pub async fn close(mut self) -> Result<()> {
+        match (self.member.take(), &self.config.group) {
+            (Some(member), Some(group)) => group::leave(&group.group_id, &member).await,
+            _ => Ok(()),
+        }
+    }
+
+    fn group_id(&self) -> Result<&str> {
+        self.config
+            .group
+            .as_ref()
+            .map(|g| g.group_id.as_str())
+            .ok_or_else(|| Error::Config("commits need a group: set ConsumerConfig::group".into()))
+    }
+
+    /// Joins (or rejoins) the group when subscribed and not a member of a live generation.
+    async fn maintain_group(&mut self) -> Result<()> {
+        if self.subscription.is_empty() {
+            return Ok(());
+        }
+        let current = self.member.as_ref();
+        if current.is_some_and(|m| !m.rejoin.load(std::sync::atomic::Ordering::Acquire)) {
+            return Ok(());
+        }
+        let group = self.config.group.clone().expect("subscribe checks for a group");
+        if !self.assignment.is_empty() {
+            let revoked = Rebalance::Revoked(self.assignment.clone());
+            if let Some(listener) = &mut self.listener {
+                listener(&revoked);
+            }
+        }
+        self.member = None;
+        let joined = group::join(&self.client, &group, &self.subscription, &self.member_id).await;
+        let (member, partitions) = joined?;
+        self.member_id = member.member_id.clone();
+        self.member = Some(member);
+        // Eager protocol: every partition starts again from the group's committed offset.
+        self.positions.clear();
+        self.pending_seeks.clear();
+        self.assignment = partitions.clone();
+        let assigned = Rebalance::Assigned(partitions);
+        if let Some(listener) = &mut self.listener {
+            listener(&assigned);
+        }
+        Ok(())
     }
 
     /// Reads these partitions from now on (and only these). Positions of partitions kept
@@ -185,6 +355,7 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.maintain_group().await?;
             self.resolve_positions().await?;
             let left = deadline.saturating_duration_since(Instant::now());
             let wait = self.config.fetch_max_wait.min(left);
@@ -198,6 +369,22 @@ impl Consumer {
     /// Gives every assigned partition without a position one, by its pending seek or the
     /// reset policy.
     async fn resolve_positions(&mut self) -> Result<()> {
+        let unplaced: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|tp| !self.positions.contains_key(*tp) && !self.pending_seeks.contains_key(*tp))
+            .cloned()
+            .collect();
+        if let Some(group) = &self.config.group
+            && !unplaced.is_empty()
+        {
+            let committed = group::committed(&self.client, &group.group_id, &unplaced).await?;
+            for (tp, offset) in committed {
+                if let Some(offset) = offset {
+                    self.positions.insert(tp, offset);
+                }
+            }
+        }
         let mut wanted: Vec<(TopicPartition, i64)> = Vec::new();
         for tp in &self.assignment {
             if self.positions.contains_key(tp) {

@@ -33,6 +33,7 @@ mod compression;
 mod conn;
 mod consumer;
 mod error;
+mod group;
 pub mod limits;
 mod partitioner;
 mod producer;
@@ -44,8 +45,11 @@ pub use admin::{Admin, AlterConfig, ConfigEntry, NewTopic};
 pub use batch::{ConsumerRecord, Header, RecordHeader};
 pub use client::{BrokerMetadata, Client, ClientConfig, PartitionMetadata, TopicMetadata};
 pub use compression::Compression;
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo, TopicPartition};
+pub use consumer::{
+    Consumer, ConsumerConfig, OffsetReset, Rebalance, RebalanceListener, SeekTo, TopicPartition,
+};
 pub use error::{Error, KafkaCode, Result};
+pub use group::GroupConfig;
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
