@@ -140,3 +140,19 @@ fn a_node_that_is_not_there_is_named_with_what_to_do() {
     let (output, _, stderr) = run(&address, &["produce", "t", "--acks", "2"], "");
     assert_eq!(output.status.code(), Some(2), "a bad flag value is a usage error: {stderr}");
 }
+
+#[test]
+fn a_group_consumer_resumes_where_the_last_one_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, bootstrap) = start_dev(dir.path());
+    let b = bootstrap.as_str();
+    ok(b, &["topic", "create", "jobs", "--partitions", "1"], "");
+    let input: String = (0..10).map(|i| format!("job {i}\n")).collect();
+    ok(b, &["produce", "jobs"], &input);
+    let args = ["consume", "jobs", "--group", "workers", "--from-beginning", "--count", "4"];
+    assert_eq!(ok(b, &args, ""), "job 0\njob 1\njob 2\njob 3\n");
+    let args = ["consume", "jobs", "--group", "workers", "--count", "6", "-o", "json"];
+    let offsets: Vec<i64> =
+        json_lines(&ok(b, &args, "")).iter().map(|r| r["offset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, [4, 5, 6, 7, 8, 9], "the second member starts at the commit");
+}

@@ -7,13 +7,18 @@ use clap::Args;
 use serde_json::json;
 
 use super::{ConnectArgs, Failure, Output, json_bytes};
-use crate::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, TopicPartition};
+use crate::{Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, OffsetReset, TopicPartition};
 
 const CONSUME_EXAMPLES: &str = "\
 Examples:
   cairn consume demo --from-beginning
   cairn consume demo --from-beginning --count 10 --output json
   cairn consume demo --partition 2 --from-beginning --idle-timeout-ms 2000
+  cairn consume demo --group billing --count 100
+
+With --group the command joins the consumer group, reads the group's share of the topic from
+where the group committed (or as --from-beginning says when it has not), and commits what it
+printed.
 
 Text output is one value per line (key, separator, value with --key-separator). JSON output is
 one object per line: topic, partition, offset, timestamp, key, value, headers. A key or value
@@ -32,8 +37,11 @@ pub struct ConsumeArgs {
     #[arg(long, short = 'n', value_name = "N")]
     pub count: Option<u64>,
     /// Read only this partition
-    #[arg(long, short = 'p', value_name = "N")]
+    #[arg(long, short = 'p', value_name = "N", conflicts_with = "group")]
     pub partition: Option<i32>,
+    /// Read as a member of this consumer group, and commit what was printed
+    #[arg(long, short = 'g', value_name = "GROUP")]
+    pub group: Option<String>,
     /// Stop when no record came for this long (milliseconds)
     #[arg(long, value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,
@@ -51,12 +59,24 @@ pub struct ConsumeArgs {
 pub(super) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let client = args.connect.connect().await?;
     let reset = if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest };
-    let config = ConsumerConfig { auto_offset_reset: reset, ..ConsumerConfig::default() };
+    let group = args.group.as_deref().map(GroupConfig::new);
+    let config = ConsumerConfig { auto_offset_reset: reset, group, ..ConsumerConfig::default() };
     let mut consumer = Consumer::new(&client, config);
-    match args.partition {
-        Some(partition) => consumer.assign(vec![TopicPartition::new(&args.topic, partition)]),
-        None => consumer.assign_topic(&args.topic).await?,
+    match (args.partition, &args.group) {
+        (_, Some(_)) => consumer.subscribe(&[&args.topic])?,
+        (Some(partition), None) => {
+            consumer.assign(vec![TopicPartition::new(&args.topic, partition)]);
+        }
+        (None, None) => consumer.assign_topic(&args.topic).await?,
     }
+    let result = print_records(&args, &mut consumer).await;
+    if args.group.is_some() {
+        consumer.close().await?;
+    }
+    result
+}
+
+async fn print_records(args: &ConsumeArgs, consumer: &mut Consumer) -> Result<(), Failure> {
     let idle = args.idle_timeout_ms.map(Duration::from_millis);
     let mut last_record = Instant::now();
     let mut printed = 0u64;
@@ -72,6 +92,7 @@ pub(super) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
         if !records.is_empty() {
             last_record = Instant::now();
         }
+        let mut last_printed: Vec<(TopicPartition, i64)> = Vec::new();
         for record in &records {
             if args.count.is_some_and(|count| printed >= count) {
                 break;
@@ -82,6 +103,15 @@ pub(super) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
                 return Ok(());
             }
             printed += 1;
+            let tp = TopicPartition { topic: record.topic.clone(), partition: record.partition };
+            match last_printed.iter_mut().find(|(t, _)| *t == tp) {
+                Some(entry) => entry.1 = record.offset + 1,
+                None => last_printed.push((tp, record.offset + 1)),
+            }
+        }
+        // Commit exactly what was printed (not what was fetched past --count).
+        if args.group.is_some() && !last_printed.is_empty() {
+            consumer.commit_offsets_sync(&last_printed).await?;
         }
     }
 }
