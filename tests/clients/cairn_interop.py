@@ -15,6 +15,11 @@ For each codec (none, gzip, snappy, lz4, zstd):
     CreateTime timestamp inside the produce's time window, and each keyed record on the
     partition librdkafka's murmur2_random chose for the same key above (the partitioners
     agree).
+
+Then the group handoff: a confluent-kafka member (range assignor) of a group reads half of
+a topic and commits; `cairn consume --group` joins the same group and prints exactly the
+other half; its commits are what confluent-kafka's committed() reads back (each partition's
+end).
 """
 
 import argparse
@@ -184,6 +189,56 @@ def cairn_to_confluent(args, ck, codec, key_partitions):
     return len(got)
 
 
+def group_handoff(args, ck):
+    """A confluent-kafka member of group G reads part of a topic and commits; `cairn consume
+    --group G` must print exactly the rest, and commit so that confluent-kafka's committed()
+    then shows the end of every partition."""
+    topic, group, total = "interop-group", "interop-group", 200
+    create_topic_confluent(args.bootstrap, topic, PARTITIONS)
+    producer = ck.Producer({"bootstrap.servers": args.bootstrap, "acks": "all", "partitioner": "murmur2_random"})
+    for i in range(total):
+        producer.produce(topic, key=f"g{i}".encode(), value=f"g-{i}".encode())
+    if producer.flush(args.timeout):
+        fail("group phase: not every record was acknowledged")
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range",
+        }
+    )
+    consumer.subscribe([topic])
+    first = []
+    deadline = Deadline(args.timeout)
+    while len(first) < total // 2:
+        deadline.check(f"confluent-kafka member to read {total // 2} records (read {len(first)})")
+        for msg in consumer.consume(num_messages=total // 2 - len(first), timeout=0.5):
+            if msg.error():
+                fail(f"group phase: consume error {msg.error()}")
+            first.append((msg.partition(), msg.offset(), msg.value().decode()))
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    # --from-beginning is auto.offset.reset=earliest: for a partition the first member never
+    # read from (so the group has no commit for it).
+    cmd = ["consume", topic, "--group", group, "--from-beginning", "--count", str(total - len(first)), "--output", "json"]
+    out = run_cairn(args, cmd)
+    rest = [(r["partition"], r["offset"], r["value"]) for r in map(json.loads, out.decode().splitlines())]
+    values = sorted(v for _, _, v in first + rest)
+    if values != sorted(f"g-{i}" for i in range(total)):
+        dup = len(values) - len(set(values))
+        fail(f"group phase: confluent-kafka then cairn read {len(values)} values, {dup} twice; not the {total} written")
+    checker = ck.Consumer({"bootstrap.servers": args.bootstrap, "group.id": group})
+    ends = {p: checker.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    committed = checker.committed([ck.TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+    checker.close()
+    got = {tp.partition: tp.offset for tp in committed}
+    if got != ends:
+        fail(f"group phase: after cairn consume the group's commits are {got}, the partitions end at {ends}")
+    return {"read_by_confluent_member": len(first), "read_by_cairn_member": len(rest)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -203,6 +258,7 @@ def main():
     for codec in CODECS:
         summary["read_by_confluent"] += cairn_to_confluent(args, ck, codec, key_partitions)
     summary["keys_checked"] = len(key_partitions)
+    summary.update(group_handoff(args, ck))
     return summary
 
 
