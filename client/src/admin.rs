@@ -13,11 +13,13 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, TopicName,
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListGroupsRequest, ListGroupsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::client::{Client, TopicMetadata};
+use crate::consumer::{TopicPartition, list_offsets};
 use crate::error::{Error, Result};
 
 /// Kafka's resource type of a topic in config requests.
@@ -282,7 +284,6 @@ impl Admin {
 
     /// The earliest and latest offsets of every partition of `topic`, by partition.
     pub async fn offsets(&self, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
-        use crate::consumer::{TopicPartition, list_offsets};
         let metadata = self.client.topic(topic, false).await?;
         let partitions: Vec<TopicPartition> = metadata
             .partitions
@@ -303,6 +304,131 @@ impl Admin {
             .collect();
         rows.sort_unstable();
         Ok(rows)
+    }
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// Its protocol type (`consumer` for consumer groups).
+    pub protocol_type: String,
+    /// Its state (Empty, Stable, PreparingRebalance, ...), when the broker says.
+    pub state: String,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// Its state.
+    pub state: String,
+    /// Its protocol type.
+    pub protocol_type: String,
+    /// The assignor its members agreed on.
+    pub protocol: String,
+    /// Its members.
+    pub members: Vec<GroupMember>,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The member id the coordinator gave.
+    pub member_id: String,
+    /// The member's client id.
+    pub client_id: String,
+    /// Where the member connects from.
+    pub client_host: String,
+    /// The partitions assigned to it.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group's progress on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The topic and partition.
+    pub partition: TopicPartition,
+    /// The group's committed offset.
+    pub committed: i64,
+    /// The partition's end (its high watermark).
+    pub end: i64,
+    /// How many records the group has yet to read: `end - committed`, at least 0.
+    pub lag: i64,
+}
+
+impl Admin {
+    /// Every group that any broker coordinates, sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let mut groups = Vec::new();
+        for broker in self.client.brokers() {
+            let connection = self.client.broker(broker.id).await?;
+            let response: ListGroupsResponse =
+                connection.call(&ListGroupsRequest::default()).await?;
+            if response.error_code != 0 {
+                let context = format!("listing the groups of broker {}", broker.id);
+                return Err(Error::kafka(response.error_code, context));
+            }
+            groups.extend(response.groups.iter().map(|g| GroupListing {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
+    }
+
+    /// A group's state, assignor and members with their partitions.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let connection = crate::group::coordinator(&self.client, group).await?;
+        let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]);
+        let response: DescribeGroupsResponse = connection.call(&request).await?;
+        let described = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("DescribeGroups answered no group".to_string()))?;
+        if described.error_code != 0 {
+            return Err(Error::kafka(described.error_code, format!("describing group {group}")));
+        }
+        let mut members: Vec<GroupMember> = described
+            .members
+            .iter()
+            .map(|m| GroupMember {
+                member_id: m.member_id.to_string(),
+                client_id: m.client_id.to_string(),
+                client_host: m.client_host.to_string(),
+                assignment: crate::group::assignment_partitions(&m.member_assignment),
+            })
+            .collect();
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        Ok(GroupDescription {
+            group_id: described.group_id.0.to_string(),
+            state: described.group_state.to_string(),
+            protocol_type: described.protocol_type.to_string(),
+            protocol: described.protocol_data.to_string(),
+            members,
+        })
+    }
+
+    /// The group's committed offset, the partition's end and the lag, for every partition
+    /// the group has committed.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        let committed = crate::group::all_committed(&self.client, group).await?;
+        let wanted: Vec<(TopicPartition, i64)> =
+            committed.iter().map(|(tp, _)| (tp.clone(), -1)).collect();
+        let ends = list_offsets(&self.client, &wanted).await?;
+        Ok(committed
+            .into_iter()
+            .map(|(partition, committed)| {
+                let end = ends.iter().find(|(tp, _)| *tp == partition).map_or(-1, |(_, e)| *e);
+                PartitionLag { partition, committed, end, lag: (end - committed).max(0) }
+            })
+            .collect())
     }
 }
 

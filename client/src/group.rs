@@ -462,6 +462,54 @@ pub(crate) async fn committed(
     Err(Error::kafka(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS.0, format!("offsets of {group}")))
 }
 
+/// Every committed offset of a group, by topic and partition (OffsetFetch of all topics).
+pub(crate) async fn all_committed(
+    client: &Client,
+    group: &str,
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let request =
+        OffsetFetchRequest::default().with_group_id(GroupId(text(group))).with_topics(None);
+    for _ in 0..METADATA_ATTEMPTS_MAX {
+        let connection = coordinator(client, group).await?;
+        // Null topics (all of them) need OffsetFetch v2.
+        if connection.version::<OffsetFetchRequest>()? < 2 {
+            return Err(Error::UnsupportedApi { addr: connection.addr(), api_key: 9 });
+        }
+        let response: OffsetFetchResponse = connection.call(&request).await?;
+        if response.error_code != 0 {
+            let error = Error::kafka(response.error_code, format!("offsets of group {group}"));
+            if error.is_retriable() || response.error_code == COORDINATOR_NOT_AVAILABLE {
+                tokio::time::sleep(client.config().retry_backoff).await;
+                continue;
+            }
+            return Err(error);
+        }
+        let mut found: Vec<(TopicPartition, i64)> = response
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().filter(|p| p.error_code == 0 && p.committed_offset >= 0).map(
+                    |p| {
+                        (
+                            TopicPartition::new(t.name.0.as_str(), p.partition_index),
+                            p.committed_offset,
+                        )
+                    },
+                )
+            })
+            .collect();
+        found.sort();
+        return Ok(found);
+    }
+    Err(Error::kafka(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS.0, format!("offsets of {group}")))
+}
+
+/// The partitions in a member's assignment as DescribeGroups reports it (empty when the
+/// group's protocol is not the consumer protocol or the bytes do not decode).
+pub(crate) fn assignment_partitions(data: &Bytes) -> Vec<TopicPartition> {
+    decode_assignment(data).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

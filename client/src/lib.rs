@@ -41,7 +41,10 @@ mod producer;
 #[cfg(feature = "cli")]
 pub mod cli;
 
-pub use admin::{Admin, AlterConfig, ConfigEntry, NewTopic};
+pub use admin::{
+    Admin, AlterConfig, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic,
+    PartitionLag,
+};
 pub use batch::{ConsumerRecord, Header, RecordHeader};
 pub use client::{BrokerMetadata, Client, ClientConfig, PartitionMetadata, TopicMetadata};
 pub use compression::Compression;

@@ -139,6 +139,14 @@ async fn members_split_a_topic_by_range_and_one_takes_over_when_the_other_leaves
             == 120
     };
     wait_until("every record read", all_read).await;
+    let described = Admin::new(&client).describe_group("members").await.unwrap();
+    assert_eq!((described.state.as_str(), described.protocol.as_str()), ("Stable", "range"));
+    assert_eq!(described.members.len(), 2);
+    let held: BTreeSet<i32> =
+        described.members.iter().flat_map(|m| m.assignment.iter().map(|tp| tp.partition)).collect();
+    assert_eq!(held, (0..6).collect(), "DescribeGroups shows the assignment");
+    let listed = Admin::new(&client).list_groups().await.unwrap();
+    assert!(listed.iter().any(|g| g.group_id == "members"), "{listed:?}");
 
     stop_a.store(true, Ordering::Release);
     a.await.unwrap();

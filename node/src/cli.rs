@@ -1,6 +1,6 @@
 //! The `cairn` command line: subcommands, flags and their help text.
 //!
-//! The client commands (topic, produce, consume) are defined with the client library, in
+//! The client commands (topic, produce, consume, group) are defined with the client library, in
 //! `cairn_client::cli`; they are routed from here.
 
 use std::path::PathBuf;
@@ -132,6 +132,8 @@ pub enum Command {
     Produce(cairn_client::cli::ProduceArgs),
     /// Print a topic's records
     Consume(cairn_client::cli::ConsumeArgs),
+    /// List consumer groups, describe one, show its lag
+    Group(cairn_client::cli::GroupArgs),
 }
 
 /// `cairn dev`.

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Command::Topic(args) => client_command(client_cli::Command::Topic(args)),
         Command::Produce(args) => client_command(client_cli::Command::Produce(args)),
         Command::Consume(args) => client_command(client_cli::Command::Consume(args)),
+        Command::Group(args) => client_command(client_cli::Command::Group(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cairn topic|produce|consume`, implemented in the client library.
+/// `cairn topic|produce|consume|group`, implemented in the client library.
 fn client_command(command: client_cli::Command) -> Result<(), Failure> {
     client_cli::run(command).map_err(|failure| match failure {
         client_cli::Failure::Usage(message) => Failure::Usage(message),

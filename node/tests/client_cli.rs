@@ -155,4 +155,26 @@ fn a_group_consumer_resumes_where_the_last_one_committed() {
     let offsets: Vec<i64> =
         json_lines(&ok(b, &args, "")).iter().map(|r| r["offset"].as_i64().unwrap()).collect();
     assert_eq!(offsets, [4, 5, 6, 7, 8, 9], "the second member starts at the commit");
+
+    ok(b, &["produce", "jobs"], "job 10\njob 11\njob 12\n");
+    let lag = serde_json::from_str::<serde_json::Value>(&ok(
+        b,
+        &["group", "lag", "workers", "-o", "json"],
+        "",
+    ))
+    .unwrap();
+    let row = &lag.as_array().unwrap()[0];
+    assert_eq!((row["topic"].as_str(), row["partition"].as_i64()), (Some("jobs"), Some(0)));
+    assert_eq!(
+        (row["committed"].as_i64(), row["end"].as_i64(), row["lag"].as_i64()),
+        (Some(10), Some(13), Some(3))
+    );
+    let text = ok(b, &["group", "lag", "workers"], "");
+    assert!(text.contains("Total lag: 3"), "{text}");
+    let groups = ok(b, &["group", "list"], "");
+    assert!(groups.contains("workers"), "{groups}");
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(b, &["group", "describe", "workers", "-o", "json"], "")).unwrap();
+    assert_eq!(described["group"], "workers");
+    assert_eq!(described["members"].as_array().unwrap().len(), 0, "every member left");
 }
