@@ -87,6 +87,24 @@ impl TopicPartition {
     }
 }
 
+/// `items` grouped by topic, topics in the order they first appear: the shape of every
+/// Kafka request that lists partitions under their topics.
+pub(crate) fn by_topic<T>(
+    items: impl IntoIterator<Item = (Arc<str>, T)>,
+) -> Vec<(TopicName, Vec<T>)> {
+    let mut groups: Vec<(Arc<str>, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match groups.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, list)) => list.push(item),
+            None => groups.push((topic, vec![item])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(topic, list)| (TopicName(StrBytes::from_string(topic.to_string())), list))
+        .collect()
+}
+
 /// What a seek asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeekTo {
@@ -540,8 +558,7 @@ fn fetch_request(
     partitions: &[(TopicPartition, i64)],
     wait: Duration,
 ) -> FetchRequest {
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for (tp, offset) in partitions {
+    let topics = by_topic(partitions.iter().map(|(tp, offset)| {
         let partition = FetchPartition::default()
             .with_partition(tp.partition)
             .with_current_leader_epoch(-1)
@@ -549,15 +566,12 @@ fn fetch_request(
             .with_last_fetched_epoch(-1)
             .with_log_start_offset(-1)
             .with_partition_max_bytes(config.partition_fetch_max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == &*tp.topic) {
-            Some(topic) => topic.partitions.push(partition),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(tp.topic.to_string())))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+        (tp.topic.clone(), partition)
+    }));
+    let topics: Vec<FetchTopic> = topics
+        .into_iter()
+        .map(|(name, list)| FetchTopic::default().with_topic(name).with_partitions(list))
+        .collect();
     FetchRequest::default()
         .with_replica_id((-1).into())
         .with_max_wait_ms(wait.as_millis().min(i32::MAX as u128) as i32)
@@ -632,20 +646,16 @@ pub(crate) async fn list_offsets(
 }
 
 fn list_offsets_request(partitions: &[(TopicPartition, i64)]) -> ListOffsetsRequest {
-    let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-    for (tp, timestamp) in partitions {
+    let topics = by_topic(partitions.iter().map(|(tp, timestamp)| {
         let partition = ListOffsetsPartition::default()
             .with_partition_index(tp.partition)
             .with_current_leader_epoch(-1)
             .with_timestamp(*timestamp);
-        match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.topic) {
-            Some(topic) => topic.partitions.push(partition),
-            None => topics.push(
-                ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(tp.topic.to_string())))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+        (tp.topic.clone(), partition)
+    }));
+    let topics: Vec<ListOffsetsTopic> = topics
+        .into_iter()
+        .map(|(name, list)| ListOffsetsTopic::default().with_name(name).with_partitions(list))
+        .collect();
     ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(topics)
 }

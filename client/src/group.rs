@@ -31,7 +31,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::client::Client;
 use crate::conn::Connection;
-use crate::consumer::TopicPartition;
+use crate::consumer::{TopicPartition, by_topic};
 use crate::error::{Error, KafkaCode, Result};
 use crate::limits::METADATA_ATTEMPTS_MAX;
 
@@ -366,22 +366,20 @@ pub(crate) async fn commit(
     membership: Option<(&str, i32, &Connection)>,
     offsets: &[(TopicPartition, i64)],
 ) -> Result<()> {
-    let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-    for (tp, offset) in offsets {
+    let topics = by_topic(offsets.iter().map(|(tp, offset)| {
         let partition = OffsetCommitRequestPartition::default()
             .with_partition_index(tp.partition)
             .with_committed_offset(*offset)
             .with_committed_leader_epoch(-1)
             .with_committed_metadata(Some(StrBytes::from_static_str("")));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.topic) {
-            Some(topic) => topic.partitions.push(partition),
-            None => topics.push(
-                OffsetCommitRequestTopic::default()
-                    .with_name(TopicName(text(&tp.topic)))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
+        (tp.topic.clone(), partition)
+    }));
+    let topics: Vec<OffsetCommitRequestTopic> = topics
+        .into_iter()
+        .map(|(name, list)| {
+            OffsetCommitRequestTopic::default().with_name(name).with_partitions(list)
+        })
+        .collect();
     let (member_id, generation) = membership.map_or(("", -1), |(m, g, _)| (m, g));
     let request = OffsetCommitRequest::default()
         .with_group_id(GroupId(text(group)))
@@ -415,49 +413,59 @@ pub(crate) async fn committed(
     group: &str,
     partitions: &[TopicPartition],
 ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
-    let mut topics: Vec<OffsetFetchRequestTopic> = Vec::new();
+    let topics = by_topic(partitions.iter().map(|tp| (tp.topic.clone(), tp.partition)));
+    let topics: Vec<OffsetFetchRequestTopic> = topics
+        .into_iter()
+        .map(|(name, list)| {
+            OffsetFetchRequestTopic::default().with_name(name).with_partition_indexes(list)
+        })
+        .collect();
+    let response = fetch_offsets(client, group, Some(topics)).await?;
+    let mut found = Vec::with_capacity(partitions.len());
     for tp in partitions {
-        match topics.iter_mut().find(|t| t.name.0.as_str() == &*tp.topic) {
-            Some(topic) => topic.partition_indexes.push(tp.partition),
-            None => topics.push(
-                OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(text(&tp.topic)))
-                    .with_partition_indexes(vec![tp.partition]),
-            ),
-        }
+        let answer = response
+            .topics
+            .iter()
+            .filter(|t| t.name.0.as_str() == &*tp.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == tp.partition);
+        let offset = match answer {
+            Some(p) if p.error_code != 0 => {
+                let context = format!("offset of {}-{} for {group}", tp.topic, tp.partition);
+                return Err(Error::kafka(p.error_code, context));
+            }
+            Some(p) if p.committed_offset >= 0 => Some(p.committed_offset),
+            _ => None,
+        };
+        found.push((tp.clone(), offset));
     }
+    Ok(found)
+}
+
+/// OffsetFetch of `topics` (all when `None`, which needs v2) from the group's coordinator,
+/// retried while the coordinator loads or moves.
+async fn fetch_offsets(
+    client: &Client,
+    group: &str,
+    topics: Option<Vec<OffsetFetchRequestTopic>>,
+) -> Result<OffsetFetchResponse> {
+    let all = topics.is_none();
     let request =
-        OffsetFetchRequest::default().with_group_id(GroupId(text(group))).with_topics(Some(topics));
+        OffsetFetchRequest::default().with_group_id(GroupId(text(group))).with_topics(topics);
     for _ in 0..METADATA_ATTEMPTS_MAX {
         let connection = coordinator(client, group).await?;
+        if all && connection.version::<OffsetFetchRequest>()? < 2 {
+            return Err(Error::UnsupportedApi { addr: connection.addr(), api_key: 9 });
+        }
         let response: OffsetFetchResponse = connection.call(&request).await?;
-        if response.error_code != 0 {
-            let error = Error::kafka(response.error_code, format!("offsets of group {group}"));
-            if error.is_retriable() || response.error_code == COORDINATOR_NOT_AVAILABLE {
-                tokio::time::sleep(client.config().retry_backoff).await;
-                continue;
-            }
+        if response.error_code == 0 {
+            return Ok(response);
+        }
+        let error = Error::kafka(response.error_code, format!("offsets of group {group}"));
+        if !error.is_retriable() && response.error_code != COORDINATOR_NOT_AVAILABLE {
             return Err(error);
         }
-        let mut found = Vec::with_capacity(partitions.len());
-        for tp in partitions {
-            let answer = response
-                .topics
-                .iter()
-                .filter(|t| t.name.0.as_str() == &*tp.topic)
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == tp.partition);
-            let offset = match answer {
-                Some(p) if p.error_code != 0 => {
-                    let context = format!("offset of {}-{} for {group}", tp.topic, tp.partition);
-                    return Err(Error::kafka(p.error_code, context));
-                }
-                Some(p) if p.committed_offset >= 0 => Some(p.committed_offset),
-                _ => None,
-            };
-            found.push((tp.clone(), offset));
-        }
-        return Ok(found);
+        tokio::time::sleep(client.config().retry_backoff).await;
     }
     Err(Error::kafka(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS.0, format!("offsets of {group}")))
 }
@@ -467,41 +475,20 @@ pub(crate) async fn all_committed(
     client: &Client,
     group: &str,
 ) -> Result<Vec<(TopicPartition, i64)>> {
-    let request =
-        OffsetFetchRequest::default().with_group_id(GroupId(text(group))).with_topics(None);
-    for _ in 0..METADATA_ATTEMPTS_MAX {
-        let connection = coordinator(client, group).await?;
-        // Null topics (all of them) need OffsetFetch v2.
-        if connection.version::<OffsetFetchRequest>()? < 2 {
-            return Err(Error::UnsupportedApi { addr: connection.addr(), api_key: 9 });
-        }
-        let response: OffsetFetchResponse = connection.call(&request).await?;
-        if response.error_code != 0 {
-            let error = Error::kafka(response.error_code, format!("offsets of group {group}"));
-            if error.is_retriable() || response.error_code == COORDINATOR_NOT_AVAILABLE {
-                tokio::time::sleep(client.config().retry_backoff).await;
-                continue;
-            }
-            return Err(error);
-        }
-        let mut found: Vec<(TopicPartition, i64)> = response
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().filter(|p| p.error_code == 0 && p.committed_offset >= 0).map(
-                    |p| {
-                        (
-                            TopicPartition::new(t.name.0.as_str(), p.partition_index),
-                            p.committed_offset,
-                        )
-                    },
-                )
-            })
-            .collect();
-        found.sort();
-        return Ok(found);
-    }
-    Err(Error::kafka(KafkaCode::COORDINATOR_LOAD_IN_PROGRESS.0, format!("offsets of {group}")))
+    let response = fetch_offsets(client, group, None).await?;
+    let mut found: Vec<(TopicPartition, i64)> = response
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let name = t.name.0.as_str();
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                .map(move |p| (TopicPartition::new(name, p.partition_index), p.committed_offset))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// The partitions in a member's assignment as DescribeGroups reports it (empty when the

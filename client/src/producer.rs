@@ -22,14 +22,14 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, TopicName,
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
 };
-use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 
 use crate::batch::{BatchBuilder, Header, ProducerFields};
 use crate::client::Client;
 use crate::compression::Compression;
+use crate::consumer::by_topic;
 use crate::error::{Error, KafkaCode, Result};
 use crate::limits::{BATCH_RECORDS_MAX, PARTITION_BATCHES_MAX, REQUEST_BYTES_MAX};
 use crate::partitioner::{Xorshift, partition_for_key};
@@ -667,20 +667,16 @@ fn finish(shared: &Shared, item: &mut Taken) -> Result<()> {
 
 async fn send_to(shared: &Arc<Shared>, leader: i32, batches: Vec<Taken>) {
     let config = &shared.config;
-    let mut topics: Vec<TopicProduceData> = Vec::new();
-    for item in &batches {
+    let topics = by_topic(batches.iter().map(|item| {
         let data = PartitionProduceData::default()
             .with_index(item.key.1)
             .with_records(item.batch.payload.clone());
-        match topics.iter_mut().find(|t| t.name.0.as_str() == &*item.key.0) {
-            Some(topic) => topic.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(item.key.0.to_string())))
-                    .with_partition_data(vec![data]),
-            ),
-        }
-    }
+        (item.key.0.clone(), data)
+    }));
+    let topics: Vec<TopicProduceData> = topics
+        .into_iter()
+        .map(|(name, list)| TopicProduceData::default().with_name(name).with_partition_data(list))
+        .collect();
     let request = ProduceRequest::default()
         .with_acks(config.acks.wire())
         .with_timeout_ms(config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
