@@ -45,6 +45,9 @@ pub struct ProduceArgs {
     /// How long a batch waits for more records, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 5)]
     pub linger_ms: u64,
+    /// A batch's size bound in bytes, uncompressed (Kafka's batch.size)
+    #[arg(long, value_name = "BYTES", default_value_t = 16_384)]
+    pub batch_size: usize,
     /// Make the producer idempotent (needs --acks all)
     #[arg(long)]
     pub idempotence: bool,
@@ -62,6 +65,7 @@ pub(super) async fn run(args: ProduceArgs) -> Result<(), Failure> {
         acks: args.acks,
         compression: args.compression,
         linger: Duration::from_millis(args.linger_ms),
+        batch_bytes: args.batch_size,
         idempotence: args.idempotence,
         ..ProducerConfig::default()
     };
