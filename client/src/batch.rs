@@ -534,6 +534,73 @@ mod tests {
         assert_eq!(decoded.next_offset, Some(3));
     }
 
+    type Generated = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+    fn generated_record() -> impl proptest::strategy::Strategy<Value = Generated> {
+        use proptest::prelude::*;
+        let bytes = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300));
+        let header =
+            ("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)));
+        (
+            1_600_000_000_000i64..1_800_000_000_000,
+            bytes.clone(),
+            bytes,
+            proptest::collection::vec(header, 0..4),
+        )
+    }
+
+    proptest::proptest! {
+        /// Any records, any codec: what the decoder reads is what the encoder was given.
+        #[test]
+        fn encoded_records_decode_to_themselves(
+            records in proptest::collection::vec(generated_record(), 1..40),
+            codec in 0i16..5,
+        ) {
+            let codec = Compression::from_id(codec).unwrap();
+            let mut builder = BatchBuilder::new(64);
+            for (timestamp, key, value, headers) in &records {
+                let headers: Vec<Header<'_>> = headers
+                    .iter()
+                    .map(|(k, v)| Header { key: k, value: v.as_deref() })
+                    .collect();
+                builder.append(*timestamp, key.as_deref(), value.as_deref(), &headers);
+            }
+            let batch = builder.finish(codec, ProducerFields::NONE).unwrap();
+            let mut out = Vec::new();
+            decode(&topic(), 0, batch, 0, 1 << 24, &mut out).unwrap();
+            proptest::prop_assert_eq!(out.len(), records.len());
+            for (index, (record, (timestamp, key, value, headers))) in out.iter().zip(&records).enumerate() {
+                proptest::prop_assert_eq!(record.offset, index as i64);
+                proptest::prop_assert_eq!(record.timestamp, *timestamp);
+                proptest::prop_assert_eq!(record.key.as_deref(), key.as_deref());
+                proptest::prop_assert_eq!(record.value.as_deref(), value.as_deref());
+                let read: Vec<(String, Option<Vec<u8>>)> = record
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.clone(), h.value.as_ref().map(|v| v.to_vec())))
+                    .collect();
+                proptest::prop_assert_eq!(&read, headers);
+            }
+        }
+
+        /// Untrusted bytes: decoding never panics, and a batch whose CRC no longer matches
+        /// yields an error and no record.
+        #[test]
+        fn decoding_any_bytes_never_panics(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            flip in 0usize..400,
+        ) {
+            let mut out = Vec::new();
+            let _ = decode(&topic(), 0, Bytes::from(data), 0, 1 << 20, &mut out);
+            let mut batch = sample(Compression::Snappy).to_vec();
+            let at = ATTRIBUTES_OFFSET + flip % (batch.len() - ATTRIBUTES_OFFSET);
+            batch[at] = batch[at].wrapping_add(1);
+            let mut out = Vec::new();
+            proptest::prop_assert!(decode(&topic(), 0, Bytes::from(batch), 0, 1 << 20, &mut out).is_err());
+            proptest::prop_assert!(out.is_empty());
+        }
+    }
+
     #[test]
     fn varints_match_kafkas_zigzag_encoding() {
         for (value, encoded) in
