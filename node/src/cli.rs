@@ -1,6 +1,7 @@
 //! The `cairn` command line: subcommands, flags and their help text.
 //!
-//! Client commands (topic, produce, consume, bench) join here with the client library.
+//! The client commands (topic, produce, consume, group) are defined with the client library, in
+//! `cairn_client::cli`; they are routed from here.
 
 use std::path::PathBuf;
 
@@ -24,11 +25,16 @@ Examples:
   Try a cluster of three nodes in one process (Kafka on 9092, 9093 and 9094):
     cairn dev --nodes 3
 
+  Create a topic, write two records and read them back:
+    cairn topic create demo --partitions 3
+    printf 'one\ntwo\n' | cairn produce demo
+    cairn consume demo --from-beginning --count 2
+
   Run a node from a config file:
     cairn format --data-dir /var/lib/cairn
     cairn serve --config /etc/cairn/cairn.toml
 
-Each command has its own help: cairn dev --help, cairn serve --help, cairn format --help.
+Each command has its own help: cairn dev --help, cairn topic --help, cairn produce --help, ...
 Logs go to stderr; set RUST_LOG (for example RUST_LOG=debug) for more or less.";
 
 const DEV_EXAMPLES: &str = "\
@@ -121,6 +127,14 @@ pub enum Command {
     /// Initialise a data directory for a node (once, before `cairn serve`)
     #[command(after_help = FORMAT_EXAMPLES)]
     Format(FormatArgs),
+    /// Create, list, describe and delete topics
+    Topic(cairn_client::cli::TopicArgs),
+    /// Write lines from stdin to a topic, one record each
+    Produce(cairn_client::cli::ProduceArgs),
+    /// Print a topic's records
+    Consume(cairn_client::cli::ConsumeArgs),
+    /// List consumer groups, describe one, show its lag
+    Group(cairn_client::cli::GroupArgs),
 }
 
 /// `cairn dev`.

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
+use cairn_client::cli as client_cli;
 use cairn_node::core::io::NodeId;
 use cairn_node::runtime::datadir::{self, DataDir, DataDirError, FormatSpec};
 use cairn_node::runtime::server::{self, Server, ServerConfig};
@@ -65,6 +66,10 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev(args),
         Command::Serve(args) => serve(args),
         Command::Format(args) => format(args),
+        Command::Topic(args) => client_command(client_cli::Command::Topic(args)),
+        Command::Produce(args) => client_command(client_cli::Command::Produce(args)),
+        Command::Consume(args) => client_command(client_cli::Command::Consume(args)),
+        Command::Group(args) => client_command(client_cli::Command::Group(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +82,14 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `cairn topic|produce|consume|group`, implemented in the client library.
+fn client_command(command: client_cli::Command) -> Result<(), Failure> {
+    client_cli::run(command).map_err(|failure| match failure {
+        client_cli::Failure::Usage(message) => Failure::Usage(message),
+        client_cli::Failure::Runtime(message) => Failure::Runtime(message),
+    })
 }
 
 /// Logs to stderr at `info`, or as `RUST_LOG` says.

@@ -188,6 +188,11 @@ fn kafka_python_admin_creates_describes_and_deletes_a_topic() {
 }
 
 #[test]
+fn cairn_client_and_confluent_kafka_read_each_others_records_with_every_codec() {
+    run_scenario("cairn-interop", Duration::from_secs(600));
+}
+
+#[test]
 fn sigkill_under_acks_all_loses_no_acknowledged_message_with_fsync() {
     run_scenario("crash-fsync", Duration::from_secs(600));
 }

@@ -3,7 +3,7 @@
 
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
-Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, crash-fsync,
+Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, cairn-interop, crash-fsync,
 clean-restart, cluster-failover, cluster-failover-idempotent, groups, group-rebalance,
 coordinator-failover. Each one but the cluster ones gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
@@ -212,6 +212,15 @@ def scenario_kafka_python_admin(s):
     s.node.stop_clean()
 
 
+def scenario_cairn_interop(s):
+    """cairn-client both ways with confluent-kafka: every codec, keys, headers, timestamps."""
+    need_module("confluent_kafka")
+    s.node.start()
+    s.client("cairn_interop.py", "--cairn", s.node.cairn, "--count", 500, "--timeout", 60, timeout=400)
+    s.node.check_alive("after the interop runs")
+    s.node.stop_clean()
+
+
 def count_lines(path):
     try:
         with open(path, "rb") as f:
@@ -322,6 +331,7 @@ SCENARIOS = {
     "kcat": scenario_kcat,
     "confluent-keyed": scenario_confluent_keyed,
     "kafka-python-admin": scenario_kafka_python_admin,
+    "cairn-interop": scenario_cairn_interop,
     "crash-fsync": scenario_crash_fsync,
     "clean-restart": scenario_clean_restart,
     "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),

@@ -1,0 +1,785 @@
+//! [`Producer`]: batching by linger and size, a future per record, acks, retries with
+//! backoff, idempotence and compression.
+//!
+//! `send` picks the partition (murmur2 of the key, or KIP-480's sticky choice without one)
+//! and appends the record to that partition's open batch under a synchronous lock held for
+//! the append alone: the record is encoded straight into the batch's buffer, and its future
+//! shares the batch's completion (an `Arc` clone), so no allocation is made per record.
+//!
+//! A sender task seals batches that are full, older than `linger`, or asked for by `flush`,
+//! compresses them outside the lock, groups them by leader into one Produce request per
+//! broker, and sends them pipelined on that broker's connection. One batch per partition is
+//! in flight at a time, so a retry can never overtake a later batch and sequence numbers
+//! stay in order for the idempotent producer. A retriable error puts the batch back at the
+//! head of its partition's queue after a backoff (and refreshes metadata when the error
+//! says leaders moved) until `delivery_timeout` runs out.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+};
+use tokio::sync::Notify;
+
+use crate::batch::{BatchBuilder, Header, ProducerFields};
+use crate::client::Client;
+use crate::compression::Compression;
+use crate::consumer::by_topic;
+use crate::error::{Error, KafkaCode, Result};
+use crate::limits::{BATCH_RECORDS_MAX, PARTITION_BATCHES_MAX, REQUEST_BYTES_MAX};
+use crate::partitioner::{Xorshift, partition_for_key};
+
+/// How many replicas must have a record before the broker acknowledges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// No acknowledgement (acks=0): the record's offset is unknown (-1).
+    None,
+    /// The leader's (acks=1).
+    Leader,
+    /// Every in-sync replica's (acks=all, -1).
+    #[default]
+    All,
+}
+
+impl Acks {
+    fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Acks, String> {
+        match text {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            _ => Err(format!("acks {text:?}: use 0, 1 or all")),
+        }
+    }
+}
+
+/// The producer's settings, named after the Java client's.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Acknowledgements (`acks`).
+    pub acks: Acks,
+    /// How long a batch waits for more records before it is sent (`linger.ms`).
+    pub linger: Duration,
+    /// A batch's size bound in bytes, uncompressed (`batch.size`).
+    pub batch_bytes: usize,
+    /// The codec for batches (`compression.type`).
+    pub compression: Compression,
+    /// How long a record may take from `send` to its answer, retries included
+    /// (`delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// How many times a batch is retried after a retriable error (`retries`).
+    pub retries: u32,
+    /// The first wait before a retry (`retry.backoff.ms`); it doubles up to
+    /// `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// The longest wait before a retry (`retry.backoff.max.ms`).
+    pub retry_backoff_max: Duration,
+    /// Whether the producer is idempotent (`enable.idempotence`): the broker drops a
+    /// retried batch it already has.
+    pub idempotence: bool,
+    /// The most bytes of records waiting to be sent before `send` waits (`buffer.memory`).
+    pub buffer_bytes_max: usize,
+    /// How long the broker may take to replicate before answering (`request.timeout.ms`
+    /// on the broker side of Produce).
+    pub ack_timeout: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> ProducerConfig {
+        ProducerConfig {
+            acks: Acks::All,
+            linger: Duration::from_millis(5),
+            batch_bytes: 16 << 10,
+            compression: Compression::None,
+            delivery_timeout: Duration::from_secs(120),
+            retries: u32::MAX,
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            idempotence: false,
+            buffer_bytes_max: 32 << 20,
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A record to send. Borrows its parts: `send` copies them into a batch.
+///
+/// ```
+/// use cairn_client::{Header, ProducerRecord};
+/// let headers = [Header { key: "source", value: Some(b"web") }];
+/// let record = ProducerRecord::new("orders")
+///     .key(b"customer-7")
+///     .value(b"{\"total\": 12}")
+///     .headers(&headers)
+///     .timestamp(1_700_000_000_000);
+/// assert_eq!(record.topic, "orders");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerRecord<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition, or `None` to let the partitioner choose.
+    pub partition: Option<i32>,
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The value, if any.
+    pub value: Option<&'a [u8]>,
+    /// The headers.
+    pub headers: &'a [Header<'a>],
+    /// The timestamp in milliseconds since the Unix epoch, or `None` for now.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> ProducerRecord<'a> {
+    /// A record for `topic` with no key, value or headers.
+    pub fn new(topic: &'a str) -> ProducerRecord<'a> {
+        ProducerRecord {
+            topic,
+            partition: None,
+            key: None,
+            value: None,
+            headers: &[],
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: &'a [u8]) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: &'a [u8]) -> Self {
+        self.value = Some(value);
+        self
+    }
+
+    /// Sets the headers.
+    pub fn headers(mut self, headers: &'a [Header<'a>]) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where a record was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset, or -1 with acks=0.
+    pub offset: i64,
+}
+
+/// The outcome of a batch, shared by the futures of its records.
+#[derive(Debug)]
+struct BatchOutcome {
+    partition: i32,
+    result: OnceLock<Result<i64>>,
+    done: Notify,
+}
+
+impl BatchOutcome {
+    fn new(partition: i32) -> Arc<BatchOutcome> {
+        Arc::new(BatchOutcome { partition, result: OnceLock::new(), done: Notify::new() })
+    }
+
+    fn complete(&self, result: Result<i64>) {
+        let _ = self.result.set(result);
+        self.done.notify_waiters();
+    }
+
+    async fn wait(&self) -> Result<i64> {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.result.get() {
+                return result.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The future of one record: resolves to where it was written, or why it was not.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    batch: Arc<BatchOutcome>,
+    index: i64,
+}
+
+impl DeliveryFuture {
+    /// Waits for the record's batch to be acknowledged.
+    pub async fn wait(self) -> Result<RecordMetadata> {
+        let base = self.batch.wait().await?;
+        let offset = if base < 0 { -1 } else { base + self.index };
+        Ok(RecordMetadata { partition: self.batch.partition, offset })
+    }
+}
+
+/// `delivery.await` for convenience; it boxes the future, so a caller that awaits many
+/// records and counts allocations uses [`DeliveryFuture::wait`] instead.
+impl std::future::IntoFuture for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    type IntoFuture = std::pin::Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.wait())
+    }
+}
+
+type PartitionKey = (Arc<str>, i32);
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    outcome: Arc<BatchOutcome>,
+    created: Instant,
+}
+
+/// A sealed batch, waiting or in flight.
+struct Sealed {
+    /// The encoded batch, once finished (compressed, sequenced); kept for retries.
+    payload: Option<Bytes>,
+    builder: Option<BatchBuilder>,
+    count: usize,
+    bytes: usize,
+    outcome: Arc<BatchOutcome>,
+    attempts: u32,
+    not_before: Option<Instant>,
+    created: Instant,
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    open: Option<OpenBatch>,
+    sealed: VecDeque<Sealed>,
+    in_flight: Option<Arc<BatchOutcome>>,
+    next_sequence: i32,
+}
+
+struct Accumulator {
+    partitions: HashMap<PartitionKey, PartitionQueue>,
+    sticky: HashMap<Arc<str>, i32>,
+    queued_bytes: usize,
+    flushing: usize,
+    closed: bool,
+    rng: Xorshift,
+}
+
+struct Shared {
+    client: Client,
+    config: ProducerConfig,
+    producer: (i64, i16),
+    state: Mutex<Accumulator>,
+    /// Wakes the sender: a batch is ready, a flush began, an answer came.
+    wake: Notify,
+    /// Wakes senders waiting for buffer room.
+    room: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A Kafka producer. Cheap to clone; clones share batches and the sender task.
+///
+/// ```no_run
+/// # async fn run() -> cairn_client::Result<()> {
+/// use cairn_client::{Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let producer = Producer::new(&client, ProducerConfig::default()).await?;
+/// let delivery = producer.send(ProducerRecord::new("demo").key(b"k").value(b"hello")).await?;
+/// let written = delivery.await?;
+/// println!("partition {} offset {}", written.partition, written.offset);
+/// producer.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// A producer over `client`. With idempotence it first gets a producer id
+    /// (InitProducerId).
+    pub async fn new(client: &Client, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_bytes == 0 || config.batch_bytes > REQUEST_BYTES_MAX {
+            return Err(Error::Config(format!(
+                "batch size {} must be between 1 and {REQUEST_BYTES_MAX}",
+                config.batch_bytes
+            )));
+        }
+        if config.idempotence && config.acks != Acks::All {
+            return Err(Error::Config("idempotence needs acks=all".to_string()));
+        }
+        let producer = if config.idempotence { init_producer_id(client).await? } else { (-1, -1) };
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            config,
+            producer,
+            state: Mutex::new(Accumulator {
+                partitions: HashMap::new(),
+                sticky: HashMap::new(),
+                queued_bytes: 0,
+                flushing: 0,
+                closed: false,
+                rng: Xorshift::seeded(),
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+        });
+        tokio::spawn(run_sender(shared.clone()));
+        Ok(Producer { shared })
+    }
+
+    /// The producer id and epoch of an idempotent producer, `(-1, -1)` otherwise.
+    pub fn producer_id(&self) -> (i64, i16) {
+        self.shared.producer
+    }
+
+    /// Adds a record to its partition's batch and returns its future. Waits only when the
+    /// topic's metadata is not cached yet or the buffer is full.
+    pub async fn send(&self, record: ProducerRecord<'_>) -> Result<DeliveryFuture> {
+        let shared = &self.shared;
+        let metadata = shared.client.topic(record.topic, true).await?;
+        let partitions = metadata.partitions.len() as i32;
+        if let Some(partition) = record.partition
+            && !(0..partitions).contains(&partition)
+        {
+            return Err(Error::kafka(
+                KafkaCode::UNKNOWN_TOPIC_OR_PARTITION.0,
+                format!("{}-{partition} (the topic has {partitions} partitions)", record.topic),
+            ));
+        }
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        loop {
+            let room = shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(future) = self.try_append(&record, &metadata.name, partitions, timestamp)? {
+                return Ok(future);
+            }
+            room.await;
+        }
+    }
+
+    /// Appends under the lock; `None` when the buffer is full.
+    fn try_append(
+        &self,
+        record: &ProducerRecord<'_>,
+        topic: &Arc<str>,
+        partitions: i32,
+        timestamp: i64,
+    ) -> Result<Option<DeliveryFuture>> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        let mut state = shared.lock();
+        let state = &mut *state;
+        if state.closed {
+            return Err(Error::Closed);
+        }
+        if state.queued_bytes >= config.buffer_bytes_max {
+            return Ok(None);
+        }
+        let partition = match (record.partition, record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                let rng = &mut state.rng;
+                *state.sticky.entry(topic.clone()).or_insert_with(|| rng.below(partitions))
+            }
+        };
+        let queue = state.partitions.entry((topic.clone(), partition)).or_default();
+        if queue.sealed.len() >= PARTITION_BATCHES_MAX {
+            return Ok(None);
+        }
+        let (key, value, headers) = (record.key, record.value, record.headers);
+        let fits = |open: &OpenBatch| {
+            let size = open.builder.record_size(timestamp, key, value, headers);
+            open.builder.count() < BATCH_RECORDS_MAX
+                && open.builder.size() + size <= config.batch_bytes
+        };
+        let mut sealed_one = false;
+        if queue.open.as_ref().is_some_and(|open| !fits(open)) {
+            let open = queue.open.take().expect("checked above");
+            queue.sealed.push_back(seal(open));
+            sealed_one = true;
+        }
+        let open = queue.open.get_or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new(config.batch_bytes.min(1 << 20)),
+            outcome: BatchOutcome::new(partition),
+            created: Instant::now(),
+        });
+        let size = open.builder.record_size(timestamp, key, value, headers);
+        if crate::batch::HEADER_BYTES + size > REQUEST_BYTES_MAX - 1024 {
+            return Err(Error::RecordTooLarge { size, max: REQUEST_BYTES_MAX - 1024 });
+        }
+        let index = open.builder.count() as i64;
+        open.builder.append(timestamp, key, value, headers);
+        let future = DeliveryFuture { batch: open.outcome.clone(), index };
+        let full = open.builder.size() >= config.batch_bytes;
+        if full {
+            let open = queue.open.take().expect("just appended");
+            queue.sealed.push_back(seal(open));
+            sealed_one = true;
+        }
+        state.queued_bytes += size;
+        if sealed_one {
+            // KIP-480: a keyless record moves on to another partition once its batch is done.
+            if record.key.is_none() && record.partition.is_none() {
+                state.sticky.remove(topic);
+            }
+            shared.wake.notify_one();
+        } else if index == 0 {
+            // A new batch: the sender must know its linger deadline.
+            shared.wake.notify_one();
+        }
+        Ok(Some(future))
+    }
+
+    /// Sends every record added before this call and waits for all their answers (the
+    /// errors are the records' own; `flush` fails only when the producer is closed).
+    pub async fn flush(&self) -> Result<()> {
+        let outcomes = {
+            let mut state = self.shared.lock();
+            state.flushing += 1;
+            let mut outcomes = Vec::new();
+            for queue in state.partitions.values() {
+                outcomes.extend(queue.open.iter().map(|open| open.outcome.clone()));
+                outcomes.extend(queue.sealed.iter().map(|sealed| sealed.outcome.clone()));
+                outcomes.extend(queue.in_flight.iter().cloned());
+            }
+            outcomes
+        };
+        self.shared.wake.notify_one();
+        for outcome in &outcomes {
+            let _ = outcome.wait().await;
+        }
+        self.shared.lock().flushing -= 1;
+        Ok(())
+    }
+
+    /// Flushes, then stops the sender. Sends after `close` fail with `Error::Closed`.
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await?;
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn seal(open: OpenBatch) -> Sealed {
+    Sealed {
+        payload: None,
+        count: open.builder.count(),
+        // What `try_append` counted: the records, not the header.
+        bytes: open.builder.size() - crate::batch::HEADER_BYTES,
+        builder: Some(open.builder),
+        outcome: open.outcome,
+        attempts: 0,
+        not_before: None,
+        created: open.created,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(-1)
+        .with_producer_id((-1).into())
+        .with_producer_epoch(-1);
+    let mut last = None;
+    for _ in 0..crate::limits::METADATA_ATTEMPTS_MAX {
+        let connection = client.any_broker().await?;
+        let response: InitProducerIdResponse = connection.call(&request).await?;
+        if response.error_code == 0 {
+            return Ok((response.producer_id.0, response.producer_epoch));
+        }
+        let error = Error::kafka(response.error_code, "InitProducerId");
+        if !error.is_retriable() {
+            return Err(error);
+        }
+        last = Some(error);
+        tokio::time::sleep(client.config().retry_backoff).await;
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// A batch taken by the sender for one request.
+struct Taken {
+    key: PartitionKey,
+    batch: Sealed,
+}
+
+/// The sender task: see the module's documentation.
+async fn run_sender(shared: Arc<Shared>) {
+    loop {
+        let wake = shared.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let now = Instant::now();
+        let (taken, deadline, stop) = take_ready(&shared, now);
+        if stop {
+            return;
+        }
+        if !taken.is_empty() {
+            dispatch(&shared, taken).await;
+            continue;
+        }
+        match deadline {
+            Some(deadline) => {
+                tokio::select! {
+                    () = wake => {}
+                    () = tokio::time::sleep_until(deadline.into()) => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+}
+
+/// Seals batches past their linger and takes the head batch of every partition with none
+/// in flight; returns them, the next deadline, and whether the sender should stop.
+fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bool) {
+    let config = &shared.config;
+    let mut state = shared.lock();
+    let state = &mut *state;
+    let flushing = state.flushing > 0 || state.closed;
+    let mut taken = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    let mut earliest = |at: Instant| deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
+    let mut busy = false;
+    for (key, queue) in &mut state.partitions {
+        if let Some(open) = &queue.open {
+            let due = open.created + config.linger;
+            if flushing || due <= now {
+                let open = queue.open.take().expect("checked");
+                queue.sealed.push_back(seal(open));
+                if state.sticky.get(&key.0) == Some(&key.1) {
+                    state.sticky.remove(&key.0);
+                }
+            } else {
+                earliest(due);
+            }
+        }
+        busy |= queue.in_flight.is_some() || !queue.sealed.is_empty();
+        if queue.in_flight.is_some() {
+            continue;
+        }
+        let Some(head) = queue.sealed.front() else { continue };
+        if let Some(not_before) = head.not_before.filter(|&at| at > now) {
+            earliest(not_before);
+            continue;
+        }
+        let batch = queue.sealed.pop_front().expect("checked");
+        queue.in_flight = Some(batch.outcome.clone());
+        taken.push(Taken { key: key.clone(), batch });
+    }
+    let stop = state.closed && !busy && taken.is_empty();
+    (taken, deadline, stop)
+}
+
+/// Finishes the taken batches, groups them by leader and sends one request per broker.
+async fn dispatch(shared: &Arc<Shared>, taken: Vec<Taken>) {
+    let mut by_leader: HashMap<i32, Vec<Taken>> = HashMap::new();
+    for mut item in taken {
+        if let Err(error) = finish(shared, &mut item) {
+            complete(shared, item, Err(error));
+            continue;
+        }
+        match shared.client.cached_leader(&item.key.0, item.key.1) {
+            Some(leader) => by_leader.entry(leader).or_default().push(item),
+            None => {
+                let error = Error::kafka(KafkaCode::LEADER_NOT_AVAILABLE.0, "no leader known");
+                retry_or_fail(shared, item, error);
+            }
+        }
+    }
+    for (leader, batches) in by_leader {
+        let shared = shared.clone();
+        tokio::spawn(async move { send_to(&shared, leader, batches).await });
+    }
+}
+
+/// Compresses and sequences a batch the first time it is sent.
+fn finish(shared: &Shared, item: &mut Taken) -> Result<()> {
+    if item.batch.payload.is_some() {
+        return Ok(());
+    }
+    let builder = item.batch.builder.take().expect("an unsent batch keeps its builder");
+    let (producer_id, producer_epoch) = shared.producer;
+    let fields = if producer_id >= 0 {
+        let mut state = shared.lock();
+        let queue = state.partitions.get_mut(&item.key).expect("a taken batch's partition");
+        let base_sequence = queue.next_sequence;
+        queue.next_sequence = base_sequence.wrapping_add(item.batch.count as i32) & i32::MAX;
+        ProducerFields { producer_id, producer_epoch, base_sequence }
+    } else {
+        ProducerFields::NONE
+    };
+    let payload = builder
+        .finish(shared.config.compression, fields)
+        .map_err(|e| Error::Protocol(format!("compressing a batch: {e}")))?;
+    item.batch.payload = Some(payload);
+    Ok(())
+}
+
+async fn send_to(shared: &Arc<Shared>, leader: i32, batches: Vec<Taken>) {
+    let config = &shared.config;
+    let topics = by_topic(batches.iter().map(|item| {
+        let data = PartitionProduceData::default()
+            .with_index(item.key.1)
+            .with_records(item.batch.payload.clone());
+        (item.key.0.clone(), data)
+    }));
+    let topics: Vec<TopicProduceData> = topics
+        .into_iter()
+        .map(|(name, list)| TopicProduceData::default().with_name(name).with_partition_data(list))
+        .collect();
+    let request = ProduceRequest::default()
+        .with_acks(config.acks.wire())
+        .with_timeout_ms(config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_topic_data(topics);
+    let answer = async {
+        let connection = shared.client.broker(leader).await?;
+        if config.acks == Acks::None {
+            connection.send_only(&request).await?;
+            return Ok(None);
+        }
+        let response: ProduceResponse = connection.call(&request).await?;
+        Ok::<_, Error>(Some(response))
+    };
+    match answer.await {
+        Ok(None) => {
+            for item in batches {
+                complete(shared, item, Ok(-1));
+            }
+        }
+        Ok(Some(response)) => handle_response(shared, batches, &response),
+        Err(error) => {
+            for item in batches {
+                retry_or_fail(shared, item, error.clone());
+            }
+        }
+    }
+}
+
+fn handle_response(shared: &Arc<Shared>, batches: Vec<Taken>, response: &ProduceResponse) {
+    let mut refresh = Vec::new();
+    for item in batches {
+        let answer = response
+            .responses
+            .iter()
+            .filter(|t| t.name.0.as_str() == &*item.key.0)
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == item.key.1);
+        let Some(answer) = answer else {
+            let error = Error::Protocol(format!("no answer for {}-{}", item.key.0, item.key.1));
+            complete(shared, item, Err(error));
+            continue;
+        };
+        match KafkaCode(answer.error_code) {
+            KafkaCode(0) => complete(shared, item, Ok(answer.base_offset)),
+            // The broker has this batch already (a retry of one it wrote): it is written.
+            KafkaCode::DUPLICATE_SEQUENCE_NUMBER => complete(shared, item, Ok(answer.base_offset)),
+            code => {
+                let context = format!("producing to {}-{}", item.key.0, item.key.1);
+                let error = Error::Kafka { code, context };
+                if error.needs_metadata() {
+                    refresh.push(item.key.0.clone());
+                }
+                retry_or_fail(shared, item, error);
+            }
+        }
+    }
+    for topic in refresh {
+        shared.client.invalidate(&topic);
+        let client = shared.client.clone();
+        tokio::spawn(async move { client.refresh(&[&topic], false).await });
+    }
+}
+
+/// Puts a batch back for another try after a backoff, or fails it for good.
+fn retry_or_fail(shared: &Arc<Shared>, mut item: Taken, error: Error) {
+    let config = &shared.config;
+    let age = item.batch.created.elapsed();
+    let retriable = error.is_retriable()
+        && item.batch.attempts < config.retries
+        && age < config.delivery_timeout;
+    if !retriable {
+        complete(shared, item, Err(error));
+        return;
+    }
+    if error.needs_metadata() {
+        let client = shared.client.clone();
+        let topic = item.key.0.clone();
+        client.invalidate(&topic);
+        tokio::spawn(async move { client.refresh(&[&topic], false).await });
+    }
+    tracing::debug!(%error, attempt = item.batch.attempts, "retrying a batch");
+    let shift = item.batch.attempts.min(16);
+    let backoff = config.retry_backoff.saturating_mul(1 << shift).min(config.retry_backoff_max);
+    item.batch.attempts += 1;
+    item.batch.not_before = Some(Instant::now() + backoff);
+    {
+        let mut state = shared.lock();
+        let queue = state.partitions.get_mut(&item.key).expect("a taken batch's partition");
+        queue.in_flight = None;
+        queue.sealed.push_front(item.batch);
+    }
+    shared.wake.notify_one();
+}
+
+fn complete(shared: &Arc<Shared>, item: Taken, result: Result<i64>) {
+    {
+        let mut state = shared.lock();
+        state.queued_bytes = state.queued_bytes.saturating_sub(item.batch.bytes);
+        if let Some(queue) = state.partitions.get_mut(&item.key) {
+            queue.in_flight = None;
+        }
+    }
+    item.batch.outcome.complete(result);
+    shared.room.notify_waiters();
+    shared.wake.notify_one();
+}
