@@ -132,6 +132,8 @@ pub enum Command {
     Produce(cairn_client::cli::ProduceArgs),
     /// Print a topic's records
     Consume(cairn_client::cli::ConsumeArgs),
+    /// Measure the client's throughput and latency: produce, consume, or both at once
+    Bench(cairn_client::cli::BenchArgs),
 }
 
 /// `cairn dev`.

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Command::Topic(args) => client_command(client_cli::Command::Topic(args)),
         Command::Produce(args) => client_command(client_cli::Command::Produce(args)),
         Command::Consume(args) => client_command(client_cli::Command::Consume(args)),
+        Command::Bench(args) => client_command(client_cli::Command::Bench(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,16 +1,20 @@
 //! The `cairn` binary's client commands: `cairn topic create|list|describe|delete`,
-//! `cairn produce` and `cairn consume`. Their flags are defined here (clap), the binary
+//! `cairn produce`, `cairn consume` and `cairn bench produce|consume|e2e`. Their flags are defined here (clap), the binary
 //! only routes to [`run`]; every command is a thin layer over the library.
 //!
 //! Output is for people by default and one JSON document (or one JSON object per record
 //! for `consume`) with `--output json`, for scripts. Errors say what to do next.
 
+mod bench;
 mod consume;
 mod produce;
 mod topic;
 
 use clap::{Args, ValueEnum};
 
+pub use bench::{
+    BenchArgs, BenchCommand, BenchConsumeArgs, BenchE2eArgs, BenchProduceArgs, ProducerFlags,
+};
 pub use consume::ConsumeArgs;
 pub use produce::ProduceArgs;
 pub use topic::{TopicArgs, TopicCommand};
@@ -56,6 +60,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// `cairn consume`.
     Consume(ConsumeArgs),
+    /// `cairn bench ...`.
+    Bench(BenchArgs),
 }
 
 /// Why a command failed, which decides the exit status.
@@ -96,6 +102,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             Command::Topic(args) => topic::run(args).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }
