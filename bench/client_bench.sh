@@ -7,7 +7,9 @@
 # Environment: RDKAFKA_PERF (required; docs/benchmarks.md says how to build it), CAIRN
 # (default target/release/cairn, built if missing), RUNS (default 3), COUNT (records per run,
 # default 2000000), LINGER_MS (default 5), BATCH_SIZES (batch.size in bytes for both tools,
-# space-separated, default "1000000 16384": librdkafka's default, then the Java client's).
+# space-separated, default "1000000 16384": librdkafka's default, then the Java client's),
+# IN_FLIGHT (max.in.flight.requests.per.connection for both, default 5: the Java client's
+# default; librdkafka's own is 1000000).
 #
 # Every run: 100-byte records, one partition, loopback, a topic of its own. For each batch
 # size and each acks (1, all) the two tools run alternately, RUNS times each, against one
@@ -22,6 +24,7 @@ RUNS="${RUNS:-3}"
 COUNT="${COUNT:-2000000}"
 LINGER_MS="${LINGER_MS:-5}"
 BATCH_SIZES="${BATCH_SIZES:-1000000 16384}"
+IN_FLIGHT="${IN_FLIGHT:-5}"
 WORK="$(mktemp -d /tmp/cairn-client-bench.XXXXXX)"
 NODE_PID=""
 
@@ -61,14 +64,16 @@ create_topic() { # topic
 # Records per second of rdkafka_performance's last table row (msgs * 1000 / elapsed ms).
 rdkafka_rate() { # topic acks batch-size
   "$RDK" -P -t "$1" -p 0 -b "$BOOTSTRAP" -s 100 -c "$COUNT" -a "$2" \
-    -X "linger.ms=$LINGER_MS" -X "batch.size=$3" -u >"$WORK/run.txt" 2>&1
+    -X "linger.ms=$LINGER_MS" -X "batch.size=$3" -X "max.in.flight=$IN_FLIGHT" -u \
+    >"$WORK/run.txt" 2>&1
   grep -E '^\|' "$WORK/run.txt" | tail -1 |
     awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
 }
 
 cairn_rate() { # topic acks batch-size
   "$CAIRN" bench produce "$1" --partition 0 --records "$COUNT" --record-size 100 \
-    --acks "$2" --linger-ms "$LINGER_MS" --batch-size "$3" --bootstrap "$BOOTSTRAP" \
+    --acks "$2" --linger-ms "$LINGER_MS" --batch-size "$3" \
+    --max-in-flight-requests-per-connection "$IN_FLIGHT" --bootstrap "$BOOTSTRAP" \
     --output json 2>/dev/null >"$WORK/run.json"
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1]));
 assert r["records_acked"] == r["records"], r; print(int(r["records_per_s"]))' "$WORK/run.json"
@@ -102,5 +107,6 @@ for batch in $BATCH_SIZES; do
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "medians of $RUNS runs ($COUNT records of 100 bytes, one partition, linger.ms=$LINGER_MS):"
+echo "medians of $RUNS runs ($COUNT records of 100 bytes, one partition, linger.ms=$LINGER_MS," \
+  "max.in.flight=$IN_FLIGHT):"
 cat "$WORK/table.md"
