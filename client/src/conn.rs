@@ -13,6 +13,7 @@
 //! Callers encode their own requests, so encoding runs on the callers' tasks in parallel and
 //! no lock is held across any await.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -130,6 +131,40 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The answer to a request already queued on a [`Connection`] (see
+/// [`Connection::submit_call`]).
+pub(crate) struct Answer<R: Request> {
+    connection: Connection,
+    answer: oneshot::Receiver<Result<Bytes>>,
+    version: i16,
+    request: PhantomData<fn() -> R>,
+}
+
+impl<R: Request> Answer<R> {
+    /// Waits for the answer, up to the connection's request timeout.
+    pub(crate) async fn wait(self) -> Result<R::Response> {
+        let timeout = self.connection.request_timeout;
+        self.wait_for(timeout).await
+    }
+
+    /// Waits for the answer, up to `timeout` (longer for a request the broker holds on
+    /// purpose, such as JoinGroup).
+    pub(crate) async fn wait_for(self, timeout: Duration) -> Result<R::Response> {
+        let shared = &self.connection.shared;
+        let mut body = match tokio::time::timeout(timeout, self.answer).await {
+            Ok(Ok(body)) => body?,
+            Ok(Err(_)) => return Err(shared.closed_error()),
+            Err(_) => {
+                // The stream's state is unknown after a lost answer: start over, as Kafka's
+                // clients do.
+                shared.close(format!("request timed out after {timeout:?}"));
+                return Err(Error::Timeout { addr: shared.addr, timeout });
+            }
+        };
+        R::Response::decode(&mut body, self.version).map_err(Error::protocol)
+    }
+}
+
 impl Connection {
     /// Connects, starts the tasks and negotiates API versions.
     pub(crate) async fn connect(
@@ -226,22 +261,28 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
+        self.submit_call_version(request, version).await?.wait_for(timeout).await
+    }
+
+    /// Queues `request` at the negotiated version for the writer and returns once it is
+    /// queued, with its answer to await: requests queued one after another are written,
+    /// and answered, in that order (the producer keeps a partition's batches in order so).
+    pub(crate) async fn submit_call<R: Request>(&self, request: &R) -> Result<Answer<R>> {
+        let version = self.version::<R>()?;
+        self.submit_call_version(request, version).await
+    }
+
+    async fn submit_call_version<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<Answer<R>> {
         let (correlation_id, frame) = self.encode(request, version)?;
         let (reply, answer) = oneshot::channel();
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let pending = Pending { correlation_id, header_version, reply };
         self.submit(Outgoing { frame, answer: Some(pending) }).await?;
-        let mut body = match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(body)) => body?,
-            Ok(Err(_)) => return Err(self.shared.closed_error()),
-            Err(_) => {
-                // The stream's state is unknown after a lost answer: start over, as Kafka's
-                // clients do.
-                self.shared.close(format!("request timed out after {timeout:?}"));
-                return Err(Error::Timeout { addr: self.shared.addr, timeout });
-            }
-        };
-        R::Response::decode(&mut body, version).map_err(Error::protocol)
+        Ok(Answer { connection: self.clone(), answer, version, request: PhantomData })
     }
 
     /// Sends a request that gets no answer (a Produce with acks=0). Returns once it is

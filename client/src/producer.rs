@@ -8,11 +8,18 @@
 //!
 //! A sender task seals batches that are full, older than `linger`, or asked for by `flush`,
 //! compresses them outside the lock, groups them by leader into one Produce request per
-//! broker, and sends them pipelined on that broker's connection. One batch per partition is
-//! in flight at a time, so a retry can never overtake a later batch and sequence numbers
-//! stay in order for the idempotent producer. A retriable error puts the batch back at the
-//! head of its partition's queue after a backoff (and refreshes metadata when the error
-//! says leaders moved) until `delivery_timeout` runs out.
+//! broker, and sends them pipelined on that broker's connection. Up to `max_in_flight`
+//! batches of one partition are in flight at once (`max.in.flight.requests.per.connection`),
+//! each in its own request since a Produce request carries one batch per partition; the
+//! requests to one broker are queued on its connection in the order the batches were made,
+//! and a broker answers a connection's requests in order, so without failures a partition's
+//! batches are written in order. With idempotence one batch per partition is in flight, so
+//! a retry can never overtake a later batch and sequence numbers stay in order. Without it
+//! a retried batch may land after a later one, which is Kafka's documented behaviour for
+//! `max.in.flight.requests.per.connection` above 1 with retries. A retriable error puts the
+//! batch back in its partition's queue, in the order the batches were made, after a backoff
+//! (and refreshes metadata when the error says leaders moved) until `delivery_timeout` runs
+//! out.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -24,14 +31,16 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::batch::{BatchBuilder, Header, ProducerFields};
 use crate::client::Client;
 use crate::compression::Compression;
 use crate::consumer::by_topic;
 use crate::error::{Error, KafkaCode, Result};
-use crate::limits::{BATCH_RECORDS_MAX, PARTITION_BATCHES_MAX, REQUEST_BYTES_MAX};
+use crate::limits::{
+    BATCH_RECORDS_MAX, IN_FLIGHT_PER_PARTITION_MAX, PARTITION_BATCHES_MAX, REQUEST_BYTES_MAX,
+};
 use crate::partitioner::{Xorshift, partition_for_key};
 
 /// How many replicas must have a record before the broker acknowledges it.
@@ -98,6 +107,12 @@ pub struct ProducerConfig {
     /// How long the broker may take to replicate before answering (`request.timeout.ms`
     /// on the broker side of Produce).
     pub ack_timeout: Duration,
+    /// How many batches of one partition may be in flight at once without idempotence
+    /// (`max.in.flight.requests.per.connection`, default 5 as in Kafka, at most
+    /// [`IN_FLIGHT_PER_PARTITION_MAX`](crate::limits::IN_FLIGHT_PER_PARTITION_MAX)). A
+    /// retried batch may then land after a later one, as in Kafka. The idempotent producer
+    /// keeps one batch per partition in flight.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -114,6 +129,7 @@ impl Default for ProducerConfig {
             idempotence: false,
             buffer_bytes_max: 32 << 20,
             ack_timeout: Duration::from_secs(30),
+            max_in_flight: 5,
         }
     }
 }
@@ -218,6 +234,11 @@ impl BatchOutcome {
     }
 
     async fn wait(&self) -> Result<i64> {
+        // Most records are awaited after their batch's answer came (a batch's records one
+        // after another): no need to register with `done` then.
+        if let Some(result) = self.result.get() {
+            return result.clone();
+        }
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
@@ -260,6 +281,8 @@ impl std::future::IntoFuture for DeliveryFuture {
 type PartitionKey = (Arc<str>, i32);
 
 struct OpenBatch {
+    /// The batch's place in its partition: batches are sent, and retried, in this order.
+    number: u64,
     builder: BatchBuilder,
     outcome: Arc<BatchOutcome>,
     created: Instant,
@@ -267,6 +290,7 @@ struct OpenBatch {
 
 /// A sealed batch, waiting or in flight.
 struct Sealed {
+    number: u64,
     /// The encoded batch, once finished (compressed, sequenced); kept for retries.
     payload: Option<Bytes>,
     builder: Option<BatchBuilder>,
@@ -281,8 +305,11 @@ struct Sealed {
 #[derive(Default)]
 struct PartitionQueue {
     open: Option<OpenBatch>,
+    /// Sealed batches in the order of their numbers.
     sealed: VecDeque<Sealed>,
-    in_flight: Option<Arc<BatchOutcome>>,
+    /// The batches sent and not answered yet, at most the producer's in-flight window.
+    in_flight: VecDeque<Arc<BatchOutcome>>,
+    next_batch_number: u64,
     next_sequence: i32,
 }
 
@@ -346,6 +373,12 @@ impl Producer {
                 config.batch_bytes
             )));
         }
+        if !(1..=IN_FLIGHT_PER_PARTITION_MAX).contains(&config.max_in_flight) {
+            return Err(Error::Config(format!(
+                "max in flight {} must be between 1 and {IN_FLIGHT_PER_PARTITION_MAX}",
+                config.max_in_flight
+            )));
+        }
         if config.idempotence && config.acks != Acks::All {
             return Err(Error::Config("idempotence needs acks=all".to_string()));
         }
@@ -389,6 +422,12 @@ impl Producer {
             ));
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        // The common case first, without registering for `room`: registering takes the
+        // notifier's lock, once per record otherwise (it showed in the profile of `cairn
+        // bench produce`).
+        if let Some(future) = self.try_append(&record, &metadata.name, partitions, timestamp)? {
+            return Ok(future);
+        }
         loop {
             let room = shared.room.notified();
             tokio::pin!(room);
@@ -431,27 +470,39 @@ impl Producer {
             return Ok(None);
         }
         let (key, value, headers) = (record.key, record.value, record.headers);
-        let fits = |open: &OpenBatch| {
-            let size = open.builder.record_size(timestamp, key, value, headers);
+        let fits = |open: &OpenBatch, size: usize| {
             open.builder.count() < BATCH_RECORDS_MAX
                 && open.builder.size() + size <= config.batch_bytes
         };
+        let mut size = queue
+            .open
+            .as_ref()
+            .map(|open| open.builder.record_size(timestamp, key, value, headers));
         let mut sealed_one = false;
-        if queue.open.as_ref().is_some_and(|open| !fits(open)) {
+        if let Some(open) = &queue.open
+            && !fits(open, size.expect("measured in the open batch"))
+        {
+            size = None;
             let open = queue.open.take().expect("checked above");
             queue.sealed.push_back(seal(open));
             sealed_one = true;
         }
+        let number = queue.next_batch_number;
         let open = queue.open.get_or_insert_with(|| OpenBatch {
+            number,
             builder: BatchBuilder::new(config.batch_bytes.min(1 << 20)),
             outcome: BatchOutcome::new(partition),
             created: Instant::now(),
         });
-        let size = open.builder.record_size(timestamp, key, value, headers);
+        // In a new batch the record's timestamp delta is 0, so its size is measured there.
+        let size = size.unwrap_or_else(|| open.builder.record_size(timestamp, key, value, headers));
         if crate::batch::HEADER_BYTES + size > REQUEST_BYTES_MAX - 1024 {
             return Err(Error::RecordTooLarge { size, max: REQUEST_BYTES_MAX - 1024 });
         }
         let index = open.builder.count() as i64;
+        if index == 0 {
+            queue.next_batch_number += 1;
+        }
         open.builder.append(timestamp, key, value, headers);
         let future = DeliveryFuture { batch: open.outcome.clone(), index };
         let full = open.builder.size() >= config.batch_bytes;
@@ -507,6 +558,7 @@ impl Producer {
 
 fn seal(open: OpenBatch) -> Sealed {
     Sealed {
+        number: open.number,
         payload: None,
         count: open.builder.count(),
         // What `try_append` counted: the records, not the header.
@@ -550,10 +602,16 @@ async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
 struct Taken {
     key: PartitionKey,
     batch: Sealed,
+    /// Which of this round's requests to the partition's leader carries the batch: the
+    /// partition's first batch taken goes in the first, its second in the second, and so on.
+    request: usize,
 }
 
 /// The sender task: see the module's documentation.
 async fn run_sender(shared: Arc<Shared>) {
+    // Per broker, the signal that the last round's requests are queued on its connection:
+    // the next round queues its own only after, so requests keep the order of their batches.
+    let mut queued: HashMap<i32, oneshot::Receiver<()>> = HashMap::new();
     loop {
         let wake = shared.wake.notified();
         tokio::pin!(wake);
@@ -564,7 +622,7 @@ async fn run_sender(shared: Arc<Shared>) {
             return;
         }
         if !taken.is_empty() {
-            dispatch(&shared, taken).await;
+            dispatch(&shared, taken, &mut queued);
             continue;
         }
         match deadline {
@@ -579,8 +637,16 @@ async fn run_sender(shared: Arc<Shared>) {
     }
 }
 
-/// Seals batches past their linger and takes the head batch of every partition with none
-/// in flight; returns them, the next deadline, and whether the sender should stop.
+/// The most batches of one partition in flight at once.
+fn in_flight_max(config: &ProducerConfig) -> usize {
+    // Sequence numbers must reach the broker in order, and a failed batch would make every
+    // later one in flight fail as out of order: the idempotent producer sends one at a time.
+    if config.idempotence { 1 } else { config.max_in_flight }
+}
+
+/// Seals batches past their linger and takes the head batches of every partition, as many
+/// as its in-flight window has room for; returns them, the next deadline, and whether the
+/// sender should stop.
 fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bool) {
     let config = &shared.config;
     let mut state = shared.lock();
@@ -590,6 +656,7 @@ fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bo
     let mut deadline: Option<Instant> = None;
     let mut earliest = |at: Instant| deadline = Some(deadline.map_or(at, |d: Instant| d.min(at)));
     let mut busy = false;
+    let window = in_flight_max(config);
     for (key, queue) in &mut state.partitions {
         if let Some(open) = &queue.open {
             let due = open.created + config.linger;
@@ -603,42 +670,59 @@ fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bo
                 earliest(due);
             }
         }
-        busy |= queue.in_flight.is_some() || !queue.sealed.is_empty();
-        if queue.in_flight.is_some() {
-            continue;
+        busy |= !queue.in_flight.is_empty() || !queue.sealed.is_empty();
+        let mut request = 0;
+        while queue.in_flight.len() < window {
+            let Some(head) = queue.sealed.front() else { break };
+            if let Some(not_before) = head.not_before.filter(|&at| at > now) {
+                earliest(not_before);
+                break;
+            }
+            let batch = queue.sealed.pop_front().expect("checked");
+            queue.in_flight.push_back(batch.outcome.clone());
+            taken.push(Taken { key: key.clone(), batch, request });
+            request += 1;
         }
-        let Some(head) = queue.sealed.front() else { continue };
-        if let Some(not_before) = head.not_before.filter(|&at| at > now) {
-            earliest(not_before);
-            continue;
-        }
-        let batch = queue.sealed.pop_front().expect("checked");
-        queue.in_flight = Some(batch.outcome.clone());
-        taken.push(Taken { key: key.clone(), batch });
+        assert!(queue.in_flight.len() <= window, "the in-flight window holds");
     }
     let stop = state.closed && !busy && taken.is_empty();
     (taken, deadline, stop)
 }
 
-/// Finishes the taken batches, groups them by leader and sends one request per broker.
-async fn dispatch(shared: &Arc<Shared>, taken: Vec<Taken>) {
-    let mut by_leader: HashMap<i32, Vec<Taken>> = HashMap::new();
+/// Finishes the taken batches, groups them by leader and by request (one batch per
+/// partition in a request), and starts a task per broker that sends them.
+fn dispatch(
+    shared: &Arc<Shared>,
+    taken: Vec<Taken>,
+    queued: &mut HashMap<i32, oneshot::Receiver<()>>,
+) {
+    let mut by_leader: HashMap<i32, Vec<Vec<Taken>>> = HashMap::new();
     for mut item in taken {
         if let Err(error) = finish(shared, &mut item) {
             complete(shared, item, Err(error));
             continue;
         }
         match shared.client.cached_leader(&item.key.0, item.key.1) {
-            Some(leader) => by_leader.entry(leader).or_default().push(item),
+            Some(leader) => {
+                let requests = by_leader.entry(leader).or_default();
+                if requests.len() <= item.request {
+                    requests.resize_with(item.request + 1, Vec::new);
+                }
+                requests[item.request].push(item);
+            }
             None => {
                 let error = Error::kafka(KafkaCode::LEADER_NOT_AVAILABLE.0, "no leader known");
                 retry_or_fail(shared, item, error);
             }
         }
     }
-    for (leader, batches) in by_leader {
+    for (leader, mut requests) in by_leader {
+        // A request may be left empty when a partition's earlier batch failed to finish.
+        requests.retain(|batches| !batches.is_empty());
+        let (done, next) = oneshot::channel();
+        let before = queued.insert(leader, next);
         let shared = shared.clone();
-        tokio::spawn(async move { send_to(&shared, leader, batches).await });
+        tokio::spawn(async move { send_to(&shared, leader, requests, before, done).await });
     }
 }
 
@@ -665,8 +749,62 @@ fn finish(shared: &Shared, item: &mut Taken) -> Result<()> {
     Ok(())
 }
 
-async fn send_to(shared: &Arc<Shared>, leader: i32, batches: Vec<Taken>) {
-    let config = &shared.config;
+/// Queues `requests` on the leader's connection once the round before has queued its
+/// own (`before`), says so (`done`), then waits for the answers in order.
+async fn send_to(
+    shared: &Arc<Shared>,
+    leader: i32,
+    requests: Vec<Vec<Taken>>,
+    before: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+) {
+    if let Some(before) = before {
+        // An error only means that round's task is gone: nothing left to wait for.
+        let _ = before.await;
+    }
+    let connection = match shared.client.broker(leader).await {
+        Ok(connection) => connection,
+        Err(error) => {
+            drop(done);
+            requests
+                .into_iter()
+                .flatten()
+                .for_each(|item| retry_or_fail(shared, item, error.clone()));
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(requests.len());
+    for batches in requests {
+        let request = produce_request(&shared.config, &batches);
+        if shared.config.acks == Acks::None {
+            match connection.send_only(&request).await {
+                Ok(()) => batches.into_iter().for_each(|item| complete(shared, item, Ok(-1))),
+                Err(error) => fail_all(shared, batches, &error),
+            }
+            continue;
+        }
+        match connection.submit_call(&request).await {
+            Ok(answer) => answers.push((answer, batches)),
+            Err(error) => fail_all(shared, batches, &error),
+        }
+    }
+    drop(done);
+    for (answer, batches) in answers {
+        match answer.wait().await {
+            Ok(response) => handle_response(shared, batches, &response),
+            Err(error) => fail_all(shared, batches, &error),
+        }
+    }
+}
+
+fn fail_all(shared: &Arc<Shared>, batches: Vec<Taken>, error: &Error) {
+    for item in batches {
+        retry_or_fail(shared, item, error.clone());
+    }
+}
+
+/// One Produce request carrying `batches`, at most one per partition.
+fn produce_request(config: &ProducerConfig, batches: &[Taken]) -> ProduceRequest {
     let topics = by_topic(batches.iter().map(|item| {
         let data = PartitionProduceData::default()
             .with_index(item.key.1)
@@ -675,34 +813,17 @@ async fn send_to(shared: &Arc<Shared>, leader: i32, batches: Vec<Taken>) {
     }));
     let topics: Vec<TopicProduceData> = topics
         .into_iter()
-        .map(|(name, list)| TopicProduceData::default().with_name(name).with_partition_data(list))
+        .map(|(name, list)| {
+            let mut indexes: Vec<i32> = list.iter().map(|p| p.index).collect();
+            indexes.sort_unstable();
+            assert!(indexes.windows(2).all(|w| w[0] != w[1]), "one batch per partition");
+            TopicProduceData::default().with_name(name).with_partition_data(list)
+        })
         .collect();
-    let request = ProduceRequest::default()
+    ProduceRequest::default()
         .with_acks(config.acks.wire())
         .with_timeout_ms(config.ack_timeout.as_millis().min(i32::MAX as u128) as i32)
-        .with_topic_data(topics);
-    let answer = async {
-        let connection = shared.client.broker(leader).await?;
-        if config.acks == Acks::None {
-            connection.send_only(&request).await?;
-            return Ok(None);
-        }
-        let response: ProduceResponse = connection.call(&request).await?;
-        Ok::<_, Error>(Some(response))
-    };
-    match answer.await {
-        Ok(None) => {
-            for item in batches {
-                complete(shared, item, Ok(-1));
-            }
-        }
-        Ok(Some(response)) => handle_response(shared, batches, &response),
-        Err(error) => {
-            for item in batches {
-                retry_or_fail(shared, item, error.clone());
-            }
-        }
-    }
+        .with_topic_data(topics)
 }
 
 fn handle_response(shared: &Arc<Shared>, batches: Vec<Taken>, response: &ProduceResponse) {
@@ -765,8 +886,10 @@ fn retry_or_fail(shared: &Arc<Shared>, mut item: Taken, error: Error) {
     {
         let mut state = shared.lock();
         let queue = state.partitions.get_mut(&item.key).expect("a taken batch's partition");
-        queue.in_flight = None;
-        queue.sealed.push_front(item.batch);
+        forget_in_flight(queue, &item.batch.outcome);
+        // Back in the order the batches were made: before every later batch still waiting.
+        let at = queue.sealed.partition_point(|waiting| waiting.number < item.batch.number);
+        queue.sealed.insert(at, item.batch);
     }
     shared.wake.notify_one();
 }
@@ -776,10 +899,178 @@ fn complete(shared: &Arc<Shared>, item: Taken, result: Result<i64>) {
         let mut state = shared.lock();
         state.queued_bytes = state.queued_bytes.saturating_sub(item.batch.bytes);
         if let Some(queue) = state.partitions.get_mut(&item.key) {
-            queue.in_flight = None;
+            forget_in_flight(queue, &item.batch.outcome);
         }
     }
     item.batch.outcome.complete(result);
     shared.room.notify_waiters();
     shared.wake.notify_one();
+}
+
+fn forget_in_flight(queue: &mut PartitionQueue, outcome: &Arc<BatchOutcome>) {
+    let before = queue.in_flight.len();
+    queue.in_flight.retain(|in_flight| !Arc::ptr_eq(in_flight, outcome));
+    assert_eq!(queue.in_flight.len() + 1, before, "an answered batch was in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::BytesMut;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::ClientConfig;
+
+    const TOPIC: &str = "window";
+
+    /// A scripted broker with one partition of `TOPIC`, led by itself. It holds every
+    /// Produce answer until `produce_requests` Produce requests are in, then answers them
+    /// all in order (offsets 0, 1, ...: one record per batch), and later ones at once.
+    async fn holding_broker(produce_requests: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(serve(stream, addr, produce_requests));
+            }
+        });
+        addr
+    }
+
+    async fn serve(mut stream: TcpStream, addr: SocketAddr, produce_requests: usize) {
+        let mut held = Vec::new();
+        let mut answered = 0;
+        loop {
+            let Ok(size) = stream.read_i32().await else { return };
+            let mut frame = vec![0; size as usize];
+            stream.read_exact(&mut frame).await.unwrap();
+            let key = i16::from_be_bytes([frame[0], frame[1]]);
+            let id = i32::from_be_bytes(frame[4..8].try_into().unwrap());
+            if key == ApiKey::ApiVersions as i16 {
+                let versions =
+                    [(ApiKey::ApiVersions, 3), (ApiKey::Metadata, 7), (ApiKey::Produce, 3)];
+                let keys = versions.map(|(api, version)| {
+                    ApiVersion::default()
+                        .with_api_key(api as i16)
+                        .with_min_version(version.min(1))
+                        .with_max_version(version)
+                });
+                let body = ApiVersionsResponse::default().with_api_keys(keys.to_vec());
+                write_answer(&mut stream, id, &body, 3).await;
+            } else if key == ApiKey::Metadata as i16 {
+                let broker = MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(0))
+                    .with_host(StrBytes::from_string(addr.ip().to_string()))
+                    .with_port(i32::from(addr.port()));
+                let partition = MetadataResponsePartition::default()
+                    .with_leader_id(BrokerId(0))
+                    .with_replica_nodes(vec![BrokerId(0)])
+                    .with_isr_nodes(vec![BrokerId(0)]);
+                let topic = MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))
+                    .with_partitions(vec![partition]);
+                let body =
+                    MetadataResponse::default().with_brokers(vec![broker]).with_topics(vec![topic]);
+                write_answer(&mut stream, id, &body, 7).await;
+            } else {
+                assert_eq!(key, ApiKey::Produce as i16, "the producer sends only Produce");
+                held.push(id);
+                if held.len() + answered < produce_requests {
+                    continue;
+                }
+                for id in held.drain(..) {
+                    let partition =
+                        PartitionProduceResponse::default().with_base_offset(answered as i64);
+                    let topic = TopicProduceResponse::default()
+                        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                        .with_partition_responses(vec![partition]);
+                    let body = ProduceResponse::default().with_responses(vec![topic]);
+                    write_answer(&mut stream, id, &body, 3).await;
+                    answered += 1;
+                }
+            }
+        }
+    }
+
+    async fn write_answer<M: Encodable>(stream: &mut TcpStream, id: i32, body: &M, version: i16) {
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        // Header v0 for every answer here: ApiVersions always, Metadata v7 and Produce v3
+        // are not flexible versions.
+        ResponseHeader::default().with_correlation_id(id).encode(&mut frame, 0).unwrap();
+        body.encode(&mut frame, version).unwrap();
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Sends `records` one-record batches and waits for them; `None` when they were not
+    /// all acknowledged within two seconds.
+    async fn send_one_record_batches(
+        broker: SocketAddr,
+        config: ProducerConfig,
+        records: usize,
+    ) -> Option<Vec<i64>> {
+        let client = Client::connect(ClientConfig::new(&broker.to_string())).await.unwrap();
+        // A batch holds one 100-byte record: the second does not fit.
+        let config = ProducerConfig { batch_bytes: 160, linger: Duration::ZERO, ..config };
+        let producer = Producer::new(&client, config).await.unwrap();
+        let value = [7u8; 100];
+        let mut deliveries = Vec::new();
+        for _ in 0..records {
+            let record = ProducerRecord::new(TOPIC).partition(0).value(&value);
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+        let all = async {
+            let mut offsets = Vec::new();
+            for delivery in deliveries {
+                offsets.push(delivery.wait().await.unwrap().offset);
+            }
+            offsets
+        };
+        tokio::time::timeout(Duration::from_secs(2), all).await.ok()
+    }
+
+    #[tokio::test]
+    async fn batches_of_one_partition_are_in_flight_at_once_up_to_the_window() {
+        // The broker answers only once 4 batches are in flight: a window of 4 gets there,
+        // in order; a window of 1, or an idempotent producer, never does.
+        let config = ProducerConfig { acks: Acks::Leader, max_in_flight: 4, ..Default::default() };
+        let offsets = send_one_record_batches(holding_broker(4).await, config.clone(), 4).await;
+        assert_eq!(offsets, Some(vec![0, 1, 2, 3]), "four batches in flight, answered in order");
+
+        let narrow = ProducerConfig { max_in_flight: 1, ..config.clone() };
+        let offsets = send_one_record_batches(holding_broker(4).await, narrow, 4).await;
+        assert_eq!(offsets, None, "one batch in flight at a time");
+
+        let three = ProducerConfig { max_in_flight: 3, ..config };
+        let offsets = send_one_record_batches(holding_broker(4).await, three, 4).await;
+        assert_eq!(offsets, None, "never more than the window");
+    }
+
+    #[tokio::test]
+    async fn a_window_outside_its_bounds_is_refused() {
+        let broker = holding_broker(1).await;
+        let client = Client::connect(ClientConfig::new(&broker.to_string())).await.unwrap();
+        for max_in_flight in [0, IN_FLIGHT_PER_PARTITION_MAX + 1] {
+            let config = ProducerConfig { max_in_flight, ..Default::default() };
+            let error = Producer::new(&client, config).await.unwrap_err();
+            assert!(matches!(error, Error::Config(_)), "{error}");
+        }
+    }
 }

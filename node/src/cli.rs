@@ -135,6 +135,8 @@ pub enum Command {
     Consume(cairn_client::cli::ConsumeArgs),
     /// List consumer groups, describe one, show its lag
     Group(cairn_client::cli::GroupArgs),
+    /// Measure the client's throughput and latency: produce, consume, or both at once
+    Bench(cairn_client::cli::BenchArgs),
 }
 
 /// `cairn dev`.

@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_command(client_cli::Command::Produce(args)),
         Command::Consume(args) => client_command(client_cli::Command::Consume(args)),
         Command::Group(args) => client_command(client_cli::Command::Group(args)),
+        Command::Bench(args) => client_command(client_cli::Command::Bench(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

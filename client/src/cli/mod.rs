@@ -1,10 +1,12 @@
 //! The `cairn` binary's client commands: `cairn topic create|list|describe|delete`,
-//! `cairn produce`, `cairn consume` and `cairn group list|describe|lag`. Their flags are defined here (clap), the binary
+//! `cairn produce`, `cairn consume`, `cairn group list|describe|lag` and `cairn bench
+//! produce|consume|e2e`. Their flags are defined here (clap), the binary
 //! only routes to [`run`]; every command is a thin layer over the library.
 //!
 //! Output is for people by default and one JSON document (or one JSON object per record
 //! for `consume`) with `--output json`, for scripts. Errors say what to do next.
 
+mod bench;
 mod consume;
 mod group;
 mod produce;
@@ -12,6 +14,9 @@ mod topic;
 
 use clap::{Args, ValueEnum};
 
+pub use bench::{
+    BenchArgs, BenchCommand, BenchConsumeArgs, BenchE2eArgs, BenchProduceArgs, ProducerFlags,
+};
 pub use consume::ConsumeArgs;
 pub use group::{GroupArgs, GroupCommand};
 pub use produce::ProduceArgs;
@@ -60,6 +65,8 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// `cairn group ...`.
     Group(GroupArgs),
+    /// `cairn bench ...`.
+    Bench(BenchArgs),
 }
 
 /// Why a command failed, which decides the exit status.
@@ -101,6 +108,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Group(args) => group::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }
