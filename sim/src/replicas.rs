@@ -576,12 +576,12 @@ impl World {
     /// every member's last loss within `flush_interval + REPLICATE_LOSS_MARGIN_MS` of now,
     /// or the member still down, or lost since it last held every acknowledged write (it
     /// restarted, or its log failed, and has not fetched them back: its memory holds no
-    /// copy, so it is no better than down; decision 0019). The rule is asked when a member loses power or its log
-    /// fails, and again when a member's log is ready after that (the moment what it lost is
-    /// gone for good), with the ISR of that moment: an ISR change committed in between (a
-    /// shrink the leader proposed just before its own log failed) counts. Such a
-    /// partition's promises are dropped (what was acknowledged, and the HWs told) and
-    /// counted; later acknowledgements are promises again.
+    /// copy, so it is no better than down; decision 0019). The rule is asked when a member
+    /// loses power or its log fails, and again when a member's log is ready after that
+    /// (the moment what it lost is gone for good), with the ISR of that moment: an ISR
+    /// change committed in between (a shrink the leader proposed just before its own log
+    /// failed) counts. Such a partition's promises are dropped (what was acknowledged, and
+    /// the HWs told) and counted; later acknowledgements are promises again.
     pub(crate) fn replicate_losses(&mut self, index: u32) {
         for part in 0..self.work.parts.len() {
             self.replicas.unrestored[part][index as usize] = true;
