@@ -26,7 +26,7 @@ use super::log::RaftLog;
 use super::message::{
     BootstrapRecord, Entry, HardState, SegmentHeader, SnapshotRecord, WalKind, WalRecord,
 };
-use super::storage::{LOG_TMP, segment_file, snapshot_file};
+use super::storage::{LOG_TMP, VOTE_FILE, segment_file, snapshot_file};
 use crate::core::frame::{decode_frame, encode_frame};
 use crate::core::io::{DirEntry, DiskError, DiskOk, DiskOp, DiskResult, FileName, OpId};
 use crate::core::limits::{
@@ -35,6 +35,8 @@ use crate::core::limits::{
 use crate::core::log::DiskQueue;
 
 const BOOTSTRAP_BYTES_MAX: u64 = 1 << 20;
+/// A vote file holds one small frame: anything longer is not one.
+const VOTE_BYTES_MAX: u64 = 1 << 10;
 
 /// Reads in a row that must return the same damage of the segment before it is believed: its
 /// damaged tail is cut, and the leader sends the entries again.
@@ -68,6 +70,7 @@ pub struct Recovered {
 enum Step {
     List,
     Bootstrap,
+    Vote,
     Snapshot,
     Segment,
 }
@@ -92,6 +95,9 @@ pub struct Recovery {
     /// The damage the last read showed, and how many reads in a row showed it.
     last_damage: Option<(Damage, u8)>,
     bootstrap: Option<BootstrapRecord>,
+    /// The vote file's length, if listed, then what it holds.
+    vote_entry: Option<u64>,
+    vote: Option<HardState>,
     snapshot_entry: Option<(u64, u64)>,
     snapshot: Option<SnapshotRecord>,
     segment_entry: Option<(u64, u64)>,
@@ -109,6 +115,8 @@ impl Recovery {
             attempts: 0,
             last_damage: None,
             bootstrap: None,
+            vote_entry: None,
+            vote: None,
             snapshot_entry: None,
             snapshot: None,
             segment_entry: None,
@@ -136,6 +144,7 @@ impl Recovery {
         match (self.step, ok) {
             (Step::List, DiskOk::Listing(entries)) => self.listed(&entries, out),
             (Step::Bootstrap, DiskOk::Data(bytes)) => self.bootstrap_read(&bytes, out),
+            (Step::Vote, DiskOk::Data(bytes)) => self.vote_read(&bytes, out),
             (Step::Snapshot, DiskOk::Data(bytes)) => self.snapshot_read(&bytes, out),
             (Step::Segment, DiskOk::Data(bytes)) => self.segment_read(&bytes, out),
             (step, ok) => panic!("recovery step {step:?} completed with {ok:?}"),
@@ -146,6 +155,7 @@ impl Recovery {
         match self.step {
             Step::List => FileName::new(RAFT_DIR),
             Step::Bootstrap => FileName::new(BOOTSTRAP_FILE),
+            Step::Vote => FileName::new(VOTE_FILE),
             Step::Snapshot => snapshot_file(self.snapshot_entry.expect("listed").0),
             Step::Segment => segment_file(self.segment_entry.expect("listed").0),
         }
@@ -169,6 +179,7 @@ impl Recovery {
                 return;
             }
             Step::Bootstrap => (FileName::new(BOOTSTRAP_FILE), self.bootstrap_len()),
+            Step::Vote => (self.file(), self.vote_entry.expect("listed")),
             Step::Snapshot => (self.file(), self.snapshot_entry.expect("listed").1),
             Step::Segment => (self.file(), self.segment_entry.expect("listed").1),
         };
@@ -222,6 +233,8 @@ impl Recovery {
             let name = entry.name.as_str();
             if name == "bootstrap" {
                 bootstrap = true;
+            } else if name == "vote" {
+                self.vote_entry = Some(entry.len);
             } else if let Some(index) = number_after(name, "snapshot-") {
                 snapshots.push((index, entry.len));
             } else if let Some(segment) = number_after(name, "log-") {
@@ -254,6 +267,12 @@ impl Recovery {
             let detail = format!("{len} bytes, over the {RAFT_SEGMENT_BYTES_MAX} read at start");
             return Progress::Failed(RaftFatal::Corrupt { file: segment_file(segment), detail });
         }
+        if let Some(len) = self.vote_entry
+            && len > VOTE_BYTES_MAX
+        {
+            let detail = format!("{len} bytes, over the {VOTE_BYTES_MAX} of a hard state");
+            return Progress::Failed(RaftFatal::Corrupt { file: FileName::new(VOTE_FILE), detail });
+        }
         if let Some((index, len)) = self.snapshot_entry
             && len > RAFT_SNAPSHOT_BYTES_MAX * 2
         {
@@ -267,14 +286,35 @@ impl Recovery {
         let error = match decode_frame::<BootstrapRecord>(bytes) {
             Ok((record, _)) => {
                 self.bootstrap = Some(record);
-                return match self.snapshot_entry {
-                    Some(_) => self.next(Step::Snapshot, out),
-                    None => self.next(Step::Segment, out),
+                return match self.vote_entry {
+                    Some(_) => self.next(Step::Vote, out),
+                    None => self.after_vote(out),
                 };
             }
             Err(error) => error.to_string(),
         };
         self.fatal_damage(bytes, error, out)
+    }
+
+    /// The vote file is written whole and renamed into place, so no crash tears it: any
+    /// damage is on the medium, and stops Raft, as for the bootstrap record.
+    fn vote_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
+        let error = match decode_frame::<HardState>(bytes) {
+            Ok((state, used)) if used == bytes.len() => {
+                self.vote = Some(state);
+                return self.after_vote(out);
+            }
+            Ok((_, used)) => format!("{} bytes after its frame", bytes.len() - used),
+            Err(error) => error.to_string(),
+        };
+        self.fatal_damage(bytes, error, out)
+    }
+
+    fn after_vote(&mut self, out: &mut impl DiskQueue) -> Progress {
+        match self.snapshot_entry {
+            Some(_) => self.next(Step::Snapshot, out),
+            None => self.next(Step::Segment, out),
+        }
     }
 
     fn snapshot_read(&mut self, bytes: &Bytes, out: &mut impl DiskQueue) -> Progress {
@@ -349,12 +389,31 @@ impl Recovery {
         Progress::Done(Box::new(Recovered {
             bootstrap: self.bootstrap.take().expect("read first"),
             snapshot,
-            hard_state: replay.hard_state,
+            hard_state: newer_hard_state(replay.hard_state, self.vote),
             log,
             segment,
             cut_bytes: len.saturating_sub(cut as u64),
         }))
     }
+}
+
+/// The term and vote to start from: the newer of the segment's last hard state and the vote
+/// file's. The segment's is newer when a crash came between its sync and the vote file's
+/// rename; the vote file's, when recovery cut the segment's tail. The commit index is the
+/// segment's: the entries it counts are the segment's.
+fn newer_hard_state(segment: HardState, vote: Option<HardState>) -> HardState {
+    let Some(vote) = vote else { return segment };
+    if vote.term > segment.term {
+        return HardState { commit: segment.commit, ..vote };
+    }
+    let mut state = segment;
+    if vote.term == segment.term {
+        if state.voted_for == 0 {
+            state.voted_for = vote.voted_for;
+        }
+        state.caught_up |= vote.caught_up;
+    }
+    state
 }
 
 /// What a damaged read showed: where its valid bytes end, how many bytes came back, and a

@@ -11,6 +11,12 @@
 //!   appended to; older ones are removed once the new one is in place.
 //! - `raft/snapshot-<index:020>`: one [`SnapshotRecord`] frame, written to
 //!   `raft/snapshot.tmp`, synced, renamed; older snapshots are removed after.
+//! - `raft/vote`: one [`HardState`] frame, written whole (to `raft/vote.tmp`, synced,
+//!   renamed) whenever the term or the vote changes, besides the hard-state record in the
+//!   segment. Recovery cuts a damaged segment tail, and the hard states after the damage with
+//!   it; the term and vote must not go back with them (a node that forgot its vote could
+//!   vote twice in a term), so recovery takes the newer of the two (decision 0018). A hard
+//!   state's record counts as durable only once both copies are.
 //!
 //! Durability is counted in *records*: every record written gets the next sequence number,
 //! and [`Storage::synced_seq`] is the highest one known durable; [`Storage::synced_index`] is
@@ -42,6 +48,10 @@ use super::message::BootstrapRecord;
 pub const LOG_TMP: &str = "raft/log.tmp";
 /// The temporary file a snapshot is written to before it is renamed into place.
 pub const SNAPSHOT_TMP: &str = "raft/snapshot.tmp";
+/// The term and vote, apart from the segment that recovery may cut.
+pub const VOTE_FILE: &str = "raft/vote";
+/// The temporary file the vote file is written to before it is renamed into place.
+pub const VOTE_TMP: &str = "raft/vote.tmp";
 /// Rewrite the segment once it holds this many bytes more than the log it replays to (plus
 /// this floor), so that truncations and snapshots do not grow it without end.
 const SEGMENT_SLACK_BYTES: u64 = 4 << 20;
@@ -71,6 +81,8 @@ enum Op {
     RewriteRename,
     /// An op of snapshot write `write`; `step` 0 = create/append, 1 = sync, 2 = rename.
     Snapshot { write: u64, step: u8 },
+    /// An op of a vote file write: `step` 0 = create/append, 1 = sync, 2 = rename.
+    Vote { step: u8 },
     /// A removal of a file no longer needed; a failure only leaves garbage for the next start.
     Housekeeping,
 }
@@ -96,6 +108,21 @@ struct SnapshotWrite {
     write: u64,
     index: u64,
     term: u64,
+}
+
+/// The vote file's writes: the newest term and vote asked for, the one in flight, and the
+/// records that wait for it.
+#[derive(Debug, Clone, Copy, Default)]
+struct VoteFile {
+    /// The (term, vote) of the last write asked for.
+    asked: (u64, u32),
+    /// A write in flight: the record sequence number whose hard state it holds.
+    in_flight: Option<u64>,
+    /// A write asked for while one was in flight: its hard state and record number.
+    next: Option<(HardState, u64)>,
+    /// The lowest record number whose hard state is not yet durable in the vote file: no
+    /// record from it on counts as durable.
+    barrier: Option<u64>,
 }
 
 /// What completed, for Raft to act on.
@@ -148,6 +175,7 @@ pub struct Storage {
     snapshot_write: Option<SnapshotWrite>,
     /// The snapshot file in place, if any.
     snapshot_index: Option<u64>,
+    vote: VoteFile,
 }
 
 impl Storage {
@@ -172,6 +200,7 @@ impl Storage {
             snapshot_writes: 0,
             snapshot_write: None,
             snapshot_index,
+            vote: VoteFile::default(),
         }
     }
 
@@ -187,9 +216,12 @@ impl Storage {
         self.write_seq
     }
 
-    /// Every record up to this one is durable.
+    /// Every record up to this one is durable (a hard state in both of its copies).
     pub fn synced_seq(&self) -> u64 {
-        self.synced_seq
+        match self.vote.barrier {
+            Some(barrier) => self.synced_seq.min(barrier - 1),
+            None => self.synced_seq,
+        }
     }
 
     /// Every entry up to this index, as memory holds it, is durable.
@@ -227,7 +259,15 @@ impl Storage {
         if let Some(index) = truncated_to {
             self.truncated(index);
         }
+        let first_seq = self.write_seq + 1;
         self.write_seq += records.len() as u64;
+        let last_hard_state = records.iter().enumerate().rev().find_map(|(i, r)| match r.kind {
+            Some(WalKind::HardState(state)) => Some((state, first_seq + i as u64)),
+            _ => None,
+        });
+        if let Some((state, seq)) = last_hard_state {
+            self.ask_vote_write(state, seq, out);
+        }
         if self.rewriting() {
             self.buffered.extend(records);
         } else {
@@ -266,6 +306,43 @@ impl Storage {
         self.syncs.insert(id, SyncWait { seq: self.write_seq, index: last_index });
     }
 
+    /// Writes the vote file with `state` (record `seq`) if its term or vote is not the last
+    /// one asked for: now, or after the write in flight.
+    fn ask_vote_write(&mut self, state: HardState, seq: u64, out: &mut impl DiskQueue) {
+        if (state.term, state.voted_for) == self.vote.asked {
+            return;
+        }
+        self.vote.asked = (state.term, state.voted_for);
+        self.vote.barrier.get_or_insert(seq);
+        if self.vote.in_flight.is_some() {
+            self.vote.next = Some((state, seq));
+        } else {
+            self.issue_vote_write(state, seq, out);
+        }
+    }
+
+    fn issue_vote_write(&mut self, state: HardState, seq: u64, out: &mut impl DiskQueue) {
+        let mut data = BytesMut::new();
+        encode_frame(&state, &mut data);
+        let tmp = FileName::new(VOTE_TMP);
+        let step0 = Op::Vote { step: 0 };
+        self.submit(DiskOp::Create { file: tmp.clone() }, step0, out);
+        self.submit(DiskOp::Append { file: tmp.clone(), pos: 0, data: data.freeze() }, step0, out);
+        self.submit(DiskOp::Sync { file: tmp }, Op::Vote { step: 1 }, out);
+        self.vote.in_flight = Some(seq);
+    }
+
+    /// A vote file write is in place: the records it held are durable in both copies.
+    fn vote_written(&mut self, out: &mut impl DiskQueue) -> StorageEvent {
+        self.vote.in_flight = None;
+        self.vote.barrier = None;
+        if let Some((state, seq)) = self.vote.next.take() {
+            self.vote.barrier = Some(seq);
+            self.issue_vote_write(state, seq, out);
+        }
+        StorageEvent::Synced
+    }
+
     fn submit(&mut self, op: DiskOp, kind: Op, out: &mut impl DiskQueue) -> OpId {
         let id = out.submit(op);
         self.ops.insert(id, (self.generation, kind));
@@ -291,6 +368,13 @@ impl Storage {
             encode_frame(&WalRecord { kind: Some(WalKind::Entry(entry.clone())) }, &mut data);
         }
         self.write_seq += 1;
+        if self.vote.barrier.is_some() && self.vote.in_flight.is_none() {
+            // A failure forgot the vote file's write in flight: write memory's state again.
+            self.issue_vote_write(hard_state, self.write_seq, out);
+        } else {
+            // After recovery: the vote file gets the state recovery found, if it lacks it.
+            self.ask_vote_write(hard_state, self.write_seq, out);
+        }
         self.segment_bytes = data.len() as u64;
         let tmp = FileName::new(LOG_TMP);
         self.submit(DiskOp::Create { file: tmp.clone() }, Op::RewriteWrite, out);
@@ -323,6 +407,9 @@ impl Storage {
         self.generation += 1;
         self.syncs.clear();
         self.rewrite = None;
+        // Its ops are forgotten with the rest; the rewrite writes memory's state again.
+        self.vote.in_flight = None;
+        self.vote.next = None;
         if no_space {
             self.pending_rewrite = true;
         } else {
@@ -387,6 +474,23 @@ impl Storage {
         if let Op::Snapshot { write, step } = op {
             return self.snapshot_step(write, step, result, out);
         }
+        if let Op::Vote { step } = op
+            && generation == self.generation
+            && result.is_ok()
+        {
+            return match step {
+                0 => None,
+                1 => {
+                    let rename = DiskOp::Rename {
+                        from: FileName::new(VOTE_TMP),
+                        to: FileName::new(VOTE_FILE),
+                    };
+                    self.submit(rename, Op::Vote { step: 2 }, out);
+                    None
+                }
+                _ => Some(self.vote_written(out)),
+            };
+        }
         if let Op::Housekeeping = op {
             if let Err(error) = result {
                 tracing::warn!(%error, "raft: removing an old file failed; retried at start");
@@ -399,6 +503,7 @@ impl Storage {
         if let Err(error) = result {
             let file = match op {
                 Op::Write | Op::Sync => segment_file(self.segment),
+                Op::Vote { .. } => FileName::new(VOTE_TMP),
                 _ => FileName::new(LOG_TMP),
             };
             tracing::error!(%error, %file, "raft: a write failed; the segment is rewritten");
@@ -422,7 +527,9 @@ impl Storage {
                 None
             }
             Op::RewriteRename => Some(self.rewrite_done(log, out)),
-            Op::Snapshot { .. } | Op::Housekeeping => unreachable!("handled above"),
+            Op::Snapshot { .. } | Op::Vote { .. } | Op::Housekeeping => {
+                unreachable!("handled above")
+            }
         }
     }
 
@@ -485,6 +592,12 @@ impl Storage {
         }
         for wait in self.syncs.values() {
             assert!(wait.seq <= self.write_seq, "a sync waits for a written record");
+        }
+        if let Some(barrier) = self.vote.barrier {
+            assert!(barrier <= self.write_seq, "the vote file waits for a written record");
+        }
+        if self.vote.next.is_some() {
+            assert!(self.vote.in_flight.is_some(), "a vote write waits only for another");
         }
     }
 }

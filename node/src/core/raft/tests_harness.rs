@@ -77,6 +77,11 @@ impl MemDisk {
         file.durable.extend_from_slice(bytes);
     }
 
+    /// The length of `file` as its last write left it.
+    pub fn len(&self, file: &str) -> usize {
+        self.files.get(file).expect("the file exists").data.len()
+    }
+
     /// The names of every file.
     pub fn names(&self) -> Vec<String> {
         self.files.keys().cloned().collect()

@@ -371,9 +371,10 @@ fn a_single_voter_on_real_files_comes_back_with_its_snapshot_and_log() {
         .map(|e| e.expect("an entry").file_name().into_string().expect("utf-8"))
         .collect();
     names.sort();
-    assert_eq!(names.len(), 3, "bootstrap, one segment, one snapshot: {names:?}");
+    assert_eq!(names.len(), 4, "bootstrap, one segment, one snapshot, the vote: {names:?}");
     assert_eq!(names[0], "bootstrap");
     assert!(names[1].starts_with("log-") && names[2].starts_with("snapshot-"), "{names:?}");
+    assert_eq!(names[3], "vote");
 }
 
 fn segment_bytes(records: &[WalRecord]) -> Bytes {
@@ -510,4 +511,99 @@ fn a_full_disk_postpones_the_rewrite_and_never_stops_the_storage() {
     let [(rename, DiskOp::Rename { .. })] = &take(&mut queue)[..] else { panic!("rename") };
     storage.handle_disk(*rename, Ok(DiskOk::Done), &log, &mut queue);
     assert_eq!(storage.synced_index(), 1, "the rewrite held the entry written meanwhile");
+}
+
+/// Runs `raft`'s disk ops on `disk` until none is left.
+fn run_disk(raft: &mut Raft, disk: &mut MemDisk, queue: &mut OpQueue) {
+    while let Some((id, op)) = queue.pop() {
+        let result = crate::core::io::DiskDriver::execute(disk, op);
+        raft.handle_disk(Instant::ZERO, id, result, queue);
+    }
+}
+
+/// Node 2 of three asked for its vote in `term` by `candidate`: whether it granted it.
+fn ask_vote(raft: &mut Raft, disk: &mut MemDisk, term: u64, candidate: u32) -> bool {
+    use super::RaftEvent;
+    use super::message::{MessageKind, RaftMessage, VoteRequest};
+    let mut queue = OpQueue::default();
+    let request = VoteRequest { last_index: 0, last_term: 0, transfer: false };
+    let message = RaftMessage { term, kind: Some(MessageKind::Vote(request)) };
+    raft.handle_message(Instant::ZERO, NodeId(candidate), message, &mut queue);
+    run_disk(raft, disk, &mut queue);
+    let mut granted = None;
+    while let Some(event) = raft.poll_event() {
+        if let RaftEvent::Send { to, message } = event
+            && to == NodeId(candidate)
+            && let Some(MessageKind::VoteResponse(response)) = message.kind
+        {
+            granted = Some(response.granted);
+        }
+    }
+    granted.expect("an answer, once its vote was durable")
+}
+
+#[test]
+fn a_vote_outlives_damage_that_cuts_it_from_the_segment() {
+    // Simulator seed 24839: damage on the medium in the segment's last frames; recovery cut
+    // them (it cannot tell them from a torn tail), the hard state of the newest term with
+    // them, and the node came back in an older term and voted a second time in a term it
+    // had voted in. The vote file keeps the term and vote apart from the segment.
+    let mut disk = MemDisk::default();
+    format(&mut disk, 2, &[1, 2, 3], &[], true);
+    let config = RaftConfig::new(NodeId(2), vec![NodeId(1), NodeId(2), NodeId(3)], vec![]);
+    let open = |disk: &mut MemDisk| {
+        let mut queue = OpQueue::default();
+        let mut raft = Raft::open(config.clone(), Instant::ZERO, &mut queue);
+        run_disk(&mut raft, disk, &mut queue);
+        assert!(raft.is_ready(), "{:?}", raft.fatal());
+        raft
+    };
+    let mut raft = open(&mut disk);
+    assert!(ask_vote(&mut raft, &mut disk, 6, 1), "a fresh voter grants its vote");
+    assert!(disk.names().iter().any(|n| n == super::storage::VOTE_FILE));
+    let segment = disk.names().into_iter().find(|n| n.starts_with("raft/log-")).expect("a segment");
+    // A bit flipped on the medium in the last frame: the hard state of term 6.
+    disk.corrupt(&segment, disk.len(&segment) - 2);
+    let mut raft = open(&mut disk);
+    assert_eq!(raft.term(), 6, "the term does not go back with the cut");
+    assert!(!ask_vote(&mut raft, &mut disk, 6, 3), "no second vote in term 6");
+    assert!(ask_vote(&mut raft, &mut disk, 7, 3), "a newer term is a new vote");
+}
+
+#[test]
+fn a_hard_state_counts_as_durable_only_once_the_vote_file_is_in_place() {
+    let mut queue = OpQueue::default();
+    let log = RaftLog::new(0, 0);
+    let mut storage = ready(&log, &mut queue);
+    let state = HardState { term: 3, voted_for: 2, commit: 0, caught_up: true };
+    let record = WalRecord { kind: Some(WalKind::HardState(state)) };
+    let seq = storage.write(vec![record], &log, None, &mut queue);
+    let ops = take(&mut queue);
+    let files: Vec<&str> = ops.iter().map(|(_, op)| op.file().as_str()).collect();
+    assert_eq!(
+        files,
+        [
+            "raft/vote.tmp",
+            "raft/vote.tmp",
+            "raft/vote.tmp",
+            "raft/log-00000000000000000001",
+            "raft/log-00000000000000000001"
+        ]
+    );
+    // The segment's sync first: not durable yet, the vote file is not in place.
+    for (id, op) in ops.iter().rev() {
+        storage.handle_disk(*id, Ok(DiskOk::Done), &log, &mut queue);
+        if matches!(op, DiskOp::Sync { file } if file.as_str().starts_with("raft/log-")) {
+            assert_eq!(storage.synced_seq(), seq - 1, "the segment alone is not enough");
+        }
+    }
+    let [(rename, DiskOp::Rename { to, .. })] = &take(&mut queue)[..] else { panic!("rename") };
+    assert_eq!(to.as_str(), super::storage::VOTE_FILE);
+    assert_eq!(storage.synced_seq(), seq - 1);
+    storage.handle_disk(*rename, Ok(DiskOk::Done), &log, &mut queue);
+    assert_eq!(storage.synced_seq(), seq);
+    // The same term and vote again (a new commit index) write the segment only.
+    let record = WalRecord { kind: Some(WalKind::HardState(HardState { commit: 1, ..state })) };
+    storage.write(vec![record], &log, None, &mut queue);
+    assert!(take(&mut queue).iter().all(|(_, op)| op.file().as_str().starts_with("raft/log-")));
 }
