@@ -15,7 +15,7 @@
 //!   renamed) whenever the term or the vote changes, besides the hard-state record in the
 //!   segment. Recovery cuts a damaged segment tail, and the hard states after the damage with
 //!   it; the term and vote must not go back with them (a node that forgot its vote could
-//!   vote twice in a term), so recovery takes the newer of the two (decision 0018). A hard
+//!   vote twice in a term), so recovery takes the newer of the two (decision 0021). A hard
 //!   state's record counts as durable only once both copies are.
 //!
 //! Durability is counted in *records*: every record written gets the next sequence number,
