@@ -246,7 +246,8 @@ impl Controller {
                 return Ok(Outcome::Propose(records, plan));
             }
         }
-        let reply = heartbeat_reply(&active.committed, node_id, epoch, caught_up, want_shutdown);
+        let images = (&active.committed, &active.speculative);
+        let reply = heartbeat_reply(images, node_id, epoch, caught_up, want_shutdown);
         Ok(Outcome::Reply(Some(ReplyKind::Heartbeat(reply))))
     }
 

@@ -221,6 +221,11 @@ pub struct HeartbeatReply {
     /// Whether it may now shut down: it asked to, and it is fenced and leads nothing.
     #[prost(bool, tag = "3")]
     pub should_shut_down: bool,
+    /// The last metadata offset the controller had committed when it answered: a broker
+    /// takes the lease this answer grants only once its image has applied that far, so that
+    /// it has seen every leadership the controller moved away from it before (decision 0020).
+    #[prost(uint64, tag = "4")]
+    pub metadata_offset: u64,
 }
 
 /// The state of one partition after a change.

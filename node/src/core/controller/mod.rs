@@ -55,6 +55,11 @@
 //! a dead broker is fenced in a fraction of the session timeout while a reconnect that
 //! heartbeats within the grace costs nothing (decision 0011).
 //!
+//! The broker keeps a lease of its own from the answers (decision 0020): an answer says
+//! "fenced" when a committed *or* a pending batch fences the broker, and carries the
+//! metadata offset committed when it was given, which the broker applies before it relies
+//! on the answer.
+//!
 //! # Not built yet
 //!
 //! Preferred-leader rebalancing (a returning broker leads only partitions without a
@@ -183,8 +188,9 @@ enum ReplyPlan {
 }
 
 impl ReplyPlan {
-    /// The answer, read from `image` right after the batch committed.
-    fn answer(&self, image: &MetadataImage) -> ControllerResponse {
+    /// The answer, read from `image` right after the batch committed (`speculative` is the
+    /// image with the batches still pending).
+    fn answer(&self, image: &MetadataImage, speculative: &MetadataImage) -> ControllerResponse {
         let reply = match self {
             ReplyPlan::Done => return ControllerResponse::ok(None),
             ReplyPlan::RegisterBroker { node_id } => {
@@ -193,7 +199,7 @@ impl ReplyPlan {
             }
             ReplyPlan::Heartbeat { node_id, broker_epoch, caught_up, want_shutdown } => {
                 ReplyKind::Heartbeat(heartbeat_reply(
-                    image,
+                    (image, speculative),
                     *node_id,
                     *broker_epoch,
                     *caught_up,
@@ -219,19 +225,25 @@ impl ReplyPlan {
     }
 }
 
+/// The answer to a heartbeat. The broker counts as fenced when the committed image fences
+/// it *or* a pending batch does: a broker told "unfenced" takes a lease from it (decision
+/// 0020), which a fence already proposed would break.
 fn heartbeat_reply(
-    image: &MetadataImage,
+    (committed, speculative): (&MetadataImage, &MetadataImage),
     node_id: i32,
     broker_epoch: u64,
     caught_up: bool,
     want_shutdown: bool,
 ) -> HeartbeatReply {
-    let is_fenced =
-        image.broker(node_id).is_none_or(|broker| broker.fenced || broker.epoch != broker_epoch);
+    let fenced_in = |image: &MetadataImage| {
+        image.broker(node_id).is_none_or(|broker| broker.fenced || broker.epoch != broker_epoch)
+    };
+    let is_fenced = fenced_in(committed) || fenced_in(speculative);
     HeartbeatReply {
         is_caught_up: caught_up,
         is_fenced,
-        should_shut_down: want_shutdown && is_fenced,
+        should_shut_down: want_shutdown && fenced_in(committed),
+        metadata_offset: committed.last_applied(),
     }
 }
 
@@ -495,7 +507,7 @@ impl Controller {
             }
         }
         if let Some((token, plan)) = pending.reply {
-            let response = plan.answer(&active.committed);
+            let response = plan.answer(&active.committed, &active.speculative);
             self.reply(token, response);
         }
         self.invariants();

@@ -252,7 +252,13 @@ fn a_broker_is_unfenced_once_it_has_applied_its_registration() {
     let epoch = epoch_of(&h.register(1, 10));
     // Behind its own registration: still fenced, answered at once.
     let token = h.send(heartbeat(1, epoch, epoch - 1, false));
-    let behind = HeartbeatReply { is_caught_up: false, is_fenced: true, should_shut_down: false };
+    let metadata_offset = h.image().last_applied();
+    let behind = HeartbeatReply {
+        is_caught_up: false,
+        is_fenced: true,
+        should_shut_down: false,
+        metadata_offset,
+    };
     let expected = ControllerOutput::Reply {
         token,
         response: ControllerResponse::ok(Some(ReplyKind::Heartbeat(behind))),
@@ -262,9 +268,41 @@ fn a_broker_is_unfenced_once_it_has_applied_its_registration() {
     let token = h.send(heartbeat(1, epoch, epoch, false));
     assert_eq!(h.outputs(), vec![proposal(vec![unfence(1, epoch)])]);
     h.commit_one();
-    let live = HeartbeatReply { is_caught_up: true, is_fenced: false, should_shut_down: false };
+    let metadata_offset = h.image().last_applied();
+    let live = HeartbeatReply {
+        is_caught_up: true,
+        is_fenced: false,
+        should_shut_down: false,
+        metadata_offset,
+    };
     assert_eq!(heartbeat_of(&h.reply(token).unwrap()), live);
     assert!(h.image().is_live(1));
+}
+
+#[test]
+fn a_heartbeat_arriving_after_its_fence_was_proposed_is_answered_fenced() {
+    // A broker takes a lease from an "unfenced" answer (decision 0020): a fence already
+    // proposed must count, or the lease would outlive it.
+    let mut h = Harness::new(5);
+    let epoch = h.start_brokers(1)[0];
+    h.advance(1_600);
+    h.outputs();
+    assert_eq!(h.proposed.len(), 1, "the lapsed lease's fence is proposed");
+    assert!(!h.image().broker(1).unwrap().fenced, "and not committed yet");
+    // Behind its registration, so answered at once, from the committed image and the fence.
+    let token = h.send(heartbeat(1, epoch, epoch - 1, false));
+    assert!(heartbeat_of(&h.reply(token).unwrap()).is_fenced);
+    h.commit_all();
+    let fenced_at = h.index;
+    assert!(h.image().broker(1).unwrap().fenced);
+    // Caught up: unfenced again, and the answer names an offset past the fence, which the
+    // broker must apply before it takes the lease.
+    let token = h.send(heartbeat(1, epoch, fenced_at, false));
+    h.commit_all();
+    let reply = heartbeat_of(&h.reply(token).unwrap());
+    assert!(!reply.is_fenced);
+    assert!(reply.metadata_offset > fenced_at);
+    assert_eq!(reply.metadata_offset, h.image().last_applied());
 }
 
 #[test]
@@ -473,7 +511,12 @@ fn a_controlled_shutdown_moves_leaderships_before_the_broker_stops() {
     let reply = heartbeat_of(&h.reply(token).unwrap());
     assert_eq!(
         reply,
-        HeartbeatReply { is_caught_up: true, is_fenced: true, should_shut_down: true }
+        HeartbeatReply {
+            is_caught_up: true,
+            is_fenced: true,
+            should_shut_down: true,
+            metadata_offset: h.image().last_applied(),
+        }
     );
     for state in &h.topic("t").partitions {
         assert_eq!(state.leader, 2);

@@ -299,20 +299,27 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
     assert_eq!(h.call(resign(&state)).error_code, 0);
     let after = h.topic("t").partitions[0].clone();
     let next = state.replicas.iter().copied().find(|b| *b != leader).unwrap();
-    let isr: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
+    // Under `fsync` its log lost only unsynced records, which the HW never counted: it
+    // keeps its ISR place (so a later resignation of `next` still finds it eligible).
+    let mut isr: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
+    isr.push(leader);
     assert_eq!((after.leader, after.leader_epoch, after.isr.clone()), (next, 1, isr));
-    // Repeated by the old leader, now a follower outside the ISR, it changes nothing.
+    // Repeated by the old leader, now a follower in the ISR, it changes nothing.
     assert_eq!(h.call(resign(&state)).error_code, 0);
     assert_eq!(h.topic("t").partitions[0], after);
-    // A follower in the ISR whose log lost records (`replicate`) resigns: it leaves the ISR.
-    let follower = after.isr.iter().copied().find(|b| *b != next).unwrap();
-    let mut from_follower = match resign(&after) {
-        RequestKind::AlterPartition(r) => r,
-        _ => unreachable!(),
-    };
-    from_follower.broker_id = follower;
-    from_follower.broker_epoch = epochs[follower as usize - 1];
-    assert_eq!(h.call(RequestKind::AlterPartition(from_follower)).error_code, 0);
+    // A follower whose log lost records the HW counted (`replicate`, or damage) resigns
+    // leaving itself out of the ISR it names: it leaves the ISR. Both followers do.
+    for follower in after.isr.iter().copied().filter(|b| *b != next) {
+        let current = h.topic("t").partitions[0].clone();
+        let mut from_follower = match resign(&current) {
+            RequestKind::AlterPartition(r) => r,
+            _ => unreachable!(),
+        };
+        from_follower.broker_id = follower;
+        from_follower.broker_epoch = epochs[follower as usize - 1];
+        from_follower.new_isr = current.isr.iter().copied().filter(|b| *b != follower).collect();
+        assert_eq!(h.call(RequestKind::AlterPartition(from_follower)).error_code, 0);
+    }
     let without = h.topic("t").partitions[0].clone();
     assert_eq!((without.leader, without.isr.clone()), (next, vec![next]));
     let after = without;
@@ -424,5 +431,31 @@ fn a_resigning_leader_without_another_isr_member_hands_over_to_the_elr() {
     };
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let state = h.topic("t").partitions[0].clone();
-    assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (b, vec![b], vec![]));
+    // Under `fsync` a keeps its ISR place: it lost only what it had not synced.
+    assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (b, vec![b, a], vec![]));
+}
+
+#[test]
+fn a_resigning_leader_whose_log_lost_synced_records_leaves_the_isr() {
+    // Simulator `follower-corrupt-segment` seed 18: a leader whose recovery cut records it
+    // had synced (damage on the medium) names the ISR without itself; it must not stay
+    // eligible, and another member with the records leads.
+    let (mut h, epochs, id) = three_replicas(22, false);
+    let state = h.topic("t").partitions[0].clone();
+    let leader = state.leader;
+    let without: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
+    let resign = AlterPartitionRequest {
+        broker_id: leader,
+        broker_epoch: epochs[leader as usize - 1],
+        topic_id: id.to_vec(),
+        partition: 0,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr: without.clone(),
+        resign: true,
+    };
+    assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
+    let after = h.topic("t").partitions[0].clone();
+    assert_ne!(after.leader, leader);
+    assert_eq!(after.isr, without, "it left the ISR");
 }

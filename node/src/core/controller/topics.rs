@@ -213,6 +213,15 @@ impl Controller {
         let state = image.partition(id, partition).ok_or_else(|| {
             ControllerError::UnknownTopicOrPartition(format!("{}-{partition}", topic.name))
         })?;
+        // A follower resigning names the ISR without itself (its log lost records the HW
+        // counted); one that names itself is a retried resignation of a leader that has been
+        // replaced since, and under `fsync` keeps its place.
+        let replicate = topic.settings.durability == Durability::Replicate;
+        let keeps_place = request.new_isr.contains(&node_id) && !replicate;
+        if request.resign && state.leader != node_id && keeps_place {
+            let reply = partition_reply(id, partition, state);
+            return Ok(Outcome::Reply(Some(ReplyKind::Partition(reply))));
+        }
         if request.resign && state.leader != node_id {
             let records = follower_loss_records(id, partition, state, node_id);
             if records.is_empty() {
@@ -234,7 +243,10 @@ impl Controller {
         }
         if request.resign {
             let live = self.active().liveness();
-            let records = resignation_records(live, topic, partition, state, node_id);
+            // Under `fsync` a leader whose log failed lost only what it had not synced, which
+            // the HW never counted: it keeps its ISR place, unless it says otherwise by
+            // leaving itself out (its recovered log lacks synced records: damage).
+            let records = resignation_records(live, topic, partition, state, node_id, keeps_place);
             return Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }));
         }
         check_new_isr(image, state, &request.new_isr, node_id)?;
@@ -258,15 +270,18 @@ impl Controller {
 /// records the HW covered, so a member not heard from yet, but not fenced either, is a
 /// better bet than the leader itself: it is taken next, unless a new process of it has
 /// already tried to register (its replicas restarted and may lack as much). The one
-/// resigning leaves the ISR and the ELR (its log may lack what it had; it fetches its way
-/// back in). With nobody else eligible, it leads again in a new epoch: leaderless, then
-/// elected, in one batch.
+/// resigning leaves the ELR, and the ISR too under `replicate` (its log may lack what the
+/// HW counted; it fetches its way back in); under `fsync` it stays in the ISR if it
+/// `keeps_place` (it lost only what it had not synced, which the HW never counted), so that
+/// a later resignation of the new leader still finds it eligible. With nobody else eligible,
+/// it leads again in a new epoch: leaderless, then elected, in one batch.
 fn resignation_records(
     live: Liveness<'_>,
     topic: &TopicImage,
     partition: i32,
     state: &super::PartitionState,
     leader: i32,
+    keeps_place: bool,
 ) -> Vec<MetadataRecord> {
     let without = |ids: &[i32]| ids.iter().copied().filter(|id| *id != leader).collect();
     let min_isr = topic.settings.min_insync_replicas;
@@ -280,8 +295,16 @@ fn resignation_records(
             isr: without(&state.isr),
             elr: without(&state.elr),
         };
-        let decision = election::elect(&state.replicas, rest, min_isr, false, others);
+        let mut decision = election::elect(&state.replicas, rest, min_isr, false, others);
         if decision.leader != NO_LEADER {
+            let stays = keeps_place && state.isr.contains(&leader);
+            if stays && !decision.isr.contains(&leader) {
+                decision.isr.push(leader);
+                // Back at min ISR, the ELR empties (KIP-966).
+                if decision.isr.len() as i32 >= min_isr {
+                    decision.elr.clear();
+                }
+            }
             let (isr, elr, next) = (&decision.isr, &decision.elr, decision.leader);
             return change_records(change_record(topic.id, partition, state, isr, elr, next));
         }

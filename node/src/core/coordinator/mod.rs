@@ -690,7 +690,10 @@ fn commit_append_failure_ignored(_: &AppendFor) -> bool {
 }
 
 /// The answer of `request`'s kind carrying `error`.
-fn error_response(request: &CoordinatorRequest, error: CoordinatorError) -> CoordinatorResponse {
+pub fn error_response(
+    request: &CoordinatorRequest,
+    error: CoordinatorError,
+) -> CoordinatorResponse {
     match request {
         CoordinatorRequest::Join { .. } => CoordinatorResponse::Join(Err(error)),
         CoordinatorRequest::Sync { .. } => CoordinatorResponse::Sync(Err(error)),

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lease::BrokerLease;
 use super::*;
 use crate::core::controller::messages::{
     AlterPartitionRequest, BrokerHeartbeatRequest, RegisterBrokerRequest, ReplyKind,
@@ -47,8 +48,9 @@ pub(super) enum Purpose {
     AutoCreate { wait: u64, name: Arc<str> },
     /// This broker's registration.
     Register,
-    /// This broker's heartbeat.
-    Heartbeat,
+    /// This broker's heartbeat, first sent at `sent` (any attempt the controller receives
+    /// left at or after it, which is what the lease needs: decision 0020).
+    Heartbeat { sent: Instant },
     /// An ISR change one of this node's leaders proposed.
     AlterPartition { partition: PartitionId, leader_epoch: i32, partition_epoch: i32 },
     /// The creation of `__consumer_offsets` a FindCoordinator asked for.
@@ -112,11 +114,19 @@ pub(super) struct BrokerSession {
     /// Whether this incarnation has been live once: from then on it serves admin requests
     /// and Metadata (before, they wait for it: see `Node::handle_request`).
     pub(super) started: bool,
+    /// The lease the controller's answers to this incarnation's heartbeats grant.
+    pub(super) lease: BrokerLease,
 }
 
 impl BrokerSession {
     pub(super) fn new(incarnation: u64) -> BrokerSession {
-        BrokerSession { incarnation, epoch: None, swept: false, started: false }
+        BrokerSession {
+            incarnation,
+            epoch: None,
+            swept: false,
+            started: false,
+            lease: BrokerLease::default(),
+        }
     }
 
     pub(super) fn epoch(&self) -> Option<u64> {
@@ -183,6 +193,7 @@ impl Node {
             }
         }
         if metadata_changed {
+            self.broker.lease.applied(self.image.last_applied());
             self.data_version += 1;
             self.metadata_applied(now);
         }
@@ -363,7 +374,9 @@ impl Node {
             | Purpose::OffsetsTopic
             | Purpose::ProducerIds => Some(now + CLIENT_CALL_TIMEOUT),
             Purpose::Register => None,
-            Purpose::Heartbeat => Some(now + self.config.cluster.broker_heartbeat_interval * 2),
+            Purpose::Heartbeat { .. } => {
+                Some(now + self.config.cluster.broker_heartbeat_interval * 2)
+            }
             Purpose::AlterPartition { .. } => Some(now + ALTER_PARTITION_CALL_TIMEOUT),
         };
         let token = self.token();
@@ -490,7 +503,7 @@ impl Node {
                     self.timers.set(Timer::Broker, now + REGISTER_BACKOFF);
                 }
             },
-            Purpose::Heartbeat => {
+            Purpose::Heartbeat { sent } => {
                 let stale = is_error(
                     &response,
                     &ControllerError::StaleBrokerEpoch { node_id: 0, given: 0 },
@@ -502,7 +515,10 @@ impl Node {
                         "broker epoch stale; registering again"
                     );
                     self.broker.epoch = None;
+                    self.broker.lease.revoke();
                     self.timers.set(Timer::Broker, now);
+                } else {
+                    self.heartbeat_answered(sent, &response);
                 }
             }
             Purpose::AlterPartition { partition, leader_epoch, partition_epoch } => {
@@ -539,7 +555,8 @@ impl Node {
             Purpose::Client { conn, id } => self.fail(conn, id, error),
             Purpose::AutoCreate { wait, name } => self.auto_create_done(wait, name, Some(error)),
             Purpose::Register => self.timers.set(Timer::Broker, now),
-            Purpose::Heartbeat => {}
+            // The lease runs out by itself.
+            Purpose::Heartbeat { .. } => {}
             Purpose::AlterPartition { partition, leader_epoch, partition_epoch } => {
                 // Timed out: it may have committed.
                 let epochs = (leader_epoch, partition_epoch);
@@ -576,17 +593,39 @@ impl Node {
                 };
                 self.call(now, Purpose::Register, RequestKind::RegisterBroker(request).into());
             }
-            Some(broker_epoch) if !self.calls.has(|p| matches!(p, Purpose::Heartbeat)) => {
+            Some(broker_epoch) if !self.calls.has(|p| matches!(p, Purpose::Heartbeat { .. })) => {
                 let request = BrokerHeartbeatRequest {
                     node_id,
                     broker_epoch,
                     metadata_offset,
                     want_shutdown: self.shutting_down,
                 };
-                self.call(now, Purpose::Heartbeat, RequestKind::BrokerHeartbeat(request).into());
+                let purpose = Purpose::Heartbeat { sent: now };
+                self.call(now, purpose, RequestKind::BrokerHeartbeat(request).into());
             }
             _ => {}
         }
+    }
+
+    /// The controller answered a heartbeat first sent at `sent`: "unfenced" grants the lease
+    /// (decision 0020), "fenced" ends it.
+    fn heartbeat_answered(&mut self, sent: Instant, response: &ControllerResponse) {
+        let Some(ReplyKind::Heartbeat(reply)) = &response.reply else { return };
+        if response.error_code != 0 {
+            return;
+        }
+        if reply.is_fenced {
+            self.broker.lease.revoke();
+            return;
+        }
+        let until = sent + BrokerLease::length(self.config.cluster.broker_session_timeout);
+        let applied = self.image.last_applied();
+        self.broker.lease.granted(until, reply.metadata_offset, applied);
+    }
+
+    /// Whether this broker holds its lease at `now`: the controller cannot have fenced it.
+    pub fn holds_lease(&self, now: Instant) -> bool {
+        self.broker.lease.held(now)
     }
 
     /// Asks the controller for the ISR change (or the resignation) a leader replica proposed

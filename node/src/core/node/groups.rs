@@ -11,6 +11,9 @@
 //! - The coordinator leads an offsets partition when its replica here is the leader with a
 //!   recovered log: a new leader epoch starts a load, any other role drops the partition's
 //!   state ([`Node::coordinator_check`], after every input to such a replica).
+//! - It answers group requests only while this broker holds its lease from the controller
+//!   (decision 0020), NOT_COORDINATOR otherwise: a broker cut off from the controller may
+//!   have lost its offsets partitions without knowing it.
 //! - Its appends are acks=all produces in the epoch it loaded; its reads are consumer
 //!   fetches (below the HW). Both are replica requests under node tokens of their own, whose
 //!   answers come back through the replica's events.
@@ -21,7 +24,7 @@ use crate::core::controller::messages::CreateTopicRequest;
 use crate::core::controller::{NO_LEADER, RequestKind};
 use crate::core::coordinator::{
     Coordinator, CoordinatorConfig, CoordinatorError, CoordinatorOutput, OFFSETS_TOPIC,
-    ReadOutcome, partition_for,
+    ReadOutcome, error_response, partition_for,
 };
 use crate::core::limits::COORDINATOR_LOAD_READ_BYTES;
 use crate::core::replica::{ReplicaResponse, Role};
@@ -99,6 +102,15 @@ impl Node {
                     Err(error) => Response::Error(RequestError::Coordinator(error)),
                 };
                 self.reply(conn, id, response);
+            }
+            Request::Group(request) if !self.holds_lease(now) => {
+                // The controller may have fenced this broker and moved its offsets
+                // partitions to another leader that has acknowledged commits since: nothing
+                // in this coordinator's memory may be answered (decision 0020). The client
+                // looks the coordinator up again.
+                tracing::debug!(node = self.config.node_id.0, "group request outside the lease");
+                let response = error_response(&request, CoordinatorError::NotCoordinator);
+                self.reply(conn, id, Response::Group(response));
             }
             Request::Group(request) => {
                 let token = self.token();

@@ -48,6 +48,7 @@
 mod admin;
 mod cluster;
 mod groups;
+mod lease;
 mod message;
 mod producer_ids;
 mod replicas;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::lease::BrokerLease;
 use super::*;
 use crate::core::coordinator::{
     CoordinatorError, CoordinatorRequest, CoordinatorResponse, OFFSETS_TOPIC, OffsetCommit,
@@ -29,6 +30,8 @@ struct Cluster {
     replies: Vec<(RequestId, Response)>,
     next_request: u64,
     seed: u64,
+    /// Pairs of nodes whose messages to each other are lost, both ways.
+    cut: Vec<(NodeId, NodeId)>,
 }
 
 impl Cluster {
@@ -57,6 +60,7 @@ impl Cluster {
             replies: Vec::new(),
             next_request: 0,
             seed: 7,
+            cut: Vec::new(),
         };
         for id in ids {
             c.start(id);
@@ -131,6 +135,9 @@ impl Cluster {
             }
             while let Some((from, to, message)) = self.wire.pop_front() {
                 progressed = true;
+                if self.cut.iter().any(|&(a, b)| (a, b) == (from, to) || (b, a) == (from, to)) {
+                    continue;
+                }
                 if let Some(node) = self.nodes[to.0 as usize - 1].as_mut() {
                     node.handle_message(self.now, from, message);
                 }
@@ -544,4 +551,54 @@ fn producer_ids_never_repeat_across_blocks_nodes_and_restarts() {
         c.ask(NodeId(1), transactional),
         Response::Error(RequestError::TransactionsUnsupported)
     );
+}
+
+#[test]
+fn a_coordinator_cut_off_from_the_controller_stops_answering_once_its_lease_lapses() {
+    let mut c = three_nodes_with_a_topic();
+    let controller = c.controller().expect("a controller");
+    // A group coordinated by a broker that is not the active controller.
+    let (group, coordinator) = (0..20)
+        .map(|i| format!("g{i}"))
+        .find_map(|group| {
+            let coordinator = find_coordinator(&mut c, controller, &group);
+            (coordinator != controller).then_some((group, coordinator))
+        })
+        .expect("some group is coordinated away from the controller");
+    c.run_for(Duration::from_millis(500));
+    assert_eq!(
+        commit(&mut c, coordinator, &group, 42),
+        Response::Group(CoordinatorResponse::Commit(Ok(())))
+    );
+    assert!(c.node(coordinator).holds_lease(c.now));
+    // Cut off from the controller: its heartbeats go unanswered from now on.
+    c.cut.push((coordinator, controller));
+    let cut_at = c.now;
+    let answered = |response: Response| match response {
+        Response::Group(CoordinatorResponse::Fetch(Ok(offsets))) => {
+            Ok(offsets[0].1.as_ref().map(|o| o.offset))
+        }
+        Response::Group(CoordinatorResponse::Fetch(Err(error))) => Err(error),
+        other => panic!("a fetch answer, not {other:?}"),
+    };
+    // Within its lease it still answers: the controller cannot have fenced it yet.
+    c.run_for(Duration::from_millis(900));
+    assert_eq!(answered(committed(&mut c, coordinator, &group)), Ok(Some(42)));
+    // The lease ran from a heartbeat sent before the cut, so it lapses within the session
+    // less the margin (1.35 s); a broker does not know whether it was fenced, so it stops.
+    let length = BrokerLease::length(c.cluster.broker_session_timeout);
+    c.run_for(length.saturating_sub(c.now.saturating_duration_since(cut_at)));
+    assert!(!c.node(coordinator).holds_lease(c.now));
+    let refused = Err(CoordinatorError::NotCoordinator);
+    assert_eq!(answered(committed(&mut c, coordinator, &group)), refused);
+    assert_eq!(
+        commit(&mut c, coordinator, &group, 43),
+        Response::Group(CoordinatorResponse::Commit(Err(CoordinatorError::NotCoordinator)))
+    );
+    // Healed: whoever coordinates the group now answers the commit.
+    c.cut.clear();
+    c.run_for(Duration::from_secs(3));
+    let next = find_coordinator(&mut c, controller, &group);
+    assert!(c.node(next).holds_lease(c.now));
+    assert_eq!(answered(committed(&mut c, next, &group)), Ok(Some(42)));
 }

@@ -723,12 +723,20 @@ impl Replica {
             // from its recovered log), so it asks the controller for a new one.
             tracing::info!(topic = %self.config.topic, partition = self.config.partition,
                 epoch = state.leader_epoch, "the log failed: resigning the leadership");
+            // A log that lost records the HW counted (`lost_tail`) leaves itself out of the
+            // ISR it proposes: the controller then takes it out (under `fsync` a leader
+            // that lost only unsynced records keeps its place).
+            let new_isr: Vec<NodeId> = match self.lost_tail {
+                true => state.isr.iter().copied().filter(|id| *id != me).collect(),
+                false => state.isr.clone(),
+            };
             self.events.push_back(ReplicaEvent::AlterPartition {
                 leader_epoch: state.leader_epoch,
                 partition_epoch: state.partition_epoch,
-                new_isr: state.isr.clone(),
+                new_isr,
                 resign: true,
             });
+            // What it waits on (the ISR it serves under keeps the leader).
             leader.pending_isr = Some(PendingIsr { new_isr: state.isr.clone() });
             self.timers.set(Timer::AlterPartition, now + self.config.alter_partition_timeout);
             return true;

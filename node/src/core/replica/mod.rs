@@ -139,9 +139,14 @@ pub struct Replica {
     /// then follows a loss (a log's first recovery, at start, does not).
     failed: bool,
     /// Under `replicate`: the log failed in this process, losing its unsynced tail, and the
-    /// replica has not since fetched its way up to a leader's HW. It may lack records a HW
-    /// covered, so no committed state may count on it ([`Replica::act_on_lost_tail`]).
+    /// replica has not since fetched its way up to a leader's HW. Under any durability: its
+    /// recovery after a failure cut records it had synced (damage on the medium). It may
+    /// lack records a HW covered, so no committed state may count on it
+    /// ([`Replica::act_on_lost_tail`]).
     lost_tail: bool,
+    /// The log's flushed offset when it failed, until it recovered: a recovered log ending
+    /// below it lost synced records.
+    flushed_at_failure: Option<u64>,
     /// Whether it resigned a leadership over `lost_tail` (or its log failed while leading,
     /// which resigns too) and has not followed since: elected again, nobody better was.
     resigned_over_loss: bool,
@@ -175,6 +180,7 @@ impl Replica {
             truncating: false,
             failed: false,
             lost_tail: false,
+            flushed_at_failure: None,
             resigned_over_loss: false,
             reads: HashMap::new(),
             next_read_token: 0,
@@ -555,6 +561,7 @@ impl Replica {
 
     fn log_failed(&mut self, now: Instant, error: LogError) {
         self.failed = true;
+        self.flushed_at_failure.get_or_insert(self.log.flushed_offset());
         if self.config.durability == Durability::Replicate {
             self.lost_tail = true;
             // A leader resigns the epoch its log failed in (`suspend_leadership`).
@@ -593,7 +600,8 @@ impl Replica {
         let me = self.config.node_id;
         let Some(state) = &self.state else { return };
         let member = state.isr.contains(&me);
-        if self.config.durability != Durability::Replicate || !member || state.isr.len() < 2 {
+        let lost = self.config.durability == Durability::Replicate || self.lost_tail;
+        if !lost || !member || state.isr.len() < 2 {
             return;
         }
         tracing::info!(topic = %self.config.topic, partition = self.config.partition,
@@ -661,6 +669,19 @@ impl Replica {
 
     fn log_recovered(&mut self) {
         let after_failure = std::mem::take(&mut self.failed);
+        let flushed_before = self.flushed_at_failure.take();
+        let end = self.log.log_end_offset();
+        let lost_synced = after_failure && flushed_before.is_some_and(|flushed| end < flushed);
+        if lost_synced {
+            // Recovery cut records this log had synced: damage on the medium, which it
+            // cannot tell from a torn tail. A HW may have counted them, whatever the
+            // durability: it leaves the ISR, or resigns a leadership, as after a loss under
+            // `replicate`, and counts again once it fetched up to a leader's HW.
+            tracing::warn!(topic = %self.config.topic, partition = self.config.partition,
+                flushed = flushed_before, log_end = end,
+                "recovery cut records the log had synced: leaving the ISR");
+            self.lost_tail = true;
+        }
         let me = self.config.node_id;
         let only_replica = self.state.as_ref().is_some_and(|state| state.replicas == [me]);
         match &mut self.role {
@@ -684,6 +705,9 @@ impl Replica {
                 }
             }
             _ => {}
+        }
+        if lost_synced && matches!(self.role, RoleState::Leader(_)) {
+            self.act_on_lost_tail(true);
         }
     }
 
