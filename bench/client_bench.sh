@@ -17,6 +17,7 @@
 # and a table of medians with the ratio cairn / librdkafka, then stops the node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RDK="${RDKAFKA_PERF:?set RDKAFKA_PERF to the rdkafka_performance binary}"
 CAIRN="${CAIRN:-${CARGO_TARGET_DIR:-target}/release/cairn}"
@@ -32,42 +33,26 @@ if [ ! -x "$CAIRN" ]; then
   cargo build --release -p cairn-node --bin cairn
 fi
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 PORT="$(free_port)"
 HTTP_PORT="$(free_port)"
 BOOTSTRAP="127.0.0.1:$PORT"
 
-stop_node() {
-  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
-    kill -TERM "$NODE_PID"
-    wait "$NODE_PID" 2>/dev/null || true
-  fi
-  NODE_PID=""
-}
 trap 'stop_node; rm -rf "$WORK"' EXIT
 
 "$CAIRN" dev --data-dir "$WORK/data" --listener "$BOOTSTRAP" \
   --http-listener "127.0.0.1:$HTTP_PORT" >"$WORK/node.log" 2>&1 &
 NODE_PID=$!
-for _ in $(seq 1 300); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+wait_for_port "$PORT"
 
 create_topic() { # topic
   "$CAIRN" topic create "$1" --partitions 1 --bootstrap "$BOOTSTRAP" >/dev/null
 }
 
-# Records per second of rdkafka_performance's last table row (msgs * 1000 / elapsed ms).
 rdkafka_rate() { # topic acks batch-size
   "$RDK" -P -t "$1" -p 0 -b "$BOOTSTRAP" -s 100 -c "$COUNT" -a "$2" \
     -X "linger.ms=$LINGER_MS" -X "batch.size=$3" -X "max.in.flight=$IN_FLIGHT" -u \
     >"$WORK/run.txt" 2>&1
-  grep -E '^\|' "$WORK/run.txt" | tail -1 |
-    awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
+  rate_of "$WORK/run.txt"
 }
 
 cairn_rate() { # topic acks batch-size
@@ -78,8 +63,6 @@ cairn_rate() { # topic acks batch-size
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1]));
 assert r["records_acked"] == r["records"], r; print(int(r["records_per_s"]))' "$WORK/run.json"
 }
-
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| batch.size | acks | librdkafka (rec/s) | cairn bench (rec/s) | cairn / librdkafka |" \

@@ -11,6 +11,7 @@
 # Prints every run's line, then the median of each figure per build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS="${RUNS:-5}"
 OUT="$(mktemp -d /tmp/cairn-compare.XXXXXX)"
 [ "$#" -ge 1 ] || { echo "usage: compare.sh CAIRN..." >&2; exit 2; }
@@ -42,7 +43,6 @@ for run in $(seq 1 "$RUNS"); do
   freeze_stop
 done
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo
 echo "| build | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50 (ms) |"
 echo "| --- | --- | --- | --- | --- |"

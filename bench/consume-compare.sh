@@ -14,6 +14,7 @@
 # /tmp/freeze.on exists), the reads are made under it (FREEZE_MAX_S, default 120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RDK="${RDKAFKA_PERF:?set RDKAFKA_PERF to the rdkafka_performance binary}"
 PYTHON="${PYTHON:-/opt/cairn-venv/bin/python}"
 RUNS="${RUNS:-10}"
@@ -30,18 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rate_of() {
-  grep -E '^\|' "$1" | tail -1 | awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
-}
-
 start() { # index binary port
   "$2" dev --data-dir "$WORK/data-$1" --listener "127.0.0.1:$3" \
     --http-listener "127.0.0.1:$(( $3 + 1000 ))" >"$WORK/node-$1.log" 2>&1 &
   PIDS+=($!)
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null; then break; fi
-    sleep 0.1
-  done
+  wait_for_port "$3"
   "$PYTHON" - "127.0.0.1:$3" <<'PY'
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -78,6 +72,5 @@ for run in $(seq 1 "$RUNS"); do
   echo "run $run: A $a/s (node CPU $acpu ms), B $b/s (node CPU $bcpu ms)"
   A+=" $a"; B+=" $b"; ACPU+=" $acpu"; BCPU+=" $bcpu"
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "medians of $RUNS: A ($1) $(echo "$A" | median)/s, node CPU $(echo "$ACPU" | median) ms;" \
   "B ($2) $(echo "$B" | median)/s, node CPU $(echo "$BCPU" | median) ms"

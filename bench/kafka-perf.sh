@@ -18,6 +18,7 @@
 # one line per run and a table of medians; the node's peak RSS (VmHWM) is read at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 RDK="${RDKAFKA_PERF:?set RDKAFKA_PERF to the rdkafka_performance binary}"
 CAIRN="${CAIRN:-target/release/cairn}"
@@ -35,30 +36,14 @@ if [ ! -x "$CAIRN" ]; then
   cargo build --release -p cairn-node --bin cairn
 fi
 
-stop_node() {
-  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
-    kill -TERM "$NODE_PID"
-    wait "$NODE_PID" 2>/dev/null || true
-  fi
-  NODE_PID=""
-}
 trap 'stop_node; rm -rf "$WORK"' EXIT
-
-wait_for_port() {
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listens on port $PORT after 30 s" >&2
-  exit 1
-}
 
 start_cairn() {
   rm -rf "$WORK/data"
   "$CAIRN" dev --data-dir "$WORK/data" --listener "127.0.0.1:$PORT" \
     --http-listener 127.0.0.1:19644 >"$WORK/node.log" 2>&1 &
   NODE_PID=$!
-  wait_for_port
+  wait_for_port "$PORT"
 }
 
 start_tansu() {
@@ -66,7 +51,7 @@ start_tansu() {
     --listener-url "tcp://127.0.0.1:$PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$PORT" >"$WORK/node.log" 2>&1 &
   NODE_PID=$!
-  wait_for_port
+  wait_for_port "$PORT"
 }
 
 # Creates one-partition topics the same way on every broker (Tansu does not create topics on
@@ -80,11 +65,6 @@ futures = admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]], request
 for topic, future in futures.items():
     future.result(timeout=30)
 PY
-}
-
-# Records per second of the last row of rdkafka_performance's table (msgs * 1000 / elapsed ms).
-rate_of() {
-  grep -E '^\|' "$1" | tail -1 | awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
 }
 
 peak_rss_mib() {
@@ -114,8 +94,6 @@ latency() { # topic
     p99 = int(NR * 0.99); p50 = int(NR * 0.5); if (p50 < 1) p50 = 1; if (p99 < 1) p99 = 1
     printf "%.2f/%.2f %d", v[p99] / 1000, v[p50] / 1000, rate }'
 }
-
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 bench() { # name start-function
   local name=$1 start=$2 p1="" pall="" cons="" p99="" p50="" rss=""

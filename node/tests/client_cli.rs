@@ -43,13 +43,7 @@ fn start_dev(dir: &std::path::Path) -> (common::Running, String) {
     let data_dir = dir.to_str().expect("UTF-8 path");
     let args = ["dev", "--data-dir", data_dir, "--listener", "127.0.0.1:0", "--http-listener", ""];
     let node = common::start_until_banner(cairn(&args), PROCESS_WAIT_MAX);
-    let bootstrap = node
-        .banner
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("bootstrap server"))
-        .expect("the banner names the bootstrap server")
-        .trim()
-        .to_string();
+    let bootstrap = node.banner_value("bootstrap server").to_string();
     (node, bootstrap)
 }
 

@@ -44,11 +44,6 @@ fn start_cluster(dir: &Path) -> Cluster {
 }
 
 /// The value after `label` on the banner's line that has it.
-fn banner_value<'a>(banner: &'a str, label: &str) -> &'a str {
-    let line = banner.lines().find(|l| l.trim_start().starts_with(label)).expect(label);
-    line.trim_start()[label.len()..].trim()
-}
-
 /// Sends ApiVersions v0 with `correlation_id` and returns the answer's error code.
 fn api_versions(address: &str, correlation_id: i32) -> i16 {
     let mut stream = TcpStream::connect(address).expect("connect to a Kafka listener");
@@ -101,7 +96,7 @@ fn dev_with_three_nodes_serves_kafka_on_each_connects_the_peers_and_stops_on_sig
     let root = tempfile::tempdir().expect("temporary directory");
     let dir = root.path().join("cairn-data");
     let mut cluster = start_cluster(&dir);
-    let bootstrap = banner_value(&cluster.banner, "bootstrap servers").to_string();
+    let bootstrap = cluster.banner_value("bootstrap servers").to_string();
     let servers: Vec<&str> = bootstrap.split(',').collect();
     assert_eq!(servers.len(), 3, "{}", cluster.banner);
     for (n, server) in servers.iter().enumerate() {
@@ -110,7 +105,7 @@ fn dev_with_three_nodes_serves_kafka_on_each_connects_the_peers_and_stops_on_sig
     assert!(cluster.banner.contains(&format!("kcat -P -b {bootstrap} -t demo")));
     for node in 1..=3 {
         assert!(dir.join(format!("node-{node}/raft/bootstrap")).exists(), "node {node} formatted");
-        let line = banner_value(&cluster.banner, &format!("node {node} "));
+        let line = cluster.banner_value(&format!("node {node} "));
         let url = line.split_whitespace().last().expect("a metrics URL").to_string();
         let deadline = Instant::now() + PROCESS_WAIT_MAX;
         while !metrics(&url).contains("\ncairn_peers_connected 2\n") {
@@ -121,8 +116,8 @@ fn dev_with_three_nodes_serves_kafka_on_each_connects_the_peers_and_stops_on_sig
     assert_eq!(terminate(&mut cluster), Some(0), "a clean stop on SIGTERM");
 
     // Started again, the cluster finds its directories and keeps its id.
-    let id = banner_value(&cluster.banner, "cluster").to_string();
+    let id = cluster.banner_value("cluster").to_string();
     let mut again = start_cluster(&dir);
-    assert_eq!(banner_value(&again.banner, "cluster"), id);
+    assert_eq!(again.banner_value("cluster"), id);
     assert_eq!(terminate(&mut again), Some(0));
 }

@@ -14,6 +14,18 @@ pub struct Running {
     pub banner: String,
 }
 
+impl Running {
+    /// The rest of the banner's first line that starts with `label` ("bootstrap server" for
+    /// `cairn dev`, "bootstrap servers" for `cairn dev --nodes 3`), trimmed.
+    #[allow(dead_code)] // Each test binary compiles this module; not all of them ask.
+    pub fn banner_value(&self, label: &str) -> &str {
+        let line = self.banner.lines().map(str::trim_start).find(|l| l.starts_with(label));
+        line.unwrap_or_else(|| panic!("the banner has no {label:?}: {}", self.banner))
+            [label.len()..]
+            .trim()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
