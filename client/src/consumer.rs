@@ -270,6 +270,25 @@ impl Consumer {
     }
 
     /// Calls `listener` on every rebalance of a subscribed consumer.
+    ///
+    /// ```no_run
+    /// # async fn run() -> cairn_client::Result<()> {
+    /// use cairn_client::*;
+    /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let mut group = GroupConfig::new("billing");
+    /// group.assignors = vec![Assignor::CooperativeSticky];
+    /// let mut consumer =
+    ///     Consumer::new(&client, ConsumerConfig { group: Some(group), ..Default::default() });
+    /// consumer.set_rebalance_listener(Box::new(|event| match event {
+    ///     Rebalance::Revoked { partitions, protocol: RebalanceProtocol::Cooperative } => {
+    ///         println!("giving up only {partitions:?}")
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }));
+    /// consumer.subscribe(&["payments"])?;
+    /// consumer.poll(std::time::Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn set_rebalance_listener(&mut self, listener: RebalanceListener) {
         self.listener = Some(listener);
     }

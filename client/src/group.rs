@@ -169,20 +169,8 @@ pub(crate) async fn join(
     config: &GroupConfig,
     join_as: &JoinAs<'_>,
 ) -> Result<(Member, Vec<TopicPartition>)> {
-    if config.assignors.is_empty() {
-        return Err(Error::Config("GroupConfig::assignors lists no assignor".into()));
-    }
     let mut member_id = join_as.member_id.to_string();
-    let metadata = encode_subscription(join_as.topics, join_as.owned, join_as.generation)?;
-    let protocols: Vec<JoinGroupRequestProtocol> = config
-        .assignors
-        .iter()
-        .map(|assignor| {
-            JoinGroupRequestProtocol::default()
-                .with_name(text(assignor.name()))
-                .with_metadata(metadata.clone())
-        })
-        .collect();
+    let protocols = offered_protocols(config, join_as)?;
     for _ in 0..METADATA_ATTEMPTS_MAX {
         let coordinator = coordinator(client, &config.group_id).await?;
         let request = JoinGroupRequest::default()
@@ -245,6 +233,24 @@ pub(crate) async fn join(
         return Ok((member, partitions));
     }
     Err(Error::kafka(REBALANCE_IN_PROGRESS, format!("joining group {}", config.group_id)))
+}
+
+/// JoinGroup's protocols: each configured assignor, in preference order, with the same
+/// subscription.
+fn offered_protocols(
+    config: &GroupConfig,
+    join_as: &JoinAs<'_>,
+) -> Result<Vec<JoinGroupRequestProtocol>> {
+    if config.assignors.is_empty() {
+        return Err(Error::Config("GroupConfig::assignors lists no assignor".into()));
+    }
+    let metadata = encode_subscription(join_as.topics, join_as.owned, join_as.generation)?;
+    let protocols = config.assignors.iter().map(|assignor| {
+        JoinGroupRequestProtocol::default()
+            .with_name(text(assignor.name()))
+            .with_metadata(metadata.clone())
+    });
+    Ok(protocols.collect())
 }
 
 /// The assignor the coordinator picked: one this member offered.
