@@ -159,6 +159,9 @@ pub struct Summary {
     pub unexpected_exits: Vec<UnexpectedExit>,
     /// What the final drain read.
     pub drain: Option<workload::Drain>,
+    /// Acknowledged sends the final drain did not read (the first few), see
+    /// [`missing_from_drain`].
+    pub missing_from_drain: Vec<crate::Send>,
     /// Problems of the harness itself (a cluster that never settled, a node that would not
     /// stop); any makes the verdict unknown unless anomalies were found.
     pub problems: Vec<String>,
@@ -315,7 +318,7 @@ fn spawn_workload(ctx: &Context, options: &TestOptions) -> Vec<tokio::task::Join
         // Each assigned consumer reads every other partition, so every partition has a
         // reader of its own besides the group.
         let partitions: Vec<i32> = (0..options.partitions)
-            .filter(|p| (*p as u64 + i) % ASSIGNED == 0 || options.partitions == 1)
+            .filter(|p| (*p as u64 + i).is_multiple_of(ASSIGNED) || options.partitions == 1)
             .collect();
         let reading = Reading::Assign { partitions, group: format!("jepsen-assign-{i}") };
         readers.push((PRODUCERS + i, reading));
@@ -555,6 +558,10 @@ fn summarize(
         .filter(|&(_, &count)| count > 0)
         .map(|(kind, &count)| (kind.name().to_string(), count))
         .collect();
+    let missing = missing_from_drain(history);
+    if !missing.is_empty() {
+        anomalies.insert("missing-from-drain".into(), missing.len() as u64);
+    }
     let panics = faults.exits.iter().filter(|e| e.status == Some(PANIC_STATUS)).count() as u64;
     if panics > 0 {
         anomalies.insert("node-panicked".into(), panics);
@@ -576,9 +583,44 @@ fn summarize(
         anomalies,
         unexpected_exits: faults.exits,
         drain: Some(drain),
+        missing_from_drain: missing.into_iter().take(MISSING_SHOWN_MAX).collect(),
         problems,
         wall_s: 0.0,
     }
+}
+
+/// Acknowledged sends shown in `summary.json` when the drain misses them.
+const MISSING_SHOWN_MAX: usize = 20;
+
+/// Acknowledged `acks=all` sends whose value no final poll read. The checker's `unseen`
+/// counts only values that no poll read at all, so a value read during the run and gone
+/// by the end (a log truncated below it) would pass it; the drain read every partition to
+/// its end, so every acknowledged value must be in it. Empty when the history has no
+/// completed final poll (the drain's problem is reported apart).
+pub fn missing_from_drain(history: &crate::History) -> Vec<crate::Send> {
+    use std::collections::HashSet;
+    let mut drained: HashSet<(i32, i64)> = HashSet::new();
+    let mut any_final = false;
+    for op in history.ops() {
+        if let (crate::OpType::Ok, crate::Value::Poll(poll)) = (op.kind, &op.value)
+            && poll.is_final
+        {
+            any_final = true;
+            drained.extend(poll.records.iter().map(|r| (r.partition, r.value)));
+        }
+    }
+    if !any_final {
+        return Vec::new();
+    }
+    (history.ops().iter())
+        .filter(|op| op.kind == crate::OpType::Ok)
+        .filter_map(|op| match &op.value {
+            crate::Value::Send(send) if send.acks() == crate::Acks::All => Some(send),
+            _ => None,
+        })
+        .filter(|send| !drained.contains(&(send.partition, send.value)))
+        .cloned()
+        .collect()
 }
 
 /// Sets the verdict from the checker's, the harness's own findings and its coverage.
@@ -606,4 +648,42 @@ fn finish(summary: &mut Summary) {
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{F, History, OpType, Poll, Record, Send, Value};
+
+    fn history(final_records: Vec<Record>) -> History {
+        let mut history = History::new();
+        for (i, value) in [10, 11].into_iter().enumerate() {
+            let send = Send::new(TOPIC, 0, value);
+            history.invoke(1, 1, F::Send, Value::Send(send.clone()));
+            history.complete(2, 1, OpType::Ok, F::Send, Value::Send(send.at(i as i64)));
+        }
+        let read = vec![Record::new(TOPIC, 0, 0, 10), Record::new(TOPIC, 0, 1, 11)];
+        history.invoke(3, 2, F::Poll, Value::Null);
+        history.complete(
+            4,
+            2,
+            OpType::Ok,
+            F::Poll,
+            Value::Poll(Poll { is_final: false, records: read }),
+        );
+        history.invoke(5, 3, F::Poll, Value::Poll(Poll { is_final: true, records: Vec::new() }));
+        let drained = Value::Poll(Poll { is_final: true, records: final_records });
+        history.complete(6, 3, OpType::Ok, F::Poll, drained);
+        history
+    }
+
+    #[test]
+    fn a_value_read_during_the_run_but_gone_from_the_drain_is_missing() {
+        let complete = history(vec![Record::new(TOPIC, 0, 0, 10), Record::new(TOPIC, 0, 1, 11)]);
+        assert!(missing_from_drain(&complete).is_empty());
+        let truncated = history(vec![Record::new(TOPIC, 0, 0, 10)]);
+        let missing = missing_from_drain(&truncated);
+        assert_eq!(missing.len(), 1);
+        assert_eq!((missing[0].partition, missing[0].value), (0, 11));
+    }
 }
