@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 
-from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, produce_acked, require_module
+from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, produce_acked, require_module, wait_for
 
 PARTITIONS = 6
 GROUP = "coop-interop"
@@ -148,15 +148,6 @@ def describe(cairn, bootstrap):
     for m in doc["members"]:
         held[m["member_id"]] = (m["client_id"], {int(p.rsplit("-", 1)[1]) for p in m["partitions"]})
     return doc["state"], doc["protocol"], held
-
-
-def wait_for(what, deadline, condition):
-    while True:
-        state = condition()
-        if state is True:
-            return
-        deadline.check(f"{what} (last seen: {state})")
-        time.sleep(0.2)
 
 
 def split_of(cairn, bootstrap, member, cairn_member):
