@@ -9,7 +9,9 @@
 # default 2000000), LINGER_MS (default 5), BATCH_SIZES (batch.size in bytes for both tools,
 # space-separated, default "1000000 16384": librdkafka's default, then the Java client's),
 # IN_FLIGHT (max.in.flight.requests.per.connection for both, default 5: the Java client's
-# default; librdkafka's own is 1000000).
+# default; librdkafka's own is 1000000), ACKS (space-separated, default "1 all"; 0 works too),
+# DURABILITY (the topics' durability, default fsync: the node answers after the fsync that
+# holds a batch; replicate answers from the page cache, so the clients' own costs show).
 #
 # Every run: 100-byte records, one partition, loopback, a topic of its own. For each batch
 # size and each acks (1, all) the two tools run alternately, RUNS times each, against one
@@ -26,6 +28,8 @@ COUNT="${COUNT:-2000000}"
 LINGER_MS="${LINGER_MS:-5}"
 BATCH_SIZES="${BATCH_SIZES:-1000000 16384}"
 IN_FLIGHT="${IN_FLIGHT:-5}"
+ACKS="${ACKS:-1 all}"
+DURABILITY="${DURABILITY:-fsync}"
 WORK="$(mktemp -d /tmp/cairn-client-bench.XXXXXX)"
 NODE_PID=""
 
@@ -45,7 +49,8 @@ NODE_PID=$!
 wait_for_port "$PORT"
 
 create_topic() { # topic
-  "$CAIRN" topic create "$1" --partitions 1 --bootstrap "$BOOTSTRAP" >/dev/null
+  "$CAIRN" topic create "$1" --partitions 1 --config "durability=$DURABILITY" \
+    --bootstrap "$BOOTSTRAP" >/dev/null
 }
 
 rdkafka_rate() { # topic acks batch-size
@@ -69,7 +74,7 @@ echo "| batch.size | acks | librdkafka (rec/s) | cairn bench (rec/s) | cairn / l
   >"$WORK/table.md"
 echo "| --- | --- | --- | --- | --- |" >>"$WORK/table.md"
 for batch in $BATCH_SIZES; do
-  for acks in 1 all; do
+  for acks in $ACKS; do
     wire_acks=$acks
     [ "$acks" = all ] && wire_acks=-1
     rdk="" crn=""
@@ -91,5 +96,5 @@ done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "medians of $RUNS runs ($COUNT records of 100 bytes, one partition, linger.ms=$LINGER_MS," \
-  "max.in.flight=$IN_FLIGHT):"
+  "max.in.flight=$IN_FLIGHT, durability=$DURABILITY):"
 cat "$WORK/table.md"

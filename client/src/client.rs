@@ -16,6 +16,7 @@ use std::time::Duration;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use rustc_hash::FxHashMap;
 use tokio::sync::OnceCell;
 
 use crate::conn::Connection;
@@ -100,7 +101,8 @@ pub struct BrokerMetadata {
 #[derive(Default)]
 struct Cache {
     brokers: HashMap<i32, String>,
-    topics: HashMap<Arc<str>, Arc<TopicMetadata>>,
+    /// Looked up once per record sent: hashed with Fx, not SipHash.
+    topics: FxHashMap<Arc<str>, Arc<TopicMetadata>>,
     connections: HashMap<i32, Arc<OnceCell<Connection>>>,
     /// A connection to a bootstrap server, used until a broker's is open.
     bootstrap: Option<Connection>,

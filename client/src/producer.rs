@@ -36,6 +36,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
 };
+use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, oneshot};
 
 use crate::batch::{BatchBuilder, Header, ProducerFields};
@@ -272,6 +273,22 @@ impl DeliveryFuture {
     }
 }
 
+/// Which batch a record went in: `cairn bench` reads the clock once per answered batch.
+/// It holds the batch's outcome, so no later batch can take its address.
+pub(crate) struct BatchMarker(Arc<BatchOutcome>);
+
+impl DeliveryFuture {
+    /// The batch this record went in.
+    pub(crate) fn batch_marker(&self) -> BatchMarker {
+        BatchMarker(self.batch.clone())
+    }
+
+    /// Whether this record went in `batch`.
+    pub(crate) fn in_batch(&self, batch: &BatchMarker) -> bool {
+        Arc::ptr_eq(&self.batch, &batch.0)
+    }
+}
+
 /// `delivery.await` for convenience; it boxes the future, so a caller that awaits many
 /// records and counts allocations uses [`DeliveryFuture::wait`] instead.
 impl std::future::IntoFuture for DeliveryFuture {
@@ -334,12 +351,13 @@ enum Renewal {
 }
 
 struct Accumulator {
-    partitions: HashMap<PartitionKey, PartitionQueue>,
+    /// Looked up once per record: hashed with Fx, not SipHash.
+    partitions: FxHashMap<PartitionKey, PartitionQueue>,
     /// The producer id and epoch new batches are numbered under; `(-1, -1)` without
     /// idempotence.
     producer: (i64, i16),
     renewal: Renewal,
-    sticky: HashMap<Arc<str>, i32>,
+    sticky: FxHashMap<Arc<str>, i32>,
     queued_bytes: usize,
     flushing: usize,
     closed: bool,
@@ -410,10 +428,10 @@ impl Producer {
             client: client.clone(),
             config,
             state: Mutex::new(Accumulator {
-                partitions: HashMap::new(),
+                partitions: FxHashMap::default(),
                 producer,
                 renewal: Renewal::Idle,
-                sticky: HashMap::new(),
+                sticky: FxHashMap::default(),
                 queued_bytes: 0,
                 flushing: 0,
                 closed: false,
@@ -491,9 +509,6 @@ impl Producer {
             }
         };
         let queue = state.partitions.entry((topic.clone(), partition)).or_default();
-        if queue.sealed.len() >= PARTITION_BATCHES_MAX {
-            return Ok(None);
-        }
         let (key, value, headers) = (record.key, record.value, record.headers);
         let fits = |open: &OpenBatch, size: usize| {
             open.builder.count() < BATCH_RECORDS_MAX
@@ -503,10 +518,14 @@ impl Producer {
             .open
             .as_ref()
             .map(|open| open.builder.record_size(timestamp, key, value, headers));
+        let fits_open = queue.open.as_ref().zip(size).is_some_and(|(open, size)| fits(open, size));
+        // The partition's queue is full only when the record needs a new batch: the open one
+        // fills up while the sender works through the batches before it.
+        if !fits_open && queue.sealed.len() >= PARTITION_BATCHES_MAX {
+            return Ok(None);
+        }
         let mut sealed_one = false;
-        if let Some(open) = &queue.open
-            && !fits(open, size.expect("measured in the open batch"))
-        {
+        if queue.open.is_some() && !fits_open {
             size = None;
             let open = queue.open.take().expect("checked above");
             queue.sealed.push_back(seal(open));
@@ -693,15 +712,19 @@ fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bo
     let mut busy = false;
     let window = in_flight_max(config);
     for (key, queue) in &mut state.partitions {
+        // A batch past its linger is sealed only when it can be sent now. While older batches
+        // wait for the in-flight window it goes on filling, as Kafka's clients do: sealing it
+        // would only send a smaller batch later. The answer that frees the window wakes us.
+        let can_send = queue.sealed.is_empty() && queue.in_flight.len() < window;
         if let Some(open) = &queue.open {
             let due = open.created + config.linger;
-            if flushing || due <= now {
+            if flushing || (due <= now && can_send) {
                 let open = queue.open.take().expect("checked");
                 queue.sealed.push_back(seal(open));
                 if state.sticky.get(&key.0) == Some(&key.1) {
                     state.sticky.remove(&key.0);
                 }
-            } else {
+            } else if due > now {
                 earliest(due);
             }
         }
@@ -1017,9 +1040,10 @@ mod tests {
         PartitionProduceResponse, TopicProduceResponse,
     };
     use kafka_protocol::messages::{
-        ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ResponseHeader, TopicName,
+        ApiKey, ApiVersionsResponse, BrokerId, MetadataResponse, ProduceRequest, RequestHeader,
+        ResponseHeader, TopicName,
     };
-    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::{TcpListener, TcpStream};
 
@@ -1028,24 +1052,55 @@ mod tests {
 
     const TOPIC: &str = "window";
 
-    /// A scripted broker with one partition of `TOPIC`, led by itself. It holds every
-    /// Produce answer until `produce_requests` Produce requests are in, then answers them
-    /// all in order (offsets 0, 1, ...: one record per batch), and later ones at once.
-    async fn holding_broker(produce_requests: usize) -> SocketAddr {
+    /// How the scripted broker answers Produce requests.
+    #[derive(Clone)]
+    struct Script {
+        /// Every answer is held until this many Produce requests are in; then all are
+        /// answered in order, and later ones at once.
+        hold_until: usize,
+        /// Each answer waits this long first.
+        delay: Duration,
+        /// Where the record count of each Produce request's batch goes.
+        counts: Option<tokio::sync::mpsc::UnboundedSender<i32>>,
+    }
+
+    /// A scripted broker with one partition of `TOPIC`, led by itself, that answers
+    /// Produce requests as `script` says, with the offsets of the records they carried.
+    async fn scripted_broker(script: Script) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(serve(stream, addr, produce_requests));
+                tokio::spawn(serve(stream, addr, script.clone()));
             }
         });
         addr
     }
 
-    async fn serve(mut stream: TcpStream, addr: SocketAddr, produce_requests: usize) {
+    /// A scripted broker that holds every Produce answer until `produce_requests` are in.
+    async fn holding_broker(produce_requests: usize) -> SocketAddr {
+        scripted_broker(Script {
+            hold_until: produce_requests,
+            delay: Duration::ZERO,
+            counts: None,
+        })
+        .await
+    }
+
+    /// The record count of a Produce request's one batch (`frame` holds header and body).
+    fn record_count(frame: &[u8]) -> i32 {
+        let mut buf = bytes::Bytes::copy_from_slice(frame);
+        RequestHeader::decode(&mut buf, 1).unwrap();
+        let request = ProduceRequest::decode(&mut buf, 3).unwrap();
+        let records = request.topic_data[0].partition_data[0].records.as_ref().unwrap();
+        i32::from_be_bytes(records[57..61].try_into().unwrap())
+    }
+
+    async fn serve(mut stream: TcpStream, addr: SocketAddr, script: Script) {
         let mut held = Vec::new();
         let mut answered = 0;
+        let mut next_offset = 0i64;
         loop {
             let Ok(size) = stream.read_i32().await else { return };
             let mut frame = vec![0; size as usize];
@@ -1080,13 +1135,19 @@ mod tests {
                 write_answer(&mut stream, id, &body, 7).await;
             } else {
                 assert_eq!(key, ApiKey::Produce as i16, "the producer sends only Produce");
-                held.push(id);
-                if held.len() + answered < produce_requests {
+                let count = record_count(&frame);
+                if let Some(counts) = &script.counts {
+                    counts.send(count).unwrap();
+                }
+                held.push((id, count));
+                if held.len() + answered < script.hold_until {
                     continue;
                 }
-                for id in held.drain(..) {
+                tokio::time::sleep(script.delay).await;
+                for (id, count) in held.drain(..) {
                     let partition =
-                        PartitionProduceResponse::default().with_base_offset(answered as i64);
+                        PartitionProduceResponse::default().with_base_offset(next_offset);
+                    next_offset += i64::from(count);
                     let topic = TopicProduceResponse::default()
                         .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
                         .with_partition_responses(vec![partition]);
@@ -1152,6 +1213,39 @@ mod tests {
         let three = ProducerConfig { max_in_flight: 3, ..config };
         let offsets = send_one_record_batches(holding_broker(4).await, three, 4).await;
         assert_eq!(offsets, None, "never more than the window");
+    }
+
+    #[tokio::test]
+    async fn a_batch_past_its_linger_fills_while_the_window_is_full() {
+        // One batch in flight, answered after 300 ms; no linger. The records sent while the
+        // first batch waits for its answer go out together in the next batch, not one batch
+        // each: sealing a batch that cannot be sent yet would only make it smaller.
+        let (counts, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let script =
+            Script { hold_until: 1, delay: Duration::from_millis(300), counts: Some(counts) };
+        let broker = scripted_broker(script).await;
+        let client = Client::connect(ClientConfig::new(&broker.to_string())).await.unwrap();
+        let config = ProducerConfig {
+            acks: Acks::Leader,
+            max_in_flight: 1,
+            linger: Duration::ZERO,
+            ..Default::default()
+        };
+        let producer = Producer::new(&client, config).await.unwrap();
+        let value = [7u8; 100];
+        let send = || producer.send(ProducerRecord::new(TOPIC).partition(0).value(&value));
+        let first = send().await.unwrap();
+        assert_eq!(received.recv().await, Some(1), "the first record goes out at once");
+        let mut later = Vec::new();
+        for _ in 0..50 {
+            later.push(send().await.unwrap());
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(first.wait().await.unwrap().offset, 0);
+        for (index, delivery) in later.into_iter().enumerate() {
+            assert_eq!(delivery.wait().await.unwrap().offset, index as i64 + 1);
+        }
+        assert_eq!(received.recv().await, Some(50), "the 50 later records in one batch");
     }
 
     #[tokio::test]
