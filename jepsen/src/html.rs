@@ -269,11 +269,18 @@ fn summary(anomaly: &Anomaly) -> String {
              read it.",
             a.topic, a.partition, a.value, a.offset, a.read_above.offset
         ),
-        Anomaly::Unseen(a) => format!(
-            "{}/{}: value {} was acknowledged at offset {} and never read, not even by the \
-             final drain.",
-            a.topic, a.partition, a.value, a.offset
-        ),
+        Anomaly::Unseen(a) => match a.read_before {
+            None => format!(
+                "{}/{}: value {} was acknowledged at offset {} and never read, not even by \
+                 the final drain.",
+                a.topic, a.partition, a.value, a.offset
+            ),
+            Some(read) => format!(
+                "{}/{}: value {} was acknowledged at offset {}, read at offset {} during the \
+                 run, and not read by the final drain.",
+                a.topic, a.partition, a.value, a.offset, read.offset
+            ),
+        },
         Anomaly::Duplicate(a) => {
             let offsets: Vec<String> = a.seen.iter().map(|s| s.offset.to_string()).collect();
             format!(

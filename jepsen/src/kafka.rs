@@ -68,6 +68,8 @@ struct ValueState {
     send: Option<SendState>,
     /// The first poll that read this value.
     read: Option<Seen>,
+    /// Whether a poll of the final drain read this value.
+    drained: bool,
     /// The first offset this value was seen at in the version order.
     first: Option<Seen>,
 }
@@ -259,6 +261,7 @@ impl Kafka {
             log.observe(seen);
             let state = log.values.get_mut(&record.value).expect("observe() created the value");
             state.read.get_or_insert(seen);
+            state.drained |= is_final;
             if log.read_max.is_none_or(|max| max.offset < record.offset) {
                 log.read_max = Some(seen);
             }
@@ -387,11 +390,11 @@ impl PartitionLog {
                 (Some(send), Some(read)) if send.status == SendStatus::Failed => {
                     Some(Anomaly::AbortedRead(self.bad_read(topic, read, Some(send.op))))
                 }
-                (Some(send), Some(_)) => {
+                (Some(send), Some(read)) => {
                     if send.status == SendStatus::Acknowledged && send.acks_all {
                         stats.acknowledged_values_read += 1;
                     }
-                    None
+                    self.check_undrained(topic, value, state, send, read, final_drain)
                 }
                 (None, Some(read)) => Some(Anomaly::PhantomRead(self.bad_read(topic, read, None))),
                 (None, None) => None,
@@ -428,9 +431,40 @@ impl PartitionLog {
                 value,
                 offset,
                 send: send.op,
+                read_before: None,
             })),
             _ => None,
         }
+    }
+
+    /// `unseen` for a value some poll read: an acknowledged `acks=all` value that the final
+    /// drain, which reads every partition from its log start to its end, did not read. The
+    /// log lost it after it was read (truncated below it, say).
+    fn check_undrained(
+        &self,
+        topic: &str,
+        value: i64,
+        state: &ValueState,
+        send: SendState,
+        read: Seen,
+        final_drain: bool,
+    ) -> Option<Anomaly> {
+        if !final_drain
+            || state.drained
+            || send.status != SendStatus::Acknowledged
+            || !send.acks_all
+        {
+            return None;
+        }
+        Some(Anomaly::Unseen(Unseen {
+            topic: topic.to_string(),
+            partition: self.partition,
+            value,
+            // The offset it was acknowledged at, or else the first it was read at.
+            offset: send.offset.unwrap_or(read.offset),
+            send: send.op,
+            read_before: Some(read),
+        }))
     }
 
     fn bad_read(&self, topic: &str, read: Seen, send: Option<OpRef>) -> BadRead {

@@ -39,7 +39,9 @@ pub enum AnomalyKind {
     /// An acknowledged `acks=all` send whose value sits below an offset some poll read, yet
     /// no poll ever read it.
     LostWrite,
-    /// An acknowledged `acks=all` send not read by any poll, not even by the final drain.
+    /// An acknowledged `acks=all` send the final drain did not read: no poll read it (and
+    /// it is not below an offset read, else it is a `lost-write`), or a poll read it during
+    /// the run and it was gone from the log by the drain.
     Unseen,
     /// One value at two offsets.
     Duplicate,
@@ -156,7 +158,9 @@ pub struct LostWrite {
     pub read_above: Seen,
 }
 
-/// `unseen`: `send` was acknowledged and a final drain ran, yet no poll read `value`.
+/// `unseen`: `send` was acknowledged and a final drain ran, yet the drain did not read
+/// `value`: either no poll ever read it (`read_before` is `None`), or some poll read it
+/// during the run and it was gone by the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Unseen {
     /// The topic.
@@ -169,6 +173,9 @@ pub struct Unseen {
     pub offset: i64,
     /// The acknowledged send.
     pub send: OpRef,
+    /// The first poll that read the value, if one did before the final drain missed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_before: Option<Seen>,
 }
 
 /// `duplicate`: `value` was seen at each of `offsets`.
@@ -329,7 +336,7 @@ impl Anomaly {
     pub fn ops(&self) -> Vec<OpRef> {
         match self {
             Anomaly::LostWrite(a) => vec![a.send, a.read_above.op],
-            Anomaly::Unseen(a) => vec![a.send],
+            Anomaly::Unseen(a) => a.read_before.map(|r| r.op).into_iter().chain([a.send]).collect(),
             Anomaly::Duplicate(a) => a.seen.iter().map(|s| s.op).collect(),
             Anomaly::InconsistentOffsets(a) => a.seen.iter().map(|s| s.op).collect(),
             Anomaly::NonmonotonicSend(a) | Anomaly::NonmonotonicPoll(a) | Anomaly::PollSkip(a) => {

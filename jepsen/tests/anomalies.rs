@@ -91,6 +91,49 @@ fn unseen_needs_a_final_drain() {
     assert_valid(&check(&with(&lines, 4, poll(1, "invoke", &[]))));
 }
 
+/// Two values sent and read during the run, then a final drain that reads `drained`.
+fn read_then_final_drain(drained: &[(i64, i64)]) -> Vec<String> {
+    vec![
+        send(0, "invoke", 1, None),
+        send(0, "ok", 1, Some(0)),
+        send(0, "invoke", 2, None),
+        send(0, "ok", 2, Some(1)),
+        poll(1, "invoke", &[]),
+        poll(1, "ok", &[(0, 1), (1, 2)]),
+        assign(2, "invoke"),
+        assign(2, "ok"),
+        poll_final(2),
+        poll(2, "ok", drained),
+    ]
+}
+
+#[test]
+fn unseen_value_read_during_the_run_but_gone_from_the_final_drain() {
+    // The log lost offset 1 after a consumer read it: design §9's `unseen`, though a poll
+    // read the value.
+    let report = check(&read_then_final_drain(&[(0, 1)]));
+    assert_flags(&report, AnomalyKind::Unseen);
+    assert_eq!(report.anomaly_counts[&AnomalyKind::Unseen], 1);
+    let Anomaly::Unseen(unseen) = &report.of(AnomalyKind::Unseen)[0] else { panic!() };
+    assert_eq!((unseen.value, unseen.offset), (2, 1));
+    assert_eq!((unseen.send.invoke, unseen.send.complete), (Some(2), Some(3)));
+    let read = unseen.read_before.expect("a poll read it before");
+    assert_eq!((read.offset, read.op.invoke, read.op.complete), (1, Some(4), Some(5)));
+    assert!(!report.has(AnomalyKind::LostWrite));
+    assert_valid(&check(&read_then_final_drain(&[(0, 1), (1, 2)])));
+}
+
+#[test]
+fn unseen_after_a_read_needs_a_final_drain_and_acks_all() {
+    let lines = read_then_final_drain(&[(0, 1)]);
+    // No final drain: nothing says the value should still be there.
+    assert_valid(&check(&with(&lines, 8, poll(2, "invoke", &[]))));
+    // acks=1: a leader change may take it back.
+    let lines = with(&lines, 2, send_acks(0, "invoke", 2, None, "1"));
+    let lines = with(&lines, 3, send_acks(0, "ok", 2, Some(1), "1"));
+    assert_valid(&check(&lines));
+}
+
 // duplicate
 
 #[test]

@@ -307,7 +307,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         config.apply_file(path)?;
     }
     config.apply_env(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))?;
-    for name in config::unknown_env_names(std::env::vars_os().map(|(k, _)| lossy(&k))) {
+    let names = std::env::vars_os().map(|(k, _)| lossy(&k));
+    #[cfg(feature = "canary")]
+    let names = names.filter(|name| name != planted::ENV);
+    for name in config::unknown_env_names(names) {
         warn!("environment variable {name} is not a Cairn setting and is ignored");
     }
     if let Some(node_id) = &args.node_id {
@@ -444,8 +447,11 @@ fn run_nodes(
     data_dirs: Vec<DataDir>,
     announce: impl FnOnce(&[Server]),
 ) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(feature = "canary")]
+    planted::plant(&mut builder)?;
+    let runtime = builder
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the tokio runtime: {e}")))?;
     let result = runtime.block_on(async {
@@ -588,4 +594,53 @@ fn os_random_u64() -> io::Result<u64> {
 
 fn lossy(text: &std::ffi::OsStr) -> String {
     text.to_string_lossy().into_owned()
+}
+
+/// A deliberate bug planted in a real node, so that `cairn-jepsen test` can be shown to catch
+/// one (docs/jepsen.md): `CAIRN_CANARY=NAME`, with the names of `cairn-sim --canary`. Only
+/// with the `canary` feature, which no default or release build enables.
+#[cfg(feature = "canary")]
+mod planted {
+    use cairn_node::core::log::canary::{self, Canary};
+    use tracing::warn;
+
+    use crate::Failure;
+
+    /// The variable that names the canary.
+    pub const ENV: &str = "CAIRN_CANARY";
+
+    /// Every canary by its name in `cairn-sim --canary`.
+    const NAMES: [(&str, Canary); 11] = [
+        ("unsynced-write-durable", Canary::UnsyncedWriteDurable),
+        ("lookup-off-by-one", Canary::LookupOffByOneAfterRetention),
+        ("recovery-skips-crc", Canary::RecoverySkipsCrc),
+        ("acks-all-before-isr", Canary::AcksAllBeforeIsr),
+        ("hw-over-all-replicas", Canary::HwOverAllReplicas),
+        ("leader-leo-visible", Canary::LeaderLeoVisible),
+        ("follower-truncates-to-hw", Canary::FollowerTruncatesToHw),
+        ("offset-for-newer-epoch", Canary::OffsetForNewerEpoch),
+        ("follower-hw-before-truncation", Canary::FollowerHwBeforeTruncation),
+        ("idempotence-not-deduplicated", Canary::IdempotenceNotDeduplicated),
+        ("coordinator-commit-append-ignored", Canary::CoordinatorCommitAppendIgnored),
+    ];
+
+    /// Plants the canary `CAIRN_CANARY` names, if any, on every thread of the runtime
+    /// `builder` makes and on this one (which runs `block_on`): `canary::set` is per thread,
+    /// and the core runs in a task that any worker thread may poll. An unknown name is a
+    /// usage error that lists the names.
+    pub fn plant(builder: &mut tokio::runtime::Builder) -> Result<(), Failure> {
+        let Some(name) = std::env::var_os(ENV) else { return Ok(()) };
+        let name = name.to_string_lossy();
+        let Some(&(_, chosen)) = NAMES.iter().find(|(n, _)| *n == name) else {
+            let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
+            return Err(Failure::Usage(format!(
+                "{ENV}={name:?} names no canary; one of {}",
+                names.join(", ")
+            )));
+        };
+        warn!(canary = %name, "a deliberate bug is planted ({ENV}): never run this build for real");
+        builder.on_thread_start(move || canary::set(Some(chosen)));
+        canary::set(Some(chosen));
+        Ok(())
+    }
 }
