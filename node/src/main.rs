@@ -609,21 +609,6 @@ mod planted {
     /// The variable that names the canary.
     pub const ENV: &str = "CAIRN_CANARY";
 
-    /// Every canary by its name in `cairn-sim --canary`.
-    const NAMES: [(&str, Canary); 11] = [
-        ("unsynced-write-durable", Canary::UnsyncedWriteDurable),
-        ("lookup-off-by-one", Canary::LookupOffByOneAfterRetention),
-        ("recovery-skips-crc", Canary::RecoverySkipsCrc),
-        ("acks-all-before-isr", Canary::AcksAllBeforeIsr),
-        ("hw-over-all-replicas", Canary::HwOverAllReplicas),
-        ("leader-leo-visible", Canary::LeaderLeoVisible),
-        ("follower-truncates-to-hw", Canary::FollowerTruncatesToHw),
-        ("offset-for-newer-epoch", Canary::OffsetForNewerEpoch),
-        ("follower-hw-before-truncation", Canary::FollowerHwBeforeTruncation),
-        ("idempotence-not-deduplicated", Canary::IdempotenceNotDeduplicated),
-        ("coordinator-commit-append-ignored", Canary::CoordinatorCommitAppendIgnored),
-    ];
-
     /// Plants the canary `CAIRN_CANARY` names, if any, on every thread of the runtime
     /// `builder` makes and on this one (which runs `block_on`): `canary::set` is per thread,
     /// and the core runs in a task that any worker thread may poll. An unknown name is a
@@ -631,13 +616,7 @@ mod planted {
     pub fn plant(builder: &mut tokio::runtime::Builder) -> Result<(), Failure> {
         let Some(name) = std::env::var_os(ENV) else { return Ok(()) };
         let name = name.to_string_lossy();
-        let Some(&(_, chosen)) = NAMES.iter().find(|(n, _)| *n == name) else {
-            let names: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
-            return Err(Failure::Usage(format!(
-                "{ENV}={name:?} names no canary; one of {}",
-                names.join(", ")
-            )));
-        };
+        let chosen = Canary::parse(&name).map_err(|e| Failure::Usage(format!("{ENV}: {e}")))?;
         warn!(canary = %name, "a deliberate bug is planted ({ENV}): never run this build for real");
         builder.on_thread_start(move || canary::set(Some(chosen)));
         canary::set(Some(chosen));

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cairn_sim::run::{self, CanaryChoice, RunSpec};
+use cairn_sim::run::{self, Canary, RunSpec};
 use cairn_sim::scenario::Scenario;
 use clap::{Parser, Subcommand};
 
@@ -56,7 +56,7 @@ enum Command {
 }
 
 fn spec(scenario: Option<PathBuf>, canary: Option<String>) -> Result<RunSpec, String> {
-    let canary = canary.map(|name| CanaryChoice::parse(&name)).transpose()?;
+    let canary = canary.map(|name| Canary::parse(&name)).transpose()?;
     if canary.is_some() && !cfg!(feature = "canary") {
         return Err("--canary needs a build with `--features canary`".into());
     }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_jepsen::{Anomaly, AnomalyKind, Options, Report, Validity};
+/// The deliberate bugs a run can plant (`--canary`); planting needs the `canary` feature.
+pub use cairn_node::core::log::canary::Canary;
 
 use crate::invariants::Violation;
 use crate::params::{Atlas, Params};
@@ -20,114 +22,15 @@ pub const EVENTS_MAX: u64 = 20_000_000;
 /// The deterministic budget of the linearizability search (no wall-clock limit).
 pub const SEARCH_STEPS_MAX: u64 = 10_000_000;
 
-/// A deliberate bug to plant (needs the `canary` feature).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CanaryChoice {
-    /// An unsynced write treated as durable.
-    UnsyncedWriteDurable,
-    /// An off-by-one in the offset lookup after retention deleted segments.
-    LookupOffByOne,
-    /// Recovery that skips the checksum.
-    RecoverySkipsCrc,
-    /// acks=all acknowledged before the ISR has the batch.
-    AcksAllBeforeIsr,
-    /// The HW over every replica's LEO instead of the ISR's.
-    HwOverAllReplicas,
-    /// The leader's own LEO as the consumers' visibility bound.
-    LeaderLeoVisible,
-    /// A follower truncates to its own HW (pre-KIP-101).
-    FollowerTruncatesToHw,
-    /// A leader answers OffsetForLeaderEpoch for an epoch newer than its own (KAFKA-6361).
-    OffsetForNewerEpoch,
-    /// A follower applies the leader's HW before truncating (KAFKA-14704).
-    FollowerHwBeforeTruncation,
-    /// An idempotent producer's retry appended again (Redpanda issue 3039).
-    IdempotenceNotDeduplicated,
-    /// The group coordinator acknowledges a commit whose append failed.
-    CoordinatorCommitAppendIgnored,
-}
-
-impl CanaryChoice {
-    /// Every canary.
-    pub const ALL: [CanaryChoice; 11] = [
-        CanaryChoice::UnsyncedWriteDurable,
-        CanaryChoice::LookupOffByOne,
-        CanaryChoice::RecoverySkipsCrc,
-        CanaryChoice::AcksAllBeforeIsr,
-        CanaryChoice::HwOverAllReplicas,
-        CanaryChoice::LeaderLeoVisible,
-        CanaryChoice::FollowerTruncatesToHw,
-        CanaryChoice::OffsetForNewerEpoch,
-        CanaryChoice::FollowerHwBeforeTruncation,
-        CanaryChoice::IdempotenceNotDeduplicated,
-        CanaryChoice::CoordinatorCommitAppendIgnored,
-    ];
-
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            CanaryChoice::UnsyncedWriteDurable => "unsynced-write-durable",
-            CanaryChoice::LookupOffByOne => "lookup-off-by-one",
-            CanaryChoice::RecoverySkipsCrc => "recovery-skips-crc",
-            CanaryChoice::AcksAllBeforeIsr => "acks-all-before-isr",
-            CanaryChoice::HwOverAllReplicas => "hw-over-all-replicas",
-            CanaryChoice::LeaderLeoVisible => "leader-leo-visible",
-            CanaryChoice::FollowerTruncatesToHw => "follower-truncates-to-hw",
-            CanaryChoice::OffsetForNewerEpoch => "offset-for-newer-epoch",
-            CanaryChoice::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
-            CanaryChoice::IdempotenceNotDeduplicated => "idempotence-not-deduplicated",
-            CanaryChoice::CoordinatorCommitAppendIgnored => "coordinator-commit-append-ignored",
-        }
-    }
-
-    /// Whether it is a replication bug, which only nodes that replicate can show (a sweep
-    /// with today's single-replica nodes cannot catch it; see `world::NODES_REPLICATE`).
-    pub fn is_replication(self) -> bool {
-        !matches!(
-            self,
-            CanaryChoice::UnsyncedWriteDurable
-                | CanaryChoice::LookupOffByOne
-                | CanaryChoice::RecoverySkipsCrc
-                | CanaryChoice::IdempotenceNotDeduplicated
-                | CanaryChoice::CoordinatorCommitAppendIgnored
-        )
-    }
-
-    /// The canary named `name`.
-    pub fn parse(name: &str) -> Result<CanaryChoice, String> {
-        CanaryChoice::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
-            let names: Vec<_> = CanaryChoice::ALL.iter().map(|c| c.name()).collect();
-            format!("unknown canary {name:?}; one of {}", names.join(", "))
-        })
-    }
-
-    /// Plants it (or none) on this thread.
-    ///
-    /// # Panics
-    /// If a canary is asked for and the simulator was built without the `canary` feature.
-    pub fn plant(choice: Option<CanaryChoice>) {
-        #[cfg(feature = "canary")]
-        {
-            use cairn_node::core::log::canary::{self, Canary};
-            canary::set(choice.map(|c| match c {
-                CanaryChoice::UnsyncedWriteDurable => Canary::UnsyncedWriteDurable,
-                CanaryChoice::LookupOffByOne => Canary::LookupOffByOneAfterRetention,
-                CanaryChoice::RecoverySkipsCrc => Canary::RecoverySkipsCrc,
-                CanaryChoice::AcksAllBeforeIsr => Canary::AcksAllBeforeIsr,
-                CanaryChoice::HwOverAllReplicas => Canary::HwOverAllReplicas,
-                CanaryChoice::LeaderLeoVisible => Canary::LeaderLeoVisible,
-                CanaryChoice::FollowerTruncatesToHw => Canary::FollowerTruncatesToHw,
-                CanaryChoice::OffsetForNewerEpoch => Canary::OffsetForNewerEpoch,
-                CanaryChoice::FollowerHwBeforeTruncation => Canary::FollowerHwBeforeTruncation,
-                CanaryChoice::IdempotenceNotDeduplicated => Canary::IdempotenceNotDeduplicated,
-                CanaryChoice::CoordinatorCommitAppendIgnored => {
-                    Canary::CoordinatorCommitAppendIgnored
-                }
-            }));
-        }
-        #[cfg(not(feature = "canary"))]
-        assert!(choice.is_none(), "built without the `canary` feature: rebuild with it");
-    }
+/// Plants `canary` (or none) on this thread.
+///
+/// # Panics
+/// If a canary is asked for and the simulator was built without the `canary` feature.
+pub fn plant_canary(canary: Option<Canary>) {
+    #[cfg(feature = "canary")]
+    cairn_node::core::log::canary::set(canary);
+    #[cfg(not(feature = "canary"))]
+    assert!(canary.is_none(), "built without the `canary` feature: rebuild with it");
 }
 
 /// What a run (or a sweep, summed) exercised.
@@ -353,7 +256,7 @@ pub struct RunSpec {
     /// Where the scenario came from, for the replay command.
     pub scenario_path: Option<String>,
     /// A canary to plant.
-    pub canary: Option<CanaryChoice>,
+    pub canary: Option<Canary>,
     /// Whether to keep the history in the outcome.
     pub keep_history: bool,
 }
@@ -390,13 +293,13 @@ pub fn run_seed(seed: u64, spec: &RunSpec) -> Result<Outcome, String> {
     let params = spec.params(seed)?;
     let timeline = spec.scenario.as_ref().map(|s| s.at.clone()).unwrap_or_default();
     let started = Instant::now();
-    CanaryChoice::plant(spec.canary);
+    plant_canary(spec.canary);
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut world = World::new(seed, params.clone(), &timeline);
         world.run(EVENTS_MAX);
         world
     }));
-    CanaryChoice::plant(None);
+    plant_canary(None);
     let mut world = match result {
         Ok(world) => world,
         Err(payload) => {

@@ -11,10 +11,10 @@
 
 use std::path::PathBuf;
 
-use cairn_sim::run::{CanaryChoice, RunSpec, sweep};
+use cairn_sim::run::{Canary, RunSpec, sweep};
 use cairn_sim::scenario::Scenario;
 
-fn spec(canary: CanaryChoice, scenario: Option<&str>) -> RunSpec {
+fn spec(canary: Canary, scenario: Option<&str>) -> RunSpec {
     let path = scenario
         .map(|name| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(name));
     RunSpec {
@@ -33,20 +33,22 @@ fn first_failure(spec: &RunSpec, bound: u64) -> Option<u64> {
 
 #[test]
 fn unsynced_write_treated_as_durable_is_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::UnsyncedWriteDurable, None), 20);
+    let found = first_failure(&spec(Canary::UnsyncedWriteDurable, None), 20);
     assert!(found.is_some(), "not caught within 20 random seeds");
 }
 
 #[test]
 fn lookup_off_by_one_after_retention_is_caught() {
-    let found =
-        first_failure(&spec(CanaryChoice::LookupOffByOne, Some("retention-churn.toml")), 20);
+    let found = first_failure(
+        &spec(Canary::LookupOffByOneAfterRetention, Some("retention-churn.toml")),
+        20,
+    );
     assert!(found.is_some(), "not caught within 20 seeds of retention-churn");
 }
 
 #[test]
 fn recovery_skipping_the_checksum_is_caught() {
-    let found = first_failure(&spec(CanaryChoice::RecoverySkipsCrc, Some("torn-writes.toml")), 20);
+    let found = first_failure(&spec(Canary::RecoverySkipsCrc, Some("torn-writes.toml")), 20);
     assert!(found.is_some(), "not caught within 20 seeds of torn-writes");
 }
 
@@ -57,26 +59,26 @@ fn recovery_skipping_the_checksum_is_caught() {
 /// 0..500 do, never more than 103 seeds apart (docs/simulator.md, Canary bugs).
 #[test]
 fn recovery_skipping_the_checksum_is_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::RecoverySkipsCrc, None), 200);
+    let found = first_failure(&spec(Canary::RecoverySkipsCrc, None), 200);
     assert!(found.is_some(), "not caught within 200 random seeds");
 }
 
 #[test]
 fn without_a_canary_the_same_seeds_pass() {
     let clean =
-        RunSpec { canary: None, ..spec(CanaryChoice::RecoverySkipsCrc, Some("torn-writes.toml")) };
+        RunSpec { canary: None, ..spec(Canary::RecoverySkipsCrc, Some("torn-writes.toml")) };
     let result = sweep(0..4, 2, &clean, None).unwrap();
     assert!(result.failures.is_empty(), "{:?}", result.failures);
 }
 
 #[test]
 fn every_canary_has_a_name_the_command_line_takes() {
-    let names: Vec<&str> = CanaryChoice::ALL.iter().map(|c| c.name()).collect();
-    for canary in CanaryChoice::ALL {
-        assert_eq!(CanaryChoice::parse(canary.name()), Ok(canary));
+    let names: Vec<&str> = Canary::ALL.iter().map(|c| c.name()).collect();
+    for canary in Canary::ALL {
+        assert_eq!(Canary::parse(canary.name()), Ok(canary));
     }
     let replication: Vec<&str> =
-        CanaryChoice::ALL.iter().filter(|c| c.is_replication()).map(|c| c.name()).collect();
+        Canary::ALL.iter().filter(|c| c.is_replication()).map(|c| c.name()).collect();
     assert_eq!(
         replication,
         [
@@ -89,7 +91,7 @@ fn every_canary_has_a_name_the_command_line_takes() {
         ],
         "{names:?}"
     );
-    assert!(CanaryChoice::parse("no-such-bug").unwrap_err().contains("acks-all-before-isr"));
+    assert!(Canary::parse("no-such-bug").unwrap_err().contains("acks-all-before-isr"));
 }
 
 /// An acks=all write answered before the ISR had it is lost at the next failover: a later
@@ -97,7 +99,7 @@ fn every_canary_has_a_name_the_command_line_takes() {
 /// catch it 38 times, the first at seed 3.
 #[test]
 fn acks_all_answered_before_the_isr_has_it_is_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::AcksAllBeforeIsr, None), 20);
+    let found = first_failure(&spec(Canary::AcksAllBeforeIsr, None), 20);
     assert!(found.is_some(), "not caught within 20 random seeds");
 }
 
@@ -105,7 +107,7 @@ fn acks_all_answered_before_the_isr_has_it_is_caught_by_random_seeds() {
 /// (`fetch_in_range`). Seeds 0..100 catch it 73 times, the first at seed 0.
 #[test]
 fn consumers_reading_past_the_hw_are_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::LeaderLeoVisible, None), 5);
+    let found = first_failure(&spec(Canary::LeaderLeoVisible, None), 5);
     assert!(found.is_some(), "not caught within 5 random seeds");
 }
 
@@ -113,7 +115,7 @@ fn consumers_reading_past_the_hw_are_caught_by_random_seeds() {
 /// Seeds 0..100 catch it 11 times, the first at seed 1.
 #[test]
 fn a_follower_truncating_to_its_own_hw_is_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::FollowerTruncatesToHw, None), 20);
+    let found = first_failure(&spec(Canary::FollowerTruncatesToHw, None), 20);
     assert!(found.is_some(), "not caught within 20 random seeds");
 }
 
@@ -122,7 +124,7 @@ fn a_follower_truncating_to_its_own_hw_is_caught_by_random_seeds() {
 /// catch it 8 times, the first at seed 10, at most 21 apart.
 #[test]
 fn a_follower_applying_the_hw_before_truncating_is_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::FollowerHwBeforeTruncation, None), 30);
+    let found = first_failure(&spec(Canary::FollowerHwBeforeTruncation, None), 30);
     assert!(found.is_some(), "not caught within 30 random seeds");
 }
 
@@ -131,7 +133,7 @@ fn a_follower_applying_the_hw_before_truncating_is_caught_by_random_seeds() {
 /// all catch it.
 #[test]
 fn a_hw_over_every_replica_is_caught_by_a_follower_that_stays_down() {
-    let spec = spec(CanaryChoice::HwOverAllReplicas, Some("follower-stays-down.toml"));
+    let spec = spec(Canary::HwOverAllReplicas, Some("follower-stays-down.toml"));
     let found = first_failure(&spec, 5);
     assert!(found.is_some(), "not caught within 5 seeds of follower-stays-down");
 }
@@ -143,7 +145,7 @@ fn a_hw_over_every_replica_is_caught_by_a_follower_that_stays_down() {
 #[test]
 fn an_answer_naming_the_epoch_asked_about_is_caught_by_a_leader_from_the_elr() {
     let scenario = "elr-leader-over-divergent-tail.toml";
-    let spec = spec(CanaryChoice::OffsetForNewerEpoch, Some(scenario));
+    let spec = spec(Canary::OffsetForNewerEpoch, Some(scenario));
     let found = first_failure(&spec, 10);
     assert!(found.is_some(), "not caught within 10 seeds of {scenario}");
     let clean = RunSpec { canary: None, ..spec };
@@ -153,7 +155,7 @@ fn an_answer_naming_the_epoch_asked_about_is_caught_by_a_leader_from_the_elr() {
 
 #[test]
 fn without_a_canary_the_random_seeds_of_the_bounds_pass() {
-    let clean = RunSpec { canary: None, ..spec(CanaryChoice::AcksAllBeforeIsr, None) };
+    let clean = RunSpec { canary: None, ..spec(Canary::AcksAllBeforeIsr, None) };
     let result = sweep(0..20, 2, &clean, None).unwrap();
     assert!(result.failures.is_empty(), "{:?}", result.failures);
 }
@@ -164,7 +166,7 @@ fn without_a_canary_the_random_seeds_of_the_bounds_pass() {
 /// seed 0 catches it, as do most seeds of 0..100.
 #[test]
 fn idempotent_retries_not_deduplicated_are_caught_by_random_seeds() {
-    let found = first_failure(&spec(CanaryChoice::IdempotenceNotDeduplicated, None), 20);
+    let found = first_failure(&spec(Canary::IdempotenceNotDeduplicated, None), 20);
     assert!(found.is_some(), "not caught within 20 random seeds");
 }
 
@@ -178,10 +180,8 @@ fn idempotent_retries_not_deduplicated_are_caught_by_random_seeds() {
 /// is the first to catch it, and 16 of seeds 0..200 do.
 #[test]
 fn coordinator_acknowledging_a_failed_commit_is_caught() {
-    let spec = spec(
-        CanaryChoice::CoordinatorCommitAppendIgnored,
-        Some("groups-commit-sync-failures.toml"),
-    );
+    let spec =
+        spec(Canary::CoordinatorCommitAppendIgnored, Some("groups-commit-sync-failures.toml"));
     let found = first_failure(&spec, 20);
     assert!(found.is_some(), "not caught within 20 seeds of groups-commit-sync-failures");
 }

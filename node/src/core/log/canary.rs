@@ -1,12 +1,15 @@
 //! Deliberate storage and replication bugs for the simulator's canary checks (issue 4,
 //! issue 6, design §8).
 //!
-//! Compiled only with the `canary` feature, which no release build enables. A canary is
-//! chosen at run time, per thread, so that a sweep running seeds on several threads can give
-//! each its own: [`set`] before driving a node, [`is`] at each hook. Each hook in
+//! The list of canaries and their names is always compiled, so that `cairn-sim --canary`
+//! and `CAIRN_CANARY` (a `cairn` built with the feature) name them the same way. Planting
+//! one is compiled only with the `canary` feature, which no release build enables. A canary
+//! is chosen at run time, per thread, so that a sweep running seeds on several threads can
+//! give each its own: [`set`] before driving a node, [`is`] at each hook. Each hook in
 //! `core::log`, `core::replica` and `core::coordinator` is marked
 //! `#[cfg(feature = "canary")]` and names the bug it plants.
 
+#[cfg(feature = "canary")]
 use std::cell::Cell;
 
 /// One deliberate bug.
@@ -61,16 +64,66 @@ impl Canary {
     ];
 }
 
+impl Canary {
+    /// Every canary.
+    pub const ALL: [Canary; 11] = [
+        Canary::UnsyncedWriteDurable,
+        Canary::LookupOffByOneAfterRetention,
+        Canary::RecoverySkipsCrc,
+        Canary::AcksAllBeforeIsr,
+        Canary::HwOverAllReplicas,
+        Canary::LeaderLeoVisible,
+        Canary::FollowerTruncatesToHw,
+        Canary::OffsetForNewerEpoch,
+        Canary::FollowerHwBeforeTruncation,
+        Canary::IdempotenceNotDeduplicated,
+        Canary::CoordinatorCommitAppendIgnored,
+    ];
+
+    /// Its name for `cairn-sim --canary` and `CAIRN_CANARY`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::UnsyncedWriteDurable => "unsynced-write-durable",
+            Canary::LookupOffByOneAfterRetention => "lookup-off-by-one",
+            Canary::RecoverySkipsCrc => "recovery-skips-crc",
+            Canary::AcksAllBeforeIsr => "acks-all-before-isr",
+            Canary::HwOverAllReplicas => "hw-over-all-replicas",
+            Canary::LeaderLeoVisible => "leader-leo-visible",
+            Canary::FollowerTruncatesToHw => "follower-truncates-to-hw",
+            Canary::OffsetForNewerEpoch => "offset-for-newer-epoch",
+            Canary::FollowerHwBeforeTruncation => "follower-hw-before-truncation",
+            Canary::IdempotenceNotDeduplicated => "idempotence-not-deduplicated",
+            Canary::CoordinatorCommitAppendIgnored => "coordinator-commit-append-ignored",
+        }
+    }
+
+    /// The canary named `name`; the error lists every name.
+    pub fn parse(name: &str) -> Result<Canary, String> {
+        Canary::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Canary::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown canary {name:?}; one of {}", names.join(", "))
+        })
+    }
+
+    /// Whether it is a replication bug, which only nodes that replicate can show.
+    pub fn is_replication(self) -> bool {
+        Canary::REPLICATION.contains(&self)
+    }
+}
+
+#[cfg(feature = "canary")]
 thread_local! {
     static ACTIVE: Cell<Option<Canary>> = const { Cell::new(None) };
 }
 
 /// Plants `canary` (or none) for the logs driven on this thread from now on.
+#[cfg(feature = "canary")]
 pub fn set(canary: Option<Canary>) {
     ACTIVE.with(|active| active.set(canary));
 }
 
 /// Whether `canary` is planted on this thread.
+#[cfg(feature = "canary")]
 pub fn is(canary: Canary) -> bool {
     ACTIVE.with(|active| active.get() == Some(canary))
 }

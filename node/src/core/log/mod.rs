@@ -30,7 +30,6 @@
 //!   `leader-epoch-checkpoint`. See docs/decisions/0001-storage-format.md.
 
 pub mod batch;
-#[cfg(feature = "canary")]
 pub mod canary;
 pub mod epoch;
 #[cfg(any(test, feature = "testkit"))]
