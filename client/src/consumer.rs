@@ -9,9 +9,18 @@
 //! partition is fetched again on the next round.
 //!
 //! With a group (`ConsumerConfig::group`), a consumer may instead `subscribe`: `poll` then
-//! joins the group (the classic protocol, eager, with the range assignor), starts where
-//! the group committed, and rejoins when a heartbeat says the group is rebalancing. Commits
-//! go to the group's coordinator, as a member or, with `assign`, as a simple consumer.
+//! joins the group (the classic protocol, with the assignors of `GroupConfig::assignors`),
+//! starts where the group committed, and rejoins when a heartbeat says the group is
+//! rebalancing. Commits go to the group's coordinator, as a member or, with `assign`, as a
+//! simple consumer.
+//!
+//! How a rebalance goes depends on the assignor the group agreed on. Under `range` it is
+//! eager: the member gives up every partition before it rejoins and starts every partition
+//! of the new assignment from the group's commits. Under `cooperative-sticky` it is
+//! incremental (KIP-429): the member keeps its partitions and their positions through
+//! JoinGroup and SyncGroup, tells the group what it owns, then revokes only the partitions
+//! no longer assigned (committing their positions first) and rejoins at once if it revoked
+//! any, so that the group's next generation can hand them to their new owners.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -116,13 +125,67 @@ pub enum SeekTo {
     End,
 }
 
+/// How a rebalance hands partitions over: decided by the group's agreed assignor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebalanceProtocol {
+    /// Every member gives up all its partitions before it rejoins (`range`).
+    Eager,
+    /// Members keep their partitions and give up only those that move (KIP-429,
+    /// `cooperative-sticky`).
+    Cooperative,
+}
+
 /// A change of a subscribed consumer's partitions, told to the rebalance listener.
+///
+/// Under [`RebalanceProtocol::Eager`], `Revoked` lists every partition the consumer held
+/// and `Assigned` its whole new assignment. Under [`RebalanceProtocol::Cooperative`] both
+/// are increments: `Revoked` lists only the partitions that move away, `Assigned` only the
+/// new ones (possibly none); [`Consumer::assignment`] has the whole set.
+///
+/// ```
+/// use cairn_client::{Rebalance, RebalanceProtocol, TopicPartition};
+/// let event = Rebalance::Revoked {
+///     partitions: vec![TopicPartition::new("demo", 2)],
+///     protocol: RebalanceProtocol::Cooperative,
+/// };
+/// assert_eq!(event.partitions().len(), 1);
+/// assert_eq!(event.protocol(), RebalanceProtocol::Cooperative);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebalance {
-    /// These partitions are taken away (before the consumer rejoins; commit here).
-    Revoked(Vec<TopicPartition>),
+    /// These partitions are taken away; their positions were committed first when
+    /// `GroupConfig::commit_on_revoke` is set.
+    Revoked {
+        /// The partitions given up.
+        partitions: Vec<TopicPartition>,
+        /// Eager (all of them) or cooperative (only those that move).
+        protocol: RebalanceProtocol,
+    },
     /// These partitions are now this consumer's.
-    Assigned(Vec<TopicPartition>),
+    Assigned {
+        /// The partitions added (cooperative) or the whole assignment (eager).
+        partitions: Vec<TopicPartition>,
+        /// Eager or cooperative.
+        protocol: RebalanceProtocol,
+    },
+}
+
+impl Rebalance {
+    /// The partitions the event is about.
+    pub fn partitions(&self) -> &[TopicPartition] {
+        match self {
+            Rebalance::Revoked { partitions, .. } | Rebalance::Assigned { partitions, .. } => {
+                partitions
+            }
+        }
+    }
+
+    /// Whether the rebalance was eager or cooperative.
+    pub fn protocol(&self) -> RebalanceProtocol {
+        match self {
+            Rebalance::Revoked { protocol, .. } | Rebalance::Assigned { protocol, .. } => *protocol,
+        }
+    }
 }
 
 /// A callback for rebalances (Kafka's `ConsumerRebalanceListener`).
@@ -156,6 +219,12 @@ pub struct Consumer {
     member: Option<Member>,
     /// The member id of the last generation, to rejoin as the same member.
     member_id: String,
+    /// The generation the assignment came from (-1 before the first), sent with the owned
+    /// partitions so the leader can tell a stale claim from a current one.
+    generation: i32,
+    /// How the assignment held now was given: a cooperative member keeps it through the
+    /// next rebalance, an eager one gives it all up first.
+    held_protocol: RebalanceProtocol,
     listener: Option<RebalanceListener>,
 }
 
@@ -181,6 +250,8 @@ impl Consumer {
             subscription: Vec::new(),
             member: None,
             member_id: String::new(),
+            generation: -1,
+            held_protocol: RebalanceProtocol::Eager,
             listener: None,
         }
     }
@@ -199,6 +270,25 @@ impl Consumer {
     }
 
     /// Calls `listener` on every rebalance of a subscribed consumer.
+    ///
+    /// ```no_run
+    /// # async fn run() -> cairn_client::Result<()> {
+    /// use cairn_client::*;
+    /// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let mut group = GroupConfig::new("billing");
+    /// group.assignors = vec![Assignor::CooperativeSticky];
+    /// let mut consumer =
+    ///     Consumer::new(&client, ConsumerConfig { group: Some(group), ..Default::default() });
+    /// consumer.set_rebalance_listener(Box::new(|event| match event {
+    ///     Rebalance::Revoked { partitions, protocol: RebalanceProtocol::Cooperative } => {
+    ///         println!("giving up only {partitions:?}")
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }));
+    /// consumer.subscribe(&["payments"])?;
+    /// consumer.poll(std::time::Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn set_rebalance_listener(&mut self, listener: RebalanceListener) {
         self.listener = Some(listener);
     }
@@ -293,26 +383,91 @@ impl Consumer {
             return Ok(());
         }
         let group = self.config.group.clone().expect("subscribe checks for a group");
-        if !self.assignment.is_empty() {
-            let revoked = Rebalance::Revoked(self.assignment.clone());
-            if let Some(listener) = &mut self.listener {
-                listener(&revoked);
-            }
+        if self.held_protocol == RebalanceProtocol::Eager {
+            self.revoke(self.assignment.clone(), RebalanceProtocol::Eager).await;
         }
         self.member = None;
-        let joined = group::join(&self.client, &group, &self.subscription, &self.member_id).await;
-        let (member, partitions) = joined?;
+        let join_as = group::JoinAs {
+            member_id: &self.member_id,
+            topics: &self.subscription,
+            owned: &self.assignment,
+            generation: self.generation,
+        };
+        let (member, partitions) = group::join(&self.client, &group, &join_as).await?;
         self.member_id = member.member_id.clone();
+        self.generation = member.generation;
+        let cooperative = member.protocol.is_cooperative();
         self.member = Some(member);
-        // Eager protocol: every partition starts again from the group's committed offset.
-        self.positions.clear();
-        self.pending_seeks.clear();
-        self.assignment = partitions.clone();
-        let assigned = Rebalance::Assigned(partitions);
-        if let Some(listener) = &mut self.listener {
-            listener(&assigned);
+        if cooperative {
+            self.take_increment(partitions).await;
+        } else {
+            // Eager: whatever is still held (kept from a cooperative generation when the
+            // group fell back to range) goes, and everything starts from the commits.
+            self.revoke(self.assignment.clone(), RebalanceProtocol::Eager).await;
+            self.positions.clear();
+            self.pending_seeks.clear();
+            self.assignment = partitions.clone();
+            self.held_protocol = RebalanceProtocol::Eager;
+            let partitions = Rebalance::Assigned { partitions, protocol: RebalanceProtocol::Eager };
+            self.tell(&partitions);
         }
         Ok(())
+    }
+
+    /// KIP-429 after SyncGroup: revoke only what is no longer assigned, keep the rest with
+    /// its position, add what is new, and rejoin at once if anything was revoked so that
+    /// the group can give it to its new owner.
+    async fn take_increment(&mut self, partitions: Vec<TopicPartition>) {
+        let protocol = RebalanceProtocol::Cooperative;
+        let revoked: Vec<TopicPartition> =
+            self.assignment.iter().filter(|tp| !partitions.contains(tp)).cloned().collect();
+        let added: Vec<TopicPartition> =
+            partitions.iter().filter(|tp| !self.assignment.contains(tp)).cloned().collect();
+        let rejoin = !revoked.is_empty();
+        self.revoke(revoked, protocol).await;
+        // The kept partitions keep their positions; the added ones start from the commits.
+        self.assignment = partitions;
+        self.held_protocol = protocol;
+        self.tell(&Rebalance::Assigned { partitions: added, protocol });
+        if rejoin && let Some(member) = &self.member {
+            member.rejoin.store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// Gives up `partitions`: commits their positions first (when configured and a member),
+    /// tells the listener, and forgets their positions.
+    async fn revoke(&mut self, partitions: Vec<TopicPartition>, protocol: RebalanceProtocol) {
+        if partitions.is_empty() {
+            return;
+        }
+        let group = self.config.group.as_ref().expect("only a group member revokes");
+        if group.commit_on_revoke
+            && let Some(member) = &self.member
+        {
+            let offsets: Vec<(TopicPartition, i64)> = partitions
+                .iter()
+                .filter_map(|tp| self.positions.get(tp).map(|&offset| (tp.clone(), offset)))
+                .collect();
+            if !offsets.is_empty() {
+                let membership =
+                    (member.member_id.as_str(), member.generation, &member.coordinator);
+                let committed =
+                    group::commit(&self.client, &group.group_id, Some(membership), &offsets).await;
+                if let Err(error) = committed {
+                    tracing::info!(%error, "commit before revoking failed");
+                }
+            }
+        }
+        self.tell(&Rebalance::Revoked { partitions: partitions.clone(), protocol });
+        self.assignment.retain(|tp| !partitions.contains(tp));
+        self.positions.retain(|tp, _| !partitions.contains(tp));
+        self.pending_seeks.retain(|tp, _| !partitions.contains(tp));
+    }
+
+    fn tell(&mut self, event: &Rebalance) {
+        if let Some(listener) = &mut self.listener {
+            listener(event);
+        }
     }
 
     /// Reads these partitions from now on (and only these). Positions of partitions kept

@@ -1,11 +1,14 @@
 //! Consumer group membership (Kafka's classic group protocol): finding the coordinator,
-//! JoinGroup and SyncGroup with the range assignor, heartbeats, LeaveGroup, and offset
+//! JoinGroup and SyncGroup with the configured assignors, heartbeats, LeaveGroup, and offset
 //! commits and fetches.
 //!
-//! The leader of a generation computes every member's assignment; the embedded protocol
-//! (`consumer`) encodes subscriptions and assignments as Kafka's
-//! `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment` v0, a big-endian version
-//! prefix and the struct, so Java, librdkafka and this client can share a group.
+//! A member offers its assignors in preference order; the coordinator picks the protocol.
+//! The leader of a generation computes every member's assignment with it (`assignor`). The
+//! embedded protocol (`consumer`) encodes subscriptions as Kafka's
+//! `ConsumerProtocolSubscription` v2 (topics, the partitions the member owns and the
+//! generation it got them in, KIP-429) and assignments as `ConsumerProtocolAssignment` v0,
+//! each a big-endian version prefix and the struct, so Java, librdkafka and this client can
+//! share a group.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -29,16 +33,18 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::assignor::{self, Assignor, Subscription, Tp};
 use crate::client::Client;
 use crate::conn::Connection;
 use crate::consumer::{TopicPartition, by_topic};
 use crate::error::{Error, KafkaCode, Result};
 use crate::limits::METADATA_ATTEMPTS_MAX;
 
-/// The embedded protocol's type and this client's one assignor.
+/// The embedded protocol's type.
 const PROTOCOL_TYPE: &str = "consumer";
-/// The range assignor's name, as every Kafka client spells it.
-pub(crate) const RANGE: &str = "range";
+/// The subscription version this client writes: v2 has the owned partitions (v1, KIP-429)
+/// and the generation they were assigned in.
+const SUBSCRIPTION_VERSION: i16 = 2;
 
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 const NOT_COORDINATOR: i16 = 16;
@@ -47,7 +53,18 @@ const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const MEMBER_ID_REQUIRED: i16 = 79;
 
-/// A consumer group's timings (the Java client's names).
+/// A consumer group's id, timings and assignors (the Java client's names).
+///
+/// ```
+/// use std::time::Duration;
+/// use cairn_client::{Assignor, GroupConfig};
+/// let group = GroupConfig {
+///     assignors: vec![Assignor::CooperativeSticky],
+///     session_timeout: Duration::from_secs(10),
+///     ..GroupConfig::new("billing")
+/// };
+/// assert_eq!(group.heartbeat_interval, Duration::from_secs(3));
+/// ```
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     /// The group's id (`group.id`).
@@ -59,6 +76,15 @@ pub struct GroupConfig {
     pub rebalance_timeout: Duration,
     /// How often the member heartbeats (`heartbeat.interval.ms`).
     pub heartbeat_interval: Duration,
+    /// The assignors this member offers, in preference order
+    /// (`partition.assignment.strategy`). The coordinator picks the leader's first choice
+    /// that every member lists. Default: range, then cooperative-sticky, as the Java client
+    /// 3.x, so a group can move to cooperative-sticky one member at a time (KIP-429).
+    pub assignors: Vec<Assignor>,
+    /// Whether the consumer commits a partition's position before it gives the partition
+    /// up in a rebalance (what the Java client does with `enable.auto.commit` in
+    /// `onPartitionsRevoked`), so the next owner starts after what `poll` returned here.
+    pub commit_on_revoke: bool,
 }
 
 impl GroupConfig {
@@ -69,6 +95,8 @@ impl GroupConfig {
             session_timeout: Duration::from_secs(45),
             rebalance_timeout: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(3),
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            commit_on_revoke: true,
         }
     }
 }
@@ -78,6 +106,8 @@ impl GroupConfig {
 pub(crate) struct Member {
     pub(crate) member_id: String,
     pub(crate) generation: i32,
+    /// The assignor the coordinator picked for this generation.
+    pub(crate) protocol: Assignor,
     pub(crate) coordinator: Connection,
     /// Set by the heartbeat task when the coordinator says the group is rebalancing or
     /// the member is gone: the next poll rejoins.
@@ -120,14 +150,27 @@ pub(crate) async fn coordinator(client: &Client, group: &str) -> Result<Connecti
     Err(last)
 }
 
-/// Joins the group for `topics` and returns the membership and this member's partitions.
+/// What a member tells the group when it joins: its subscription and what it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinAs<'a> {
+    /// The member id of the last generation ("" for a new member).
+    pub member_id: &'a str,
+    /// The subscribed topics.
+    pub topics: &'a [String],
+    /// The partitions the member keeps through this rebalance (cooperative), else none.
+    pub owned: &'a [TopicPartition],
+    /// The generation `owned` was assigned in (-1 when none).
+    pub generation: i32,
+}
+
+/// Joins the group and returns the membership and this member's partitions.
 pub(crate) async fn join(
     client: &Client,
     config: &GroupConfig,
-    topics: &[String],
-    previous_member_id: &str,
+    join_as: &JoinAs<'_>,
 ) -> Result<(Member, Vec<TopicPartition>)> {
-    let mut member_id = previous_member_id.to_string();
+    let mut member_id = join_as.member_id.to_string();
+    let protocols = offered_protocols(config, join_as)?;
     for _ in 0..METADATA_ATTEMPTS_MAX {
         let coordinator = coordinator(client, &config.group_id).await?;
         let request = JoinGroupRequest::default()
@@ -136,11 +179,7 @@ pub(crate) async fn join(
             .with_rebalance_timeout_ms(millis(config.rebalance_timeout))
             .with_member_id(text(&member_id))
             .with_protocol_type(text(PROTOCOL_TYPE))
-            .with_protocols(vec![
-                JoinGroupRequestProtocol::default()
-                    .with_name(text(RANGE))
-                    .with_metadata(encode_subscription(topics)?),
-            ]);
+            .with_protocols(protocols.clone());
         // The coordinator holds JoinGroup until every member has joined.
         let wait = config.rebalance_timeout + client.config().request_timeout;
         let joined: JoinGroupResponse = coordinator.call_timeout(&request, wait).await?;
@@ -161,8 +200,9 @@ pub(crate) async fn join(
             code => return Err(Error::kafka(code, format!("joining group {}", config.group_id))),
         }
         member_id = joined.member_id.to_string();
+        let protocol = agreed_assignor(config, &joined)?;
         let assignments = if joined.leader == joined.member_id {
-            leader_assignments(client, &joined).await?
+            leader_assignments(client, &joined, protocol).await?
         } else {
             Vec::new()
         };
@@ -189,22 +229,54 @@ pub(crate) async fn join(
             rejoin.clone(),
         ));
         let generation = joined.generation_id;
-        return Ok((Member { member_id, generation, coordinator, rejoin, heartbeat }, partitions));
+        let member = Member { member_id, generation, protocol, coordinator, rejoin, heartbeat };
+        return Ok((member, partitions));
     }
     Err(Error::kafka(REBALANCE_IN_PROGRESS, format!("joining group {}", config.group_id)))
 }
 
-/// The leader's work: every member's assignment by the range assignor.
+/// JoinGroup's protocols: each configured assignor, in preference order, with the same
+/// subscription.
+fn offered_protocols(
+    config: &GroupConfig,
+    join_as: &JoinAs<'_>,
+) -> Result<Vec<JoinGroupRequestProtocol>> {
+    if config.assignors.is_empty() {
+        return Err(Error::Config("GroupConfig::assignors lists no assignor".into()));
+    }
+    let metadata = encode_subscription(join_as.topics, join_as.owned, join_as.generation)?;
+    let protocols = config.assignors.iter().map(|assignor| {
+        JoinGroupRequestProtocol::default()
+            .with_name(text(assignor.name()))
+            .with_metadata(metadata.clone())
+    });
+    Ok(protocols.collect())
+}
+
+/// The assignor the coordinator picked: one this member offered.
+fn agreed_assignor(config: &GroupConfig, joined: &JoinGroupResponse) -> Result<Assignor> {
+    let name = joined.protocol_name.as_ref().map_or("", |name| name.as_str());
+    match name.parse::<Assignor>() {
+        Ok(assignor) if config.assignors.contains(&assignor) => Ok(assignor),
+        _ => Err(Error::Protocol(format!(
+            "group {} picked assignor {name:?}, which this member did not offer",
+            config.group_id
+        ))),
+    }
+}
+
+/// The leader's work: every member's assignment by the agreed assignor.
 async fn leader_assignments(
     client: &Client,
     joined: &JoinGroupResponse,
+    protocol: Assignor,
 ) -> Result<Vec<SyncGroupRequestAssignment>> {
-    let mut subscriptions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut subscriptions: BTreeMap<String, Subscription> = BTreeMap::new();
     for member in &joined.members {
         subscriptions.insert(member.member_id.to_string(), decode_subscription(&member.metadata)?);
     }
     let mut partition_counts: BTreeMap<String, i32> = BTreeMap::new();
-    for topic in subscriptions.values().flatten() {
+    for topic in subscriptions.values().flat_map(|s| &s.topics) {
         if partition_counts.contains_key(topic) {
             continue;
         }
@@ -216,7 +288,19 @@ async fn leader_assignments(
             Err(error) => return Err(error),
         }
     }
-    let assigned = assign_range(&subscriptions, &partition_counts);
+    let assigned = match protocol {
+        Assignor::Range => {
+            let topics = subscriptions.into_iter().map(|(m, s)| (m, s.topics)).collect();
+            assignor::assign_range(&topics, &partition_counts)
+        }
+        Assignor::CooperativeSticky => {
+            let sticky = assignor::assign_cooperative_sticky(&subscriptions, &partition_counts);
+            for (member, withheld) in &sticky.withheld {
+                tracing::debug!(member, ?withheld, "withheld until their owner revokes them");
+            }
+            sticky.assigned
+        }
+    };
     assigned
         .into_iter()
         .map(|(member, partitions)| {
@@ -227,42 +311,30 @@ async fn leader_assignments(
         .collect()
 }
 
-/// Kafka's range assignor: per topic, the subscribed members sorted by id get consecutive
-/// ranges of the partitions, the first `partitions % members` of them one more.
-pub(crate) fn assign_range(
-    subscriptions: &BTreeMap<String, Vec<String>>,
-    partition_counts: &BTreeMap<String, i32>,
-) -> BTreeMap<String, Vec<(String, i32)>> {
-    let mut assigned: BTreeMap<String, Vec<(String, i32)>> =
-        subscriptions.keys().map(|member| (member.clone(), Vec::new())).collect();
-    for (topic, &count) in partition_counts {
-        let members: Vec<&String> =
-            subscriptions.iter().filter(|(_, t)| t.contains(topic)).map(|(m, _)| m).collect();
-        if members.is_empty() {
-            continue;
-        }
-        let (each, extra) = (count / members.len() as i32, count % members.len() as i32);
-        for (index, member) in members.into_iter().enumerate() {
-            let index = index as i32;
-            let start = index * each + index.min(extra);
-            let length = each + i32::from(index < extra);
-            let list = assigned.get_mut(member).expect("every member has a list");
-            list.extend((start..start + length).map(|p| (topic.clone(), p)));
-        }
-    }
-    assigned
-}
-
-fn encode_subscription(topics: &[String]) -> Result<Bytes> {
+fn encode_subscription(
+    topics: &[String],
+    owned: &[TopicPartition],
+    generation: i32,
+) -> Result<Bytes> {
+    let owned = by_topic(owned.iter().map(|tp| (tp.topic.clone(), tp.partition)));
     let subscription = ConsumerProtocolSubscription::default()
-        .with_topics(topics.iter().map(|t| text(t)).collect());
+        .with_topics(topics.iter().map(|t| text(t)).collect())
+        .with_owned_partitions(
+            owned
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OwnedTopic::default().with_topic(topic).with_partitions(partitions)
+                })
+                .collect(),
+        )
+        .with_generation_id(generation);
     let mut buf = BytesMut::new();
-    buf.put_i16(0);
-    subscription.encode(&mut buf, 0).map_err(Error::protocol)?;
+    buf.put_i16(SUBSCRIPTION_VERSION);
+    subscription.encode(&mut buf, SUBSCRIPTION_VERSION).map_err(Error::protocol)?;
     Ok(buf.freeze())
 }
 
-fn decode_subscription(metadata: &Bytes) -> Result<Vec<String>> {
+fn decode_subscription(metadata: &Bytes) -> Result<Subscription> {
     let mut buf = metadata.clone();
     if buf.len() < 2 {
         return Err(Error::Protocol("a subscription shorter than its version".to_string()));
@@ -270,12 +342,23 @@ fn decode_subscription(metadata: &Bytes) -> Result<Vec<String>> {
     let version = i16::from_be_bytes([buf[0], buf[1]]);
     let _ = buf.split_to(2);
     // A newer member's subscription starts with the fields of the versions we know.
-    let subscription = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3))
-        .map_err(Error::protocol)?;
-    Ok(subscription.topics.iter().map(|t| t.to_string()).collect())
+    let version = version.clamp(0, 3);
+    let subscription =
+        ConsumerProtocolSubscription::decode(&mut buf, version).map_err(Error::protocol)?;
+    let owned: Vec<Tp> = subscription
+        .owned_partitions
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| (t.topic.0.to_string(), p)))
+        .collect();
+    Ok(Subscription {
+        topics: subscription.topics.iter().map(|t| t.to_string()).collect(),
+        owned,
+        // Before v2 the generation is not sent: an unknown, oldest claim.
+        generation: if version >= 2 { subscription.generation_id } else { -1 },
+    })
 }
 
-fn encode_assignment(partitions: &[(String, i32)]) -> Result<Bytes> {
+fn encode_assignment(partitions: &[Tp]) -> Result<Bytes> {
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in partitions {
         by_topic.entry(topic).or_default().push(*partition);
@@ -501,51 +584,27 @@ pub(crate) fn assignment_partitions(data: &Bytes) -> Vec<TopicPartition> {
 mod tests {
     use super::*;
 
-    fn subscriptions(members: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        members
-            .iter()
-            .map(|(m, topics)| (m.to_string(), topics.iter().map(|t| t.to_string()).collect()))
-            .collect()
-    }
-
-    fn counts(topics: &[(&str, i32)]) -> BTreeMap<String, i32> {
-        topics.iter().map(|(t, c)| (t.to_string(), *c)).collect()
-    }
-
-    fn partitions(assigned: &[(String, i32)]) -> Vec<String> {
-        assigned.iter().map(|(t, p)| format!("{t}-{p}")).collect()
-    }
-
-    /// The range assignor's table: what Kafka's `RangeAssignor` gives for these cases.
-    #[test]
-    fn range_gives_consecutive_ranges_and_the_first_members_the_extra() {
-        let assigned = assign_range(
-            &subscriptions(&[("c", &["t"]), ("a", &["t"]), ("b", &["t"])]),
-            &counts(&[("t", 7)]),
-        );
-        assert_eq!(partitions(&assigned["a"]), ["t-0", "t-1", "t-2"]);
-        assert_eq!(partitions(&assigned["b"]), ["t-3", "t-4"]);
-        assert_eq!(partitions(&assigned["c"]), ["t-5", "t-6"]);
-
-        let assigned = assign_range(
-            &subscriptions(&[("a", &["t", "u"]), ("b", &["u"])]),
-            &counts(&[("t", 2), ("u", 3)]),
-        );
-        assert_eq!(partitions(&assigned["a"]), ["t-0", "t-1", "u-0", "u-1"]);
-        assert_eq!(partitions(&assigned["b"]), ["u-2"]);
-
-        let assigned =
-            assign_range(&subscriptions(&[("a", &["t"]), ("b", &["t"])]), &counts(&[("t", 1)]));
-        assert_eq!(partitions(&assigned["a"]), ["t-0"]);
-        assert!(assigned["b"].is_empty(), "more members than partitions");
-    }
-
     #[test]
     fn subscriptions_and_assignments_round_trip_with_their_version_prefix() {
         let topics = vec!["a".to_string(), "b".to_string()];
-        let encoded = encode_subscription(&topics).unwrap();
-        assert_eq!(&encoded[..2], &[0, 0], "version 0");
-        assert_eq!(decode_subscription(&encoded).unwrap(), topics);
+        let owned = [TopicPartition::new("b", 3), TopicPartition::new("a", 1)];
+        let encoded = encode_subscription(&topics, &owned, 7).unwrap();
+        assert_eq!(&encoded[..2], &[0, 2], "version 2");
+        let expected = Subscription {
+            topics: topics.clone(),
+            owned: vec![("b".to_string(), 3), ("a".to_string(), 1)],
+            generation: 7,
+        };
+        assert_eq!(decode_subscription(&encoded).unwrap(), expected);
+        // A v0 subscription (an older client) owns nothing, in no generation.
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        let plain = ConsumerProtocolSubscription::default().with_topics(vec![text("a")]);
+        plain.encode(&mut v0, 0).unwrap();
+        let decoded = decode_subscription(&v0.freeze()).unwrap();
+        let expected =
+            Subscription { topics: vec!["a".to_string()], owned: vec![], generation: -1 };
+        assert_eq!(decoded, expected);
         let assigned = vec![("b".to_string(), 2), ("a".to_string(), 0), ("b".to_string(), 1)];
         let decoded = decode_assignment(&encode_assignment(&assigned).unwrap()).unwrap();
         let expected =

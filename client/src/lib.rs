@@ -21,12 +21,14 @@
 //!
 //! The modules: `conn` (framing, pipelining, version negotiation), `client` (bootstrap and
 //! the metadata cache), `batch` (record batch v2 encoding and checked decoding),
-//! `compression`, `partitioner` (murmur2 and sticky), `producer`, `consumer`, `admin`, and
+//! `compression`, `partitioner` (murmur2 and sticky), `producer`, `consumer`, `group`
+//! (membership), `assignor` (range and cooperative-sticky), `admin`, and
 //! behind the `cli` feature the `cairn` binary's client commands.
 
 #![warn(missing_docs)]
 
 mod admin;
+mod assignor;
 mod batch;
 mod client;
 mod compression;
@@ -45,11 +47,13 @@ pub use admin::{
     Admin, AlterConfig, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic,
     PartitionLag,
 };
+pub use assignor::Assignor;
 pub use batch::{ConsumerRecord, Header, RecordHeader};
 pub use client::{BrokerMetadata, Client, ClientConfig, PartitionMetadata, TopicMetadata};
 pub use compression::Compression;
 pub use consumer::{
-    Consumer, ConsumerConfig, OffsetReset, Rebalance, RebalanceListener, SeekTo, TopicPartition,
+    Consumer, ConsumerConfig, OffsetReset, Rebalance, RebalanceListener, RebalanceProtocol, SeekTo,
+    TopicPartition,
 };
 pub use error::{Error, KafkaCode, Result};
 pub use group::GroupConfig;

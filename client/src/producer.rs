@@ -16,7 +16,12 @@
 //! batches are written in order. With idempotence one batch per partition is in flight, so
 //! a retry can never overtake a later batch and sequence numbers stay in order. Without it
 //! a retried batch may land after a later one, which is Kafka's documented behaviour for
-//! `max.in.flight.requests.per.connection` above 1 with retries. A retriable error puts the
+//! `max.in.flight.requests.per.connection` above 1 with retries. An idempotent batch that
+//! fails for good leaves a gap in its partition's sequence numbers, after which the broker
+//! would refuse every later batch as out of order: the producer then takes a new producer id
+//! (InitProducerId, as librdkafka does for an idempotent producer without transactions) and
+//! numbers later batches from 0 under it, while batches already numbered finish under the
+//! old one. A retriable error puts the
 //! batch back in its partition's queue, in the order the batches were made, after a backoff
 //! (and refreshes metadata when the error says leaders moved) until `delivery_timeout` runs
 //! out.
@@ -293,6 +298,8 @@ struct Sealed {
     number: u64,
     /// The encoded batch, once finished (compressed, sequenced); kept for retries.
     payload: Option<Bytes>,
+    /// The producer id whose sequence numbers the payload carries; -1 without idempotence.
+    sequenced_by: i64,
     builder: Option<BatchBuilder>,
     count: usize,
     bytes: usize,
@@ -311,10 +318,27 @@ struct PartitionQueue {
     in_flight: VecDeque<Arc<BatchOutcome>>,
     next_batch_number: u64,
     next_sequence: i32,
+    /// The producer id `next_sequence` counts for: under a new id a partition starts at 0.
+    sequence_of: i64,
+}
+
+/// Where a new producer id stands, after an idempotent batch failed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// The current id's sequence numbers have no gap.
+    Idle,
+    /// A batch numbered under the current id failed: the sender asks for a new id.
+    Wanted,
+    /// The request is out; no batch is numbered until it is answered.
+    Asking,
 }
 
 struct Accumulator {
     partitions: HashMap<PartitionKey, PartitionQueue>,
+    /// The producer id and epoch new batches are numbered under; `(-1, -1)` without
+    /// idempotence.
+    producer: (i64, i16),
+    renewal: Renewal,
     sticky: HashMap<Arc<str>, i32>,
     queued_bytes: usize,
     flushing: usize,
@@ -325,7 +349,6 @@ struct Accumulator {
 struct Shared {
     client: Client,
     config: ProducerConfig,
-    producer: (i64, i16),
     state: Mutex<Accumulator>,
     /// Wakes the sender: a batch is ready, a flush began, an answer came.
     wake: Notify,
@@ -386,9 +409,10 @@ impl Producer {
         let shared = Arc::new(Shared {
             client: client.clone(),
             config,
-            producer,
             state: Mutex::new(Accumulator {
                 partitions: HashMap::new(),
+                producer,
+                renewal: Renewal::Idle,
                 sticky: HashMap::new(),
                 queued_bytes: 0,
                 flushing: 0,
@@ -402,9 +426,10 @@ impl Producer {
         Ok(Producer { shared })
     }
 
-    /// The producer id and epoch of an idempotent producer, `(-1, -1)` otherwise.
+    /// The producer id and epoch of an idempotent producer, `(-1, -1)` otherwise. It
+    /// changes when a batch fails for good (see the module's documentation).
     pub fn producer_id(&self) -> (i64, i16) {
-        self.shared.producer
+        self.shared.lock().producer
     }
 
     /// Adds a record to its partition's batch and returns its future. Waits only when the
@@ -560,6 +585,7 @@ fn seal(open: OpenBatch) -> Sealed {
     Sealed {
         number: open.number,
         payload: None,
+        sequenced_by: -1,
         count: open.builder.count(),
         // What `try_append` counted: the records, not the header.
         bytes: open.builder.size() - crate::batch::HEADER_BYTES,
@@ -617,9 +643,12 @@ async fn run_sender(shared: Arc<Shared>) {
         tokio::pin!(wake);
         wake.as_mut().enable();
         let now = Instant::now();
-        let (taken, deadline, stop) = take_ready(&shared, now);
+        let (taken, deadline, stop, renew) = take_ready(&shared, now);
         if stop {
             return;
+        }
+        if renew {
+            tokio::spawn(renew_producer_id(shared.clone()));
         }
         if !taken.is_empty() {
             dispatch(&shared, taken, &mut queued);
@@ -645,12 +674,18 @@ fn in_flight_max(config: &ProducerConfig) -> usize {
 }
 
 /// Seals batches past their linger and takes the head batches of every partition, as many
-/// as its in-flight window has room for; returns them, the next deadline, and whether the
-/// sender should stop.
-fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bool) {
+/// as its in-flight window has room for; returns them, the next deadline, whether the
+/// sender should stop, and whether it should ask for a new producer id. While one is asked
+/// for, only batches already numbered (retries) are taken.
+fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bool, bool) {
     let config = &shared.config;
     let mut state = shared.lock();
     let state = &mut *state;
+    let renew = state.renewal == Renewal::Wanted;
+    if renew {
+        state.renewal = Renewal::Asking;
+    }
+    let numbering = state.renewal == Renewal::Idle;
     let flushing = state.flushing > 0 || state.closed;
     let mut taken = Vec::new();
     let mut deadline: Option<Instant> = None;
@@ -674,6 +709,9 @@ fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bo
         let mut request = 0;
         while queue.in_flight.len() < window {
             let Some(head) = queue.sealed.front() else { break };
+            if head.payload.is_none() && !numbering {
+                break;
+            }
             if let Some(not_before) = head.not_before.filter(|&at| at > now) {
                 earliest(not_before);
                 break;
@@ -686,7 +724,46 @@ fn take_ready(shared: &Shared, now: Instant) -> (Vec<Taken>, Option<Instant>, bo
         assert!(queue.in_flight.len() <= window, "the in-flight window holds");
     }
     let stop = state.closed && !busy && taken.is_empty();
-    (taken, deadline, stop)
+    (taken, deadline, stop, renew)
+}
+
+/// Takes a new producer id after a batch numbered under the current one failed for good.
+/// Batches wait for it unnumbered; if none can be had, they fail with the error.
+async fn renew_producer_id(shared: Arc<Shared>) {
+    let result = init_producer_id(&shared.client).await;
+    let failed = {
+        let mut state = shared.lock();
+        match &result {
+            Ok(producer) => {
+                tracing::info!(new = ?producer, old = ?state.producer, "a new producer id after a failed batch");
+                state.producer = *producer;
+                state.renewal = Renewal::Idle;
+                Vec::new()
+            }
+            Err(_) => {
+                // The next batch to fail asks again; until then nothing can be numbered.
+                state.renewal = Renewal::Wanted;
+                let mut failed = Vec::new();
+                for queue in state.partitions.values_mut() {
+                    while queue.sealed.front().is_some_and(|batch| batch.payload.is_none()) {
+                        failed.push(queue.sealed.pop_front().expect("checked"));
+                    }
+                }
+                let bytes: usize = failed.iter().map(|batch: &Sealed| batch.bytes).sum();
+                state.queued_bytes = state.queued_bytes.saturating_sub(bytes);
+                failed
+            }
+        }
+    };
+    if let Err(error) = result {
+        let error = Error::Protocol(format!("no new producer id after a failed batch: {error}"));
+        for batch in failed {
+            batch.outcome.complete(Err(error.clone()));
+        }
+        shared.room.notify_waiters();
+        tokio::time::sleep(shared.client.config().retry_backoff).await;
+    }
+    shared.wake.notify_one();
 }
 
 /// Finishes the taken batches, groups them by leader and by request (one batch per
@@ -732,12 +809,17 @@ fn finish(shared: &Shared, item: &mut Taken) -> Result<()> {
         return Ok(());
     }
     let builder = item.batch.builder.take().expect("an unsent batch keeps its builder");
-    let (producer_id, producer_epoch) = shared.producer;
-    let fields = if producer_id >= 0 {
+    let fields = if shared.config.idempotence {
         let mut state = shared.lock();
+        let (producer_id, producer_epoch) = state.producer;
         let queue = state.partitions.get_mut(&item.key).expect("a taken batch's partition");
+        if queue.sequence_of != producer_id {
+            queue.sequence_of = producer_id;
+            queue.next_sequence = 0;
+        }
         let base_sequence = queue.next_sequence;
         queue.next_sequence = base_sequence.wrapping_add(item.batch.count as i32) & i32::MAX;
+        item.batch.sequenced_by = producer_id;
         ProducerFields { producer_id, producer_epoch, base_sequence }
     } else {
         ProducerFields::NONE
@@ -898,6 +980,15 @@ fn complete(shared: &Arc<Shared>, item: Taken, result: Result<i64>) {
     {
         let mut state = shared.lock();
         state.queued_bytes = state.queued_bytes.saturating_sub(item.batch.bytes);
+        // A gap in the current id's sequence numbers: every later batch of the partition
+        // would be refused as out of order.
+        if result.is_err()
+            && item.batch.sequenced_by >= 0
+            && item.batch.sequenced_by == state.producer.0
+            && state.renewal == Renewal::Idle
+        {
+            state.renewal = Renewal::Wanted;
+        }
         if let Some(queue) = state.partitions.get_mut(&item.key) {
             forget_in_flight(queue, &item.batch.outcome);
         }

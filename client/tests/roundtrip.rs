@@ -162,6 +162,40 @@ async fn an_idempotent_producer_gets_an_id_and_writes_in_order() {
     }
 }
 
+/// A batch of an idempotent producer that fails for good leaves a gap in its partition's
+/// sequence numbers: the broker would refuse every later batch as out of order. The producer
+/// takes a new producer id instead (as librdkafka does), so later records are written.
+#[tokio::test]
+async fn an_idempotent_producer_writes_on_after_a_batch_failed_for_good() {
+    let node = Node::start().await;
+    let client = node.client().await;
+    let mut topic = NewTopic::new("idem-gap");
+    topic.partitions = 1;
+    topic.configs.push(("max.message.bytes".to_string(), "2000".to_string()));
+    Admin::new(&client).create_topics(&[topic]).await.unwrap();
+    let config = ProducerConfig { idempotence: true, linger: Duration::ZERO, ..Default::default() };
+    let producer = Producer::new(&client, config).await.unwrap();
+    let first_id = producer.producer_id();
+    let send = |value: Vec<u8>| {
+        let producer = producer.clone();
+        async move { producer.send(ProducerRecord::new("idem-gap").value(&value)).await?.await }
+    };
+    send(b"before".to_vec()).await.unwrap();
+    let too_large = send(vec![b'x'; 5000]).await;
+    assert!(matches!(&too_large, Err(Error::Kafka { .. })), "{too_large:?}");
+    for value in ["after-1", "after-2"] {
+        send(value.as_bytes().to_vec()).await.unwrap_or_else(|e| panic!("{value}: {e}"));
+    }
+    assert_ne!(producer.producer_id(), first_id, "a new producer id after the gap");
+    producer.close().await.unwrap();
+    let values: Vec<Vec<u8>> = consume_all(&client, "idem-gap", 3)
+        .await
+        .into_iter()
+        .map(|r| r.value.unwrap().to_vec())
+        .collect();
+    assert_eq!(values, [b"before".to_vec(), b"after-1".to_vec(), b"after-2".to_vec()]);
+}
+
 #[tokio::test]
 async fn seek_and_offset_reset_place_the_consumer() {
     let node = Node::start().await;

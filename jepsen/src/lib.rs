@@ -18,7 +18,9 @@
 //! - [`Checker`] is the incremental form: `handle_op` for each operation, then `finish`;
 //! - [`History`] records operations in memory and numbers them; [`HistoryWriter`] and
 //!   [`HistoryReader`] write and read JSON Lines;
-//! - [`html::write_report`] draws the timeline of the operations around each anomaly.
+//! - [`html::write_report`] draws the timeline of the operations around each anomaly;
+//! - `harness` (feature `harness`, on by default) is `cairn-jepsen test`: real `cairn`
+//!   processes, fault-injecting proxies, a recorded workload (docs/jepsen.md).
 //!
 //! ```
 //! use cairn_jepsen::{check_ops, F, History, OpType, Options, Poll, Record, Send, Value};
@@ -39,6 +41,8 @@ mod checker;
 pub mod codec;
 mod fast_hash;
 mod found;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod history;
 pub mod html;
 mod kafka;

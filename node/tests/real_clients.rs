@@ -193,6 +193,11 @@ fn cairn_client_and_confluent_kafka_read_each_others_records_with_every_codec() 
 }
 
 #[test]
+fn cairn_client_and_confluent_kafka_share_a_cooperative_sticky_group_each_leading_once() {
+    run_scenario("cooperative-interop", Duration::from_secs(600));
+}
+
+#[test]
 fn sigkill_under_acks_all_loses_no_acknowledged_message_with_fsync() {
     run_scenario("crash-fsync", Duration::from_secs(600));
 }

@@ -85,6 +85,17 @@ class Deadline:
             fail(f"timed out after {self.seconds:.0f} s waiting for {what}")
 
 
+def wait_for(what, deadline, condition):
+    """Polls `condition` every 0.2 s until it returns True; fails at `deadline` naming
+    `what` and the last thing `condition` returned."""
+    while True:
+        state = condition()
+        if state is True:
+            return
+        deadline.check(f"{what} (last seen: {state})")
+        time.sleep(0.2)
+
+
 def wait_future(future, seconds, what):
     """Result of a concurrent.futures.Future (confluent-kafka's admin API), bounded in time."""
     import concurrent.futures

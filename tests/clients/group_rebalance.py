@@ -15,7 +15,7 @@ import argparse
 import threading
 import time
 
-from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, produce_acked, require_module
+from common import Deadline, check_reachable, create_topic_confluent, fail, main_wrapper, produce_acked, require_module, wait_for
 
 PARTITIONS = 6
 
@@ -80,15 +80,6 @@ class Member:
 def produce(bootstrap, topic, count, timeout, start=0):
     messages = ((topic, i % PARTITIONS, f"v-{i}".encode()) for i in range(start, start + count))
     produce_acked(bootstrap, messages, timeout)
-
-
-def wait_for(what, deadline, condition):
-    while True:
-        state = condition()
-        if state is True:
-            return
-        deadline.check(f"{what} (last seen: {state})")
-        time.sleep(0.2)
 
 
 def main():

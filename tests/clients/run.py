@@ -3,7 +3,8 @@
 
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
-Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, cairn-interop, crash-fsync,
+Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, cairn-interop,
+cooperative-interop, crash-fsync,
 clean-restart, cluster-failover, cluster-failover-idempotent, groups, group-rebalance,
 coordinator-failover. Each one but the cluster ones gets its own node: a fresh temporary directory (data dir, node log,
 client logs), free loopback ports, `cairn dev --data-dir D --listener 127.0.0.1:P
@@ -221,6 +222,17 @@ def scenario_cairn_interop(s):
     s.node.stop_clean()
 
 
+def scenario_cooperative_interop(s):
+    """cairn-client (`cairn consume --assignor cooperative-sticky`) and confluent-kafka in one
+    cooperative-sticky group, each leading once: incremental revocations, each partition read
+    by one member, every record once."""
+    need_module("confluent_kafka")
+    s.node.start()
+    s.client("cooperative_interop.py", "--cairn", s.node.cairn, "--count", 300, "--timeout", 60, timeout=400)
+    s.node.check_alive("after the cooperative group")
+    s.node.stop_clean()
+
+
 def count_lines(path):
     try:
         with open(path, "rb") as f:
@@ -332,6 +344,7 @@ SCENARIOS = {
     "confluent-keyed": scenario_confluent_keyed,
     "kafka-python-admin": scenario_kafka_python_admin,
     "cairn-interop": scenario_cairn_interop,
+    "cooperative-interop": scenario_cooperative_interop,
     "crash-fsync": scenario_crash_fsync,
     "clean-restart": scenario_clean_restart,
     "cluster-failover": lambda s: failover.scenario_cluster_failover(s, need_module),

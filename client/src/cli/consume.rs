@@ -7,7 +7,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::{ConnectArgs, Failure, Output, json_bytes};
-use crate::{Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, OffsetReset, TopicPartition};
+use crate::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, OffsetReset, TopicPartition,
+};
 
 const CONSUME_EXAMPLES: &str = "\
 Examples:
@@ -15,10 +17,14 @@ Examples:
   cairn consume demo --from-beginning --count 10 --output json
   cairn consume demo --partition 2 --from-beginning --idle-timeout-ms 2000
   cairn consume demo --group billing --count 100
+  cairn consume demo --group billing --assignor cooperative-sticky
 
 With --group the command joins the consumer group, reads the group's share of the topic from
 where the group committed (or as --from-beginning says when it has not), and commits what it
-printed.
+printed. --assignor (repeatable, in preference order) is the group's
+partition.assignment.strategy: range (eager rebalances) or cooperative-sticky (incremental:
+partitions that stay are kept through a rebalance). The default offers range, then
+cooperative-sticky; `cairn group describe` shows the one the group agreed on.
 
 Text output is one value per line (key, separator, value with --key-separator). JSON output is
 one object per line: topic, partition, offset, timestamp, key, value, headers. A key or value
@@ -42,6 +48,10 @@ pub struct ConsumeArgs {
     /// Read as a member of this consumer group, and commit what was printed
     #[arg(long, short = 'g', value_name = "GROUP")]
     pub group: Option<String>,
+    /// With --group, offer this assignor (range or cooperative-sticky); repeat the flag for a
+    /// list in preference order
+    #[arg(long, value_name = "NAME", requires = "group", value_parser = parse_assignor)]
+    pub assignor: Vec<Assignor>,
     /// Stop when no record came for this long (milliseconds)
     #[arg(long, value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,
@@ -59,7 +69,13 @@ pub struct ConsumeArgs {
 pub(super) async fn run(args: ConsumeArgs) -> Result<(), Failure> {
     let client = args.connect.connect().await?;
     let reset = if args.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest };
-    let group = args.group.as_deref().map(GroupConfig::new);
+    let group = args.group.as_deref().map(|id| {
+        let mut group = GroupConfig::new(id);
+        if !args.assignor.is_empty() {
+            group.assignors.clone_from(&args.assignor);
+        }
+        group
+    });
     let config = ConsumerConfig { auto_offset_reset: reset, group, ..ConsumerConfig::default() };
     let mut consumer = Consumer::new(&client, config);
     match (args.partition, &args.group) {
@@ -114,6 +130,10 @@ async fn print_records(args: &ConsumeArgs, consumer: &mut Consumer) -> Result<()
             consumer.commit_offsets_sync(&last_printed).await?;
         }
     }
+}
+
+fn parse_assignor(name: &str) -> Result<Assignor, String> {
+    name.parse().map_err(|error: crate::Error| error.to_string())
 }
 
 fn render(record: &ConsumerRecord, output: Output, key_separator: Option<&str>) -> String {
