@@ -269,6 +269,15 @@ impl Server {
         result
     }
 
+    /// Waits until the node stops serving by itself (a fatal error, or its disk executor
+    /// gone; it never does otherwise), takes down what is left of it (listeners, peers) and
+    /// says why. For a supervisor that starts the node again (node/tests/turmoil.rs).
+    pub async fn until_failed(mut self) -> ServerError {
+        let error = driver_ended((&mut self.driver).await);
+        close_after_failure(self).await;
+        error
+    }
+
     /// Stops the peer transport and waits for its tasks.
     async fn stop_peers(&mut self) {
         if let Some(running) = self.peers.take() {
