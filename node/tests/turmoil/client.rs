@@ -255,35 +255,39 @@ impl Client {
         if found.error_code != 0 {
             return Ok(Err(found.error_code));
         }
-        let mut fetched =
-            Fetched { high_watermark: found.high_watermark, records: Vec::new(), corrupt: None };
-        let mut bytes = found.records.clone().unwrap_or_default();
-        while bytes.len() >= 12 {
-            let length = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
-            let total = 12 + usize::try_from(length).unwrap_or(usize::MAX);
-            if total > bytes.len() {
-                // The last batch cut short by the size limit: Kafka allows it; read it next time.
-                break;
-            }
-            let whole = bytes.split_to(total);
-            match batch::validate_batch(&whole, 1 << 20) {
-                Ok(header) => {
-                    let values = build::values(&whole);
-                    for (delta, value) in values.into_iter().enumerate() {
-                        fetched.records.push((header.base_offset + delta as i64, value));
-                    }
-                }
-                Err(error) => {
-                    fetched.corrupt = Some(format!(
-                        "batch at offset {offset}+ of partition {partition} from node {leader}: {error:?}"
-                    ));
-                    break;
-                }
-            }
-        }
-        Ok(Ok(fetched))
+        let (records, corrupt) = parse_batches(found.records.clone().unwrap_or_default());
+        let corrupt = corrupt.map(|why| {
+            format!("partition {partition} from offset {offset}, node {leader}: {why}")
+        });
+        Ok(Ok(Fetched { high_watermark: found.high_watermark, records, corrupt }))
     }
 }
+
+/// The records of the batches in `bytes` as (offset, value), each batch checked whole
+/// (length and CRC-32C), and why the first that failed its check did, if one did (the
+/// records after it are not read). A last batch cut short by the fetch's size limit is
+/// left out, as Kafka allows.
+pub fn parse_batches(mut bytes: Bytes) -> (Vec<(i64, Bytes)>, Option<String>) {
+    let mut records = Vec::new();
+    while bytes.len() >= 12 {
+        let length = i32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        let total = usize::try_from(length).map_or(usize::MAX, |length| length.saturating_add(12));
+        if total > bytes.len() {
+            break;
+        }
+        let whole = bytes.split_to(total);
+        match batch::validate_batch(&whole, 1 << 20) {
+            Ok(header) => {
+                for (delta, value) in build::values(&whole).into_iter().enumerate() {
+                    records.push((header.base_offset + delta as i64, value));
+                }
+            }
+            Err(error) => return (records, Some(format!("a batch fails its check: {error:?}"))),
+        }
+    }
+    (records, None)
+}
+
 
 /// What one Fetch read.
 #[derive(Debug)]
