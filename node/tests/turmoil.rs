@@ -292,12 +292,12 @@ async fn read_partition(
             if at < offset {
                 continue;
             }
-            if let Some(earlier) = records.insert(at, value.clone()) {
-                if earlier != value {
-                    return Err(format!(
-                        "partition {partition} offset {at} read as {earlier:?}, then {value:?}"
-                    ));
-                }
+            if let Some(earlier) = records.insert(at, value.clone())
+                && earlier != value
+            {
+                return Err(format!(
+                    "partition {partition} offset {at} read as {earlier:?}, then {value:?}"
+                ));
             }
             next = next.max(at + 1);
         }

@@ -256,9 +256,8 @@ impl Client {
             return Ok(Err(found.error_code));
         }
         let (records, corrupt) = parse_batches(found.records.clone().unwrap_or_default());
-        let corrupt = corrupt.map(|why| {
-            format!("partition {partition} from offset {offset}, node {leader}: {why}")
-        });
+        let corrupt = corrupt
+            .map(|why| format!("partition {partition} from offset {offset}, node {leader}: {why}"));
         Ok(Ok(Fetched { high_watermark: found.high_watermark, records, corrupt }))
     }
 }
@@ -287,7 +286,6 @@ pub fn parse_batches(mut bytes: Bytes) -> (Vec<(i64, Bytes)>, Option<String>) {
     }
     (records, None)
 }
-
 
 /// What one Fetch read.
 #[derive(Debug)]
