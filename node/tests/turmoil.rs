@@ -74,6 +74,8 @@ struct Shared {
     read_back: u64,
     /// What the nodes did with their files.
     files: os::FileCounts,
+    /// Nodes that stopped serving by themselves and were started again.
+    node_restarts: u64,
 }
 
 /// The file system's faults, when a run has them.
@@ -128,6 +130,11 @@ fn format_once(id: u32, dir: &Path) -> std::io::Result<()> {
     Err(std::io::Error::other("format failed ten times"))
 }
 
+thread_local! {
+    /// Nodes started again by their host's supervisor loop in this thread's simulation.
+    static NODE_RESTARTS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// A node host: formats its directory once, then runs the real server. A node that stops
 /// serving by itself (a fatal error on its disk) is started again, as a supervisor would.
 async fn node(id: u32, seed: u64) -> turmoil::Result {
@@ -137,6 +144,7 @@ async fn node(id: u32, seed: u64) -> turmoil::Result {
         match Server::start_on::<Turmoil>(server_config(id, seed, &dir), None).await {
             Ok(server) => {
                 let why = server.until_failed().await;
+                NODE_RESTARTS.set(NODE_RESTARTS.get() + 1);
                 tracing::warn!(node = id, %why, "the node stopped serving; restarting it");
             }
             Err(error) => tracing::warn!(node = id, %error, "the node did not start; retrying"),
@@ -349,6 +357,7 @@ fn check(
 /// the violation (or failure to finish) it found.
 fn simulate(seed: u64, fs_faults: Option<FsFaults>) -> Result<Shared, String> {
     os::seed_entropy(seed);
+    NODE_RESTARTS.set(0);
     let mut builder = turmoil::Builder::new();
     builder
         .rng_seed(seed)
@@ -388,6 +397,7 @@ fn simulate(seed: u64, fs_faults: Option<FsFaults>) -> Result<Shared, String> {
     }
     let mut done = Arc::try_unwrap(shared).expect("the simulation is over").into_inner().unwrap();
     done.files = os::file_counts();
+    done.node_restarts = NODE_RESTARTS.get();
     Ok(done)
 }
 
@@ -485,7 +495,15 @@ impl Faults {
 
 /// Runs `seeds` and checks each: the property held (else the test fails with the
 /// violation) and the faults reached the client (requests failed, leaders moved).
+/// `CAIRN_TURMOIL_SEEDS=A..=B` runs seeds A to B instead (a longer sweep by hand).
 fn run_seeds(seeds: std::ops::RangeInclusive<u64>, fs_faults: Option<FsFaults>) -> Vec<Shared> {
+    let seeds = match std::env::var("CAIRN_TURMOIL_SEEDS") {
+        Ok(range) => {
+            let (from, to) = range.split_once("..=").expect("CAIRN_TURMOIL_SEEDS=A..=B");
+            from.parse().expect("a seed")..=to.parse().expect("a seed")
+        }
+        Err(_) => seeds,
+    };
     let mut runs = Vec::new();
     for seed in seeds {
         let done = simulate(seed, fs_faults).unwrap_or_else(|violation| panic!("{violation}"));
