@@ -548,3 +548,24 @@ fn the_client_reports_every_corrupt_byte_of_a_batch() {
         assert!(records.is_empty() && corrupt.is_some(), "byte {at} changed went unnoticed");
     }
 }
+
+/// The checks catch a replication bug: with the `canary` feature's `AcksAllBeforeIsr`
+/// planted (a leader answers acks=all once it holds the batch itself), a leader cut off
+/// from the others acknowledges writes the next leader never had, and some seed loses them
+/// (`cargo nextest run -p cairn-node --features canary --test turmoil`).
+#[cfg(feature = "canary")]
+#[test]
+fn the_checks_catch_acks_all_before_the_isr_has_the_batch() {
+    use cairn_node::core::log::canary::{self, Canary};
+    canary::set(Some(Canary::AcksAllBeforeIsr));
+    let mut caught = Vec::new();
+    for seed in 1..=4 {
+        match simulate(seed, None) {
+            Ok(done) => eprintln!("seed {seed} passed: {done:?}"),
+            Err(violation) => caught.push(violation),
+        }
+    }
+    canary::set(None);
+    eprintln!("caught: {caught:#?}");
+    assert!(!caught.is_empty(), "no seed caught the planted bug");
+}
