@@ -24,12 +24,12 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::core::io::{DiskDriver as _, DiskOp, NodeId};
 use crate::core::node::{ClusterConfig, PARTITIONS_DIR, format_ops};
 use crate::core::raft::{BOOTSTRAP_FILE, BootstrapRecord, RAFT_DIR};
 use crate::runtime::disk::FileDisk;
+use crate::runtime::os::{Os, OsFile as _, Tokio};
 
 /// The file that says a directory is formatted, and for which node and cluster.
 pub const META_FILE: &str = "cairn.meta";
@@ -301,13 +301,20 @@ pub enum DataDirError {
 /// renamed into place and the directory fsynced, so after a crash the directory is either
 /// formatted whole or has no `cairn.meta`.
 pub fn format(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
+    format_on::<Tokio>(dir, spec)
+}
+
+/// [`format`] on the files of `O`, with its entropy and its wall clock.
+pub fn format_on<O: Os>(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
     spec.check()?;
     let cluster_id = match &spec.cluster_id {
         Some(id) => validate_cluster_id(id)?.to_string(),
-        None => generate_cluster_id().map_err(|error| io_error("read", "/dev/urandom", error))?,
+        None => {
+            generate_cluster_id::<O>().map_err(|error| io_error("read", "/dev/urandom", error))?
+        }
     };
-    create_dir(dir)?;
-    refuse_cairn_data(dir)?;
+    create_dir::<O>(dir)?;
+    refuse_cairn_data::<O>(dir)?;
     let node_id = spec.node_id;
     let mut cluster = ClusterConfig::single(node_id);
     cluster.cluster_id.clone_from(&cluster_id);
@@ -316,11 +323,12 @@ pub fn format(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
     // Each format of a directory gets its own id, so that the controller tells a broker
     // whose data was wiped from one that kept it.
     let directory_id = u64::from_le_bytes(
-        random_bytes().map_err(|error| io_error("read", "/dev/urandom", error))?,
+        random_bytes::<O, 8>().map_err(|error| io_error("read", "/dev/urandom", error))?,
     );
-    run_ops(dir, format_ops(node_id, &cluster, spec.initial, directory_id))?;
-    let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms: now_ms() };
-    write_meta(dir, &meta)?;
+    run_ops::<O>(dir, format_ops(node_id, &cluster, spec.initial, directory_id))?;
+    let created_ms = O::wall_clock_nanos() / 1_000_000;
+    let meta = Meta { version: FORMAT_VERSION, node_id, cluster_id, created_ms };
+    write_meta::<O>(dir, &meta)?;
     tracing::info!(dir = %dir.display(), node_id = node_id.0, cluster_id = %meta.cluster_id,
         voters = ?cluster.voters, learners = ?cluster.learners, initial = spec.initial,
         "formatted the data directory");
@@ -329,8 +337,8 @@ pub fn format(dir: &Path, spec: &FormatSpec) -> Result<Meta, DataDirError> {
 
 /// Runs `ops` on `dir` one at a time, in order, stopping at the first that fails (so a
 /// `Rename` never runs after a failed `Sync` of its file).
-fn run_ops(dir: &Path, ops: Vec<DiskOp>) -> Result<(), DataDirError> {
-    let mut disk = FileDisk::open(dir).map_err(|error| io_error("open", dir, error))?;
+fn run_ops<O: Os>(dir: &Path, ops: Vec<DiskOp>) -> Result<(), DataDirError> {
+    let mut disk = FileDisk::<O>::open_on(dir).map_err(|error| io_error("open", dir, error))?;
     for op in ops {
         let shown = describe_op(&op);
         if let Err(error) = disk.execute(op) {
@@ -467,24 +475,25 @@ fn shell_quote(path: &Path) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-fn create_dir(dir: &Path) -> Result<(), DataDirError> {
-    if dir.is_dir() {
+fn create_dir<O: Os>(dir: &Path) -> Result<(), DataDirError> {
+    if O::metadata(dir, true).is_ok_and(|meta| meta.is_dir) {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|error| io_error("create", dir, error))?;
+    O::create_dir_all(dir).map_err(|error| io_error("create", dir, error))?;
     // The new directory's entry must survive a crash as much as the file inside it does.
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => sync_dir(parent),
-        None => sync_dir(Path::new(".")),
+        Some(parent) => sync_dir::<O>(parent),
+        None => sync_dir::<O>(Path::new(".")),
     }
 }
 
-fn refuse_cairn_data(dir: &Path) -> Result<(), DataDirError> {
-    if dir.join(META_FILE).exists() {
+fn refuse_cairn_data<O: Os>(dir: &Path) -> Result<(), DataDirError> {
+    let exists = |path: &Path| O::exists(path).unwrap_or(false);
+    if exists(&dir.join(META_FILE)) {
         return Err(DataDirError::AlreadyFormatted { dir: dir.to_path_buf() });
     }
     for entry in [PARTITIONS_DIR, METADATA_DIR, RAFT_DIR] {
-        if dir.join(entry).exists() {
+        if exists(&dir.join(entry)) {
             return Err(DataDirError::HoldsData { dir: dir.to_path_buf(), entry });
         }
     }
@@ -502,15 +511,16 @@ fn is_missing_or_empty(dir: &Path) -> Result<bool, DataDirError> {
     }
 }
 
-fn write_meta(dir: &Path, meta: &Meta) -> Result<(), DataDirError> {
+fn write_meta<O: Os>(dir: &Path, meta: &Meta) -> Result<(), DataDirError> {
     let tmp = dir.join(META_TMP);
     let path = dir.join(META_FILE);
-    let mut file = File::create(&tmp).map_err(|error| io_error("create", &tmp, error))?;
-    file.write_all(meta.encode().as_bytes()).map_err(|error| io_error("write", &tmp, error))?;
+    let file = O::create(&tmp).map_err(|error| io_error("create", &tmp, error))?;
+    let text = meta.encode();
+    file.write_all_at(text.as_bytes(), 0).map_err(|error| io_error("write", &tmp, error))?;
     file.sync_all().map_err(|error| io_error("fsync", &tmp, error))?;
     drop(file);
-    fs::rename(&tmp, &path).map_err(|error| io_error("rename into place", &path, error))?;
-    sync_dir(dir)
+    O::rename(&tmp, &path).map_err(|error| io_error("rename into place", &path, error))?;
+    sync_dir::<O>(dir)
 }
 
 fn lock(dir: &Path) -> Result<File, DataDirError> {
@@ -545,8 +555,8 @@ fn read_pid(file: &mut File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), DataDirError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|error| io_error("fsync", dir, error))
+fn sync_dir<O: Os>(dir: &Path) -> Result<(), DataDirError> {
+    O::sync_dir(dir).map_err(|error| io_error("fsync", dir, error))
 }
 
 fn io_error(action: &'static str, path: impl AsRef<Path>, error: io::Error) -> DataDirError {
@@ -561,15 +571,9 @@ fn damaged_or_io(path: &Path, error: io::Error) -> DataDirError {
     io_error("read", path, error)
 }
 
-fn now_ms() -> u64 {
-    // A clock before 1970 only makes the informational `created.ms` zero.
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// A new cluster id, for formatting several nodes of one new cluster (`cairn dev --nodes`).
 pub fn new_cluster_id() -> Result<String, DataDirError> {
-    generate_cluster_id().map_err(|error| io_error("read", "/dev/urandom", error))
+    generate_cluster_id::<Tokio>().map_err(|error| io_error("read", "/dev/urandom", error))
 }
 
 /// Reads Raft's bootstrap record of the formatted directory `dir` (the cluster's members
@@ -588,8 +592,8 @@ pub fn read_bootstrap(dir: &Path) -> Result<BootstrapRecord, DataDirError> {
 /// A new cluster id: 16 random bytes in URL-safe base64 without padding, 22 characters, the
 /// shape of Kafka's cluster ids. Read from the OS: the core's generator is seeded and must not
 /// be the source of an id meant to be unique across clusters.
-fn generate_cluster_id() -> io::Result<String> {
-    let bytes: [u8; CLUSTER_ID_RANDOM_BYTES] = random_bytes()?;
+fn generate_cluster_id<O: Os>() -> io::Result<String> {
+    let bytes: [u8; CLUSTER_ID_RANDOM_BYTES] = random_bytes::<O, CLUSTER_ID_RANDOM_BYTES>()?;
     let id = base64_url(&bytes);
     assert_eq!(id.len(), 22);
     assert!(validate_cluster_id(&id).is_ok());
@@ -597,9 +601,9 @@ fn generate_cluster_id() -> io::Result<String> {
 }
 
 /// `N` bytes from the OS's generator.
-fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {
+fn random_bytes<O: Os, const N: usize>() -> io::Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    O::fill_random(&mut bytes)?;
     Ok(bytes)
 }
 

@@ -31,13 +31,12 @@
 //!   as for EIO.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
+use super::os::{Os, OsFile, Tokio};
 use crate::core::io::{DirEntry, DiskDriver, DiskError, DiskOk, DiskOp, DiskResult, FileName};
 
 /// How many files a [`FileDisk`] keeps open by default. Sockets share the process's limit of
@@ -45,13 +44,13 @@ use crate::core::io::{DirEntry, DiskDriver, DiskError, DiskOk, DiskOp, DiskResul
 /// asks for 100,000), or opens its disk with [`FileDisk::with_open_files_max`].
 pub const OPEN_FILES_MAX_DEFAULT: usize = 1024;
 
-/// Real files under a root directory, driven one [`DiskOp`] at a time.
+/// Real files under a root directory, driven one [`DiskOp`] at a time, on the files of `O`
+/// (the real OS's unless a test says otherwise; see `runtime::os`).
 ///
 /// See the [module documentation](self) for how each op is carried out.
-#[derive(Debug)]
-pub struct FileDisk {
+pub struct FileDisk<O: Os = Tokio> {
     root: PathBuf,
-    open: HashMap<FileName, OpenFile>,
+    open: HashMap<FileName, OpenFile<O::File>>,
     open_files_max: usize,
     /// Counts uses of cached handles, to find the least recently used one.
     clock: u64,
@@ -66,17 +65,26 @@ const READ_BUFFER_BYTES: usize = 2 << 20;
 /// Pooled read buffers kept at most; more reads in flight than this allocate.
 const READ_BUFFERS_MAX: usize = 32;
 
-#[derive(Debug)]
-struct OpenFile {
-    file: File,
+struct OpenFile<F> {
+    file: F,
     used: u64,
 }
 
-impl FileDisk {
+impl<O: Os> std::fmt::Debug for FileDisk<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDisk")
+            .field("root", &self.root)
+            .field("open_files", &self.open.len())
+            .field("open_files_max", &self.open_files_max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileDisk<Tokio> {
     /// A disk rooted at `root`, creating the directory (and its parents) if missing, keeping
     /// at most [`OPEN_FILES_MAX_DEFAULT`] files open.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<FileDisk> {
-        FileDisk::with_open_files_max(root, OPEN_FILES_MAX_DEFAULT)
+        FileDisk::open_on(root)
     }
 
     /// A disk rooted at `root` that keeps at most `open_files_max` files open.
@@ -87,9 +95,27 @@ impl FileDisk {
         root: impl Into<PathBuf>,
         open_files_max: usize,
     ) -> io::Result<FileDisk> {
+        FileDisk::with_open_files_max_on(root, open_files_max)
+    }
+}
+
+impl<O: Os> FileDisk<O> {
+    /// [`FileDisk::open`] on the files of `O`.
+    pub fn open_on(root: impl Into<PathBuf>) -> io::Result<FileDisk<O>> {
+        FileDisk::with_open_files_max_on(root, OPEN_FILES_MAX_DEFAULT)
+    }
+
+    /// [`FileDisk::with_open_files_max`] on the files of `O`.
+    ///
+    /// # Panics
+    /// If `open_files_max` is zero.
+    pub fn with_open_files_max_on(
+        root: impl Into<PathBuf>,
+        open_files_max: usize,
+    ) -> io::Result<FileDisk<O>> {
         assert!(open_files_max > 0, "a file disk must be able to keep one file open");
         let root = root.into();
-        fs::create_dir_all(&root)?;
+        O::create_dir_all(&root)?;
         Ok(FileDisk {
             root,
             open: HashMap::new(),
@@ -109,11 +135,11 @@ impl FileDisk {
     }
 
     /// The cached handle of `name`, opening the existing file if it is not cached.
-    fn file(&mut self, name: &FileName) -> io::Result<&File> {
+    fn file(&mut self, name: &FileName) -> io::Result<&O::File> {
         self.clock += 1;
         let clock = self.clock;
         if !self.open.contains_key(name) {
-            let file = OpenOptions::new().read(true).write(true).open(self.path(name))?;
+            let file = O::open(&self.path(name))?;
             self.cache(name.clone(), file);
         }
         let entry = self.open.get_mut(name).expect("cached above");
@@ -121,7 +147,7 @@ impl FileDisk {
         Ok(&entry.file)
     }
 
-    fn cache(&mut self, name: FileName, file: File) {
+    fn cache(&mut self, name: FileName, file: O::File) {
         if self.open.len() >= self.open_files_max && !self.open.contains_key(&name) {
             // A linear scan, but only when the cache is full; 1024 entries take a few
             // microseconds, about what the open(2) that brought `file` took.
@@ -136,15 +162,14 @@ impl FileDisk {
         let path = self.path(name);
         let parent = path.parent().expect("a file under the root has a parent").to_path_buf();
         self.create_dirs(&parent)?;
-        let mut options = OpenOptions::new();
-        let file = options.read(true).write(true).create(true).truncate(true).open(&path)?;
+        let file = O::create(&path)?;
         // Make the new inode and, for an existing file, the truncation durable too, so that
         // a completed Create leaves an empty file after a crash, as the simulator's disk does.
         file.sync_all()?;
         self.open.remove(name);
         self.clock += 1;
         self.cache(name.clone(), file);
-        sync_dir(&parent)?;
+        O::sync_dir(&parent)?;
         Ok(DiskOk::Done)
     }
 
@@ -155,7 +180,7 @@ impl FileDisk {
         let mut at = dir;
         // Bounded by the depth of `dir`: the walk stops at the root, or at `/` if someone
         // removed the root under us.
-        while !at.try_exists()? {
+        while !O::exists(at)? {
             missing.push(at);
             match at.parent() {
                 Some(parent) => at = parent,
@@ -165,10 +190,10 @@ impl FileDisk {
         if missing.is_empty() {
             return Ok(());
         }
-        fs::create_dir_all(dir)?;
+        O::create_dir_all(dir)?;
         for made in missing.iter().rev() {
             if let Some(parent) = made.parent() {
-                sync_dir(parent)?;
+                O::sync_dir(parent)?;
             }
         }
         Ok(())
@@ -199,7 +224,7 @@ impl FileDisk {
     }
 
     fn read(&mut self, name: &FileName, pos: u64, len: u32) -> io::Result<DiskOk> {
-        let end = self.file(name)?.metadata()?.len();
+        let end = self.file(name)?.byte_len()?;
         // Take only what the file can give, so a large read near the end of the file
         // (recovery reads 8 MiB at a time) does not hold a mostly empty buffer.
         let want = usize::try_from(u64::from(len).min(end.saturating_sub(pos)))
@@ -235,9 +260,9 @@ impl FileDisk {
     fn remove(&mut self, name: &FileName) -> io::Result<DiskOk> {
         self.open.remove(name);
         let path = self.path(name);
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => fs::remove_dir(&path),
-            _ => fs::remove_file(&path),
+        let removed = match O::metadata(&path, false) {
+            Ok(meta) if meta.is_dir => O::remove_dir(&path),
+            _ => O::remove_file(&path),
         };
         match removed {
             Ok(()) => {}
@@ -247,7 +272,7 @@ impl FileDisk {
             Err(e) => return Err(e),
         }
         let parent = path.parent().expect("a file under the root has a parent");
-        match sync_dir(parent) {
+        match O::sync_dir(parent) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DiskOk::Done),
             other => other.map(|()| DiskOk::Done),
         }
@@ -257,39 +282,39 @@ impl FileDisk {
         self.open.remove(from);
         self.open.remove(to);
         let (from_path, to_path) = (self.path(from), self.path(to));
-        fs::rename(&from_path, &to_path).map_err(|e| map_error("rename", from, e))?;
+        O::rename(&from_path, &to_path).map_err(|e| map_error("rename", from, e))?;
         let to_dir = to_path.parent().expect("a file under the root has a parent");
-        sync_dir(to_dir).map_err(|e| map_error("fsync directory of", to, e))?;
+        O::sync_dir(to_dir).map_err(|e| map_error("fsync directory of", to, e))?;
         let from_dir = from_path.parent().expect("a file under the root has a parent");
         if from_dir != to_dir {
-            sync_dir(from_dir).map_err(|e| map_error("fsync directory of", from, e))?;
+            O::sync_dir(from_dir).map_err(|e| map_error("fsync directory of", from, e))?;
         }
         Ok(DiskOk::Done)
     }
 
     fn list(&self, dir: &FileName) -> io::Result<DiskOk> {
-        let entries = match fs::read_dir(self.path(dir)) {
+        let dir_path = self.path(dir);
+        let entries = match O::read_dir(&dir_path) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(DiskOk::Listing(vec![])),
             Err(e) => return Err(e),
         };
         let mut listing = Vec::new();
         for entry in entries {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
+            let Ok(name) = entry.into_string() else {
                 // Cairn names every file in UTF-8; a stranger's file cannot be one of ours.
-                tracing::warn!(dir = %dir, name = ?entry.file_name(), "skipping non-UTF-8 name");
+                tracing::warn!(dir = %dir, "skipping a non-UTF-8 name");
                 continue;
             };
             // Follow symbolic links, so an operator may link a file or directory in.
-            let meta = match fs::metadata(entry.path()) {
+            let meta = match O::metadata(&dir_path.join(&name), true) {
                 Ok(meta) => meta,
                 // Gone between readdir and stat (or a dangling link): not an entry.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            let is_dir = meta.is_dir();
-            let len = if is_dir { 0 } else { meta.len() };
+            let is_dir = meta.is_dir;
+            let len = if is_dir { 0 } else { meta.len };
             listing.push(DirEntry { name, len, is_dir });
         }
         listing.sort_by(|a, b| a.name.cmp(&b.name));
@@ -297,7 +322,7 @@ impl FileDisk {
     }
 }
 
-impl DiskDriver for FileDisk {
+impl<O: Os> DiskDriver for FileDisk<O> {
     fn execute(&mut self, op: DiskOp) -> DiskResult {
         match &op {
             DiskOp::Create { file } => self.create(file).map_err(|e| map_error("create", file, e)),
@@ -318,7 +343,7 @@ impl DiskDriver for FileDisk {
 
 /// Reads into all of `buf` from byte `pos` of `file`, stopping early only at the end of the
 /// file; returns the bytes read.
-fn read_fully(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+fn read_fully(file: &impl OsFile, buf: &mut [u8], pos: u64) -> io::Result<usize> {
     let mut filled = 0;
     // Bounded: every turn reads at least one byte or stops.
     while filled < buf.len() {
@@ -330,11 +355,6 @@ fn read_fully(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// Makes the entries of directory `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn is_no_space(e: &io::Error) -> bool {
@@ -357,6 +377,8 @@ fn map_error(what: &str, name: &FileName, e: io::Error) -> DiskError {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn disk() -> (tempfile::TempDir, FileDisk) {

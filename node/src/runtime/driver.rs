@@ -35,21 +35,25 @@ pub const PEER_INBOUND_BATCH_MAX: usize = 64;
 
 const _: () = assert!(PEER_INBOUND_BATCH_MAX <= PEER_INBOUND_QUEUE_MAX);
 
-/// Time for the core: the Unix epoch as the wall clock said at start, advanced by a monotonic
-/// clock, so it never goes backwards (docs/decisions/0002-time-is-unix-anchored.md).
+/// Time for the core: the Unix epoch as the wall clock said at start, advanced by tokio's
+/// monotonic clock, so it never goes backwards (docs/decisions/0002-time-is-unix-anchored.md).
+/// Under a simulation, tokio's clock is the simulation's and the wall clock its OS's
+/// (`runtime::os`), so nothing here reads the host's time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     wall_at_start_nanos: u64,
-    start: std::time::Instant,
+    start: tokio::time::Instant,
 }
 
 impl Clock {
-    /// A clock anchored to the wall clock now.
+    /// A clock anchored to the real wall clock now.
     pub fn start() -> Clock {
-        let since_epoch =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let wall_at_start_nanos = u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX);
-        Clock { wall_at_start_nanos, start: std::time::Instant::now() }
+        Clock::start_on::<super::os::Tokio>()
+    }
+
+    /// A clock anchored to the wall clock of `O` now.
+    pub fn start_on<O: super::os::Os>() -> Clock {
+        Clock { wall_at_start_nanos: O::wall_clock_nanos(), start: tokio::time::Instant::now() }
     }
 
     /// The core's `now`.
@@ -62,7 +66,7 @@ impl Clock {
     fn to_tokio(self, at: Instant) -> tokio::time::Instant {
         let offset = at.as_nanos().saturating_sub(self.wall_at_start_nanos);
         let offset = std::time::Duration::from_nanos(offset);
-        tokio::time::Instant::from_std(self.start) + offset
+        self.start + offset
     }
 }
 

@@ -11,6 +11,11 @@
 //! whose bytes are not yet on disk), hence the barrier.
 //!
 //! No lock is shared with the core: only the two queues.
+//!
+//! The worker runs where its OS says ([`DiskWorker`]): on its own thread for real files,
+//! whose calls block; as a task on the caller's runtime for a simulated file system, whose
+//! calls return at once and must run on the simulation's thread (decision 0023). Both run
+//! the same rounds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use tokio::sync::mpsc;
 
 use super::disk::FileDisk;
 use super::http::Metrics;
+use super::os::{DiskWorker, Os};
 use crate::core::io::{DiskDriver, DiskOp, DiskResult, FileName, OpId};
 
 /// Ops submitted at most before a submitter waits (the queue's bound, in batches).
@@ -57,31 +63,38 @@ impl DiskExecutor {
     }
 
     /// [`DiskExecutor::start`], also counting disk ops, syncs and fdatasyncs in `metrics`.
-    pub fn start_with_metrics(
-        disk: FileDisk,
+    /// The worker runs where `O` says ([`Os::DISK_WORKER`]); as a task, it needs a current
+    /// tokio runtime.
+    pub fn start_with_metrics<O: Os>(
+        disk: FileDisk<O>,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(DiskExecutor, Completions)> {
         let (submit, mut submitted) =
             mpsc::channel::<Vec<(OpId, DiskOp)>>(SUBMIT_QUEUE_BATCHES_MAX);
         let (complete, completions) = mpsc::unbounded_channel();
         let stats = Arc::new(ExecutorStats::default());
-        let thread_stats = Arc::clone(&stats);
-        thread::Builder::new().name("cairn-disk".into()).spawn(move || {
-            let mut worker =
-                Worker { disk, stats: thread_stats, metrics, held_syncs: BTreeMap::new() };
-            while let Some(first) = submitted.blocking_recv() {
-                let mut results = Vec::with_capacity(first.len());
-                worker.execute_all(first, &mut results);
-                // Group commit: take everything else already queued into the same round.
-                while let Ok(more) = submitted.try_recv() {
-                    worker.execute_all(more, &mut results);
-                }
-                worker.release_syncs(&mut results);
-                if complete.send(results).is_err() {
-                    return; // The core is gone.
-                }
+        let mut worker =
+            Worker { disk, stats: Arc::clone(&stats), metrics, held_syncs: BTreeMap::new() };
+        match O::DISK_WORKER {
+            DiskWorker::Thread => {
+                thread::Builder::new().name("cairn-disk".into()).spawn(move || {
+                    while let Some(first) = submitted.blocking_recv() {
+                        if !worker.round(first, &mut submitted, &complete) {
+                            return;
+                        }
+                    }
+                })?;
             }
-        })?;
+            DiskWorker::Task => {
+                tokio::spawn(async move {
+                    while let Some(first) = submitted.recv().await {
+                        if !worker.round(first, &mut submitted, &complete) {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
         Ok((DiskExecutor { submit, stats }, completions))
     }
 
@@ -105,15 +118,33 @@ impl DiskExecutor {
 #[error("the disk executor has stopped")]
 pub struct ExecutorGone;
 
-struct Worker {
-    disk: FileDisk,
+struct Worker<O: Os> {
+    disk: FileDisk<O>,
     stats: Arc<ExecutorStats>,
     metrics: Arc<Metrics>,
     /// Syncs waiting for the end of the round or a barrier, by file.
     held_syncs: BTreeMap<FileName, Vec<OpId>>,
 }
 
-impl Worker {
+impl<O: Os> Worker<O> {
+    /// Executes `first` and every batch queued behind it in one round (group commit), and
+    /// sends the results. False once the core is gone.
+    fn round(
+        &mut self,
+        first: Vec<(OpId, DiskOp)>,
+        submitted: &mut mpsc::Receiver<Vec<(OpId, DiskOp)>>,
+        complete: &mpsc::UnboundedSender<Vec<(OpId, DiskResult)>>,
+    ) -> bool {
+        let mut results = Vec::with_capacity(first.len());
+        self.execute_all(first, &mut results);
+        // Group commit: take everything else already queued into the same round.
+        while let Ok(more) = submitted.try_recv() {
+            self.execute_all(more, &mut results);
+        }
+        self.release_syncs(&mut results);
+        complete.send(results).is_ok()
+    }
+
     fn execute_all(&mut self, ops: Vec<(OpId, DiskOp)>, results: &mut Vec<(OpId, DiskResult)>) {
         for (id, op) in ops {
             self.stats.ops.fetch_add(1, Ordering::Relaxed);

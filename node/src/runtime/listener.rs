@@ -20,19 +20,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::driver::{NodeHandle, NodeStopped};
 use super::http::Metrics;
+use super::os::{OsListener, OsStream};
 use crate::core::io::{ConnId, RequestId};
 use crate::core::node::Response;
 use crate::kafka::request::RequestHeader;
@@ -69,8 +69,8 @@ pub struct ListenerContext {
 
 /// Accepts connections on `listener` until `stop` turns true, then closes every connection
 /// (answers still owed are dropped; clients retry).
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: OsListener>(
+    listener: L,
     context: Arc<ListenerContext>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -109,8 +109,8 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: OsStream>(
+    stream: S,
     peer: SocketAddr,
     conn: ConnId,
     context: Arc<ListenerContext>,
@@ -118,14 +118,14 @@ async fn serve_connection(
     context.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(Arc::clone(&context.metrics));
     // Answers are written as soon as they are ready; Nagle would hold small ones back.
-    let _ = stream.set_nodelay(true);
+    let _ = stream.set_nodelay();
     let Ok(replies) = context.node.connect(conn).await else { return };
     // The socket halves outlive `run`, so a rejection is counted before the client sees
     // the connection close.
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
     let data = context.node.data_version();
     let mut connection = Connection::new(conn, peer, Arc::clone(&context));
-    match connection.run(&mut reader, &writer, replies, data).await {
+    match connection.run(&mut reader, &mut writer, replies, data).await {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(Close::Rejected(reason)) => {
             context.metrics.frames_rejected.fetch_add(1, Ordering::Relaxed);
@@ -214,8 +214,8 @@ impl Connection {
 
     async fn run(
         &mut self,
-        reader: &mut OwnedReadHalf,
-        writer: &OwnedWriteHalf,
+        reader: &mut (impl AsyncRead + Unpin),
+        writer: &mut (impl AsyncWrite + Unpin),
         mut replies: mpsc::UnboundedReceiver<(RequestId, Response)>,
         mut data: watch::Receiver<u64>,
     ) -> Result<(), Close> {
@@ -249,9 +249,8 @@ impl Connection {
                     let Some((id, response)) = reply else { return Err(Close::NodeStopped) };
                     self.handle_reply(id, response, &mut data).await?;
                 }
-                ready = writer.writable(), if !self.output.is_empty() => {
-                    ready.map_err(Close::Io)?;
-                    self.write(writer)?;
+                written = write_some(writer, &self.output), if !self.output.is_empty() => {
+                    self.consume(written.map_err(Close::Io)?);
                 }
                 changed = data.changed(), if waiting => {
                     changed.map_err(|_| Close::NodeStopped)?;
@@ -260,7 +259,7 @@ impl Connection {
                     self.wake(&mut data, |version_sent, _| version_sent != current).await?;
                 }
                 () = sleep(sleep_until), if waiting => {
-                    let now = Instant::now();
+                    let now = now();
                     self.wake(&mut data, |_, deadline| deadline <= now).await?;
                 }
             }
@@ -291,7 +290,7 @@ impl Connection {
             match decode_request(frame) {
                 Ok(Decoded::Request { header, body }) => {
                     let (exchange, step) =
-                        Exchange::start(&self.context.broker, &header, body, Instant::now());
+                        Exchange::start(&self.context.broker, &header, body, now());
                     let slot = Slot::Serving {
                         header,
                         exchange: Box::new(exchange),
@@ -352,7 +351,7 @@ impl Connection {
                         return Ok(());
                     }
                     // The data changed while the round was out: read again at once.
-                    step = exchange.handle_wake(&context.broker, Instant::now());
+                    step = exchange.handle_wake(&context.broker, now());
                 }
             }
         }
@@ -400,7 +399,7 @@ impl Connection {
         let Slot::Serving { exchange, .. } = self.slot_mut(seq) else {
             unreachable!("an answer for a finished request")
         };
-        let now = Instant::now();
+        let now = now();
         if let Some(step) = exchange.handle_response(&context.broker, index, response, now) {
             self.apply(seq, step, data).await?;
         }
@@ -418,7 +417,7 @@ impl Connection {
             if let Slot::Serving { version_sent, deadline: Some(deadline), exchange, .. } = slot
                 && due(*version_sent, *deadline)
             {
-                let step = exchange.handle_wake(&self.context.broker, Instant::now());
+                let step = exchange.handle_wake(&self.context.broker, now());
                 woken.push((self.first_seq + offset as u64, step));
                 if let Slot::Serving { deadline, .. } = slot {
                     *deadline = None;
@@ -457,15 +456,8 @@ impl Connection {
         }
     }
 
-    /// Writes as many waiting answer chunks as the socket takes, in one system call.
-    fn write(&mut self, writer: &OwnedWriteHalf) -> Result<(), Close> {
-        let slices: Vec<IoSlice<'_>> =
-            self.output.iter().take(WRITE_SLICES_MAX).map(|b| IoSlice::new(b)).collect();
-        let mut written = match writer.try_write_vectored(&slices) {
-            Ok(written) => written,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-            Err(error) => return Err(Close::Io(error)),
-        };
+    /// Drops the first `written` bytes of the output: the socket took them.
+    fn consume(&mut self, mut written: usize) {
         self.output_bytes -= written;
         // Bounded by the slices just written.
         while written > 0 {
@@ -478,7 +470,6 @@ impl Connection {
                 written = 0;
             }
         }
-        Ok(())
     }
 
     /// Checks the connection's bookkeeping; a failure is a bug.
@@ -509,6 +500,28 @@ impl Connection {
     fn slot_mut(&mut self, seq: u64) -> &mut Slot {
         &mut self.slots[(seq - self.first_seq) as usize]
     }
+}
+
+/// Writes as many of the waiting answer chunks as the socket takes, in one system call
+/// (`writev`), once it takes any; returns how many bytes it took.
+async fn write_some(
+    writer: &mut (impl AsyncWrite + Unpin),
+    output: &VecDeque<Bytes>,
+) -> std::io::Result<usize> {
+    let slices: Vec<IoSlice<'_>> =
+        output.iter().take(WRITE_SLICES_MAX).map(|b| IoSlice::new(b)).collect();
+    let written =
+        std::future::poll_fn(|cx| Pin::new(&mut *writer).poll_write_vectored(cx, &slices)).await?;
+    if written == 0 {
+        // Nothing taken of a non-empty output: the socket will take nothing more.
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    Ok(written)
+}
+
+/// The time for the Kafka exchanges: tokio's clock, which a simulation controls.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep(until: Option<tokio::time::Instant>) {

@@ -36,11 +36,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::os::{Os, OsListener, OsStream, Tokio};
 use crate::core::io::NodeId;
 
 /// Messages waiting for one peer's connection before new ones are dropped.
@@ -208,7 +208,17 @@ where
     /// `stop` turns true.
     pub fn start(
         config: PeerConfig,
-        listener: TcpListener,
+        listener: tokio::net::TcpListener,
+        inbound: mpsc::Sender<(NodeId, M)>,
+        stop: watch::Receiver<bool>,
+    ) -> Peers<M> {
+        Peers::start_on::<Tokio>(config, listener, inbound, stop)
+    }
+
+    /// [`Peers::start`] on the sockets of `O`.
+    pub fn start_on<O: Os>(
+        config: PeerConfig,
+        listener: O::Listener,
         inbound: mpsc::Sender<(NodeId, M)>,
         stop: watch::Receiver<bool>,
     ) -> Peers<M> {
@@ -227,7 +237,7 @@ where
         for (&to, address) in &config.peers {
             let (sender, receiver) = mpsc::channel(PEER_QUEUE_MAX);
             queues.insert(to, sender);
-            let outbound = Outbound {
+            let outbound = Outbound::<M, O> {
                 to,
                 address: address.clone(),
                 hello: hello.clone(),
@@ -235,11 +245,12 @@ where
                 stats: Arc::clone(&stats),
                 links: Arc::clone(&links),
                 stop: stop.clone(),
+                _os: PhantomData,
             };
             tasks.spawn(outbound.run());
         }
         let known: BTreeSet<NodeId> = config.peers.keys().copied().collect();
-        let accept = Accept {
+        let accept = Accept::<M, O::Listener> {
             listener,
             cluster_id: config.cluster_id,
             known,
@@ -294,7 +305,7 @@ fn put_frame(buf: &mut BytesMut, message: &impl prost::Message) {
 }
 
 /// The task that owns the connection to one peer.
-struct Outbound<M> {
+struct Outbound<M, O> {
     to: NodeId,
     address: String,
     hello: Bytes,
@@ -302,6 +313,7 @@ struct Outbound<M> {
     stats: Arc<PeerStats>,
     links: Arc<watch::Sender<PeerLinks>>,
     stop: watch::Receiver<bool>,
+    _os: PhantomData<fn(O)>,
 }
 
 /// How a connection's writing ended.
@@ -310,12 +322,12 @@ enum WriteEnd {
     Failed(std::io::Error),
 }
 
-impl<M: prost::Message + Send + 'static> Outbound<M> {
+impl<M: prost::Message + Send + 'static, O: Os> Outbound<M, O> {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
             let connected = tokio::select! {
-                result = TcpStream::connect(self.address.as_str()) => result,
+                result = O::connect(self.address.as_str()) => result,
                 _ = self.stop.changed() => return,
             };
             match connected {
@@ -364,9 +376,10 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
     }
 
     /// Says hello, then writes queued messages until the socket fails or the node stops.
-    async fn write(&mut self, mut stream: TcpStream, backoff: &mut Duration) -> WriteEnd {
+    async fn write(&mut self, stream: O::Stream, backoff: &mut Duration) -> WriteEnd {
         // Raft heartbeats and fetch answers are small and latency-bound.
-        let _ = stream.set_nodelay(true);
+        let _ = stream.set_nodelay();
+        let (mut reader, mut stream) = stream.into_split();
         if let Err(error) = stream.write_all(&self.hello).await {
             return WriteEnd::Failed(error);
         }
@@ -378,7 +391,7 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
         loop {
             let received = tokio::select! {
                 received = self.queue.recv_many(&mut batch, PEER_WRITE_BATCH_MAX) => received,
-                error = closed(&stream) => return WriteEnd::Failed(error),
+                error = closed(&mut reader) => return WriteEnd::Failed(error),
                 _ = self.stop.changed() => return WriteEnd::Stopped,
             };
             if received == 0 {
@@ -400,17 +413,15 @@ impl<M: prost::Message + Send + 'static> Outbound<M> {
 /// Completes when the peer closed `stream` or it failed. The peer never writes on a
 /// connection it accepted (messages are one-way), so readable means closed: noticing it
 /// while idle reconnects before the next message instead of losing it to a dead socket.
-async fn closed(stream: &TcpStream) -> std::io::Error {
+/// (A read is cancel safe: the select that polls this loses no byte it cares about.)
+async fn closed(reader: &mut (impl AsyncRead + Unpin)) -> std::io::Error {
     let mut buf = [0u8; 64];
     loop {
-        if let Err(error) = stream.readable().await {
-            return error;
-        }
-        match stream.try_read(&mut buf) {
+        match reader.read(&mut buf).await {
             Ok(0) => return std::io::ErrorKind::UnexpectedEof.into(),
             // Bytes from a peer that should send none: ignored, as the reader would.
             Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => return error,
         }
     }
@@ -433,8 +444,8 @@ impl Drop for ConnectionUp {
 }
 
 /// The task that accepts peers' connections.
-struct Accept<M> {
-    listener: TcpListener,
+struct Accept<M, L> {
+    listener: L,
     cluster_id: String,
     known: BTreeSet<NodeId>,
     inbound: mpsc::Sender<(NodeId, M)>,
@@ -442,16 +453,21 @@ struct Accept<M> {
     stop: watch::Receiver<bool>,
 }
 
-impl<M: prost::Message + Default + Send + 'static> Accept<M> {
+impl<M: prost::Message + Default + Send + 'static, L: OsListener> Accept<M, L> {
     async fn run(mut self) {
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, address)) => {
-                        let _ = stream.set_nodelay(true);
-                        let inbound = Inbound {
+                        let _ = stream.set_nodelay();
+                        // The writing half is kept, unused, while the connection is read:
+                        // dropping it would close this direction, which the peer takes for
+                        // a lost connection (`closed`).
+                        let (stream, writer) = stream.into_split();
+                        let inbound = Inbound::<M, L::Stream> {
                             stream,
+                            _writer: writer,
                             buf: BytesMut::new(),
                             cluster_id: self.cluster_id.clone(),
                             known: self.known.clone(),
@@ -478,8 +494,9 @@ impl<M: prost::Message + Default + Send + 'static> Accept<M> {
 }
 
 /// Reads one incoming peer connection.
-struct Inbound<M> {
-    stream: TcpStream,
+struct Inbound<M, S: OsStream> {
+    stream: S::Reader,
+    _writer: S::Writer,
     buf: BytesMut,
     cluster_id: String,
     known: BTreeSet<NodeId>,
@@ -496,7 +513,7 @@ enum InboundError {
     Io(#[from] std::io::Error),
 }
 
-impl<M: prost::Message + Default> Inbound<M> {
+impl<M: prost::Message + Default, S: OsStream> Inbound<M, S> {
     async fn run(mut self) -> Result<(), InboundError> {
         let result = self.serve().await;
         if let Err(InboundError::Rejected(_)) = &result {

@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -20,6 +19,7 @@ use super::driver::{self, Clock, NodeHandle, PEER_INBOUND_QUEUE_MAX, PeerLink};
 use super::executor::DiskExecutor;
 use super::http::{self, Metrics};
 use super::listener::{self, ListenerContext};
+use super::os::{Os, OsListener, Tokio};
 use super::peer::{PeerConfig, PeerStats, Peers};
 use crate::core::io::NodeId;
 use crate::core::node::{Message, Node, NodeConfig};
@@ -141,17 +141,30 @@ impl Server {
     /// process running several nodes knows every peer address before any node starts)
     /// instead of binding `config.peer_listener`.
     pub async fn start_with_peer_listener(
-        mut config: ServerConfig,
+        config: ServerConfig,
         peer_listener: Option<std::net::TcpListener>,
+    ) -> Result<Server, ServerError> {
+        let peer_listener = match peer_listener {
+            Some(listener) if !config.peers.is_empty() => Some(adopt(listener)?),
+            _ => None,
+        };
+        Server::start_on::<Tokio>(config, peer_listener).await
+    }
+
+    /// [`Server::start_with_peer_listener`] on the files, sockets and clock of `O` (see
+    /// `runtime::os`; the `cairn` binary runs on [`Tokio`]). The operations endpoint, if
+    /// `config.http_listener` asks for one, is always served on tokio's sockets.
+    pub async fn start_on<O: Os>(
+        mut config: ServerConfig,
+        peer_listener: Option<O::Listener>,
     ) -> Result<Server, ServerError> {
         let metrics = Arc::new(Metrics::default());
         let data_dir = |error| ServerError::DataDir { path: config.data_dir.clone(), error };
-        let disk = FileDisk::open(&config.data_dir).map_err(data_dir)?;
+        let disk = FileDisk::<O>::open_on(&config.data_dir).map_err(data_dir)?;
         let bind = |addr| move |error| ServerError::Bind { addr, error };
-        let kafka =
-            TcpListener::bind(config.kafka_listener).await.map_err(bind(config.kafka_listener))?;
+        let kafka = O::bind(config.kafka_listener).await.map_err(bind(config.kafka_listener))?;
         let kafka_addr = kafka.local_addr().map_err(bind(config.kafka_listener))?;
-        let peer_listener = bind_peers(&config, peer_listener).await?;
+        let peer_listener = bind_peers::<O>(&config, peer_listener).await?;
         let (http_addr, http) = match config.http_listener {
             Some(addr) => {
                 let (bound, task) =
@@ -168,12 +181,12 @@ impl Server {
         config.node.cluster.advertised_port = port;
         let (peers, link, peer_addr) = match peer_listener {
             Some((listener, addr)) => {
-                let (running, link) = start_peers(&config, listener, &metrics);
+                let (running, link) = start_peers::<O>(&config, listener, &metrics);
                 (Some(running), Some(link), Some(addr))
             }
             None => (None, None, None),
         };
-        let clock = Clock::start();
+        let clock = Clock::start_on::<O>();
         let core = Node::new(config.node.clone(), clock.now());
         let (node, driver) = driver::spawn_with_metrics(
             core,
@@ -256,6 +269,15 @@ impl Server {
         result
     }
 
+    /// Waits until the node stops serving by itself (a fatal error, or its disk executor
+    /// gone; it never does otherwise), takes down what is left of it (listeners, peers) and
+    /// says why. For a supervisor that starts the node again (node/tests/turmoil.rs).
+    pub async fn until_failed(mut self) -> ServerError {
+        let error = driver_ended((&mut self.driver).await);
+        close_after_failure(self).await;
+        error
+    }
+
     /// Stops the peer transport and waits for its tasks.
     async fn stop_peers(&mut self) {
         if let Some(running) = self.peers.take() {
@@ -277,26 +299,29 @@ impl Server {
     }
 }
 
+/// A listener bound by std, handed to tokio.
+fn adopt(listener: std::net::TcpListener) -> Result<tokio::net::TcpListener, ServerError> {
+    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0)));
+    let adopt = |error| ServerError::Bind { addr, error };
+    listener.set_nonblocking(true).map_err(adopt)?;
+    tokio::net::TcpListener::from_std(listener).map_err(adopt)
+}
+
 /// Binds the peer listener when the node has peers: `bound` if given, else the configured
 /// address. Returns the listener and its address.
-async fn bind_peers(
+async fn bind_peers<O: Os>(
     config: &ServerConfig,
-    bound: Option<std::net::TcpListener>,
-) -> Result<Option<(TcpListener, SocketAddr)>, ServerError> {
+    bound: Option<O::Listener>,
+) -> Result<Option<(O::Listener, SocketAddr)>, ServerError> {
     if config.peers.is_empty() {
         return Ok(None);
     }
     let listener = match bound {
-        Some(listener) => {
-            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0; 4], 0)));
-            let adopt = |error| ServerError::Bind { addr, error };
-            listener.set_nonblocking(true).map_err(adopt)?;
-            TcpListener::from_std(listener).map_err(adopt)?
-        }
+        Some(listener) => listener,
         None => {
             let node_id = config.node.node_id.0;
             let addr = config.peer_listener.ok_or(ServerError::NoPeerListener(node_id))?;
-            TcpListener::bind(addr).await.map_err(|error| ServerError::Bind { addr, error })?
+            O::bind(addr).await.map_err(|error| ServerError::Bind { addr, error })?
         }
     };
     let addr = listener.local_addr().map_err(|error| {
@@ -307,9 +332,9 @@ async fn bind_peers(
 }
 
 /// Starts the peer transport on `listener`; its stats join the node's metrics.
-fn start_peers(
+fn start_peers<O: Os>(
     config: &ServerConfig,
-    listener: TcpListener,
+    listener: O::Listener,
     metrics: &Metrics,
 ) -> (RunningPeers, PeerLink) {
     let peer_config = PeerConfig {
@@ -319,7 +344,7 @@ fn start_peers(
     };
     let (sink, inbound) = mpsc::channel(PEER_INBOUND_QUEUE_MAX);
     let (stop, stopped) = watch::channel(false);
-    let peers = Peers::start(peer_config, listener, sink, stopped);
+    let peers = Peers::start_on::<O>(peer_config, listener, sink, stopped);
     let _ = metrics.peers.set(Arc::clone(peers.stats()));
     let link = PeerLink { sender: peers.sender(), inbound, links: peers.links() };
     (RunningPeers { peers, stop }, link)
