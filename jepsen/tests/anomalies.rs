@@ -93,18 +93,9 @@ fn unseen_needs_a_final_drain() {
 
 /// Two values sent and read during the run, then a final drain that reads `drained`.
 fn read_then_final_drain(drained: &[(i64, i64)]) -> Vec<String> {
-    vec![
-        send(0, "invoke", 1, None),
-        send(0, "ok", 1, Some(0)),
-        send(0, "invoke", 2, None),
-        send(0, "ok", 2, Some(1)),
-        poll(1, "invoke", &[]),
-        poll(1, "ok", &[(0, 1), (1, 2)]),
-        assign(2, "invoke"),
-        assign(2, "ok"),
-        poll_final(2),
-        poll(2, "ok", drained),
-    ]
+    let mut lines = two_sends_then(&[(0, 1), (1, 2)]);
+    lines.extend([assign(2, "invoke"), assign(2, "ok"), poll_final(2), poll(2, "ok", drained)]);
+    lines
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! 127.0.0.1:0 and a temporary data directory, and clients that encode requests and decode
 //! answers with `kafka-protocol`'s client side, as a Kafka client library does.
 
+#[path = "common/frame.rs"]
+mod frame;
+
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -50,18 +53,7 @@ impl Client {
     async fn send<R: Request>(&mut self, version: i16, body: &R) -> i32 {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(text("kafka-socket-test")))
-            .encode(&mut frame, R::header_version(version))
-            .unwrap();
-        body.encode(&mut frame, version).unwrap();
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let frame = frame::request(version, correlation_id, "kafka-socket-test", body).unwrap();
         self.stream.write_all(&frame).await.unwrap();
         correlation_id
     }

@@ -14,6 +14,8 @@
 
 #[path = "turmoil/client.rs"]
 mod client;
+#[path = "common/frame.rs"]
+mod frame;
 #[path = "turmoil/os.rs"]
 mod os;
 

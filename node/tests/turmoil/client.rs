@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Duration;
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use cairn_node::core::log::batch::{self, build};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable as _, Encodable as _, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable as _, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use turmoil::net::TcpStream;
 
@@ -46,18 +46,8 @@ impl Connection {
     async fn call<R: Request>(&mut self, version: i16, body: &R) -> io::Result<R::Response> {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(text("turmoil-test")))
-            .encode(&mut frame, R::header_version(version))
-            .map_err(|e| other(e.to_string()))?;
-        body.encode(&mut frame, version).map_err(|e| other(e.to_string()))?;
-        let size = i32::try_from(frame.len() - 4).expect("a small request");
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let frame =
+            crate::frame::request(version, correlation_id, "turmoil-test", body).map_err(other)?;
         let exchange = async {
             self.stream.write_all(&frame).await?;
             let size = self.stream.read_i32().await?;
