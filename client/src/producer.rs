@@ -275,8 +275,10 @@ impl DeliveryFuture {
 
 /// Which batch a record went in: `cairn bench` reads the clock once per answered batch.
 /// It holds the batch's outcome, so no later batch can take its address.
+#[cfg(feature = "cli")]
 pub(crate) struct BatchMarker(Arc<BatchOutcome>);
 
+#[cfg(feature = "cli")]
 impl DeliveryFuture {
     /// The batch this record went in.
     pub(crate) fn batch_marker(&self) -> BatchMarker {
