@@ -6,8 +6,10 @@
 //! the append alone: the record is encoded straight into the batch's buffer, and its future
 //! shares the batch's completion (an `Arc` clone), so no allocation is made per record.
 //!
-//! A sender task seals batches that are full, older than `linger`, or asked for by `flush`,
-//! compresses them outside the lock, groups them by leader into one Produce request per
+//! A batch is sealed when full, when `flush` asks, or once it is older than `linger` and
+//! can be sent (nothing older of its partition waits and the in-flight window has room:
+//! until then it goes on filling, as Kafka's clients do). A sender task
+//! compresses sealed batches outside the lock, groups them by leader into one Produce request per
 //! broker, and sends them pipelined on that broker's connection. Up to `max_in_flight`
 //! batches of one partition are in flight at once (`max.in.flight.requests.per.connection`),
 //! each in its own request since a Produce request carries one batch per partition; the
