@@ -258,6 +258,10 @@ pub async fn consumer(
         group.session_timeout = Duration::from_secs(6);
         group.heartbeat_interval = Duration::from_millis(500);
         group.rebalance_timeout = Duration::from_secs(10);
+        // Every commit must be in the history: the client's own commit before a revoke would
+        // set a committed offset that no recorded `commit` wrote, and `committed` reading it
+        // back would look like a register read of a value never written.
+        group.commit_on_revoke = false;
         let config = ConsumerConfig {
             auto_offset_reset: OffsetReset::None,
             fetch_max_wait: Duration::from_millis(100),
