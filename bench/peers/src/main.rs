@@ -5,6 +5,7 @@
 mod common;
 mod nats;
 mod redis_streams;
+mod resp;
 
 use clap::Parser as _;
 
