@@ -3,7 +3,8 @@
 NATS JetStream (1 node; 3 nodes with --replicas 3) and Redis Streams (appendfsync always),
 produce of 100-byte records on 1 and 6 streams and their consume, e2e at a fixed rate, a
 produce and consume of 1 KiB records; then the failures that must end cleanly: no server,
-a consume of more records than were produced, and a server that stops answering mid-run.
+a consume of more records than were produced, and a server that stops answering in the
+middle of a produce or of a consume.
 
     python3 bench/peers/smoke.py --peerbench PATH [--records N] [--dir DIR] [--only nats1,nats3,redis,fail]
 
@@ -82,6 +83,40 @@ def stalled(pb, system, server, proc, extra=()):
         os.kill(proc.pid, signal.SIGCONT)
 
 
+def stalled_read(pb, system, server, proc, records):
+    """Stops the server (SIGSTOP) once a consume of `records` has reported progress: the
+    reader must give up after 10 s without a record, not wait for ever."""
+    argv = [pb, system, "consume", "--server", server, "--streams", "1", "--size", "100",
+            "--records", str(records)]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = False
+    try:
+        for line in child.stderr:
+            if "read:" in line or "read " in line:
+                os.kill(proc.pid, signal.SIGSTOP)
+                stopped = True
+                break
+        try:
+            _, err = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            FAILURES.append(f"hung: {' '.join(argv[1:])}")
+            print(f"HUNG  {' '.join(argv[1:])}", flush=True)
+            return
+    finally:
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+    last = (err.strip().splitlines() or [""])[-1]
+    if not stopped:
+        FAILURES.append(f"the consume ended before it could be stalled: {' '.join(argv[1:])}")
+        print(f"FAIL  consume ended before the stall: {last}", flush=True)
+    elif child.returncode == 0:
+        FAILURES.append(f"passed but must fail: {' '.join(argv[1:])}")
+        print(f"FAIL  (passed) {' '.join(argv[1:])}", flush=True)
+    else:
+        print(f"ok    a stalled consume fails as it must, exit {child.returncode}: {last}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--peerbench", required=True)
@@ -128,6 +163,9 @@ def main():
             run(pb, ["nats", "consume", "--server", urls[0], "--size", "99", "--records", "1000"], expect_ok=False)
             run(pb, ["nats", "consume", "--server", urls[0], "--size", "100", "--records", "10", "--name", "absent"], expect_ok=False)
             stalled(pb, "nats", urls[0], procs[0])
+            # A consume of a million records lasts over a second, past its first progress line.
+            run(pb, ["nats", "produce", "--server", urls[0], "--size", "100", "--records", "1000000"])
+            stalled_read(pb, "nats", urls[0], procs[0], 1_000_000)
         finally:
             servers.stop(procs)
         url, proc = servers.start_redis(os.path.join(base, "redis-fail"), "no")
@@ -136,6 +174,10 @@ def main():
             run(pb, ["redis", "consume", "--server", url, "--size", "100", "--records", "1001"], expect_ok=False)
             run(pb, ["redis", "consume", "--server", url, "--size", "99", "--records", "1000"], expect_ok=False)
             stalled(pb, "redis", url, proc)
+            # Redis reads faster: four million records keep a consume going past its first
+            # progress line, at one second.
+            run(pb, ["redis", "produce", "--server", url, "--size", "100", "--records", "4000000"])
+            stalled_read(pb, "redis", url, proc, 4_000_000)
         finally:
             servers.stop([proc])
 

@@ -234,12 +234,14 @@ async fn xrange_all(args: &Args, keys: &[String]) -> Result<()> {
         }
         conn.write_all(&out).await?;
         for &i in &pending {
-            let entries = conn.array("XRANGE").await?;
+            let at =
+                || format!("reading key {}: {} of {} records read", keys[i], read[i], expected[i]);
+            let entries = conn.array("XRANGE").await.with_context(at)?;
             if entries == 0 {
                 bail!("key {} ended after {} of {} records", keys[i], read[i], expected[i]);
             }
             for _ in 0..entries {
-                read_entry(&mut conn, args.size, &mut id).await?;
+                read_entry(&mut conn, args.size, &mut id).await.with_context(at)?;
             }
             read[i] += entries as u64;
             next[i].clear();
@@ -280,7 +282,8 @@ async fn xread_all(args: Args, keys: Vec<String>) -> Result<Latency> {
         command.extend(next.iter().map(|n| n.as_slice()));
         encode_command(&mut out, &command);
         conn.write_all(&out).await?;
-        let per_key = match conn.token().await? {
+        let waiting = || format!("tailing: {read} of {} records read", args.records);
+        let per_key = match conn.token().await.with_context(waiting)? {
             Token::Nil => continue,
             Token::Array(n) => n,
             Token::Error(e) => bail!("XREAD: redis-server replied {e}"),
