@@ -210,13 +210,34 @@ def descendants(pid):
     return out
 
 
-def run_cmd(cmd, timeout, what, cwd=None):
-    """Runs a client command; raises SuiteError with its output's tail when it fails."""
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"")[-1500:] if isinstance(e.stdout, bytes) else (e.stdout or "")[-1500:]
-        raise SuiteError(f"{what}: no result within {timeout:.0f} s: {' '.join(map(str, cmd))}\n{out}") from None
+def run_cmd(cmd, timeout, what, server=None):
+    """Runs a client command; raises SuiteError with its output's tail when it fails, when
+    it takes longer than timeout, or when a process of `server` exits meanwhile (clients
+    retry forever against a server that is gone)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+    deadline = time.monotonic() + timeout
+    with proc:
+        try:
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                gone = [p for p in (server.popens() if server else []) if p.poll() is not None]
+                late = time.monotonic() > deadline
+                if gone or late:
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+                    why = (
+                        f"the server died (pid {gone[0].pid}, status {gone[0].returncode}){server.log_hint()}"
+                        if gone else f"no result within {timeout:.0f} s"
+                    )  # fmt: skip
+                    raise SuiteError(f"{what}: {why}: {' '.join(map(str, cmd))}\nstdout: {stdout[-800:]}\nstderr: {stderr[-800:]}")
+        except BaseException:
+            proc.kill()
+            raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if done.returncode != 0:
         raise SuiteError(
             f"{what}: exit status {done.returncode}: {' '.join(map(str, cmd))}\n"
@@ -296,6 +317,11 @@ class Server:
     def pids(self):
         return [p.pid for p in self.popens()]
 
+    def log_hint(self):
+        """The tail of the server's log(s), for an error message."""
+        paths = getattr(self, "log_paths", None) or [getattr(self, "log_path", None)]
+        return "".join(f"\n--- {p}:\n{tail(p, 15)}" for p in paths if p)
+
     def stop(self):
         pass
 
@@ -320,7 +346,7 @@ class CairnDev(Server):
     def stop(self):
         stop_process(self.proc, "cairn dev")
         if self.proc.returncode not in (0, None):
-            log(f"note: cairn dev exited with status {self.proc.returncode} after SIGTERM (log {self.log_path})")
+            log(f"note: cairn dev exit status {self.proc.returncode} (log {self.log_path})")
 
 
 class CairnCluster(Server):
@@ -337,6 +363,7 @@ class CairnCluster(Server):
             logs = "\n".join(f"--- {n.log_path}\n{tail(n.log_path, 10)}" for n in self.cluster.nodes.values())
             raise SuiteError(f"3-node Cairn cluster did not start: {e}\n{logs}") from None
         self.bootstrap = self.cluster.bootstrap
+        self.log_paths = [n.log_path for n in self.cluster.nodes.values()]
 
     def popens(self):
         return [n.proc for n in self.cluster.nodes.values() if n.proc is not None]
@@ -600,7 +627,7 @@ class Bench:
         if self.admin is None:
             from confluent_kafka.admin import AdminClient
 
-            self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap})
+            self.admin = AdminClient({"bootstrap.servers": self.server.bootstrap, "log_level": 2})
         return self.admin
 
     def create_topic(self, topic, parts):
@@ -638,7 +665,7 @@ class Bench:
         ]  # fmt: skip
         if parts == 1:
             cmd += ["-p", "0"]
-        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: produce to {topic}")
+        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: produce to {topic}", self.server)
         row = rdk_table(done.stdout)
         if row is None:
             raise SuiteError(f"{self.system.name}: no table in rdkafka_performance's output: {done.stdout[-1500:]}")
@@ -652,7 +679,7 @@ class Bench:
         cmd = [self.args.rdkafka_perf, "-C", "-t", topic, "-b", self.server.bootstrap, "-o", "beginning", "-c", str(count), "-u"]
         for p in range(parts):
             cmd += ["-p", str(p)]
-        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: consume {topic}")
+        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: consume {topic}", self.server)
         row = rdk_table(done.stdout)
         if row is None:
             raise SuiteError(f"{self.system.name}: no table in rdkafka_performance's output: {done.stdout[-1500:]}")
@@ -668,7 +695,7 @@ class Bench:
             "--throughput", str(rate), "--acks", "all", "--linger-ms", str(self.args.e2e_linger_ms),
             "-p", "0", "-o", "json", "-b", self.server.bootstrap,
         ]  # fmt: skip
-        done = run_cmd(cmd, 120 + count / rate * 2, f"{self.system.name}: e2e on {topic}")
+        done = run_cmd(cmd, 120 + count / rate * 2, f"{self.system.name}: e2e on {topic}", self.server)
         report = json.loads(done.stdout.strip().splitlines()[-1])
         if report["records_consumed"] != count or report["records_failed"]:
             raise SuiteError(f"{self.system.name}: e2e: {report['records_consumed']} of {count} consumed, {report['records_failed']} failed")
@@ -694,7 +721,7 @@ class Bench:
         if self.args.peer_window and op != "consume":
             cmd += ["--window", str(self.args.peer_window)]
         timeout = 120 + count * size / 5e6 + (count / rate * 2 if rate else 0)
-        done = run_cmd(cmd, timeout, f"{self.system.name}: cairn-peerbench {op}")
+        done = run_cmd(cmd, timeout, f"{self.system.name}: cairn-peerbench {op}", self.server)
         lines = done.stdout.strip().splitlines()
         try:
             report = json.loads(lines[-1])
@@ -889,7 +916,7 @@ class Suite:
             if not a.keep:
                 shutil.rmtree(self.tmp, ignore_errors=True)
         if self.errors:
-            log(f"FAILED: {len(self.errors)} system(s) failed: {', '.join(e.split(':')[0] for e in self.errors)} (see {a.out}/results.md)")
+            log(f"FAILED: {len(self.errors)} system(s) failed: {', '.join(e.split(':')[0] for e in self.errors)} (see {a.out}/results.md; --keep keeps the servers' logs)")
             return 1
         log(f"done: {a.out}/results.md, results.json, chart.svg")
         return 0
@@ -1303,7 +1330,7 @@ def main():
     try:
         return suite.main()
     except (KeyboardInterrupt, Interrupted) as e:
-        log(f"interrupted ({e or 'Ctrl-C'}): every server was stopped; partial results in {args.out}")
+        log(f"interrupted ({str(e) or 'Ctrl-C'}): every server was stopped; partial results in {args.out}")
         return 130
 
 
