@@ -82,6 +82,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in tests/clients or bench/peers
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "clients"))
@@ -617,8 +618,9 @@ def rdk_table(out):
 class Bench:
     """Runs the workloads of one system against a started Server."""
 
-    def __init__(self, args, system, server, workdir, record):
+    def __init__(self, args, system, server, workdir, record, counts, notes):
         self.args, self.system, self.server, self.workdir, self.record = args, system, server, workdir, record
+        self.counts, self.notes = counts, notes
         self.admin = None
 
     # --- Kafka systems
@@ -739,48 +741,72 @@ class Bench:
 
     # --- one run
 
+    def write(self, name, size, count, parts, acks):
+        """Writes count records to a new topic (the peers: new streams) named after name;
+        returns the result and what consume() needs to read them back."""
+        name = name.replace("n/a", "x")
+        if self.system.kafka:
+            self.create_topic(name, parts)
+            return self.rdk_produce(name, size, count, acks, parts), name
+        prefix = re.sub(r"[^A-Za-z0-9]", "", name)
+        return self.peer("produce", prefix, size, count, parts), prefix
+
+    def read(self, where, size, count, parts):
+        if self.system.kafka:
+            return self.rdk_consume(where, size, count, parts)
+        return self.peer("consume", where, size, count, parts)
+
+    def sized(self, what, size, parts, acks, wanted, cap_secs):
+        """The record count for a write: `wanted`, or fewer when a probe of a tenth of it
+        says `wanted` would take more than twice cap_secs here (slow peers would otherwise
+        take most of the suite's time); then about cap_secs' worth. The probe's rate counts
+        the client's start, so it is low for a fast system: hence the factor 2. Found once
+        per system and workload."""
+        key = (self.system.name, what, size, parts, acks)
+        if key not in self.counts:
+            probe = max(1000, wanted // 10)
+            r, _ = self.write(f"probe-{what}-{size}-{parts}-{acks}", size, probe, parts, acks)
+            rate = r["records_per_s"]
+            count = wanted if wanted / rate <= 2 * cap_secs else max(probe, int(rate * cap_secs))
+            self.counts[key] = count
+            if count < wanted:
+                note = (
+                    f"{what} {size_text(size)}, {parts} partition(s), acks={acks}: {count:,} records, not {wanted:,} "
+                    f"(a probe of {probe:,} ran at {rate:,.0f}/s; a run is capped at about {cap_secs:g} s)"
+                )  # fmt: skip
+                self.notes.append(note)
+                log(f"note: {self.system.name}: {note}")
+        return self.counts[key]
+
     def throughput_run(self, run):
         a, s = self.args, self.system
+        writes = "produce" in a.kinds
         for size in a.sizes:
-            count = a.count_small if size <= 100 else a.count_large
+            wanted = a.count_small if size <= 100 else a.count_large
             for parts in a.partitions:
                 filled = None
-                if s.kafka:
-                    for acks in ("1", "all"):
-                        if "produce" not in a.kinds and not ("consume" in a.kinds and acks == "1"):
-                            continue
-                        topic = f"p{size}-{parts}p-a{acks}-r{run}"
-                        self.create_topic(topic, parts)
-                        r = self.rdk_produce(topic, size, count, acks, parts)
-                        if acks == "1":
-                            filled = topic
-                        kind = "produce" if "produce" in a.kinds else "prep"
-                        self.record(s, wkey(kind, size, parts, acks), run, r)
-                    if "consume" in a.kinds:
-                        self.record(s, wkey("consume", size, parts), run, self.rdk_consume(filled, size, count, parts))
-                else:
-                    if "produce" not in a.kinds and "consume" not in a.kinds:
+                for acks in ("1", "all") if s.kafka else ("n/a",):
+                    if not writes and not ("consume" in a.kinds and acks != "all"):
                         continue
-                    prefix = f"p{size}s{parts}r{run}"
-                    r = self.peer("produce", prefix, size, count, parts)
-                    self.record(s, wkey("produce" if "produce" in a.kinds else "prep", size, parts), run, r)
-                    if "consume" in a.kinds:
-                        self.record(s, wkey("consume", size, parts), run, self.peer("consume", prefix, size, count, parts))
+                    count = self.sized("produce", size, parts, acks, wanted, a.max_secs)
+                    r, where = self.write(f"p{size}-{parts}p-a{acks}-r{run}", size, count, parts, acks)
+                    if acks != "all":
+                        filled = (where, count)
+                    self.record(s, wkey("produce" if writes else "prep", size, parts, acks if s.kafka else None), run, r)
+                if "consume" in a.kinds:
+                    self.record(s, wkey("consume", size, parts), run, self.read(filled[0], size, filled[1], parts))
         if "catchup" in a.kinds:
-            size, count, parts = 1024, a.catchup_records, a.catchup_partitions
-            if s.kafka:
-                topic = f"catchup-r{run}"
-                self.create_topic(topic, parts)
-                self.record(s, wkey("catchup-write", size, parts), run, self.rdk_produce(topic, size, count, "1", parts))
-                self.record(s, wkey("catchup", size, parts), run, self.rdk_consume(topic, size, count, parts))
-            else:
-                prefix = f"catchup{run}"
-                self.record(s, wkey("catchup-write", size, parts), run, self.peer("produce", prefix, size, count, parts))
-                self.record(s, wkey("catchup", size, parts), run, self.peer("consume", prefix, size, count, parts))
+            size, parts, acks = 1024, a.catchup_partitions, "1" if s.kafka else "n/a"
+            count = self.sized("catchup", size, parts, acks, a.catchup_records, a.catchup_max_secs)
+            r, where = self.write(f"catchup-r{run}", size, count, parts, acks)
+            self.record(s, wkey("catchup-write", size, parts), run, r)
+            self.record(s, wkey("catchup", size, parts), run, self.read(where, size, count, parts))
 
-    def e2e_run(self, run, rates):
+    def e2e_run(self, run, rates, own_max):
         for label, rate in rates:
-            count = max(100, int(rate * self.args.e2e_secs))
+            # A system asked for more than its own produce median falls behind: it gets the
+            # records it can send in e2e_secs, not the run's length times the rate asked.
+            count = max(100, int(min(rate, own_max or rate) * self.args.e2e_secs))
             key = wkey("e2e", 100, 1, rate=label)
             if self.system.kafka:
                 topic = f"e2e-{label}-r{run}"
@@ -799,6 +825,7 @@ class Suite:
     def __init__(self, args):
         self.args = args
         self.measurements = []
+        self.counts = {}
         self.systems = {}
         self.errors = []
         self.ceilings = None
@@ -857,9 +884,12 @@ class Suite:
             if rates:
                 info["e2e_rates"] = dict(rates)
 
+                own = self.medians().get((system.name, wkey("produce", 100, 1, "all" if system.kafka else None)))
+                own_max = own["records_per_s"] if own else None
+
                 def e2e(b):
                     for run in range(1, a.runs + 1):
-                        b.e2e_run(run, rates)
+                        b.e2e_run(run, rates, own_max)
 
                 self.with_server(system, "e2e", e2e)
 
@@ -871,7 +901,7 @@ class Suite:
             server = system.start(self.args, workdir)
             self.systems[system.name]["commands"].append(server.command)
             check_loopback_only(server.pids(), system.name)
-            body(Bench(self.args, system, server, workdir, self.record))
+            body(Bench(self.args, system, server, workdir, self.record, self.counts, self.systems[system.name]["notes"]))
             # The server must still be up: a run that ends with a crashed server is not a result.
             gone = [f"pid {p.pid} (status {p.returncode})" for p in server.popens() if p.poll() is not None]
             if gone:
@@ -1276,6 +1306,8 @@ def parse_args():
     ap.add_argument("--count-large", type=int, help="records per produce run of 1 KiB (default 500,000)")
     ap.add_argument("--catchup-records", type=int, help="the catch-up backlog in 1 KiB records (default 1,500,000)")
     ap.add_argument("--catchup-partitions", type=int, default=1)
+    ap.add_argument("--max-secs", type=float, help="about the longest a produce run may take: slower systems write fewer records (default 10)")
+    ap.add_argument("--catchup-max-secs", type=float, help="the same for writing the catch-up backlog (default 60)")
     ap.add_argument("--e2e-rates", default="50000,half", help='records/s, comma-separated; "half": half of Cairn\'s max')
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 10)")
     ap.add_argument("--e2e-linger-ms", type=int, default=1)
@@ -1290,6 +1322,8 @@ def parse_args():
     a.count_large = a.count_large or (50_000 if q else 500_000)
     a.catchup_records = a.catchup_records or (100_000 if q else 1_500_000)
     a.e2e_secs = a.e2e_secs or (2.0 if q else 10.0)
+    a.max_secs = a.max_secs or (2.0 if q else 10.0)
+    a.catchup_max_secs = a.catchup_max_secs or (5.0 if q else 60.0)
     a.iperf_secs = a.iperf_secs or (1 if q else 4)
     a.dd_mib = a.dd_mib or (256 if q else 1024)
     a.only = [o.strip() for o in a.only.split(",") if o.strip()] if a.only else []
