@@ -81,6 +81,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in tests/clients or bench/peers
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -275,12 +276,16 @@ def ceilings(args, workdir):
                 cmd = [iperf, "-c", "127.0.0.1", "-p", str(port), "-t", str(args.iperf_secs), "-P", str(streams), "-J"]
                 for attempt in range(50):
                     done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.iperf_secs + 30)
-                    if done.returncode == 0 or attempt == 49 or server.poll() is not None:
+                    try:
+                        bps = json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]
                         break
-                    time.sleep(0.1)  # the server may not listen yet
-                if done.returncode != 0:
-                    raise SuiteError(f"iperf3 failed: {done.stdout[-800:]} {done.stderr[-800:]}\nserver: {tail(server_log)}")
-                bps = json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]
+                    except (ValueError, KeyError):
+                        bps = None
+                    if attempt == 49 or server.poll() is not None:
+                        break
+                    time.sleep(0.2)  # the server may not listen yet, or still end the last test
+                if bps is None:
+                    raise SuiteError(f"iperf3 gave no figure: {done.stdout[-800:]} {done.stderr[-800:]}\nserver: {tail(server_log)}")
                 result["loopback"][f"{streams}_stream"] = {
                     "gbit_per_s": bps / 1e9, "mb_per_s": bps / 8 / 1e6, "command": cmd,
                 }  # fmt: skip
@@ -919,7 +924,11 @@ class Suite:
         try:
             log(f"suite: work directory {self.tmp}, results in {a.out}")
             if not a.skip_ceilings:
-                self.ceilings = ceilings(a, self.tmp)
+                try:
+                    self.ceilings = ceilings(a, self.tmp)
+                except SuiteError as e:
+                    self.errors.append(f"ceilings: {e}")
+                    log(f"ERROR: ceilings: {e}")
             for system in all_systems(a):
                 if not selected(system.name, a.only):
                     continue
@@ -935,7 +944,9 @@ class Suite:
                     continue
                 try:
                     self.run_system(system)
-                except SuiteError as e:
+                except (SuiteError, Failure, Exception) as e:
+                    if not isinstance(e, (SuiteError, Failure)):
+                        e = SuiteError(f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
                     info["status"] = "failed"
                     info["error"] = str(e)
                     self.errors.append(f"{system.name}: {e}")
@@ -1067,28 +1078,34 @@ class Suite:
             L.append("| what | figure | command |\n| --- | --- | --- |")
             for k, v in c["loopback"].items():
                 L.append(f"| loopback TCP, {k.replace('_stream', ' stream' + ('s' if k[0] != '1' else ''))} | {v['gbit_per_s']:.1f} Gbit/s = {v['mb_per_s']:,.0f} MB/s | `{' '.join(v['command'])}` |")
-            for k in ("no_fsync", "fdatasync_at_end", "dsync_per_1mib"):
+            disk_text = {"no_fsync": "without fsync", "fdatasync_at_end": "one fdatasync at the end", "dsync_per_1mib": "a sync per 1 MiB write"}
+            for k, text in disk_text.items():
                 if k in c["disk"]:
                     v = c["disk"][k]
-                    L.append(f"| sequential write, {k.replace('_', ' ')} | {v['gb_per_s']:.2f} GB/s = {v['mb_per_s']:,.0f} MB/s | `{' '.join(v['command'])}` |")
+                    L.append(f"| sequential write of {v['bytes'] >> 20} MiB, {text} | {v['gb_per_s']:.2f} GB/s = {v['mb_per_s']:,.0f} MB/s | `{' '.join(v['command'])}` |")
             for n in c["notes"]:
                 L.append(f"\nNote: {n}")
             L.append("")
         L.append("## Systems\n")
         L.append("| system | what | durability class | compared with | status |\n| --- | --- | --- | --- | --- |")
         for name, info in self.systems.items():
-            status = info["status"] + ("" if not info["notes"] else ": " + "; ".join(info["notes"]))
+            status = info["status"] + (f" ({len(info['notes'])} note(s) below)" if info["notes"] else "")
             L.append(f"| {name} | {info['label']} | {CLASS_TEXT[info['class']]} | {info['compare_with'] or '-'} | {status} |")
         L.append("")
+        notes = [(n, x) for n, info in self.systems.items() for x in info["notes"]]
+        if notes:
+            L.append("Notes:\n")
+            L += [f"- {n}: {x}" for n, x in notes]
+            L.append("")
         names = [n for n in self.systems if any(s == n for s, _ in meds)]
         keys = []
-        for _, k in sorted(meds, key=lambda sk: workload_order(sk[1])):
-            if display_key(k) not in keys:
-                keys.append(display_key(k))
+        for k in sorted({display_key(k) for _, k in meds}, key=workload_order):
+            if k not in keys:
+                keys.append(k)
         if not names:
             L.append("No system ran: no figures.\n")
             return "\n".join(L) + "\n"
-        L.append("## Throughput, medians (records/s; Cairn / peer in brackets, within the durability class)\n")
+        L.append("## Throughput, medians: records/s (MB/s), and in bold Cairn / peer within the durability class\n")
         L.append("NATS and Redis have one acknowledgement mode (NATS: the PubAck after the stream's replicas stored it; "
                  "Redis: the XADD reply); their produce rows are compared with Cairn's acks=all row.\n")  # fmt: skip
         L.append("| workload | " + " | ".join(f"{n} ({self.systems[n]['class']})" for n in names) + " |")
@@ -1112,7 +1129,7 @@ class Suite:
         if e2e_keys:
             L.append("## End-to-end latency (send to consume), medians: p99 / p50 ms at the rate achieved (asked)\n")
             L.append("Kafka systems: `cairn bench e2e` (acks=all, one partition); NATS and Redis: `cairn-peerbench e2e`. "
-                     "Cairn / peer p99 in brackets (below 1: Cairn lower).\n")  # fmt: skip
+                     "In bold: Cairn's p99 / the peer's p99 (below 1: Cairn's is lower).\n")  # fmt: skip
             L.append("| rate | " + " | ".join(names) + " |")
             L.append("| --- |" + " --- |" * len(names))
             for k in e2e_keys:
@@ -1209,9 +1226,9 @@ def chart(systems, meds):
     on a log scale. NATS and Redis produce rows stand in the acks=all group."""
     names = [n for n in systems if any(s == n for s, _ in meds)]
     groups = []
-    for _, k in sorted(meds, key=lambda sk: workload_order(sk[1])):
-        if k.split()[0] in ("produce", "consume", "catchup") and display_key(k) not in groups:
-            groups.append(display_key(k))
+    for k in sorted({display_key(k) for _, k in meds}, key=workload_order):
+        if k.split()[0] in ("produce", "consume", "catchup"):
+            groups.append(k)
 
     def value(n, k):
         m, _ = lookup(meds, n, k)
@@ -1224,7 +1241,7 @@ def chart(systems, meds):
     hi = 10 ** math.ceil(math.log10(max(values)))
     bar, gap, left, top, plot_h = 9, 14, 70, 40, 320
     group_w = bar * len(names) + gap
-    width = left + group_w * len(groups) + 20
+    width = left + group_w * len(groups) + 160
     legend_y = top + plot_h + 120
     height = legend_y + 18 * ((len(names) + 2) // 3) + 20
     width = max(width, 760)
@@ -1234,7 +1251,9 @@ def chart(systems, meds):
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{left}" y="22" font-size="14">Records/s per workload (median, log scale); one bar per system</text>']  # fmt: skip
+           f'<text x="{left}" y="18" font-size="14">Records/s per workload (median, log scale); one bar per system</text>',
+           f'<text x="{left}" y="32" font-size="10">NATS and Redis produce (one acknowledgement mode) stand in the acks=all groups; '
+           'hover a bar for its figure</text>']  # fmt: skip
     decade = lo
     while decade <= hi * 1.0001:
         for mult in (1, 2, 5):
@@ -1315,17 +1334,18 @@ def parse_args():
     ap.add_argument("--dd-mib", type=int, help="MiB per dd write (default 1024)")
     ap.add_argument("--skip-ceilings", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
+    ap.add_argument("--render", metavar="DIR", help="only write DIR/results.md and chart.svg again from DIR/results.json")
     a = ap.parse_args()
     q = a.quick
     a.runs = 1 if q and a.runs == 3 else a.runs
-    a.count_small = a.count_small or (200_000 if q else 2_000_000)
-    a.count_large = a.count_large or (50_000 if q else 500_000)
-    a.catchup_records = a.catchup_records or (100_000 if q else 1_500_000)
-    a.e2e_secs = a.e2e_secs or (2.0 if q else 10.0)
-    a.max_secs = a.max_secs or (2.0 if q else 10.0)
+    a.count_small = a.count_small or (100_000 if q else 2_000_000)
+    a.count_large = a.count_large or (30_000 if q else 500_000)
+    a.catchup_records = a.catchup_records or (50_000 if q else 1_500_000)
+    a.e2e_secs = a.e2e_secs or (1.0 if q else 10.0)
+    a.max_secs = a.max_secs or (5.0 if q else 10.0)
     a.catchup_max_secs = a.catchup_max_secs or (5.0 if q else 60.0)
     a.iperf_secs = a.iperf_secs or (1 if q else 4)
-    a.dd_mib = a.dd_mib or (256 if q else 1024)
+    a.dd_mib = a.dd_mib or (128 if q else 1024)
     a.only = [o.strip() for o in a.only.split(",") if o.strip()] if a.only else []
     a.kinds = [k.strip() for k in a.workloads.split(",") if k.strip()]
     bad = [k for k in a.kinds if k not in KINDS]
@@ -1354,7 +1374,27 @@ def parse_args():
     return a, any(s.family in ("nats", "redis") for s in wants)
 
 
+def render(args):
+    """--render DIR: results.md and chart.svg again from DIR/results.json (no run)."""
+    with open(os.path.join(args.render, "results.json")) as f:
+        doc = json.load(f)
+    suite = Suite(args)
+    suite.started = datetime.datetime.fromisoformat(doc["started"])
+    suite.measurements, suite.systems, suite.ceilings, suite.errors = doc["measurements"], doc["systems"], doc["ceilings"], doc["errors"]
+    suite.args.out = args.render
+    for k in ("runs", "count_small", "count_large", "catchup_records", "e2e_secs"):
+        setattr(suite.args, k, doc["args"][k])
+    sys.argv = doc["argv"]
+    suite.write()
+    log(f"rendered {args.render}/results.md and chart.svg from results.json")
+    return 0
+
+
 def main():
+    if "--render" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--render", required=True)
+        return render(ap.parse_args())
     args, wants_peers = parse_args()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
