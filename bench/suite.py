@@ -9,8 +9,12 @@ test: run it on a quiet machine.
         [--runs 3] [--out DIR] [--quick] [--only SYSTEMS] [--workloads KINDS]
 
 Python with confluent-kafka (topic creation through its AdminClient) runs it; everything else
-is the standard library. `--quick` is one run with small counts (a minute or two) for trying
-it; the full default run takes about 35 to 45 minutes on two cores.
+is the standard library. `--quick` is one run with small counts for trying it (about 3
+minutes for every system on a busy two-core machine); the full default run is meant to stay
+under about 45 minutes on two cores: a system too slow for a count writes fewer records (a
+probe of a tenth of the count sizes each write to about --max-secs, 10 s; the catch-up
+backlog to --catchup-max-secs, 60 s; each such cut is a note in results.md). `--render DIR`
+writes results.md and chart.svg again from DIR/results.json.
 
 What it runs, in this order (every server on 127.0.0.1 only, every data directory under one
 temporary directory that is removed at the end, every process it started stopped at exit,
@@ -537,11 +541,11 @@ def all_systems(args):
                    lambda a, d: Tansu(a, d, a.tansu_durable_engine))
         )  # fmt: skip
     systems += [
-        System("nats-1", "nats", MEMORY, 1, "NATS JetStream, 1 node, file storage", "cairn-1-replicate",
+        System("nats-1", "nats", MEMORY, 1, "NATS JetStream, 1 node, file storage (PubAck before any fsync)", "cairn-1-replicate",
                lambda a, d: Nats(a, d, 1)),
-        System("nats-3", "nats", MEMORY, 3, "NATS JetStream, 3 nodes, file storage, replicas 3", "cairn-3-replicate",
+        System("nats-3", "nats", MEMORY, 3, "NATS JetStream, 3 nodes, file storage, replicas 3 (PubAck once 2 of 3 stored it, before any fsync)", "cairn-3-replicate",
                lambda a, d: Nats(a, d, 3)),
-        System("redis-always", "redis", FSYNC, 1, "Redis Streams, appendonly yes, appendfsync always", "cairn-1-fsync",
+        System("redis-always", "redis", FSYNC, 1, "Redis Streams, appendonly yes, appendfsync always (fsync before the reply)", "cairn-1-fsync",
                lambda a, d: Redis(a, d, "always")),
         System("redis-no", "redis", MEMORY, 1, "Redis Streams, appendonly yes, appendfsync no", "cairn-1-replicate",
                lambda a, d: Redis(a, d, "no")),
@@ -1092,6 +1096,13 @@ class Suite:
             status = info["status"] + (f" ({len(info['notes'])} note(s) below)" if info["notes"] else "")
             L.append(f"| {name} | {info['label']} | {CLASS_TEXT[info['class']]} | {info['compare_with'] or '-'} | {status} |")
         L.append("")
+        L.append(
+            "Durability classes: `fsync` rows acknowledge a record once it is fsynced (Cairn durability=fsync, on every "
+            "in-sync replica with 3 nodes; Redis appendfsync always); `memory or page cache` rows acknowledge it from memory "
+            "or the page cache (Cairn durability=replicate, NATS 2.9.10's file store, which has no option to fsync before "
+            "the PubAck, Redis appendfsync no, Tansu's memory engine). Each peer is compared with the Cairn row of its class "
+            "and node count; NATS has no fsync row and Redis no 3-node row (it has no synchronous replication).\n"
+        )  # fmt: skip
         notes = [(n, x) for n, info in self.systems.items() for x in info["notes"]]
         if notes:
             L.append("Notes:\n")
