@@ -13,7 +13,7 @@ is the standard library. `--quick` is one run with small counts for trying it (a
 minutes for every system on a busy two-core machine); the full default run is meant to stay
 under about 45 minutes on two cores: a system too slow for a count writes fewer records (a
 probe of a tenth of the count sizes each write to about --max-secs, 10 s; the catch-up
-backlog to --catchup-max-secs, 60 s; each such cut is a note in results.md). `--render DIR`
+backlog to --catchup-max-secs, 45 s; each such cut is a note in results.md). `--render DIR`
 writes results.md and chart.svg again from DIR/results.json.
 
 What it runs, in this order (every server on 127.0.0.1 only, every data directory under one
@@ -54,8 +54,9 @@ also on Ctrl-C, SIGTERM or an error):
              `cairn-peerbench SYSTEM e2e` for NATS and Redis.
    catchup   --catchup-records (1.5M) x 1 KiB written first (acks=1), then read from the
              start as consume does; the table shows the read.
-   Each system runs --runs times on a fresh server (produce, consume, catchup), then the
-   e2e runs on one more fresh server.
+   Each system runs produce and consume --runs times, each time on a fresh server; then one
+   more fresh server gets the catch-up backlog (written once, read --runs times) and the
+   e2e runs.
 4. Durability classes, stated per row: `fsync` (acknowledged after fdatasync: Cairn
    durability=fsync, Redis appendfsync always) and `memory` (memory or page cache: Cairn
    durability=replicate, NATS file store, Redis appendfsync no, Tansu memory). Every peer is
@@ -140,15 +141,15 @@ def tail(path, lines=20):
     return "\n".join(text[-lines:]) or "(empty)"
 
 
-def stop_process(proc, label):
-    """SIGTERM, then SIGKILL after STOP_SECS; never raises."""
+def stop_process(proc, label, secs=STOP_SECS):
+    """SIGTERM, then SIGKILL after secs; never raises."""
     if proc is None or proc.poll() is not None:
         return
     try:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=STOP_SECS)
+        proc.wait(timeout=secs)
     except subprocess.TimeoutExpired:
-        log(f"{label} (pid {proc.pid}) did not stop within {STOP_SECS:.0f} s of SIGTERM: SIGKILL")
+        log(f"{label} (pid {proc.pid}) did not stop within {secs:.0f} s of SIGTERM: SIGKILL")
         proc.kill()
         proc.wait(timeout=STOP_SECS)
     except ProcessLookupError:
@@ -329,6 +330,8 @@ class Server:
 
     def log_hint(self):
         """The tail of the server's log(s), for an error message."""
+        if getattr(self, "log_dirs", None):
+            return "".join(logs_in(d, 15) for d in self.log_dirs if os.path.isdir(d))
         paths = getattr(self, "log_paths", None) or [getattr(self, "log_path", None)]
         return "".join(f"\n--- {p}:\n{tail(p, 15)}" for p in paths if p)
 
@@ -425,6 +428,29 @@ def load_servers_module(args):
     return module
 
 
+def logs_in(workdir, lines=10):
+    """The tails of the *.log files under workdir, for an error message."""
+    out = []
+    for dirpath, _, files in os.walk(workdir):
+        out += [f"\n--- {os.path.join(dirpath, f)}:\n{tail(os.path.join(dirpath, f), lines)}" for f in sorted(files) if f.endswith(".log")]
+    return "".join(out)
+
+
+def start_peer(what, workdir, start):
+    """Calls the peers' launcher; a start that fails is tried once more (free ports are
+    picked before the servers bind them, so two starts can race for one)."""
+    for attempt in (1, 2):
+        where = workdir if attempt == 1 else workdir + "-again"
+        try:
+            return start(where)
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as e:
+            if attempt == 2:
+                raise SuiteError(f"{what} did not start, twice: {type(e).__name__}: {e}{logs_in(where)}") from None
+            log(f"note: {what} did not start ({type(e).__name__}: {e}); trying once more{logs_in(where, 5)}")
+
+
 def host_port(url):
     return re.sub(r"^[a-z]+://", "", url).rstrip("/")
 
@@ -438,13 +464,8 @@ def as_list(procs):
 class Nats(Server):
     def __init__(self, args, workdir, nodes):
         servers = load_servers_module(args)
-        self.procs = []
-        try:
-            urls, procs = servers.start_nats(workdir, nodes=nodes)
-        except BaseException as e:
-            if isinstance(e, (KeyboardInterrupt, Interrupted)):
-                raise
-            raise SuiteError(f"nats-server ({nodes} node(s)) did not start: {type(e).__name__}: {e} (logs in {workdir})") from None
+        self.procs, self.log_dirs = [], [workdir, workdir + "-again"]
+        urls, procs = start_peer(f"nats-server ({nodes} node(s))", workdir, lambda d: servers.start_nats(d, nodes=nodes))
         self.procs = as_list(procs)
         urls = urls if isinstance(urls, (list, tuple)) else str(urls).split(",")
         self.bootstrap = ",".join(host_port(u) for u in urls)
@@ -458,19 +479,14 @@ class Nats(Server):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in self.procs:
-            stop_process(p, "nats-server")
+            stop_process(p, "nats-server", 5)  # its data is thrown away: no need to wait long
 
 
 class Redis(Server):
     def __init__(self, args, workdir, appendfsync):
         servers = load_servers_module(args)
-        self.procs = []
-        try:
-            url, proc = servers.start_redis(workdir, appendfsync=appendfsync)
-        except BaseException as e:
-            if isinstance(e, (KeyboardInterrupt, Interrupted)):
-                raise
-            raise SuiteError(f"redis-server (appendfsync {appendfsync}) did not start: {type(e).__name__}: {e} (logs in {workdir})") from None
+        self.procs, self.log_dirs = [], [workdir, workdir + "-again"]
+        url, proc = start_peer(f"redis-server (appendfsync {appendfsync})", workdir, lambda d: servers.start_redis(d, appendfsync=appendfsync))
         self.procs = as_list(proc)
         self.bootstrap = host_port(str(url))
         self.command = [f"bench/peers/servers.py start_redis(dir, appendfsync={appendfsync!r})"]
@@ -480,7 +496,7 @@ class Redis(Server):
 
     def stop(self):
         for p in self.procs:
-            stop_process(p, "redis-server")
+            stop_process(p, "redis-server", 5)
 
 
 def wait_port(port, procs, label, log_path):
@@ -556,7 +572,7 @@ def all_systems(args):
 def selected(name, only):
     if not only:
         return True
-    return any(name == o or name.startswith(o + "-") or name.startswith(o) for o in only)
+    return any(name.startswith(o) for o in only)
 
 
 def unavailable(system, args):
@@ -765,23 +781,27 @@ class Bench:
             return self.rdk_consume(where, size, count, parts)
         return self.peer("consume", where, size, count, parts)
 
-    def sized(self, what, size, parts, acks, wanted, cap_secs):
+    def sized(self, what, size, parts, acks, wanted, cap_secs, rate_hint=None):
         """The record count for a write: `wanted`, or fewer when a probe of a tenth of it
         says `wanted` would take more than twice cap_secs here (slow peers would otherwise
         take most of the suite's time); then about cap_secs' worth. The probe's rate counts
         the client's start, so it is low for a fast system: hence the factor 2. Found once
-        per system and workload."""
+        per system and workload. With rate_hint (a median this system already measured for
+        the same writes) there is no probe and no factor 2."""
         key = (self.system.name, what, size, parts, acks)
         if key not in self.counts:
             probe = max(1000, wanted // 10)
-            r, _ = self.write(f"probe-{what}-{size}-{parts}-{acks}", size, probe, parts, acks)
-            rate = r["records_per_s"]
-            count = wanted if wanted / rate <= 2 * cap_secs else max(probe, int(rate * cap_secs))
+            if rate_hint:
+                rate, slack, how = rate_hint, 1, f"its median produce ran at {rate_hint:,.0f}/s"
+            else:
+                r, _ = self.write(f"probe-{what}-{size}-{parts}-{acks}", size, probe, parts, acks)
+                rate, slack, how = r["records_per_s"], 2, f"a probe of {probe:,} ran at {r['records_per_s']:,.0f}/s"
+            count = wanted if wanted / rate <= slack * cap_secs else max(probe, int(rate * cap_secs))
             self.counts[key] = count
             if count < wanted:
                 note = (
                     f"{what} {size_text(size)}, {parts} partition(s), acks={acks}: {count:,} records, not {wanted:,} "
-                    f"(a probe of {probe:,} ran at {rate:,.0f}/s; a run is capped at about {cap_secs:g} s)"
+                    f"({how}; a write is capped at about {cap_secs:g} s)"
                 )  # fmt: skip
                 self.notes.append(note)
                 log(f"note: {self.system.name}: {note}")
@@ -804,11 +824,15 @@ class Bench:
                     self.record(s, wkey("produce" if writes else "prep", size, parts, acks if s.kafka else None), run, r)
                 if "consume" in a.kinds:
                     self.record(s, wkey("consume", size, parts), run, self.read(filled[0], size, filled[1], parts))
-        if "catchup" in a.kinds:
-            size, parts, acks = 1024, a.catchup_partitions, "1" if s.kafka else "n/a"
-            count = self.sized("catchup", size, parts, acks, a.catchup_records, a.catchup_max_secs)
-            r, where = self.write(f"catchup-r{run}", size, count, parts, acks)
-            self.record(s, wkey("catchup-write", size, parts), run, r)
+
+    def catchup(self, rate_hint):
+        """Writes the backlog once, then reads it from the start --runs times."""
+        a, s = self.args, self.system
+        size, parts, acks = 1024, a.catchup_partitions, "1" if s.kafka else "n/a"
+        count = self.sized("catchup", size, parts, acks, a.catchup_records, a.catchup_max_secs, rate_hint)
+        r, where = self.write("catchup", size, count, parts, acks)
+        self.record(s, wkey("catchup-write", size, parts), 1, r)
+        for run in range(1, a.runs + 1):
             self.record(s, wkey("catchup", size, parts), run, self.read(where, size, count, parts))
 
     def e2e_run(self, run, rates, own_max):
@@ -885,22 +909,24 @@ class Suite:
     def run_system(self, system):
         a = self.args
         info = self.systems[system.name]
-        throughput_kinds = {"produce", "consume", "catchup"} & set(a.kinds)
-        for run in range(1, a.runs + 1) if throughput_kinds else []:
+        for run in range(1, a.runs + 1) if {"produce", "consume"} & set(a.kinds) else []:
             self.with_server(system, f"run-{run}", lambda b, run=run: b.throughput_run(run))
-        if "e2e" in a.kinds:
-            rates = self.e2e_rates(system)
-            if rates:
-                info["e2e_rates"] = dict(rates)
+        rates = self.e2e_rates(system) if "e2e" in a.kinds else []
+        if rates:
+            info["e2e_rates"] = dict(rates)
+        own = self.medians().get((system.name, wkey("produce", 100, 1, "all" if system.kafka else None)))
+        own_max = own["records_per_s"] if own else None
 
-                own = self.medians().get((system.name, wkey("produce", 100, 1, "all" if system.kafka else None)))
-                own_max = own["records_per_s"] if own else None
+        written = self.medians().get((system.name, wkey("produce", 1024, a.catchup_partitions, "1" if system.kafka else None)))
 
-                def e2e(b):
-                    for run in range(1, a.runs + 1):
-                        b.e2e_run(run, rates, own_max)
+        def backlog_and_e2e(b):
+            if "catchup" in a.kinds:
+                b.catchup(written["records_per_s"] if written else None)
+            for run in range(1, a.runs + 1) if rates else []:
+                b.e2e_run(run, rates, own_max)
 
-                self.with_server(system, "e2e", e2e)
+        if "catchup" in a.kinds or rates:
+            self.with_server(system, "catchup-e2e", backlog_and_e2e)
 
     def with_server(self, system, tag, body):
         workdir = tempfile.mkdtemp(prefix=f"{system.name}-{tag}-", dir=self.tmp)
@@ -1354,7 +1380,7 @@ def parse_args():
     a.catchup_records = a.catchup_records or (50_000 if q else 1_500_000)
     a.e2e_secs = a.e2e_secs or (1.0 if q else 10.0)
     a.max_secs = a.max_secs or (5.0 if q else 10.0)
-    a.catchup_max_secs = a.catchup_max_secs or (5.0 if q else 60.0)
+    a.catchup_max_secs = a.catchup_max_secs or (5.0 if q else 45.0)
     a.iperf_secs = a.iperf_secs or (1 if q else 4)
     a.dd_mib = a.dd_mib or (128 if q else 1024)
     a.only = [o.strip() for o in a.only.split(",") if o.strip()] if a.only else []
