@@ -12,7 +12,7 @@ Python with confluent-kafka (topic creation through its AdminClient) runs it; ev
 is the standard library. `--quick` is one run with small counts for trying it (about 3
 minutes for every system on a busy two-core machine); the full default run is meant to stay
 under about 45 minutes on two cores: a system too slow for a count writes fewer records (a
-probe of a tenth of the count sizes each write to about --max-secs, 10 s; the catch-up
+probe of a twentieth of the count sizes each write to about --max-secs, 8 s; the catch-up
 backlog to --catchup-max-secs, 45 s; each such cut is a note in results.md). `--render DIR`
 writes results.md and chart.svg again from DIR/results.json.
 
@@ -782,7 +782,7 @@ class Bench:
         return self.peer("consume", where, size, count, parts)
 
     def sized(self, what, size, parts, acks, wanted, cap_secs, rate_hint=None):
-        """The record count for a write: `wanted`, or fewer when a probe of a tenth of it
+        """The record count for a write: `wanted`, or fewer when a probe of a twentieth of it
         says `wanted` would take more than twice cap_secs here (slow peers would otherwise
         take most of the suite's time); then about cap_secs' worth. The probe's rate counts
         the client's start, so it is low for a fast system: hence the factor 2. Found once
@@ -790,7 +790,7 @@ class Bench:
         the same writes) there is no probe and no factor 2."""
         key = (self.system.name, what, size, parts, acks)
         if key not in self.counts:
-            probe = max(1000, wanted // 10)
+            probe = max(1000, wanted // 20)
             if rate_hint:
                 rate, slack, how = rate_hint, 1, f"its median produce ran at {rate_hint:,.0f}/s"
             else:
@@ -1362,7 +1362,7 @@ def parse_args():
     ap.add_argument("--count-large", type=int, help="records per produce run of 1 KiB (default 500,000)")
     ap.add_argument("--catchup-records", type=int, help="the catch-up backlog in 1 KiB records (default 1,500,000)")
     ap.add_argument("--catchup-partitions", type=int, default=1)
-    ap.add_argument("--max-secs", type=float, help="about the longest a produce run may take: slower systems write fewer records (default 10)")
+    ap.add_argument("--max-secs", type=float, help="about the longest a produce run may take: slower systems write fewer records (default 8)")
     ap.add_argument("--catchup-max-secs", type=float, help="the same for writing the catch-up backlog (default 60)")
     ap.add_argument("--e2e-rates", default="50000,half", help='records/s, comma-separated; "half": half of Cairn\'s max')
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 10)")
@@ -1379,7 +1379,7 @@ def parse_args():
     a.count_large = a.count_large or (30_000 if q else 500_000)
     a.catchup_records = a.catchup_records or (50_000 if q else 1_500_000)
     a.e2e_secs = a.e2e_secs or (1.0 if q else 10.0)
-    a.max_secs = a.max_secs or (5.0 if q else 10.0)
+    a.max_secs = a.max_secs or (5.0 if q else 8.0)
     a.catchup_max_secs = a.catchup_max_secs or (5.0 if q else 45.0)
     a.iperf_secs = a.iperf_secs or (1 if q else 4)
     a.dd_mib = a.dd_mib or (128 if q else 1024)
