@@ -9,8 +9,8 @@ test: run it on a quiet machine.
         [--runs 3] [--out DIR] [--quick] [--only SYSTEMS] [--workloads KINDS]
 
 Python with confluent-kafka (topic creation through its AdminClient) runs it; everything else
-is the standard library. `--quick` is one run with small counts for trying it (about 3
-minutes for every system on a busy two-core machine); the full default run is meant to stay
+is the standard library. `--quick` is one run with small counts for trying it (2.5 minutes
+for every system on a busy two-core machine; its figures are noise, not results); the full default run is meant to stay
 under about 45 minutes on two cores: a system too slow for a count writes fewer records (a
 probe of a twentieth of the count sizes each write to about --max-secs, 8 s; the catch-up
 backlog to --catchup-max-secs, 45 s; each such cut is a note in results.md). `--render DIR`
@@ -581,7 +581,7 @@ def selected(name, only):
 
 def unavailable(system, args):
     """Why the system cannot run here (a note), or None."""
-    if system.family == "cairn" and not os.path.exists(args.cairn):
+    if (system.family == "cairn" or (system.kafka and "e2e" in args.kinds)) and not os.path.exists(args.cairn):
         return f"no Cairn binary at {args.cairn} (cargo build --release -p cairn-node --bin cairn)"
     if system.family == "tansu" and not (args.tansu and os.path.exists(args.tansu)):
         return f"Tansu not found ({args.tansu or 'no --tansu given'})"
@@ -1060,6 +1060,7 @@ class Suite:
     def targets(self, meds, ratios):
         t = {}
         behind = [r for r in ratios if r.get("throughput_cairn_over_peer") is not None and r["throughput_cairn_over_peer"] <= 1.0]
+        behind.sort(key=lambda r: (r["peer"], workload_order(r["workload"])))
         compared = [r for r in ratios if r.get("throughput_cairn_over_peer") is not None]
         t["ahead_at_equal_durability"] = {
             "holds": bool(compared) and not behind, "compared_rows": len(compared),
@@ -1355,7 +1356,7 @@ def build_peerbench(args):
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rdkafka-perf", default=os.environ.get("RDKAFKA_PERF"), help="rdkafka_performance (required for the Kafka systems)")
-    ap.add_argument("--cairn", default=os.path.join(ROOT, "target", "release", "cairn"))
+    ap.add_argument("--cairn", help="the cairn binary (default: this checkout's release build, built when missing)")
     ap.add_argument("--tansu", default=os.environ.get("TANSU"), help="the tansu binary; Tansu is skipped without it")
     ap.add_argument("--tansu-durable-engine", help="a second Tansu row with this --storage-engine URL ({dir}: the run's directory)")
     ap.add_argument("--tansu-durable-class", choices=[FSYNC, MEMORY], default=MEMORY, help="the durability class of that engine")
@@ -1410,10 +1411,13 @@ def parse_args():
     for o in a.only:
         if not any(n.startswith(o) for n in known):
             ap.error(f"--only {o!r} matches no system (systems: {', '.join(known)})")
-    a.cairn = os.path.abspath(a.cairn)
+    cairn_default = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "cairn")
+    a.build_cairn = not a.cairn and not os.path.exists(cairn_default)
+    a.cairn = os.path.abspath(a.cairn or cairn_default)
     if a.tansu:
         a.tansu = os.path.abspath(a.tansu)
     wants = [s for s in all_systems(a) if selected(s.name, a.only)]
+    a.build_cairn = a.build_cairn and any(s.family == "cairn" or (s.kafka and "e2e" in a.kinds) for s in wants)
     if any(s.kafka for s in wants) and ({"produce", "consume", "catchup"} & set(a.kinds)) and not a.rdkafka_perf:
         ap.error("--rdkafka-perf (or RDKAFKA_PERF) is required for the Kafka systems")
     if a.rdkafka_perf:
@@ -1447,6 +1451,11 @@ def main():
     args, wants_peers = parse_args()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
+    if args.build_cairn:
+        log("building cairn: cargo build --release -p cairn-node --bin cairn")
+        done = subprocess.run(["cargo", "build", "--release", "-p", "cairn-node", "--bin", "cairn"], cwd=ROOT)
+        if done.returncode != 0 or not os.path.exists(args.cairn):
+            raise SystemExit(f"suite: building cairn failed (status {done.returncode}); give --cairn PATH")
     if wants_peers and not os.path.exists(args.peerbench):
         build_peerbench(args)
     suite = Suite(args)
