@@ -5,16 +5,18 @@ test: run it on a quiet machine.
 
     /opt/cairn-venv/bin/python bench/suite.py \\
         --rdkafka-perf /work/tools/librdkafka/examples/rdkafka_performance \\
-        [--cairn target/release/cairn] [--tansu PATH] [--peerbench PATH] \\
+        [--cairn PATH] [--tansu PATH] [--peerbench PATH] \\
         [--runs 3] [--out DIR] [--quick] [--only SYSTEMS] [--workloads KINDS]
 
 Python with confluent-kafka (topic creation through its AdminClient) runs it; everything else
-is the standard library. `--quick` is one run with small counts for trying it (2.5 minutes
-for every system on a busy two-core machine; its figures are noise, not results); the full default run is meant to stay
-under about 45 minutes on two cores: a system too slow for a count writes fewer records (a
-probe of a twentieth of the count sizes each write to about --max-secs, 8 s; the catch-up
-backlog to --catchup-max-secs, 45 s; each such cut is a note in results.md). `--render DIR`
-writes results.md and chart.svg again from DIR/results.json.
+is the standard library. Cairn is this checkout's release build unless --cairn says
+otherwise (built when missing). `--quick` is one run with small counts for trying it (2.5
+minutes for every system on a busy two-core machine; its figures are noise, not results).
+The full default run is meant to stay under about 45 minutes on two cores: a system too
+slow for a count writes fewer records (a probe of a twentieth of the count sizes each write
+to about --max-secs, 8 s; the catch-up backlog to --catchup-max-secs, 45 s; each such cut
+is a note in results.md). `--render DIR` writes results.md and chart.svg again from
+DIR/results.json.
 
 What it runs, in this order (every server on 127.0.0.1 only, every data directory under one
 temporary directory that is removed at the end, every process it started stopped at exit,
@@ -53,7 +55,9 @@ also on Ctrl-C, SIGTERM or an error):
              100 B records, one partition: `cairn bench e2e` for the Kafka systems (one
              process, a producer and a consumer, the send time in each record's value, so
              the latency is send to consume, not send to acknowledgement), and
-             `cairn-peerbench SYSTEM e2e` for NATS and Redis.
+             `cairn-peerbench SYSTEM e2e` for NATS and Redis. (rdkafka_performance -l
+             measures send to delivery report as a producer; its consumer side needs a
+             second process and a wall clock and gives no percentiles.)
    catchup   --catchup-records (1.5M) x 1 KiB written first (acks=1), then read from the
              start as consume does; the table shows the read.
    Each system runs produce and consume --runs times, each time on a fresh server; then one
@@ -1217,6 +1221,8 @@ class Suite:
                  "loopback single stream (best of the 1 KiB consume and catch-up rows).")  # fmt: skip
         L.append("")
         L.append("## Every median\n")
+        L.append("Latency columns: e2e rows, send to consume; NATS and Redis produce rows, send to acknowledgement "
+                 "(cairn-peerbench reports it; rdkafka_performance's throughput runs do not).\n")  # fmt: skip
         L.append("| system | workload | runs | records/s | MB/s | p50 ms | p99 ms | p99.9 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
         for (s, k), m in sorted(meds.items(), key=lambda sk: (list(self.systems).index(sk[0][0]), workload_order(sk[0][1]))):
             L.append(f"| {s} | {k} | {m['runs']} | {m['records_per_s']:,.0f} | {m['mb_per_s']:,.1f} | {fmt(m['p50_ms'])} | {fmt(m['p99_ms'])} | {fmt(m['p999_ms'])} |")
