@@ -52,12 +52,15 @@ also on Ctrl-C, SIGTERM or an error):
              is in results.json as process_secs).
    e2e       produce-to-consume latency at fixed rates (--e2e-rates; "half" is half of the
              compared Cairn system's median produce rate, 100 B, 1 partition, acks=all),
-             100 B records, one partition: `cairn bench e2e` for the Kafka systems (one
-             process, a producer and a consumer, the send time in each record's value, so
-             the latency is send to consume, not send to acknowledgement), and
-             `cairn-peerbench SYSTEM e2e` for NATS and Redis. (rdkafka_performance -l
-             measures send to delivery report as a producer; its consumer side needs a
-             second process and a wall clock and gives no percentiles.)
+             100 B records, one partition. Kafka systems: rdkafka_performance's latency mode,
+             a consumer (`-C -p 0 -o beginning -c N -l -A FILE`) started on the new topic
+             a second before the producer (`-P -p 0 -s 100 -c N -r RATE -a -1 -l -X
+             linger.ms=1`); each value carries its send time (wall clock, microseconds),
+             the consumer writes receive time minus send time per record, and the suite
+             takes the percentiles: send to consume, not send to acknowledgement.
+             `--e2e-client cairn` uses `cairn bench e2e` instead (one process, monotonic
+             clock), which cannot read Tansu 0.6's Fetch v12 answers ("Tag 0 is not valid
+             for version 12"). NATS and Redis: `cairn-peerbench SYSTEM e2e`.
    catchup   --catchup-records (1.5M) x 1 KiB written first (acks=1), then read from the
              start as consume does; the table shows the read.
    Each system runs produce and consume --runs times, each time on a fresh server; then one
@@ -749,6 +752,64 @@ class Bench:
             "command": cmd,
         }  # fmt: skip
 
+    def rdk_e2e(self, topic, size, count, rate):
+        """Produce-to-consume latency with rdkafka_performance's latency mode: a consumer
+        reads the new topic from its start while a producer sends `count` records at `rate`,
+        each carrying its send time (wall clock, microseconds) in its value; the consumer
+        writes each record's receive time minus that to a file (-A)."""
+        a = self.args
+        lat_path = os.path.join(self.workdir, f"{topic}.latency")
+        ccmd = [
+            a.rdkafka_perf, "-C", "-t", topic, "-p", "0", "-b", self.server.bootstrap, "-o", "beginning",
+            "-c", str(count), "-l", "-A", lat_path, "-u",
+        ]  # fmt: skip
+        pcmd = [
+            a.rdkafka_perf, "-P", "-t", topic, "-p", "0", "-b", self.server.bootstrap, "-s", str(size), "-c", str(count),
+            "-r", str(rate), "-a", "-1", "-l", "-X", f"linger.ms={a.e2e_linger_ms}", "-u",
+        ]  # fmt: skip
+        what = f"{self.system.name}: e2e on {topic}"
+        with open(os.path.join(self.workdir, f"{topic}.consumer.out"), "w+") as cout:
+            consumer = subprocess.Popen(ccmd, stdin=subprocess.DEVNULL, stdout=cout, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
+            try:
+                time.sleep(1.0)  # connected and fetching before the first record is sent
+                if consumer.poll() is not None:
+                    cout.seek(0)
+                    raise SuiteError(f"{what}: the consumer exited with status {consumer.returncode}: {cout.read()[-800:]}")
+                done = run_cmd(pcmd, 120 + count / rate * 2, f"{what} (producer)", self.server)
+                deadline = time.monotonic() + 60
+                while consumer.poll() is None:
+                    gone = [p for p in self.server.popens() if p.poll() is not None]
+                    if gone or time.monotonic() > deadline:
+                        cout.seek(0)
+                        why = "the server died" if gone else "not every record came within 60 s of the last send"
+                        raise SuiteError(f"{what}: {why}: {' '.join(ccmd)}\n{cout.read()[-800:]}")
+                    time.sleep(0.1)
+                cout.seek(0)
+                if consumer.returncode != 0:
+                    raise SuiteError(f"{what}: the consumer exited with status {consumer.returncode}: {cout.read()[-800:]}")
+            finally:
+                if consumer.poll() is None:
+                    consumer.kill()
+                    consumer.wait()
+        row = rdk_table(done.stdout)
+        if row is None:
+            raise SuiteError(f"{what}: no table in the producer's output: {done.stdout[-800:]}")
+        ms, delivered, errors = int(row[0]), int(row[4]), int(row[7])
+        with open(lat_path) as f:
+            lat = sorted(int(line) for line in f if line.strip())
+        if delivered != count or errors or len(lat) != count:
+            raise SuiteError(f"{what}: {delivered} of {count} delivered ({errors} errors), {len(lat)} latencies read")
+
+        def q(x):
+            return lat[min(len(lat) - 1, int(len(lat) * x))] / 1000
+
+        secs = ms / 1000
+        return {
+            "records": count, "size": size, "secs": secs, "records_per_s": count / secs, "mb_per_s": count * size / secs / 1e6,
+            "rate_asked": rate, "latency_ms": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": lat[-1] / 1000},
+            "command": [pcmd, ccmd],
+        }  # fmt: skip
+
     # --- NATS and Redis
 
     def peer(self, op, prefix, size, count, streams, rate=None):
@@ -859,7 +920,8 @@ class Bench:
             if self.system.kafka:
                 topic = f"e2e-{label}-r{run}"
                 self.create_topic(topic, 1)
-                r = self.cairn_e2e(topic, 100, count, rate)
+                e2e = self.cairn_e2e if self.args.e2e_client == "cairn" else self.rdk_e2e
+                r = e2e(topic, 100, count, rate)
             else:
                 r = self.peer("e2e", f"e2e{label}r{run}", 100, count, 1, rate=rate)
             self.record(self.system, key, run, r)
@@ -1182,7 +1244,7 @@ class Suite:
         e2e_keys = [k for k in keys if k.startswith("e2e")]
         if e2e_keys:
             L.append("## End-to-end latency (send to consume), medians: p99 / p50 ms at the rate achieved (asked)\n")
-            L.append("Kafka systems: `cairn bench e2e` (acks=all, one partition); NATS and Redis: `cairn-peerbench e2e`. "
+            L.append("Kafka systems: rdkafka_performance latency mode, a producer (acks=all) and a consumer, one partition (or `cairn bench e2e` with --e2e-client cairn); NATS and Redis: `cairn-peerbench e2e`. "
                      "In bold: Cairn's p99 / the peer's p99 (below 1: Cairn's is lower).\n")  # fmt: skip
             L.append("| rate | " + " | ".join(names) + " |")
             L.append("| --- |" + " --- |" * len(names))
@@ -1386,6 +1448,8 @@ def parse_args():
     ap.add_argument("--e2e-rates", default="50000,half", help='records/s, comma-separated; "half": half of Cairn\'s max')
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 8)")
     ap.add_argument("--e2e-linger-ms", type=int, default=1)
+    ap.add_argument("--e2e-client", choices=["rdkafka", "cairn"], default="rdkafka",
+                    help="the Kafka systems' e2e: rdkafka_performance's latency mode (a producer and a consumer) or `cairn bench e2e`")
     ap.add_argument("--iperf-secs", type=int, help="seconds per iperf3 test (default 4)")
     ap.add_argument("--dd-mib", type=int, help="MiB per dd write (default 1024)")
     ap.add_argument("--skip-ceilings", action="store_true")
