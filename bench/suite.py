@@ -1072,7 +1072,7 @@ class Suite:
 
     # --- outputs
 
-    def write(self):
+    def write(self, with_json=True):
         a = self.args
         meds = self.medians()
         ratios = self.ratios(meds)
@@ -1084,8 +1084,9 @@ class Suite:
             "medians": [{"system": s, "workload": k, **v} for (s, k), v in meds.items()],
             "ratios": ratios, "targets": self.targets(meds, ratios),
         }  # fmt: skip
-        with open(os.path.join(a.out, "results.json"), "w") as f:
-            json.dump(doc, f, indent=1)
+        if with_json:
+            with open(os.path.join(a.out, "results.json"), "w") as f:
+                json.dump(doc, f, indent=1)
         with open(os.path.join(a.out, "results.md"), "w") as f:
             f.write(self.markdown(doc, meds))
         with open(os.path.join(a.out, "chart.svg"), "w") as f:
@@ -1244,7 +1245,9 @@ class Suite:
         e2e_keys = [k for k in keys if k.startswith("e2e")]
         if e2e_keys:
             L.append("## End-to-end latency (send to consume), medians: p99 / p50 ms at the rate achieved (asked)\n")
-            L.append("Kafka systems: rdkafka_performance latency mode, a producer (acks=all) and a consumer, one partition (or `cairn bench e2e` with --e2e-client cairn); NATS and Redis: `cairn-peerbench e2e`. "
+            kafka_e2e = ("rdkafka_performance's latency mode, a producer (acks=all) and a consumer" if a.e2e_client == "rdkafka"
+                         else "`cairn bench e2e` (acks=all)")  # fmt: skip
+            L.append(f"Kafka systems: {kafka_e2e}, one partition; NATS and Redis: `cairn-peerbench e2e`. "
                      "In bold: Cairn's p99 / the peer's p99 (below 1: Cairn's is lower).\n")  # fmt: skip
             L.append("| rate | " + " | ".join(names) + " |")
             L.append("| --- |" + " --- |" * len(names))
@@ -1501,14 +1504,12 @@ def render(args):
     """--render DIR: results.md and chart.svg again from DIR/results.json (no run)."""
     with open(os.path.join(args.render, "results.json")) as f:
         doc = json.load(f)
-    suite = Suite(args)
+    run_args = argparse.Namespace(**{"e2e_client": "cairn", **doc["args"], "out": args.render})
+    suite = Suite(run_args)
     suite.started = datetime.datetime.fromisoformat(doc["started"])
     suite.measurements, suite.systems, suite.ceilings, suite.errors = doc["measurements"], doc["systems"], doc["ceilings"], doc["errors"]
-    suite.args.out = args.render
-    for k in ("runs", "count_small", "count_large", "catchup_records", "e2e_secs"):
-        setattr(suite.args, k, doc["args"][k])
     sys.argv = doc["argv"]
-    suite.write()
+    suite.write(with_json=False)
     log(f"rendered {args.render}/results.md and chart.svg from results.json")
     return 0
 
