@@ -32,7 +32,13 @@ also on Ctrl-C, SIGTERM or an error):
                                           replication factor 3, min.insync.replicas=2
    tansu-memory                          `tansu broker --storage-engine memory://tansu/`
    tansu-durable                         only with --tansu-durable-engine URL (its class is
-                                          given by --tansu-durable-class)
+                                          given by --tansu-durable-class). Tansu 0.6.0 as
+                                          installed here (features dynostore, libsql) runs
+                                          `sqlite://tansu.db` (in the run's directory), but
+                                          it is not fsync-durable: strace saw no fsync or
+                                          fdatasync while 20,000 records were produced with
+                                          acks=all (only at shutdown), so it belongs to the
+                                          memory class (the default of the class flag)
    nats-1, nats-3                        nats-server -js, file storage, replicas 1 / 3
    redis-always, redis-no                redis-server, appendonly yes, appendfsync always / no
    NATS and Redis are started by bench/peers/servers.py and driven by cairn-peerbench
@@ -412,8 +418,11 @@ class Tansu(Server):
         if "--prometheus-listener-url" in help_text:
             cmd += ["--prometheus-listener-url", f"tcp://127.0.0.1:{free_port()}"]
         self.command = cmd
+        # In the run's directory: a relative engine path (sqlite://tansu.db) lands there.
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(
+                cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         self.bootstrap = f"127.0.0.1:{self.port}"
         wait_port(self.port, [self.proc], "tansu", self.log_path)
 
