@@ -1182,7 +1182,8 @@ class Suite:
         h = doc["host"]
         L.append(f"Host: {h['cpus']} CPUs ({h['cpu']}), {h['mem_gib']} GiB, {h['kernel']}; commit {h['commit']}; "
                  f"load average at the end {' '.join(h['loadavg'])}.  ")  # fmt: skip
-        L.append(f"Command: `{' '.join(sys.argv)}`  ")
+        took = datetime.datetime.fromisoformat(doc["written"]) - self.started
+        L.append(f"Command: `{' '.join(sys.argv)}` ({took.total_seconds() / 60:.1f} minutes)  ")
         L.append(f"Medians of {a.runs} run(s); counts: 100 B x {a.count_small:,}, 1 KiB x {a.count_large:,} per produce run, "
                  f"catch-up {a.catchup_records:,} x 1 KiB ({a.catchup_records * 1024 / 1e9:.2f} GB), "
                  f"e2e {a.e2e_secs:g} s per rate. Every command is in results.json.\n")  # fmt: skip
