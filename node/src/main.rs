@@ -25,6 +25,11 @@ use cairn_node::core::io::NodeId;
 use cairn_node::runtime::datadir::{self, DataDir, DataDirError, FormatSpec};
 use cairn_node::runtime::server::{self, Server, ServerConfig};
 use clap::Parser as _;
+
+/// jemalloc, not the system allocator: glibc gave the pages of every freed request buffer
+/// back to the kernel, and the next request faulted them in again (decision 0024).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
