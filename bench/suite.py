@@ -232,10 +232,10 @@ def descendants(pid):
     return out
 
 
-def run_cmd(cmd, timeout, what, server=None):
-    """Runs a client command; raises SuiteError with its output's tail when it fails, when
-    it takes longer than timeout, or when a process of `server` exits meanwhile (clients
-    retry forever against a server that is gone)."""
+def run_cmd(cmd, timeout, what, server=None, ok_status=(0,)):
+    """Runs a client command; raises SuiteError with its output's tail when it fails (an
+    exit status not in ok_status), when it takes longer than timeout, or when a process of
+    `server` exits meanwhile (clients retry forever against a server that is gone)."""
     started = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
     deadline = started + timeout
@@ -262,7 +262,7 @@ def run_cmd(cmd, timeout, what, server=None):
             raise
     done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     done.wall_secs = time.monotonic() - started
-    if done.returncode != 0:
+    if done.returncode not in ok_status:
         raise SuiteError(
             f"{what}: exit status {done.returncode}: {' '.join(map(str, cmd))}\n"
             f"stdout: {done.stdout[-1500:]}\nstderr: {done.stderr[-1500:]}"
@@ -691,7 +691,19 @@ class Bench:
         try:
             futures[topic].result(timeout=60)
         except Exception as e:
-            raise SuiteError(f"{self.system.name}: creating topic {topic} ({parts} partitions, RF {rf}) failed: {e}") from None
+            # Every topic name is new to its server, so "already exists" means the client's
+            # own retry: librdkafka retries CreateTopics after NOT_CONTROLLER, and the first
+            # attempt took effect under the controller that lost its leadership. The topic
+            # is then checked like any other below; the note keeps the controller change
+            # visible in the results.
+            code = e.args[0].code() if e.args and hasattr(e.args[0], "code") else None
+            from confluent_kafka import KafkaError
+
+            if code != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise SuiteError(f"{self.system.name}: creating topic {topic} ({parts} partitions, RF {rf}) failed: {e}") from None
+            note = f"{self.system.name}: creating topic {topic} answered TOPIC_ALREADY_EXISTS (a retry after a controller change; the topic was then checked)"
+            log(note)
+            self.notes.append(note)
         while True:
             try:
                 t = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
@@ -712,7 +724,11 @@ class Bench:
         ]  # fmt: skip
         if parts == 1:
             cmd += ["-p", "0"]
-        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: produce to {topic}", self.server)
+        # rdkafka_performance exits 1 when its count of records sent differs from its count
+        # of delivery reports; after a backpressure retry (tx_err) the first can miss one
+        # (seen: 1,999,999 sent, 2,000,000 delivered, 0 errors). Exit 1 is judged by the
+        # table below instead: every record delivered and no delivery error.
+        done = run_cmd(cmd, 120 + count * size / 5e6, f"{self.system.name}: produce to {topic}", self.server, ok_status=(0, 1))
         row = rdk_table(done.stdout)
         if row is None:
             raise SuiteError(f"{self.system.name}: no table in rdkafka_performance's output: {done.stdout[-1500:]}")

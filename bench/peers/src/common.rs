@@ -18,6 +18,11 @@ pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Records per read request when catching up or tailing.
 pub const READ_BATCH_MAX: usize = 10_000;
 
+/// Bytes per read request (NATS): six streams' batches of 10,000 1 KiB records at once came
+/// near nats-server's 64 MiB limit on a client's pending output, past which it drops
+/// messages to a slow consumer (seen as a consume stalling at 60,002 of 83,333).
+pub const READ_BATCH_BYTES_MAX: usize = 4 << 20;
+
 /// The largest latency the histogram holds, in microseconds (one minute); larger ones saturate.
 const LATENCY_US_MAX: u64 = 60_000_000;
 

@@ -13,8 +13,8 @@ use futures::StreamExt as _;
 use futures::stream::FuturesUnordered;
 
 use crate::common::{
-    Args, Latency, Op, Outcome, PACE_TICK, PROGRESS_TIMEOUT, Payloads, Progress, READ_BATCH_MAX,
-    now_ns, read_stamp, records_due,
+    Args, Latency, Op, Outcome, PACE_TICK, PROGRESS_TIMEOUT, Payloads, Progress,
+    READ_BATCH_BYTES_MAX, READ_BATCH_MAX, now_ns, read_stamp, records_due,
 };
 
 pub async fn run(args: &Args) -> Result<Outcome> {
@@ -160,6 +160,7 @@ async fn open_readers(args: &Args, js: &jetstream::Context) -> Result<Vec<consum
         let messages = pull
             .stream()
             .max_messages_per_batch(READ_BATCH_MAX)
+            .max_bytes_per_batch(READ_BATCH_BYTES_MAX)
             .messages()
             .await
             .with_context(|| format!("cannot start reading stream {name}"))?;
