@@ -38,13 +38,19 @@ const FRAME_BYTES_MAX: usize = i32::MAX as usize;
 /// How deep TOML tables may nest: the deepest key has four parts.
 const TABLE_DEPTH_MAX: usize = 8;
 
+/// The smallest `replica.fetch.max.bytes`.
+const REPLICA_FETCH_BYTES_MIN: u32 = 1024;
+/// The largest `replica.fetch.max.bytes`: an answer must fit a peer frame (128 MiB) with room
+/// to spare.
+const REPLICA_FETCH_BYTES_MAX: u32 = 64 << 20;
+
 /// The most nodes `cluster.voters` and `cluster.brokers` may list together.
 pub const CLUSTER_NODES_MAX: usize = 256;
 /// What a member list looks like, for error messages.
 const MEMBERS_EXAMPLE: &str = "1@10.0.0.1:19092,2@10.0.0.2:19092,3@10.0.0.3:19092";
 
 /// Every key, with its default as documented (docs/operations.md lists the same).
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 25] = [
     "node.id",
     "data.dir",
     "listener",
@@ -69,6 +75,7 @@ pub const KEYS: [&str; 24] = [
     "cluster.brokers",
     "peer.listener",
     "default.replication.factor",
+    "replica.fetch.max.bytes",
 ];
 
 /// Other names of keys, for Kafka users' files: alias, key.
@@ -355,6 +362,7 @@ impl Config {
             "default.replication.factor" => {
                 self.default_replication_factor = Some(replication_factor(value)?);
             }
+            "replica.fetch.max.bytes" => node.cluster.replica_fetch_bytes_max = fetch_bytes(value)?,
             _ => {
                 let topic_key = topic_key(key).expect("every key is handled");
                 node.default_topic.set(topic_key, value).map_err(topic_expected)?;
@@ -557,6 +565,15 @@ fn frame_bytes(value: &str) -> Result<usize, String> {
     let bytes = number(value)?;
     if !(FRAME_BYTES_MIN..=FRAME_BYTES_MAX).contains(&bytes) {
         return Err(format!("from {FRAME_BYTES_MIN} to {FRAME_BYTES_MAX} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// `replica.fetch.max.bytes`: at least one small batch, at most half a peer frame.
+fn fetch_bytes(value: &str) -> Result<u32, String> {
+    let bytes: u32 = number(value)?;
+    if !(REPLICA_FETCH_BYTES_MIN..=REPLICA_FETCH_BYTES_MAX).contains(&bytes) {
+        return Err(format!("from {REPLICA_FETCH_BYTES_MIN} to {REPLICA_FETCH_BYTES_MAX} bytes"));
     }
     Ok(bytes)
 }

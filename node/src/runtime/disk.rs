@@ -215,12 +215,12 @@ impl<O: Os> FileDisk<O> {
 
     fn sync(&mut self, name: &FileName) -> Result<DiskOk, DiskError> {
         let file = self.file(name).map_err(|e| map_error("open", name, e))?;
-        match file.sync_data() {
-            Ok(()) => Ok(DiskOk::Done),
-            // Writeback found no room: the dirty pages may be gone, as for EIO (fsyncgate).
-            Err(e) if is_no_space(&e) => Err(DiskError::Io(format!("fdatasync {name}: {e}"))),
-            Err(e) => Err(map_error("fdatasync", name, e)),
-        }
+        sync_data(file, name)
+    }
+
+    /// Where `name` is: for a `Sync` carried out elsewhere ([`sync_at`]).
+    pub(super) fn path_of(&self, name: &FileName) -> PathBuf {
+        self.path(name)
     }
 
     fn read(&mut self, name: &FileName, pos: u64, len: u32) -> io::Result<DiskOk> {
@@ -338,6 +338,25 @@ impl<O: Os> DiskDriver for FileDisk<O> {
             DiskOp::Rename { from, to } => self.rename(from, to),
             DiskOp::List { dir } => self.list(dir).map_err(|e| map_error("list", dir, e)),
         }
+    }
+}
+
+/// `Sync` of `name`, at `path`, through a handle of its own: another thread than the one
+/// that wrote may run it. The `fdatasync` covers every write made through any handle before
+/// it started, as the dirty pages belong to the inode (see the module docs on closed handles).
+/// The caller makes sure `path` still names the file the `Sync` was issued for (no rename or
+/// remove in between).
+pub(super) fn sync_at<O: Os>(path: &Path, name: &FileName) -> DiskResult {
+    let file = O::open(path).map_err(|e| map_error("open", name, e))?;
+    sync_data(&file, name)
+}
+
+fn sync_data(file: &impl OsFile, name: &FileName) -> DiskResult {
+    match file.sync_data() {
+        Ok(()) => Ok(DiskOk::Done),
+        // Writeback found no room: the dirty pages may be gone, as for EIO (fsyncgate).
+        Err(e) if is_no_space(&e) => Err(DiskError::Io(format!("fdatasync {name}: {e}"))),
+        Err(e) => Err(map_error("fdatasync", name, e)),
     }
 }
 

@@ -323,6 +323,11 @@ impl Driver {
                 }
             }
             () = sleep_until(deadline.unwrap_or_else(far_future)) => {
+                // What already arrived goes in before time is judged: a deadline must not
+                // read a busy queue as silence (Raft's CheckQuorum stepping down with its
+                // followers' answers waiting here, a fetch timing out with its answer read).
+                self.drain_completions();
+                self.drain_peer_messages();
                 self.node.handle_timeout(self.clock.now());
             }
         }
@@ -347,6 +352,16 @@ impl Driver {
         for (peer, up, changes) in changed {
             self.links_seen.insert(peer, changes);
             self.node.handle_peer_link(now, peer, up);
+        }
+    }
+
+    /// Hands the node every disk completion queued now.
+    fn drain_completions(&mut self) {
+        while let Ok(batch) = self.completions.try_recv() {
+            let now = self.clock.now();
+            for (id, result) in batch {
+                self.node.handle_disk(now, id, result);
+            }
         }
     }
 

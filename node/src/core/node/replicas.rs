@@ -94,6 +94,7 @@ impl Node {
         config.durability = topic.settings.durability;
         config.min_insync_replicas = topic.settings.min_insync_replicas.max(1) as usize;
         config.replica_lag_time_max = self.config.cluster.replica_lag_time_max;
+        config.replica_fetch_bytes_max = self.config.cluster.replica_fetch_bytes_max;
         config.recovery_backoff = self.config.recovery_backoff;
         config
     }

@@ -15,7 +15,7 @@ use crate::core::coordinator::{
 };
 use crate::core::io::{ConnId, DiskOp, FileName, NodeId, OpId, RequestId};
 use crate::core::log::LogError;
-pub use crate::core::replica::{Acks, OffsetSpec, ReplicaError};
+pub use crate::core::replica::{Acks, OffsetSpec, REPLICA_FETCH_BYTES_DEFAULT, ReplicaError};
 use crate::core::topic::{ConfigChange, TopicConfig, TopicError};
 
 /// The directory, under the data directory, that holds one directory per partition.
@@ -467,6 +467,8 @@ pub struct ClusterConfig {
     pub raft_heartbeat_interval: Duration,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max: Duration,
+    /// `replica.fetch.max.bytes`: a follower's soft byte limit per fetch of one partition.
+    pub replica_fetch_bytes_max: u32,
 }
 
 impl ClusterConfig {
@@ -485,6 +487,7 @@ impl ClusterConfig {
             election_timeout_max: Duration::from_millis(1_000),
             raft_heartbeat_interval: Duration::from_millis(100),
             replica_lag_time_max: Duration::from_millis(5_000),
+            replica_fetch_bytes_max: REPLICA_FETCH_BYTES_DEFAULT,
         }
     }
 

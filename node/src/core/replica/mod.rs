@@ -74,8 +74,8 @@ pub use self::messages::{
 };
 use self::producers::Producers;
 pub use self::types::{
-    Acks, OffsetSpec, PartitionState, ReplicaConfig, ReplicaError, ReplicaEvent, ReplicaResponse,
-    Role,
+    Acks, OffsetSpec, PartitionState, REPLICA_FETCH_BYTES_DEFAULT, ReplicaConfig, ReplicaError,
+    ReplicaEvent, ReplicaResponse, Role,
 };
 use super::io::{DiskResult, FileName, NodeId, OpId};
 use super::limits::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL;

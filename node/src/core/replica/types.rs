@@ -51,6 +51,10 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+/// `replica.fetch.max.bytes` unless set: how much of one partition a follower's fetch asks
+/// for at most (soft: the first batch is always whole).
+pub const REPLICA_FETCH_BYTES_DEFAULT: u32 = 1 << 20;
+
 /// A replica's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaConfig {
@@ -96,7 +100,7 @@ impl ReplicaConfig {
             durability: Durability::Fsync,
             min_insync_replicas: 1,
             replica_lag_time_max: Duration::from_millis(5_000),
-            replica_fetch_bytes_max: 1 << 20,
+            replica_fetch_bytes_max: REPLICA_FETCH_BYTES_DEFAULT,
             replica_fetch_wait_max: Duration::from_millis(500),
             replica_request_timeout: Duration::from_millis(1_000),
             replica_fetch_backoff: Duration::from_millis(100),
