@@ -71,7 +71,9 @@ also on Ctrl-C, SIGTERM or an error):
              start as consume does; the table shows the read.
    Each system runs produce and consume --runs times, each time on a fresh server; then one
    more fresh server gets the catch-up backlog (written once, read --runs times) and the
-   e2e runs.
+   e2e runs. Every write workload (probes too) starts with sync(2) and a wait until the page
+   cache holds under 64 MiB of dirty bytes (at most 60 s): the writeback of the workload
+   before does not throttle the next one (--no-settle turns this off).
 4. Durability classes, stated per row: `fsync` (acknowledged after fdatasync: Cairn
    durability=fsync, Redis appendfsync always) and `memory` (memory or page cache: Cairn
    durability=replicate, NATS file store, Redis appendfsync no, Tansu memory). Every peer is
@@ -871,6 +873,8 @@ class Bench:
         """Writes count records to a new topic (the peers: new streams) named after name;
         returns the result and what consume() needs to read them back."""
         name = name.replace("n/a", "x")
+        if self.args.settle:
+            settle_writeback()
         if self.system.kafka:
             self.create_topic(name, parts)
             return self.rdk_produce(name, size, count, acks, parts), name
@@ -950,6 +954,27 @@ class Bench:
             else:
                 r = self.peer("e2e", f"e2e{label}r{run}", 100, count, 1, rate=rate)
             self.record(self.system, key, run, r)
+
+
+def dirty_bytes():
+    """Dirty and under-writeback page cache, from /proc/meminfo (None where unreadable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return sum(int(fields[k].split()[0]) * 1024 for k in ("Dirty", "Writeback"))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def settle_writeback(limit=64 << 20, secs=60):
+    """Before a write workload: sync(2), then wait (at most secs) until under `limit` bytes of
+    the page cache are dirty, so that no measurement pays for the writeback of the one before
+    it (a 3-node run of 1 KiB records leaves gigabytes dirty, and the kernel throttles the
+    next writer while it writes them out). Applies to every system alike."""
+    os.sync()
+    deadline = time.monotonic() + secs
+    while (d := dirty_bytes()) is not None and d > limit and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1202,7 +1227,9 @@ class Suite:
         L.append(f"Command: `{' '.join(sys.argv)}` ({took.total_seconds() / 60:.1f} minutes)  ")
         L.append(f"Medians of {a.runs} run(s); counts: 100 B x {a.count_small:,}, 1 KiB x {a.count_large:,} per produce run, "
                  f"catch-up {a.catchup_records:,} x 1 KiB ({a.catchup_records * 1024 / 1e9:.2f} GB), "
-                 f"e2e {a.e2e_secs:g} s per rate. Every command is in results.json.\n")  # fmt: skip
+                 f"e2e {a.e2e_secs:g} s per rate. "
+                 + ("Each write workload started after sync(2), with under 64 MiB of the page cache dirty. " if getattr(a, "settle", False) else "")
+                 + "Every command is in results.json.\n")  # fmt: skip
         if self.errors:
             L.append("## Errors\n")
             for e in self.errors:
@@ -1474,6 +1501,8 @@ def parse_args():
     ap.add_argument("--catchup-partitions", type=int, default=1)
     ap.add_argument("--max-secs", type=float, help="about the longest a produce run may take: slower systems write fewer records (default 8)")
     ap.add_argument("--catchup-max-secs", type=float, help="the same for writing the catch-up backlog (default 60)")
+    ap.add_argument("--no-settle", dest="settle", action="store_false",
+                    help="do not sync(2) and wait for the page cache's dirty bytes to drain before each write workload")
     ap.add_argument("--e2e-rates", default="50000,half", help='records/s, comma-separated; "half": half of Cairn\'s max')
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 8)")
     ap.add_argument("--e2e-linger-ms", type=int, default=1)
