@@ -8,10 +8,11 @@
 //! group commit. Holding a sync back past later appends is safe (the later `fdatasync` covers
 //! the earlier writes, and a sync is promised only at its completion); holding it past a
 //! rename is not (the rename could install a file whose bytes are not yet on disk), hence the
-//! barrier. A round sends its results back in one batch, or in two when syncs were held to
-//! its end: first everything else, then, after the `fdatasync`s, the syncs. A read (for a
-//! follower or a consumer) thus never waits for an `fdatasync` it does not need; ops still
-//! execute strictly in the order they were issued.
+//! barrier. When syncs were held to a round's end, the round sends everything else back
+//! first; then the syncs go to the [`Syncer`] thread (real files) while the next round starts,
+//! or run in place (a simulated file system). A read (for a follower or a consumer) thus
+//! never waits for an `fdatasync` it does not need; ops still execute strictly in the order
+//! they were issued (decision 0025).
 //!
 //! No lock is shared with the core: only the two queues.
 //!
@@ -214,13 +215,18 @@ impl<O: Os> Worker<O> {
         }
         for (file, ids) in std::mem::take(&mut self.held_syncs) {
             let result = self.disk.execute(DiskOp::Sync { file });
-            self.stats.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-            self.stats.syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
-            self.metrics.disk_fdatasyncs.fetch_add(1, Ordering::Relaxed);
-            self.metrics.disk_syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            count_fdatasync(&self.stats, &self.metrics, ids.len());
             results.extend(ids.into_iter().map(|id| (id, result.clone())));
         }
     }
+}
+
+/// Counts one `fdatasync` that answered `syncs` sync ops.
+fn count_fdatasync(stats: &ExecutorStats, metrics: &Metrics, syncs: usize) {
+    stats.fdatasyncs.fetch_add(1, Ordering::Relaxed);
+    stats.syncs.fetch_add(syncs as u64, Ordering::Relaxed);
+    metrics.disk_fdatasyncs.fetch_add(1, Ordering::Relaxed);
+    metrics.disk_syncs.fetch_add(syncs as u64, Ordering::Relaxed);
 }
 
 /// One file's syncs of one round, handed to the [`Syncer`].
@@ -271,10 +277,7 @@ impl<O: Os> Syncer<O> {
                 let mut results = Vec::new();
                 for (file, (path, ids)) in by_file {
                     let result = disk::sync_at::<O>(&path, &file);
-                    stats.fdatasyncs.fetch_add(1, Ordering::Relaxed);
-                    stats.syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
-                    metrics.disk_fdatasyncs.fetch_add(1, Ordering::Relaxed);
-                    metrics.disk_syncs.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                    count_fdatasync(&stats, &metrics, ids.len());
                     results.extend(ids.into_iter().map(|id| (id, result.clone())));
                 }
                 let sent = complete.send(results).is_ok();
@@ -300,7 +303,8 @@ impl<O: Os> Syncer<O> {
         self.jobs.send(job).is_ok()
     }
 
-    /// Blocks until every job handed over has been answered (or the syncer's thread ended).
+    /// Blocks until every job handed over has been answered. (A job the thread could not
+    /// take made `submit` fail, and the executor stops instead of waiting.)
     fn wait_idle(&self) {
         let (count, idle) = &*self.pending;
         let mut count = count.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
