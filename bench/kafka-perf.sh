@@ -14,8 +14,10 @@
 # LATENCY_COUNT and LATENCY_LINGER_MS (the latency run: default 50000 records/s asked for,
 # 250000 records, linger.ms=1).
 #
-# Every run: 100-byte records, one partition, loopback, a fresh data directory. It prints
-# one line per run and a table of medians; the node's peak RSS (VmHWM) is read at the end.
+# Every run: 100-byte records, one partition, loopback, a fresh data directory. With TANSU
+# set, the two brokers take turns run by run. It prints one line per run, a table of medians,
+# and (with Tansu) the ratio of each pair of runs; the node's peak RSS (VmHWM) is read at the
+# end of each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -95,35 +97,62 @@ latency() { # topic
     printf "%.2f/%.2f %d", v[p99] / 1000, v[p50] / 1000, rate }'
 }
 
-bench() { # name start-function
-  local name=$1 start=$2 p1="" pall="" cons="" p99="" p50="" rss=""
-  for run in $(seq 1 "$RUNS"); do
-    "$start"
-    create_topics "acks1-$run" "acksall-$run" "latency-$run"
-    local a1 aall c l r
-    a1=$(produce "acks1-$run" 1)
-    aall=$(produce "acksall-$run" -1)
-    c=$(consume "acks1-$run")
-    l=$(latency "latency-$run")
-    r=$(peak_rss_mib)
-    stop_node
-    echo "$name run $run: produce acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
-      "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB"
-    p1+=" $a1"; pall+=" $aall"; cons+=" $c"; rss+=" $r"
-    p99+=" ${l%%/*}"; p50+=" $(echo "${l% *}" | cut -d/ -f2)"
-  done
-  printf '| %s | %s | %s | %s | %s / %s | %s |\n' "$name" "$(echo "$p1" | median)" \
-    "$(echo "$pall" | median)" "$(echo "$cons" | median)" "$(echo "$p99" | median)" \
-    "$(echo "$p50" | median)" "$(echo "$rss" | tr ' ' '\n' | sort -n | tail -1)" \
-    >>"$WORK/table.md"
+# One run on one broker: "acks1 acksall consume p99 p50 rss", and a line for the log.
+one_run() { # name start-function run
+  local name=$1 start=$2 run=$3
+  "$start"
+  create_topics "acks1-$run" "acksall-$run" "latency-$run"
+  local a1 aall c l r
+  a1=$(produce "acks1-$run" 1)
+  aall=$(produce "acksall-$run" -1)
+  c=$(consume "acks1-$run")
+  l=$(latency "latency-$run")
+  r=$(peak_rss_mib)
+  stop_node
+  echo "$name run $run: produce acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
+    "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB" >&2
+  echo "$a1 $aall $c ${l%%/*} $(echo "${l% *}" | cut -d/ -f2) $r"
 }
 
-echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) |" >"$WORK/table.md"
-echo "| --- | --- | --- | --- | --- | --- |" >>"$WORK/table.md"
-bench "cairn (durability fsync)" start_cairn
-if [ -n "${TANSU:-}" ]; then
-  bench "tansu (memory engine)" start_tansu
-fi
+# Column K (1-based) of every line of FILE, space-separated.
+column_of() { # file k
+  awk -v k="$2" '{ printf "%s ", $k }' "$1"
+}
+
+table_row() { # name file
+  printf '| %s | %s | %s | %s | %s / %s | %s |\n' "$1" "$(column_of "$2" 1 | median)" \
+    "$(column_of "$2" 2 | median)" "$(column_of "$2" 3 | median)" \
+    "$(column_of "$2" 4 | median)" "$(column_of "$2" 5 | median)" \
+    "$(column_of "$2" 6 | tr ' ' '\n' | grep -v '^$' | sort -n | tail -1)"
+}
+
+# The machine's speed moves by a third within minutes here, so the brokers take turns run by
+# run (and swap who goes first each run): each pair of runs sees the same minutes, and the
+# ratio of a pair is the fair comparison.
+CAIRN_NAME="cairn (durability fsync)"
+TANSU_NAME="tansu (memory engine)"
+for run in $(seq 1 "$RUNS"); do
+  if [ -n "${TANSU:-}" ] && [ $((run % 2)) -eq 0 ]; then
+    one_run "$TANSU_NAME" start_tansu "$run" >>"$WORK/tansu.runs"
+  fi
+  one_run "$CAIRN_NAME" start_cairn "$run" >>"$WORK/cairn.runs"
+  if [ -n "${TANSU:-}" ] && [ $((run % 2)) -eq 1 ]; then
+    one_run "$TANSU_NAME" start_tansu "$run" >>"$WORK/tansu.runs"
+  fi
+done
+
 echo
 echo "medians of $RUNS runs ($COUNT records of 100 bytes per throughput run):"
-cat "$WORK/table.md"
+echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) |"
+echo "| --- | --- | --- | --- | --- | --- |"
+table_row "$CAIRN_NAME" "$WORK/cairn.runs"
+if [ -n "${TANSU:-}" ]; then
+  table_row "$TANSU_NAME" "$WORK/tansu.runs"
+  echo
+  echo "cairn / tansu, run by run (acks=1, acks=all, consume), and their medians:"
+  paste -d' ' "$WORK/cairn.runs" "$WORK/tansu.runs" |
+    awk '{ printf "%.2f %.2f %.2f\n", $1 / $7, $2 / $8, $3 / $9 }' >"$WORK/ratios"
+  awk '{ printf "  run %d: %s %s %s\n", NR, $1, $2, $3 }' "$WORK/ratios"
+  echo "  median: $(column_of "$WORK/ratios" 1 | median) $(column_of "$WORK/ratios" 2 | median)" \
+    "$(column_of "$WORK/ratios" 3 | median)"
+fi

@@ -30,7 +30,7 @@ rate_of() { # output-file
   grep -E '^\|' "$1" | tail -1 | awk -F'|' '{ gsub(/ /, ""); if ($2 > 0) printf "%d", $3 * 1000 / $2 }'
 }
 
-# The median of numbers on standard input, separated by spaces or newlines (the upper one
+# The median of numbers on standard input, separated by spaces or newlines (the lower one
 # of the middle two when there is an even count).
 median() {
   tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
