@@ -410,6 +410,23 @@ impl Raft {
         // A success acknowledges entries: it leaves once everything written so far is
         // durable. A rejection only carries the term.
         let seq = if success { self.storage.write_seq() } else { self.hard_seq };
+        let synced = self.storage.synced_seq();
+        if success && synced < seq && self.hard_seq <= synced {
+            // A sync is still in flight, and it can take long while the disk writes back
+            // partition data. Until it completes, the leader hears at once an answer that
+            // claims only the entries already durable (they match the leader's up to
+            // `match_index`): a slow disk must not look like a lost member to CheckQuorum
+            // and unseat the leader. (While the term itself is not durable, nothing leaves.)
+            let durable = AppendEntriesResponse {
+                success,
+                match_index: match_index.min(self.storage.synced_index()),
+                reject_index: 0,
+                conflict_term: 0,
+                conflict_index: 0,
+            };
+            let kind = MessageKind::AppendEntriesResponse(durable);
+            self.send(to, self.hard.term, kind, self.hard_seq);
+        }
         self.send(to, self.hard.term, MessageKind::AppendEntriesResponse(response), seq);
     }
 

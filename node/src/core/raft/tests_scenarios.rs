@@ -564,6 +564,48 @@ fn follower_answers_success_only_for_synced_entries() {
 }
 
 #[test]
+fn a_follower_whose_sync_is_in_flight_answers_with_what_is_durable() {
+    let (mut raft, mut disk, mut queue) = bare(2, true);
+    sends(&mut raft);
+    let entry = |index| Entry {
+        index,
+        term: 1,
+        kind: EntryKind::LeaderChange as i32,
+        leader: 1,
+        ..Default::default()
+    };
+    let append = |prev_index, entries: Vec<Entry>| RaftMessage {
+        term: 1,
+        kind: Some(MessageKind::AppendEntries(AppendEntries {
+            prev_index,
+            prev_term: u64::from(prev_index > 0),
+            commit: 0,
+            leader_last_index: 2,
+            entries,
+        })),
+    };
+    let answer = |match_index| {
+        let response = AppendEntriesResponse { success: true, match_index, ..Default::default() };
+        (
+            NodeId(1),
+            RaftMessage { term: 1, kind: Some(MessageKind::AppendEntriesResponse(response)) },
+        )
+    };
+    raft.handle_message(Instant::ZERO, NodeId(1), append(0, vec![entry(1)]), &mut queue);
+    run_all(&mut raft, &mut disk, &mut queue);
+    assert_eq!(sends(&mut raft), [answer(1)]);
+    // Entry 2 is written, its sync not done: the answer claims entry 1 only, at once.
+    raft.handle_message(Instant::ZERO, NodeId(1), append(1, vec![entry(2)]), &mut queue);
+    assert_eq!(sends(&mut raft), [answer(1)]);
+    // So does a heartbeat meanwhile.
+    raft.handle_message(Instant::ZERO, NodeId(1), append(2, vec![]), &mut queue);
+    assert_eq!(sends(&mut raft), [answer(1)]);
+    // Once synced, both appends are acknowledged in full.
+    run_all(&mut raft, &mut disk, &mut queue);
+    assert_eq!(sends(&mut raft), [answer(2), answer(2)]);
+}
+
+#[test]
 fn wiped_voter_does_not_vote_until_caught_up() {
     // Voters 1, 2, 3. Entries commit on 1 and 2 while 3 is away; then 2 is wiped.
     let run = |rejoin_initial: bool| {
@@ -663,6 +705,30 @@ fn leader_never_commits_an_old_term_entry_by_counting_replicas() {
     assert_eq!(raft.commit_index(), 0);
     raft.handle_message(timeout, NodeId(3), ack(2), &mut queue);
     assert_eq!(raft.commit_index(), 2, "entry 1 commits through the leader's own entry");
+}
+
+#[test]
+fn a_leader_keeps_its_place_while_the_followers_disks_are_slow() {
+    // Both followers' syncs stall (their disks write back other data): an entry proposed
+    // meanwhile cannot commit, but the followers still answer every append with what is
+    // durable, so CheckQuorum hears a majority and the leader stays.
+    let mut cluster = Cluster::new(3, 0, 5);
+    commit_one(&mut cluster);
+    let leader = elect(&mut cluster);
+    let term = cluster.raft(leader).term();
+    let followers: Vec<u32> = (1..=3).filter(|id| *id != leader).collect();
+    for id in &followers {
+        cluster.member_mut(*id).disk_held = true;
+    }
+    let index = cluster.propose(leader).expect("the leader takes proposals");
+    cluster.run_for(5 * SECOND);
+    assert_eq!(cluster.leader(), Some(leader), "the leader stays");
+    assert_eq!(cluster.raft(leader).term(), term, "and its term did not move");
+    assert!(cluster.raft(leader).commit_index() < index, "nothing commits before a follower syncs");
+    for id in &followers {
+        cluster.member_mut(*id).disk_held = false;
+    }
+    assert!(cluster.run_until(5 * SECOND, |c| c.member(leader).applied >= index));
 }
 
 #[test]
