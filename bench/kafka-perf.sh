@@ -16,6 +16,8 @@
 #
 # Every run: 100-byte records, one partition, loopback, a fresh data directory. With TANSU
 # set, the two brokers take turns run by run. It prints one line per run, a table of medians,
+# the node's CPU time per million records produced (from /proc, all its threads: the client,
+# not the broker, is what uses most of this 2-core machine, so this is the steadier figure),
 # and (with Tansu) the ratio of each pair of runs; the node's peak RSS (VmHWM) is read at the
 # end of each run.
 set -euo pipefail
@@ -69,6 +71,16 @@ for topic, future in futures.items():
 PY
 }
 
+# The node's CPU time so far (user and system, all its threads), in milliseconds.
+cpu_ms() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$NODE_PID/stat"
+}
+
+# CPU milliseconds the node spent per million records between two cpu_ms readings.
+per_million() { # before after
+  echo $((($2 - $1) * 1000000 / COUNT))
+}
+
 peak_rss_mib() {
   awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$NODE_PID/status"
 }
@@ -102,16 +114,22 @@ one_run() { # name start-function run
   local name=$1 start=$2 run=$3
   "$start"
   create_topics "acks1-$run" "acksall-$run" "latency-$run"
-  local a1 aall c l r
+  local a1 aall c l r t0 t1 t2
+  t0=$(cpu_ms)
   a1=$(produce "acks1-$run" 1)
+  t1=$(cpu_ms)
   aall=$(produce "acksall-$run" -1)
+  t2=$(cpu_ms)
   c=$(consume "acks1-$run")
   l=$(latency "latency-$run")
   r=$(peak_rss_mib)
   stop_node
   echo "$name run $run: produce acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
-    "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB" >&2
-  echo "$a1 $aall $c ${l%%/*} $(echo "${l% *}" | cut -d/ -f2) $r"
+    "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB," \
+    "node CPU per million records produced $(per_million "$t0" "$t1") ms (acks=1)," \
+    "$(per_million "$t1" "$t2") ms (acks=all)" >&2
+  echo "$a1 $aall $c ${l%%/*} $(echo "${l% *}" | cut -d/ -f2) $r" \
+    "$(per_million "$t0" "$t1") $(per_million "$t1" "$t2")"
 }
 
 # Column K (1-based) of every line of FILE, space-separated.
@@ -120,10 +138,11 @@ column_of() { # file k
 }
 
 table_row() { # name file
-  printf '| %s | %s | %s | %s | %s / %s | %s |\n' "$1" "$(column_of "$2" 1 | median)" \
+  printf '| %s | %s | %s | %s | %s / %s | %s | %s / %s |\n' "$1" "$(column_of "$2" 1 | median)" \
     "$(column_of "$2" 2 | median)" "$(column_of "$2" 3 | median)" \
     "$(column_of "$2" 4 | median)" "$(column_of "$2" 5 | median)" \
-    "$(column_of "$2" 6 | tr ' ' '\n' | grep -v '^$' | sort -n | tail -1)"
+    "$(column_of "$2" 6 | tr ' ' '\n' | grep -v '^$' | sort -n | tail -1)" \
+    "$(column_of "$2" 7 | median)" "$(column_of "$2" 8 | median)"
 }
 
 # The machine's speed moves by a third within minutes here, so the brokers take turns run by
@@ -143,15 +162,15 @@ done
 
 echo
 echo "medians of $RUNS runs ($COUNT records of 100 bytes per throughput run):"
-echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) | node CPU per million records, acks=1 / acks=all (ms) |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 table_row "$CAIRN_NAME" "$WORK/cairn.runs"
 if [ -n "${TANSU:-}" ]; then
   table_row "$TANSU_NAME" "$WORK/tansu.runs"
   echo
   echo "cairn / tansu, run by run (acks=1, acks=all, consume), and their medians:"
   paste -d' ' "$WORK/cairn.runs" "$WORK/tansu.runs" |
-    awk '{ printf "%.2f %.2f %.2f\n", $1 / $7, $2 / $8, $3 / $9 }' >"$WORK/ratios"
+    awk '{ h = NF / 2; printf "%.2f %.2f %.2f\n", $1 / $(h + 1), $2 / $(h + 2), $3 / $(h + 3) }' >"$WORK/ratios"
   awk '{ printf "  run %d: %s %s %s\n", NR, $1, $2, $3 }' "$WORK/ratios"
   echo "  median: $(column_of "$WORK/ratios" 1 | median) $(column_of "$WORK/ratios" 2 | median)" \
     "$(column_of "$WORK/ratios" 3 | median)"
