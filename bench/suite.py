@@ -71,9 +71,11 @@ also on Ctrl-C, SIGTERM or an error):
              start as consume does; the table shows the read.
    Each system runs produce and consume --runs times, each time on a fresh server; then one
    more fresh server gets the catch-up backlog (written once, read --runs times) and the
-   e2e runs. Every write workload (probes too) starts with sync(2) and a wait until the page
-   cache holds under 64 MiB of dirty bytes (at most 60 s): the writeback of the workload
-   before does not throttle the next one (--no-settle turns this off).
+   e2e runs. Every write workload (probes too) starts with sync(2) and a wait (at most 60 s)
+   until the page cache holds under 64 MiB of dirty bytes and then until the machine is
+   quiet (under 10% of its CPU busy over half a second): neither the writeback of the
+   workload before nor followers still fetching its backlog slow the next one (--no-settle
+   turns this off).
 4. Durability classes, stated per row: `fsync` (acknowledged after fdatasync: Cairn
    durability=fsync, Redis appendfsync always) and `memory` (memory or page cache: Cairn
    durability=replicate, NATS file store, Redis appendfsync no, Tansu memory). Every peer is
@@ -966,15 +968,36 @@ def dirty_bytes():
         return None
 
 
-def settle_writeback(limit=64 << 20, secs=60):
+def cpu_times():
+    """(busy, total) jiffies of the whole machine, from /proc/stat (None where unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle and iowait
+        return sum(fields) - idle, sum(fields)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def settle_writeback(limit=64 << 20, secs=60, busy_max=0.10, window=0.5):
     """Before a write workload: sync(2), then wait (at most secs) until under `limit` bytes of
-    the page cache are dirty, so that no measurement pays for the writeback of the one before
-    it (a 3-node run of 1 KiB records leaves gigabytes dirty, and the kernel throttles the
-    next writer while it writes them out). Applies to every system alike."""
+    the page cache are dirty and the machine is quiet (under `busy_max` of its CPU busy over
+    `window` seconds), so that no measurement pays for what the one before it left running:
+    the writeback of its data (a 3-node run of 1 KiB records leaves gigabytes dirty, and the
+    kernel throttles the next writer while it writes them out) or followers still fetching
+    its backlog (an acks=1 run leaves them seconds behind). Applies to every system alike."""
     os.sync()
     deadline = time.monotonic() + secs
     while (d := dirty_bytes()) is not None and d > limit and time.monotonic() < deadline:
         time.sleep(0.1)
+    while time.monotonic() < deadline:
+        before = cpu_times()
+        time.sleep(window)
+        after = cpu_times()
+        if before is None or after is None or after[1] == before[1]:
+            return
+        if (after[0] - before[0]) / (after[1] - before[1]) < busy_max:
+            return
 
 
 # ---------------------------------------------------------------------------------------
@@ -1228,7 +1251,7 @@ class Suite:
         L.append(f"Medians of {a.runs} run(s); counts: 100 B x {a.count_small:,}, 1 KiB x {a.count_large:,} per produce run, "
                  f"catch-up {a.catchup_records:,} x 1 KiB ({a.catchup_records * 1024 / 1e9:.2f} GB), "
                  f"e2e {a.e2e_secs:g} s per rate. "
-                 + ("Each write workload started after sync(2), with under 64 MiB of the page cache dirty. " if getattr(a, "settle", False) else "")
+                 + ("Each write workload started after sync(2), with under 64 MiB of the page cache dirty and the machine quiet (under 10% CPU busy over 0.5 s). " if getattr(a, "settle", False) else "")
                  + "Every command is in results.json.\n")  # fmt: skip
         if self.errors:
             L.append("## Errors\n")
@@ -1502,7 +1525,7 @@ def parse_args():
     ap.add_argument("--max-secs", type=float, help="about the longest a produce run may take: slower systems write fewer records (default 8)")
     ap.add_argument("--catchup-max-secs", type=float, help="the same for writing the catch-up backlog (default 60)")
     ap.add_argument("--no-settle", dest="settle", action="store_false",
-                    help="do not sync(2) and wait for the page cache's dirty bytes to drain before each write workload")
+                    help="do not sync(2) and wait for the page cache's dirty bytes to drain and the machine to go quiet before each write workload")
     ap.add_argument("--e2e-rates", default="50000,half", help='records/s, comma-separated; "half": half of Cairn\'s max')
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 8)")
     ap.add_argument("--e2e-linger-ms", type=int, default=1)
