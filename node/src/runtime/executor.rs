@@ -172,7 +172,7 @@ impl<O: Os> Worker<O> {
         if let Some(syncer) = &self.syncer {
             // The next round's ops run while the syncer's fdatasyncs do.
             for (file, ids) in std::mem::take(&mut self.held_syncs) {
-                let path = self.disk.path_of(&file);
+                let path = self.disk.sync_elsewhere(&file);
                 if !syncer.submit(SyncJob { file, path, ids }) {
                     return false;
                 }

@@ -96,6 +96,13 @@ pub trait OsFile: Send + 'static {
     fn byte_len(&self) -> io::Result<u64>;
     /// Cuts or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Reserves the blocks of `len` bytes from `pos` without changing the file's length
+    /// (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so writes there later allocate nothing. A
+    /// hint: by default it does nothing.
+    fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        let _ = (pos, len);
+        Ok(())
+    }
     /// `fdatasync`.
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync`.
@@ -210,6 +217,11 @@ impl OsFile for fs::File {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         fs::File::set_len(self, len)
+    }
+
+    fn preallocate(&self, pos: u64, len: u64) -> io::Result<()> {
+        rustix::fs::fallocate(self, rustix::fs::FallocateFlags::KEEP_SIZE, pos, len)
+            .map_err(io::Error::from)
     }
 
     fn sync_data(&self) -> io::Result<()> {
