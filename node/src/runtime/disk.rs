@@ -33,6 +33,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread;
 
 use bytes::{Bytes, BytesMut};
 
@@ -57,6 +59,9 @@ pub struct FileDisk<O: Os = Tokio> {
     /// Read buffers, reused once every reader has dropped its bytes: a steady stream of reads
     /// then neither page-faults fresh memory nor zero-fills a buffer for every read.
     read_buffers: Vec<Bytes>,
+    /// Where reservations go when a thread makes them ([`FileDisk::reserve_in_background`]);
+    /// `None`: they are made inline.
+    reserver: Option<std_mpsc::Sender<Reservation>>,
 }
 
 /// Reads up to this size use a pooled buffer of this size (a fetch of Kafka's default
@@ -74,7 +79,7 @@ struct OpenFile<F> {
     /// handle's first append, which counts as synced up to its start).
     synced_to: Option<u64>,
     /// The file's blocks are reserved up to here, as far as this handle knows (0 when it was
-    /// opened): see [`reserve_ahead`].
+    /// opened): see [`FileDisk::reserve`].
     reserved_to: u64,
 }
 
@@ -95,31 +100,35 @@ impl<F> OpenFile<F> {
 /// since its last sync: a file synced every round (durability `fsync`, the metadata log, an
 /// index) never does, and its few pages allocate quickly at the sync...
 const RESERVE_WHEN_UNSYNCED: u64 = 8 << 20;
-/// ... and when an append then reaches past what is reserved, it reserves up to the append's
-/// end plus an eighth of that end, at least 1 MiB and at most 16 MiB.
+/// ... and then keeps its blocks reserved ahead of its end by at least half of a step, a step
+/// being an eighth of the file's length, at least 1 MiB and at most 16 MiB.
 const RESERVE_AHEAD_SHARE: u64 = 8;
 const RESERVE_AHEAD_MIN: u64 = 1 << 20;
 const RESERVE_AHEAD_MAX: u64 = 16 << 20;
 
-/// Reserves the blocks an append to `pos..end` writes, and more beyond it, before it writes
-/// (`fallocate` keeping the length; decision 0027), once the file's unsynced appends are
-/// many. Without it ext4 allocates the blocks of appended pages when it writes them back,
-/// holding the inode's block-map lock, and for a file synced only by the periodic flush
-/// that happens inside one long `fdatasync`: every append to the file waited for it (up to
-/// 26 ms, once a second, measured). Writing back reserved blocks only marks them written. A
-/// failure here (ENOSPC, a file system without `fallocate`) costs nothing but that gain: the
-/// write itself reports a full disk, and the next try comes a reservation later.
-fn reserve_ahead<F: OsFile>(entry: &mut OpenFile<F>, pos: u64, end: u64) {
-    let synced = *entry.synced_to.get_or_insert(pos);
-    if end <= entry.reserved_to || end.saturating_sub(synced) < RESERVE_WHEN_UNSYNCED {
-        return;
+impl<F> OpenFile<F> {
+    /// The blocks to reserve (start and length) after an append to `pos..end`, if any: see
+    /// [`FileDisk::reserve`].
+    fn reservation_due(&mut self, pos: u64, end: u64) -> Option<(u64, u64)> {
+        let synced = *self.synced_to.get_or_insert(pos);
+        if end.saturating_sub(synced) < RESERVE_WHEN_UNSYNCED {
+            return None;
+        }
+        let step = (end / RESERVE_AHEAD_SHARE).clamp(RESERVE_AHEAD_MIN, RESERVE_AHEAD_MAX);
+        if self.reserved_to >= end + step / 2 {
+            return None;
+        }
+        let from = self.reserved_to.max(end);
+        self.reserved_to = end + step;
+        Some((from, self.reserved_to - from))
     }
-    let from = entry.reserved_to.max(pos);
-    let to = end + (end / RESERVE_AHEAD_SHARE).clamp(RESERVE_AHEAD_MIN, RESERVE_AHEAD_MAX);
-    if let Err(error) = entry.file.preallocate(from, to - from) {
-        tracing::debug!(%error, "fallocate failed; appends go on without reserved blocks");
-    }
-    entry.reserved_to = to;
+}
+
+/// A reservation for the `cairn-reserve` thread.
+struct Reservation {
+    path: PathBuf,
+    from: u64,
+    len: u64,
 }
 
 impl<O: Os> std::fmt::Debug for FileDisk<O> {
@@ -174,6 +183,7 @@ impl<O: Os> FileDisk<O> {
             open_files_max,
             clock: 0,
             read_buffers: Vec::new(),
+            reserver: None,
         })
     }
 
@@ -258,8 +268,8 @@ impl<O: Os> FileDisk<O> {
     fn append(&mut self, name: &FileName, pos: u64, data: &[u8]) -> Result<DiskOk, DiskError> {
         let entry = self.entry(name).map_err(|e| map_error("open", name, e))?;
         let end = pos + data.len() as u64;
-        reserve_ahead(entry, pos, end);
-        match entry.file.write_all_at(data, pos) {
+        let due = entry.reservation_due(pos, end);
+        let written = match entry.file.write_all_at(data, pos) {
             Ok(()) => {
                 entry.appended_to = end;
                 Ok(DiskOk::Done)
@@ -269,10 +279,57 @@ impl<O: Os> FileDisk<O> {
                 // written, and `pos` is the end of the file, so cut back to it.
                 entry.file.set_len(pos).map_err(|e| map_error("truncate after ENOSPC", name, e))?;
                 entry.cut(pos);
-                Err(DiskError::NoSpace)
+                return Err(DiskError::NoSpace);
             }
             Err(e) => Err(map_error("write", name, e)),
+        };
+        if let Some((from, len)) = due {
+            self.reserve(name, from, len);
         }
+        written
+    }
+
+    /// Reserves `len` bytes of `name`'s blocks from `from` (`fallocate` keeping the length;
+    /// decision 0027), on the `cairn-reserve` thread when there is one. Without it ext4
+    /// allocates the blocks of appended pages when it writes them back, holding the inode's
+    /// block-map lock, and for a file synced only by the periodic flush that happens inside
+    /// one long `fdatasync`: every append to the file waited for it (up to 26 ms, once a
+    /// second, measured). Writing back reserved blocks only marks them written. `fallocate`
+    /// itself waits for the journal while other files sync (5 to 128 ms measured with six
+    /// partitions), so the executor's thread does not make it. A failure (ENOSPC, a file
+    /// system without `fallocate`) costs nothing but that gain: the write itself reports a
+    /// full disk.
+    fn reserve(&mut self, name: &FileName, from: u64, len: u64) {
+        let reservation = Reservation { path: self.path(name), from, len };
+        let reservation = match &self.reserver {
+            Some(jobs) => match jobs.send(reservation) {
+                Ok(()) => return,
+                Err(std_mpsc::SendError(reservation)) => reservation,
+            },
+            None => reservation,
+        };
+        if let Ok(file) = self.file(name)
+            && let Err(error) = file.preallocate(reservation.from, reservation.len)
+        {
+            tracing::debug!(%error, "fallocate failed; appends go on without reserved blocks");
+        }
+    }
+
+    /// Makes this disk's block reservations on a thread of their own, `cairn-reserve`, which
+    /// ends with the disk.
+    pub(super) fn reserve_in_background(&mut self) -> io::Result<()> {
+        let (jobs, queue) = std_mpsc::channel::<Reservation>();
+        thread::Builder::new().name("cairn-reserve".into()).spawn(move || {
+            while let Ok(Reservation { path, from, len }) = queue.recv() {
+                // The file may be gone (retention, a truncation that removed the segment):
+                // then there is nothing to reserve.
+                if let Err(error) = O::open(&path).and_then(|file| file.preallocate(from, len)) {
+                    tracing::debug!(%error, path = %path.display(), "no blocks reserved");
+                }
+            }
+        })?;
+        self.reserver = Some(jobs);
+        Ok(())
     }
 
     fn sync(&mut self, name: &FileName) -> Result<DiskOk, DiskError> {

@@ -88,6 +88,7 @@ impl DiskExecutor {
         };
         match O::DISK_WORKER {
             DiskWorker::Thread => {
+                worker.disk.reserve_in_background()?;
                 worker.syncer = Some(Syncer::<O>::start(
                     complete.clone(),
                     Arc::clone(&worker.stats),
