@@ -94,19 +94,7 @@ impl<F> OpenFile<F> {
         self.synced_to = self.synced_to.map(|synced| synced.min(len));
         self.reserved_to = self.reserved_to.min(len);
     }
-}
 
-/// A file reserves blocks ahead of its appends while this much has been appended to it
-/// since its last sync: a file synced every round (durability `fsync`, the metadata log, an
-/// index) never does, and its few pages allocate quickly at the sync...
-const RESERVE_WHEN_UNSYNCED: u64 = 8 << 20;
-/// ... and then keeps its blocks reserved ahead of its end by at least half of a step, a step
-/// being an eighth of the file's length, at least 1 MiB and at most 16 MiB.
-const RESERVE_AHEAD_SHARE: u64 = 8;
-const RESERVE_AHEAD_MIN: u64 = 1 << 20;
-const RESERVE_AHEAD_MAX: u64 = 16 << 20;
-
-impl<F> OpenFile<F> {
     /// The blocks to reserve (start and length) after an append to `pos..end`, if any: see
     /// [`FileDisk::reserve`].
     fn reservation_due(&mut self, pos: u64, end: u64) -> Option<(u64, u64)> {
@@ -123,6 +111,16 @@ impl<F> OpenFile<F> {
         Some((from, self.reserved_to - from))
     }
 }
+
+/// A file reserves blocks ahead of its appends while this much has been appended to it
+/// since its last sync: a file synced every round (durability `fsync`, the metadata log, an
+/// index) never does, and its few pages allocate quickly at the sync...
+const RESERVE_WHEN_UNSYNCED: u64 = 8 << 20;
+/// ... and then keeps its blocks reserved ahead of its end by at least half of a step, a step
+/// being an eighth of the file's length, at least 1 MiB and at most 16 MiB.
+const RESERVE_AHEAD_SHARE: u64 = 8;
+const RESERVE_AHEAD_MIN: u64 = 1 << 20;
+const RESERVE_AHEAD_MAX: u64 = 16 << 20;
 
 /// A reservation for the `cairn-reserve` thread.
 struct Reservation {
@@ -587,17 +585,17 @@ mod tests {
         std::os::unix::fs::MetadataExt::blocks(&fs::metadata(path).unwrap()) * 512
     }
 
-    /// Whether this machine's file system reserves blocks (a test of reserving says so and
-    /// passes where it cannot).
-    fn fallocate_works(disk: &FileDisk) -> bool {
+    /// A disk holding an empty `t-0/0.log`, where this machine's file system reserves blocks
+    /// (a test of reserving says so and passes where it cannot).
+    fn disk_that_reserves() -> Option<(tempfile::TempDir, FileDisk)> {
+        let (dir, mut disk) = disk();
         let probe = fs::File::create(disk.root().join("probe")).unwrap();
-        match OsFile::preallocate(&probe, 0, 4096) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("skipped: this file system has no fallocate ({e})");
-                false
-            }
+        if let Err(e) = OsFile::preallocate(&probe, 0, 4096) {
+            eprintln!("skipped: this file system has no fallocate ({e})");
+            return None;
         }
+        create(&mut disk, "t-0/0.log");
+        Some((dir, disk))
     }
 
     /// Appends `chunks` chunks of 256 KiB to `file` (syncing after each one when `sync`) and
@@ -618,11 +616,7 @@ mod tests {
 
     #[test]
     fn a_file_with_many_unsynced_appends_reserves_blocks_ahead_and_keeps_its_length() {
-        let (_dir, mut disk) = disk();
-        if !fallocate_works(&disk) {
-            return;
-        }
-        create(&mut disk, "t-0/0.log");
+        let Some((_dir, mut disk)) = disk_that_reserves() else { return };
         let end = append_chunks(&mut disk, "t-0/0.log", RESERVE_WHEN_UNSYNCED / (256 << 10), false);
         let log = disk.root().join("t-0/0.log");
         assert_eq!(fs::metadata(&log).unwrap().len(), end, "reserving does not lengthen");
@@ -637,11 +631,7 @@ mod tests {
 
     #[test]
     fn a_file_synced_as_it_grows_reserves_nothing() {
-        let (_dir, mut disk) = disk();
-        if !fallocate_works(&disk) {
-            return;
-        }
-        create(&mut disk, "t-0/0.log");
+        let Some((_dir, mut disk)) = disk_that_reserves() else { return };
         let chunks = 2 * RESERVE_WHEN_UNSYNCED / (256 << 10);
         let end = append_chunks(&mut disk, "t-0/0.log", chunks, true);
         let log = disk.root().join("t-0/0.log");
