@@ -76,6 +76,8 @@ struct Seen {
     log_failed_at: Option<u64>,
     /// Role, leader epoch and ISR, for `--trace`.
     traced: Option<String>,
+    /// The log's count of fetches answered by its read ahead, at the last step.
+    reads_ahead: u64,
 }
 
 /// Every replica of a workload partition may be on any node: the watch per node.
@@ -427,6 +429,10 @@ impl World {
                 }
                 seen.log_end = Some(end);
             }
+            // A log opened again (a restart) counts from 0.
+            let taken = log.reads_ahead_taken();
+            self.coverage.reads_ahead += taken - seen.reads_ahead.min(taken);
+            seen.reads_ahead = taken;
             // A leader whose log failed stops serving until it recovered in place (which
             // may count less as flushed for a moment): its epoch's watch starts again.
             if replica.role() != Role::Leader || !log.is_ready() {

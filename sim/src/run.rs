@@ -74,6 +74,8 @@ pub struct Coverage {
     pub acked_lost_detected: u64,
     /// Fetches refused because the data was corrupt (detected, not served).
     pub corrupt_reads: u64,
+    /// Consumer fetches answered by the log's read ahead.
+    pub reads_ahead: u64,
     /// Node-to-node messages sent.
     pub messages_sent: u64,
     /// Node-to-node messages handed to their node.
@@ -120,6 +122,7 @@ impl Coverage {
         self.replicate_losses_excused += other.replicate_losses_excused;
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
+        self.reads_ahead += other.reads_ahead;
         self.messages_sent += other.messages_sent;
         self.messages_delivered += other.messages_delivered;
         self.messages_dropped += other.messages_dropped;
@@ -171,6 +174,9 @@ impl Coverage {
         want(!big || self.commits_ok >= 5 * runs, format!("commits acked < {}", 5 * runs));
         let rebalances = self.group_rebalances;
         want(!big || rebalances >= runs / 2, format!("group rebalances < {}", runs / 2));
+        // Reads ahead (decision 0028): 0..2000 answers about 8 fetches a seed from one.
+        let ahead = self.reads_ahead;
+        want(!big || ahead >= seeds, format!("fetches read ahead < {seeds}"));
         let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
@@ -188,8 +194,13 @@ impl fmt::Display for Coverage {
         )?;
         writeln!(
             f,
-            "  writes acked {} acked read back {} records read {} corrupt reads refused {}",
-            self.writes_acked, self.acked_read_back, self.records_read, self.corrupt_reads
+            "  writes acked {} acked read back {} records read {} corrupt reads refused {} \
+             fetches read ahead {}",
+            self.writes_acked,
+            self.acked_read_back,
+            self.records_read,
+            self.corrupt_reads,
+            self.reads_ahead
         )?;
         writeln!(
             f,

@@ -28,6 +28,15 @@ pub const READ_RETRIES_MAX: u8 = 2;
 /// harder than a fetch, which can simply report the error.
 pub const RECOVERY_READ_RETRIES_MAX: u8 = 8;
 
+/// The largest per-partition fetch size the log reads ahead for (librdkafka's and the Java
+/// client's default `max.partition.fetch.bytes`): a consumer asking for more per fetch is
+/// served by plain reads, so a partition's read ahead holds at most this much memory.
+pub const READ_AHEAD_BYTES_MAX: u32 = 1 << 20;
+
+/// How long a range read ahead waits for the consumer's next fetch before it is dropped: a
+/// consumer that keeps up fetches again within milliseconds.
+pub const READ_AHEAD_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Leader epochs kept in a partition's epoch cache before the oldest are dropped; more than
 /// this many leader changes inside the retained log is implausible.
 pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;

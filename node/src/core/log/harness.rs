@@ -127,6 +127,37 @@ impl<D: DiskDriver> LogHarness<D> {
         }
     }
 
+    /// Submits a consumer's fetch without running any op; returns its token, or `None` if
+    /// there was nothing to read. [`Self::answer`] gives the answer once it came.
+    pub fn fetch_queued(
+        &mut self,
+        offset: u64,
+        max_offset: u64,
+        max_bytes: u32,
+    ) -> Result<Option<u64>, LogError> {
+        self.next_token += 1;
+        let token = self.next_token;
+        match self.log.read_for_consumer(token, offset, max_offset, max_bytes, &mut self.queue)? {
+            ReadStart::Empty => Ok(None),
+            ReadStart::Pending => Ok(Some(token)),
+        }
+    }
+
+    /// The answer to read `token`, if it came (without running any op).
+    pub fn answer(&mut self, token: u64) -> Option<Result<Bytes, LogError>> {
+        while let Some(event) = self.log.poll_event() {
+            self.events.push(event);
+        }
+        let at = self
+            .events
+            .iter()
+            .position(|event| matches!(event, LogEvent::Read { token: t, .. } if *t == token))?;
+        match self.events.remove(at) {
+            LogEvent::Read { result, .. } => Some(result),
+            _ => unreachable!(),
+        }
+    }
+
     /// Reads every batch from `offset` to the log end, `max_bytes` at a time.
     pub fn read_all(&mut self, mut offset: u64, max_bytes: u32) -> Result<Vec<Bytes>, LogError> {
         let mut batches = Vec::new();
@@ -239,6 +270,151 @@ pub mod conformance {
         a_damaged_index_is_rebuilt(make());
         follower_appends_keep_offsets(make());
         rolling_by_age(make());
+        a_consumer_catching_up_is_read_ahead_of(make());
+        a_fetch_takes_over_the_read_ahead_in_flight(make());
+        a_truncation_drops_the_read_ahead(make());
+        a_read_ahead_nobody_fetches_is_dropped(make());
+    }
+
+    /// `count` batches of one record of `value_bytes` bytes, each `value` throughout, appended
+    /// as leader of `epoch`.
+    fn append_values<D: DiskDriver>(
+        h: &mut LogHarness<D>,
+        count: usize,
+        value_bytes: usize,
+        value: u8,
+        epoch: i32,
+    ) {
+        for i in 0..count {
+            let bytes = vec![value; value_bytes];
+            h.append(build::batch(&[&bytes], 1_000 + i as i64), epoch).unwrap();
+        }
+    }
+
+    /// The offset after the last batch of a fetch answer.
+    fn end_of(bytes: &[u8]) -> u64 {
+        let mut position = 0;
+        let mut next = 0;
+        while position < bytes.len() {
+            let batch = header(&bytes[position..]);
+            next = batch.next_offset() as u64;
+            position += batch.total_bytes();
+        }
+        next
+    }
+
+    /// Two consumer fetches, each continuing the last, each answered after its read: the
+    /// second leaves the log reading ahead from where it ended. Returns that offset.
+    fn catch_up_twice<D: DiskDriver>(h: &mut LogHarness<D>, max_bytes: u32) -> u64 {
+        let end = h.log.log_end_offset();
+        let mut offset = 0;
+        for _ in 0..2 {
+            let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
+            assert!(h.answer(token).is_none(), "a first read of a range waits for its op");
+            h.run();
+            let bytes = h.answer(token).expect("answered").unwrap();
+            offset = end_of(&bytes);
+        }
+        offset
+    }
+
+    /// A consumer that fetches on from where its answers end, each answer stopped by its byte
+    /// limit, has its next range read while it handles the last: from its third fetch on
+    /// every answer is there before any op runs, and is exactly what a plain read returns.
+    /// An answer that reaches the high watermark starts no read ahead.
+    pub fn a_consumer_catching_up_is_read_ahead_of<D: DiskDriver>(disk: D) {
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        append_values(&mut h, 40, 1_000, b'a', 3);
+        let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
+        let mut offset = catch_up_twice(&mut h, max_bytes);
+        let mut fetches = 2;
+        while offset < end {
+            let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
+            let bytes = h.answer(token).expect("answered before any op ran").unwrap();
+            let next = end_of(&bytes);
+            // One op queued: the read of the range after this answer, unless it reached the end.
+            assert_eq!(h.queue.len(), usize::from(next < end), "at {offset}");
+            h.run();
+            assert_eq!(bytes, h.read(offset, end, max_bytes).unwrap(), "at {offset}");
+            offset = next;
+            fetches += 1;
+        }
+        assert!(fetches > 10, "{fetches} fetches: the test reads ahead many times");
+        assert_eq!(h.fetch_queued(end, end, max_bytes).unwrap(), None);
+        // A fetch stopped by the high watermark reads nothing ahead.
+        let hw = end - 5;
+        let token = h.fetch_queued(hw - 3, hw, max_bytes).unwrap().expect("data below");
+        h.run();
+        assert_eq!(end_of(&h.answer(token).expect("answered").unwrap()), hw);
+        let token = h.fetch_queued(hw, end, max_bytes).unwrap().expect("data below");
+        assert!(h.answer(token).is_none(), "nothing was read ahead past the HW");
+        h.run();
+        assert!(h.queue.is_empty());
+    }
+
+    /// A fetch of the range whose read ahead is still in flight takes that read over: no
+    /// second read is queued, and it is answered when the first completes.
+    pub fn a_fetch_takes_over_the_read_ahead_in_flight<D: DiskDriver>(disk: D) {
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        append_values(&mut h, 20, 1_000, b'a', 3);
+        let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
+        let token = h.fetch_queued(0, end, max_bytes).unwrap().expect("data below");
+        h.run();
+        let offset = end_of(&h.answer(token).expect("answered").unwrap());
+        let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
+        assert_eq!(h.run_ops(1), 1);
+        let next = end_of(&h.answer(token).expect("answered by its read").unwrap());
+        assert_eq!(h.queue.len(), 1, "the read ahead from {next} is queued");
+        let token = h.fetch_queued(next, end, max_bytes).unwrap().expect("data below");
+        assert!(h.answer(token).is_none(), "the read ahead has not run");
+        assert_eq!(h.queue.len(), 1, "the fetch took the read ahead over");
+        assert_eq!(h.run_ops(1), 1);
+        let bytes = h.answer(token).expect("answered by the read ahead").unwrap();
+        assert_eq!(bytes, h.read(next, end, max_bytes).unwrap());
+    }
+
+    /// A truncation drops what was read ahead: after the tail is cut and written again, a
+    /// fetch from the same offset returns the new batches, not the ones read before.
+    pub fn a_truncation_drops_the_read_ahead<D: DiskDriver>(disk: D) {
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        append_values(&mut h, 20, 1_000, b'a', 3);
+        let max_bytes = 3_500;
+        let offset = catch_up_twice(&mut h, max_bytes);
+        assert_eq!(h.truncate_to(offset).unwrap(), offset);
+        append_values(&mut h, 20, 1_000, b'b', 4);
+        let end = h.log.log_end_offset();
+        let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
+        h.run();
+        let bytes = h.answer(token).expect("answered").unwrap();
+        assert_eq!(header(&bytes).partition_leader_epoch, 4, "the batches written after the cut");
+        assert_eq!(bytes, h.read(offset, end, max_bytes).unwrap());
+    }
+
+    /// A range read ahead that no fetch takes is dropped after `READ_AHEAD_KEEP`; so is one
+    /// passed over by a fetch elsewhere.
+    pub fn a_read_ahead_nobody_fetches_is_dropped<D: DiskDriver>(disk: D) {
+        use crate::core::limits::READ_AHEAD_KEEP;
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        append_values(&mut h, 20, 1_000, b'a', 3);
+        let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
+        let offset = catch_up_twice(&mut h, max_bytes);
+        assert_eq!(h.log.read_ahead_deadline(), Some(T0 + READ_AHEAD_KEEP));
+        h.log.expire_read_ahead(T0 + READ_AHEAD_KEEP - Duration::from_millis(1));
+        assert!(h.log.read_ahead_deadline().is_some(), "kept until its deadline");
+        h.log.expire_read_ahead(T0 + READ_AHEAD_KEEP);
+        assert_eq!(h.log.read_ahead_deadline(), None);
+        let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
+        assert!(h.answer(token).is_none(), "dropped: the fetch reads");
+        h.run();
+        assert!(h.answer(token).is_some());
+        // Reading ahead again; a fetch from elsewhere (another consumer) drops it.
+        let next = catch_up_twice(&mut h, max_bytes);
+        assert!(h.log.read_ahead_deadline().is_some());
+        let token = h.fetch_queued(0, end, max_bytes).unwrap().expect("data below");
+        h.run();
+        assert!(h.answer(token).is_some());
+        let token = h.fetch_queued(next, end, max_bytes).unwrap().expect("data below");
+        assert!(h.answer(token).is_none(), "passed over: the fetch reads");
     }
 
     /// Batches come back byte for byte, offsets patched, bounded by the byte limit.

@@ -49,7 +49,7 @@ use bytes::{Bytes, BytesMut};
 
 use self::batch::{BatchError, BatchHeader, BatchScan, ScanStop, patch_batch};
 use self::epoch::{EpochCheckpoint, LeaderEpochCache};
-use self::read::{ReadJob, SeekJob, TruncateJob};
+use self::read::{ReadAhead, ReadJob, SeekJob, Stream, TruncateJob};
 use self::recovery::{Recovery, RecoveryStep};
 use self::segment::Segment;
 use crate::core::frame::encode_frame;
@@ -354,6 +354,10 @@ pub struct PartitionLog {
     housekeeping_failures: u64,
     /// Epoch checkpoints written, numbering their temporary files.
     checkpoint_writes: u64,
+    /// The consumer read ahead of (module `read`).
+    read_ahead: ReadAhead,
+    /// Consumer fetches answered by a read ahead, ready or in flight.
+    reads_ahead_taken: u64,
 }
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -385,6 +389,8 @@ impl PartitionLog {
             events: VecDeque::new(),
             housekeeping_failures: 0,
             checkpoint_writes: 0,
+            read_ahead: ReadAhead::None,
+            reads_ahead_taken: 0,
         };
         log.recover(out);
         log
@@ -396,6 +402,7 @@ impl PartitionLog {
         for (_, pending) in std::mem::take(&mut self.pending) {
             self.abandon(pending, &LogError::Recovering);
         }
+        self.forget_read_ahead();
         self.syncs.clear();
         self.sealed_indexes.clear();
         self.segments.clear();
@@ -839,6 +846,7 @@ impl PartitionLog {
         out: &mut impl DiskQueue,
     ) -> Result<(), LogError> {
         self.check_writable()?;
+        self.forget_read_ahead();
         for segment in std::mem::take(&mut self.segments) {
             self.remove_segment_files(&segment, Pending::Data, out);
         }
@@ -894,6 +902,7 @@ impl PartitionLog {
         position: u64,
         out: &mut impl DiskQueue,
     ) {
+        self.forget_read_ahead();
         while self.segments.len() > index + 1 {
             let segment = self.segments.pop_back().expect("checked");
             self.remove_segment_files(&segment, Pending::Data, out);
@@ -996,7 +1005,7 @@ impl PartitionLog {
                     self.housekeeping_failures += 1;
                 }
             }
-            Pending::Read(job) => self.complete_read(job, result, out),
+            Pending::Read(job) => self.complete_read(now, id, job, result, out),
             Pending::Seek(job) => self.complete_seek(job, result, out),
             Pending::Truncate(job) => self.complete_truncate_read(job, result, out),
             Pending::Recovery(step) => self.complete_recovery_step(now, step, result, out),
@@ -1016,6 +1025,7 @@ impl PartitionLog {
         for (_, pending) in std::mem::take(&mut self.pending) {
             self.abandon(pending, &error);
         }
+        self.forget_read_ahead();
         self.syncs.clear();
         self.sealed_indexes.clear();
         self.truncating = false;
@@ -1026,6 +1036,7 @@ impl PartitionLog {
     /// Answers the caller of an op that will never complete.
     fn abandon(&mut self, pending: Pending, error: &LogError) {
         let token = match pending {
+            Pending::Read(ref job) if job.stream == Stream::Ahead => return,
             Pending::Read(ref job) => job.token,
             Pending::Seek(ref job) => job.token,
             _ => return,
@@ -1081,6 +1092,17 @@ impl PartitionLog {
         }
         if let Some(last_epoch) = self.epochs.entries().last() {
             assert!(last_epoch.start_offset <= self.log_end_offset, "epoch beyond log end");
+        }
+        match &self.read_ahead {
+            ReadAhead::None => {}
+            ReadAhead::After { next, .. } | ReadAhead::Ready { next, .. } => {
+                assert!(*next <= self.log_end_offset, "read ahead past the log end");
+            }
+            ReadAhead::Reading { op, .. } => {
+                let reading = matches!(self.pending.get(op), Some(Pending::Read(job))
+                    if job.stream == Stream::Ahead);
+                assert!(reading, "the read ahead in flight is pending");
+            }
         }
     }
 }

@@ -6,6 +6,14 @@
 //! batches before the offset it asked for by their headers alone (length, magic, dense
 //! offsets, epoch): it does not return them, and their CRC-32C was most of what a fetch cost
 //! (docs/simulator.md, Speed); every batch it returns is checked in full.
+//!
+//! A consumer catching up is read ahead of ([`ReadAhead`]): when its fetch starts where its
+//! last answer ended and that answer stopped at its byte limit rather than at the high
+//! watermark, the log reads the next range while the consumer handles this one, and answers
+//! the consumer's next fetch from it at once (or takes over the read still in flight). A
+//! kept range is exactly what a read at that moment would return but for batches appended
+//! since, so it is dropped by anything that changes bytes the log holds (a truncation, a
+//! failure, a recovery), by a fetch elsewhere, and after [`READ_AHEAD_KEEP`].
 
 use bytes::Bytes;
 
@@ -13,13 +21,17 @@ use super::batch::{BatchHeader, BatchScan, ScanStop, visit_record_timestamps};
 use super::epoch::LeaderEpochCache;
 use super::segment::IndexHit;
 use super::{DiskQueue, LogError, LogEvent, PartitionLog, Pending, ReadStart};
-use crate::core::io::{DiskOk, DiskOp, DiskResult};
-use crate::core::limits::{READ_RETRIES_MAX, RECOVERY_READ_BYTES};
+use crate::core::io::{DiskOk, DiskOp, DiskResult, OpId};
+use crate::core::limits::{
+    READ_AHEAD_BYTES_MAX, READ_AHEAD_KEEP, READ_RETRIES_MAX, RECOVERY_READ_BYTES,
+};
+use crate::core::time::Instant;
 
 /// A fetch in flight.
 #[derive(Debug, Clone)]
 pub(super) struct ReadJob {
     pub token: u64,
+    pub stream: Stream,
     offset: u64,
     max_offset: u64,
     max_bytes: u32,
@@ -27,6 +39,32 @@ pub(super) struct ReadJob {
     /// Where the next read starts, and the base offset of the batch there.
     at: IndexHit,
     retries: u8,
+}
+
+/// Who a fetch read is for, as reading ahead sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stream {
+    /// A follower's read or the producer state's: never read ahead of.
+    Plain,
+    /// A consumer's fetch; `continues`: it starts where the last consumer answer ended.
+    Consumer { continues: bool },
+    /// A read ahead of a consumer: it answers nobody until a fetch takes it over.
+    Ahead,
+}
+
+/// What the log knows of the consumer it reads ahead of (one per partition: the fetch of
+/// another consumer replaces it).
+#[derive(Debug, Default)]
+pub(super) enum ReadAhead {
+    #[default]
+    None,
+    /// The last consumer answer, for fetches of `max_bytes`, ended before offset `next`.
+    After { next: u64, max_bytes: u32 },
+    /// Op `op` reads the range from `offset`.
+    Reading { op: OpId, offset: u64, max_bytes: u32 },
+    /// The range from `offset`, read and verified: `bytes`, ending before `next`; kept until
+    /// `until`.
+    Ready { offset: u64, max_bytes: u32, bytes: Bytes, next: u64, until: Instant },
 }
 
 /// A lookup by timestamp in flight.
@@ -50,8 +88,9 @@ pub(super) struct TruncateJob {
 
 /// What a scan of a fetch buffer found.
 enum Collected {
-    /// Whole verified batches in this byte range of the buffer (maybe empty).
-    Batches(std::ops::Range<usize>),
+    /// Whole verified batches in this byte range of the buffer (maybe empty), ending before
+    /// offset `next`.
+    Batches { range: std::ops::Range<usize>, next: u64 },
     /// The wanted batch is cut by the end of the buffer: read `len` bytes from `position`,
     /// where the batch with base offset `base` starts.
     ReadMore { position: usize, base: u64, len: usize },
@@ -72,6 +111,57 @@ impl PartitionLog {
         max_bytes: u32,
         out: &mut impl DiskQueue,
     ) -> Result<ReadStart, LogError> {
+        let Some(max_offset) = self.readable(offset, max_offset)? else {
+            return Ok(ReadStart::Empty);
+        };
+        self.start_read(token, offset, max_offset, max_bytes, Stream::Plain, out);
+        Ok(ReadStart::Pending)
+    }
+
+    /// A consumer's fetch: as [`Self::read`], and read ahead of (module documentation). A
+    /// fetch of the range read ahead is answered from it, by a [`LogEvent::Read`] queued at
+    /// once, or by the read in flight.
+    pub fn read_for_consumer(
+        &mut self,
+        token: u64,
+        offset: u64,
+        max_offset: u64,
+        max_bytes: u32,
+        out: &mut impl DiskQueue,
+    ) -> Result<ReadStart, LogError> {
+        let Some(max_offset) = self.readable(offset, max_offset)? else {
+            return Ok(ReadStart::Empty);
+        };
+        let asked = |from: u64, bytes: u32| from == offset && bytes == max_bytes;
+        let mut continues = false;
+        match std::mem::take(&mut self.read_ahead) {
+            ReadAhead::Ready { offset: from, max_bytes: bytes, bytes: records, next, .. }
+                if asked(from, bytes) && next <= max_offset =>
+            {
+                self.events.push_back(LogEvent::Read { token, result: Ok(records) });
+                self.reads_ahead_taken += 1;
+                self.read_on(next, max_offset, max_bytes, out);
+                return Ok(ReadStart::Pending);
+            }
+            ReadAhead::Reading { op, offset: from, max_bytes: bytes } if asked(from, bytes) => {
+                let Some(Pending::Read(job)) = self.pending.get_mut(&op) else {
+                    unreachable!("a read ahead in flight is pending");
+                };
+                job.token = token;
+                job.stream = Stream::Consumer { continues: true };
+                self.reads_ahead_taken += 1;
+                return Ok(ReadStart::Pending);
+            }
+            ReadAhead::After { next, max_bytes: bytes } => continues = asked(next, bytes),
+            _ => {}
+        }
+        self.start_read(token, offset, max_offset, max_bytes, Stream::Consumer { continues }, out);
+        Ok(ReadStart::Pending)
+    }
+
+    /// Whether `offset` may be read: the read's upper bound (`max_offset` within the log), or
+    /// `None` if nothing below it is (an empty answer), or the error to answer.
+    fn readable(&self, offset: u64, max_offset: u64) -> Result<Option<u64>, LogError> {
         match &self.phase {
             super::Phase::Ready => {}
             super::Phase::Recovering(_) => return Err(LogError::Recovering),
@@ -81,12 +171,24 @@ impl PartitionLog {
             return Err(self.out_of_range(offset));
         }
         let max_offset = max_offset.min(self.log_end_offset);
-        if offset >= max_offset {
-            return Ok(ReadStart::Empty);
-        }
+        Ok((offset < max_offset).then_some(max_offset))
+    }
+
+    /// Submits the first read of a fetch from `offset` (below `max_offset`); returns its op,
+    /// or `None` if it was answered at once.
+    fn start_read(
+        &mut self,
+        token: u64,
+        offset: u64,
+        max_offset: u64,
+        max_bytes: u32,
+        stream: Stream,
+        out: &mut impl DiskQueue,
+    ) -> Option<OpId> {
         let segment = &self.segments[self.segment_index_for(offset)];
         let job = ReadJob {
             token,
+            stream,
             offset,
             max_offset,
             max_bytes,
@@ -95,8 +197,61 @@ impl PartitionLog {
             retries: 0,
         };
         let wanted = u64::from(max_bytes.max(1)) + u64::from(self.config.index_interval_bytes);
-        self.submit_fetch_read(job, wanted, out);
-        Ok(ReadStart::Pending)
+        self.submit_fetch_read(job, wanted, out)
+    }
+
+    /// A consumer's answer ended before `next`: read on from there if the answer stopped short
+    /// of `max_offset` (the consumer is catching up), else remember where it ended.
+    fn read_on(&mut self, next: u64, max_offset: u64, max_bytes: u32, out: &mut impl DiskQueue) {
+        self.read_ahead = ReadAhead::None;
+        // An answer read before a truncation may end past the log now.
+        if !self.is_ready() || next < self.log_start_offset || next > self.log_end_offset {
+            return;
+        }
+        self.read_ahead = ReadAhead::After { next, max_bytes };
+        let max_offset = max_offset.min(self.log_end_offset);
+        if next < max_offset && max_bytes <= READ_AHEAD_BYTES_MAX {
+            let stream = Stream::Ahead;
+            if let Some(op) = self.start_read(0, next, max_offset, max_bytes, stream, out) {
+                self.read_ahead = ReadAhead::Reading { op, offset: next, max_bytes };
+            }
+        }
+    }
+
+    /// Consumer fetches answered by a read ahead (ready or in flight) since the log opened.
+    pub fn reads_ahead_taken(&self) -> u64 {
+        self.reads_ahead_taken
+    }
+
+    /// When the range read ahead is dropped if no fetch took it.
+    pub fn read_ahead_deadline(&self) -> Option<Instant> {
+        match &self.read_ahead {
+            ReadAhead::Ready { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// Drops the range read ahead if its time is up.
+    pub fn expire_read_ahead(&mut self, now: Instant) {
+        if self.read_ahead_deadline().is_some_and(|until| until <= now) {
+            self.read_ahead = ReadAhead::None;
+        }
+    }
+
+    /// Forgets the consumer read ahead of: the bytes the log holds changed, or it failed.
+    /// A read ahead still in flight is dropped when it completes.
+    pub(super) fn forget_read_ahead(&mut self) {
+        self.read_ahead = ReadAhead::None;
+    }
+
+    /// Answers a fetch read that failed; a read ahead that failed is dropped.
+    fn read_failed(&mut self, job: &ReadJob, error: LogError) {
+        match job.stream {
+            Stream::Ahead => self.read_ahead = ReadAhead::None,
+            Stream::Plain | Stream::Consumer { .. } => {
+                self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
+            }
+        }
     }
 
     fn out_of_range(&self, offset: u64) -> LogError {
@@ -107,12 +262,18 @@ impl PartitionLog {
         }
     }
 
-    fn submit_fetch_read(&mut self, job: ReadJob, wanted: u64, out: &mut impl DiskQueue) {
+    /// Submits a read for `job`; returns its op, or `None` if it was answered at once.
+    fn submit_fetch_read(
+        &mut self,
+        job: ReadJob,
+        wanted: u64,
+        out: &mut impl DiskQueue,
+    ) -> Option<OpId> {
         let Some(segment) = self.segment_by_base(job.segment_base) else {
             // Retention or truncation removed the segment while the read was in flight.
             let error = self.out_of_range(job.offset);
-            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
-            return;
+            self.read_failed(&job, error);
+            return None;
         };
         let len = wanted.min(segment.size_bytes.saturating_sub(job.at.position));
         let op = DiskOp::Read {
@@ -122,31 +283,58 @@ impl PartitionLog {
         };
         let id = out.submit(op);
         self.pending.insert(id, Pending::Read(job));
+        Some(id)
     }
 
+    /// Op `id`, a read for `job`, completed.
     pub(super) fn complete_read(
         &mut self,
+        now: Instant,
+        id: OpId,
         mut job: ReadJob,
         result: DiskResult,
         out: &mut impl DiskQueue,
     ) {
+        let current = matches!(self.read_ahead, ReadAhead::Reading { op, .. } if op == id);
+        if job.stream == Stream::Ahead && !current {
+            // Dropped since it started: by another fetch, a truncation or a failure.
+            return;
+        }
         let bytes = match self.read_bytes(job.segment_base, result) {
             Ok(bytes) => bytes,
-            Err(error) => {
-                self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
-                return;
-            }
+            Err(error) => return self.read_failed(&job, error),
         };
         if bytes.is_empty() {
             // The file is shorter than the log knows it to be: something lost its tail.
             let error = self.corrupt(job.segment_base, job.at.position);
-            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
-            return;
+            return self.read_failed(&job, error);
         }
         match collect(&bytes, &job, &self.config, &self.epochs) {
-            Collected::Batches(range) => {
-                let result = Ok(bytes.slice(range));
-                self.events.push_back(LogEvent::Read { token: job.token, result });
+            Collected::Batches { range, next } => {
+                let records = bytes.slice(range);
+                let (offset, max_bytes, empty) = (job.offset, job.max_bytes, records.is_empty());
+                match job.stream {
+                    // Nothing below the HW that fits (the HW inside a batch): not kept.
+                    Stream::Ahead if empty => self.read_ahead = ReadAhead::None,
+                    Stream::Ahead => {
+                        let until = now + READ_AHEAD_KEEP;
+                        self.read_ahead =
+                            ReadAhead::Ready { offset, max_bytes, bytes: records, next, until };
+                    }
+                    Stream::Plain | Stream::Consumer { .. } => {
+                        let result = Ok(records);
+                        self.events.push_back(LogEvent::Read { token: job.token, result });
+                    }
+                }
+                match job.stream {
+                    Stream::Consumer { continues: true } if !empty => {
+                        self.read_on(next, job.max_offset, max_bytes, out);
+                    }
+                    Stream::Consumer { .. } if next <= self.log_end_offset => {
+                        self.read_ahead = ReadAhead::After { next, max_bytes };
+                    }
+                    _ => {}
+                }
             }
             Collected::ReadMore { position, base, len } => {
                 let start = job.at.position + position as u64;
@@ -159,9 +347,18 @@ impl PartitionLog {
                 }
                 job.at = IndexHit { position: start, base_offset: base };
                 let wanted = (len as u64).max(u64::from(job.max_bytes));
-                self.submit_fetch_read(job, wanted, out);
+                self.resubmit(job, wanted, out);
             }
             Collected::Corrupt { position } => self.damaged_read(job, bytes.len(), position, out),
+        }
+    }
+
+    /// Submits the next read of a fetch in flight, keeping a read ahead's op current.
+    fn resubmit(&mut self, job: ReadJob, wanted: u64, out: &mut impl DiskQueue) {
+        let ahead = job.stream == Stream::Ahead;
+        let op = self.submit_fetch_read(job, wanted, out);
+        if let (true, Some(id), ReadAhead::Reading { op, .. }) = (ahead, op, &mut self.read_ahead) {
+            *op = id;
         }
     }
 
@@ -176,10 +373,10 @@ impl PartitionLog {
     ) {
         if job.retries < READ_RETRIES_MAX {
             job.retries += 1;
-            self.submit_fetch_read(job, read as u64, out);
+            self.resubmit(job, read as u64, out);
         } else {
             let error = self.corrupt(job.segment_base, job.at.position + position as u64);
-            self.events.push_back(LogEvent::Read { token: job.token, result: Err(error) });
+            self.read_failed(&job, error);
         }
     }
 
@@ -481,6 +678,8 @@ fn collect(
     let mut scan = Verified::new(bytes, job.at.base_offset, epochs, config);
     scan.scan = scan.scan.checking_crc_from(job.offset);
     let mut range: Option<std::ops::Range<usize>> = None;
+    // The offset after the last batch collected.
+    let mut end = job.offset;
     loop {
         if let Some(range) = &range
             && !fits_after(&bytes[scan.scan.position()..], range.len(), job)
@@ -492,7 +691,9 @@ fn collect(
         let size = header.total_bytes();
         match &mut range {
             None if next <= job.offset => continue,
-            None if next > job.max_offset => return Collected::Batches(0..0),
+            None if next > job.max_offset => {
+                return Collected::Batches { range: 0..0, next: job.offset };
+            }
             None => range = Some(position..position + size),
             Some(range) => {
                 if next > job.max_offset || range.len() + size > job.max_bytes as usize {
@@ -501,11 +702,12 @@ fn collect(
                 range.end += size;
             }
         }
+        end = next;
     }
     if let Some(range) = range {
         // Whatever stopped the scan after the first batch, what was collected is verified; a
         // damaged batch further on is reported to the fetch that starts at it.
-        return Collected::Batches(range);
+        return Collected::Batches { range, next: end };
     }
     match scan.stop {
         Some(Stop::Damaged { position }) => Collected::Corrupt { position },

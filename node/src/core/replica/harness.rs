@@ -337,12 +337,17 @@ impl Cluster {
         token
     }
 
-    /// A consumer fetch from node `id`; returns its token.
+    /// A consumer fetch from node `id` (1 MiB at most); returns its token.
     pub fn fetch(&mut self, id: u32, offset: u64) -> u64 {
+        self.fetch_bytes(id, offset, 1 << 20)
+    }
+
+    /// A consumer fetch of at most `max_bytes` from node `id`; returns its token.
+    pub fn fetch_bytes(&mut self, id: u32, offset: u64, max_bytes: u32) -> u64 {
         self.next_token += 1;
         let (token, now) = (self.next_token, self.now);
         let node = &mut self.nodes[id as usize];
-        node.replica.fetch(now, token, offset, 1 << 20, None, &mut node.queue);
+        node.replica.fetch(now, token, offset, max_bytes, None, &mut node.queue);
         self.pump();
         token
     }

@@ -257,7 +257,7 @@ impl Replica {
                 if canary::is(Canary::LeaderLeoVisible) {
                     visible = self.log.log_end_offset();
                 }
-                match self.log.read(read, offset, visible, max_bytes, out) {
+                match self.log.read_for_consumer(read, offset, visible, max_bytes, out) {
                     Ok(ReadStart::Pending) => {
                         self.reads.insert(read, ReadFor::ClientFetch { token });
                         None

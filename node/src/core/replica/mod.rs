@@ -98,6 +98,8 @@ enum Timer {
     Recover,
     /// Forget producers idle for `producer.id.expiration.ms`.
     ProducerExpiry,
+    /// Drop the range the log read ahead of a consumer that did not fetch it.
+    ReadAhead,
 }
 
 /// What a log read in flight is for.
@@ -402,6 +404,7 @@ impl Replica {
                     self.log.recover(out);
                 }
                 Timer::ProducerExpiry => self.expire_producers(now),
+                Timer::ReadAhead => self.log.expire_read_ahead(now),
             }
         }
         self.after_input(now, out);
@@ -497,6 +500,10 @@ impl Replica {
             if !progressed {
                 break;
             }
+        }
+        match self.log.read_ahead_deadline() {
+            Some(until) => self.timers.set(Timer::ReadAhead, until),
+            None => self.timers.stop(Timer::ReadAhead),
         }
         self.invariants();
     }

@@ -655,6 +655,35 @@ pub(super) fn consumers_read_only_below_the_hw() {
     assert_eq!(error_of(&c, token), &ReplicaError::NotLeaderOrFollower);
 }
 
+/// A leader's log reads ahead of a consumer that catches up one batch a fetch, and the
+/// replica's timer drops the range when no fetch takes it.
+#[test]
+fn a_range_read_ahead_for_a_consumer_is_dropped_by_the_replica_timer() {
+    let mut c = three(FSYNC, 1);
+    for _ in 0..10 {
+        c.produce(0, Acks::All, &[b'x'; 500]);
+    }
+    let mut offset = 0;
+    for _ in 0..2 {
+        // One batch of about 570 bytes a fetch: the second does not fit in 1,000.
+        let token = c.fetch_bytes(0, offset, 1_000);
+        let Some(ReplicaResponse::Fetched { records, .. }) = c.reply(token) else { panic!() };
+        let header = crate::core::log::batch::BatchHeader::parse(records).unwrap();
+        assert_eq!(header.total_bytes(), records.len(), "one batch");
+        offset = header.next_offset() as u64;
+    }
+    let log = c.replica(0).log();
+    assert_eq!(log.reads_ahead_taken(), 0);
+    let until = log.read_ahead_deadline().expect("the range after the second answer is read");
+    assert!(c.replica(0).poll_timeout().is_some_and(|deadline| deadline <= until));
+    let token = c.fetch_bytes(0, offset, 1_000);
+    assert!(matches!(c.reply(token), Some(ReplicaResponse::Fetched { .. })));
+    assert_eq!(c.replica(0).log().reads_ahead_taken(), 1);
+    let until = c.replica(0).log().read_ahead_deadline().expect("read on");
+    c.advance_by(until.saturating_duration_since(c.now), Duration::from_millis(250));
+    assert_eq!(c.replica(0).log().read_ahead_deadline(), None, "dropped at its deadline");
+}
+
 #[test]
 fn a_stale_or_duplicate_state_is_ignored() {
     let mut c = three(FSYNC, 1);
