@@ -18,6 +18,13 @@
 //! removed or renamed file's handle is dropped, so no op ever writes through a stale handle
 //! to an inode that no longer has its old name.
 //!
+//! Blocks are reserved ahead of a file's appends (decision 0027): once 8 MiB have been
+//! appended since the file's last sync, `fallocate` keeping the length reserves blocks past
+//! its end, so the periodic flush's writeback allocates nothing while the next append waits
+//! for the file system's block-map lock. Files synced as they grow never reserve. The calls
+//! are made on the `cairn-reserve` thread (`FileDisk::reserve_in_background`), inline
+//! without it; the file's length, and so everything that reads it, is unchanged.
+//!
 //! Errors map to [`DiskError`]: ENOSPC and EDQUOT become [`DiskError::NoSpace`], a missing
 //! file [`DiskError::NotFound`], anything else [`DiskError::Io`] with the op, the path and
 //! the OS error. Two refinements keep the contract's promises:
@@ -59,7 +66,7 @@ pub struct FileDisk<O: Os = Tokio> {
     /// Read buffers, reused once every reader has dropped its bytes: a steady stream of reads
     /// then neither page-faults fresh memory nor zero-fills a buffer for every read.
     read_buffers: Vec<Bytes>,
-    /// Where reservations go when a thread makes them ([`FileDisk::reserve_in_background`]);
+    /// Where reservations go when a thread makes them (`FileDisk::reserve_in_background`);
     /// `None`: they are made inline.
     reserver: Option<std_mpsc::Sender<Reservation>>,
 }

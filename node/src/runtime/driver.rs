@@ -20,7 +20,7 @@ use tokio::time::sleep_until;
 use super::executor::{Completions, DiskExecutor};
 use super::http::Metrics;
 use super::peer::{PeerLinks, PeerSender};
-use crate::core::io::{ConnId, DiskOp, NodeId, OpId, RequestId};
+use crate::core::io::{ConnId, DiskOp, DiskResult, NodeId, OpId, RequestId};
 use crate::core::node::{Message, Node, Output, Request, Response};
 use crate::core::time::Instant;
 
@@ -300,10 +300,7 @@ impl Driver {
         tokio::select! {
             batch = self.completions.recv() => {
                 let Some(batch) = batch else { return false };
-                let now = self.clock.now();
-                for (id, result) in batch {
-                    self.node.handle_disk(now, id, result);
-                }
+                self.handle_completions(batch);
             }
             message = self.inbound.recv(), if self.inbound_open => self.handle_inbound(message),
             received = recv_peers(&mut self.peer_inbound, &mut self.peer_batch), if peers_open => {
@@ -358,10 +355,15 @@ impl Driver {
     /// Hands the node every disk completion queued now.
     fn drain_completions(&mut self) {
         while let Ok(batch) = self.completions.try_recv() {
-            let now = self.clock.now();
-            for (id, result) in batch {
-                self.node.handle_disk(now, id, result);
-            }
+            self.handle_completions(batch);
+        }
+    }
+
+    /// Hands the node one batch of disk completions, all at the same time.
+    fn handle_completions(&mut self, batch: Vec<(OpId, DiskResult)>) {
+        let now = self.clock.now();
+        for (id, result) in batch {
+            self.node.handle_disk(now, id, result);
         }
     }
 

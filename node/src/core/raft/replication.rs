@@ -418,11 +418,8 @@ impl Raft {
             // `match_index`): a slow disk must not look like a lost member to CheckQuorum
             // and unseat the leader. (While the term itself is not durable, nothing leaves.)
             let durable = AppendEntriesResponse {
-                success,
                 match_index: match_index.min(self.storage.synced_index()),
-                reject_index: 0,
-                conflict_term: 0,
-                conflict_index: 0,
+                ..response.clone()
             };
             let kind = MessageKind::AppendEntriesResponse(durable);
             self.send(to, self.hard.term, kind, self.hard_seq);
