@@ -431,7 +431,7 @@ impl World {
             }
             // A log opened again (a restart) counts from 0.
             let taken = log.reads_ahead_taken();
-            self.coverage.reads_ahead += taken - seen.reads_ahead.min(taken);
+            self.coverage.reads_ahead += taken.checked_sub(seen.reads_ahead).unwrap_or(taken);
             seen.reads_ahead = taken;
             // A leader whose log failed stops serving until it recovered in place (which
             // may count less as flushed for a moment): its epoch's watch starts again.
