@@ -117,14 +117,7 @@ impl<D: DiskDriver> LogHarness<D> {
             ReadStart::Empty => return Ok(Bytes::new()),
             ReadStart::Pending => self.run(),
         }
-        let at = self
-            .events
-            .iter()
-            .position(|event| matches!(event, LogEvent::Read { token: t, .. } if *t == token));
-        match self.events.remove(at.expect("a read answers once its ops ran")) {
-            LogEvent::Read { result, .. } => result,
-            _ => unreachable!(),
-        }
+        self.answer(token).expect("a read answers once its ops ran")
     }
 
     /// Submits a consumer's fetch without running any op; returns its token, or `None` if

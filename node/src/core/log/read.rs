@@ -313,6 +313,7 @@ impl PartitionLog {
             Collected::Batches { range, next } => {
                 let records = bytes.slice(range);
                 let (offset, max_bytes, empty) = (job.offset, job.max_bytes, records.is_empty());
+                let answer = |records| LogEvent::Read { token: job.token, result: Ok(records) };
                 match job.stream {
                     // Nothing below the HW that fits (the HW inside a batch): not kept.
                     Stream::Ahead if empty => self.read_ahead = ReadAhead::None,
@@ -321,19 +322,15 @@ impl PartitionLog {
                         self.read_ahead =
                             ReadAhead::Ready { offset, max_bytes, bytes: records, next, until };
                     }
-                    Stream::Plain | Stream::Consumer { .. } => {
-                        let result = Ok(records);
-                        self.events.push_back(LogEvent::Read { token: job.token, result });
+                    Stream::Plain => self.events.push_back(answer(records)),
+                    Stream::Consumer { continues } => {
+                        self.events.push_back(answer(records));
+                        if continues && !empty {
+                            self.read_on(next, job.max_offset, max_bytes, out);
+                        } else if next <= self.log_end_offset {
+                            self.read_ahead = ReadAhead::After { next, max_bytes };
+                        }
                     }
-                }
-                match job.stream {
-                    Stream::Consumer { continues: true } if !empty => {
-                        self.read_on(next, job.max_offset, max_bytes, out);
-                    }
-                    Stream::Consumer { .. } if next <= self.log_end_offset => {
-                        self.read_ahead = ReadAhead::After { next, max_bytes };
-                    }
-                    _ => {}
                 }
             }
             Collected::ReadMore { position, base, len } => {
