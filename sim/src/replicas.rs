@@ -567,14 +567,23 @@ impl World {
 
     /// Whether the controller quorum lost its metadata log: most voters are up but refuse
     /// to serve (a Raft log or metadata unreadable, which only the unrecoverable atlas may
-    /// cause). No partition without a leader can get one after that.
+    /// cause), or, with no Raft leader, most voters either refuse to serve or rejoined after
+    /// a wipe and vote only once a leader caught them up. No partition without a leader can
+    /// get one after that.
     pub(crate) fn quorum_failed(&self) -> bool {
         let voters = self.params.voters();
         let failed = (0..voters).filter(|index| self.node_failed(*index)).count();
+        let cores = || self.nodes.iter().filter_map(|n| n.node.as_ref());
+        let leaderless = cores().all(|core| core.raft().role() != RaftRole::Leader);
+        let awaiting = (0..voters).filter(|index| {
+            let core = self.nodes[*index as usize].node.as_ref();
+            !self.node_failed(*index) && core.is_some_and(|core| core.raft().awaits_catch_up())
+        });
+        let unable = failed + if leaderless { awaiting.count() } else { 0 };
         // Or a node stopped because a leader sent entries conflicting with ones it knew
         // committed: damage on a quorum of voters' disks took committed metadata with it,
         // and the quorum now runs a different history.
-        2 * failed > voters as usize || self.committed_metadata_lost
+        2 * unable > voters as usize || self.committed_metadata_lost
     }
 
     /// Node `index` just lost power. Under `replicate` durability an acknowledged write may

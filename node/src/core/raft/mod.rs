@@ -320,6 +320,12 @@ impl Raft {
         self.is_voter && self.hard.caught_up && self.is_ready()
     }
 
+    /// Whether this is a voter that rejoined after a wipe and neither votes nor campaigns
+    /// until a leader has caught it up.
+    pub fn awaits_catch_up(&self) -> bool {
+        self.is_voter && !self.hard.caught_up
+    }
+
     /// Whether op `id` is Raft's.
     pub fn owns(&self, id: OpId) -> bool {
         self.storage.owns(id)

@@ -59,6 +59,8 @@ pub(super) struct FollowerState {
     backoff_until: Option<Instant>,
     /// The leader's HW from the latest fetch answer of this epoch.
     leader_high_watermark: Option<u64>,
+    /// The leader's LEO from the latest fetch answer of this epoch that brought records.
+    leader_log_end: Option<u64>,
     /// OffsetForLeaderEpoch rounds in this reconciliation.
     rounds: usize,
 }
@@ -71,6 +73,7 @@ impl FollowerState {
             outstanding: None,
             backoff_until: None,
             leader_high_watermark: None,
+            leader_log_end: None,
             rounds: 0,
         }
     }
@@ -84,6 +87,7 @@ impl FollowerState {
     fn reconcile(&mut self) {
         self.phase = Phase::Reconcile;
         self.leader_high_watermark = None;
+        self.leader_log_end = None;
         self.rounds = 0;
     }
 }
@@ -123,10 +127,14 @@ impl Replica {
             // The producer state is being rebuilt: what is fetched could not be recorded.
             Phase::Fetch if !self.producers.is_ready() => return progressed,
             Phase::Fetch => {
-                // Under `fsync` the leader counts only flushed offsets: fetch again once what
-                // was appended is durable, so the next fetch moves the HW (group commit keeps
-                // that one sync per round).
-                if fsync && self.log.flushed_offset() < self.log.log_end_offset() {
+                // Under `fsync` the leader counts only flushed offsets. While the leader holds
+                // more than this log, fetch on at once: the sync runs meanwhile and a later
+                // fetch reports it. Caught up, fetch again only once what was appended is
+                // durable, so that this fetch, which the leader may hold, moves the HW (group
+                // commit keeps that one sync per round).
+                let leo = self.log.log_end_offset();
+                let behind = follower.leader_log_end.is_some_and(|end| end > leo);
+                if fsync && self.log.flushed_offset() < leo && !behind {
                     return progressed;
                 }
                 self.send_fetch(now);
@@ -389,6 +397,9 @@ impl Replica {
         }
         if let RoleState::Follower(follower) = &mut self.role {
             follower.leader_high_watermark = Some(response.high_watermark);
+            // Only an answer that brought records lets the next fetch go before the sync:
+            // an empty one means there is nothing to fetch on.
+            follower.leader_log_end = (!records.is_empty()).then_some(response.log_end_offset);
         }
         // Its log agrees with the leader's, up to at least what the leader's HW covers: it
         // holds every record a HW counted again, whatever its log lost.

@@ -163,6 +163,36 @@ fn hw_counts_a_followers_flushed_offset_not_its_fetch_offset() {
 }
 
 #[test]
+fn a_follower_behind_fetches_on_before_its_sync_under_fsync() {
+    // One batch per fetch, so that a follower three batches behind needs three fetches.
+    let config = ReplicaConfig { replica_fetch_bytes_max: 1, ..test_config(FSYNC, 2) };
+    let mut c = Cluster::new(3, config);
+    c.elect(0, &[0, 1, 2]);
+    // Node 2 misses three batches, then its disk holds every sync.
+    c.cut.insert((NodeId(0), NodeId(2)));
+    let tokens: Vec<u64> =
+        ["a", "b", "c"].map(|value| c.produce(0, Acks::All, v(value).as_ref())).into();
+    c.node(2).disk_paused = true;
+    c.cut.clear();
+    // Its fetch in flight times out; it asks again from offset 0.
+    c.advance_by(Duration::from_millis(2_000), Duration::from_millis(100));
+    // It fetched all three without waiting for a sync in between ...
+    assert_eq!(c.replica(2).log().log_end_offset(), 3);
+    assert_eq!(c.replica(2).log().flushed_offset(), 0);
+    // ... and the leader counted none of them: its HW waits for node 2's sync.
+    assert_eq!(c.replica(0).high_watermark(), 0);
+    assert!(tokens.iter().all(|token| produced(&c, *token).is_none()));
+    // Caught up, it fetches again only once synced, and that fetch moves the HW.
+    c.node(2).disk_paused = false;
+    c.pump();
+    assert_eq!(c.replica(0).high_watermark(), 3);
+    assert_eq!(
+        tokens.iter().map(|token| produced(&c, *token)).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(2)]
+    );
+}
+
+#[test]
 fn hw_never_moves_back() {
     let mut c = three(FSYNC, 1);
     for value in [b"a", b"b", b"c"] {
