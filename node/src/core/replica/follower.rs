@@ -48,6 +48,13 @@ struct Outstanding {
     asked: Asked,
 }
 
+/// A fetch answer that brought records: where they started, and the leader's LEO then.
+#[derive(Debug, Clone, Copy)]
+struct LastAnswer {
+    from: u64,
+    leader_log_end: u64,
+}
+
 /// The follower's state in one leader epoch.
 #[derive(Debug)]
 pub(super) struct FollowerState {
@@ -59,8 +66,8 @@ pub(super) struct FollowerState {
     backoff_until: Option<Instant>,
     /// The leader's HW from the latest fetch answer of this epoch.
     leader_high_watermark: Option<u64>,
-    /// The leader's LEO from the latest fetch answer of this epoch that brought records.
-    leader_log_end: Option<u64>,
+    /// The latest fetch answer of this epoch that brought records.
+    last_answer: Option<LastAnswer>,
     /// OffsetForLeaderEpoch rounds in this reconciliation.
     rounds: usize,
 }
@@ -73,7 +80,7 @@ impl FollowerState {
             outstanding: None,
             backoff_until: None,
             leader_high_watermark: None,
-            leader_log_end: None,
+            last_answer: None,
             rounds: 0,
         }
     }
@@ -87,7 +94,7 @@ impl FollowerState {
     fn reconcile(&mut self) {
         self.phase = Phase::Reconcile;
         self.leader_high_watermark = None;
-        self.leader_log_end = None;
+        self.last_answer = None;
         self.rounds = 0;
     }
 }
@@ -128,13 +135,17 @@ impl Replica {
             Phase::Fetch if !self.producers.is_ready() => return progressed,
             Phase::Fetch => {
                 // Under `fsync` the leader counts only flushed offsets. While the leader holds
-                // more than this log, fetch on at once: the sync runs meanwhile and a later
-                // fetch reports it. Caught up, fetch again only once what was appended is
-                // durable, so that this fetch, which the leader may hold, moves the HW (group
-                // commit keeps that one sync per round).
-                let leo = self.log.log_end_offset();
-                let behind = follower.leader_log_end.is_some_and(|end| end > leo);
-                if fsync && self.log.flushed_offset() < leo && !behind {
+                // more than this log and all but the last answer is durable, fetch on at
+                // once: that answer's sync runs meanwhile and a later fetch reports it (the
+                // offsets reported trail the fetches by one round; decision 0029).
+                // Otherwise fetch again only once what was appended is durable, so that
+                // this fetch, which the leader may hold, moves the HW (group commit keeps
+                // that one sync per round).
+                let (leo, flushed) = (self.log.log_end_offset(), self.log.flushed_offset());
+                let fetch_on = follower
+                    .last_answer
+                    .is_some_and(|last| last.leader_log_end > leo && flushed >= last.from);
+                if fsync && flushed < leo && !fetch_on {
                     return progressed;
                 }
                 self.send_fetch(now);
@@ -399,7 +410,10 @@ impl Replica {
             follower.leader_high_watermark = Some(response.high_watermark);
             // Only an answer that brought records lets the next fetch go before the sync:
             // an empty one means there is nothing to fetch on.
-            follower.leader_log_end = (!records.is_empty()).then_some(response.log_end_offset);
+            follower.last_answer = (!records.is_empty()).then_some(LastAnswer {
+                from: fetch_offset,
+                leader_log_end: response.log_end_offset,
+            });
         }
         // Its log agrees with the leader's, up to at least what the leader's HW covers: it
         // holds every record a HW counted again, whatever its log lost.

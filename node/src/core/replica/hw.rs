@@ -46,36 +46,43 @@ pub fn follower_high_watermark(
     current.max(bound)
 }
 
+/// How many of a follower's latest fetches the caught-up rule looks back over.
+const FETCHES_REMEMBERED: usize = 4;
+
 /// What the leader remembers of a follower's fetches for the caught-up rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchClock {
     /// The last time the follower was caught up.
     pub last_caught_up: Instant,
-    /// When the previous fetch arrived.
-    pub previous_fetch: Instant,
-    /// The leader's LEO when the previous fetch arrived.
-    pub previous_leader_leo: u64,
+    /// The latest fetches before this one, oldest first: when each arrived and the leader's
+    /// LEO then.
+    recent: [(Instant, u64); FETCHES_REMEMBERED],
 }
 
 impl FetchClock {
     /// A clock for a follower counted as caught up at `now` (a new leader gives every ISR
     /// member a full `replica.lag.time.max.ms` before it may be dropped, as Kafka does).
     pub fn start(now: Instant, leader_leo: u64) -> FetchClock {
-        FetchClock { last_caught_up: now, previous_fetch: now, previous_leader_leo: leader_leo }
+        FetchClock { last_caught_up: now, recent: [(now, leader_leo); FETCHES_REMEMBERED] }
     }
 
     /// Records a fetch at `now` reaching `follower_leo` while the leader's LEO is
     /// `leader_leo`. Kafka's rule (ReplicaManager, KIP-16 follow-ups): a follower is caught up
     /// at the time of this fetch if it reached the leader's LEO, and at the time of the
-    /// previous fetch if it reached the leader's LEO of then. Never moves back.
+    /// previous fetch if it reached the leader's LEO of then. Here the previous fetches are
+    /// the last few, and the latest whose leader LEO it reached counts: under `fsync` the
+    /// offset a follower reports is its flushed one, which trails its fetches by a round
+    /// while it fetches on during its sync (decision 0029). Never moves back.
     pub fn observe_fetch(&mut self, now: Instant, follower_leo: u64, leader_leo: u64) {
         if follower_leo >= leader_leo {
             self.last_caught_up = self.last_caught_up.max(now);
-        } else if follower_leo >= self.previous_leader_leo {
-            self.last_caught_up = self.last_caught_up.max(self.previous_fetch);
+        } else if let Some(&(at, _)) =
+            self.recent.iter().rev().find(|(_, leo)| follower_leo >= *leo)
+        {
+            self.last_caught_up = self.last_caught_up.max(at);
         }
-        self.previous_fetch = now;
-        self.previous_leader_leo = leader_leo;
+        self.recent.rotate_left(1);
+        self.recent[FETCHES_REMEMBERED - 1] = (now, leader_leo);
     }
 }
 
@@ -142,5 +149,24 @@ mod tests {
         // A stale, lower fetch never moves it back.
         clock.observe_fetch(t(400), 5, 30);
         assert_eq!(clock.last_caught_up, t(300));
+    }
+
+    #[test]
+    fn a_follower_reporting_a_round_behind_stays_caught_up() {
+        let t = |ms| Instant::from_millis(ms);
+        // The leader's LEO grows by 10 between fetches; the follower's flushed offset
+        // reaches the LEO of the fetch before the previous one (it fetched on while the
+        // last answer's sync ran): caught up as of that fetch, every time.
+        let mut clock = FetchClock::start(t(0), 0);
+        for round in 1..=100u64 {
+            clock.observe_fetch(t(round * 10), (round.saturating_sub(2)) * 10, round * 10);
+            assert_eq!(clock.last_caught_up, t(round.saturating_sub(2) * 10), "round {round}");
+        }
+        // Its sync stalls: the flushed offset stops at the leader's LEO of round 98, and so
+        // does the clock.
+        for round in 101..=120u64 {
+            clock.observe_fetch(t(round * 10), 980, round * 10);
+            assert_eq!(clock.last_caught_up, t(980), "round {round}");
+        }
     }
 }
