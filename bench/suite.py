@@ -22,6 +22,12 @@ What it runs, in this order (every server on 127.0.0.1 only, every data director
 temporary directory that is removed at the end, every process it started stopped at exit,
 also on Ctrl-C, SIGTERM or an error):
 
+0. Memory: ballast files as large as the machine's memory fill the page cache, and before
+   each write workload as much again is written as is free (class Ballast; --cold-memory
+   skips it). This machine is a VM whose balloon reports free pages to the host: memory the
+   guest frees goes back, and the first write into it runs at about a tenth of the speed of
+   a write into memory in use, so without the ballast a workload's speed would depend on
+   what freed memory before it.
 1. Ceilings: loopback TCP bandwidth (iperf3, single stream and 2 streams, --iperf-secs
    each); sequential write of --dd-mib MiB (1 GiB) of 1 MiB blocks to the data directory's
    disk with dd, without fsync, with one fdatasync at the end (conv=fdatasync), and with a
@@ -92,6 +98,7 @@ suite exits 1 at the end.
 import argparse
 import ctypes
 import datetime
+import glob
 import json
 import math
 import os
@@ -321,6 +328,8 @@ def ceilings(args, workdir):
     path = os.path.join(workdir, "dd-ceiling.bin")
     for name, flags in (("no_fsync", []), ("fdatasync_at_end", ["conv=fdatasync"]), ("dsync_per_1mib", ["oflag=dsync"])):
         os.sync()
+        if BALLAST is not None:
+            BALLAST.top_up()
         cmd = ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={args.dd_mib}"] + flags
         done = run_cmd(cmd, 900, f"dd ({name})")
         m = re.search(r"^(\d+) bytes.* copied, ([\d.]+) s", done.stderr, re.M)
@@ -988,14 +997,104 @@ def cpu_times():
         return None
 
 
+def free_page_reporting():
+    """Whether a virtio balloon of this VM reports free pages to its host (feature bit 5,
+    VIRTIO_BALLOON_F_REPORTING); None where no balloon device is found."""
+    found = None
+    for path in glob.glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*/features"):
+        try:
+            with open(path) as f:
+                bits = f.read().strip()
+        except OSError:
+            continue
+        found = bool(found) or (len(bits) > 5 and bits[5] == "1")
+    return found
+
+
+class Ballast:
+    """Keeps this machine's memory in use as page cache, so that every write of the suite
+    (ceilings and systems alike) goes into memory the kernel reclaims from the page cache.
+    This machine is a VM whose balloon reports free pages to its host: memory the guest
+    frees goes back, and the first write into it runs at about a tenth of the speed of a
+    write into memory in use (docs/benchmarks.md), so which memory a workload got would
+    otherwise depend on what freed memory before it (a data directory removed, a server
+    stopped). `fill` writes new ballast files (1 GiB each, synced) as large as the machine's
+    memory; `top_up`, before each write workload and each ceiling's dd, first removes the
+    files written longest ago while the files hold more than one and a half times the
+    memory (their pages were the first the kernel dropped), then writes new files as large
+    as what is free, so that what the workload finds free is only the kernel's reserve."""
+
+    CHUNK = 1 << 30
+    BLOCK = 64 << 20
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.files = []
+        self.next = 0
+        self.total = meminfo("MemTotal")
+        self.written = 0
+        self.secs = 0.0
+
+    def write(self, nbytes):
+        """Writes `nbytes` (whole blocks) in new files of at most CHUNK bytes."""
+        started = time.monotonic()
+        block = bytes(self.BLOCK)
+        while nbytes >= self.BLOCK:
+            path = os.path.join(self.workdir, f"memory-ballast-{self.next}.bin")
+            self.next += 1
+            size = min(nbytes, self.CHUNK) // self.BLOCK * self.BLOCK
+            with open(path, "wb") as f:
+                for _ in range(size // self.BLOCK):
+                    f.write(block)
+                f.flush()
+                os.fdatasync(f.fileno())
+            self.files.append((path, size))
+            nbytes -= size
+            self.written += size
+        self.secs += time.monotonic() - started
+
+    def fill(self):
+        self.write(self.total)
+        log(f"memory: a ballast of {self.written >> 30} GiB fills the page cache ({self.secs:.1f} s; free page reporting: {free_page_reporting()})")
+
+    def top_up(self):
+        while sum(size for _, size in self.files) > self.total * 3 // 2:
+            os.unlink(self.files.pop(0)[0])
+        free = meminfo("MemFree")
+        if free > (256 << 20):
+            self.write(free)
+
+    def remove(self):
+        for path, _ in self.files:
+            if os.path.exists(path):
+                os.unlink(path)
+        self.files = []
+
+    def report(self):
+        return {"memory_bytes": self.total, "written_bytes": self.written, "secs": self.secs,
+                "free_page_reporting": free_page_reporting()}  # fmt: skip
+
+
+def meminfo(field):
+    """A field of /proc/meminfo, in bytes."""
+    with open("/proc/meminfo") as f:
+        return int(dict(line.split(":", 1) for line in f)[field].split()[0]) * 1024
+
+
+BALLAST = None  # the suite's Ballast, when it keeps memory in use
+
+
 def settle_writeback(limit=64 << 20, secs=60, busy_max=0.10, window=0.5):
     """Before a write workload: sync(2), then wait (at most secs) until under `limit` bytes of
     the page cache are dirty and the machine is quiet (under `busy_max` of its CPU busy over
     `window` seconds), so that no measurement pays for what the one before it left running:
     the writeback of its data (a 3-node run of 1 KiB records leaves gigabytes dirty, and the
     kernel throttles the next writer while it writes them out) or followers still fetching
-    its backlog (an acks=1 run leaves them seconds behind). Applies to every system alike."""
+    its backlog (an acks=1 run leaves them seconds behind). Applies to every system alike.
+    With a ballast, memory freed since the last write is put back in use first."""
     os.sync()
+    if BALLAST is not None:
+        BALLAST.top_up()
     deadline = time.monotonic() + secs
     while (d := dirty_bytes()) is not None and d > limit and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -1021,6 +1120,7 @@ class Suite:
         self.systems = {}
         self.errors = []
         self.ceilings = None
+        self.memory = None
         self.started = datetime.datetime.now(datetime.timezone.utc)
 
     def record(self, system, key, run, result):
@@ -1108,11 +1208,15 @@ class Suite:
                 shutil.rmtree(workdir, ignore_errors=True)
 
     def main(self):
+        global BALLAST
         a = self.args
         os.makedirs(a.out, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="cairn-suite-", dir=a.tmp_dir)
         try:
             log(f"suite: work directory {self.tmp}, results in {a.out}")
+            if a.warm_memory:
+                BALLAST = Ballast(self.tmp)
+                BALLAST.fill()
             if not a.skip_ceilings:
                 try:
                     self.ceilings = ceilings(a, self.tmp)
@@ -1143,6 +1247,9 @@ class Suite:
                     log(f"ERROR: {system.name} failed: {e}")
                 self.write()
         finally:
+            if BALLAST is not None:
+                self.memory = BALLAST.report()
+                BALLAST.remove()
             self.write()
             if not a.keep:
                 shutil.rmtree(self.tmp, ignore_errors=True)
@@ -1161,7 +1268,7 @@ class Suite:
         doc = {
             "started": self.started.isoformat(), "written": datetime.datetime.now(datetime.timezone.utc).isoformat(),
             "argv": sys.argv, "args": {k: v for k, v in vars(a).items()}, "host": host_info(),
-            "ceilings": self.ceilings, "systems": self.systems, "errors": self.errors,
+            "ceilings": self.ceilings, "memory": self.memory, "systems": self.systems, "errors": self.errors,
             "measurements": self.measurements,
             "medians": [{"system": s, "workload": k, **v} for (s, k), v in meds.items()],
             "ratios": ratios, "targets": self.targets(meds, ratios),
@@ -1281,6 +1388,20 @@ class Suite:
             for n in c["notes"]:
                 L.append(f"\nNote: {n}")
             L.append("")
+        m = self.memory
+        L.append("## Memory\n")
+        if m:
+            L.append(f"Before the ceilings, the page cache was filled with ballast files as large as the memory "
+                     f"({m['memory_bytes'] >> 30} GiB), and before each write workload as much again was written as was "
+                     f"free ({m['written_bytes'] >> 30} GiB in all, {m['secs']:.0f} s; new files of 1 GiB, synced, after removing "
+                     "the oldest beyond 1.5 times the memory), so that every write goes into memory the kernel reclaims from the page cache, as on a "
+                     "machine that has run for a while. Free page reporting of this VM's balloon: "
+                     f"{m['free_page_reporting']}; where it is on, memory the guest frees goes back to the host, and the "
+                     "first write into it runs at about a tenth of the speed of a write into memory in use "
+                     "(docs/benchmarks.md).\n")  # fmt: skip
+        else:
+            L.append("The page cache was not filled first (`--cold-memory`): a write may go into memory this VM had "
+                     "handed back to its host, which is much slower on the first touch (docs/benchmarks.md).\n")  # fmt: skip
         L.append("## Systems\n")
         L.append("| system | what | durability class | compared with | status |\n| --- | --- | --- | --- | --- |")
         for name, info in self.systems.items():
@@ -1543,6 +1664,8 @@ def parse_args():
     ap.add_argument("--iperf-secs", type=int, help="seconds per iperf3 test (default 4)")
     ap.add_argument("--dd-mib", type=int, help="MiB per dd write (default 1024)")
     ap.add_argument("--skip-ceilings", action="store_true")
+    ap.add_argument("--cold-memory", dest="warm_memory", action="store_false",
+                    help="do not fill the page cache with a ballast file first (see warm_memory)")
     ap.add_argument("--keep", action="store_true", help="keep the data directories and logs")
     ap.add_argument("--render", metavar="DIR", help="only write DIR/results.md and chart.svg again from DIR/results.json")
     a = ap.parse_args()
@@ -1595,6 +1718,7 @@ def render(args):
     suite = Suite(run_args)
     suite.started = datetime.datetime.fromisoformat(doc["started"])
     suite.measurements, suite.systems, suite.ceilings, suite.errors = doc["measurements"], doc["systems"], doc["ceilings"], doc["errors"]
+    suite.memory = doc.get("memory")
     sys.argv = doc["argv"]
     suite.write(with_json=False)
     log(f"rendered {args.render}/results.md and chart.svg from results.json")
