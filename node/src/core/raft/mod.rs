@@ -320,10 +320,10 @@ impl Raft {
         self.is_voter && self.hard.caught_up && self.is_ready()
     }
 
-    /// Whether this is a voter that rejoined after a wipe and neither votes nor campaigns
-    /// until a leader has caught it up.
+    /// Whether this is a recovered voter that rejoined after a wipe and neither votes nor
+    /// campaigns until a leader has caught it up (before recovery its state is not known).
     pub fn awaits_catch_up(&self) -> bool {
-        self.is_voter && !self.hard.caught_up
+        self.is_voter && !self.hard.caught_up && self.is_ready()
     }
 
     /// Whether op `id` is Raft's.
