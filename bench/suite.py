@@ -979,9 +979,7 @@ class Bench:
 def dirty_bytes():
     """Dirty and under-writeback page cache, from /proc/meminfo (None where unreadable)."""
     try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return sum(int(fields[k].split()[0]) * 1024 for k in ("Dirty", "Writeback"))
+        return meminfo("Dirty") + meminfo("Writeback")
     except (OSError, KeyError, ValueError):
         return None
 

@@ -573,8 +573,8 @@ impl World {
     pub(crate) fn quorum_failed(&self) -> bool {
         let voters = self.params.voters();
         let failed = (0..voters).filter(|index| self.node_failed(*index)).count();
-        let cores = || self.nodes.iter().filter_map(|n| n.node.as_ref());
-        let leaderless = cores().all(|core| core.raft().role() != RaftRole::Leader);
+        let mut cores = self.nodes.iter().filter_map(|n| n.node.as_ref());
+        let leaderless = cores.all(|core| core.raft().role() != RaftRole::Leader);
         let awaiting = (0..voters).filter(|index| {
             let core = self.nodes[*index as usize].node.as_ref();
             !self.node_failed(*index) && core.is_some_and(|core| core.raft().awaits_catch_up())
