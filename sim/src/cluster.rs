@@ -187,54 +187,40 @@ impl World {
     }
 
     fn resolve_action(&self, action: FaultAction) -> FaultAction {
-        let one = |node: NodeRef| NodeRef::Id(self.resolve(&node) + 1);
-        let many = |nodes: Vec<NodeRef>| nodes.into_iter().map(one).collect();
-        match action {
-            FaultAction::Partition { from, to, one_way, ms } => {
-                FaultAction::Partition { from: many(from), to: many(to), one_way, ms }
-            }
-            FaultAction::Crash { node, down_ms } => FaultAction::Crash { node: one(node), down_ms },
-            FaultAction::Restart { node } => FaultAction::Restart { node: one(node) },
-            FaultAction::Pause { node, ms } => FaultAction::Pause { node: one(node), ms },
-            FaultAction::CutClients { node, one_way, ms } => {
-                FaultAction::CutClients { node: one(node), one_way, ms }
-            }
-            FaultAction::Isolate { node, ms } => FaultAction::Isolate { node: one(node), ms },
-            FaultAction::Clog { node, delay_ms, ms } => {
-                FaultAction::Clog { node: one(node), delay_ms, ms }
-            }
-            FaultAction::DiskFull { node, ms } => FaultAction::DiskFull { node: one(node), ms },
-            FaultAction::SlowDisk { node, factor, ms } => {
-                FaultAction::SlowDisk { node: one(node), factor, ms }
-            }
-            FaultAction::FailSync { node } => FaultAction::FailSync { node: one(node) },
-            FaultAction::Clock { node, offset_ms, drift_ppm } => {
-                FaultAction::Clock { node: one(node), offset_ms, drift_ppm }
-            }
-            FaultAction::Corrupt { node } => FaultAction::Corrupt { node: one(node) },
-            FaultAction::BadSector { node } => FaultAction::BadSector { node: one(node) },
-            FaultAction::Wipe { node, down_ms } => FaultAction::Wipe { node: one(node), down_ms },
-            FaultAction::ClockJump { node, seconds } => {
-                FaultAction::ClockJump { node: one(node), seconds }
-            }
-            FaultAction::Heal => FaultAction::Heal,
-        }
+        action.map_nodes(|node| NodeRef::Id(self.resolve(&node) + 1))
     }
 
-    /// The node (index) `node` names now.
+    /// Whether every node `action` names by a role is held by someone now.
+    pub(crate) fn roles_held(&self, action: &FaultAction) -> bool {
+        let mut held = true;
+        action.clone().map_nodes(|node| {
+            held &= self.holder(&node).is_some();
+            node
+        });
+        held
+    }
+
+    /// The node (index) `node` names now, or where nobody holds its role (no quorum, no
+    /// leader yet, no such partition yet) the one it falls back to: the first node, or for a
+    /// follower the second.
     fn resolve(&self, node: &NodeRef) -> u32 {
+        self.holder(node).unwrap_or(match node {
+            NodeRef::Follower { .. } => 1 % self.params.nodes,
+            _ => 0,
+        })
+    }
+
+    /// The node (index) `node` names now, if someone holds its role.
+    fn holder(&self, node: &NodeRef) -> Option<u32> {
         match node {
-            NodeRef::Id(id) => id - 1,
-            // Without one (no quorum, no leader yet), the first voter, then the next node.
-            NodeRef::Controller => self.controller().unwrap_or(0),
-            NodeRef::Leader { topic, partition } => self.leader_of(topic, *partition).unwrap_or(0),
+            NodeRef::Id(id) => Some(id - 1),
+            NodeRef::Controller => self.controller(),
+            NodeRef::Leader { topic, partition } => self.leader_of(topic, *partition),
             NodeRef::Coordinator { group } => {
                 let partition = crate::groups::offsets_partition(group) as u32;
-                self.leader_of(OFFSETS_TOPIC, partition).unwrap_or(0)
+                self.leader_of(OFFSETS_TOPIC, partition)
             }
-            NodeRef::Follower { topic, partition } => {
-                self.follower_of(topic, *partition).unwrap_or(1 % self.params.nodes)
-            }
+            NodeRef::Follower { topic, partition } => self.follower_of(topic, *partition),
         }
     }
 

@@ -3,7 +3,10 @@
 //! Nodes are numbered from 1 (`node = 1` is the first), as in the scenarios and the output.
 //! A scenario may also name a node by its role ([`NodeRef`]): `"controller"` or
 //! `"leader:TOPIC-PARTITION"` or `"follower:TOPIC-PARTITION"`, resolved by the world when
-//! the fault strikes.
+//! the fault strikes. A fault of the timeline whose role nobody holds at its time (a
+//! partition's follower before its topic exists, the controller between two elections)
+//! waits until someone does, for at most `ROLE_WAIT_NS` (world.rs) and never past the
+//! safety phase; then it strikes the node a role falls back to.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -230,6 +233,43 @@ pub enum FaultAction {
 }
 
 impl FaultAction {
+    /// The same action with every node it names passed through `f`.
+    pub(crate) fn map_nodes(self, mut f: impl FnMut(NodeRef) -> NodeRef) -> FaultAction {
+        match self {
+            FaultAction::Partition { from, to, one_way, ms } => FaultAction::Partition {
+                from: from.into_iter().map(&mut f).collect(),
+                to: to.into_iter().map(&mut f).collect(),
+                one_way,
+                ms,
+            },
+            FaultAction::Crash { node, down_ms } => FaultAction::Crash { node: f(node), down_ms },
+            FaultAction::Restart { node } => FaultAction::Restart { node: f(node) },
+            FaultAction::Pause { node, ms } => FaultAction::Pause { node: f(node), ms },
+            FaultAction::CutClients { node, one_way, ms } => {
+                FaultAction::CutClients { node: f(node), one_way, ms }
+            }
+            FaultAction::Isolate { node, ms } => FaultAction::Isolate { node: f(node), ms },
+            FaultAction::Clog { node, delay_ms, ms } => {
+                FaultAction::Clog { node: f(node), delay_ms, ms }
+            }
+            FaultAction::DiskFull { node, ms } => FaultAction::DiskFull { node: f(node), ms },
+            FaultAction::SlowDisk { node, factor, ms } => {
+                FaultAction::SlowDisk { node: f(node), factor, ms }
+            }
+            FaultAction::FailSync { node } => FaultAction::FailSync { node: f(node) },
+            FaultAction::Clock { node, offset_ms, drift_ppm } => {
+                FaultAction::Clock { node: f(node), offset_ms, drift_ppm }
+            }
+            FaultAction::Corrupt { node } => FaultAction::Corrupt { node: f(node) },
+            FaultAction::BadSector { node } => FaultAction::BadSector { node: f(node) },
+            FaultAction::Wipe { node, down_ms } => FaultAction::Wipe { node: f(node), down_ms },
+            FaultAction::ClockJump { node, seconds } => {
+                FaultAction::ClockJump { node: f(node), seconds }
+            }
+            FaultAction::Heal => FaultAction::Heal,
+        }
+    }
+
     /// The kind counted in coverage, if the action is a fault (not a heal or restart).
     pub fn kind(&self) -> Option<FaultKind> {
         Some(match self {

@@ -43,6 +43,10 @@ pub const NODES_REPLICATE: bool = true;
 
 /// Nanoseconds in a millisecond.
 pub(crate) const MS: u64 = 1_000_000;
+/// How long a fault of the timeline waits at most for the role it names to be held.
+const ROLE_WAIT_NS: u64 = 10_000 * MS;
+/// How often a waiting fault looks again.
+const ROLE_POLL_NS: u64 = 100 * MS;
 
 /// The index of node `node` (nodes are numbered from 1), once resolved (`World::admit`).
 fn ix_of(node: &NodeRef) -> u32 {
@@ -87,7 +91,14 @@ pub(crate) enum Event {
         client: u32,
         id: u64,
     },
+    /// A fault the world applies as it is (a restart after a crash).
     Fault(FaultAction),
+    /// A fault of the scenario's timeline. One naming a role nobody holds yet waits for it,
+    /// looked at again every `ROLE_POLL_NS` until `until` (set when it first comes up).
+    Timeline {
+        action: FaultAction,
+        until: Option<u64>,
+    },
     Nemesis,
     Heal,
     DrainWake,
@@ -320,7 +331,8 @@ impl World {
             world.schedule(delay, Event::ClientWake { client });
         }
         for timed in timeline {
-            world.schedule((timed.s * 1e9) as u64, Event::Fault(timed.action.clone()));
+            let action = timed.action.clone();
+            world.schedule((timed.s * 1e9) as u64, Event::Timeline { action, until: None });
         }
         if world.params.faults.random {
             let first = world.nemesis_gap();
@@ -441,6 +453,10 @@ impl World {
             Event::Fault(action) => {
                 self.mix(5 << 32);
                 self.apply(action, false);
+            }
+            Event::Timeline { action, until } => {
+                self.mix(5 << 32 | 1);
+                self.apply_timed(action, until);
             }
             Event::Nemesis => {
                 if let Some(action) = faults::draw(&mut self.rng_faults, &self.params) {
@@ -682,6 +698,20 @@ impl World {
         n.node = Some(core);
         n.timer_at = None;
         self.after_node_step(index);
+    }
+
+    /// Applies a fault of the timeline once every role it names is held, or when it has
+    /// waited `ROLE_WAIT_NS` for them, or when the safety phase ends (a fault must not strike
+    /// the liveness phase): "crash follower:orders-0" at 2 s means a follower of orders-0,
+    /// not whichever node a role falls back to while the topic is still being created.
+    fn apply_timed(&mut self, action: FaultAction, until: Option<u64>) {
+        let until = until.unwrap_or((self.now + ROLE_WAIT_NS).min(self.params.safety_ms * MS));
+        if self.now + ROLE_POLL_NS <= until && !self.roles_held(&action) {
+            let until = Some(until);
+            self.schedule(self.now + ROLE_POLL_NS, Event::Timeline { action, until });
+            return;
+        }
+        self.apply(action, false);
     }
 
     /// Applies a fault of the timeline, or one the nemesis `drawn`.

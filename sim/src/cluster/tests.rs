@@ -204,3 +204,29 @@ fn node_messages_replay_from_the_seed() {
     assert!(dropped > 0 && delivered > sent - dropped, "loss and duplicates: {first:?}");
     assert_ne!(first.0, run(12).0);
 }
+
+/// A fault of the timeline that names a role nobody holds yet waits until someone does:
+/// "crash follower:orders-0" at 0 s, before the topic exists, crashes a follower once it
+/// has one. Struck at once, it would crash the node a follower falls back to (node 2), and
+/// a topic of replication factor 3 could not be created with two brokers left.
+#[test]
+fn a_timeline_fault_waits_for_its_role_to_be_held() {
+    let text = "[cluster]\nnodes = 3\n[[topic]]\nname = \"orders\"\npartitions = 1\n\
+                replication_factor = 3\n[workload]\nclients = 1\nsafety_s = 6.0\n\
+                [faults]\nrandom = false\natlas = \"recoverable\"\nnet_loss = 0.0\n\
+                net_duplicate = 0.0\nnet_reorder = 0.0\ndisk_sync_failure = 0.0\n\
+                disk_read_bit_flip = 0.0\n\
+                [[at]]\ns = 0.0\ndo = \"crash\"\nnode = \"follower:orders-0\"\n";
+    let scenario = Scenario::parse(text).unwrap();
+    let mut params = Params::draw(7);
+    scenario.apply(&mut params).unwrap();
+    let mut world = World::new(7, params, &scenario.at);
+    world.run_first_ms(5_000);
+    assert_eq!(world.violation, None);
+    assert_eq!(world.coverage.crashes, 1, "the crash struck");
+    let leader = world.leader_of("orders", 0).expect("the topic was created, and has a leader");
+    let down: Vec<usize> =
+        world.nodes.iter().enumerate().filter(|(_, n)| n.node.is_none()).map(|(i, _)| i).collect();
+    assert_eq!(down.len(), 1);
+    assert_ne!(down[0] as u32, leader, "the node crashed was a follower, not the leader");
+}
