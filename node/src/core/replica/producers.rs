@@ -11,7 +11,9 @@
 //!   offset is restored (a damaged one is refused whole and an older one, or the log start,
 //!   used), then the batch headers of the log after it are replayed through the log's own
 //!   read path. Until then the replica neither starts leading nor fetches, and produce is
-//!   refused with the retriable "recovering".
+//!   refused with the retriable "recovering". Log it cannot read (damage, a sector gone
+//!   bad) is skipped to the next segment, forgetting every producer seen so far; with no
+//!   later segment, every producer is forgotten (KIP-360: any sequence accepted).
 //! - A snapshot is a file `<offset>.snapshot` (20 digits, as Kafka names them) in the
 //!   partition's directory, named by the offset the table covered when written; it is
 //!   written when a segment rolls and at a clean stop, and trusted only once its `Sync`
@@ -325,23 +327,33 @@ impl Replica {
 
     /// Reads the next stretch of log after the table's covered offset, or ends the rebuild.
     fn replay_next(&mut self, out: &mut impl DiskQueue) {
-        let covered = self.producers.table.covered_end_offset();
-        let leo = self.log.log_end_offset();
-        if covered >= leo {
-            self.producers.load = Load::Idle;
-            self.producers.table.invariants();
-            tracing::debug!(dir = %self.producers.dir, covered,
-                producers = self.producers.table.len(), "producer state rebuilt");
-            return;
-        }
-        let token = self.next_read_token();
-        match self.log.read(token, covered, leo, PRODUCER_REPLAY_READ_BYTES, out) {
-            Ok(ReadStart::Pending) => {
-                self.reads.insert(token, ReadFor::ProducerReplay);
-                self.producers.load = Load::Replay { token };
+        // Bounded: each turn ends the rebuild, starts a read, or skips to a later segment.
+        loop {
+            let covered = self.producers.table.covered_end_offset();
+            let leo = self.log.log_end_offset();
+            if covered >= leo {
+                self.producers.load = Load::Idle;
+                self.producers.table.invariants();
+                tracing::debug!(dir = %self.producers.dir, covered,
+                    producers = self.producers.table.len(), "producer state rebuilt");
+                return;
             }
-            Ok(ReadStart::Empty) => self.producer_replay_gave_up(covered),
-            Err(error) => self.producer_replay_failed(error),
+            let token = self.next_read_token();
+            let error = match self.log.read(token, covered, leo, PRODUCER_REPLAY_READ_BYTES, out) {
+                Ok(ReadStart::Pending) => {
+                    self.reads.insert(token, ReadFor::ProducerReplay);
+                    self.producers.load = Load::Replay { token };
+                    return;
+                }
+                Ok(ReadStart::Empty) => None,
+                Err(error) => Some(error),
+            };
+            if error.is_some_and(|error| !self.producer_replay_gives_up(error)) {
+                return;
+            }
+            if !self.producer_replay_skips(covered) {
+                return;
+            }
         }
     }
 
@@ -355,12 +367,17 @@ impl Replica {
         if self.producers.load != (Load::Replay { token }) {
             return;
         }
+        let covered = self.producers.table.covered_end_offset();
         let bytes = match result {
             Ok(bytes) => bytes,
-            Err(error) => return self.producer_replay_failed(error),
+            Err(error) => {
+                if self.producer_replay_gives_up(error) && self.producer_replay_skips(covered) {
+                    self.replay_next(out);
+                }
+                return;
+            }
         };
         self.producers.replay_io_failures = 0;
-        let covered = self.producers.table.covered_end_offset();
         let mut pos = 0;
         // Bounded by the read's size: each batch advances `pos` by its length.
         while pos < bytes.len() {
@@ -368,18 +385,21 @@ impl Replica {
             self.producers.table.replay(&header);
             pos += header.total_bytes();
         }
-        if self.producers.table.covered_end_offset() == covered {
-            return self.producer_replay_gave_up(covered);
+        if self.producers.table.covered_end_offset() == covered
+            && !self.producer_replay_skips(covered)
+        {
+            return;
         }
         self.replay_next(out);
     }
 
-    /// The log cannot be read: a failed log recovers and reloads again; damaged data does
-    /// not heal, so the table gives up on what it cannot read. An I/O error is read again,
-    /// from a fresh reload, up to [`READ_RETRIES_MAX`] times in a row: a sector gone bad on
-    /// the medium fails every read until it is rewritten, and a rebuild that waited for it
-    /// would keep the partition from serving for good (and reload without pause).
-    fn producer_replay_failed(&mut self, error: LogError) {
+    /// Whether the rebuild gives up on what a read that failed with `error` could not read.
+    /// A failed log recovers and reloads again; damaged data does not heal, so the table
+    /// gives up on it. An I/O error is read again, from a fresh reload, up to
+    /// [`READ_RETRIES_MAX`] times in a row: a sector gone bad on the medium fails every read
+    /// until it is rewritten, and a rebuild that waited for it would keep the partition from
+    /// serving for good (and reload without pause).
+    fn producer_replay_gives_up(&mut self, error: LogError) -> bool {
         let p = &mut self.producers;
         let gives_up = match error {
             LogError::Corrupt { .. } | LogError::OffsetOutOfRange { .. } => true,
@@ -391,27 +411,40 @@ impl Replica {
         };
         if gives_up {
             p.replay_io_failures = 0;
-            let covered = p.table.covered_end_offset();
-            tracing::warn!(dir = %p.dir, %error, covered,
+            tracing::warn!(dir = %p.dir, %error, covered = p.table.covered_end_offset(),
                 "producer state replay cannot read the log");
-            self.producer_replay_gave_up(covered);
         } else {
             tracing::debug!(dir = %p.dir, %error, "producer state replay read failed; reloading");
             p.want_reload();
         }
+        gives_up
     }
 
-    /// Ends a rebuild that cannot read past `covered`: every producer is forgotten and the
-    /// table covers the log end, so producers are treated as unknown (KIP-360: any
-    /// sequence accepted) rather than the partition never serving again.
-    fn producer_replay_gave_up(&mut self, covered: u64) {
-        tracing::warn!(dir = %self.producers.dir, covered,
-            "producer state replay gave up; producers are forgotten");
+    /// The rebuild cannot read past `covered`: every producer is forgotten (KIP-360: an
+    /// unknown producer's first batch is taken at any sequence) rather than the partition
+    /// never serving again. Where a later segment starts below the log end, the replay goes
+    /// on from its base, as if the log started there (returns true): a producer whose
+    /// batches are all below it stays forgotten, and one that wrote after it gets its state
+    /// back, so a retry of a batch the log still holds is answered with its offset instead
+    /// of appended twice. Otherwise the table covers the log end and the rebuild is over.
+    fn producer_replay_skips(&mut self, covered: u64) -> bool {
         let leo = self.log.log_end_offset();
+        let resume =
+            self.log.segments().map(|s| s.base_offset).find(|base| *base > covered && *base < leo);
         let mut table = ProducerStateTable::new();
-        table.log_start_moved(leo);
+        table.log_start_moved(resume.unwrap_or(leo));
         self.producers.table = table;
-        self.producers.load = Load::Idle;
+        match resume {
+            Some(base) => tracing::warn!(dir = %self.producers.dir, covered, resume = base,
+                "producer state replay skips the damage; producers are forgotten and the \
+                 replay goes on from the next segment"),
+            None => {
+                tracing::warn!(dir = %self.producers.dir, covered,
+                    "producer state replay gave up; producers are forgotten");
+                self.producers.load = Load::Idle;
+            }
+        }
+        resume.is_some()
     }
 
     /// The log was cut at `offset` (a follower's truncation): the table follows, or is

@@ -230,6 +230,37 @@ fn a_rebuild_that_cannot_read_the_log_gives_up_after_bounded_retries_and_the_lea
     assert_eq!(produced(&c, token), Some(c.replica(0).log().log_end_offset() - 1), "it serves");
 }
 
+/// No snapshot to start from and the oldest segment damaged: the rebuild forgets what it
+/// cannot read and replays the segments after it, so producers that wrote there keep their
+/// state and a retry of a batch the log holds is still answered with its offset.
+#[test]
+fn a_rebuild_skips_a_damaged_segment_and_replays_the_ones_after_it() {
+    let mut c = lone_node_with_snapshots();
+    for offset in c.replica(0).producers.snapshot_offsets() {
+        let file = producers::snapshot_file(&crate::core::io::FileName::new(DIR), offset);
+        c.nodes[0].disk.corrupt(file.as_str(), 12);
+    }
+    let resume = c.replica(0).log().segments().nth(1).expect("a second segment").base_offset;
+    c.nodes[0].disk.corrupt(&format!("{DIR}/{:020}.log", 0), 100);
+    c.crash(0);
+    c.restart(0);
+    assert!(c.replica(0).producers.is_ready());
+    let leo = c.replica(0).log().log_end_offset();
+    let mut expected = ProducerStateTable::new();
+    expected.log_start_moved(resume);
+    for batch in c.batches_below(0, leo) {
+        let header = BatchHeader::parse(&batch).expect("a batch");
+        if header.base_offset as u64 >= resume {
+            expected.replay(&header);
+        }
+    }
+    assert_eq!(expected.len(), 4, "every producer wrote after the damaged segment");
+    assert_eq!(c.replica(0).producers.table, expected);
+    c.elect(0, &[0]);
+    let retry = c.produce_batch(0, Acks::All, idempotent(&[7u8; 200], 3, 0, 14));
+    assert_eq!(produced(&c, retry), Some(59), "answered with its offset, not appended again");
+}
+
 #[test]
 fn a_corrupt_snapshot_is_refused_and_an_older_one_used() {
     let mut c = lone_node_with_snapshots();
