@@ -12,7 +12,16 @@
 # (default target/release/cairn, built if missing), TANSU (optional; skipped when unset),
 # RUNS (default 3), COUNT (records per throughput run, default 2000000), RATE,
 # LATENCY_COUNT and LATENCY_LINGER_MS (the latency run: default 50000 records/s asked for,
-# 250000 records, linger.ms=1).
+# 250000 records, linger.ms=1), WARM_MEMORY=1 (a page-cache ballast, below).
+#
+# Memory: this machine is a VM that hands memory its guest frees back to the host, and a
+# first write into such memory runs at a tenth of the speed, so the first runs of a window
+# (and whichever broker found memory just freed) pay for it. WARM_MEMORY=1 first fills the
+# page cache with ballast files as large as the machine's memory (bench/ballast.py, as the
+# suite does; it needs free disk of one and a half times the memory and a minute to fill)
+# and before each broker's run writes as much again as is free. That is not neutral either:
+# Tansu's memory engine then takes its memory from the page cache by reclaim, at up to four
+# times the CPU per record (docs/benchmarks.md), so it is off by default.
 #
 # Every run: 100-byte records, one partition, loopback, a fresh data directory. With TANSU
 # set, the two brokers take turns run by run. It prints one line per run, a table of medians,
@@ -41,6 +50,18 @@ if [ ! -x "$CAIRN" ]; then
 fi
 
 trap 'stop_node; rm -rf "$WORK"' EXIT
+
+# The page-cache ballast (above), with WARM_MEMORY=1.
+BALLAST=""
+if [ "${WARM_MEMORY:-0}" = 1 ]; then
+  BALLAST="$WORK/ballast"
+  mkdir -p "$BALLAST"
+  python3 bench/ballast.py fill "$BALLAST"
+fi
+
+top_up_memory() {
+  if [ -n "$BALLAST" ]; then python3 bench/ballast.py top-up "$BALLAST"; fi
+}
 
 start_cairn() {
   rm -rf "$WORK/data"
@@ -112,6 +133,7 @@ latency() { # topic
 # One run on one broker: "acks1 acksall consume p99 p50 rss", and a line for the log.
 one_run() { # name start-function run
   local name=$1 start=$2 run=$3
+  top_up_memory
   "$start"
   create_topics "acks1-$run" "acksall-$run" "latency-$run"
   local a1 aall c l r t0 t1 t2

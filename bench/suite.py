@@ -75,7 +75,9 @@ also on Ctrl-C, SIGTERM or an error):
              for version 12"). NATS and Redis: `cairn-peerbench SYSTEM e2e`.
    catchup   --catchup-records (1.5M) x 1 KiB written first (acks=1), then read from the
              start as consume does; the table shows the read.
-   Each system runs produce and consume --runs times, each time on a fresh server; then one
+   Each system runs produce and consume --runs times, each time on a fresh server, the
+   systems taking turns round by round (forward, then backward: this machine's speed moves
+   within minutes, and each system's runs are spread over the same window); then one
    more fresh server gets the catch-up backlog (written once, read --runs times) and the
    e2e runs. Every write workload (probes too) starts with sync(2) and a wait (at most 60 s)
    until the page cache holds under 64 MiB of dirty bytes and then until the machine is
@@ -98,7 +100,6 @@ suite exits 1 at the end.
 import argparse
 import ctypes
 import datetime
-import glob
 import json
 import math
 import os
@@ -120,6 +121,9 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "clients"))
 from cluster import Cluster  # noqa: E402
 from common import Failure  # noqa: E402
+
+sys.path.insert(0, HERE)
+from ballast import Ballast, meminfo  # noqa: E402
 
 FSYNC, MEMORY = "fsync", "memory"
 CLASS_TEXT = {FSYNC: "fsync", MEMORY: "memory or page cache"}
@@ -995,90 +999,6 @@ def cpu_times():
         return None
 
 
-def free_page_reporting():
-    """Whether a virtio balloon of this VM reports free pages to its host (feature bit 5,
-    VIRTIO_BALLOON_F_REPORTING); None where no balloon device is found."""
-    found = None
-    for path in glob.glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*/features"):
-        try:
-            with open(path) as f:
-                bits = f.read().strip()
-        except OSError:
-            continue
-        found = bool(found) or (len(bits) > 5 and bits[5] == "1")
-    return found
-
-
-class Ballast:
-    """Keeps this machine's memory in use as page cache, so that every write of the suite
-    (ceilings and systems alike) goes into memory the kernel reclaims from the page cache.
-    This machine is a VM whose balloon reports free pages to its host: memory the guest
-    frees goes back, and the first write into it runs at about a tenth of the speed of a
-    write into memory in use (docs/benchmarks.md), so which memory a workload got would
-    otherwise depend on what freed memory before it (a data directory removed, a server
-    stopped). `fill` writes new ballast files (1 GiB each, synced) as large as the machine's
-    memory; `top_up`, before each write workload and each ceiling's dd, first removes the
-    files written longest ago while the files hold more than one and a half times the
-    memory (their pages were the first the kernel dropped), then writes new files as large
-    as what is free, so that what the workload finds free is only the kernel's reserve."""
-
-    CHUNK = 1 << 30
-    BLOCK = 64 << 20
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.files = []
-        self.next = 0
-        self.total = meminfo("MemTotal")
-        self.written = 0
-        self.secs = 0.0
-
-    def write(self, nbytes):
-        """Writes `nbytes` (whole blocks) in new files of at most CHUNK bytes."""
-        started = time.monotonic()
-        block = bytes(self.BLOCK)
-        while nbytes >= self.BLOCK:
-            path = os.path.join(self.workdir, f"memory-ballast-{self.next}.bin")
-            self.next += 1
-            size = min(nbytes, self.CHUNK) // self.BLOCK * self.BLOCK
-            with open(path, "wb") as f:
-                for _ in range(size // self.BLOCK):
-                    f.write(block)
-                f.flush()
-                os.fdatasync(f.fileno())
-            self.files.append((path, size))
-            nbytes -= size
-            self.written += size
-        self.secs += time.monotonic() - started
-
-    def fill(self):
-        self.write(self.total)
-        log(f"memory: a ballast of {self.written >> 30} GiB fills the page cache ({self.secs:.1f} s; free page reporting: {free_page_reporting()})")
-
-    def top_up(self):
-        while sum(size for _, size in self.files) > self.total * 3 // 2:
-            os.unlink(self.files.pop(0)[0])
-        free = meminfo("MemFree")
-        if free > (256 << 20):
-            self.write(free)
-
-    def remove(self):
-        for path, _ in self.files:
-            if os.path.exists(path):
-                os.unlink(path)
-        self.files = []
-
-    def report(self):
-        return {"memory_bytes": self.total, "written_bytes": self.written, "secs": self.secs,
-                "free_page_reporting": free_page_reporting()}  # fmt: skip
-
-
-def meminfo(field):
-    """A field of /proc/meminfo, in bytes."""
-    with open("/proc/meminfo") as f:
-        return int(dict(line.split(":", 1) for line in f)[field].split()[0]) * 1024
-
-
 BALLAST = None  # the suite's Ballast, when it keeps memory in use
 
 
@@ -1163,11 +1083,15 @@ class Suite:
                 rates.append(("half", half))
         return rates
 
-    def run_system(self, system):
+    def throughput_round(self, system, run):
+        """Run `run` of produce and consume, on a fresh server."""
+        self.with_server(system, f"run-{run}", lambda b: b.throughput_run(run))
+
+    def backlog_and_e2e(self, system):
+        """The catch-up backlog and the e2e runs, on one more fresh server (after every
+        throughput round: the e2e rates and the backlog's count come from their medians)."""
         a = self.args
         info = self.systems[system.name]
-        for run in range(1, a.runs + 1) if {"produce", "consume"} & set(a.kinds) else []:
-            self.with_server(system, f"run-{run}", lambda b, run=run: b.throughput_run(run))
         rates = self.e2e_rates(system) if "e2e" in a.kinds else []
         if rates:
             info["e2e_rates"] = dict(rates)
@@ -1176,14 +1100,29 @@ class Suite:
 
         written = self.medians().get((system.name, wkey("produce", 1024, a.catchup_partitions, "1" if system.kafka else None)))
 
-        def backlog_and_e2e(b):
+        def body(b):
             if "catchup" in a.kinds:
                 b.catchup(written["records_per_s"] if written else None)
             for run in range(1, a.runs + 1) if rates else []:
                 b.e2e_run(run, rates, own_max)
 
         if "catchup" in a.kinds or rates:
-            self.with_server(system, "catchup-e2e", backlog_and_e2e)
+            self.with_server(system, "catchup-e2e", body)
+
+    def guarded(self, system, step):
+        """Runs `step` for `system`; a failure marks the system failed (it runs no more)
+        and is reported, and the suite goes on with the others."""
+        info = self.systems[system.name]
+        try:
+            step()
+        except (SuiteError, Failure, Exception) as e:
+            if not isinstance(e, (SuiteError, Failure)):
+                e = SuiteError(f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            info["status"] = "failed"
+            info["error"] = str(e)
+            self.errors.append(f"{system.name}: {e}")
+            log(f"ERROR: {system.name} failed: {e}")
+        self.write()
 
     def with_server(self, system, tag, body):
         workdir = tempfile.mkdtemp(prefix=f"{system.name}-{tag}-", dir=self.tmp)
@@ -1214,13 +1153,14 @@ class Suite:
             log(f"suite: work directory {self.tmp}, results in {a.out}")
             if a.warm_memory:
                 BALLAST = Ballast(self.tmp)
-                BALLAST.fill()
+                log(BALLAST.fill())
             if not a.skip_ceilings:
                 try:
                     self.ceilings = ceilings(a, self.tmp)
                 except SuiteError as e:
                     self.errors.append(f"ceilings: {e}")
                     log(f"ERROR: ceilings: {e}")
+            systems = []
             for system in all_systems(a):
                 if not selected(system.name, a.only):
                     continue
@@ -1234,16 +1174,18 @@ class Suite:
                     info["notes"].append(why)
                     log(f"note: {system.name}: {why}")
                     continue
-                try:
-                    self.run_system(system)
-                except (SuiteError, Failure, Exception) as e:
-                    if not isinstance(e, (SuiteError, Failure)):
-                        e = SuiteError(f"unexpected {type(e).__name__}: {e}\n{traceback.format_exc()}")
-                    info["status"] = "failed"
-                    info["error"] = str(e)
-                    self.errors.append(f"{system.name}: {e}")
-                    log(f"ERROR: {system.name} failed: {e}")
-                self.write()
+                systems.append(system)
+            # The systems take turns, round by round (forward, then backward, and so on), so
+            # that each system's runs are spread over the whole window like every other's:
+            # this machine's speed moves by a third within minutes, and a system that ran all
+            # its runs in its own minutes would be compared with others in other minutes.
+            for run in range(1, a.runs + 1) if {"produce", "consume"} & set(a.kinds) else []:
+                for system in systems if run % 2 == 1 else systems[::-1]:
+                    if self.systems[system.name]["status"] == "ok":
+                        self.guarded(system, lambda system=system, run=run: self.throughput_round(system, run))
+            for system in systems:
+                if self.systems[system.name]["status"] == "ok":
+                    self.guarded(system, lambda system=system: self.backlog_and_e2e(system))
         finally:
             if BALLAST is not None:
                 self.memory = BALLAST.report()
