@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use cairn_client::cli as client_cli;
 use cairn_node::core::io::NodeId;
 use cairn_node::runtime::datadir::{self, DataDir, DataDirError, FormatSpec};
+use cairn_node::runtime::logging;
 use cairn_node::runtime::server::{self, Server, ServerConfig};
 use clap::Parser as _;
 
@@ -98,7 +99,8 @@ fn client_command(command: client_cli::Command) -> Result<(), Failure> {
     })
 }
 
-/// Logs to stderr at `info`, or as `RUST_LOG` says.
+/// Logs to stderr at `info`, or as `RUST_LOG` says. A line stderr cannot take is dropped and
+/// counted, never a reason to stop (`runtime::logging`).
 fn init_logging() {
     let from_env = EnvFilter::try_from_default_env();
     let filter = from_env.as_ref().map_or_else(|_| EnvFilter::new("info"), |f| f.clone());
@@ -106,8 +108,9 @@ fn init_logging() {
     let ansi = io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
+        .with_writer(logging::stderr)
         .with_ansi(ansi)
+        .log_internal_errors(false)
         .init();
     if let (Err(error), Some(value)) = (from_env, std::env::var_os("RUST_LOG")) {
         warn!("RUST_LOG={value:?} is not a valid filter ({error}); logging at info");

@@ -202,6 +202,38 @@ fn dev_formats_a_new_directory_says_how_to_connect_and_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0), "a clean stop on SIGTERM");
 }
 
+/// Needs the real `server::run`, and Linux's `/dev/full` (every write to it fails with
+/// ENOSPC), standing for a log file on a disk that filled up: the node drops the log lines,
+/// counts them, serves on and stops cleanly. (It used to exit with status 101 at its first
+/// log line: `tracing-subscriber` reported the failed write with `eprintln!`, which panics.)
+#[test]
+fn a_node_whose_log_cannot_be_written_serves_on_and_stops_cleanly() {
+    let root = temp();
+    let dir = root.path().join("dev-data");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+    let args = [
+        "dev",
+        "--data-dir",
+        path(&dir),
+        "--listener",
+        "127.0.0.1:0",
+        "--http-listener",
+        "127.0.0.1:0",
+    ];
+    let mut node =
+        common::start_until_banner_with_stderr(cairn(&args), PROCESS_WAIT_MAX, full.into());
+    let text = common::metrics(node.banner_value("metrics"), PROCESS_WAIT_MAX);
+    let dropped = text
+        .lines()
+        .find_map(|line| line.strip_prefix("cairn_log_lines_dropped_total "))
+        .unwrap_or_else(|| panic!("no cairn_log_lines_dropped_total in /metrics:\n{text}"));
+    let dropped: u64 = dropped.parse().expect("a count");
+    assert!(dropped > 0, "the node logged at info while starting, and every line failed");
+    assert!(node.child.try_wait().expect("wait for cairn").is_none(), "the node serves on");
+    let status = terminate(&mut node);
+    assert_eq!(status.code(), Some(0), "a clean stop on SIGTERM");
+}
+
 /// Needs the real `server::run`: the first node must stay up.
 #[test]
 fn a_second_node_on_the_same_data_directory_is_refused() {

@@ -68,13 +68,7 @@ fn api_versions(address: &str, correlation_id: i32) -> i16 {
 
 /// `/metrics` of one node.
 fn metrics(url: &str) -> String {
-    let address = url.trim_start_matches("http://").trim_end_matches("/metrics");
-    let mut stream = TcpStream::connect(address).expect("connect to /metrics");
-    stream.set_read_timeout(Some(PROCESS_WAIT_MAX)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n").expect("ask");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read the answer");
-    text
+    common::metrics(url, PROCESS_WAIT_MAX)
 }
 
 fn terminate(cluster: &mut Cluster) -> Option<i32> {

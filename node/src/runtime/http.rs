@@ -75,6 +75,12 @@ impl Metrics {
             let value = value.load(Ordering::Relaxed);
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
         }
+        let dropped = super::logging::lines_dropped();
+        let _ = write!(
+            out,
+            "# HELP cairn_log_lines_dropped_total Log lines standard error could not take.\n\
+             # TYPE cairn_log_lines_dropped_total counter\ncairn_log_lines_dropped_total {dropped}\n"
+        );
         let open = self.connections_open.load(Ordering::Relaxed);
         let ready = u8::from(self.ready.load(Ordering::Relaxed));
         let _ = write!(

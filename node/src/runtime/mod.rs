@@ -6,6 +6,7 @@
 //! - [`driver`]: the task that feeds a core `Node` its inputs and carries out its outputs.
 //! - [`http`]: `/metrics` (Prometheus) and `/health`.
 //! - [`listener`]: the Kafka listener, one task per client connection.
+//! - [`logging`]: log lines to standard error, dropped and counted when it cannot take them.
 //! - [`os`]: the operating system the above run on: real, or a test's simulation.
 //! - [`peer`]: node-to-node messages over TCP, reconnecting with backoff.
 //! - [`server`]: all of the above started and stopped together.
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod executor;
 pub mod http;
 pub mod listener;
+pub mod logging;
 pub mod os;
 pub mod peer;
 pub mod server;

@@ -1,7 +1,8 @@
 //! What the process tests share: a `cairn` process started in the background, waited for
 //! until its banner says how to connect, and killed if a test fails before stopping it.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -34,9 +35,18 @@ impl Drop for Running {
 }
 
 /// Starts `command` (a `cairn dev`) and waits, at most `wait`, for the banner's last line.
-pub fn start_until_banner(mut command: Command, wait: Duration) -> Running {
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start cairn dev");
+#[allow(dead_code)] // Each test binary compiles this module; not all of them ask.
+pub fn start_until_banner(command: Command, wait: Duration) -> Running {
+    start_until_banner_with_stderr(command, wait, Stdio::inherit())
+}
+
+/// [`start_until_banner`], with the process's standard error going to `stderr`.
+pub fn start_until_banner_with_stderr(
+    mut command: Command,
+    wait: Duration,
+    stderr: Stdio,
+) -> Running {
+    let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().expect("start cairn dev");
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
@@ -53,4 +63,16 @@ pub fn start_until_banner(mut command: Command, wait: Duration) -> Running {
         running.banner.push('\n');
     }
     running
+}
+
+/// The text `/metrics` at `url` (as the banner prints it) answers with, waiting at most `wait`.
+#[allow(dead_code)] // Each test binary compiles this module; not all of them ask.
+pub fn metrics(url: &str, wait: Duration) -> String {
+    let address = url.trim_start_matches("http://").trim_end_matches("/metrics");
+    let mut stream = TcpStream::connect(address).expect("connect to /metrics");
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: cairn\r\n\r\n").expect("ask");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read the answer");
+    text
 }
