@@ -49,10 +49,15 @@ class Ballast:
     machine's memory; `top_up`, before each write workload, first removes the files written
     longest ago while the files hold more than one and a half times the memory (their pages
     were the first the kernel dropped), then writes new files as large as what is free, so
-    that what the workload finds free is only the kernel's reserve."""
+    that what the workload finds free is only the kernel's reserve. It never takes the disk's
+    last DISK_RESERVE bytes: on a disk too small for that, the ballast is smaller."""
 
     CHUNK = 1 << 30
     BLOCK = 64 << 20
+    # Free disk the ballast always leaves to the workloads: a suite's server holds up to about
+    # 15 GB (three nodes: the catch-up backlog and three e2e runs at the half rate, on each
+    # node). Without it, a full disk under the ballast failed a suite run's three-node logs.
+    DISK_RESERVE = 20 << 30
     NAME = re.compile(r"memory-ballast-(\d+)\.bin$")
 
     def __init__(self, workdir):
@@ -70,10 +75,16 @@ class Ballast:
         self.written = 0
         self.secs = 0.0
 
+    def disk_free(self):
+        st = os.statvfs(self.workdir)
+        return st.f_bavail * st.f_frsize
+
     def write(self, nbytes):
-        """Writes `nbytes` (whole blocks) in new files of at most CHUNK bytes."""
+        """Writes `nbytes` (whole blocks) in new files of at most CHUNK bytes, leaving at least
+        DISK_RESERVE of the disk free."""
         started = time.monotonic()
         block = bytes(self.BLOCK)
+        nbytes = min(nbytes, max(0, self.disk_free() - self.DISK_RESERVE))
         while nbytes >= self.BLOCK:
             path = os.path.join(self.workdir, f"memory-ballast-{self.next}.bin")
             self.next += 1
@@ -95,7 +106,8 @@ class Ballast:
                 f"free page reporting: {free_page_reporting()})")  # fmt: skip
 
     def top_up(self):
-        while sum(size for _, size in self.files) > self.total * 3 // 2:
+        while self.files and (sum(size for _, size in self.files) > self.total * 3 // 2
+                              or self.disk_free() < self.DISK_RESERVE):  # fmt: skip
             os.unlink(self.files.pop(0)[0])
         free = meminfo("MemFree")
         if free > (256 << 20):
@@ -109,7 +121,7 @@ class Ballast:
 
     def report(self):
         return {"memory_bytes": self.total, "written_bytes": self.written, "secs": self.secs,
-                "free_page_reporting": free_page_reporting()}  # fmt: skip
+                "disk_reserve_bytes": self.DISK_RESERVE, "free_page_reporting": free_page_reporting()}  # fmt: skip
 
 
 def main(argv):

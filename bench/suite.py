@@ -64,12 +64,14 @@ also on Ctrl-C, SIGTERM or an error):
              is in results.json as process_secs).
    e2e       produce-to-consume latency at fixed rates (--e2e-rates; "half" is half of the
              compared Cairn system's median produce rate, 100 B, 1 partition, acks=all),
-             100 B records, one partition. Kafka systems: rdkafka_performance's latency mode,
-             a consumer (`-C -p 0 -o beginning -c N -l -A FILE`) started on the new topic
-             a second before the producer (`-P -p 0 -s 100 -c N -r RATE -a -1 -l -X
-             linger.ms=1`); each value carries its send time (wall clock, microseconds),
-             the consumer writes receive time minus send time per record, and the suite
-             takes the percentiles: send to consume, not send to acknowledgement.
+             100 B records, one partition. Kafka systems: bench/rdkafka_e2e.c (librdkafka,
+             built by the suite against the tree rdkafka_performance came from; --rdkafka-e2e
+             PATH for another build): a consumer on the new topic from its start, then a
+             producer (`-c N -r RATE -X acks=all -X linger.ms=1`) that sleeps until each
+             record is due, so any rate is held (rdkafka_performance's `-r` sleeps whole
+             microseconds per record and does not pace at all above 1,000,000/s); each value
+             carries its send time on the process's monotonic clock, and the harness prints
+             the percentiles: send to consume, not send to acknowledgement.
              `--e2e-client cairn` uses `cairn bench e2e` instead (one process, monotonic
              clock), which cannot read Tansu 0.6's Fetch v12 answers ("Tag 0 is not valid
              for version 12"). NATS and Redis: `cairn-peerbench SYSTEM e2e`.
@@ -79,7 +81,7 @@ also on Ctrl-C, SIGTERM or an error):
    systems taking turns round by round (forward, then backward: this machine's speed moves
    within minutes, and each system's runs are spread over the same window); then one
    more fresh server gets the catch-up backlog (written once, read --runs times) and the
-   e2e runs. Every write workload (probes too) starts with sync(2) and a wait (at most 60 s)
+   e2e runs. Every write workload (probes and e2e runs too) starts with sync(2) and a wait (at most 60 s)
    until the page cache holds under 64 MiB of dirty bytes and then until the machine is
    quiet (under 10% of its CPU busy over half a second): neither the writeback of the
    workload before nor followers still fetching its backlog slow the next one (--no-settle
@@ -795,70 +797,41 @@ class Bench:
         }  # fmt: skip
 
     def rdk_e2e(self, topic, size, count, rate):
-        """Produce-to-consume latency with rdkafka_performance's latency mode: a consumer
-        reads the new topic from its start while a producer sends `count` records at `rate`,
-        each carrying its send time (wall clock, microseconds) in its value; the consumer
-        writes each record's receive time minus that to a file (-A)."""
+        """Produce-to-consume latency with librdkafka: bench/rdkafka_e2e.c, built against the
+        librdkafka that rdkafka_performance came from, holds `rate` to the record (its
+        producer sleeps until the next record is due) while a consumer in the same process
+        reads the partition from its start; each value carries its send time on the
+        process's monotonic clock. (rdkafka_performance's own latency mode paces by whole
+        microseconds per record: above 1,000,000 records/s it does not pace at all.)"""
         a = self.args
-        lat_path = os.path.join(self.workdir, f"{topic}.latency")
-        ccmd = [
-            a.rdkafka_perf, "-C", "-t", topic, "-p", "0", "-b", self.server.bootstrap, "-o", "beginning",
-            "-c", str(count), "-l", "-A", lat_path, "-u",
-        ]  # fmt: skip
-        pcmd = [
-            a.rdkafka_perf, "-P", "-t", topic, "-p", "0", "-b", self.server.bootstrap, "-s", str(size), "-c", str(count),
-            "-r", str(rate), "-a", "-1", "-l", "-X", f"linger.ms={a.e2e_linger_ms}", "-u",
+        cmd = [
+            a.rdkafka_e2e, "-b", self.server.bootstrap, "-t", topic, "-p", "0", "-s", str(size), "-c", str(count),
+            "-r", str(rate), "-X", "acks=all", "-X", f"linger.ms={a.e2e_linger_ms}", "-w", "60",
         ]  # fmt: skip
         what = f"{self.system.name}: e2e on {topic}"
-        with open(os.path.join(self.workdir, f"{topic}.consumer.out"), "w+") as cout:
-            consumer = subprocess.Popen(ccmd, stdin=subprocess.DEVNULL, stdout=cout, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent)
-            try:
-                time.sleep(1.0)  # connected and fetching before the first record is sent
-                if consumer.poll() is not None:
-                    cout.seek(0)
-                    raise SuiteError(f"{what}: the consumer exited with status {consumer.returncode}: {cout.read()[-800:]}")
-                done = run_cmd(pcmd, 120 + count / rate * 2, f"{what} (producer)", self.server)
-                deadline = time.monotonic() + 60
-                while consumer.poll() is None:
-                    gone = [p for p in self.server.popens() if p.poll() is not None]
-                    if gone or time.monotonic() > deadline:
-                        cout.seek(0)
-                        why = "the server died" if gone else "not every record came within 60 s of the last send"
-                        raise SuiteError(f"{what}: {why}: {' '.join(ccmd)}\n{cout.read()[-800:]}")
-                    time.sleep(0.1)
-                cout.seek(0)
-                if consumer.returncode != 0:
-                    raise SuiteError(f"{what}: the consumer exited with status {consumer.returncode}: {cout.read()[-800:]}")
-            finally:
-                if consumer.poll() is None:
-                    consumer.kill()
-                    consumer.wait()
-        row = rdk_table(done.stdout)
-        if row is None:
-            raise SuiteError(f"{what}: no table in the producer's output: {done.stdout[-800:]}")
-        ms, delivered, errors = int(row[0]), int(row[4]), int(row[7])
-        with open(lat_path) as f:
-            lat = sorted(int(line) for line in f if line.strip())
-        if delivered != count or errors or len(lat) < count:
-            raise SuiteError(f"{what}: {delivered} of {count} delivered ({errors} errors), {len(lat)} latencies read")
-        if len(lat) > count:
+        done = run_cmd(cmd, 120 + count / rate * 2, what, self.server)
+        try:
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise SuiteError(f"{what}: rdkafka_e2e printed no JSON line: {done.stdout[-800:]}") from None
+        if r["duplicates"]:
             # The producer is not idempotent: a request answered with a retriable error after
             # its records were appended (NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR shrank
             # under the load) is sent again, and those records are in the log twice, as Kafka's
-            # at-least-once delivery allows. The consumer reads both copies; both latencies
-            # count (the second is the retry's).
-            note = f"{what}: the consumer read {len(lat) - count:,} records more than were sent (the producer retried)"
-            log(f"note: {note}")
+            # at-least-once delivery allows. Each record's first receipt counts.
+            note = f"e2e on {topic}: the consumer read {r['duplicates']:,} records twice (the producer retried)"
+            log(f"note: {self.system.name}: {note}")
             self.notes.append(note)
-
-        def q(x):
-            return lat[min(len(lat) - 1, int(len(lat) * x))] / 1000
-
-        secs = ms / 1000
+        if r["behind_max_ms"] > 50:
+            note = f"e2e on {topic}: the producer fell up to {r['behind_max_ms']:.0f} ms behind the rate (send rate {r['send_rate']:,.0f}/s)"
+            log(f"note: {self.system.name}: {note}")
+            self.notes.append(note)
+        secs = r["sent_secs"]
         return {
-            "records": count, "size": size, "secs": secs, "records_per_s": count / secs, "mb_per_s": count * size / secs / 1e6,
-            "rate_asked": rate, "latency_ms": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": lat[-1] / 1000},
-            "command": [pcmd, ccmd],
+            "records": count, "size": size, "secs": secs, "records_per_s": r["send_rate"], "mb_per_s": count * size / secs / 1e6,
+            "rate_asked": rate, "behind_max_ms": r["behind_max_ms"],
+            "latency_ms": {"p50": r["p50_ms"], "p99": r["p99_ms"], "p999": r["p999_ms"], "max": r["max_ms"]},
+            "command": cmd,
         }  # fmt: skip
 
     # --- NATS and Redis
@@ -970,6 +943,11 @@ class Bench:
             # records it can send in e2e_secs, not the run's length times the rate asked.
             count = max(100, int(min(rate, own_max or rate) * self.args.e2e_secs))
             key = wkey("e2e", 100, 1, rate=label)
+            # An e2e run writes too: it starts settled like every write workload, so a run at
+            # 50,000/s does not pay for the writeback of the half-rate run before it (a
+            # gigabyte and more), which showed as p99 of 120 to 250 ms.
+            if self.args.settle:
+                settle_writeback()
             if self.system.kafka:
                 topic = f"e2e-{label}-r{run}"
                 self.create_topic(topic, 1)
@@ -1391,8 +1369,13 @@ class Suite:
         e2e_keys = [k for k in keys if k.startswith("e2e")]
         if e2e_keys:
             L.append("## End-to-end latency (send to consume), medians: p99 / p50 ms at the rate achieved (asked)\n")
-            kafka_e2e = ("rdkafka_performance's latency mode, a producer (acks=all) and a consumer" if a.e2e_client == "rdkafka"
-                         else "`cairn bench e2e` (acks=all)")  # fmt: skip
+            if a.e2e_client == "cairn":
+                kafka_e2e = "`cairn bench e2e` (acks=all)"
+            elif getattr(a, "rdkafka_e2e", None):
+                kafka_e2e = "bench/rdkafka_e2e.c (librdkafka: a producer holding the rate, acks=all, and a consumer)"
+            else:  # results of a run before bench/rdkafka_e2e.c
+                kafka_e2e = ("rdkafka_performance's latency mode, a producer (acks=all) and a consumer; its producer "
+                             "does not pace above 1,000,000 records/s")  # fmt: skip
             L.append(f"Kafka systems: {kafka_e2e}, one partition; NATS and Redis: `cairn-peerbench e2e`. "
                      "In bold: Cairn's p99 / the peer's p99 (below 1: Cairn's is lower).\n")  # fmt: skip
             L.append("| rate | " + " | ".join(names) + " |")
@@ -1570,6 +1553,31 @@ def build_peerbench(args):
         raise SystemExit(f"suite: building cairn-peerbench failed (status {done.returncode}); give --peerbench PATH")
 
 
+def build_rdkafka_e2e(args):
+    """Compiles bench/rdkafka_e2e.c against the librdkafka tree rdkafka_performance was built
+    in (examples/rdkafka_performance beside src/librdkafka.a), with that build's libraries;
+    without such a tree, against the system's librdkafka (librdkafka-dev)."""
+    tree = os.path.dirname(os.path.dirname(args.rdkafka_perf))
+    source = os.path.join(HERE, "rdkafka_e2e.c")
+    os.makedirs(os.path.dirname(args.rdkafka_e2e), exist_ok=True)
+    static = os.path.join(tree, "src", "librdkafka.a")
+    if os.path.exists(static) and os.path.exists(os.path.join(tree, "src", "rdkafka.h")):
+        libs = "-lm -lz -ldl -lpthread -lrt"
+        try:
+            with open(os.path.join(tree, "Makefile.config")) as f:
+                libs = next((ln.split("=", 1)[1] for ln in f if ln.startswith("MKL_DYNAMIC_LIBS")), libs)
+        except OSError:
+            pass
+        cmd = ["cc", "-O2", "-o", args.rdkafka_e2e, source, "-I", os.path.join(tree, "src"), static, *libs.split()]
+    else:
+        cmd = ["cc", "-O2", "-o", args.rdkafka_e2e, source, "-lrdkafka", "-lpthread"]
+    log(f"building rdkafka_e2e: {' '.join(cmd)}")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"suite: building bench/rdkafka_e2e.c failed (status {done.returncode}): {done.stderr[-1500:]}\n"
+                         "give --rdkafka-e2e PATH, or install librdkafka-dev")  # fmt: skip
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rdkafka-perf", default=os.environ.get("RDKAFKA_PERF"), help="rdkafka_performance (required for the Kafka systems)")
@@ -1600,7 +1608,8 @@ def parse_args():
     ap.add_argument("--e2e-secs", type=float, help="seconds per e2e run (default 8)")
     ap.add_argument("--e2e-linger-ms", type=int, default=1)
     ap.add_argument("--e2e-client", choices=["rdkafka", "cairn"], default="rdkafka",
-                    help="the Kafka systems' e2e: rdkafka_performance's latency mode (a producer and a consumer) or `cairn bench e2e`")
+                    help="the Kafka systems' e2e: bench/rdkafka_e2e.c (librdkafka, a producer and a consumer) or `cairn bench e2e`")
+    ap.add_argument("--rdkafka-e2e", help="a build of bench/rdkafka_e2e.c (default: built against rdkafka_performance's librdkafka tree)")
     ap.add_argument("--iperf-secs", type=int, help="seconds per iperf3 test (default 4)")
     ap.add_argument("--dd-mib", type=int, help="MiB per dd write (default 1024)")
     ap.add_argument("--skip-ceilings", action="store_true")
@@ -1645,6 +1654,15 @@ def parse_args():
         ap.error("--rdkafka-perf (or RDKAFKA_PERF) is required for the Kafka systems")
     if a.rdkafka_perf:
         a.rdkafka_perf = os.path.abspath(a.rdkafka_perf)
+    a.build_rdkafka_e2e = False
+    if any(s.kafka for s in wants) and "e2e" in a.kinds and a.e2e_client == "rdkafka":
+        if a.rdkafka_e2e:
+            a.rdkafka_e2e = os.path.abspath(a.rdkafka_e2e)
+        elif a.rdkafka_perf:
+            a.build_rdkafka_e2e = True
+            a.rdkafka_e2e = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(a.peers_dir, "target"), "release", "rdkafka_e2e")
+        else:
+            ap.error("the Kafka systems' e2e needs --rdkafka-perf (its librdkafka tree builds bench/rdkafka_e2e.c) or --rdkafka-e2e PATH")
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(a.peers_dir, "target")
     a.peerbench = os.path.abspath(a.peerbench or os.path.join(target, "release", "cairn-peerbench"))
     return a, any(s.family in ("nats", "redis") for s in wants)
@@ -1680,6 +1698,8 @@ def main():
             raise SystemExit(f"suite: building cairn failed (status {done.returncode}); give --cairn PATH")
     if wants_peers and not os.path.exists(args.peerbench):
         build_peerbench(args)
+    if args.build_rdkafka_e2e:
+        build_rdkafka_e2e(args)
     suite = Suite(args)
     try:
         return suite.main()
