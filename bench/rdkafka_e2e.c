@@ -15,9 +15,11 @@
  * which is not idempotent) is counted as a duplicate.
  *
  *   rdkafka_e2e -b HOST:PORT -t TOPIC [-p PARTITION] -s SIZE -c COUNT -r RATE
- *               [-X producer.key=value]... [-Y consumer.key=value]... [-w SECS]
+ *               [-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS]
  *
- * -X acks=all and -X linger.ms=1 are the defaults set before the -X given. Prints one
+ * -X acks=all and -X linger.ms=1 are the defaults set before the -X given. -L MS reports on
+ * stderr each record that starts a stretch of records later than MS (its index, offset and
+ * when it came, on the wall clock, to match a client's or a node's log). Prints one
  * line of JSON; exits 1 if a record was not delivered or not received within -w seconds
  * (default 60) of the last send, 2 on bad arguments.
  *
@@ -123,6 +125,8 @@ static uint64_t received, duplicates, foreign;
 static atomic_int consumer_ready;   /* fetched once: the producer may start */
 static atomic_uint_fast64_t stop_at; /* the consumer gives up at this time (ns), 0: never */
 static char consumer_error[512];
+static uint64_t late_ns;  /* -L: report where latency first exceeds this, 0: never */
+static int late_now;      /* the last record received was late */
 
 static void on_message(rd_kafka_message_t *m, void *opaque) {
         (void)opaque;
@@ -143,6 +147,17 @@ static void on_message(rd_kafka_message_t *m, void *opaque) {
                         seen[index / 8] |= (unsigned char)(1u << (index % 8));
                         received++;
                         record_latency(at > sent ? (at - sent) / 1000 : 0);
+                        int late = late_ns && at > sent && at - sent > late_ns;
+                        if (late && !late_now) {
+                                struct timespec wall;
+                                clock_gettime(CLOCK_REALTIME, &wall);
+                                fprintf(stderr,
+                                        "rdkafka_e2e: late from index %" PRIu64 " (offset %" PRId64
+                                        "): %.1f ms, received at %ld.%06ld (wall clock)\n",
+                                        index, m->offset, (double)(at - sent) / 1e6, (long)wall.tv_sec,
+                                        wall.tv_nsec / 1000);
+                        }
+                        late_now = late;
                 }
         }
 }
@@ -193,7 +208,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 static void usage(void) {
         die(2, "usage: rdkafka_e2e -b HOST:PORT -t TOPIC [-p PARTITION] -s SIZE -c COUNT -r RATE "
-               "[-X producer.key=value]... [-Y consumer.key=value]... [-w SECS]",
+               "[-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS]",
             NULL);
 }
 
@@ -208,7 +223,7 @@ int main(int argc, char **argv) {
         set(conf, "linger.ms=1");
         set(consumer_conf, "enable.partition.eof=true");
         int opt;
-        while ((opt = getopt(argc, argv, "b:t:p:s:c:r:X:Y:w:")) != -1) {
+        while ((opt = getopt(argc, argv, "b:t:p:s:c:r:X:Y:w:L:")) != -1) {
                 switch (opt) {
                 case 'b': brokers = optarg; break;
                 case 't': topic = optarg; break;
@@ -219,6 +234,7 @@ int main(int argc, char **argv) {
                 case 'X': set(conf, optarg); break;
                 case 'Y': set(consumer_conf, optarg); break;
                 case 'w': wait_secs = atoi(optarg); break;
+                case 'L': late_ns = (uint64_t)(strtod(optarg, NULL) * 1e6); break;
                 default: usage();
                 }
         }
