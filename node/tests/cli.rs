@@ -2,7 +2,8 @@
 //!
 //! Each test runs the real binary with an empty environment, so a developer's own `CAIRN_*`
 //! or `RUST_LOG` variables cannot change the outcome. Tests that start a node listen on port
-//! 0 with no HTTP endpoint, so they run in parallel with each other and with a real node.
+//! 0, with no HTTP endpoint or one on port 0 too, so they run in parallel with each other and
+//! with a real node.
 
 mod common;
 
