@@ -348,10 +348,7 @@ impl Replica {
                 Ok(ReadStart::Empty) => None,
                 Err(error) => Some(error),
             };
-            if error.is_some_and(|error| !self.producer_replay_gives_up(error)) {
-                return;
-            }
-            if !self.producer_replay_skips(covered) {
+            if !self.producer_replay_goes_past(covered, error) {
                 return;
             }
         }
@@ -371,7 +368,7 @@ impl Replica {
         let bytes = match result {
             Ok(bytes) => bytes,
             Err(error) => {
-                if self.producer_replay_gives_up(error) && self.producer_replay_skips(covered) {
+                if self.producer_replay_goes_past(covered, Some(error)) {
                     self.replay_next(out);
                 }
                 return;
@@ -386,11 +383,23 @@ impl Replica {
             pos += header.total_bytes();
         }
         if self.producers.table.covered_end_offset() == covered
-            && !self.producer_replay_skips(covered)
+            && !self.producer_replay_goes_past(covered, None)
         {
             return;
         }
         self.replay_next(out);
+    }
+
+    /// The replay could not read past `covered`: a read failed with `error`, or brought
+    /// nothing. Whether it goes on, from a later segment ([`Self::producer_replay_skips`]);
+    /// otherwise it reloads to read again, or is over.
+    fn producer_replay_goes_past(&mut self, covered: u64, error: Option<LogError>) -> bool {
+        if let Some(error) = error
+            && !self.producer_replay_gives_up(error)
+        {
+            return false;
+        }
+        self.producer_replay_skips(covered)
     }
 
     /// Whether the rebuild gives up on what a read that failed with `error` could not read.
