@@ -304,9 +304,16 @@ impl Node {
         let (topic, partition) = message.partition();
         let id = PartitionId::new(Arc::<str>::from(topic), partition);
         let Some(replica) = self.replicas.get_mut(&id) else {
-            // Not (or no longer, or not yet) a replica here: the sender times out and asks
-            // again once its metadata catches up.
+            // Not (or no longer, or not yet) a replica here. A request is refused at once:
+            // a follower may learn of a new partition before its leader does, and it then
+            // backs off briefly and asks again instead of waiting out its request timeout
+            // (with the HW held back meanwhile).
             tracing::debug!(%id, ?from, "replica message for a partition not held here");
+            if let Some(refusal) =
+                message.refusal(crate::core::replica::ErrorCode::NotLeaderOrFollower)
+            {
+                self.ops.send(from, refusal.into());
+            }
             return None;
         };
         replica.handle_message(now, from, message, &mut self.ops.replica(&id));

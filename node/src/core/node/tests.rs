@@ -335,6 +335,59 @@ fn deleting_a_topic_drops_every_replica() {
     }
 }
 
+/// A follower may learn of a new partition before its leader does (each applies the
+/// metadata log on its own): a node that holds no replica of a partition refuses a
+/// follower's request for it at once, so the follower backs off and asks again rather than
+/// waiting out its request timeout with the HW held back. Answers are not answered.
+#[test]
+fn a_replica_request_for_a_partition_not_held_here_is_refused_at_once() {
+    use crate::core::replica::{
+        ErrorCode, OffsetForLeaderEpochRequest, ReplicaFetch, ReplicaMessage,
+    };
+    let mut c = Cluster::new(3);
+    c.run_for(Duration::from_secs(3));
+    let (follower, now) = (NodeId(2), c.now);
+    let fetch = ReplicaMessage::Fetch(ReplicaFetch {
+        topic: "not-yet".into(),
+        correlation_id: 41,
+        replica_id: follower.0,
+        max_wait_ms: 500,
+        ..ReplicaFetch::default()
+    });
+    let epoch = ReplicaMessage::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest {
+        topic: "not-yet".into(),
+        correlation_id: 42,
+        replica_id: follower.0,
+        ..OffsetForLeaderEpochRequest::default()
+    });
+    let answers = [fetch.clone(), epoch.clone()].map(|m| m.refusal(ErrorCode::NotLeaderOrFollower));
+    for message in [fetch, epoch] {
+        let node = c.nodes[0].as_mut().expect("up");
+        node.handle_message(now, follower, message.clone().into());
+        // Its own answer is not answered again.
+        let refusal = message.refusal(ErrorCode::NotLeaderOrFollower).expect("a request");
+        node.handle_message(now, follower, refusal.into());
+    }
+    let node = c.nodes[0].as_mut().expect("up");
+    let sent: Vec<ReplicaMessage> = std::iter::from_fn(|| node.poll_output())
+        .filter_map(|output| match output {
+            Output::Send { to, message } if to == follower => message.kind?.into_replica(),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<ReplicaMessage> =
+        answers.into_iter().map(|m| m.expect("a request")).collect();
+    assert_eq!(sent, expected);
+    for message in &sent {
+        let code = match message {
+            ReplicaMessage::FetchResponse(r) => r.error_code,
+            ReplicaMessage::OffsetForLeaderEpochResponse(r) => r.error_code,
+            other => panic!("not an answer: {other:?}"),
+        };
+        assert_eq!(code, 6, "NOT_LEADER_OR_FOLLOWER");
+    }
+}
+
 /// A cluster of three with a topic of three partitions, so each node leads one.
 fn three_nodes_with_a_topic() -> Cluster {
     let mut c = Cluster::new(3);

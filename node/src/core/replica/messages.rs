@@ -155,6 +155,36 @@ impl ReplicaMessage {
             ReplicaMessage::OffsetForLeaderEpochResponse(m) => (&m.topic, m.partition),
         }
     }
+
+    /// The answer that refuses this message with `error` when it is a request, from a node
+    /// that cannot serve it at all (it holds no replica of the partition); `None` for an
+    /// answer, which nobody waits on.
+    pub fn refusal(&self, error: ErrorCode) -> Option<ReplicaMessage> {
+        match self {
+            ReplicaMessage::Fetch(m) => Some(ReplicaMessage::FetchResponse(ReplicaFetchResponse {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                correlation_id: m.correlation_id,
+                error_code: error.wire(),
+                leader_epoch: -1,
+                ..ReplicaFetchResponse::default()
+            })),
+            ReplicaMessage::OffsetForLeaderEpoch(m) => {
+                Some(ReplicaMessage::OffsetForLeaderEpochResponse(OffsetForLeaderEpochResponse {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    correlation_id: m.correlation_id,
+                    error_code: error.wire(),
+                    current_leader_epoch: -1,
+                    leader_epoch: -1,
+                    end_offset: -1,
+                }))
+            }
+            ReplicaMessage::FetchResponse(_) | ReplicaMessage::OffsetForLeaderEpochResponse(_) => {
+                None
+            }
+        }
+    }
 }
 
 /// The Kafka error codes replication uses, with Kafka's numbers.
