@@ -187,6 +187,9 @@ struct Connection {
     next_request: u64,
     /// The node's data version as last seen.
     data_version: u64,
+    /// A round sent for one request saw a newer data version: the fetches waiting on an
+    /// older one must be woken here, since `changed()` does not report a version once seen.
+    wake_stale: bool,
     /// Chunks of encoded answers, in order, waiting for the socket.
     output: VecDeque<Bytes>,
     output_bytes: usize,
@@ -206,6 +209,7 @@ impl Connection {
             routes: HashMap::new(),
             next_request: 0,
             data_version: 0,
+            wake_stale: false,
             output: VecDeque::new(),
             output_bytes: 0,
             eof: false,
@@ -222,6 +226,11 @@ impl Connection {
         self.data_version = *data.borrow_and_update();
         loop {
             self.serve_buffered(&mut data).await?;
+            // Bounded: each pass wakes only fetches behind the version, which only grows.
+            while std::mem::take(&mut self.wake_stale) {
+                let current = self.data_version;
+                self.wake(&mut data, |version_sent, _| version_sent != current).await?;
+            }
             self.collect_answers();
             self.invariants();
             if self.eof && self.slots.is_empty() && self.output.is_empty() {
@@ -369,8 +378,13 @@ impl Connection {
     ) -> Result<(), Close> {
         // Note the data version before the requests go out, so a change made after the
         // node read its data cannot slip by a fetch that then waits (no lost wake-up).
-        self.data_version = *data.borrow_and_update();
-        let version = self.data_version;
+        // Marking it seen hides the change from `changed()`, so a fetch already waiting on
+        // an older version is woken by the run loop instead.
+        let version = *data.borrow_and_update();
+        if version != self.data_version {
+            self.data_version = version;
+            self.wake_stale = true;
+        }
         if let Slot::Serving { version_sent, .. } = self.slot_mut(seq) {
             *version_sent = version;
         }
