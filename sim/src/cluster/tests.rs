@@ -4,7 +4,7 @@
 
 use cairn_node::core::io::{FileName, NodeId};
 use cairn_node::core::node::{Message, MessageKind};
-use cairn_node::core::replica::ReplicaFetch;
+use cairn_node::core::replica::ReplicaFetchResponse;
 
 use crate::faults::{FaultAction, NodeRef};
 use crate::params::Params;
@@ -25,8 +25,10 @@ fn calm(nodes: u32) -> World {
     World::new(7, params, &[])
 }
 
-fn fetch() -> Message {
-    Message::new(MessageKind::Fetch(ReplicaFetch::default()))
+/// A message the receiving node drops without answering (an answer to a fetch it never
+/// sent, for a partition it does not hold), so that only the test's messages are counted.
+fn stray_answer() -> Message {
+    Message::new(MessageKind::FetchResponse(ReplicaFetchResponse::default()))
 }
 
 fn id(n: u32) -> NodeRef {
@@ -37,9 +39,9 @@ fn id(n: u32) -> NodeRef {
 fn messages_between_nodes_are_delivered_and_counted() {
     let mut world = calm(3);
     for _ in 0..10 {
-        world.send_peer(0, NodeId(2), fetch());
+        world.send_peer(0, NodeId(2), stray_answer());
     }
-    world.send_peer(2, NodeId(1), fetch());
+    world.send_peer(2, NodeId(1), stray_answer());
     world.run_first_ms(200);
     assert_eq!(world.violation, None);
     let c = &world.coverage;
@@ -52,9 +54,9 @@ fn a_one_way_partition_drops_one_direction_only() {
     let cut =
         FaultAction::Partition { from: vec![id(1)], to: vec![id(2)], one_way: true, ms: None };
     world.apply(cut, false);
-    world.send_peer(0, NodeId(2), fetch()); // 1 -> 2: cut
-    world.send_peer(1, NodeId(1), fetch()); // 2 -> 1: open
-    world.send_peer(0, NodeId(3), fetch()); // 1 -> 3: open
+    world.send_peer(0, NodeId(2), stray_answer()); // 1 -> 2: cut
+    world.send_peer(1, NodeId(1), stray_answer()); // 2 -> 1: open
+    world.send_peer(0, NodeId(3), stray_answer()); // 1 -> 3: open
     world.run_first_ms(200);
     let c = &world.coverage;
     assert_eq!((c.messages_sent, c.messages_delivered, c.messages_dropped), (3, 2, 1));
@@ -64,9 +66,9 @@ fn a_one_way_partition_drops_one_direction_only() {
 fn an_isolated_node_neither_sends_nor_receives() {
     let mut world = calm(3);
     world.apply(FaultAction::Isolate { node: id(2), ms: 10_000 }, false);
-    world.send_peer(1, NodeId(1), fetch());
-    world.send_peer(0, NodeId(2), fetch());
-    world.send_peer(0, NodeId(3), fetch());
+    world.send_peer(1, NodeId(1), stray_answer());
+    world.send_peer(0, NodeId(2), stray_answer());
+    world.send_peer(0, NodeId(3), stray_answer());
     world.run_first_ms(200);
     let c = &world.coverage;
     assert_eq!((c.messages_delivered, c.messages_dropped), (1, 2));
@@ -75,13 +77,13 @@ fn an_isolated_node_neither_sends_nor_receives() {
 #[test]
 fn messages_in_flight_to_a_node_that_crashed_are_dropped() {
     let mut world = calm(3);
-    world.send_peer(0, NodeId(2), fetch());
+    world.send_peer(0, NodeId(2), stray_answer());
     world.apply(FaultAction::Crash { node: id(2), down_ms: None }, false);
     // Sent while it is down: nobody receives it, even once it restarted.
-    world.send_peer(0, NodeId(2), fetch());
+    world.send_peer(0, NodeId(2), stray_answer());
     world.apply(FaultAction::Restart { node: id(2) }, false);
     // Sent to the new incarnation: delivered.
-    world.send_peer(0, NodeId(2), fetch());
+    world.send_peer(0, NodeId(2), stray_answer());
     world.run_first_ms(200);
     let c = &world.coverage;
     assert_eq!((c.messages_sent, c.messages_delivered, c.messages_dropped), (3, 1, 2));
@@ -191,7 +193,7 @@ fn node_messages_replay_from_the_seed() {
         Scenario::parse(text).unwrap().apply(&mut params).unwrap();
         let mut world = World::new(seed, params, &[]);
         for i in 0..60 {
-            world.send_peer(i % 3, NodeId((i + 1) % 3 + 1), fetch());
+            world.send_peer(i % 3, NodeId((i + 1) % 3 + 1), stray_answer());
         }
         world.run_first_ms(200);
         let c = &world.coverage;
