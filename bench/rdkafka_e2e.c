@@ -15,7 +15,18 @@
  * which is not idempotent) is counted as a duplicate.
  *
  *   rdkafka_e2e -b HOST:PORT -t TOPIC [-p PARTITION] -s SIZE -c COUNT -r RATE
- *               [-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS]
+ *               [-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS] [-W N]
+ *
+ * Before the clock starts, the producer sends N warm-up records (-W, default 1; their own
+ * magic, not counted) and waits for their acknowledgement, so that the run measures a
+ * producer that knows the partition's leader and is connected to it, not the producer's
+ * start: librdkafka drops its bootstrap connections once it has the cluster's brokers, and
+ * a record produced in that moment waits 50 to 100 ms for its next leader query to connect
+ * (a first acknowledgement 55 to 112 ms after the start in 14 of 30 runs on three nodes with
+ * a core kept busy; docs/decisions/0030). -W 0
+ * measures from the producer's creation, as before. The JSON line gives warmup_ms (from the
+ * producer's creation to the warm-up's acknowledgement) and first_ack_ms (from the start of
+ * the run to the first record's acknowledgement).
  *
  * -X acks=all and -X linger.ms=1 are the defaults set before the -X given. -L MS reports on
  * stderr each record that starts a stretch of records later than MS (its index, offset and
@@ -41,6 +52,7 @@
 #include "rdkafka.h"
 
 #define MAGIC UINT64_C(0x6532656361697231) /* "1riacE2e", little-endian */
+#define WARMUP_MAGIC UINT64_C(0x6d72576361697231) /* "1riacWrm" */
 #define HEADER_BYTES 24                    /* magic, index, send time */
 
 /* Latency histogram: 1 us buckets below 100 ms, 100 us buckets from there to 100 s. */
@@ -121,7 +133,7 @@ static int32_t partition;
 static uint64_t count;
 static rd_kafka_conf_t *consumer_conf;
 static unsigned char *seen; /* one bit per index */
-static uint64_t received, duplicates, foreign;
+static uint64_t received, duplicates, foreign, warmups_received;
 static atomic_int consumer_ready;   /* fetched once: the producer may start */
 static atomic_uint_fast64_t stop_at; /* the consumer gives up at this time (ns), 0: never */
 static char consumer_error[512];
@@ -135,6 +147,8 @@ static void on_message(rd_kafka_message_t *m, void *opaque) {
                 atomic_store(&consumer_ready, 1);
         } else if (m->err) {
                 snprintf(consumer_error, sizeof(consumer_error), "consume: %s", rd_kafka_message_errstr(m));
+        } else if (m->len >= HEADER_BYTES && get_u64(m->payload) == WARMUP_MAGIC) {
+                warmups_received++;
         } else if (m->len < HEADER_BYTES || get_u64(m->payload) != MAGIC ||
                    get_u64((unsigned char *)m->payload + 8) >= count) {
                 foreign++;
@@ -192,23 +206,33 @@ static void *consume(void *arg) {
         return NULL;
 }
 
-static atomic_uint_fast64_t delivered, delivery_errors;
+static atomic_uint_fast64_t delivered, delivery_errors, warmups_delivered;
 static char delivery_error[512];
+static uint64_t first_ack_ns; /* when the run's first delivery report came (main thread only) */
+static char warmup_tag;       /* a warm-up record's opaque points here */
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         (void)opaque;
+        if (m->_private == &warmup_tag) {
+                if (m->err)
+                        die(1, "a warm-up record was not delivered", rd_kafka_err2str(m->err));
+                atomic_fetch_add(&warmups_delivered, 1);
+                return;
+        }
         if (m->err) {
                 if (atomic_fetch_add(&delivery_errors, 1) == 0)
                         snprintf(delivery_error, sizeof(delivery_error), "%s", rd_kafka_err2str(m->err));
         } else {
                 atomic_fetch_add(&delivered, 1);
         }
+        if (first_ack_ns == 0)
+                first_ack_ns = now_ns();
 }
 
 static void usage(void) {
         die(2, "usage: rdkafka_e2e -b HOST:PORT -t TOPIC [-p PARTITION] -s SIZE -c COUNT -r RATE "
-               "[-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS]",
+               "[-X producer.key=value]... [-Y consumer.key=value]... [-w SECS] [-L MS] [-W N]",
             NULL);
 }
 
@@ -217,13 +241,14 @@ int main(int argc, char **argv) {
         size_t size = 0;
         double rate = 0;
         int wait_secs = 60;
+        long warmups = 1;
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
         consumer_conf = rd_kafka_conf_new();
         set(conf, "acks=all");
         set(conf, "linger.ms=1");
         set(consumer_conf, "enable.partition.eof=true");
         int opt;
-        while ((opt = getopt(argc, argv, "b:t:p:s:c:r:X:Y:w:L:")) != -1) {
+        while ((opt = getopt(argc, argv, "b:t:p:s:c:r:X:Y:w:L:W:")) != -1) {
                 switch (opt) {
                 case 'b': brokers = optarg; break;
                 case 't': topic = optarg; break;
@@ -235,6 +260,7 @@ int main(int argc, char **argv) {
                 case 'Y': set(consumer_conf, optarg); break;
                 case 'w': wait_secs = atoi(optarg); break;
                 case 'L': late_ns = (uint64_t)(strtod(optarg, NULL) * 1e6); break;
+                case 'W': warmups = strtol(optarg, NULL, 10); break;
                 default: usage();
                 }
         }
@@ -244,6 +270,8 @@ int main(int argc, char **argv) {
                 die(2, "-s must be at least 24 (the header: magic, index, send time)", NULL);
         if (count == 0 || !(rate > 0))
                 die(2, "-c and -r must be above 0", NULL);
+        if (warmups < 0)
+                die(2, "-W must be 0 or more", NULL);
         char kv[1024];
         snprintf(kv, sizeof(kv), "bootstrap.servers=%s", brokers);
         set(conf, kv);
@@ -269,6 +297,23 @@ int main(int argc, char **argv) {
         if (!value)
                 die(1, "out of memory for the record", NULL);
         memset(value, 'x', size);
+        uint64_t created = now_ns();
+        put_u64(value, WARMUP_MAGIC);
+        for (long w = 0; w < warmups; w++) {
+                put_u64(value + 8, (uint64_t)w);
+                put_u64(value + 16, now_ns());
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_VALUE(value, size),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&warmup_tag), RD_KAFKA_V_END);
+                if (err)
+                        die(1, "warm-up produce", rd_kafka_err2str(err));
+        }
+        if (warmups > 0) {
+                rd_kafka_flush(rk, wait_secs * 1000);
+                if ((long)atomic_load(&warmups_delivered) < warmups)
+                        die(1, "the warm-up records were not acknowledged within -w seconds", NULL);
+        }
+        double warmup_ms = warmups > 0 ? (now_ns() - created) / 1e6 : 0.0;
         put_u64(value, MAGIC);
         uint64_t start = now_ns(), behind_max = 0, queue_full = 0;
         double ns_per_record = 1e9 / rate;
@@ -310,11 +355,14 @@ int main(int argc, char **argv) {
                "\"send_rate\": %.0f, \"behind_max_ms\": %.3f, \"queue_full\": %" PRIu64 ", "
                "\"delivered\": %" PRIu64 ", \"delivery_errors\": %" PRIu64 ", \"received\": %" PRIu64 ", "
                "\"duplicates\": %" PRIu64 ", \"foreign\": %" PRIu64 ", \"elapsed_secs\": %.6f, "
-               "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f}\n",
+               "\"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, "
+               "\"warmup_records\": %ld, \"warmup_ms\": %.3f, \"warmups_received\": %" PRIu64 ", "
+               "\"first_ack_ms\": %.3f}\n",
                count, size, rate, sent_ns / 1e9, count / (sent_ns / 1e9), behind_max / 1e6, queue_full,
                (uint64_t)atomic_load(&delivered), (uint64_t)atomic_load(&delivery_errors), received, duplicates,
                foreign, elapsed_ns / 1e9, quantile_ms(n, 0.50), quantile_ms(n, 0.90), quantile_ms(n, 0.99),
-               quantile_ms(n, 0.999), max_us / 1000.0);
+               quantile_ms(n, 0.999), max_us / 1000.0, warmups, warmup_ms, warmups_received,
+               first_ack_ns ? (first_ack_ns - start) / 1e6 : -1.0);
         if (atomic_load(&delivery_errors))
                 fprintf(stderr, "rdkafka_e2e: %" PRIu64 " records not delivered, the first: %s\n",
                         (uint64_t)atomic_load(&delivery_errors), delivery_error);

@@ -74,7 +74,10 @@ also on Ctrl-C, SIGTERM or an error):
              record is due, so any rate is held (rdkafka_performance's `-r` sleeps whole
              microseconds per record and does not pace at all above 1,000,000/s); each value
              carries its send time on the process's monotonic clock, and the harness prints
-             the percentiles: send to consume, not send to acknowledgement.
+             the percentiles: send to consume, not send to acknowledgement. Before its clock
+             starts, the producer sends one warm-up record and waits for its acknowledgement
+             (the producer's start is not measured: see rdkafka_e2e.c; results.json keeps
+             its warmup_ms).
              `--e2e-client cairn` uses `cairn bench e2e` instead (one process, monotonic
              clock), which cannot read Tansu 0.6's Fetch v12 answers ("Tag 0 is not valid
              for version 12"). NATS and Redis: `cairn-peerbench SYSTEM e2e`.
@@ -861,6 +864,7 @@ class Bench:
             "records": count, "size": size, "secs": secs, "records_per_s": r["send_rate"], "mb_per_s": count * size / secs / 1e6,
             "rate_asked": rate, "behind_max_ms": r["behind_max_ms"],
             "latency_ms": {"p50": r["p50_ms"], "p99": r["p99_ms"], "p999": r["p999_ms"], "max": r["max_ms"]},
+            "warmup_ms": r.get("warmup_ms"), "first_ack_ms": r.get("first_ack_ms"),
             "command": cmd,
         }  # fmt: skip
 
