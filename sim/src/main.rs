@@ -7,6 +7,10 @@ use cairn_sim::run::{self, Canary, RunSpec};
 use cairn_sim::scenario::Scenario;
 use clap::{Parser, Subcommand};
 
+/// jemalloc, not the system allocator (measured in docs/simulator.md, "Speed").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "cairn-sim", about = "Cairn's deterministic simulator")]
 struct Cli {
