@@ -23,10 +23,10 @@
  * start: librdkafka drops its bootstrap connections once it has the cluster's brokers, and
  * a record produced in that moment waits 50 to 100 ms for its next leader query to connect
  * (a first acknowledgement 55 to 112 ms after the start in 14 of 30 runs on three nodes with
- * a core kept busy; docs/decisions/0030). -W 0
- * measures from the producer's creation, as before. The JSON line gives warmup_ms (from the
- * producer's creation to the warm-up's acknowledgement) and first_ack_ms (from the start of
- * the run to the first record's acknowledgement).
+ * a core kept busy; docs/decisions/0030). -W 0 measures from the producer's creation, as
+ * before. The JSON line gives warmup_ms (from the producer's creation to the warm-up's
+ * acknowledgement) and first_ack_ms (from the start of the run to the first record's
+ * acknowledgement).
  *
  * -X acks=all and -X linger.ms=1 are the defaults set before the -X given. -L MS reports on
  * stderr each record that starts a stretch of records later than MS (its index, offset and
@@ -290,6 +290,7 @@ int main(int argc, char **argv) {
         if (atomic_load(&consumer_ready) != 1)
                 die(1, "the consumer did not start", consumer_error[0] ? consumer_error : "no fetch answered within 30 s");
 
+        uint64_t created = now_ns();
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
         if (!rk)
                 die(1, "producer", errstr);
@@ -297,7 +298,6 @@ int main(int argc, char **argv) {
         if (!value)
                 die(1, "out of memory for the record", NULL);
         memset(value, 'x', size);
-        uint64_t created = now_ns();
         put_u64(value, WARMUP_MAGIC);
         for (long w = 0; w < warmups; w++) {
                 put_u64(value + 8, (uint64_t)w);
