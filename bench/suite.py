@@ -302,8 +302,24 @@ def median(values):
 # Ceilings
 
 
+def iperf_once(cmd, server, server_log, secs):
+    """One iperf3 test against `server`, in bits per second. Retried while the server may not
+    listen yet, or still ends the last test."""
+    for attempt in range(50):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=secs + 30)
+        try:
+            return json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]
+        except (ValueError, KeyError):
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise SuiteError(f"iperf3 gave no figure: {done.stdout[-800:]} {done.stderr[-800:]}\nserver: {tail(server_log)}")
+
+
 def ceilings(args, workdir):
-    """Loopback bandwidth with iperf3 and sequential writes with dd, as figures and commands."""
+    """Loopback bandwidth with iperf3 and sequential writes with dd, as figures and commands;
+    each measured args.ceiling_runs times, the best run counting."""
     result = {"loopback": {}, "disk": {}, "notes": []}
     iperf = shutil.which("iperf3")
     if not iperf:
@@ -321,28 +337,17 @@ def ceilings(args, workdir):
                 cmd = [iperf, "-c", "127.0.0.1", "-p", str(port), "-t", str(args.iperf_secs), "-P", str(streams), "-J"]
                 runs = []
                 for _ in range(args.ceiling_runs):
-                    for attempt in range(50):
-                        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.iperf_secs + 30)
-                        try:
-                            bps = json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]
-                            break
-                        except (ValueError, KeyError):
-                            bps = None
-                        if attempt == 49 or server.poll() is not None:
-                            break
-                        time.sleep(0.2)  # the server may not listen yet, or still end the last test
-                    if bps is None:
-                        raise SuiteError(f"iperf3 gave no figure: {done.stdout[-800:]} {done.stderr[-800:]}\nserver: {tail(server_log)}")
+                    bps = iperf_once(cmd, server, server_log, args.iperf_secs)
                     runs.append(bps / 8 / 1e6)
                     log(f"ceiling: loopback, {streams} stream(s): {bps / 1e9:.1f} Gbit/s ({bps / 8e9:.2f} GB/s)")
-                best = max(runs)
                 result["loopback"][f"{streams}_stream"] = {
-                    "gbit_per_s": best * 8 / 1e3, "mb_per_s": best, "runs_mb_per_s": runs, "command": cmd,
+                    "gbit_per_s": max(runs) * 8 / 1e3, "mb_per_s": max(runs), "runs_mb_per_s": runs, "command": cmd,
                 }  # fmt: skip
         finally:
             stop_process(server, "iperf3 server")
     path = os.path.join(workdir, "dd-ceiling.bin")
     kinds = (("no_fsync", []), ("fdatasync_at_end", ["conv=fdatasync"]), ("dsync_per_1mib", ["oflag=dsync"]))
+    runs = {name: [] for name, _ in kinds}  # (bytes, secs, command) per run
     # Round by round, the kinds in turn, so that a slow minute of the machine lowers one run of
     # each kind rather than every run of one.
     for _ in range(args.ceiling_runs):
@@ -357,12 +362,14 @@ def ceilings(args, workdir):
             if not m:
                 raise SuiteError(f"cannot read dd's figures: {done.stderr}")
             nbytes, secs = int(m.group(1)), float(m.group(2))
+            runs[name].append((nbytes, secs, cmd))
             log(f"ceiling: sequential write {name}: {nbytes / secs / 1e9:.2f} GB/s ({nbytes >> 20} MiB in {secs:.2f} s)")
-            best = result["disk"].get(name)
-            runs = (best["runs_mb_per_s"] if best else []) + [nbytes / secs / 1e6]
-            if best is None or nbytes / secs > best["bytes"] / best["secs"]:
-                best = {"bytes": nbytes, "secs": secs, "gb_per_s": nbytes / secs / 1e9, "mb_per_s": nbytes / secs / 1e6, "command": cmd}
-            result["disk"][name] = dict(best, runs_mb_per_s=runs)
+    for name, measured in runs.items():
+        nbytes, secs, cmd = max(measured, key=lambda run: run[0] / run[1])
+        result["disk"][name] = {
+            "bytes": nbytes, "secs": secs, "gb_per_s": nbytes / secs / 1e9, "mb_per_s": nbytes / secs / 1e6, "command": cmd,
+            "runs_mb_per_s": [b / t / 1e6 for b, t, _ in measured],
+        }  # fmt: skip
     result["disk"]["path"] = workdir
     return result
 

@@ -360,23 +360,21 @@ fn a_replica_request_for_a_partition_not_held_here_is_refused_at_once() {
         replica_id: follower.0,
         ..OffsetForLeaderEpochRequest::default()
     });
-    let answers = [fetch.clone(), epoch.clone()].map(|m| m.refusal(ErrorCode::NotLeaderOrFollower));
-    for message in [fetch, epoch] {
-        let node = c.nodes[0].as_mut().expect("up");
-        node.handle_message(now, follower, message.clone().into());
+    let expected: Vec<ReplicaMessage> = [&fetch, &epoch]
+        .map(|m| m.refusal(ErrorCode::NotLeaderOrFollower).expect("a request"))
+        .into();
+    let node = c.nodes[0].as_mut().expect("up");
+    for (message, refusal) in [fetch, epoch].into_iter().zip(expected.clone()) {
+        node.handle_message(now, follower, message.into());
         // Its own answer is not answered again.
-        let refusal = message.refusal(ErrorCode::NotLeaderOrFollower).expect("a request");
         node.handle_message(now, follower, refusal.into());
     }
-    let node = c.nodes[0].as_mut().expect("up");
     let sent: Vec<ReplicaMessage> = std::iter::from_fn(|| node.poll_output())
         .filter_map(|output| match output {
             Output::Send { to, message } if to == follower => message.kind?.into_replica(),
             _ => None,
         })
         .collect();
-    let expected: Vec<ReplicaMessage> =
-        answers.into_iter().map(|m| m.expect("a request")).collect();
     assert_eq!(sent, expected);
     for message in &sent {
         let code = match message {
