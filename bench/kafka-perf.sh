@@ -23,7 +23,10 @@
 # Tansu's memory engine then takes its memory from the page cache by reclaim, at up to four
 # times the CPU per record (docs/benchmarks.md), so it is off by default.
 #
-# Every run: 100-byte records, one partition, loopback, a fresh data directory. With TANSU
+# Every run: 100-byte records, one partition, loopback, a fresh data directory. Each run also
+# produces with acks=0, where the producer never waits for the broker: the rate the client
+# itself reaches on this machine with that broker beside it, so a produce figure near it says
+# the client, not the broker, is what stops it going faster. With TANSU
 # set, the two brokers take turns run by run. It prints one line per run, a table of medians,
 # the node's CPU time per million records produced (from /proc, all its threads: the client,
 # not the broker, is what uses most of this 2-core machine, so this is the steadier figure),
@@ -102,6 +105,19 @@ per_million() { # before after
   echo $((($2 - $1) * 1000000 / COUNT))
 }
 
+# Waits (at most 10 s) until the node has used less than 5 ms of CPU in 200 ms: an acks=0
+# producer is done when it has sent its last record, not when the node has stored it, and
+# the node's work left over would otherwise fall into the next run.
+settle_node() {
+  local before after
+  for _ in $(seq 50); do
+    before=$(cpu_ms)
+    sleep 0.2
+    after=$(cpu_ms)
+    if [ $((after - before)) -lt 5 ]; then return; fi
+  done
+}
+
 peak_rss_mib() {
   awk '/VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$NODE_PID/status"
 }
@@ -135,8 +151,10 @@ one_run() { # name start-function run
   local name=$1 start=$2 run=$3
   top_up_memory
   "$start"
-  create_topics "acks1-$run" "acksall-$run" "latency-$run"
-  local a1 aall c l r t0 t1 t2
+  create_topics "acks0-$run" "acks1-$run" "acksall-$run" "latency-$run"
+  local a0 a1 aall c l r t0 t1 t2
+  a0=$(produce "acks0-$run" 0)
+  settle_node
   t0=$(cpu_ms)
   a1=$(produce "acks1-$run" 1)
   t1=$(cpu_ms)
@@ -146,12 +164,12 @@ one_run() { # name start-function run
   l=$(latency "latency-$run")
   r=$(peak_rss_mib)
   stop_node
-  echo "$name run $run: produce acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
+  echo "$name run $run: produce acks=0 $a0/s, acks=1 $a1/s, acks=all $aall/s, consume $c/s," \
     "latency p99/p50 ${l% *} ms at ${l#* } rec/s, peak RSS ${r} MiB," \
     "node CPU per million records produced $(per_million "$t0" "$t1") ms (acks=1)," \
     "$(per_million "$t1" "$t2") ms (acks=all)" >&2
   echo "$a1 $aall $c ${l%%/*} $(echo "${l% *}" | cut -d/ -f2) $r" \
-    "$(per_million "$t0" "$t1") $(per_million "$t1" "$t2")"
+    "$(per_million "$t0" "$t1") $(per_million "$t1" "$t2") $a0"
 }
 
 # Column K (1-based) of every line of FILE, space-separated.
@@ -160,7 +178,8 @@ column_of() { # file k
 }
 
 table_row() { # name file
-  printf '| %s | %s | %s | %s | %s / %s | %s | %s / %s |\n' "$1" "$(column_of "$2" 1 | median)" \
+  printf '| %s | %s | %s | %s | %s | %s / %s | %s | %s / %s |\n' "$1" "$(column_of "$2" 9 | median)" \
+    "$(column_of "$2" 1 | median)" \
     "$(column_of "$2" 2 | median)" "$(column_of "$2" 3 | median)" \
     "$(column_of "$2" 4 | median)" "$(column_of "$2" 5 | median)" \
     "$(column_of "$2" 6 | tr ' ' '\n' | grep -v '^$' | sort -n | tail -1)" \
@@ -184,16 +203,27 @@ done
 
 echo
 echo "medians of $RUNS runs ($COUNT records of 100 bytes per throughput run):"
-echo "| broker | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) | node CPU per million records, acks=1 / acks=all (ms) |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| broker | produce acks=0 (rec/s) | produce acks=1 (rec/s) | produce acks=all (rec/s) | consume (rec/s) | latency p99 / p50, acks=all, $RATE/s asked (ms) | peak RSS (MiB) | node CPU per million records, acks=1 / acks=all (ms) |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 table_row "$CAIRN_NAME" "$WORK/cairn.runs"
 if [ -n "${TANSU:-}" ]; then
   table_row "$TANSU_NAME" "$WORK/tansu.runs"
+fi
+echo
+echo "acks=1 and acks=all as a share of the same run's acks=0 (the client's own rate), medians:"
+for runs in "$WORK/cairn.runs" "$WORK/tansu.runs"; do
+  [ -s "$runs" ] || continue
+  awk '{ printf "%.3f\n", $1 / $9 }' "$runs" >"$WORK/share1"
+  awk '{ printf "%.3f\n", $2 / $9 }' "$runs" >"$WORK/shareall"
+  echo "  $(basename "$runs" .runs): $(column_of "$WORK/share1" 1 | median)" \
+    "$(column_of "$WORK/shareall" 1 | median)"
+done
+if [ -n "${TANSU:-}" ]; then
   echo
-  echo "cairn / tansu, run by run (acks=1, acks=all, consume), and their medians:"
+  echo "cairn / tansu, run by run (acks=0, acks=1, acks=all, consume), and their medians:"
   paste -d' ' "$WORK/cairn.runs" "$WORK/tansu.runs" |
-    awk '{ h = NF / 2; printf "%.2f %.2f %.2f\n", $1 / $(h + 1), $2 / $(h + 2), $3 / $(h + 3) }' >"$WORK/ratios"
-  awk '{ printf "  run %d: %s %s %s\n", NR, $1, $2, $3 }' "$WORK/ratios"
+    awk '{ h = NF / 2; printf "%.2f %.2f %.2f %.2f\n", $9 / $(h + 9), $1 / $(h + 1), $2 / $(h + 2), $3 / $(h + 3) }' >"$WORK/ratios"
+  awk '{ printf "  run %d: %s %s %s %s\n", NR, $1, $2, $3, $4 }' "$WORK/ratios"
   echo "  median: $(column_of "$WORK/ratios" 1 | median) $(column_of "$WORK/ratios" 2 | median)" \
-    "$(column_of "$WORK/ratios" 3 | median)"
+    "$(column_of "$WORK/ratios" 3 | median) $(column_of "$WORK/ratios" 4 | median)"
 fi
