@@ -82,6 +82,9 @@ pub struct WorkloadSpec {
     pub request_timeout_ms: Option<u64>,
     /// Percent of operations that are polls.
     pub poll_percent: Option<u32>,
+    /// The longest a client waits between operations, ms (each wait is drawn up to it); the
+    /// workload's load: 8 clients at 5 ms make about ten times the requests of 8 at 50 ms.
+    pub think_ms_max: Option<u64>,
     /// Weights of acks 0, 1, all.
     pub acks_weights: Option<[u32; 3]>,
     /// With `acks_all_min`: from this simulated second to the end of the safety phase, at
@@ -173,6 +176,7 @@ impl Scenario {
         set(&mut params.liveness_ms, w.liveness_s.map(|s| (s * 1000.0) as u64));
         set(&mut params.request_timeout_ms, w.request_timeout_ms);
         set(&mut params.poll_percent, w.poll_percent);
+        set(&mut params.think_ms_max, w.think_ms_max);
         set(&mut params.acks_weights, w.acks_weights);
         match (w.acks_all_after_s, w.acks_all_min) {
             (Some(s), Some(min)) => params.acks_all_expected = Some(((s * 1000.0) as u64, min)),

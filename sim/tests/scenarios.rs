@@ -64,3 +64,24 @@ fn a_bad_scenario_is_refused_with_a_clear_message() {
     let error = scenario.apply(&mut params).unwrap_err();
     assert!(error.contains("node 3"), "{error}");
 }
+
+#[test]
+fn a_scenario_fixes_the_clients_think_time_and_the_run_uses_it() {
+    let scenario = Scenario::parse("[workload]\nthink_ms_max = 7\n").unwrap();
+    for seed in 0..20 {
+        let mut params = cairn_sim::params::Params::draw(seed);
+        scenario.apply(&mut params).unwrap();
+        assert_eq!(params.think_ms_max, 7, "seed {seed}");
+    }
+    // Fixing it leaves every other draw as it was: the seed's network is the same.
+    let mut fixed = cairn_sim::params::Params::draw(3);
+    scenario.apply(&mut fixed).unwrap();
+    let drawn = cairn_sim::params::Params::draw(3);
+    assert_eq!(fixed.net_latency_us, drawn.net_latency_us);
+    // The run uses it, and its banner says so.
+    let spec = RunSpec { scenario: Some(scenario), ..RunSpec::default() };
+    let outcome = run_seed(3, &spec).unwrap();
+    assert_eq!(outcome.params.think_ms_max, 7);
+    let banner = outcome.params.to_string();
+    assert!(banner.contains("think <= 7 ms"), "{banner}");
+}
