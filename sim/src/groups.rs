@@ -111,6 +111,8 @@ struct Joined {
 struct Consumer {
     group: usize,
     pending: Option<(u64, Pending)>,
+    /// When the pending request times out.
+    deadline: u64,
     next_id: u64,
     /// The coordinator (node index), once found.
     coordinator: Option<u32>,
@@ -168,6 +170,7 @@ impl Groups {
             .map(|k| Consumer {
                 group: (k % params.groups.max(1)) as usize,
                 pending: None,
+                deadline: 0,
                 next_id: 0,
                 coordinator: None,
                 member_id: String::new(),
@@ -288,16 +291,24 @@ fn request(world: &mut World, client: u32, node: u32, request: Request, pending:
         Pending::Join | Pending::Sync { .. } => REBALANCE_TIMEOUT_MS + world.work.timeout_ms,
         _ => world.work.timeout_ms,
     };
+    let deadline = world.now + timeout_ms * MS;
     let c = consumer(world, client);
     c.next_id += 1;
     let id = c.next_id;
     c.pending = Some((id, pending));
+    c.deadline = deadline;
     world.send(
         Endpoint::Client(client),
         Endpoint::Node(node),
         Msg::Request { client, id, request },
     );
-    world.schedule(world.now + timeout_ms * MS, Event::ClientTimeout { client, id });
+    world.arm_client_timeout(client, deadline);
+}
+
+/// Consumer `client`'s pending request and when it times out.
+pub(crate) fn pending_deadline(world: &World, client: u32) -> Option<(u64, u64)> {
+    let c = &world.work.groups.consumers[(client - world.work.groups.first_client) as usize];
+    c.pending.as_ref().map(|(id, _)| (*id, c.deadline))
 }
 
 fn group_request(world: &mut World, client: u32, body: CoordinatorRequest, pending: Pending) {

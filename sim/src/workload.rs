@@ -145,6 +145,8 @@ struct Unsettled {
 #[derive(Debug)]
 struct Client {
     pending: Option<(u64, Pending)>,
+    /// When the pending request times out.
+    deadline: u64,
     next_id: u64,
     positions: Vec<u64>,
     started: bool,
@@ -224,6 +226,7 @@ impl Workload {
         let clients = (0..=params.clients)
             .map(|index| Client {
                 pending: None,
+                deadline: 0,
                 next_id: 0,
                 positions: vec![0; parts.len()],
                 started: false,
@@ -499,9 +502,17 @@ fn next_id(world: &mut World, client: u32) -> u64 {
 }
 
 fn wait(world: &mut World, client: u32, id: u64, pending: Pending) {
-    world.work.clients[client as usize].pending = Some((id, pending));
-    let at = world.now + world.work.timeout_ms * MS;
-    world.schedule(at, Event::ClientTimeout { client, id });
+    let deadline = world.now + world.work.timeout_ms * MS;
+    let c = &mut world.work.clients[client as usize];
+    c.pending = Some((id, pending));
+    c.deadline = deadline;
+    world.arm_client_timeout(client, deadline);
+}
+
+/// Client `client`'s pending request and when it times out.
+pub(crate) fn pending_deadline(world: &World, client: u32) -> Option<(u64, u64)> {
+    let c = &world.work.clients[client as usize];
+    c.pending.as_ref().map(|(id, _)| (*id, c.deadline))
 }
 
 fn think(world: &mut World, client: u32) {
