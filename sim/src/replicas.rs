@@ -61,6 +61,10 @@ pub struct ReplicaWatch {
     pub(crate) next_cluster_check: u64,
     /// What [`committed_prefix_agrees`] read of the segment files at its last check.
     scans: ScanCache,
+    /// Per workload partition: the log end offset of each replica whose producer state was
+    /// rebuilt from a log it could not read whole, when the simulator saw it (decision 0014;
+    /// only damage the unrecoverable atlas does causes it). Read by the history check.
+    pub(crate) producers_forgotten_at: BTreeMap<usize, Vec<u64>>,
 }
 
 /// A replica as last seen on one node, within one incarnation.
@@ -78,6 +82,8 @@ struct Seen {
     traced: Option<String>,
     /// The log's count of fetches answered by its read ahead, at the last step.
     reads_ahead: u64,
+    /// The replica's count of producer-state rebuilds that forgot every producer.
+    producer_forgets: u64,
 }
 
 /// Every replica of a workload partition may be on any node: the watch per node.
@@ -433,6 +439,17 @@ impl World {
             let taken = log.reads_ahead_taken();
             self.coverage.reads_ahead += taken.checked_sub(seen.reads_ahead).unwrap_or(taken);
             seen.reads_ahead = taken;
+            let forgets = replica.producer_state_forgets();
+            if forgets < seen.producer_forgets {
+                // A replica made anew on this node (the partition reassigned back) counts
+                // from 0.
+                seen.producer_forgets = 0;
+            }
+            if forgets > seen.producer_forgets {
+                seen.producer_forgets = forgets;
+                let at = log.log_end_offset();
+                self.replicas.producers_forgotten_at.entry(index).or_default().push(at);
+            }
             // A leader whose log failed stops serving until it recovered in place (which
             // may count less as flushed for a moment): its epoch's watch starts again.
             if replica.role() != Role::Leader || !log.is_ready() {
@@ -553,6 +570,22 @@ impl World {
                 self.node_failed(index) || self.copy_unreadable(index, id)
             })
         })
+    }
+
+    /// Whether workload partition `part`'s topic was never created and never can be: fewer
+    /// nodes than its replication factor can still serve (the rest refuse to, after damage
+    /// only the unrecoverable atlas does), and the controller places a topic's replicas on
+    /// distinct serving brokers, so it refuses the creation (as Kafka does) for good.
+    pub(crate) fn topic_uncreatable(&self, part: usize) -> bool {
+        let p = &self.work.parts[part];
+        let Some(t) = self.params.topics.iter().position(|t| *t.name == *p.id.topic) else {
+            return false;
+        };
+        if self.topics_created[t] {
+            return false;
+        }
+        let serving = (0..self.params.nodes).filter(|index| !self.node_failed(*index)).count();
+        i32::try_from(serving).is_ok_and(|serving| serving < p.replication_factor)
     }
 
     /// Whether node `index`'s copy of `id` has a segment some read of which fails for good.

@@ -421,7 +421,16 @@ fn finish(world: &mut World) {
                 AnomalyKind::Duplicate | AnomalyKind::PhantomRead | AnomalyKind::AbortedRead
             )
     };
-    let duplicates_excused = if lossy { excused_duplicates(&report) } else { 0 };
+    let forgotten: BTreeMap<(&str, i32), &Vec<u64>> = world
+        .replicas
+        .producers_forgotten_at
+        .iter()
+        .map(|(part, at)| {
+            let id = &world.work.parts[*part].id;
+            ((&*id.topic, id.partition), at)
+        })
+        .collect();
+    let duplicates_excused = if lossy { excused_duplicates(&report, &forgotten) } else { 0 };
     let anomalies: BTreeMap<String, u64> = report
         .anomaly_counts
         .iter()
@@ -441,16 +450,23 @@ fn finish(world: &mut World) {
     }
 }
 
-/// How many duplicates a run that may lose acknowledged writes excuses: those of a partition
-/// whose offsets were reused (an `inconsistent-offsets` there proves its log was cut back),
-/// one of whose copies was seen at or above the lowest reused offset. Such a copy was cut
-/// away, and the producer's retry, which the partition's rebuilt producer state could no
-/// longer recognise, wrote the record again: the log holds it once. A duplicate in a
-/// partition that lost nothing is never excused, so idempotence is still checked there.
-/// The history cannot tell a true duplicate above the cut from this one; a run that may
-/// not lose acknowledged writes (the recoverable atlas, no wipe of a partition's only
-/// copy) excuses none.
-fn excused_duplicates(report: &Report) -> u64 {
+/// How many duplicates a run that may lose acknowledged writes excuses:
+/// - those of a partition whose offsets were reused (an `inconsistent-offsets` there proves
+///   its log was cut back), one of whose copies was seen at or above the lowest reused
+///   offset. Such a copy was cut away, and the producer's retry, which the partition's
+///   rebuilt producer state could no longer recognise, wrote the record again: the log
+///   holds it once;
+/// - those of a partition one of whose replicas rebuilt its producer state from a log it
+///   could not read whole (`forgotten`: its log end offset then), with a copy below that
+///   offset and one at or above it. Damage the unrecoverable atlas does made the replica
+///   forget every producer (decision 0014: rather than never serve the partition again), and
+///   a retry of a batch written before then was taken as new.
+///
+/// A duplicate in a partition that lost nothing and forgot nothing is never excused, so
+/// idempotence is still checked there. The history cannot tell a true duplicate across the
+/// cut from these; a run that may not lose acknowledged writes (the recoverable atlas, no
+/// wipe of a partition's only copy) excuses none.
+fn excused_duplicates(report: &Report, forgotten: &BTreeMap<(&str, i32), &Vec<u64>>) -> u64 {
     let mut lowest_reused: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for anomaly in report.anomalies.get(&AnomalyKind::InconsistentOffsets).into_iter().flatten() {
         if let Anomaly::InconsistentOffsets(reused) = anomaly {
@@ -461,9 +477,21 @@ fn excused_duplicates(report: &Report) -> u64 {
     }
     let duplicates = report.anomalies.get(&AnomalyKind::Duplicate).into_iter().flatten();
     let excused = duplicates.filter(|anomaly| match anomaly {
-        Anomaly::Duplicate(duplicate) => lowest_reused
-            .get(&(duplicate.topic.as_str(), duplicate.partition))
-            .is_some_and(|lowest| duplicate.seen.iter().any(|seen| seen.offset >= *lowest)),
+        Anomaly::Duplicate(duplicate) => {
+            let key = (duplicate.topic.as_str(), duplicate.partition);
+            let cut = lowest_reused
+                .get(&key)
+                .is_some_and(|lowest| duplicate.seen.iter().any(|seen| seen.offset >= *lowest));
+            let offsets = duplicate.seen.iter().map(|seen| seen.offset);
+            let (first, last) = (offsets.clone().min(), offsets.max());
+            let across_forgetting = forgotten.get(&key).is_some_and(|at| {
+                at.iter().any(|at| {
+                    let at = i64::try_from(*at).unwrap_or(i64::MAX);
+                    first.is_some_and(|first| first < at) && last.is_some_and(|last| last >= at)
+                })
+            });
+            cut || across_forgetting
+        }
         _ => false,
     });
     excused.count() as u64

@@ -857,10 +857,11 @@ pub(crate) fn drain_wake(world: &mut World) {
     // Partitions of a node that stopped serving (a detected loss under the unrecoverable
     // atlas; the checks count it) cannot be drained, nor can partitions whose every in-sync
     // copy was wiped (the controller left their ISR empty), nor partitions without a leader
-    // once the controller quorum lost its log: what they acknowledged is a loss the run
-    // expected.
+    // once the controller quorum lost its log, nor those of a topic that could not be
+    // created before too many nodes stopped serving: what they acknowledged is a loss the
+    // run expected.
     let failed = |world: &mut World, part: usize| {
-        if world.partition_lost(part) {
+        if world.partition_lost(part) || world.topic_uncreatable(part) {
             world.losses_excused = true;
             world.coverage.partitions_lost += 1;
             return true;

@@ -80,6 +80,8 @@ pub(super) struct Producers {
     active_segment: Option<u64>,
     /// Replay reads in a row that failed with an I/O error.
     replay_io_failures: u8,
+    /// How many times a rebuild could not read the log and forgot every producer.
+    pub forgets: u64,
 }
 
 /// The snapshot file covering `offset` in `dir`.
@@ -113,6 +115,7 @@ impl Producers {
             ops,
             active_segment: None,
             replay_io_failures: 0,
+            forgets: 0,
         }
     }
 
@@ -443,6 +446,7 @@ impl Replica {
         let mut table = ProducerStateTable::new();
         table.log_start_moved(resume.unwrap_or(leo));
         self.producers.table = table;
+        self.producers.forgets += 1;
         match resume {
             Some(base) => tracing::warn!(dir = %self.producers.dir, covered, resume = base,
                 "producer state replay skips the damage; producers are forgotten and the \

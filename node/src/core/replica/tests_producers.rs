@@ -245,6 +245,7 @@ fn a_rebuild_skips_a_damaged_segment_and_replays_the_ones_after_it() {
     c.crash(0);
     c.restart(0);
     assert!(c.replica(0).producers.is_ready());
+    assert_eq!(c.replica(0).producer_state_forgets(), 1, "the rebuild forgot once, and says so");
     let leo = c.replica(0).log().log_end_offset();
     let mut expected = ProducerStateTable::new();
     expected.log_start_moved(resume);
