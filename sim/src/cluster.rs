@@ -294,6 +294,7 @@ impl World {
         if self.params.voters() == 1 && index == 0 {
             // The lone voter's metadata went with its disk: the topics are created again.
             self.topics_created.iter_mut().for_each(|done| *done = false);
+            self.replicas.lone_voter_committed = 0;
         }
         self.format_node(index, false);
         self.only_copies_damaged(index);

@@ -61,6 +61,8 @@ pub struct ReplicaWatch {
     pub(crate) next_cluster_check: u64,
     /// What [`committed_prefix_agrees`] read of the segment files at its last check.
     scans: ScanCache,
+    /// With a single voter: the highest Raft index it was seen to have committed.
+    pub(crate) lone_voter_committed: u64,
     /// Per workload partition: the log end offset of each replica whose producer state was
     /// rebuilt from a log it could not read whole, when the simulator saw it (decision 0014;
     /// only damage the unrecoverable atlas does causes it). Read by the history check.
@@ -350,6 +352,24 @@ impl World {
         let raft = core.raft();
         if matches!(raft.fatal(), Some(RaftFatal::CommittedConflict { .. })) {
             self.committed_metadata_lost = true;
+        }
+        if self.params.voters() == 1 && node == 0 && raft.is_ready() {
+            // The lone voter commits only what it synced, so its recovered log holds every
+            // index it committed, unless damage in its Raft log was cut away (the
+            // unrecoverable atlas): the metadata committed there is then gone, with no other
+            // voter to hold it. (A wipe starts its count again, `World::wipe`.)
+            let committed = self.replicas.lone_voter_committed;
+            if raft.last_index() < committed {
+                if self.params.atlas == crate::params::Atlas::Recoverable {
+                    return Err(Violation::RaftCommittedEntryMissing {
+                        index: committed,
+                        member: node,
+                        leader: node,
+                    });
+                }
+                self.committed_metadata_lost = true;
+            }
+            self.replicas.lone_voter_committed = committed.max(raft.commit_index());
         }
         if raft.role() == RaftRole::Leader {
             if !self.replicas.term_leaders.contains_key(&raft.term()) {
