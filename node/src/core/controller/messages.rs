@@ -78,6 +78,11 @@ pub struct AlterPartitionRequest {
     /// another leader from the ISR, or itself again in a new epoch.
     #[prost(bool, tag = "8")]
     pub resign: bool,
+    /// The broker epoch of each member of `new_isr`, in its order, as the leader last heard
+    /// it from that member's fetches (KIP-903; 0 where unknown). A member joining the ISR
+    /// must be at its current registration's epoch.
+    #[prost(uint64, repeated, tag = "9")]
+    pub new_isr_broker_epochs: Vec<u64>,
 }
 
 /// Create one topic.

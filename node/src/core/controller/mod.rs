@@ -63,8 +63,8 @@
 //! # Not built yet
 //!
 //! Preferred-leader rebalancing (a returning broker leads only partitions without a
-//! leader), rack-aware placement, unregistering brokers, replica reassignment, KIP-903's
-//! broker epochs in AlterPartition, and KIP-966's unclean-shutdown handling (a broker
+//! leader), rack-aware placement, unregistering brokers, replica reassignment, and
+//! KIP-966's unclean-shutdown handling (a broker
 //! registering again after a crash keeps its place in the ISR and the ELR, which is sound
 //! under `durability = fsync` only).
 

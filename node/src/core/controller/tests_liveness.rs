@@ -115,6 +115,7 @@ fn a_resigning_leader_does_not_hand_over_to_a_broker_whose_new_process_is_waitin
         partition_epoch: state.partition_epoch,
         new_isr: state.isr.clone(),
         resign: true,
+        new_isr_broker_epochs: vec![],
     };
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let after = h.topic("t").partitions[0].clone();

@@ -182,6 +182,9 @@ fn send_alter_partition(h: &mut Harness, world: &mut World, rng: &mut CoreRng) {
                 || (rng.random_bool(0.6) && (state.isr.contains(r) || image.is_live(*r)))
         })
         .collect();
+    // KIP-903: each member at the epoch the leader heard from it (the current one here).
+    let new_isr_broker_epochs =
+        new_isr.iter().map(|r| image.broker(*r).map_or(0, |broker| broker.epoch)).collect();
     let mut request = AlterPartitionRequest {
         broker_id: state.leader,
         broker_epoch: leader.epoch,
@@ -191,6 +194,7 @@ fn send_alter_partition(h: &mut Harness, world: &mut World, rng: &mut CoreRng) {
         partition_epoch: state.partition_epoch,
         new_isr,
         resign: rng.random_bool(0.1),
+        new_isr_broker_epochs,
     };
     let valid = rng.random_bool(0.7);
     if !valid {

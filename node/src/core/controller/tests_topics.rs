@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::messages::*;
 use super::records::*;
 use super::settings::{MIN_INSYNC_REPLICAS, UNCLEAN_LEADER_ELECTION_ENABLE};
-use super::tests::{Harness, change, create, error_of, heartbeat};
+use super::tests::{Harness, change, create, epoch_of, error_of, heartbeat, heartbeat_of};
 use super::*;
 
 fn create_with(name: &str, partitions: i32, factor: i32, config: &[(&str, &str)]) -> RequestKind {
@@ -259,6 +259,7 @@ fn unclean_election_only_where_the_topic_allows_it() {
             partition_epoch: 0,
             new_isr: vec![leader],
             resign: false,
+            new_isr_broker_epochs: vec![],
         });
         assert_eq!(h.call(alter).error_code, 0);
         let others: Vec<i32> = state.replicas.iter().copied().filter(|b| *b != leader).collect();
@@ -294,6 +295,7 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
             partition_epoch: state.partition_epoch,
             new_isr: state.isr.clone(),
             resign: true,
+            new_isr_broker_epochs: vec![],
         })
     };
     assert_eq!(h.call(resign(&state)).error_code, 0);
@@ -327,6 +329,7 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
     let shrink = RequestKind::AlterPartition(AlterPartitionRequest {
         new_isr: vec![next],
         resign: false,
+        new_isr_broker_epochs: vec![],
         ..match resign(&after) {
             RequestKind::AlterPartition(r) => r,
             _ => unreachable!(),
@@ -355,6 +358,7 @@ fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
         partition_epoch: 0,
         new_isr: vec![leader, follower],
         resign: false,
+        new_isr_broker_epochs: vec![],
     };
     let with = |f: &dyn Fn(&mut AlterPartitionRequest)| {
         let mut request = base.clone();
@@ -428,6 +432,7 @@ fn a_resigning_leader_without_another_isr_member_hands_over_to_the_elr() {
         partition_epoch: state.partition_epoch,
         new_isr: state.isr.clone(),
         resign: true,
+        new_isr_broker_epochs: vec![],
     };
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let state = h.topic("t").partitions[0].clone();
@@ -453,9 +458,56 @@ fn a_resigning_leader_whose_log_lost_synced_records_leaves_the_isr() {
         partition_epoch: state.partition_epoch,
         new_isr: without.clone(),
         resign: true,
+        new_isr_broker_epochs: vec![],
     };
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let after = h.topic("t").partitions[0].clone();
     assert_ne!(after.leader, leader);
     assert_eq!(after.isr, without, "it left the ISR");
+}
+
+/// KIP-903 (simulator seed 226727): a proposal to add a follower to the ISR counts only at
+/// the broker epoch its leader heard in that follower's fetches. A follower that registered
+/// again since (it restarted, perhaps on a wiped disk, and holds less than it had fetched) is
+/// refused with INELIGIBLE_REPLICA, as is one named without an epoch; at the epoch of its
+/// current registration it joins.
+#[test]
+fn a_follower_joins_the_isr_only_at_the_broker_epoch_its_leader_heard() {
+    let (mut h, mut epochs, id) = three_replicas(23, false);
+    let leader = h.topic("t").partitions[0].leader;
+    let other = *h.topic("t").partitions[0].replicas.iter().find(|b| **b != leader).unwrap();
+    // `other` goes silent and is fenced out of the ISR, then comes back as a new process.
+    silence(&mut h, &epochs, &[other]);
+    let old_epoch = epochs[other as usize - 1];
+    let new_epoch = epoch_of(&h.register(other, 777_000));
+    assert_ne!(new_epoch, old_epoch);
+    epochs[other as usize - 1] = new_epoch;
+    assert!(!heartbeat_of(&h.heartbeat(other, new_epoch, h.index)).is_fenced);
+    h.commit_all();
+    let state = h.topic("t").partitions[0].clone();
+    assert!(!state.isr.contains(&other), "fenced out: {state:?}");
+    let add = |epoch_of_other: Option<u64>| {
+        let mut new_isr = state.isr.clone();
+        new_isr.push(other);
+        let epochs_heard = new_isr
+            .iter()
+            .map(|b| if *b == other { epoch_of_other } else { Some(epochs[*b as usize - 1]) })
+            .collect::<Option<Vec<u64>>>()
+            .unwrap_or_default();
+        RequestKind::AlterPartition(AlterPartitionRequest {
+            broker_id: leader,
+            broker_epoch: epochs[leader as usize - 1],
+            topic_id: id.to_vec(),
+            partition: 0,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr,
+            resign: false,
+            new_isr_broker_epochs: epochs_heard,
+        })
+    };
+    assert_eq!(error_of(&h.call(add(Some(old_epoch)))), 107, "heard before it registered again");
+    assert_eq!(error_of(&h.call(add(None))), 107, "no epoch named");
+    assert_eq!(h.call(add(Some(new_epoch))).error_code, 0, "at its current epoch");
+    assert!(h.topic("t").partitions[0].isr.contains(&other));
 }

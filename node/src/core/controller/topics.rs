@@ -249,7 +249,7 @@ impl Controller {
             let records = resignation_records(live, topic, partition, state, node_id, keeps_place);
             return Ok(Outcome::Propose(records, ReplyPlan::Partition { topic: id, partition }));
         }
-        check_new_isr(image, state, &request.new_isr, node_id)?;
+        check_new_isr(image, state, request, node_id)?;
         let min_isr = topic.settings.min_insync_replicas;
         let decision = election::change_isr(state, &request.new_isr, min_isr);
         let change =
@@ -346,9 +346,10 @@ fn change_records(
 fn check_new_isr(
     image: &MetadataImage,
     state: &super::PartitionState,
-    new_isr: &[i32],
+    request: &AlterPartitionRequest,
     leader: i32,
 ) -> Result<(), ControllerError> {
+    let new_isr = &request.new_isr;
     let invalid = |what: String| Err(ControllerError::InvalidRequest(what));
     if new_isr.is_empty() {
         return invalid("the ISR cannot be empty".into());
@@ -364,8 +365,16 @@ fn check_new_isr(
     if !new_isr.contains(&leader) {
         return invalid(format!("the leader {leader} must stay in the ISR"));
     }
-    for id in new_isr {
-        if !state.isr.contains(id) && !image.is_live(*id) {
+    // A member joins only live, and (KIP-903) at the registration whose fetches the leader
+    // counted: one that registered again since (a restart; a wipe) may hold less than it had
+    // fetched, and must catch up again in its new life before it counts.
+    for (i, id) in new_isr.iter().enumerate() {
+        if state.isr.contains(id) {
+            continue;
+        }
+        let heard = request.new_isr_broker_epochs.get(i).copied();
+        let current = image.broker(*id).map(|broker| broker.epoch);
+        if !image.is_live(*id) || heard.is_none() || heard != current {
             return Err(ControllerError::IneligibleReplica(*id));
         }
     }

@@ -643,8 +643,14 @@ impl Node {
             let epochs = (leader_epoch, partition_epoch);
             return self.alter_partition_failed(now, partition, epochs, true);
         };
+        let me = self.config.node_id;
+        let replica = self.replicas.get(partition);
+        let member_epoch = |id: &NodeId| match *id == me {
+            true => broker_epoch,
+            false => replica.and_then(|r| r.follower_broker_epoch(*id)).unwrap_or(0),
+        };
         let request = AlterPartitionRequest {
-            broker_id: self.config.node_id.0 as i32,
+            broker_id: me.0 as i32,
             broker_epoch,
             topic_id: topic.id.to_vec(),
             partition: partition.partition,
@@ -652,6 +658,7 @@ impl Node {
             partition_epoch,
             new_isr: new_isr.iter().map(|n| n.0 as i32).collect(),
             resign,
+            new_isr_broker_epochs: new_isr.iter().map(member_epoch).collect(),
         };
         let purpose =
             Purpose::AlterPartition { partition: partition.clone(), leader_epoch, partition_epoch };

@@ -363,7 +363,14 @@ impl Node {
                 };
                 self.ops.reply(call.conn, call.id, response);
             }
-            ReplicaEvent::Send { to, message } => self.ops.send(to, message.into()),
+            ReplicaEvent::Send { to, mut message } => {
+                if let ReplicaMessage::Fetch(fetch) = &mut message {
+                    // KIP-903: a leader proposing this node into the ISR names this epoch,
+                    // and a later registration (a restart) makes that proposal stale.
+                    fetch.broker_epoch = self.broker.epoch().unwrap_or(0);
+                }
+                self.ops.send(to, message.into())
+            }
             ReplicaEvent::AlterPartition { leader_epoch, partition_epoch, new_isr, resign } => {
                 self.propose_isr(now, id, (leader_epoch, partition_epoch), new_isr, resign);
             }

@@ -220,6 +220,8 @@ impl Replica {
             flushed_offset: self.log.flushed_offset(),
             max_bytes: self.config.replica_fetch_bytes_max,
             max_wait_ms: u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            // The node fills in its own (it knows its registration; the replica does not).
+            broker_epoch: 0,
         };
         let deadline = now + wait + self.config.replica_request_timeout;
         let asked = Asked::Fetch { fetch_offset };

@@ -35,6 +35,8 @@ pub(super) struct Progress {
     clock: FetchClock,
     /// The HW the latest answer to it carried: a fetch is parked only if it knows the HW.
     hw_sent: Option<u64>,
+    /// The broker epoch its latest fetch carried (KIP-903).
+    broker_epoch: Option<u64>,
 }
 
 impl Progress {
@@ -44,6 +46,7 @@ impl Progress {
             flushed: None,
             clock: FetchClock::start(now, leader_leo),
             hw_sent: None,
+            broker_epoch: None,
         }
     }
 
@@ -110,6 +113,13 @@ impl LeaderState {
 }
 
 impl Replica {
+    /// As leader: the broker epoch follower `id`'s latest fetch in this epoch carried
+    /// (KIP-903), which the ISR change proposing it in must name.
+    pub fn follower_broker_epoch(&self, id: NodeId) -> Option<u64> {
+        let RoleState::Leader(leader) = &self.role else { return None };
+        leader.followers.get(&id).and_then(|progress| progress.broker_epoch)
+    }
+
     // ----- client requests -----
 
     /// Appends a producer's batch as leader, stamped with the leader epoch. Answered by a
@@ -332,6 +342,7 @@ impl Replica {
         let progress = leader.followers.get_mut(&from).expect("checked");
         progress.leo = Some(request.fetch_offset);
         progress.flushed = Some(request.flushed_offset.min(request.fetch_offset));
+        progress.broker_epoch = Some(request.broker_epoch);
         let counted = progress.counted_leo(durability).expect("just set");
         progress.clock.observe_fetch(now, counted, leo);
         // The HW this fetch may move goes into its own answer (acks=all in one round trip).

@@ -48,6 +48,12 @@ pub struct ReplicaFetch {
     /// How long the leader may hold the fetch when it has nothing new (long polling).
     #[prost(uint32, tag = "10")]
     pub max_wait_ms: u32,
+    /// The follower's broker epoch when it sent the fetch (KIP-903; 0 before its first
+    /// registration). The node fills it in; the leader passes it on when it proposes the
+    /// follower into the ISR, and the controller refuses a proposal whose follower has
+    /// registered again since (it restarted, and may hold less than it fetched).
+    #[prost(uint64, tag = "11")]
+    pub broker_epoch: u64,
 }
 
 /// The leader's answer to a [`ReplicaFetch`].

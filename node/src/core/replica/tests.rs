@@ -133,6 +133,7 @@ fn hw_counts_a_followers_flushed_offset_not_its_fetch_offset() {
         flushed_offset,
         max_bytes: 1 << 20,
         max_wait_ms: 0,
+        broker_epoch: 0,
     };
     // Both followers hold `a`, neither has fsynced it: under fsync the HW stays.
     for follower in [1, 2] {
@@ -212,6 +213,7 @@ fn hw_never_moves_back() {
         flushed_offset: 0,
         max_bytes: 1 << 20,
         max_wait_ms: 0,
+        broker_epoch: 0,
     };
     c.deliver(NodeId(1), NodeId(0), ReplicaMessage::Fetch(old));
     c.pump();
@@ -518,6 +520,7 @@ fn leader_answers_replica_fetches_exactly() {
         flushed_offset: offset,
         max_bytes: 1 << 20,
         max_wait_ms: 0,
+        broker_epoch: 0,
     };
     // (request, error, records expected)
     let table = [
@@ -587,6 +590,7 @@ fn stale_leader_is_fenced_by_epoch() {
         flushed_offset: 0,
         max_bytes: 1,
         max_wait_ms: 0,
+        broker_epoch: 0,
     };
     c.hold_network = true;
     c.cut.clear();
