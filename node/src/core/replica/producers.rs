@@ -78,8 +78,8 @@ pub(super) struct Producers {
     /// The base offset of the log's active segment when last looked at: a change after an
     /// append is a roll.
     active_segment: Option<u64>,
-    /// Replay reads in a row that failed with an I/O error.
-    replay_io_failures: u8,
+    /// Replay reads in a row that failed (an I/O error, or a checksum on every try).
+    replay_read_failures: u8,
     /// How many times a rebuild could not read the log and forgot every producer.
     pub forgets: u64,
 }
@@ -114,7 +114,7 @@ impl Producers {
             writing: None,
             ops,
             active_segment: None,
-            replay_io_failures: 0,
+            replay_read_failures: 0,
             forgets: 0,
         }
     }
@@ -377,7 +377,7 @@ impl Replica {
                 return;
             }
         };
-        self.producers.replay_io_failures = 0;
+        self.producers.replay_read_failures = 0;
         let mut pos = 0;
         // Bounded by the read's size: each batch advances `pos` by its length.
         while pos < bytes.len() {
@@ -406,23 +406,26 @@ impl Replica {
     }
 
     /// Whether the rebuild gives up on what a read that failed with `error` could not read.
-    /// A failed log recovers and reloads again; damaged data does not heal, so the table
-    /// gives up on it. An I/O error is read again, from a fresh reload, up to
-    /// [`READ_RETRIES_MAX`] times in a row: a sector gone bad on the medium fails every read
-    /// until it is rewritten, and a rebuild that waited for it would keep the partition from
-    /// serving for good (and reload without pause).
+    /// A failed log recovers and reloads again. A batch failing its checksum on every read of
+    /// one log read, or an I/O error, is read again, from a fresh reload, up to
+    /// [`READ_RETRIES_MAX`] times in a row: bits flipped on the way from the disk are gone on
+    /// the next read (recovery had just read the same bytes whole; simulator
+    /// `flaky-reads-restart` seed 1164, where three flipped reads in a row made the table
+    /// forget a producer, whose retry was then written twice), while damage on the medium,
+    /// or a sector gone bad, fails every read until it is rewritten, and a rebuild that waited
+    /// for it would keep the partition from serving for good (and reload without pause).
     fn producer_replay_gives_up(&mut self, error: LogError) -> bool {
         let p = &mut self.producers;
         let gives_up = match error {
-            LogError::Corrupt { .. } | LogError::OffsetOutOfRange { .. } => true,
-            LogError::Storage { .. } => {
-                p.replay_io_failures = p.replay_io_failures.saturating_add(1);
-                p.replay_io_failures > READ_RETRIES_MAX
+            LogError::OffsetOutOfRange { .. } => true,
+            LogError::Corrupt { .. } | LogError::Storage { .. } => {
+                p.replay_read_failures = p.replay_read_failures.saturating_add(1);
+                p.replay_read_failures > READ_RETRIES_MAX
             }
             _ => false,
         };
         if gives_up {
-            p.replay_io_failures = 0;
+            p.replay_read_failures = 0;
             tracing::warn!(dir = %p.dir, %error, covered = p.table.covered_end_offset(),
                 "producer state replay cannot read the log");
         } else {
