@@ -213,10 +213,9 @@ echo
 echo "acks=1 and acks=all as a share of the same run's acks=0 (the client's own rate), medians:"
 for runs in "$WORK/cairn.runs" "$WORK/tansu.runs"; do
   [ -s "$runs" ] || continue
-  awk '{ printf "%.3f\n", $1 / $9 }' "$runs" >"$WORK/share1"
-  awk '{ printf "%.3f\n", $2 / $9 }' "$runs" >"$WORK/shareall"
-  echo "  $(basename "$runs" .runs): $(column_of "$WORK/share1" 1 | median)" \
-    "$(column_of "$WORK/shareall" 1 | median)"
+  awk '{ printf "%.3f %.3f\n", $1 / $9, $2 / $9 }' "$runs" >"$WORK/shares"
+  echo "  $(basename "$runs" .runs): $(column_of "$WORK/shares" 1 | median)" \
+    "$(column_of "$WORK/shares" 2 | median)"
 done
 if [ -n "${TANSU:-}" ]; then
   echo

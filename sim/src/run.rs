@@ -482,14 +482,13 @@ fn excused_duplicates(report: &Report, forgotten: &BTreeMap<(&str, i32), &Vec<u6
             let cut = lowest_reused
                 .get(&key)
                 .is_some_and(|lowest| duplicate.seen.iter().any(|seen| seen.offset >= *lowest));
-            let offsets = duplicate.seen.iter().map(|seen| seen.offset);
-            let (first, last) = (offsets.clone().min(), offsets.max());
-            let across_forgetting = forgotten.get(&key).is_some_and(|at| {
-                at.iter().any(|at| {
-                    let at = i64::try_from(*at).unwrap_or(i64::MAX);
-                    first.is_some_and(|first| first < at) && last.is_some_and(|last| last >= at)
-                })
-            });
+            // One copy below where the replica forgot, one at or above it.
+            let straddles = |at: &u64| {
+                let at = i64::try_from(*at).unwrap_or(i64::MAX);
+                duplicate.seen.iter().any(|seen| seen.offset < at)
+                    && duplicate.seen.iter().any(|seen| seen.offset >= at)
+            };
+            let across_forgetting = forgotten.get(&key).is_some_and(|at| at.iter().any(straddles));
             cut || across_forgetting
         }
         _ => false,

@@ -196,6 +196,30 @@ fn three_replicas(seed: u64, unclean: bool) -> (Harness, Vec<u64>, TopicId) {
     (h, epochs, id)
 }
 
+/// An AlterPartition from `state`'s leader at `state`'s epochs for partition 0 of `id`,
+/// naming each member of `new_isr` at its broker epoch in `epochs` (KIP-903).
+fn alter_request(
+    state: &PartitionState,
+    epochs: &[u64],
+    id: TopicId,
+    new_isr: Vec<i32>,
+    resign: bool,
+) -> AlterPartitionRequest {
+    let epoch_of =
+        |b: &i32| usize::try_from(*b - 1).ok().and_then(|i| epochs.get(i)).copied().unwrap_or(0);
+    AlterPartitionRequest {
+        broker_id: state.leader,
+        broker_epoch: epoch_of(&state.leader),
+        topic_id: id.to_vec(),
+        partition: 0,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+        new_isr_broker_epochs: new_isr.iter().map(epoch_of).collect(),
+        new_isr,
+        resign,
+    }
+}
+
 /// Lets `silent` brokers' leases lapse while the others heartbeat.
 fn silence(h: &mut Harness, epochs: &[u64], silent: &[i32]) {
     for _ in 0..4 {
@@ -250,17 +274,8 @@ fn unclean_election_only_where_the_topic_allows_it() {
         let state = h.topic("t").partitions[0].clone();
         let leader = state.leader;
         // The leader shrinks the ISR to itself.
-        let alter = RequestKind::AlterPartition(AlterPartitionRequest {
-            broker_id: leader,
-            broker_epoch: epochs[leader as usize - 1],
-            topic_id: id.to_vec(),
-            partition: 0,
-            leader_epoch: 0,
-            partition_epoch: 0,
-            new_isr: vec![leader],
-            resign: false,
-            new_isr_broker_epochs: vec![],
-        });
+        let alter =
+            RequestKind::AlterPartition(alter_request(&state, &epochs, id, vec![leader], false));
         assert_eq!(h.call(alter).error_code, 0);
         let others: Vec<i32> = state.replicas.iter().copied().filter(|b| *b != leader).collect();
         assert_eq!(h.topic("t").partitions[0].elr, others, "below min ISR: eligible");
@@ -286,17 +301,7 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
     let state = h.topic("t").partitions[0].clone();
     let leader = state.leader;
     let resign = |state: &PartitionState| {
-        RequestKind::AlterPartition(AlterPartitionRequest {
-            broker_id: state.leader,
-            broker_epoch: epochs[state.leader as usize - 1],
-            topic_id: id.to_vec(),
-            partition: 0,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-            new_isr: state.isr.clone(),
-            resign: true,
-            new_isr_broker_epochs: vec![],
-        })
+        RequestKind::AlterPartition(alter_request(state, &epochs, id, state.isr.clone(), true))
     };
     assert_eq!(h.call(resign(&state)).error_code, 0);
     let after = h.topic("t").partitions[0].clone();
@@ -326,15 +331,7 @@ fn a_leader_whose_log_failed_resigns_to_another_isr_member_or_to_itself_in_a_new
     assert_eq!((without.leader, without.isr.clone()), (next, vec![next]));
     let after = without;
     // The last ISR member resigning leads again, in a new epoch.
-    let shrink = RequestKind::AlterPartition(AlterPartitionRequest {
-        new_isr: vec![next],
-        resign: false,
-        new_isr_broker_epochs: vec![],
-        ..match resign(&after) {
-            RequestKind::AlterPartition(r) => r,
-            _ => unreachable!(),
-        }
-    });
+    let shrink = RequestKind::AlterPartition(alter_request(&after, &epochs, id, vec![next], false));
     assert_eq!(h.call(shrink).error_code, 0);
     let alone = h.topic("t").partitions[0].clone();
     assert_eq!(h.call(resign(&alone)).error_code, 0);
@@ -349,17 +346,7 @@ fn alter_partition_accepts_only_the_current_leader_at_current_epochs_table() {
     let leader = state.leader;
     let follower = state.replicas[1];
     let other = state.replicas[2];
-    let base = AlterPartitionRequest {
-        broker_id: leader,
-        broker_epoch: epochs[leader as usize - 1],
-        topic_id: id.to_vec(),
-        partition: 0,
-        leader_epoch: 0,
-        partition_epoch: 0,
-        new_isr: vec![leader, follower],
-        resign: false,
-        new_isr_broker_epochs: vec![],
-    };
+    let base = alter_request(&state, &epochs, id, vec![leader, follower], false);
     let with = |f: &dyn Fn(&mut AlterPartitionRequest)| {
         let mut request = base.clone();
         f(&mut request);
@@ -423,17 +410,7 @@ fn a_resigning_leader_without_another_isr_member_hands_over_to_the_elr() {
     let state = h.topic("t").partitions[0].clone();
     assert_eq!((state.leader, state.isr.clone(), state.elr.clone()), (a, vec![a], vec![b]));
     // a's log fails and it resigns: b holds everything the HW covered, so b leads, not a.
-    let resign = AlterPartitionRequest {
-        broker_id: a,
-        broker_epoch: epochs[a as usize - 1],
-        topic_id: id.to_vec(),
-        partition: 0,
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        new_isr: state.isr.clone(),
-        resign: true,
-        new_isr_broker_epochs: vec![],
-    };
+    let resign = alter_request(&state, &epochs, id, state.isr.clone(), true);
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let state = h.topic("t").partitions[0].clone();
     // Under `fsync` a keeps its ISR place: it lost only what it had not synced.
@@ -449,17 +426,7 @@ fn a_resigning_leader_whose_log_lost_synced_records_leaves_the_isr() {
     let state = h.topic("t").partitions[0].clone();
     let leader = state.leader;
     let without: Vec<i32> = state.isr.iter().copied().filter(|b| *b != leader).collect();
-    let resign = AlterPartitionRequest {
-        broker_id: leader,
-        broker_epoch: epochs[leader as usize - 1],
-        topic_id: id.to_vec(),
-        partition: 0,
-        leader_epoch: state.leader_epoch,
-        partition_epoch: state.partition_epoch,
-        new_isr: without.clone(),
-        resign: true,
-        new_isr_broker_epochs: vec![],
-    };
+    let resign = alter_request(&state, &epochs, id, without.clone(), true);
     assert_eq!(h.call(RequestKind::AlterPartition(resign)).error_code, 0);
     let after = h.topic("t").partitions[0].clone();
     assert_ne!(after.leader, leader);
@@ -489,22 +456,13 @@ fn a_follower_joins_the_isr_only_at_the_broker_epoch_its_leader_heard() {
     let add = |epoch_of_other: Option<u64>| {
         let mut new_isr = state.isr.clone();
         new_isr.push(other);
-        let epochs_heard = new_isr
-            .iter()
-            .map(|b| if *b == other { epoch_of_other } else { Some(epochs[*b as usize - 1]) })
-            .collect::<Option<Vec<u64>>>()
-            .unwrap_or_default();
-        RequestKind::AlterPartition(AlterPartitionRequest {
-            broker_id: leader,
-            broker_epoch: epochs[leader as usize - 1],
-            topic_id: id.to_vec(),
-            partition: 0,
-            leader_epoch: state.leader_epoch,
-            partition_epoch: state.partition_epoch,
-            new_isr,
-            resign: false,
-            new_isr_broker_epochs: epochs_heard,
-        })
+        let mut request = alter_request(&state, &epochs, id, new_isr, false);
+        match epoch_of_other {
+            // `other` is last in the ISR named.
+            Some(epoch) => *request.new_isr_broker_epochs.last_mut().expect("other") = epoch,
+            None => request.new_isr_broker_epochs.clear(),
+        }
+        RequestKind::AlterPartition(request)
     };
     assert_eq!(error_of(&h.call(add(Some(old_epoch)))), 107, "heard before it registered again");
     assert_eq!(error_of(&h.call(add(None))), 107, "no epoch named");

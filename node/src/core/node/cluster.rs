@@ -645,9 +645,12 @@ impl Node {
         };
         let me = self.config.node_id;
         let replica = self.replicas.get(partition);
-        let member_epoch = |id: &NodeId| match *id == me {
-            true => broker_epoch,
-            false => replica.and_then(|r| r.follower_broker_epoch(*id)).unwrap_or(0),
+        let member_epoch = |id: &NodeId| {
+            if *id == me {
+                broker_epoch
+            } else {
+                replica.and_then(|r| r.follower_broker_epoch(*id)).unwrap_or(0)
+            }
         };
         let request = AlterPartitionRequest {
             broker_id: me.0 as i32,

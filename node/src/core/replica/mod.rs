@@ -234,13 +234,6 @@ impl Replica {
         self.high_watermark
     }
 
-    /// How many times this replica's producer state was rebuilt from a log it could not
-    /// read whole, forgetting every producer (decision 0014): an idempotent producer's retry
-    /// of a batch written before then may be appended again.
-    pub fn producer_state_forgets(&self) -> u64 {
-        self.producers.forgets
-    }
-
     /// Whether appended data or epoch changes wait for a flush that replication waits on:
     /// under `fsync`, acknowledgements and the HW wait for every replica's flush, so the node
     /// calls [`Replica::flush`] once per round of outputs (group commit).

@@ -81,7 +81,7 @@ pub(super) struct Producers {
     /// Replay reads in a row that failed (an I/O error, or a checksum on every try).
     replay_read_failures: u8,
     /// How many times a rebuild could not read the log and forgot every producer.
-    pub forgets: u64,
+    forgets: u64,
 }
 
 /// The snapshot file covering `offset` in `dir`.
@@ -433,6 +433,13 @@ impl Replica {
             p.want_reload();
         }
         gives_up
+    }
+
+    /// How many times this replica's producer state was rebuilt from a log it could not
+    /// read whole, forgetting every producer (decision 0014): an idempotent producer's retry
+    /// of a batch written before then may be appended again.
+    pub fn producer_state_forgets(&self) -> u64 {
+        self.producers.forgets
     }
 
     /// The rebuild cannot read past `covered`: every producer is forgotten (KIP-360: an
