@@ -256,6 +256,10 @@ impl World {
             validate_only: false,
         };
         self.creating = Some((index, incarnation, t, self.now));
+        if crate::trace::enabled() {
+            let at = format_args!("create topic {} at node {}", part.id.topic, index + 1);
+            crate::trace::line(self.now, at);
+        }
         let now = self.local_now(index);
         let core = self.nodes[index as usize].node.as_mut().expect("checked");
         core.handle_request(now, ADMIN_CONN, RequestId(t as u64), request);
@@ -264,6 +268,12 @@ impl World {
     /// Node `index` answered the creation of topic `id`.
     pub(crate) fn topic_created(&mut self, index: u32, id: RequestId, response: &Response) {
         let t = id.0 as usize;
+        if crate::trace::enabled() {
+            crate::trace::line(
+                self.now,
+                format_args!("node {} answered create: {response:?}", index + 1),
+            );
+        }
         if self.creating.is_some_and(|(node, _, topic, _)| node == index && topic == t) {
             self.creating = None;
         }

@@ -37,6 +37,10 @@ use crate::world::{Event, World};
 const MS: u64 = 1_000_000;
 /// Bytes a poll asks for.
 const FETCH_BYTES_MAX: u32 = 2_048;
+
+/// How long a client passes over a node after a request to it timed out (librdkafka backs
+/// off reconnecting to a broker for up to 10 s).
+const NODE_DOWN_NS: u64 = 5_000 * MS;
 /// Bytes of a batch the clients send: the header and one record of an 8-byte value (15
 /// bytes with its framing). A poll's buffer is sized for a full fetch of them.
 const CLIENT_BATCH_BYTES: usize = BATCH_HEADER_BYTES + 15;
@@ -160,6 +164,11 @@ struct Client {
     /// Per partition: the sequence of its next batch.
     sequences: Vec<i32>,
     unsettled: Option<Unsettled>,
+    /// The node its pending request went to.
+    asked: u32,
+    /// Per node: until when the client passes it over for a request any node can answer (a
+    /// request to it timed out).
+    down_until: Vec<u64>,
 }
 
 /// Every client, the partitions, and the history.
@@ -235,6 +244,8 @@ impl Workload {
                 producer_id: None,
                 sequences: vec![0; parts.len()],
                 unsettled: None,
+                asked: 0,
+                down_until: vec![0; params.nodes as usize],
             })
             .collect();
         let groups = crate::groups::Groups::new(params, &parts);
@@ -365,7 +376,7 @@ fn start_send(world: &mut World, client: u32, part: usize) {
         think(world, client);
         return;
     }
-    wait(world, client, id, Pending::Send { part, value, acks });
+    wait(world, client, id, node, Pending::Send { part, value, acks });
 }
 
 fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final: bool) {
@@ -388,7 +399,7 @@ fn start_poll(world: &mut World, client: u32, part: usize, offset: u64, is_final
         Endpoint::Node(node),
         Msg::Request { client, id, request },
     );
-    wait(world, client, id, Pending::Poll { part, offset, is_final });
+    wait(world, client, id, node, Pending::Poll { part, offset, is_final });
 }
 
 /// Asks a node picked at random for the cluster's metadata, as a Kafka client does to learn
@@ -404,16 +415,27 @@ fn start_init_producer_id(world: &mut World, client: u32) {
     ask_any_node(world, client, request, Pending::InitProducerId);
 }
 
-/// Sends `request` to a node picked at random and waits for its answer as `pending`.
+/// Sends `request` to a node picked at random and waits for its answer as `pending`. A node
+/// that let a request time out lately is passed over while another is left (a Kafka client
+/// marks such a broker down and asks the others for metadata).
 fn ask_any_node(world: &mut World, client: u32, request: Request, pending: Pending) {
-    let node = world.rng_work.random_range(0..world.work.nodes);
+    let (now, c) = (world.now, &world.work.clients[client as usize]);
+    let up = |node: &u32| c.down_until[*node as usize] <= now;
+    let up_count = (0..world.work.nodes).filter(up).count() as u32;
+    let node = match up_count {
+        0 => world.rng_work.random_range(0..world.work.nodes),
+        count => {
+            let pick = world.rng_work.random_range(0..count);
+            (0..world.work.nodes).filter(up).nth(pick as usize).expect("pick < count")
+        }
+    };
     let id = next_id(world, client);
     world.send(
         Endpoint::Client(client),
         Endpoint::Node(node),
         Msg::Request { client, id, request },
     );
-    wait(world, client, id, pending);
+    wait(world, client, id, node, pending);
 }
 
 /// Sends an idempotent client's unsettled batch again, the same bytes, to the partition's
@@ -433,7 +455,7 @@ fn send_unsettled(world: &mut World, client: u32) {
         Endpoint::Node(node),
         Msg::Request { client, id, request },
     );
-    wait(world, client, id, Pending::Send { part, value, acks });
+    wait(world, client, id, node, Pending::Send { part, value, acks });
 }
 
 /// Whether `client` keeps its send of `value` to `part` unsettled rather than completing it
@@ -501,10 +523,12 @@ fn next_id(world: &mut World, client: u32) -> u64 {
     c.next_id
 }
 
-fn wait(world: &mut World, client: u32, id: u64, pending: Pending) {
+/// Client `client` waits for the answer to request `id`, sent to node `node`.
+fn wait(world: &mut World, client: u32, id: u64, node: u32, pending: Pending) {
     let deadline = world.now + world.work.timeout_ms * MS;
     let c = &mut world.work.clients[client as usize];
     c.pending = Some((id, pending));
+    c.asked = node;
     c.deadline = deadline;
     world.arm_client_timeout(client, deadline);
 }
@@ -532,6 +556,10 @@ pub(crate) fn client_timeout(world: &mut World, client: u32, id: u64) {
         return;
     }
     let (_, pending) = c.pending.take().expect("checked");
+    c.down_until[c.asked as usize] = world.now + NODE_DOWN_NS;
+    if crate::trace::enabled() {
+        crate::trace::line(world.now, format_args!("client {client}: {pending:?} timed out"));
+    }
     match pending {
         // Sent again with the same sequence at the next wake.
         Pending::Send { part, value, .. } if keeps_unsettled(world, client, part, value) => {}
@@ -644,6 +672,10 @@ fn send_answered(
             complete(world, client, &pending, OpType::Ok, Some(base_offset));
         }
         Response::Error(error) => {
+            if crate::trace::enabled() {
+                let at = format_args!("client {client}: {pending:?} refused: {error:?}");
+                crate::trace::line(world.now, at);
+            }
             forget_leader(world, client, part);
             let c = &mut world.work.clients[client as usize];
             let first_attempt = c.unsettled.as_ref().is_none_or(|u| u.attempts == 1);
