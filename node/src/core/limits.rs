@@ -23,10 +23,16 @@ pub const RECOVERY_READ_BYTES: u32 = 8 << 20;
 /// a bit flipped in transit is gone on the next read, a flipped bit on the medium is not.
 pub const READ_RETRIES_MAX: u8 = 2;
 
-/// Times recovery reads a chunk again when it fails a check or shows an epoch change that a
-/// second read must confirm. Recovery cuts the log where the checks keep failing, so it tries
-/// harder than a fetch, which can simply report the error.
+/// Times recovery reads a chunk again when it fails a check or shows an epoch change that
+/// more reads must confirm. Reads that never agree fail the log (it recovers again later)
+/// rather than cut it, so recovery tries harder than a fetch, which can simply report the
+/// error.
 pub const RECOVERY_READ_RETRIES_MAX: u8 = 8;
+
+/// Reads of a chunk that must agree before recovery believes damage, or an epoch change
+/// (neither an epoch nor a length is covered by a batch's CRC-32C). Two are not enough: two
+/// reads of a small chunk can flip the same bit (one chance in `8 * len` once both flip).
+pub const RECOVERY_READS_AGREEING: usize = 3;
 
 /// The largest per-partition fetch size the log reads ahead for (librdkafka's and the Java
 /// client's default `max.partition.fetch.bytes`): a consumer asking for more per fetch is
@@ -60,6 +66,8 @@ const _: () = assert!(BATCH_BYTES_MAX_DEFAULT as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(RECOVERY_READ_BYTES as usize >= BATCH_BYTES_MAX_DEFAULT);
 const _: () = assert!(INDEX_INTERVAL_BYTES < RECOVERY_READ_BYTES);
 const _: () = assert!(RECOVERY_READ_RETRIES_MAX >= READ_RETRIES_MAX);
+const _: () = assert!(RECOVERY_READS_AGREEING >= 2);
+const _: () = assert!(RECOVERY_READS_AGREEING <= RECOVERY_READ_RETRIES_MAX as usize + 1);
 
 /// Metadata batches the active controller may have proposed and not yet seen committed
 /// before it refuses requests that would add one (they get a retriable error). Batches it

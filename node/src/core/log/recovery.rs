@@ -7,8 +7,11 @@
 //!    whole and records the segment file's exact length; otherwise scan it, validating every
 //!    batch (length, magic, CRC-32C, dense offsets), and rebuild its index. A scan that stops
 //!    early (a torn or corrupt tail, a batch out of place) cuts the segment there and removes
-//!    every later segment, so offsets stay dense. A checksum failure is read a second time
-//!    before it counts (a flip in transit is gone on the next read).
+//!    every later segment, so offsets stay dense. Damage, and an epoch change (neither an
+//!    epoch nor a length is under the CRC), count only once three reads of the chunk agree
+//!    on them (a flip in transit is gone on the next read); reads that agree on their first
+//!    batches only confirm those, and reads that never agree fail the log, to be recovered
+//!    again later, rather than cut it.
 //! 4. Sync every scanned segment (its bytes may have been in the page cache only), open a new
 //!    active segment if the last one was sealed, and rebuild the epoch cache.
 //!
@@ -18,15 +21,17 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::batch::{BatchScan, ScanStop};
+use super::batch::{BatchHeader, BatchScan, ScanStop};
 use super::epoch::{EpochCheckpoint, EpochEntry, LeaderEpochCache};
 use super::segment::{Segment, parse_file_name};
 use super::{
     DiskQueue, EPOCH_CHECKPOINT, LogError, LogEvent, PartitionLog, Pending, Phase, SyncWait,
 };
 use crate::core::frame::decode_frame;
-use crate::core::io::{DirEntry, DiskOk, DiskOp, DiskResult, OpId};
-use crate::core::limits::{RECOVERY_READ_BYTES, RECOVERY_READ_RETRIES_MAX};
+use crate::core::io::{DirEntry, DiskError, DiskOk, DiskOp, DiskResult, OpId};
+use crate::core::limits::{
+    RECOVERY_READ_BYTES, RECOVERY_READ_RETRIES_MAX, RECOVERY_READS_AGREEING,
+};
 use crate::core::time::Instant;
 
 /// Which read of recovery an op in flight is.
@@ -44,9 +49,14 @@ struct Scan {
     segment: Segment,
     file_len: u64,
     retries: u8,
-    /// What each read of the current chunk showed, until two reads agree.
+    /// What each read of the current chunk showed, until enough reads agree.
     outcomes: Vec<ReadOutcome>,
 }
+
+/// A valid batch one read of a chunk showed: its position in the segment and its header.
+/// Two reads showing the same one hold the same bytes there: the CRC-32C covers everything
+/// after the header fields that are compared.
+type Seen = (u64, BatchHeader);
 
 /// What one read of a chunk showed during a recovery scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +67,22 @@ struct ReadOutcome {
     epoch_changes: Vec<(i32, u64)>,
     /// For a damaged read, a checksum of the bytes from the damage to the end of the chunk.
     damage: Option<u32>,
+    /// Its valid batches, in order.
+    batches: Vec<Seen>,
+}
+
+impl ReadOutcome {
+    /// Whether two reads agree on the chunk as a whole: where its valid bytes end, the epoch
+    /// changes, and the damage after them.
+    fn agrees(&self, other: &ReadOutcome) -> bool {
+        (self.valid_end, &self.epoch_changes, self.damage)
+            == (other.valid_end, &other.epoch_changes, other.damage)
+    }
+
+    /// How many batches, from the chunk's first, both reads show alike.
+    fn common_batches(&self, other: &ReadOutcome) -> usize {
+        self.batches.iter().zip(&other.batches).take_while(|(a, b)| a == b).count()
+    }
 }
 
 /// The state of a recovery in progress.
@@ -80,6 +106,8 @@ pub(super) struct Recovery {
     /// The offsets each scanned segment held: base and next offset.
     scanned_ranges: Vec<(u64, u64)>,
     truncated_bytes: u64,
+    /// Set when the reads of a chunk never agreed: recovery ends with the log failed.
+    gave_up: Option<LogError>,
 }
 
 impl Recovery {
@@ -140,6 +168,10 @@ impl PartitionLog {
             }
             (step, result) => panic!("recovery step {step:?} completed with {result:?}"),
         };
+        if let Some(error) = recovery.gave_up.take() {
+            self.phase = Phase::Recovering(recovery);
+            return self.fail(error);
+        }
         if done {
             self.recovery_finish(now, *recovery, out);
         } else {
@@ -303,6 +335,7 @@ impl PartitionLog {
             batches.trusting_crc(super::canary::is(super::canary::Canary::RecoverySkipsCrc));
         let mut batches = batches;
         let mut misplaced = false;
+        let mut seen = Vec::new();
         for (position, header) in batches.by_ref() {
             let epoch = header.partition_leader_epoch;
             let last_epoch = recovery.scanned_epochs.last().map(|(epoch, _)| *epoch);
@@ -318,6 +351,7 @@ impl PartitionLog {
             if last_epoch != Some(epoch) {
                 recovery.scanned_epochs.push((epoch, header.base_offset as u64));
             }
+            seen.push((start + position as u64, header));
         }
         let valid_end = scan.segment.size_bytes;
         let torn = match batches.stop() {
@@ -329,7 +363,7 @@ impl PartitionLog {
         if damaged || !changes.is_empty() {
             // The CRC covers neither a batch's epoch nor its length field, and a bit flipped on
             // the way from the disk is gone on the next read: a damaged chunk or an epoch change
-            // counts only once two reads of the chunk agree on it exactly.
+            // counts only once `RECOVERY_READS_AGREEING` reads of the chunk agree on it exactly.
             // Damage agrees only when the damaged bytes are the same: a torn or corrupt tail is,
             // two different flips in one batch are not.
             let damaged_bytes = &bytes[(valid_end - start) as usize..];
@@ -338,18 +372,44 @@ impl PartitionLog {
                 valid_end,
                 epoch_changes: changes.to_vec(),
                 damage: damaged.then_some(fingerprint),
+                batches: seen,
             };
-            if !scan.outcomes.contains(&outcome) {
-                let retry = scan.retries < RECOVERY_READ_RETRIES_MAX;
-                scan.retries += 1;
-                scan.outcomes.push(outcome);
+            let agreeing = scan.outcomes.iter().filter(|other| other.agrees(&outcome)).count();
+            if agreeing + 1 < RECOVERY_READS_AGREEING {
                 scan.segment.truncate(start_offset, start);
                 recovery.scanned_epochs.truncate(epochs_before);
-                if retry {
+                // Reads that differ further on (each flipped somewhere else) may still agree
+                // on their first batches: those are confirmed, and the scan goes on after them
+                // with a fresh count of reads, so transient flips do not stop it.
+                let mut shared: Vec<usize> =
+                    scan.outcomes.iter().map(|other| other.common_batches(&outcome)).collect();
+                shared.sort_unstable_by(|a, b| b.cmp(a));
+                let agreed = shared.get(RECOVERY_READS_AGREEING - 2).copied().unwrap_or(0);
+                if agreed > 0 {
+                    for (position, header) in &outcome.batches[..agreed] {
+                        scan.segment.observe_batch(*position, header, interval);
+                        let epoch = header.partition_leader_epoch;
+                        if recovery.scanned_epochs.last().map(|(e, _)| *e) != Some(epoch) {
+                            recovery.scanned_epochs.push((epoch, header.base_offset as u64));
+                        }
+                    }
+                    scan.retries = 0;
+                    scan.outcomes.clear();
                     return self.recovery_scan_next(now, recovery, out);
                 }
-                // No two reads agree: keep only what came before this chunk.
-                return self.recovery_segment_scanned(now, recovery, true, out);
+                if scan.retries < RECOVERY_READ_RETRIES_MAX {
+                    scan.retries += 1;
+                    scan.outcomes.push(outcome);
+                    return self.recovery_scan_next(now, recovery, out);
+                }
+                // Reads that never agree are a failing disk, not proof of damage: cutting
+                // here could drop synced records. The log fails and recovers again later.
+                let reads = scan.outcomes.len() + 1;
+                let why = format!("{reads} reads from byte {start} never agreed");
+                let file = scan.segment.log_file.clone();
+                tracing::warn!(dir = %self.dir, %file, start, reads, "recovery reads disagree");
+                recovery.gave_up = Some(LogError::Storage { file, error: DiskError::Io(why) });
+                return false;
             }
             if damaged {
                 return self.recovery_segment_scanned(now, recovery, true, out);
