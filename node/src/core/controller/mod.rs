@@ -35,9 +35,13 @@
 //! Requests are checked against a *speculative* image: the committed image with every
 //! pending (proposed, not committed) batch applied, so that two requests in flight cannot
 //! both create one topic. A request that changes metadata is answered only once its batch
-//! commits, from the committed image; one that changes nothing is answered at once. If
-//! leadership is lost, every pending request fails with NOT_CONTROLLER (its change may still
-//! commit under the next leader, as in Kafka). A registration's broker epoch is the index of
+//! commits, from the committed image. An admin request (create or delete a topic, add
+//! partitions, alter configs) that changes nothing was still judged against the speculative
+//! image ("topic already exists" may be about a topic whose creation is pending), so its
+//! answer waits until every batch pending when it came has committed, as Kafka's controller
+//! does; a broker's request that changes nothing is answered at once. If leadership is lost,
+//! every pending request fails with NOT_CONTROLLER (its change may still commit under the
+//! next leader, as in Kafka). A registration's broker epoch is the index of
 //! its batch, known only at commit: the speculative image holds epoch 0 until then.
 //!
 //! # Leases
@@ -283,6 +287,9 @@ enum Outcome {
 struct Pending {
     records: Vec<MetadataRecord>,
     reply: Option<(Token, ReplyPlan)>,
+    /// Answers to admin requests judged while this was the newest pending batch, given once
+    /// it commits.
+    after: Vec<(Token, ControllerResponse)>,
 }
 
 /// The state of the active controller.
@@ -427,7 +434,8 @@ impl Controller {
         self.outbox.retain(|output| matches!(output, ControllerOutput::Reply { .. }));
         let error = ControllerError::NotController { leader_hint };
         for pending in active.pending {
-            if let Some((token, _)) = pending.reply {
+            let tokens = pending.reply.map(|(token, _)| token).into_iter();
+            for token in tokens.chain(pending.after.into_iter().map(|(token, _)| token)) {
                 let response = ControllerResponse::error(&error);
                 self.outbox.push_back(ControllerOutput::Reply { token, response });
             }
@@ -442,15 +450,31 @@ impl Controller {
     /// Handles request `token`. The answer comes out of [`Self::poll_output`], at once or
     /// once the records it causes are committed.
     pub fn handle_request(&mut self, now: Instant, token: Token, request: ControllerRequest) {
+        let admin = matches!(
+            request.kind,
+            Some(
+                RequestKind::CreateTopic(_)
+                    | RequestKind::DeleteTopic(_)
+                    | RequestKind::CreatePartitions(_)
+                    | RequestKind::AlterConfigs(_)
+            )
+        );
         let outcome = match (&self.active, request.kind) {
             (None, _) => Err(ControllerError::NotController { leader_hint: self.leader_hint }),
             (Some(_), None) => Err(ControllerError::InvalidRequest("empty request".into())),
             (Some(_), Some(kind)) => self.dispatch(now, kind),
         };
-        match outcome {
-            Ok(Outcome::Reply(reply)) => self.reply(token, ControllerResponse::ok(reply)),
-            Ok(Outcome::Propose(records, plan)) => self.propose(records, Some((token, plan))),
-            Err(error) => self.reply(token, ControllerResponse::error(&error)),
+        let response = match outcome {
+            Ok(Outcome::Propose(records, plan)) => {
+                self.propose(records, Some((token, plan)));
+                return self.invariants();
+            }
+            Ok(Outcome::Reply(reply)) => ControllerResponse::ok(reply),
+            Err(error) => ControllerResponse::error(&error),
+        };
+        match self.active.as_mut().and_then(|active| active.pending.back_mut()) {
+            Some(newest) if admin => newest.after.push((token, response)),
+            _ => self.reply(token, response),
         }
         self.invariants();
     }
@@ -508,6 +532,9 @@ impl Controller {
         }
         if let Some((token, plan)) = pending.reply {
             let response = plan.answer(&active.committed, &active.speculative);
+            self.reply(token, response);
+        }
+        for (token, response) in pending.after {
             self.reply(token, response);
         }
         self.invariants();
@@ -576,7 +603,7 @@ impl Controller {
         let active = self.active.as_mut().expect("only the active controller proposes");
         active.speculative.apply_pending(&records);
         self.outbox.push_back(ControllerOutput::Propose { records: records.clone() });
-        active.pending.push_back(Pending { records, reply });
+        active.pending.push_back(Pending { records, reply, after: Vec::new() });
     }
 
     /// Asserts the controller's invariants. The images' own checks walk every partition, so
