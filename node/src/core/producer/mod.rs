@@ -437,6 +437,45 @@ impl ProducerStateTable {
         self.covered_end_offset = self.covered_end_offset.max(log_start_offset);
     }
 
+    /// The producers whose every remembered batch lies below `offset`, as a table covering
+    /// the log below it: what a replica whose log restarts at `offset` (a follower behind a
+    /// leader's log start) cannot learn from the log it copies (decision 0034).
+    pub fn retained_below(&self, offset: u64) -> ProducerStateTable {
+        let producers = self
+            .producers
+            .iter()
+            .filter(|(_, entry)| entry.last().last_offset < offset)
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect();
+        let table = ProducerStateTable { producers, covered_end_offset: offset };
+        table.invariants();
+        table
+    }
+
+    /// Takes in the producers of `handed` (a leader's [`Self::retained_below`] this table's
+    /// log start) that this table does not know, or knows only from older batches, as long
+    /// as the table has room. Returns how many it took.
+    ///
+    /// # Panics
+    /// If `handed` covers more of the log than this table: its batches must lie below what
+    /// this table reflects.
+    pub fn adopt(&mut self, handed: &ProducerStateTable) -> usize {
+        assert!(handed.covered_end_offset <= self.covered_end_offset, "handed state runs ahead");
+        let mut taken = 0;
+        for (id, entry) in &handed.producers {
+            let newer = match self.producers.get(id) {
+                Some(ours) => ours.last().last_offset < entry.last().last_offset,
+                None => self.producers.len() < PRODUCERS_PER_PARTITION_MAX,
+            };
+            if newer {
+                self.producers.insert(*id, entry.clone());
+                taken += 1;
+            }
+        }
+        self.invariants();
+        taken
+    }
+
     /// Forgets every producer whose last batch's timestamp is at least `expiration` before
     /// `now` (Kafka's `producer.id.expiration.ms`, default
     /// [`PRODUCER_ID_EXPIRATION_MS_DEFAULT`](crate::core::limits::PRODUCER_ID_EXPIRATION_MS_DEFAULT)).

@@ -358,7 +358,11 @@ impl Replica {
                 self.truncating = true;
                 if self.log.truncate_fully_and_start_at(now, leader_start, out).is_err() {
                     self.truncating = false;
+                    return;
                 }
+                // The leader's producers whose batches all lie below its log start: the log
+                // copied from there cannot tell of them (decision 0034).
+                self.producers_handed(leader_start, &response.producers);
             }
             ErrorCode::OffsetOutOfRange => {
                 // Ahead of the leader, or diverged from it: reconcile again.

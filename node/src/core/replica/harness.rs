@@ -549,6 +549,14 @@ impl Cluster {
         }
     }
 
+    /// Runs retention on node `id`, which must delete a segment, and returns its log start.
+    pub fn apply_retention(&mut self, id: u32) -> u64 {
+        let (now, node) = (self.now, self.node(id));
+        assert!(node.replica.apply_retention(now, &mut node.queue) > 0, "retention deleted");
+        self.pump();
+        self.replica(id).log().log_start_offset()
+    }
+
     fn fire_timers(&mut self) {
         let now = self.now;
         for node in &mut self.nodes {

@@ -21,7 +21,7 @@ use crate::core::log::batch::{BatchHeader, validate_produced_batch};
 use crate::core::log::canary::{self, Canary};
 use crate::core::log::epoch::UNDEFINED_EPOCH;
 use crate::core::log::{DiskQueue, LogError, ReadStart};
-use crate::core::producer::ProducerCheck;
+use crate::core::producer::{ProducerCheck, ProducerStateTable};
 use crate::core::time::Instant;
 use crate::core::topic::Durability;
 
@@ -477,6 +477,15 @@ impl Replica {
         {
             progress.hw_sent = Some(hw);
         }
+        let start = self.log.log_start_offset();
+        let producers = match error == ErrorCode::OffsetOutOfRange && self.producers.is_ready() {
+            true => self.producers.table.retained_below(start),
+            false => ProducerStateTable::new(),
+        };
+        let producers = match producers.is_empty() {
+            true => Bytes::new(),
+            false => Bytes::from(producers.snapshot()),
+        };
         let response = ReplicaFetchResponse {
             topic: self.config.topic.to_string(),
             partition: self.config.partition,
@@ -484,9 +493,10 @@ impl Replica {
             error_code: error.wire(),
             leader_epoch: self.leader_epoch(),
             high_watermark: hw,
-            log_start_offset: self.log.log_start_offset(),
+            log_start_offset: start,
             log_end_offset: self.log.log_end_offset(),
             records,
+            producers,
         };
         let message = ReplicaMessage::FetchResponse(response);
         self.events.push_back(ReplicaEvent::Send { to, message });

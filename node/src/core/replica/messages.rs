@@ -86,6 +86,12 @@ pub struct ReplicaFetchResponse {
     /// Whole record batches from `fetch_offset` on, exactly as the leader stores them.
     #[prost(bytes = "bytes", tag = "9")]
     pub records: Bytes,
+    /// With OFFSET_OUT_OF_RANGE: the leader's idempotent producers whose batches all lie
+    /// below its log start, as a producer-state snapshot covering the log below it (empty
+    /// when there are none). A follower that restarts its log there takes them in, so a
+    /// retry of a batch retention removed is still known as one (decision 0034).
+    #[prost(bytes = "bytes", tag = "10")]
+    pub producers: Bytes,
 }
 
 /// A follower asks where an epoch ends in the leader's log (KIP-101, KIP-279).
@@ -295,6 +301,7 @@ mod tests {
             log_start_offset: 1,
             log_end_offset: 12,
             records: Bytes::from_static(b"batches"),
+            producers: Bytes::from_static(b"snapshot"),
         };
         let decoded = ReplicaFetchResponse::decode(response.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded, response);

@@ -82,6 +82,9 @@ pub(super) struct Producers {
     replay_read_failures: u8,
     /// How many times a rebuild could not read the log and forgot every producer.
     forgets: u64,
+    /// Producers a leader handed over with the log start this replica's log restarts at,
+    /// until the table takes them in (decision 0034).
+    handed: Option<ProducerStateTable>,
 }
 
 /// The snapshot file covering `offset` in `dir`.
@@ -116,6 +119,7 @@ impl Producers {
             active_segment: None,
             replay_read_failures: 0,
             forgets: 0,
+            handed: None,
         }
     }
 
@@ -339,7 +343,7 @@ impl Replica {
                 self.producers.table.invariants();
                 tracing::debug!(dir = %self.producers.dir, covered,
                     producers = self.producers.table.len(), "producer state rebuilt");
-                return;
+                return self.adopt_handed(out);
             }
             let token = self.next_read_token();
             let error = match self.log.read(token, covered, leo, PRODUCER_REPLAY_READ_BYTES, out) {
@@ -486,6 +490,45 @@ impl Replica {
             self.producers.want_reload();
         }
         self.producers.table.log_start_moved(self.log.log_start_offset());
+        self.adopt_handed(out);
+    }
+
+    /// A leader answered this follower's fetch below its log start with `snapshot`: its
+    /// producers whose batches all lie below `start`, where this log restarts. They are
+    /// taken in once the restart's truncation is done and the table is ready.
+    pub(super) fn producers_handed(&mut self, start: u64, snapshot: &Bytes) {
+        if snapshot.is_empty() {
+            self.producers.handed = None;
+            return;
+        }
+        match ProducerStateTable::restore(snapshot) {
+            Ok(table) if table.covered_end_offset() == start => self.producers.handed = Some(table),
+            Ok(table) => tracing::warn!(dir = %self.producers.dir, start,
+                covered = table.covered_end_offset(), "handed producer state refused: \
+                it does not cover the log start"),
+            Err(error) => tracing::warn!(dir = %self.producers.dir, start, %error,
+                "handed producer state refused"),
+        }
+    }
+
+    /// Takes in the producers a leader handed over, once the table is ready and the log
+    /// starts where they end, and writes a snapshot so that a restart keeps them (a
+    /// rebuild from the log alone cannot know them).
+    fn adopt_handed(&mut self, out: &mut impl DiskQueue) {
+        if self.producers.handed.is_none() || !self.producers.is_ready() || self.truncating {
+            return;
+        }
+        let handed = self.producers.handed.take().expect("checked");
+        let start = self.log.log_start_offset();
+        if handed.covered_end_offset() != start || self.producers.table.covered_end_offset() < start
+        {
+            return; // The log moved on since: the handover no longer describes its start.
+        }
+        let taken = self.producers.table.adopt(&handed);
+        tracing::debug!(dir = %self.producers.dir, start, taken, "handed producer state taken in");
+        if taken > 0 {
+            self.producers.write_snapshot(out);
+        }
     }
 
     /// Records the batches a follower appended (whole, validated, contiguous).

@@ -623,11 +623,7 @@ fn follower_behind_log_start_restarts_at_leader_start() {
     for _ in 0..12 {
         c.produce(0, Acks::All, &value);
     }
-    let now = c.now;
-    let node = c.node(0);
-    assert!(node.replica.apply_retention(now, &mut node.queue) > 0);
-    c.pump();
-    let start = c.replica(0).log().log_start_offset();
+    let start = c.apply_retention(0);
     assert!(start > 0);
     c.restart(2);
     c.send_state(2);
@@ -918,10 +914,7 @@ fn a_follower_whose_epoch_the_leader_no_longer_holds_keeps_nothing_below_its_sta
     for _ in 0..12 {
         c.produce(0, Acks::All, &[b'y'; 900]);
     }
-    let (now, node) = (c.now, c.node(0));
-    assert!(node.replica.apply_retention(now, &mut node.queue) > 0);
-    c.pump();
-    let start = c.replica(0).log().log_start_offset();
+    let start = c.apply_retention(0);
     assert!(start > 1, "retention took the leader past offset 1");
     // Node 2 comes back with a log end past the leader's start: the leader holds nothing of
     // its epoch 1 to compare, so none of its "x" records may stay, below that start or not.

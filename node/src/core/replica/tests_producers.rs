@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use super::harness::{Cluster, DIR, test_config};
+use super::harness::{Cluster, DIR, log_config, test_config};
 use super::*;
 use crate::core::io::NodeId;
+use crate::core::log::LogConfig;
 use crate::core::log::batch::{BatchHeader, build};
 use crate::core::producer::{ProducerError, ProducerStateTable};
 use crate::core::topic::Durability;
@@ -291,4 +292,44 @@ fn a_clean_stop_snapshot_covers_the_whole_log() {
     c.crash(0);
     c.restart(0);
     assert_eq!(c.replica(0).producers.table, live);
+}
+
+/// Simulator seed 414939 (decision 0034): a follower whose log restarts at its leader's log
+/// start is handed the producers whose batches retention removed; elected, it answers a retry
+/// of such a batch with the original offset instead of writing it again, and still does after
+/// a restart (from the snapshot it wrote when it took them in).
+#[test]
+fn a_follower_restarting_at_the_leader_log_start_is_handed_the_producers_retention_removed() {
+    let log = LogConfig { retention_bytes: 0, ..log_config() };
+    let mut c = Cluster::with_log(3, test_config(Durability::Fsync, 1), log);
+    c.crash(2);
+    c.elect(0, &[0, 1]);
+    let value = vec![b'p'; 900];
+    let first = c.produce_batch(0, Acks::All, idempotent(&value, 7, 0, 0));
+    assert_eq!(produced(&c, first), Some(0));
+    for _ in 0..12 {
+        c.produce(0, Acks::All, &value);
+    }
+    let start = c.apply_retention(0);
+    assert!(start > 0, "retention removed producer 7's batch");
+    c.restart(2);
+    c.send_state(2);
+    c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));
+    assert_eq!(c.replica(2).log().log_start_offset(), start);
+    assert_eq!(c.replica(2).log().log_end_offset(), 13);
+    let handed = c.replica(2).producers.table.producer(7).map(|p| p.last().last_offset);
+    assert_eq!(handed, Some(0), "the leader's state for producer 7");
+    // Node 2 leads; producer 7 retries its first batch (its answer was lost).
+    let retry_at_new_leader = |c: &mut Cluster| {
+        c.elect(2, &[2, 0, 1]);
+        let retry = c.produce_batch(2, Acks::All, idempotent(&value, 7, 0, 0));
+        c.advance_by(Duration::from_millis(500), Duration::from_millis(100));
+        assert_eq!(produced(c, retry), Some(0), "answered with the original offset");
+        assert_eq!(c.replica(2).log().log_end_offset(), 13, "nothing appended");
+    };
+    retry_at_new_leader(&mut c);
+    c.crash(2);
+    c.restart(2);
+    c.advance_by(Duration::from_millis(1_000), Duration::from_millis(100));
+    retry_at_new_leader(&mut c);
 }
