@@ -69,6 +69,16 @@ pub struct ReplicaWatch {
     pub(crate) producers_forgotten_at: BTreeMap<usize, Vec<u64>>,
 }
 
+impl ReplicaWatch {
+    /// Committed metadata is gone (the unrecoverable atlas): the quorum goes on with another
+    /// history, whose controller may hand a partition's leader epochs out again, so the
+    /// record of who led each epoch starts anew (`silent-corruption` seed 2027: a lone
+    /// voter's cut Raft log made node 1 lead audit-0's epoch 4 a second time).
+    fn history_forked(&mut self) {
+        self.epoch_leaders.clear();
+    }
+}
+
 /// A replica as last seen on one node, within one incarnation.
 #[derive(Debug, Clone, Default)]
 struct Seen {
@@ -350,8 +360,11 @@ impl World {
         let Some(core) = n.node.as_ref() else { return Ok(()) };
         let incarnation = n.incarnation;
         let raft = core.raft();
-        if matches!(raft.fatal(), Some(RaftFatal::CommittedConflict { .. })) {
+        if matches!(raft.fatal(), Some(RaftFatal::CommittedConflict { .. }))
+            && !self.committed_metadata_lost
+        {
             self.committed_metadata_lost = true;
+            self.replicas.history_forked();
         }
         if self.params.voters() == 1 && node == 0 && raft.is_ready() {
             // The lone voter commits only what it synced, so its recovered log holds every
@@ -368,7 +381,11 @@ impl World {
                     });
                 }
                 self.committed_metadata_lost = true;
+                self.replicas.history_forked();
+                // What it commits from here is counted anew: a later cut is a new loss.
+                self.replicas.lone_voter_committed = 0;
             }
+            let committed = self.replicas.lone_voter_committed;
             self.replicas.lone_voter_committed = committed.max(raft.commit_index());
         }
         if raft.role() == RaftRole::Leader {
