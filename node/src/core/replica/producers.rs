@@ -78,8 +78,10 @@ pub(super) struct Producers {
     /// The base offset of the log's active segment when last looked at: a change after an
     /// append is a roll.
     active_segment: Option<u64>,
-    /// Replay reads in a row that failed (an I/O error, or a checksum on every try).
-    replay_read_failures: u8,
+    /// Replay reads that failed (an I/O error, or a checksum on every try) at the covered
+    /// offset `.1`, with no replay getting past it since: a reload reads the good batches
+    /// before the damage again, which must not count as getting past it.
+    replay_read_failures: (u8, u64),
     /// How many times a rebuild could not read the log and forgot every producer.
     forgets: u64,
     /// Producers a leader handed over with the log start this replica's log restarts at,
@@ -117,7 +119,7 @@ impl Producers {
             writing: None,
             ops,
             active_segment: None,
-            replay_read_failures: 0,
+            replay_read_failures: (0, 0),
             forgets: 0,
             handed: None,
         }
@@ -381,13 +383,16 @@ impl Replica {
                 return;
             }
         };
-        self.producers.replay_read_failures = 0;
         let mut pos = 0;
         // Bounded by the read's size: each batch advances `pos` by its length.
         while pos < bytes.len() {
             let header = BatchHeader::parse(&bytes[pos..]).expect("the log reads whole batches");
             self.producers.table.replay(&header);
             pos += header.total_bytes();
+        }
+        let (_, failed_at) = self.producers.replay_read_failures;
+        if self.producers.table.covered_end_offset() > failed_at {
+            self.producers.replay_read_failures = (0, 0);
         }
         if self.producers.table.covered_end_offset() == covered
             && !self.producer_replay_goes_past(covered, None)
@@ -412,7 +417,9 @@ impl Replica {
     /// Whether the rebuild gives up on what a read that failed with `error` could not read.
     /// A failed log recovers and reloads again. A batch failing its checksum on every read of
     /// one log read, or an I/O error, is read again, from a fresh reload, up to
-    /// [`READ_RETRIES_MAX`] times in a row: bits flipped on the way from the disk are gone on
+    /// [`READ_RETRIES_MAX`] times at the same offset (the good batches a reload reads before
+    /// it do not count as getting past it: counting anew after them reloaded for ever,
+    /// simulator seeds 389166 and 409855): bits flipped on the way from the disk are gone on
     /// the next read (recovery had just read the same bytes whole; simulator
     /// `flaky-reads-restart` seed 1164, where three flipped reads in a row made the table
     /// forget a producer, whose retry was then written twice), while damage on the medium,
@@ -423,13 +430,16 @@ impl Replica {
         let gives_up = match error {
             LogError::OffsetOutOfRange { .. } => true,
             LogError::Corrupt { .. } | LogError::Storage { .. } => {
-                p.replay_read_failures = p.replay_read_failures.saturating_add(1);
-                p.replay_read_failures > READ_RETRIES_MAX
+                let covered = p.table.covered_end_offset();
+                let (failures, at) = p.replay_read_failures;
+                let failures = if at == covered { failures.saturating_add(1) } else { 1 };
+                p.replay_read_failures = (failures, covered);
+                failures > READ_RETRIES_MAX
             }
             _ => false,
         };
         if gives_up {
-            p.replay_read_failures = 0;
+            p.replay_read_failures = (0, 0);
             tracing::warn!(dir = %p.dir, %error, covered = p.table.covered_end_offset(),
                 "producer state replay cannot read the log");
         } else {

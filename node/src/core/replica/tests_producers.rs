@@ -231,6 +231,27 @@ fn a_rebuild_that_cannot_read_the_log_gives_up_after_bounded_retries_and_the_lea
     assert_eq!(produced(&c, token), Some(c.replica(0).log().log_end_offset() - 1), "it serves");
 }
 
+/// Damage on the medium after batches the replay reads whole: every reload reads those
+/// again before it meets the damage, which must not count as getting past it (simulator
+/// seeds 389166 and 409855: the failures were counted anew after each such read, and the
+/// rebuild reloaded for ever, so the partition never led again).
+#[test]
+fn a_rebuild_meeting_damage_after_readable_batches_gives_up_after_bounded_reloads() {
+    let mut c = lone_node_with_snapshots();
+    let newest = *c.replica(0).producers.snapshot_offsets().last().expect("a snapshot");
+    let leo = c.replica(0).log().log_end_offset();
+    assert!(leo - newest >= 2, "batches to replay before the damaged one");
+    let last = c.replica(0).log().segments().last().expect("a segment");
+    let (file, size) = (last.log_file.clone(), last.size_bytes as usize);
+    // Inside the last batch's records: its CRC-32C fails on every read.
+    c.nodes[0].disk.corrupt(file.as_str(), size - 10);
+    c.nodes[0].replica.producers.want_reload();
+    let second = std::time::Duration::from_secs(1);
+    c.advance_by(10 * second, second);
+    assert!(c.replica(0).producers.is_ready(), "the rebuild ended");
+    assert_eq!(c.replica(0).producer_state_forgets(), 1, "it gave up once, and says so");
+}
+
 /// No snapshot to start from and the oldest segment damaged: the rebuild forgets what it
 /// cannot read and replays the segments after it, so producers that wrote there keep their
 /// state and a retry of a batch the log holds is still answered with its offset.
