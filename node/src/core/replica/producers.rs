@@ -507,8 +507,8 @@ impl Replica {
     /// producers whose batches all lie below `start`, where this log restarts. They are
     /// taken in once the restart's truncation is done and the table is ready.
     pub(super) fn producers_handed(&mut self, start: u64, snapshot: &Bytes) {
+        self.producers.handed = None;
         if snapshot.is_empty() {
-            self.producers.handed = None;
             return;
         }
         match ProducerStateTable::restore(snapshot) {
