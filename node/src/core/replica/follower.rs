@@ -322,7 +322,19 @@ impl Replica {
         let start = self.log.log_start_offset();
         self.truncating = true;
         let result = if target < start {
-            self.log.truncate_fully_and_start_at(now, start, out)
+            if self.high_watermark > start {
+                // Only after data loss (the Truncated handler's case), but the restart moves
+                // the log end to `start` at once, and the HW may not stay above it meanwhile.
+                tracing::warn!(topic = %self.config.topic, partition = self.config.partition,
+                    hw = self.high_watermark, start, "restarting the log below the high watermark");
+                self.high_watermark = start;
+            }
+            let restarted = self.log.truncate_fully_and_start_at(now, start, out);
+            if restarted.is_ok() {
+                // The producer state follows at once too (again when the restart is done).
+                self.producers_truncated(start, out);
+            }
+            restarted
         } else {
             self.log.truncate_to(target, out)
         };
