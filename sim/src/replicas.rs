@@ -94,6 +94,8 @@ struct Seen {
     traced: Option<String>,
     /// The log's count of fetches answered by its read ahead, at the last step.
     reads_ahead: u64,
+    /// The log's count of fetches answered from its tail cache, at the last step.
+    tail_reads: u64,
     /// The replica's count of producer-state rebuilds that forgot every producer.
     producer_forgets: u64,
 }
@@ -476,6 +478,9 @@ impl World {
             let taken = log.reads_ahead_taken();
             self.coverage.reads_ahead += taken.checked_sub(seen.reads_ahead).unwrap_or(taken);
             seen.reads_ahead = taken;
+            let tail = log.tail_reads();
+            self.coverage.tail_reads += tail.checked_sub(seen.tail_reads).unwrap_or(tail);
+            seen.tail_reads = tail;
             let forgets = replica.producer_state_forgets();
             if forgets < seen.producer_forgets {
                 // A replica made anew on this node (the partition reassigned back) counts

@@ -76,6 +76,9 @@ pub struct Coverage {
     pub corrupt_reads: u64,
     /// Consumer fetches answered by the log's read ahead.
     pub reads_ahead: u64,
+    /// Fetches (followers', consumers', the producer state's) answered from the log's tail
+    /// cache without a disk read.
+    pub tail_reads: u64,
     /// Node-to-node messages sent.
     pub messages_sent: u64,
     /// Node-to-node messages handed to their node.
@@ -123,6 +126,7 @@ impl Coverage {
         self.acked_lost_detected += other.acked_lost_detected;
         self.corrupt_reads += other.corrupt_reads;
         self.reads_ahead += other.reads_ahead;
+        self.tail_reads += other.tail_reads;
         self.messages_sent += other.messages_sent;
         self.messages_delivered += other.messages_delivered;
         self.messages_dropped += other.messages_dropped;
@@ -177,6 +181,9 @@ impl Coverage {
         // Reads ahead (decision 0028): 0..2000 answers about 8 fetches a seed from one.
         let ahead = self.reads_ahead;
         want(!big || ahead >= seeds, format!("fetches read ahead < {seeds}"));
+        // The tail cache: 0..2000 answers about 550 fetches a seed from it.
+        let tail = self.tail_reads;
+        want(!big || tail >= 100 * seeds, format!("fetches from the tail < {}", 100 * seeds));
         let torn = self.disk.get("torn-blocks-kept").copied().unwrap_or(0);
         want(seeds < 50 || torn > 0, "no torn write survived a crash".into());
         why
@@ -195,12 +202,13 @@ impl fmt::Display for Coverage {
         writeln!(
             f,
             "  writes acked {} acked read back {} records read {} corrupt reads refused {} \
-             fetches read ahead {}",
+             fetches read ahead {} from the tail {}",
             self.writes_acked,
             self.acked_read_back,
             self.records_read,
             self.corrupt_reads,
-            self.reads_ahead
+            self.reads_ahead,
+            self.tail_reads
         )?;
         writeln!(
             f,

@@ -87,6 +87,8 @@ fn config() -> LogConfig {
         retention_ms: 20_000,
         index_interval_bytes: 512,
         batch_bytes_max: 8192,
+        // Small, so that the model's reads take both ways: from memory and from the disk.
+        tail_cache_bytes: 4096,
     }
 }
 

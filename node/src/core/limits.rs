@@ -43,6 +43,16 @@ pub const READ_AHEAD_BYTES_MAX: u32 = 1 << 20;
 /// consumer that keeps up fetches again within milliseconds.
 pub const READ_AHEAD_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How many bytes of its newest batches a partition log keeps in memory by default, to
+/// answer fetches at its tail (followers', consumers' that keep up) without a disk read
+/// (`LogConfig::tail_cache_bytes`; the default `max.partition.fetch.bytes` of the clients).
+pub const TAIL_CACHE_BYTES: u32 = 1 << 20;
+
+/// How long a batch stays in the tail cache: the followers of a partition fetch what it
+/// appended within milliseconds, and a batch's bytes may share an allocation with the whole
+/// request that brought it, which a batch kept long would pin.
+pub const TAIL_CACHE_KEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Leader epochs kept in a partition's epoch cache before the oldest are dropped; more than
 /// this many leader changes inside the retained log is implausible.
 pub const EPOCH_CACHE_ENTRIES_MAX: usize = 4096;

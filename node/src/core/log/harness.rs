@@ -267,6 +267,109 @@ pub mod conformance {
         a_fetch_takes_over_the_read_ahead_in_flight(make());
         a_truncation_drops_the_read_ahead(make());
         a_read_ahead_nobody_fetches_is_dropped(make());
+        fetches_at_the_tail_are_answered_from_memory(make());
+        the_tail_cache_keeps_the_newest_batches_for_a_while(make());
+        a_truncation_empties_the_tail_cache(make());
+    }
+
+    /// The default settings without a tail cache: every fetch reads the disk.
+    fn disk_reads() -> LogConfig {
+        LogConfig { tail_cache_bytes: 0, ..LogConfig::default() }
+    }
+
+    /// Every (offset, high watermark, max bytes) fetch of the log's first `end` offsets, with
+    /// its answer, each answered before any op ran (`at_once`) or by running the ops.
+    fn fetch_grid<D: DiskDriver>(
+        h: &mut LogHarness<D>,
+        end: u64,
+        at_once: bool,
+    ) -> Vec<((u64, u64, u32), Bytes)> {
+        let mut answers = Vec::new();
+        for offset in 0..end {
+            for max_offset in offset + 1..=end {
+                for max_bytes in [1, 700, 1_500, 1 << 20] {
+                    let token = h.fetch_queued(offset, max_offset, max_bytes).unwrap();
+                    let token = token.expect("data below the bound");
+                    if !at_once {
+                        h.run();
+                    }
+                    let answer = h.answer(token).expect("answered").unwrap();
+                    answers.push(((offset, max_offset, max_bytes), answer));
+                }
+            }
+        }
+        answers
+    }
+
+    /// Fetches at the tail are answered from memory, before any op runs, with exactly what a
+    /// read of the disk returns: by the same bounds (the high watermark, `max_bytes` but the
+    /// first batch whole), from inside a batch too.
+    pub fn fetches_at_the_tail_are_answered_from_memory<D: DiskDriver>(disk: D) {
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        for i in 0..6 {
+            // Batches of 1, 2 and 3 records, about 600 bytes each.
+            let values: Vec<Vec<u8>> = (0..i % 3 + 1).map(|_| vec![b'a' + i as u8; 180]).collect();
+            let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            h.append(build::batch(&values, 1_000 + i as i64), 2).unwrap();
+        }
+        let end = h.log.log_end_offset();
+        assert_eq!(end, 12);
+        let from_memory = fetch_grid(&mut h, end, true);
+        assert!(h.queue.is_empty(), "no read was queued");
+        assert_eq!(h.log.tail_reads(), from_memory.len() as u64);
+        h.reopen();
+        assert_eq!(h.log.tail_reads(), 0, "a log opened holds no tail");
+        let from_disk = fetch_grid(&mut h, end, false);
+        assert_eq!(from_memory, from_disk);
+    }
+
+    /// The tail cache holds the newest `tail_cache_bytes` only, and each batch for
+    /// `TAIL_CACHE_KEEP`; a fetch of anything older reads the disk.
+    pub fn the_tail_cache_keeps_the_newest_batches_for_a_while<D: DiskDriver>(disk: D) {
+        use crate::core::limits::TAIL_CACHE_KEEP;
+        let config = LogConfig { tail_cache_bytes: 3_000, ..LogConfig::default() };
+        let mut h = LogHarness::open(disk, DIR, config, T0);
+        append_values(&mut h, 10, 1_000, b'a', 3);
+        let fetch = |h: &mut LogHarness<D>, offset: u64| {
+            let end = h.log.log_end_offset();
+            let token = h.fetch_queued(offset, end, 1).unwrap().expect("data below");
+            let at_once = h.answer(token);
+            let held = at_once.is_some();
+            h.run();
+            at_once.or_else(|| h.answer(token)).expect("answered").unwrap();
+            held
+        };
+        assert!(fetch(&mut h, 9) && fetch(&mut h, 8), "the newest batches are held");
+        assert!(!fetch(&mut h, 7) && !fetch(&mut h, 0), "older ones are read");
+        assert_eq!(h.log.reads_held_deadline(), Some(T0 + TAIL_CACHE_KEEP));
+        h.log.expire_reads_held(T0 + TAIL_CACHE_KEEP - Duration::from_millis(1));
+        assert!(fetch(&mut h, 9), "held until its time is up");
+        h.log.expire_reads_held(T0 + TAIL_CACHE_KEEP);
+        assert!(!fetch(&mut h, 9), "dropped when it is");
+        assert_eq!(h.log.reads_held_deadline(), None);
+        // A batch larger than the cache is not held, and the next starts a run again.
+        h.append(build::batch(&[&[b'b'; 4_000]], 2_000), 3).unwrap();
+        assert!(!fetch(&mut h, 10));
+        h.append(build::batch(&[b"c"], 2_001), 3).unwrap();
+        assert!(fetch(&mut h, 11) && !fetch(&mut h, 10));
+    }
+
+    /// A truncation empties the tail cache: after the tail is cut and written again, a fetch
+    /// at the tail returns the new batches, and one of the cut offsets is out of range.
+    pub fn a_truncation_empties_the_tail_cache<D: DiskDriver>(disk: D) {
+        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        append_values(&mut h, 10, 100, b'a', 3);
+        let token = h.fetch_queued(9, 10, 1 << 20).unwrap().expect("data below");
+        assert!(h.answer(token).is_some(), "the batches are held");
+        assert_eq!(h.truncate_to(5).unwrap(), 5);
+        assert!(matches!(h.read(7, 10, 1 << 20), Err(LogError::OffsetOutOfRange { .. })));
+        append_values(&mut h, 3, 100, b'b', 4);
+        let token = h.fetch_queued(5, 8, 1 << 20).unwrap().expect("data below");
+        assert!(h.answer(token).is_some(), "the new batches are held");
+        let held = h.read(5, 8, 1 << 20).unwrap();
+        assert_eq!(header(&held).partition_leader_epoch, 4, "the batches written after the cut");
+        h.reopen();
+        assert_eq!(held, h.read(5, 8, 1 << 20).unwrap(), "what the disk holds");
     }
 
     /// `count` batches of one record of `value_bytes` bytes, each `value` throughout, appended
@@ -316,7 +419,7 @@ pub mod conformance {
     /// every answer is there before any op runs, and is exactly what a plain read returns.
     /// An answer that reaches the high watermark starts no read ahead.
     pub fn a_consumer_catching_up_is_read_ahead_of<D: DiskDriver>(disk: D) {
-        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        let mut h = LogHarness::open(disk, DIR, disk_reads(), T0);
         append_values(&mut h, 40, 1_000, b'a', 3);
         let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
         let mut offset = catch_up_twice(&mut h, max_bytes);
@@ -348,7 +451,7 @@ pub mod conformance {
     /// A fetch of the range whose read ahead is still in flight takes that read over: no
     /// second read is queued, and it is answered when the first completes.
     pub fn a_fetch_takes_over_the_read_ahead_in_flight<D: DiskDriver>(disk: D) {
-        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        let mut h = LogHarness::open(disk, DIR, disk_reads(), T0);
         append_values(&mut h, 20, 1_000, b'a', 3);
         let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
         let token = h.fetch_queued(0, end, max_bytes).unwrap().expect("data below");
@@ -369,7 +472,7 @@ pub mod conformance {
     /// A truncation drops what was read ahead: after the tail is cut and written again, a
     /// fetch from the same offset returns the new batches, not the ones read before.
     pub fn a_truncation_drops_the_read_ahead<D: DiskDriver>(disk: D) {
-        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        let mut h = LogHarness::open(disk, DIR, disk_reads(), T0);
         append_values(&mut h, 20, 1_000, b'a', 3);
         let max_bytes = 3_500;
         let offset = catch_up_twice(&mut h, max_bytes);
@@ -387,14 +490,14 @@ pub mod conformance {
     /// passed over by a fetch elsewhere.
     pub fn a_read_ahead_nobody_fetches_is_dropped<D: DiskDriver>(disk: D) {
         use crate::core::limits::READ_AHEAD_KEEP;
-        let mut h = LogHarness::open(disk, DIR, LogConfig::default(), T0);
+        let mut h = LogHarness::open(disk, DIR, disk_reads(), T0);
         append_values(&mut h, 20, 1_000, b'a', 3);
         let (end, max_bytes) = (h.log.log_end_offset(), 3_500);
         let offset = catch_up_twice(&mut h, max_bytes);
         assert_eq!(h.log.read_ahead_deadline(), Some(T0 + READ_AHEAD_KEEP));
-        h.log.expire_read_ahead(T0 + READ_AHEAD_KEEP - Duration::from_millis(1));
+        h.log.expire_reads_held(T0 + READ_AHEAD_KEEP - Duration::from_millis(1));
         assert!(h.log.read_ahead_deadline().is_some(), "kept until its deadline");
-        h.log.expire_read_ahead(T0 + READ_AHEAD_KEEP);
+        h.log.expire_reads_held(T0 + READ_AHEAD_KEEP);
         assert_eq!(h.log.read_ahead_deadline(), None);
         let token = h.fetch_queued(offset, end, max_bytes).unwrap().expect("data below");
         assert!(h.answer(token).is_none(), "dropped: the fetch reads");

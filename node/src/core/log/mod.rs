@@ -25,7 +25,8 @@
 //!   new log start before its segment was created); a failed write or sync fails the log
 //!   (fsyncgate) until [`recover`](PartitionLog::recover) re-reads the disk.
 //! - A batch read from disk is returned only after its CRC-32C checked out; a damaged batch is
-//!   never returned.
+//!   never returned. A fetch at the tail is answered from the batches as they were appended
+//!   (module `tail`), which were checked when they came in.
 //! - Layout of the directory: `<base>.log` segments, `<base>.index` beside each sealed one,
 //!   `leader-epoch-checkpoint`. See docs/decisions/0001-storage-format.md.
 
@@ -37,6 +38,7 @@ pub mod harness;
 mod read;
 mod recovery;
 pub mod segment;
+mod tail;
 #[cfg(test)]
 mod tests_read;
 #[cfg(test)]
@@ -52,11 +54,12 @@ use self::epoch::{EpochCheckpoint, LeaderEpochCache};
 use self::read::{ReadAhead, ReadJob, SeekJob, Stream, TruncateJob};
 use self::recovery::{Recovery, RecoveryStep};
 use self::segment::Segment;
+use self::tail::TailCache;
 use crate::core::frame::encode_frame;
 use crate::core::io::{DiskError, DiskOp, DiskResult, FileName, OpId};
 use crate::core::limits::{
     BATCH_BYTES_MAX_DEFAULT, INDEX_INTERVAL_BYTES, RECOVERY_READ_BYTES, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN,
+    SEGMENT_BYTES_MIN, TAIL_CACHE_BYTES,
 };
 use crate::core::time::Instant;
 
@@ -115,6 +118,9 @@ pub struct LogConfig {
     pub batch_bytes_max: usize,
     /// `index.interval.bytes`: bytes between sparse index entries.
     pub index_interval_bytes: u32,
+    /// Not a topic setting: how many bytes of its newest batches the log keeps in memory to
+    /// answer fetches at its tail without a disk read (module `tail`); 0 keeps none.
+    pub tail_cache_bytes: u32,
 }
 
 impl Default for LogConfig {
@@ -126,6 +132,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES,
+            tail_cache_bytes: TAIL_CACHE_BYTES,
         }
     }
 }
@@ -358,6 +365,8 @@ pub struct PartitionLog {
     read_ahead: ReadAhead,
     /// Consumer fetches answered by a read ahead, ready or in flight.
     reads_ahead_taken: u64,
+    /// The newest batches, for fetches at the tail (module `tail`).
+    tail: TailCache,
 }
 
 const EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
@@ -391,6 +400,7 @@ impl PartitionLog {
             checkpoint_writes: 0,
             read_ahead: ReadAhead::None,
             reads_ahead_taken: 0,
+            tail: TailCache::default(),
         };
         log.recover(out);
         log
@@ -402,7 +412,7 @@ impl PartitionLog {
         for (_, pending) in std::mem::take(&mut self.pending) {
             self.abandon(pending, &LogError::Recovering);
         }
-        self.forget_read_ahead();
+        self.forget_reads_held();
         self.syncs.clear();
         self.sealed_indexes.clear();
         self.segments.clear();
@@ -613,6 +623,9 @@ impl PartitionLog {
         }
         let position = active.size_bytes;
         active.observe_batch(position, header, interval);
+        let limit = self.config.tail_cache_bytes as usize;
+        let (base, next) = (header.base_offset as u64, header.next_offset() as u64);
+        self.tail.push(now, base, next, bytes.clone(), limit);
         let op = DiskOp::Append { file: active.log_file.clone(), pos: position, data: bytes };
         self.log_end_offset = active.next_offset;
         let id = out.submit(op);
@@ -846,7 +859,7 @@ impl PartitionLog {
         out: &mut impl DiskQueue,
     ) -> Result<(), LogError> {
         self.check_writable()?;
-        self.forget_read_ahead();
+        self.forget_reads_held();
         for segment in std::mem::take(&mut self.segments) {
             self.remove_segment_files(&segment, Pending::Data, out);
         }
@@ -902,7 +915,7 @@ impl PartitionLog {
         position: u64,
         out: &mut impl DiskQueue,
     ) {
-        self.forget_read_ahead();
+        self.forget_reads_held();
         while self.segments.len() > index + 1 {
             let segment = self.segments.pop_back().expect("checked");
             self.remove_segment_files(&segment, Pending::Data, out);
@@ -1025,7 +1038,7 @@ impl PartitionLog {
         for (_, pending) in std::mem::take(&mut self.pending) {
             self.abandon(pending, &error);
         }
-        self.forget_read_ahead();
+        self.forget_reads_held();
         self.syncs.clear();
         self.sealed_indexes.clear();
         self.truncating = false;
@@ -1093,6 +1106,7 @@ impl PartitionLog {
         if let Some(last_epoch) = self.epochs.entries().last() {
             assert!(last_epoch.start_offset <= self.log_end_offset, "epoch beyond log end");
         }
+        self.tail.invariants(self.log_end_offset);
         match &self.read_ahead {
             ReadAhead::None => {}
             ReadAhead::After { next, .. } | ReadAhead::Ready { next, .. } => {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::batch::{BatchHeader, BatchScan, ScanStop, visit_record_timestamps};
 use super::epoch::LeaderEpochCache;
 use super::segment::IndexHit;
+use super::tail::TailRead;
 use super::{DiskQueue, LogError, LogEvent, PartitionLog, Pending, ReadStart};
 use crate::core::io::{DiskOk, DiskOp, DiskResult, OpId};
 use crate::core::limits::{
@@ -114,7 +115,9 @@ impl PartitionLog {
         let Some(max_offset) = self.readable(offset, max_offset)? else {
             return Ok(ReadStart::Empty);
         };
-        self.start_read(token, offset, max_offset, max_bytes, Stream::Plain, out);
+        if self.answer_from_tail(token, offset, max_offset, max_bytes).is_none() {
+            self.start_read(token, offset, max_offset, max_bytes, Stream::Plain, out);
+        }
         Ok(ReadStart::Pending)
     }
 
@@ -132,6 +135,13 @@ impl PartitionLog {
         let Some(max_offset) = self.readable(offset, max_offset)? else {
             return Ok(ReadStart::Empty);
         };
+        if let Some(next) = self.answer_from_tail(token, offset, max_offset, max_bytes) {
+            // Followed as an answer read from disk is: the next fetch continues there, and
+            // is answered from the tail too unless the tail moved on (a read of the disk,
+            // read ahead of after that).
+            self.read_ahead = ReadAhead::After { next, max_bytes };
+            return Ok(ReadStart::Pending);
+        }
         let asked = |from: u64, bytes: u32| from == offset && bytes == max_bytes;
         let mut continues = false;
         match std::mem::take(&mut self.read_ahead) {
@@ -157,6 +167,20 @@ impl PartitionLog {
         }
         self.start_read(token, offset, max_offset, max_bytes, Stream::Consumer { continues }, out);
         Ok(ReadStart::Pending)
+    }
+
+    /// Answers a fetch from the tail cache with a [`LogEvent::Read`] queued at once, if it
+    /// holds `offset`; returns where the answer ends.
+    fn answer_from_tail(
+        &mut self,
+        token: u64,
+        offset: u64,
+        max_offset: u64,
+        max_bytes: u32,
+    ) -> Option<u64> {
+        let TailRead { records, next } = self.tail.read(offset, max_offset, max_bytes)?;
+        self.events.push_back(LogEvent::Read { token, result: Ok(records) });
+        Some(next)
     }
 
     /// Whether `offset` may be read: the read's upper bound (`max_offset` within the log), or
@@ -223,6 +247,11 @@ impl PartitionLog {
         self.reads_ahead_taken
     }
 
+    /// Fetches answered from the tail cache since the log opened.
+    pub fn tail_reads(&self) -> u64 {
+        self.tail.answered()
+    }
+
     /// When the range read ahead is dropped if no fetch took it.
     pub fn read_ahead_deadline(&self) -> Option<Instant> {
         match &self.read_ahead {
@@ -231,17 +260,28 @@ impl PartitionLog {
         }
     }
 
-    /// Drops the range read ahead if its time is up.
-    pub fn expire_read_ahead(&mut self, now: Instant) {
-        if self.read_ahead_deadline().is_some_and(|until| until <= now) {
-            self.read_ahead = ReadAhead::None;
+    /// When [`Self::expire_reads_held`] next drops something: the range read ahead, or the
+    /// tail cache of a log that stopped taking appends.
+    pub fn reads_held_deadline(&self) -> Option<Instant> {
+        match (self.read_ahead_deadline(), self.tail.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Forgets the consumer read ahead of: the bytes the log holds changed, or it failed.
-    /// A read ahead still in flight is dropped when it completes.
-    pub(super) fn forget_read_ahead(&mut self) {
+    /// Drops the range read ahead, and the batches in the tail cache, whose time is up.
+    pub fn expire_reads_held(&mut self, now: Instant) {
+        if self.read_ahead_deadline().is_some_and(|until| until <= now) {
+            self.read_ahead = ReadAhead::None;
+        }
+        self.tail.expire(now);
+    }
+
+    /// Forgets the consumer read ahead of and the tail cache: the bytes the log holds
+    /// changed, or it failed. A read ahead still in flight is dropped when it completes.
+    pub(super) fn forget_reads_held(&mut self) {
         self.read_ahead = ReadAhead::None;
+        self.tail.clear();
     }
 
     /// Answers a fetch read that failed; a read ahead that failed is dropped.

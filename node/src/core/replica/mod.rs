@@ -98,8 +98,9 @@ enum Timer {
     Recover,
     /// Forget producers idle for `producer.id.expiration.ms`.
     ProducerExpiry,
-    /// Drop the range the log read ahead of a consumer that did not fetch it.
-    ReadAhead,
+    /// Drop the range the log read ahead of a consumer that did not fetch it, and the tail
+    /// cache of a log that stopped taking appends.
+    ReadsHeld,
 }
 
 /// What a log read in flight is for.
@@ -404,7 +405,7 @@ impl Replica {
                     self.log.recover(out);
                 }
                 Timer::ProducerExpiry => self.expire_producers(now),
-                Timer::ReadAhead => self.log.expire_read_ahead(now),
+                Timer::ReadsHeld => self.log.expire_reads_held(now),
             }
         }
         self.after_input(now, out);
@@ -501,9 +502,9 @@ impl Replica {
                 break;
             }
         }
-        match self.log.read_ahead_deadline() {
-            Some(until) => self.timers.set(Timer::ReadAhead, until),
-            None => self.timers.stop(Timer::ReadAhead),
+        match self.log.reads_held_deadline() {
+            Some(until) => self.timers.set(Timer::ReadsHeld, until),
+            None => self.timers.stop(Timer::ReadsHeld),
         }
         self.invariants();
     }

@@ -690,7 +690,10 @@ pub(super) fn consumers_read_only_below_the_hw() {
 /// replica's timer drops the range when no fetch takes it.
 #[test]
 fn a_range_read_ahead_for_a_consumer_is_dropped_by_the_replica_timer() {
-    let mut c = three(FSYNC, 1);
+    // No tail cache: these fetches are read from disk, and read ahead of.
+    let log = LogConfig { tail_cache_bytes: 0, ..log_config() };
+    let mut c = Cluster::with_log(3, test_config(FSYNC, 1), log);
+    c.elect(0, &[0, 1, 2]);
     for _ in 0..10 {
         c.produce(0, Acks::All, &[b'x'; 500]);
     }
