@@ -347,10 +347,8 @@ impl PartitionLog {
                 misplaced = true;
                 break;
             }
-            scan.segment.observe_batch(start + position as u64, &header, interval);
-            if last_epoch != Some(epoch) {
-                recovery.scanned_epochs.push((epoch, header.base_offset as u64));
-            }
+            let at = start + position as u64;
+            take_batch(scan, &mut recovery.scanned_epochs, at, &header, interval);
             seen.push((start + position as u64, header));
         }
         let valid_end = scan.segment.size_bytes;
@@ -387,11 +385,7 @@ impl PartitionLog {
                 let agreed = shared.get(RECOVERY_READS_AGREEING - 2).copied().unwrap_or(0);
                 if agreed > 0 {
                     for (position, header) in &outcome.batches[..agreed] {
-                        scan.segment.observe_batch(*position, header, interval);
-                        let epoch = header.partition_leader_epoch;
-                        if recovery.scanned_epochs.last().map(|(e, _)| *e) != Some(epoch) {
-                            recovery.scanned_epochs.push((epoch, header.base_offset as u64));
-                        }
+                        take_batch(scan, &mut recovery.scanned_epochs, *position, header, interval);
                     }
                     scan.retries = 0;
                     scan.outcomes.clear();
@@ -555,6 +549,22 @@ impl PartitionLog {
 /// segments it trusted through their index, the checkpoint is, as it was durable before the
 /// index was written. An entry starting exactly at the log end is an epoch a leader assigned
 /// before its first append, and is kept.
+/// A batch the scan keeps, at byte `position` of its segment: the segment's index and end
+/// take it in, and its epoch is noted if it starts one.
+fn take_batch(
+    scan: &mut Scan,
+    epochs: &mut Vec<(i32, u64)>,
+    position: u64,
+    header: &BatchHeader,
+    interval: u32,
+) {
+    scan.segment.observe_batch(position, header, interval);
+    let epoch = header.partition_leader_epoch;
+    if epochs.last().map(|(e, _)| *e) != Some(epoch) {
+        epochs.push((epoch, header.base_offset as u64));
+    }
+}
+
 fn rebuild_epochs(
     stored: &[EpochEntry],
     scanned_ranges: &[(u64, u64)],
