@@ -37,13 +37,42 @@ def die_with_parent():
         pass
 
 
+def ephemeral_low():
+    """The first port of the kernel's ephemeral range (where connections' own ports come from)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n):
-    """n distinct free loopback ports (all held open while picking, so none repeats)."""
+    """n distinct free loopback ports, all held open while picking, so none repeats.
+
+    They are drawn below the ephemeral range: a port the kernel hands out there is free only
+    until some connection's own end takes it, and a node that starts after its peers connected
+    out could find its port taken (a CI run saw "Address already in use" on a peer port). Ports
+    below the range are taken only by an explicit bind; drawn at random, two harnesses running
+    at once rarely meet, and a port some process listens on fails the bind here and is skipped.
+    """
+    import random
+
+    high = ephemeral_low()
+    low = max(1024, high - 20000)
+    draw = random.SystemRandom()
     socks = []
     try:
-        for _ in range(n):
+        tries = 0
+        while len(socks) < n:
+            tries += 1
+            if tries > 100 * n:
+                raise RuntimeError(f"no {n} free ports found in [{low}, {high})")
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", draw.randrange(low, high)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:
