@@ -14,6 +14,7 @@ with stdout and stderr appended to its own log, and dies with this process
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -55,8 +56,6 @@ def free_ports(n):
     below the range are taken only by an explicit bind; drawn at random, two harnesses running
     at once rarely meet, and a port some process listens on fails the bind here and is skipped.
     """
-    import random
-
     high = ephemeral_low()
     low = max(1024, high - 20000)
     draw = random.SystemRandom()

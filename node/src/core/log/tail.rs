@@ -48,11 +48,13 @@ impl TailCache {
     /// Holds the batch just appended at `base` (its records end before `next`), keeping at
     /// most `limit` bytes. A batch that does not continue the run held starts a new one.
     pub fn push(&mut self, now: Instant, base: u64, next: u64, bytes: Bytes, limit: usize) {
-        if self.batches.back().is_some_and(|last| last.next != base) || bytes.len() > limit {
-            self.clear();
-        }
         if bytes.len() > limit {
+            // Too large to hold: what is held no longer ends at the log end.
+            self.clear();
             return;
+        }
+        if self.batches.back().is_some_and(|last| last.next != base) {
+            self.clear();
         }
         self.bytes += bytes.len();
         self.batches.push_back(Held { base, next, bytes, at: now });
