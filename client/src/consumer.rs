@@ -225,7 +225,10 @@ pub struct Consumer {
     /// How the assignment held now was given: a cooperative member keeps it through the
     /// next rebalance, an eager one gives it all up first.
     held_protocol: RebalanceProtocol,
-    listener: Option<RebalanceListener>,
+    /// Only ever called through `&mut self`, so the lock is never contended (`get_mut`); it
+    /// is there so that the consumer is `Sync` with a listener that is only `Send`, and
+    /// `&self` methods such as `committed` can be awaited in a spawned task.
+    listener: Option<std::sync::Mutex<RebalanceListener>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -290,7 +293,7 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub fn set_rebalance_listener(&mut self, listener: RebalanceListener) {
-        self.listener = Some(listener);
+        self.listener = Some(std::sync::Mutex::new(listener));
     }
 
     /// This member's id and generation in its group, once it joined.
@@ -466,6 +469,9 @@ impl Consumer {
 
     fn tell(&mut self, event: &Rebalance) {
         if let Some(listener) = &mut self.listener {
+            // Poisoned only if the listener panicked before, and that panic went through
+            // the caller of `poll`: the listener is still the caller's to call.
+            let listener = listener.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
             listener(event);
         }
     }

@@ -61,3 +61,26 @@ pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync>() {}
+
+    /// Every handle can be moved into a spawned task and used there, `&self` methods
+    /// included: a future holding `&Consumer` across an await is `Send` only if the consumer
+    /// is `Sync`.
+    #[test]
+    fn the_public_handles_are_send_and_sync() {
+        shareable::<Client>();
+        shareable::<Producer>();
+        shareable::<Consumer>();
+        shareable::<Admin>();
+        fn spawnable<F: std::future::Future + Send>(_: F) {}
+        let committed = |consumer: Consumer| async move {
+            let _ = consumer.committed(&[]).await;
+        };
+        let _ = |consumer: Consumer| spawnable(committed(consumer));
+    }
+}

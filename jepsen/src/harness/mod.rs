@@ -329,36 +329,22 @@ fn spawn_workload(ctx: &Context, options: &TestOptions) -> Vec<tokio::task::Join
     tasks
 }
 
-/// Runs the consumers on a thread of their own, on a current-thread runtime: a
-/// `cairn_client::Consumer` is `Send` but not `Sync` (its rebalance listener is an
-/// `FnMut`), so a future holding `&Consumer` across an await (`committed`) cannot go to
-/// `tokio::spawn`. The returned task ends when every consumer has.
+/// Runs the consumers as tasks of the runtime, beside the producers; the returned task ends
+/// when every consumer has.
 fn spawn_consumers(
     ctx: Context,
     readers: Vec<(u64, u64, Reading)>,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let Ok(runtime) = runtime else { return };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&runtime, async move {
-            let tasks: Vec<_> = (readers.into_iter())
-                .map(|(process, seed, reading)| {
-                    let consumer =
-                        workload::consumer(ctx.clone(), process, seed, interval, reading);
-                    tokio::task::spawn_local(consumer)
-                })
-                .collect();
-            for task in tasks {
-                let _ = task.await;
-            }
-        });
-        let _ = done.send(());
-    });
+    let tasks: Vec<_> = (readers.into_iter())
+        .map(|(process, seed, reading)| {
+            tokio::spawn(workload::consumer(ctx.clone(), process, seed, interval, reading))
+        })
+        .collect();
     tokio::spawn(async move {
-        let _ = finished.await;
+        for task in tasks {
+            let _ = task.await;
+        }
     })
 }
 
