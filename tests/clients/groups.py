@@ -9,7 +9,9 @@ Steps and checks (every group consumes topic TOPIC, one partition, COUNT message
      end (its auto-commit); a second `kcat -G` in the group resumes at COUNT and reads none;
   3. kafka-python: a KafkaConsumer with group_id "cg-python" reads HALF, commits, closes;
      a second one resumes at HALF and reads the rest;
-  4. kafka-python's admin client: every group is listed; each group's committed offset
+  4. kafka-python's admin client: every group is listed (and by confluent-kafka's
+     ListConsumerGroups as a group of consumers, not a "simple" one, though its members
+     left); each group's committed offset
      is COUNT (OffsetFetch); a group with no member is deleted (DeleteGroups) and has no
      offsets afterwards.
 
@@ -158,6 +160,24 @@ def check_offsets(admin, topic, count, deadline):
         time.sleep(0.5)
 
 
+def check_consumer_groups(bootstrap, timeout):
+    """librdkafka's ListConsumerGroups: every group had consumer members (now gone, or
+    going), so none is a "simple" group, which librdkafka tells by an empty protocol type.
+    Kafka keeps a group's protocol type after its members leave."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+    if listed.errors:
+        fail(f"list_consumer_groups: errors {listed.errors}")
+    by_id = {group.group_id: group for group in listed.valid}
+    for group in GROUPS:
+        if group not in by_id:
+            fail(f"list_consumer_groups: {group} missing from {sorted(by_id)}")
+        if by_id[group].is_simple_consumer_group:
+            fail(f"list_consumer_groups: {group}, a group of consumers, is listed as a simple group (state {by_id[group].state})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
@@ -203,6 +223,7 @@ def main():
         listed = {group["group_id"] if isinstance(group, dict) else group[0] for group in admin.list_groups()}
         if not set(GROUPS) <= listed:
             fail(f"list_groups: expected {GROUPS} among {sorted(listed)}")
+        check_consumer_groups(args.bootstrap, args.timeout)
         check_offsets(admin, args.topic, count, Deadline(args.timeout))
         if args.metrics:
             check_metric_lag(args.metrics, GROUPS, args.topic, 0, Deadline(args.timeout))

@@ -178,13 +178,14 @@ impl Group {
             client_id: request.client_id,
             session_timeout: request.session_timeout,
             rebalance_timeout: request.rebalance_timeout,
-            protocol_type: request.protocol_type,
+            protocol_type: request.protocol_type.clone(),
             protocols: request.protocols,
             assignment: bytes::Bytes::new(),
             awaiting_join: Some(token),
             awaiting_sync: None,
         };
         self.members.insert(member_id.clone(), member);
+        self.protocol_type = request.protocol_type;
         self.refresh_session(now, &member_id);
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now);
@@ -200,6 +201,7 @@ impl Group {
         member.rebalance_timeout = request.rebalance_timeout;
         member.protocol_type.clone_from(&request.protocol_type);
         member.protocols.clone_from(&request.protocols);
+        self.protocol_type.clone_from(&request.protocol_type);
         // A client has one JoinGroup in flight; a second replaces the first, which is still
         // answered so that no request waits forever.
         let old = member.awaiting_join.replace(token);
@@ -243,9 +245,10 @@ impl Group {
         member.client_id = request.client_id;
         member.session_timeout = request.session_timeout;
         member.rebalance_timeout = request.rebalance_timeout;
-        member.protocol_type = request.protocol_type;
+        member.protocol_type.clone_from(&request.protocol_type);
         member.protocols = request.protocols;
         self.members.insert(member_id.clone(), member);
+        self.protocol_type = request.protocol_type;
         self.refresh_session(now, &member_id);
         if self.state == GroupState::Stable && unchanged {
             let result = Ok(self.join_response(&member_id, was_leader));

@@ -89,6 +89,11 @@ pub struct Group {
     generation: Generation,
     /// The assignor of the current generation; `None` while the group is Empty or Dead.
     protocol_name: Option<String>,
+    /// The protocol type of the members it had last (empty if it never had any). Kept once
+    /// they are gone, as Kafka keeps it: a consumer group whose members left is still a
+    /// consumer group to ListGroups and DescribeGroups (librdkafka tells a "simple" group,
+    /// one that only ever had offsets committed, by an empty protocol type).
+    protocol_type: String,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
     /// `group.instance.id` to the member id that holds it (KIP-345).
@@ -120,6 +125,7 @@ impl Group {
             state: GroupState::Empty,
             generation: 0,
             protocol_name: None,
+            protocol_type: String::new(),
             leader: None,
             members: BTreeMap::new(),
             static_members: BTreeMap::new(),
@@ -160,9 +166,10 @@ impl Group {
         self.members.keys().map(String::as_str)
     }
 
-    /// The group's protocol type: the one its members share, empty without members.
+    /// The group's protocol type: the one its members share, or, without members, the one
+    /// its last members had (empty if it never had any).
     pub fn protocol_type(&self) -> &str {
-        self.members.values().next().map_or("", |member| member.protocol_type.as_str())
+        self.members.values().next().map_or(&self.protocol_type, |member| &member.protocol_type)
     }
 
     /// The group as DescribeGroups reports it.
@@ -508,6 +515,10 @@ impl Group {
         if let Some(leader) = &self.leader {
             assert!(self.members.contains_key(leader), "the leader is a member");
         }
+        assert!(
+            self.members.values().all(|member| member.protocol_type == self.protocol_type),
+            "the protocol type kept is the members'"
+        );
         self.member_invariants();
     }
 

@@ -39,7 +39,8 @@ pub struct MemberSnapshot {
 pub struct GroupSnapshot {
     /// The generation.
     pub generation: Generation,
-    /// The protocol type, empty without members.
+    /// The protocol type: the members', or, without members, the one the last members had
+    /// (empty if the group never had any).
     pub protocol_type: String,
     /// The assignor chosen, empty without members.
     pub protocol_name: String,
@@ -61,7 +62,7 @@ impl Group {
         if self.state != GroupState::Stable {
             return GroupSnapshot {
                 generation: self.generation,
-                protocol_type: String::new(),
+                protocol_type: self.protocol_type().to_owned(),
                 protocol_name: String::new(),
                 leader: String::new(),
                 members: Vec::new(),
@@ -94,6 +95,7 @@ impl Group {
     pub fn restore(config: GroupConfig, now: Instant, snapshot: GroupSnapshot) -> Group {
         let mut group = Group::new(config);
         group.generation = snapshot.generation.max(0);
+        group.protocol_type.clone_from(&snapshot.protocol_type);
         if !snapshot_holds(&snapshot, group.config.group_size_max) {
             group.invariants();
             return group;
@@ -224,5 +226,26 @@ mod tests {
         let restored = Group::restore(GroupConfig::default(), now, snapshot);
         assert_eq!(restored.state(), GroupState::Empty);
         assert_eq!(restored.generation(), group.generation());
+    }
+
+    #[test]
+    fn a_group_whose_members_left_keeps_their_protocol_type_through_a_restore() {
+        let now = Instant::from_millis(1_000);
+        let (mut group, member_id) = stable_group(now);
+        let leaving = crate::core::group::LeaveMember { member_id, group_instance_id: None };
+        group.leave(now, 4, vec![leaving]);
+        while group.poll_event().is_some() {}
+        assert_eq!(group.state(), GroupState::Empty);
+        assert_eq!(group.describe().protocol_type, "consumer");
+        assert_eq!(group.describe().protocol_name, "");
+        let snapshot = group.snapshot();
+        assert!(snapshot.members.is_empty());
+        assert_eq!(snapshot.protocol_type, "consumer");
+        let restored = Group::restore(GroupConfig::default(), now, snapshot.clone());
+        assert_eq!(restored.state(), GroupState::Empty);
+        assert_eq!(restored.describe().protocol_type, "consumer");
+        assert_eq!(restored.snapshot(), snapshot);
+        // A group that never had members has none.
+        assert_eq!(Group::new(GroupConfig::default()).describe().protocol_type, "");
     }
 }

@@ -248,7 +248,8 @@ pub struct MemberDescription {
 pub struct GroupDescription {
     /// The group's state.
     pub state: GroupState,
-    /// The protocol type, empty for a group without members.
+    /// The protocol type: the members', or the last members' in a group whose members left
+    /// (empty for a group that never had any).
     pub protocol_type: String,
     /// The chosen assignor, empty while none is chosen.
     pub protocol_name: String,
