@@ -130,6 +130,10 @@ pub enum TopicError {
     /// The partition count is out of range.
     #[error("{0} partitions is not valid: a topic has from 1 to {TOPIC_PARTITIONS_MAX}")]
     BadPartitionCount(i32),
+    /// A client produced to an internal topic, which only the node writes (as Kafka, which
+    /// answers INVALID_TOPIC_EXCEPTION).
+    #[error("cannot produce to internal topic {0}: only the group coordinator writes to it")]
+    Internal(String),
 }
 
 const KNOWN_SETTINGS: &str = "retention.ms, retention.bytes, segment.bytes, segment.ms, \

@@ -43,7 +43,9 @@ pub fn request_error_code(error: &RequestError) -> i16 {
 /// The Kafka error code for a refused topic name, partition count or setting.
 pub fn topic_error_code(error: &TopicError) -> i16 {
     match error {
-        TopicError::BadName { .. } => ResponseError::InvalidTopicException.code(),
+        TopicError::BadName { .. } | TopicError::Internal(_) => {
+            ResponseError::InvalidTopicException.code()
+        }
         TopicError::BadPartitionCount(_) => ResponseError::InvalidPartitions.code(),
         TopicError::UnknownSetting(_)
         | TopicError::ReadOnly(_)

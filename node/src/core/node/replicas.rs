@@ -237,6 +237,11 @@ impl Node {
     ) {
         let refused = if self.shutting_down {
             Err(RequestError::NodeNotReady)
+        } else if &*partition.topic == crate::core::coordinator::OFFSETS_TOPIC {
+            // The coordinator appends its records to the replica directly; a client's
+            // records there would be skipped at load, so they are refused here.
+            let topic = partition.topic.to_string();
+            Err(RequestError::InvalidTopic(crate::core::topic::TopicError::Internal(topic)))
         } else {
             self.replica_or_error(&partition)
         };

@@ -16,6 +16,7 @@ use crate::core::io::DiskDriver;
 use crate::core::log::batch::build;
 use crate::core::raft::tests_harness::MemDisk;
 use crate::core::replica::Role;
+use crate::core::topic::TopicError;
 
 const T0: Instant = Instant::from_millis(1_700_000_000_000);
 const CLIENT: ConnId = ConnId(1);
@@ -560,6 +561,35 @@ fn a_commit_survives_the_coordinators_crash_and_the_new_leader_answers_it() {
     };
     assert_eq!(offsets.len(), 1);
     assert_eq!(offsets[0].1.as_ref().map(|o| o.offset), Some(42));
+}
+
+#[test]
+fn a_client_cannot_produce_to_the_offsets_topic_and_commits_are_untouched() {
+    let mut c = three_nodes_with_a_topic();
+    let coordinator = find_coordinator(&mut c, NodeId(1), "g");
+    c.run_for(Duration::from_millis(500));
+    assert_eq!(
+        commit(&mut c, coordinator, "g", 7),
+        Response::Group(CoordinatorResponse::Commit(Ok(())))
+    );
+    let offsets_partitions = c.node(coordinator).image().topic(OFFSETS_TOPIC).expect("made");
+    let count = offsets_partitions.partitions.len() as i32;
+    for partition in 0..count {
+        let id = PartitionId::new(OFFSETS_TOPIC, partition);
+        let leader = c.leader(NodeId(1), &id).expect("a leader");
+        let Response::Error(RequestError::InvalidTopic(TopicError::Internal(topic))) =
+            c.produce(leader, &id, b"not a coordinator record")
+        else {
+            panic!("partition {partition}: a client's produce to {OFFSETS_TOPIC} is refused")
+        };
+        assert_eq!(topic, OFFSETS_TOPIC);
+    }
+    let Response::Group(CoordinatorResponse::Fetch(Ok(offsets))) =
+        committed(&mut c, coordinator, "g")
+    else {
+        panic!("a fetch answer")
+    };
+    assert_eq!(offsets[0].1.as_ref().map(|o| o.offset), Some(7));
 }
 
 fn producer_id(response: Response) -> i64 {
