@@ -316,6 +316,10 @@ impl Coordinator {
         if let Err(error) = checked {
             return self.reply(token, CoordinatorResponse::Commit(Err(error)));
         }
+        let shard = self.shards.get_mut(&partition).expect("checked: led here");
+        if let Some(entry) = shard.groups.get_mut(&commit.group) {
+            entry.group.commit_heard(now, &commit.member_id);
+        }
         if commit.offsets.is_empty() {
             return self.reply(token, CoordinatorResponse::Commit(Ok(())));
         }
@@ -663,12 +667,8 @@ fn check_commit(entry: Option<&GroupEntry>, commit: &OffsetCommit) -> Result<(),
         // A simple consumer may not commit while the group has members.
         return Err(GroupError::UnknownMemberId.into());
     }
-    if !group.has_member(&commit.member_id) {
-        return Err(GroupError::UnknownMemberId.into());
-    }
-    if commit.generation != group.generation() {
-        return Err(GroupError::IllegalGeneration.into());
-    }
+    let instance = commit.group_instance_id.as_deref();
+    group.check_member(&commit.member_id, instance, commit.generation)?;
     if state == GroupState::CompletingRebalance {
         return Err(GroupError::RebalanceInProgress.into());
     }

@@ -416,6 +416,57 @@ fn commits_are_checked_against_the_group_as_kafka_3_checks_them() {
 }
 
 #[test]
+fn a_commit_fences_a_replaced_static_instance_and_counts_as_the_members_heartbeat() {
+    let mut h = Harness::new(1);
+    h.lead_all(0);
+    let mut join = join_request("");
+    join.group_instance_id = Some("instance".into());
+    let token = h.request(CoordinatorRequest::Join { group: "g".into(), request: join });
+    h.now = h.now + Duration::from_secs(2);
+    h.coordinator.handle_timeout(h.now);
+    h.pump();
+    let Some(CoordinatorResponse::Join(Ok(JoinResponse { generation, member_id, .. }))) =
+        h.reply(token).cloned()
+    else {
+        panic!("joined: {:?}", h.reply(token))
+    };
+    let sync = SyncRequest {
+        member_id: member_id.clone(),
+        group_instance_id: Some("instance".into()),
+        generation,
+        assignments: vec![(member_id.clone(), Bytes::from_static(b"assignment"))],
+    };
+    let token = h.request(CoordinatorRequest::Sync { group: "g".into(), request: sync });
+    assert!(matches!(h.reply(token), Some(CoordinatorResponse::Sync(Ok(_)))));
+    let commit = |member: &str| {
+        let mut commit = simple_commit("g", &[(0, 3)]);
+        commit.member_id = member.into();
+        commit.group_instance_id = Some("instance".into());
+        commit.generation = generation;
+        CoordinatorRequest::Commit(commit)
+    };
+    // Another member id naming the instance (an old process of a restarted static member).
+    let token = h.request(commit("stale-process"));
+    let fenced = CoordinatorResponse::Commit(Err(GroupError::FencedInstanceId.into()));
+    assert_eq!(h.reply(token), Some(&fenced));
+    // The member commits every 4 s for 40 s and never heartbeats: its 10 s session holds.
+    for _ in 0..10 {
+        h.now = h.now + Duration::from_secs(4);
+        h.coordinator.handle_timeout(h.now);
+        h.pump();
+        let token = h.request(commit(&member_id));
+        assert_eq!(h.reply(token), Some(&CoordinatorResponse::Commit(Ok(()))));
+    }
+    let group = h.coordinator.group("g").expect("known");
+    assert!(group.has_member(&member_id) && group.state() == GroupState::Stable);
+    // Silent for longer than its session: it is gone.
+    h.now = h.now + Duration::from_secs(11);
+    h.coordinator.handle_timeout(h.now);
+    h.pump();
+    assert!(!h.coordinator.group("g").expect("known").has_member(&member_id));
+}
+
+#[test]
 fn a_rebuild_from_the_records_equals_the_live_state() {
     for seed in 0..20 {
         let mut rng = crate::core::rng::seeded(seed);

@@ -415,7 +415,10 @@ impl Group {
     }
 
     /// The checks Kafka makes before a SyncGroup or a Heartbeat, in its order.
-    fn check_member(
+    /// Whether `member_id` (with its `group.instance.id`) is a member of `generation`, in
+    /// Kafka's order: a static instance held by another member id is fenced, then an unknown
+    /// member, then another generation. Heartbeats and OffsetCommit ask it.
+    pub(crate) fn check_member(
         &self,
         member_id: &str,
         group_instance_id: Option<&str>,
@@ -446,6 +449,15 @@ impl Group {
             protocol_name: self.protocol_name.clone().expect("a generation has a protocol"),
             assignment: member.assignment.clone(),
         }
+    }
+
+    /// A member's accepted OffsetCommit counts as a heartbeat, as Kafka's does: its session
+    /// starts again. Nothing for a committer that is not a member (a simple consumer).
+    pub fn commit_heard(&mut self, now: Instant, member_id: &str) {
+        if self.members.contains_key(member_id) {
+            self.refresh_session(now, member_id);
+        }
+        self.invariants();
     }
 
     fn refresh_session(&mut self, now: Instant, member_id: &str) {
