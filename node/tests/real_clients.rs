@@ -188,6 +188,11 @@ fn kafka_python_admin_creates_describes_and_deletes_a_topic() {
 }
 
 #[test]
+fn aiokafka_produces_idempotently_and_a_group_reads_commits_and_resumes() {
+    run_scenario("aiokafka", Duration::from_secs(600));
+}
+
+#[test]
 fn cairn_client_and_confluent_kafka_read_each_others_records_with_every_codec() {
     run_scenario("cairn-interop", Duration::from_secs(600));
 }

@@ -3,7 +3,7 @@
 
     python3 tests/clients/run.py --cairn target/debug/cairn [SCENARIO ...]
 
-Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, cairn-interop,
+Scenarios (default: all): kcat, confluent-keyed, kafka-python-admin, aiokafka, cairn-interop,
 cooperative-interop, crash-fsync,
 clean-restart, cluster-failover, cluster-failover-idempotent, groups, group-rebalance,
 coordinator-failover. Each one but the cluster ones gets its own node: a fresh temporary directory (data dir, node log,
@@ -26,7 +26,7 @@ then it fails. Exit status: 0 if nothing failed and something ran, 1 if anything
 77 if everything was skipped. The last line is "N passed, N failed, N skipped".
 
 The Python clients run under this same interpreter (sys.executable): run this file with the
-interpreter that has confluent-kafka and kafka-python (CI: /opt/cairn-venv/bin/python, made by
+interpreter that has confluent-kafka, kafka-python and aiokafka (CI: /opt/cairn-venv/bin/python, made by
 .ci/install-clients).
 """
 
@@ -210,6 +210,16 @@ def scenario_kafka_python_admin(s):
     s.node.stop_clean()
 
 
+def scenario_aiokafka(s):
+    """aiokafka's admin client, idempotent producer and consumer group: every record read
+    once, the group resumed at its commits, listed and described as a consumer group."""
+    need_module("aiokafka")
+    s.node.start()
+    s.client("aiokafka_groups.py", "--count", 3000, "--timeout", 60, timeout=400)
+    s.node.check_alive("after the aiokafka group")
+    s.node.stop_clean()
+
+
 def scenario_cairn_interop(s):
     """cairn-client both ways with confluent-kafka: every codec, keys, headers, timestamps."""
     need_module("confluent_kafka")
@@ -340,6 +350,7 @@ SCENARIOS = {
     "kcat": scenario_kcat,
     "confluent-keyed": scenario_confluent_keyed,
     "kafka-python-admin": scenario_kafka_python_admin,
+    "aiokafka": scenario_aiokafka,
     "cairn-interop": scenario_cairn_interop,
     "cooperative-interop": scenario_cooperative_interop,
     "crash-fsync": scenario_crash_fsync,
