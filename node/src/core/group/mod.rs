@@ -169,7 +169,7 @@ impl Group {
     /// The group's protocol type: the one its members share, or, without members, the one
     /// its last members had (empty if it never had any).
     pub fn protocol_type(&self) -> &str {
-        self.members.values().next().map_or(&self.protocol_type, |member| &member.protocol_type)
+        &self.protocol_type
     }
 
     /// The group as DescribeGroups reports it.
@@ -414,10 +414,9 @@ impl Group {
         self.events.push_back(event);
     }
 
-    /// The checks Kafka makes before a SyncGroup or a Heartbeat, in its order.
     /// Whether `member_id` (with its `group.instance.id`) is a member of `generation`, in
     /// Kafka's order: a static instance held by another member id is fenced, then an unknown
-    /// member, then another generation. Heartbeats and OffsetCommit ask it.
+    /// member, then another generation. SyncGroup, Heartbeat and OffsetCommit ask it.
     pub(crate) fn check_member(
         &self,
         member_id: &str,
