@@ -554,8 +554,9 @@ impl World {
         // old one need not be in a later leader's log (`silent-corruption` seed 4818: the lone
         // voter's Raft log was cut from index 83 to 14; the broker, restarted, still knew index 83
         // committed, which the voter's log, leading a later term, no longer holds).
-        let leaders = live.iter().filter(|(_, c)| c.raft().role() == RaftRole::Leader);
-        for (leader, core_l) in leaders.filter(|_| !self.committed_metadata_lost) {
+        let forked = self.committed_metadata_lost;
+        let leaders = live.iter().filter(|(_, c)| !forked && c.raft().role() == RaftRole::Leader);
+        for (leader, core_l) in leaders {
             for (member, core_m) in &live {
                 let raft = core_m.raft();
                 let m = (*member, raft.log(), raft.commit_index(), raft.term());

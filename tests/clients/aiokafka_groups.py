@@ -26,8 +26,9 @@ from common import Deadline, check_reachable, fail, main_wrapper, require_module
 
 
 async def consume(bootstrap, topic, group, want, timeout, idle=None):
-    """Reads in `group` until `want` records came (or, with `idle`, for that long when none
-    are wanted); commits and closes. Returns the records as (partition, offset, key, value)."""
+    """Reads in `group` until `want` records came, and with `idle` that many seconds more
+    (so records beyond `want` are seen too); commits and closes. Returns the records as
+    (partition, offset, key, value) and the committed offsets by partition."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -39,17 +40,19 @@ async def consume(bootstrap, topic, group, want, timeout, idle=None):
     )
     await consumer.start()
     got = []
+
+    async def take(seconds):
+        batch = await consumer.getmany(timeout_ms=int(seconds * 1000))
+        for records in batch.values():
+            got.extend((r.partition, r.offset, r.key, r.value) for r in records)
+
     try:
         deadline = Deadline(timeout)
         while len(got) < want:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                got += [(r.partition, r.offset, r.key, r.value) for r in records]
+            await take(0.5)
             deadline.check(f"{want} records in group {group} (got {len(got)})")
         if idle:
-            batch = await consumer.getmany(timeout_ms=int(idle * 1000))
-            for records in batch.values():
-                got += [(r.partition, r.offset, r.key, r.value) for r in records]
+            await take(idle)
         await consumer.commit()
         committed = {tp.partition: await consumer.committed(tp) for tp in consumer.assignment()}
     finally:

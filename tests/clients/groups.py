@@ -32,7 +32,7 @@ import subprocess
 import time
 import urllib.request
 
-from common import Deadline, check_reachable, fail, main_wrapper, produce_acked, require_module
+from common import Deadline, check_reachable, fail, main_wrapper, produce_acked, require_module, wait_future
 
 GROUPS = ["cg-confluent", "cg-kcat", "cg-python"]
 
@@ -167,7 +167,7 @@ def check_consumer_groups(bootstrap, timeout):
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    listed = admin.list_consumer_groups(request_timeout=timeout).result(timeout)
+    listed = wait_future(admin.list_consumer_groups(request_timeout=timeout), timeout, "list_consumer_groups")
     if listed.errors:
         fail(f"list_consumer_groups: errors {listed.errors}")
     by_id = {group.group_id: group for group in listed.valid}

@@ -48,10 +48,10 @@ impl Group {
                     || member.group_instance_id != request.group_instance_id
             })
             .collect();
-        let Some(first) = others.first() else {
+        if others.is_empty() {
             return Ok(());
-        };
-        if first.protocol_type != request.protocol_type {
+        }
+        if self.protocol_type != request.protocol_type {
             return Err(GroupError::InconsistentGroupProtocol);
         }
         let shared = request
@@ -134,7 +134,8 @@ impl Group {
                 return;
             }
         }
-        let unchanged = member.matches(&request.protocol_type, &request.protocols);
+        let unchanged =
+            self.protocol_type == request.protocol_type && member.matches(&request.protocols);
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         let rejoin = match self.state {
             GroupState::PreparingRebalance => true,
@@ -178,7 +179,6 @@ impl Group {
             client_id: request.client_id,
             session_timeout: request.session_timeout,
             rebalance_timeout: request.rebalance_timeout,
-            protocol_type: request.protocol_type.clone(),
             protocols: request.protocols,
             assignment: bytes::Bytes::new(),
             awaiting_join: Some(token),
@@ -199,7 +199,6 @@ impl Group {
         member.client_id.clone_from(&request.client_id);
         member.session_timeout = request.session_timeout;
         member.rebalance_timeout = request.rebalance_timeout;
-        member.protocol_type.clone_from(&request.protocol_type);
         member.protocols.clone_from(&request.protocols);
         self.protocol_type.clone_from(&request.protocol_type);
         // A client has one JoinGroup in flight; a second replaces the first, which is still
@@ -232,7 +231,8 @@ impl Group {
             let result = Err(GroupError::FencedInstanceId);
             self.answer(GroupEvent::Sync { token: old, result });
         }
-        let unchanged = member.matches(&request.protocol_type, &request.protocols);
+        let unchanged =
+            self.protocol_type == request.protocol_type && member.matches(&request.protocols);
         let member_id = self.new_member_id(&request.client_id);
         let instance = request.group_instance_id.clone().expect("a static member");
         self.static_members.insert(instance, member_id.clone());
@@ -245,7 +245,6 @@ impl Group {
         member.client_id = request.client_id;
         member.session_timeout = request.session_timeout;
         member.rebalance_timeout = request.rebalance_timeout;
-        member.protocol_type.clone_from(&request.protocol_type);
         member.protocols = request.protocols;
         self.members.insert(member_id.clone(), member);
         self.protocol_type = request.protocol_type;

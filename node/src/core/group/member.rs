@@ -18,7 +18,6 @@ pub(super) struct Member {
     pub client_id: String,
     pub session_timeout: Duration,
     pub rebalance_timeout: Duration,
-    pub protocol_type: String,
     /// The assignors in the member's order of preference, with their metadata.
     pub protocols: Vec<(String, Bytes)>,
     /// The assignment from the last completed SyncGroup.
@@ -44,9 +43,10 @@ impl Member {
             .unwrap_or_default()
     }
 
-    /// Whether a join with `protocols` asks for exactly what the member already has (same
-    /// assignors, same order, same metadata): Kafka's `MemberMetadata.matches`.
-    pub fn matches(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
-        self.protocol_type == protocol_type && self.protocols == protocols
+    /// Whether a join with `protocols` asks for exactly the assignors the member already
+    /// has (same order, same metadata): Kafka's `MemberMetadata.matches`, whose protocol
+    /// type half is the group's ([`super::Group::protocol_type`]).
+    pub fn matches(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.protocols == protocols
     }
 }

@@ -115,7 +115,6 @@ impl Group {
                 client_id: restored.client_id,
                 session_timeout: restored.session_timeout,
                 rebalance_timeout: restored.rebalance_timeout,
-                protocol_type: snapshot.protocol_type.clone(),
                 protocols: restored.protocols,
                 assignment: restored.assignment,
                 awaiting_join: None,
